@@ -60,7 +60,9 @@ def test_store_is_chunked_compressed_zarr_v3(tmp_path):
     meta = json.loads((path / "Zr_La" / "zarr.json").read_text())
     assert meta["zarr_format"] == 3
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 7, 11]
-    assert any(c["name"] == "zstd" for c in meta["codecs"])
+    blosc = [c for c in meta["codecs"] if c["name"] == "blosc"]
+    assert blosc and blosc[0]["configuration"]["cname"] == "lz4"
+    assert blosc[0]["configuration"]["shuffle"] == "bitshuffle"
     assert meta["dimension_names"] == ["z", "y", "x"]
 
 

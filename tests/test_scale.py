@@ -3,6 +3,7 @@ pickles without closures, and resampling a large lazy volume holds chunks, not t
 
 from __future__ import annotations
 
+import math
 import pickle
 import tracemalloc
 import warnings
@@ -126,6 +127,28 @@ def test_working_view_is_block_means_in_the_same_frame():
     assert g.origin == (72.0, 72.0)
     assert v.attrs["history"][-1]["step"] == "working_view"
     assert working_view(ds, max_pixels=2000) is ds
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "max_pixels"),
+    [((3, 50, 47), (1, 7, 11), 30), ((2, 100, 100), (1, 33, 40), 100), ((2, 40, 41), (2, 5, 3), 25),
+     ((1, 64, 64), (1, 64, 64), 64)],
+)
+def test_block_means_of_chunks_that_blocks_do_not_divide(shape, chunks, max_pixels):
+    # each chunk reduces the blocks that start in it (no re-chunking): numpy reshape-mean is the truth
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 100, shape).astype(np.uint16)
+    ds = pfs.stack({"Li6": da.from_array(a, chunks=chunks)}, pixel_size="72 nm", slice_thickness="60 nm")
+    v = working_view(ds, max_pixels=max_pixels)
+    f = math.ceil(math.sqrt(shape[1] * shape[2] / max_pixels))
+    ny, nx = shape[1] // f, shape[2] // f
+    truth = a[:, : ny * f, : nx * f].reshape(shape[0], ny, f, nx, f).mean(axis=(2, 4))
+    assert v.Li6.dtype == np.float32
+    assert isinstance(v.Li6.data, da.Array)
+    np.testing.assert_allclose(v.Li6.values, truth, rtol=1e-6)
+    np.testing.assert_allclose(v.y.values, ds.y.values[: ny * f].reshape(ny, f).mean(axis=1))
+    if min(chunks[1:]) >= f - 1:  # no re-chunking: one output block per input chunk
+        assert v.Li6.data.numblocks == ds.Li6.data.numblocks
 
 
 def test_fuse_estimates_from_a_working_view_on_large_fields():

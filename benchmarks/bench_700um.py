@@ -172,10 +172,11 @@ def run_one(args) -> dict:
             warnings.filterwarnings("ignore", message="Consolidated metadata")
             labels.to_dataset(name="phase").to_zarr(out / "phases.zarr", mode="w", zarr_format=3, consolidated=True)
 
-    stages.run("phase classification -> phases.zarr", grid_vox * len(EDS_CHANNELS), classify)
-    labels = xr.open_zarr(out / "phases.zarr", consolidated=True, zarr_format=3).phase
-    ps = stages.run("per-phase statistics of Li6", grid_vox, pfs.phase_statistics, f.Li6, labels)
-    ps = ps.compute()
+    ps = None
+    if not args.skip_phases:
+        stages.run("phase classification -> phases.zarr", grid_vox * len(EDS_CHANNELS), classify)
+        labels = xr.open_zarr(out / "phases.zarr", consolidated=True, zarr_format=3).phase
+        ps = stages.run("per-phase statistics of Li6", grid_vox, pfs.phase_statistics, f.Li6, labels).compute()
     result = {
         "field": args.field, "slices": nz, "eds_shape": [ny, nx], "sims_shape": list(sims.Li6.shape[1:]),
         "scheduler": args.scheduler, "chunks": args.chunks, "max_pixels": args.max_pixels,
@@ -184,7 +185,7 @@ def run_one(args) -> dict:
         "drift_slice_nm": d1.values.tolist(), "drift_cross_nm": d2.values.tolist(),
         "transform": T.matrix.tolist(), "covariance": cov, "pearson": float(r), "n": int(r.n),
         "hist_sum": int(hist.sum()), "hist_sha": _hist_digest(hist),
-        "phase_stats": {v: np.asarray(ps[v].values).tolist() for v in ps.data_vars},
+        "phase_stats": None if ps is None else {v: np.asarray(ps[v].values).tolist() for v in ps.data_vars},
         "load": os.getloadavg(),
     }
     if client is not None:
@@ -243,6 +244,7 @@ def main(argv=None) -> None:
     p.add_argument("--max-pixels", type=int, default=1024 * 1024, help="pixels a slice of the estimation views")
     p.add_argument("--classify-chunks", type=int, default=512, help="in-plane chunks for classify_phases (z: 8)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-phases", action="store_true", help="stop after the statistics (no classification)")
     p.add_argument("--from-store", help="input store directory (written from the phantom once if missing)")
     p.add_argument("--write-store", default="/tmp/pfibsims-bench-700um-out", help="output directory")
     p.add_argument("--json", help="write the result here")

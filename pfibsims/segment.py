@@ -418,19 +418,15 @@ def classify_phases(
 
 
 # -- statistics --------------------------------------------------------------------
-def _lookup_block(block: np.ndarray, *, lut: np.ndarray) -> np.ndarray:
-    b = np.asarray(block).astype(np.int64)
-    inside = (b >= 0) & (b < lut.size)
-    return np.where(inside, lut[np.clip(b, 0, lut.size - 1)], -1)
+def _groups(labels: xr.DataArray, values: list[int]) -> tuple[Any, np.ndarray]:
+    """The labels as they are (numpy or dask, own dtype) and the label -> phase index table.
 
-
-def _groups(labels: xr.DataArray, values: list[int]) -> Any:
+    The block kernels of :func:`grouped_statistics` apply the table voxel by
+    voxel, so no int64 group array is made (labels outside the table: -1).
+    """
     lut = np.full(max(values) + 1, -1, dtype=np.int64)
     lut[values] = np.arange(len(values))
-    data = _as_array(labels.data)
-    if isinstance(data, darr.Array):
-        return darr.map_blocks(_lookup_block, data, dtype=np.int64, lut=lut)
-    return _lookup_block(data, lut=lut)
+    return _as_array(labels.data), lut
 
 
 def _stats_vars(stats: dict[str, np.ndarray], dim: str, units: Any) -> dict[str, tuple]:
@@ -500,7 +496,8 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     values, names = _flags(labels)
     _check_same_grid(da, labels)
     spacing = _spacing(da, "da")
-    stats = grouped_statistics(_as_array(da.data), _groups(labels, values), len(values), bins=int(bins), quantiles=_QUANTILES)
+    groups, lut = _groups(labels, values)
+    stats = grouped_statistics(_as_array(da.data), groups, len(values), bins=int(bins), quantiles=_QUANTILES, lut=lut)
     total = stats["count"].sum()
     voxel_um3 = math.prod(spacing) * 1e-9
     data_vars = _stats_vars(stats, "phase", da.attrs.get("units"))

@@ -184,15 +184,20 @@ def _histogram_numpy(v, g, t, lo, width, bins) -> np.ndarray:
 
 
 # -- block functions the graph maps over chunks -------------------------------------
+def _compiled(compiled: bool | None) -> bool:
+    # read at call time: benchmarks/bench_grouped.py sets HAVE_NUMBA = False to time the numpy path
+    return HAVE_NUMBA if compiled is None else bool(compiled)
+
+
 def moments_block(values: np.ndarray, groups: np.ndarray, n: int, *, lut: np.ndarray | None = None,
-                  compiled: bool = HAVE_NUMBA) -> np.ndarray:
+                  compiled: bool | None = None) -> np.ndarray:
     """Per-group ``(count, mean, m2, min, max)`` of one block, shape ``(n, 5)``.
 
     ``m2`` is the sum of squared deviations from the block's group mean
     (computed in a second pass over the block, so exact to float64 rounding);
     an empty group has ``(0, 0, 0, inf, -inf)``.  ``lut`` maps raw group
     values to groups (see :func:`grouped_statistics`); ``compiled=False``
-    runs the numpy reference.
+    runs the numpy reference (default: compiled when numba is installed).
 
     Examples
     --------
@@ -201,7 +206,7 @@ def moments_block(values: np.ndarray, groups: np.ndarray, n: int, *, lut: np.nda
            [ 1., 10.,  0., 10., 10.]])
     """
     v, g, t = _flat_values(values), _flat_groups(groups), _table(n, lut)
-    return (_moments_compiled if compiled else _moments_numpy)(v, g, t, n)
+    return (_moments_compiled if _compiled(compiled) else _moments_numpy)(v, g, t, n)
 
 
 def _merge_moments(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -215,7 +220,7 @@ def _merge_moments(parts: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def histogram_block(values: np.ndarray, groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int, *,
-                    lut: np.ndarray | None = None, compiled: bool = HAVE_NUMBA) -> np.ndarray:
+                    lut: np.ndarray | None = None, compiled: bool | None = None) -> np.ndarray:
     """Per-group histograms of one block, int64 of shape ``(n, bins)``; group ``k`` spans ``[lo[k], hi[k]]``.
 
     A value's bin is ``floor((x - lo) / (hi - lo) * bins)`` clipped to the
@@ -231,7 +236,7 @@ def histogram_block(values: np.ndarray, groups: np.ndarray, lo: np.ndarray, hi: 
     n = len(lo)
     width = np.where(hi > lo, hi - lo, 1.0)
     v, g, t = _flat_values(values), _flat_groups(groups), _table(n, lut)
-    if not compiled:
+    if not _compiled(compiled):
         return _histogram_numpy(v, g, t, lo, width, int(bins))
     out = np.zeros((n, int(bins)), dtype=np.int64)
     _group_counts(v, g, t, lo, width, int(bins), out)

@@ -35,6 +35,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import curve_fit
 
 from ._distance import signed_distance
+from . import _smooth as _smooth_mod
 from ._grouped import grouped_statistics
 from ._threshold import METHODS, threshold
 from .dataset import record
@@ -140,67 +141,6 @@ def _smooth(arr: Any, sigma: tuple[float, ...]) -> Any:
     return _gaussian_block(arr, sigma=sigma) if any(sigma) else np.asarray(arr, dtype=np.float32)
 
 
-def _overlapped_depth(shape: tuple[int, ...], sigma: tuple[float, ...]) -> tuple[int, ...]:
-    return tuple(min(math.ceil(4.0 * s), n - 1) if s else 0 for s, n in zip(sigma, shape, strict=False))
-
-
-def _overlapped(arr: Any, sigma: tuple[float, ...]) -> tuple[Any, tuple[int, ...]]:
-    """A dask channel with halos of 4 sigma (``nearest`` at the faces), and the halo depth per axis.
-
-    Smoothing an overlapped block and trimming ``depth`` gives what
-    ``map_overlap`` gives, but inside the task that uses it (the labels), so
-    no smoothed float32 block is held between tasks.
-    """
-    depth = _overlapped_depth(arr.shape, sigma)
-    if not any(depth):
-        return arr, depth
-    return darr.overlap.overlap(arr, depth=dict(enumerate(depth)), boundary="nearest"), depth
-
-
-def _smooth_core(block: np.ndarray, sigma: tuple[float, ...], depth: tuple[int, ...]) -> np.ndarray:
-    """The smoothed core (halo trimmed) of one overlapped block, float32."""
-    out = _smooth(block, sigma)
-    return out[tuple(slice(d, n - d) for d, n in zip(depth, out.shape, strict=False))]
-
-
-def _core_chunks(ov: Any, depth: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(c - 2 * d for c in ch) for ch, d in zip(ov.chunks, depth, strict=False))
-
-
-def _label_block(
-    *blocks: np.ndarray,
-    scale: np.ndarray,
-    cut: np.ndarray,
-    spread: np.ndarray,
-    yields: np.ndarray,
-    sigma: tuple[float, ...] | None = None,
-    depth: tuple[int, ...] | None = None,
-) -> np.ndarray:
-    """Labels of one block: the channel of largest positive score, one channel at a time (float32).
-
-    With ``sigma``, ``blocks`` are raw overlapped blocks, smoothed (and
-    trimmed by ``depth``) one channel at a time; otherwise smoothed blocks.
-    """
-    best = top = claimed = None
-    order = [i for i in range(len(blocks)) if not yields[i]] + [i for i in range(len(blocks)) if yields[i]]
-    for i in order:
-        smoothed = blocks[i] if sigma is None else _smooth_core(blocks[i], sigma, depth)
-        score = (np.asarray(smoothed, dtype=np.float32) / np.float32(scale[i]) - np.float32(cut[i])) / np.float32(spread[i])
-        del smoothed
-        if best is None:
-            best = np.zeros(score.shape, dtype=np.uint8)
-            top = np.zeros(score.shape, dtype=np.float32)  # a score must beat 0 to claim a voxel
-            claimed = np.zeros(score.shape, dtype=bool)
-        if yields[i] and not yields.all():
-            score[claimed] = -np.inf
-        win = score > top  # NaN never wins
-        best[win] = i + 1
-        top[win] = score[win]
-        if not yields[i]:
-            claimed |= score > 0
-    return best
-
-
 def _resolve_channels(ds: xr.Dataset, channels: Any, phases: Any) -> dict[str, str]:
     """``{channel: phase}`` in label order."""
     if phases is not None and not isinstance(phases, Mapping):
@@ -229,24 +169,38 @@ def _resolve_channels(ds: xr.Dataset, channels: Any, phases: Any) -> dict[str, s
     return out
 
 
+def _expand(arr: Any, dims: tuple[str, ...]) -> Any:
+    """A channel as (z, y, x): size-1 axes for the spatial dims it lacks."""
+    return arr[tuple(slice(None) if d in dims else None for d in SPATIAL_DIMS)]
+
+
 def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple[list[np.ndarray], int]:
-    """A strided sub-sample of the smoothed channels (the same voxels of each), at most ``budget`` voxels each."""
+    """The smoothed voxels of a few tiles spread over the (z, y, x) channels (the same voxels of each).
+
+    Only the tiles, each with its halo of the kernel radius, are read and
+    smoothed (:func:`pfibsims._smooth.sample_tiles`); ``nearest`` at the faces.
+    Returns the samples (float64) and the number of tiles.
+    """
     shape = channels[0].shape
-    big = [n for n in shape if n > 1]
-    step = max(1, math.ceil((math.prod(shape) / budget) ** (1 / max(len(big), 1))))
-    index = tuple(slice(None, None, step if n > 1 else None) for n in shape)
-    views = []
-    for c in channels:
-        if not isinstance(c, darr.Array):
-            views.append(_smooth(c, sigma)[index])
-        elif any(sigma):
-            depth = dict(enumerate(_overlapped_depth(c.shape, sigma)))
-            views.append(darr.map_overlap(_smooth, c, depth=depth, boundary="nearest", dtype=np.float32, sigma=sigma)[index])
-        else:
-            views.append(c.astype(np.float32)[index])
-    lazy = [v for v in views if isinstance(v, darr.Array)]
+    r = [_smooth_mod.radius(s) for s in sigma]
+    tiles = _smooth_mod.sample_tiles(shape, budget)
+    windows = [
+        tuple(slice(max(t.start - k, 0), min(t.stop + k, n)) for t, k, n in zip(tile, r, shape, strict=True)) for tile in tiles
+    ]
+    parts = [[c[w] for w in windows] for c in channels]
+    lazy = [p for ps in parts for p in ps if isinstance(p, darr.Array)]
     done = iter(dask.compute(*lazy)) if lazy else iter(())
-    return [np.asarray(next(done) if isinstance(v, darr.Array) else v, dtype=np.float64).ravel() for v in views], step
+    out = []
+    for ps in parts:
+        values = []
+        for tile, w, p in zip(tiles, windows, ps, strict=True):
+            block = np.asarray(next(done) if isinstance(p, darr.Array) else p, dtype=np.float32)
+            pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
+            block = _smooth(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
+            core = tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))
+            values.append(block[core].astype(np.float64).ravel())
+        out.append(np.concatenate(values))
+    return out, len(tiles)
 
 
 def classify_phases(
@@ -346,12 +300,13 @@ def classify_phases(
     dims = _spatial(first, f"ds['{names[0]}']")
     spacing = _spacing(first, f"ds['{names[0]}']")
     sigma_nm = 0.0 if smooth is None or smooth == 0 else length_nm(smooth, name="smooth")
-    sigma = tuple(sigma_nm / s if n > 1 else 0.0 for s, n in zip(spacing, first.shape, strict=False))
-    arrays = [_as_array(ds[c].transpose(*dims).data) for c in names]
+    per_dim = dict(zip(dims, (sigma_nm / s if n > 1 else 0.0 for s, n in zip(spacing, first.shape, strict=False)), strict=True))
+    sigma = tuple(per_dim.get(d, 0.0) for d in SPATIAL_DIMS)  # as (z, y, x)
+    arrays = [_expand(_as_array(ds[c].transpose(*dims).data), dims) for c in names]
     lazy = next((a for a in arrays if isinstance(a, darr.Array)), None)
     if lazy is not None:  # one chunking for all, so blocks of every channel line up
         arrays = [darr.asarray(a).rechunk(lazy.chunks) for a in arrays]
-    samples, step = _sample(arrays, sigma, int(sample))
+    samples, n_tiles = _sample(arrays, sigma, int(sample))
     scale, cut, spread, record_t = [], [], [], {}
     for c, x in zip(names, samples, strict=False):
         x = x[np.isfinite(x)]
@@ -385,15 +340,15 @@ def classify_phases(
         raise PfibsimsError(f"yielding: expected phases among {list(table.values())}, got {unknown}")
     yields = np.array([table[c] in yielding for c in names])
     kw = {"scale": np.array(scale), "cut": np.array(cut), "spread": np.array(spread), "yields": yields}
-    if lazy is not None:  # one task a block: smooth a channel, score it, drop it, next channel
-        overlapped = [_overlapped(a, sigma) for a in arrays]
-        depth = overlapped[0][1]
-        data = darr.map_blocks(
-            _label_block, *[o for o, _ in overlapped], chunks=_core_chunks(overlapped[0][0], depth), dtype=np.uint8,
-            sigma=sigma, depth=depth, **kw,
-        )
+    weights = tuple(_smooth_mod.gaussian_half(s) for s in sigma)
+    if lazy is not None:  # slabs that smooth, score and label in one task; see pfibsims._smooth
+        r = tuple(w.size - 1 for w in weights)
+        data = _smooth_mod.label_array(_smooth_mod.prepare(arrays, r), weights=weights, params=kw)
     else:
-        data = _label_block(*[_smooth(a, sigma) for a in arrays], **kw)
+        r = [(w.size - 1,) * 2 for w in weights]
+        win = np.stack([np.pad(np.asarray(a), r, mode="edge") for a in arrays])
+        data = _smooth_mod.label_window(win, depth=arrays[0].shape[0], weights=weights, **kw)
+    data = data[tuple(slice(None) if d in dims else 0 for d in SPATIAL_DIMS)]
     coords = {k: v for k, v in first.coords.items() if set(v.dims) <= set(dims)}
     out = xr.DataArray(data, dims=dims, coords=coords, name="phase")
     phase_names = [MATRIX, *table.values()]
@@ -411,7 +366,7 @@ def classify_phases(
         method=method,
         smooth=f"{sigma_nm:.6g} {LENGTH_UNIT}",
         yielding=[table[c] for c in names if table[c] in yielding],
-        sample_step=step,
+        sample_tiles=n_tiles,
         sample_voxels=int(samples[0].size),
         thresholds=record_t,
     )

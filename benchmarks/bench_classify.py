@@ -1,0 +1,125 @@
+"""Benchmark: classify_phases on a wide field read from a Zarr store, labels written to a Zarr store.
+
+Each case runs in its own subprocess (so each peak RSS, ``ru_maxrss``, is its
+own): open the store with ``pfibsims.open_dataset``, take the first
+``--slices`` slices and a ``--crop`` x ``--crop`` px corner (default: the whole
+field), ``classify_phases`` the EDS channels (the threshold sample is read
+there), then ``dask.array.store`` the lazy labels into a preallocated Zarr
+array with the input's chunks (dask threads, ``--threads``).  Prints a
+Markdown table: wall time of the sample and of the store, channel voxels per
+second (channels x voxels / total time) and peak RSS, with the per-label
+voxel counts so that runs can be compared.
+
+``--pythonpath DIR`` runs a case with another pfibsims first on the path,
+e.g. the code before a change: ``git archive <commit> pfibsims | tar -x -C
+/tmp/old`` then ``--pythonpath /tmp/old``; cases ``new`` and ``old`` are then
+interleaved ``--repeats`` times.
+
+    .venv/bin/python benchmarks/bench_classify.py --store /tmp/h11/out700-10b/fused.zarr --slices 10 \
+        --out /tmp/classify-bench --pythonpath /tmp/old --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CHANNELS = ["Zr_La", "Co_La", "Al_Ka", "C_Ka"]
+
+
+def _child(store: str, slices: int, crop: int | None, out: str, threads: int) -> dict:
+    import dask
+    import dask.array as da
+    import numpy as np
+    import zarr
+
+    import pfibsims as pfs
+    from pfibsims.segment import classify_phases
+
+    ds = pfs.open_dataset(store)[CHANNELS].isel(z=slice(0, slices))
+    if crop:
+        ds = ds.isel(y=slice(0, crop), x=slice(0, crop))
+    chunks = tuple(c[0] for c in ds[CHANNELS[0]].data.chunks)
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler="threads", num_workers=threads):
+        labels = classify_phases(ds)
+        t1 = time.perf_counter()
+        target = zarr.create_array(out, shape=labels.shape, chunks=chunks, dtype="uint8", overwrite=True)
+        data = labels.data
+        if any(len(set(c[:-1])) > 1 or (c and c[0] % s) for c, s in zip(data.chunks, chunks, strict=True)):
+            data = data.rechunk(chunks)  # only if not aligned with the store's chunks
+        da.store(data, target, lock=False)
+    t2 = time.perf_counter()
+    counts = np.zeros(256, np.int64)
+    for k in range(labels.shape[0]):
+        counts += np.bincount(target[k].ravel(), minlength=256)
+    return {
+        "sample_s": t1 - t0,
+        "store_s": t2 - t1,
+        "total_s": t2 - t0,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+        "shape": list(labels.shape),
+        "label_chunks": [c[0] for c in labels.data.chunks],
+        "counts": counts[:5].tolist(),
+    }
+
+
+def _spawn(args, impl: str) -> dict:
+    env = dict(os.environ)
+    if impl == "old":
+        env["PYTHONPATH"] = args.pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, __file__, "--child", "--store", args.store, "--slices", str(args.slices),
+           "--out", os.path.join(args.out, f"labels-{impl}.zarr"), "--threads", str(args.threads)]
+    if args.crop:
+        cmd += ["--crop", str(args.crop)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", default="/tmp/h11/out700-10b/fused.zarr", help="Zarr store with the EDS channels")
+    ap.add_argument("--slices", type=int, default=10)
+    ap.add_argument("--crop", type=int, default=None, help="use only the first CROP x CROP px of each slice")
+    ap.add_argument("--out", default="/tmp/classify-bench", help="directory for the label stores")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--pythonpath", default=None, help="a pfibsims checkout to run as 'old' beside the current one")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.store, args.slices, args.crop, args.out, args.threads)))
+        return
+    os.makedirs(args.out, exist_ok=True)
+    impls = ["new"] + (["old"] if args.pythonpath else [])
+    load = os.getloadavg()
+    runs: dict[str, list[dict]] = {i: [] for i in impls}
+    for _ in range(args.repeats):
+        for impl in impls:
+            runs[impl].append(_spawn(args, impl))
+    shape = runs["new"][0]["shape"]
+    vox = len(CHANNELS) * shape[0] * shape[1] * shape[2]
+    print(f"field {shape} ({len(CHANNELS)} uint16 channels, {vox / 1e9:.2f} G channel voxels), {args.threads} threads, "
+          f"load before {tuple(round(x, 2) for x in load)}, after {tuple(round(x, 2) for x in os.getloadavg())}")
+    print()
+    print("| code | sample (s) | labels to zarr (s) | total (s) | Mvoxel/s | CPU (s) | peak RSS (MB) | label chunks | voxels per label |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for impl in impls:
+        rs = runs[impl]
+        med = {k: statistics.median(r[k] for r in rs) for k in ("sample_s", "store_s", "total_s", "cpu_s")}
+        peak = max(r["peak_mb"] for r in rs)
+        print(f"| {impl} | {med['sample_s']:.1f} | {med['store_s']:.1f} | {med['total_s']:.1f} | "
+              f"{vox / med['total_s'] / 1e6:.1f} | {med['cpu_s']:.0f} | {peak:.0f} | {tuple(rs[0]['label_chunks'])} | {rs[0]['counts']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,14 +2,15 @@
 
 Used for per-phase statistics (group = phase label) and for profiles versus
 distance (group = distance bin).  Two streaming passes, each one
-``dask.compute`` of tiny per-chunk partials:
+``compute`` of tiny per-chunk partials (each chunk pair read and reduced in one
+task, ``map_blocks``):
 
 1. per group: count, mean, sum of squared deviations (within a block two
    passes over it, so exact; blocks merged exactly as Chan, Golub & LeVeque
    1979), minimum and maximum;
 2. per group: a histogram of ``bins`` equal bins between that group's minimum
-   and maximum (blocks summed in a tree, so only a few partial tables are held
-   at once), from which quantiles are interpolated linearly within a bin (so
+   and maximum (blocks summed in a tree, ``split_every=16``, so only a few
+   partial tables are held at once), from which quantiles are interpolated linearly within a bin (so
    they are exact to ``(max - min) / bins``).
 
 Groups are integers ``0 .. n - 1``; a negative group, or a non-finite value,
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask
 import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
@@ -243,17 +243,6 @@ def histogram_block(values: np.ndarray, groups: np.ndarray, lo: np.ndarray, hi: 
     return out
 
 
-def _sum(parts: Sequence[np.ndarray]) -> np.ndarray:
-    return np.sum(np.stack(parts), axis=0)
-
-
-def _tree(parts: list, func, split: int = _SPLIT):
-    """Reduce delayed ``parts`` with ``func`` (a list of parts -> one part), ``split`` at a time."""
-    while len(parts) > 1:
-        parts = [dask.delayed(func, pure=True)(parts[i : i + split]) for i in range(0, len(parts), split)]
-    return parts[0]
-
-
 def quantiles_from_histograms(
     hist: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: Sequence[float]
 ) -> np.ndarray:
@@ -280,10 +269,26 @@ def quantiles_from_histograms(
     return out
 
 
-def _blocks(values, groups) -> tuple[list, list]:
+def _moments_chunk(values: np.ndarray, groups: np.ndarray, *, n: int, lut) -> np.ndarray:
+    return moments_block(values, groups, n, lut=lut).reshape((1,) * values.ndim + (n, 5))
+
+
+def _histogram_chunk(values: np.ndarray, groups: np.ndarray, *, lo, hi, bins: int, lut) -> np.ndarray:
+    return histogram_block(values, groups, lo, hi, bins, lut=lut).reshape((1,) * values.ndim + (len(lo), bins))
+
+
+def _per_block(func, values, groups, tail: tuple[int, int], dtype, **kwargs):
+    """``func`` mapped over the chunk pairs: one ``tail``-shaped table a chunk, in a dask array of shape ``blocks + tail``.
+
+    Built with ``map_blocks``, so each chunk's read and the kernel are one task.
+    """
     values, groups = da.asarray(values), da.asarray(groups)
+    if values.ndim == 0:
+        values, groups = values.reshape(1), groups.reshape(1)
     groups = groups.rechunk(values.chunks)
-    return list(values.to_delayed().ravel()), list(groups.to_delayed().ravel())
+    nd = values.ndim
+    return da.map_blocks(func, values, groups, new_axis=[nd, nd + 1], chunks=(1,) * nd + tail, dtype=dtype,
+                         meta=np.empty((0,) * (nd + 2), dtype), **kwargs)
 
 
 def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: Sequence[float] = (0.25, 0.5, 0.75),
@@ -331,18 +336,17 @@ def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: S
     lut = None if lut is None else np.asarray(lut)
     lazy = isinstance(values, da.Array) or isinstance(groups, da.Array)
     if lazy:
-        vb, gb = _blocks(values, groups)
-        parts = [dask.delayed(moments_block, pure=True)(v, g, n, lut=lut) for v, g in zip(vb, gb, strict=True)]
-        (mom,) = dask.compute(dask.delayed(_merge_moments, pure=True)(parts))
+        parts = _per_block(_moments_chunk, values, groups, (n, 5), np.float64, n=n, lut=lut).compute()
+        mom = _merge_moments(parts.reshape(-1, n, 5))
     else:
         mom = moments_block(values, groups, n, lut=lut)
     count, mean, m2, lo, hi = mom.T
     empty = count == 0
     lo, hi = np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
     if lazy:
-        parts = [dask.delayed(histogram_block, pure=True)(v, g, lo, hi, bins, lut=lut)
-                 for v, g in zip(vb, gb, strict=True)]
-        (hist,) = dask.compute(_tree(parts, _sum))
+        parts = _per_block(_histogram_chunk, values, groups, (n, int(bins)), np.int64, lo=lo, hi=hi, bins=int(bins),
+                           lut=lut)
+        hist = parts.sum(axis=tuple(range(parts.ndim - 2)), split_every=_SPLIT).compute()
     else:
         hist = histogram_block(values, groups, lo, hi, bins, lut=lut)
     nan = np.where(empty, np.nan, 1.0)

@@ -167,7 +167,7 @@ def test_many_blocks_histogram_tree():
     v = rng.random((40, 40))
     g = (v * 3).astype(np.uint8)
     s = G.grouped_statistics(da.from_array(v, chunks=4), da.from_array(g, chunks=4), 3, bins=32)
-    assert len(da.from_array(v, chunks=4).to_delayed().ravel()) > G._SPLIT**1
+    assert da.from_array(v, chunks=4).npartitions > G._SPLIT
     np.testing.assert_array_equal(s["count"], np.bincount(g.ravel(), minlength=3))
     _check(s, _expected(v, g, 3, 32), 32, (0.25, 0.5, 0.75))
 
@@ -215,3 +215,14 @@ def test_phase_statistics_matches_numpy(chunks):
     np.testing.assert_array_equal(st["min"], exp["min"])
     np.testing.assert_array_equal(st["max"], exp["max"])
     assert np.isnan(st["median"].values[3])
+
+
+def test_other_dtypes_are_converted():
+    """bool and float groups (float truncated, as before), float16 / bool / int values: same as float64 int64."""
+    v = np.array([1.5, 2.5, np.nan, 4.0, 8.0])
+    g = np.array([0, 1, 1, 0, 1])
+    ref = G.moments_block(v, g, 2)
+    np.testing.assert_array_equal(G.moments_block(v.astype(np.float16), g.astype(bool), 2), ref)
+    np.testing.assert_array_equal(G.moments_block(v, g + 0.7, 2), ref)
+    np.testing.assert_array_equal(G.moments_block(np.array([1, 0, 1]), np.array([0, 0, 1]), 2),
+                                  G.moments_block(np.array([True, False, True]), np.array([0, 0, 1]), 2))

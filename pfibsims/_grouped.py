@@ -155,8 +155,10 @@ def _valid(v: np.ndarray, g: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.
     v = np.asarray(v, dtype=np.float64)
     g = g.astype(np.int64)
     inside = (g >= 0) & (g < t.size)
-    g = np.where(inside, t[np.clip(g, 0, t.size - 1)], -1)
-    keep = np.isfinite(v) & (g >= 0)
+    if not np.array_equal(t, np.arange(t.size)):  # a table: map (without one, this is the previous code)
+        g = np.where(inside, t[np.clip(g, 0, t.size - 1)], -1)
+        inside = g >= 0
+    keep = np.isfinite(v) & inside
     return v[keep], g[keep]
 
 

@@ -226,3 +226,13 @@ def test_other_dtypes_are_converted():
     np.testing.assert_array_equal(G.moments_block(v, g + 0.7, 2), ref)
     np.testing.assert_array_equal(G.moments_block(np.array([1, 0, 1]), np.array([0, 0, 1]), 2),
                                   G.moments_block(np.array([True, False, True]), np.array([0, 0, 1]), 2))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_short_table_maps_to_high_groups(compiled):
+    """A table shorter than n may still map to groups up to n - 1."""
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    g = np.array([0, 1, 1, 2], np.uint8)
+    m = G.moments_block(v, g, 5, lut=np.array([4, 0]), compiled=compiled)
+    assert m[:, 0].tolist() == [2, 0, 0, 0, 1]
+    assert m[[0, 4], 1].tolist() == [2.5, 1.0]

@@ -211,3 +211,46 @@ def test_phantom_round_trips_exactly(tmp_path):
     tagged = eds.assign_attrs(truth.attrs)  # the true SIMS-to-EDS affine and the depletion depth, as JSON attrs
     back = pfs.open_dataset(pfs.save(tagged, tmp_path / "tagged.zarr"))
     assert Affine.from_attrs(back.attrs) == Affine.from_attrs(truth.attrs)
+
+
+def test_a_lazy_stack_is_written_slab_by_slab(tmp_path):
+    # one compute per slab of z chunks (bounded memory on large fields), and the same store as one write
+    from dask.callbacks import Callback
+
+    from pfibsims.io.store import _SLAB_TASKS, _slabs
+
+    rng = da.random.default_rng(0)
+    counts = rng.poisson(5, (13, 40, 50), chunks=(1, 20, 20)).astype("uint16")
+    ds = pfs.stack({"Zr_La": counts, "Co_La": counts.astype("float32") / 3}, pixel_size="81.4 nm",
+                   slice_thickness="60 nm")
+    ds["coverage"] = xr.DataArray(counts > 3, dims=("z", "y", "x"), attrs={"units": "1"})
+    ds = ds.assign_coords(slice=("z", da.arange(13, chunks=13)))  # a lazy coordinate, loaded first
+    slabs = _slabs(ds.copy(deep=False))
+    per_slice = 3 * 2 * 3  # variables x in-plane chunks
+    step = -(-_SLAB_TASKS // per_slice)
+    assert [(s.start, s.stop) for s in slabs] == [(a, min(a + step, 13)) for a in range(0, 13, step)]
+
+    class Count(Callback):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def _start(self, dsk):
+            self.n += 1
+
+    with Count() as c:
+        p = pfs.save(ds, tmp_path / "slabs.zarr")
+    assert c.n == len(slabs) + 1  # the slabs, and the lazy coordinate
+    back = pfs.open_dataset(p)
+    expected = ds.compute()
+    for v in expected.data_vars:
+        np.testing.assert_array_equal(back[v].values, expected[v].values)
+    np.testing.assert_array_equal(back["slice"].values, np.arange(13))
+    assert back.Zr_La.dtype == np.uint16 and back.coverage.dtype == bool
+
+
+def test_an_eager_or_single_slice_dataset_is_written_at_once(tmp_path):
+    from pfibsims.io.store import _slabs
+
+    assert _slabs(_dataset().copy(deep=False)) == []
+    assert _slabs(_dataset((3, 20, 30)).isel(z=[0]).copy(deep=False)) == []

@@ -24,6 +24,7 @@ key so :func:`open_dataset` restores the full-resolution dataset.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -43,6 +44,8 @@ __all__ = ["open_dataset", "save"]
 
 _FORMATS = ("zarr", "ome-zarr")
 _MAX_CHUNK = (1, 1024, 1024)
+#: Fewest chunks a slab of a slab-wise write holds (see :func:`_slabs`).
+_SLAB_TASKS = 64
 NGFF_VERSION = "0.5"
 
 
@@ -89,9 +92,47 @@ def _write_zarr(ds: xr.Dataset, tmp: Path) -> None:
     for name, enc in encoding.items():
         if isinstance(out[name].data, da.Array):
             out[name] = out[name].chunk(dict(zip(out[name].dims, enc["chunks"], strict=True)))
+    slabs = _slabs(out)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
+        if not slabs:
+            out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
+            return
+        out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding, compute=False)
+        body = out.drop_vars([n for n in out.variables if not _lazy_along_z(out.variables[n])])
+        for s in slabs:
+            body.isel(z=s).to_zarr(tmp, region={"z": s}, zarr_format=3, consolidated=False)
+
+
+def _lazy_along_z(var: xr.Variable) -> bool:
+    return isinstance(var.data, da.Array) and "z" in var.dims
+
+
+def _slabs(out: xr.Dataset) -> list[slice]:
+    """z ranges to write one after another (a lazy stack is computed slab by slab), or none: one write.
+
+    One ``compute`` of a whole lazy stack lets dask's scheduler interleave the slices, and whatever
+    a slice's tasks share (the source chunks of neighbouring resampled rows) is then held for every
+    slice at once: writing a fused 700 um field grew from 0.6 GB (3 slices) to 3.2 GB (39 slices).
+    Slabs of whole z chunks, each at least ``_SLAB_TASKS`` chunks, bound it by the slab.  Lazy
+    coordinates and lazy variables without ``z`` are loaded first (they are small).
+    """
+    for name, var in out.variables.items():
+        if isinstance(var.data, da.Array) and ("z" not in var.dims or name not in out.data_vars):
+            var.load()
+    lazy = [v for v in out.variables.values() if _lazy_along_z(v)]
+    if not lazy or out.sizes.get("z", 1) < 2:
+        return []
+    zchunks = {v.chunks[v.dims.index("z")] for v in lazy}
+    if len(zchunks) != 1:
+        return []
+    bounds = np.cumsum((0, *next(iter(zchunks))))
+    per_z_chunk = sum(math.prod(len(c) for d, c in zip(v.dims, v.chunks, strict=True) if d != "z") for v in lazy)
+    step = max(1, math.ceil(_SLAB_TASKS / per_z_chunk))
+    edges = bounds[::step].tolist()
+    if edges[-1] != bounds[-1]:
+        edges.append(int(bounds[-1]))
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def _pyramid(data: da.Array, levels: int) -> list[da.Array]:
@@ -183,7 +224,10 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         is an error and is left untouched.
     format : {"zarr", "ome-zarr"}
         ``"zarr"``: xarray's Zarr v3 layout, reopened exactly by
-        :func:`open_dataset` or plain ``xarray.open_zarr``.
+        :func:`open_dataset` or plain ``xarray.open_zarr``. A lazy stack
+        is computed and written slab by slab along ``z`` (whole z chunks,
+        at least 64 chunks a slab), so memory is bounded by a slab, not
+        by the number of slices.
         ``"ome-zarr"``: an OME-NGFF 0.5 multiscale image for viewers
         (napari, OMERO, neuroglancer).
     levels : int

@@ -33,7 +33,7 @@ import time
 CHANNELS = ["Zr_La", "Co_La", "Al_Ka", "C_Ka"]
 
 
-def _child(store: str, slices: int, crop: int | None, out: str, threads: int) -> dict:
+def _child(store: str, slices: int, crop: int | None, out: str, threads: int, stack: int = 1) -> dict:
     import dask
     import dask.array as da
     import numpy as np
@@ -43,6 +43,12 @@ def _child(store: str, slices: int, crop: int | None, out: str, threads: int) ->
     from pfibsims.segment import classify_phases
 
     ds = pfs.open_dataset(store)[CHANNELS].isel(z=slice(0, slices))
+    if stack > 1:  # a deeper field from a shallow store: the same slices again, on a regular z grid
+        import xarray as xr
+
+        dz = float(ds.z[1] - ds.z[0])
+        ds = xr.concat([ds] * stack, dim="z").assign_coords(z=np.arange(slices * stack) * dz)
+        ds.z.attrs.update(units="nm")
     if crop:
         ds = ds.isel(y=slice(0, crop), x=slice(0, crop))
     chunks = tuple(c[0] for c in ds[CHANNELS[0]].data.chunks)
@@ -76,7 +82,8 @@ def _spawn(args, impl: str) -> dict:
     if impl == "old":
         env["PYTHONPATH"] = args.pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, __file__, "--child", "--store", args.store, "--slices", str(args.slices),
-           "--out", os.path.join(args.out, f"labels-{impl}.zarr"), "--threads", str(args.threads)]
+           "--out", os.path.join(args.out, f"labels-{impl}.zarr"), "--threads", str(args.threads),
+           "--stack", str(args.stack)]
     if args.crop:
         cmd += ["--crop", str(args.crop)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -92,12 +99,13 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=None, help="use only the first CROP x CROP px of each slice")
     ap.add_argument("--out", default="/tmp/classify-bench", help="directory for the label stores")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stack", type=int, default=1, help="repeat the slices STACK times along z (a deeper field)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--pythonpath", default=None, help="a pfibsims checkout to run as 'old' beside the current one")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(_child(args.store, args.slices, args.crop, args.out, args.threads)))
+        print(json.dumps(_child(args.store, args.slices, args.crop, args.out, args.threads, args.stack)))
         return
     os.makedirs(args.out, exist_ok=True)
     impls = ["new"] + (["old"] if args.pythonpath else [])

@@ -37,8 +37,8 @@ import math
 
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
 from dask._task_spec import Alias, DataNode, Task, convert_legacy_graph, parse_input
+from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ._kernels import njit

@@ -34,8 +34,8 @@ import xarray as xr
 from scipy import ndimage as ndi
 from scipy.optimize import curve_fit
 
-from ._distance import signed_distance
 from . import _smooth as _smooth_mod
+from ._distance import signed_distance
 from ._grouped import grouped_statistics
 from ._threshold import METHODS, threshold
 from .dataset import record
@@ -217,8 +217,9 @@ def classify_phases(
 
     Each channel is denoised with a Gaussian of standard deviation ``smooth``
     (a physical length, so ``smooth / spacing`` voxels per axis: anisotropic
-    voxels are honoured; lazily, chunk by chunk, with ``map_overlap`` of 4
-    sigma), normalised by its 99.5th percentile, and split in two by an
+    voxels are honoured; the values of ``scipy.ndimage.gaussian_filter``
+    with ``mode="nearest"``, ``truncate=4.0`` on float32, to the bit),
+    normalised by its 99.5th percentile, and split in two by an
     automatic threshold. A voxel takes the phase of the channel whose
     normalised excess over its threshold, ``(value - threshold) /
     (mean above - mean below)``, is largest, if any is positive; otherwise
@@ -229,11 +230,21 @@ def classify_phases(
     matrix.
 
     Estimates: the percentiles, thresholds and class means are computed on a
-    strided sub-sample of the smoothed channels (every ``k``-th voxel per
-    axis, at most ``sample`` voxels, one ``dask.compute``, which streams
-    through the chunks holding sampled voxels); the labels are then built
-    lazily from them, so computing them smooths again: persist the labels
-    when several steps use them.
+    sample: the smoothed voxels of a few tiles (one slice by 256 x 256 px,
+    spread evenly over the volume, at most ``sample`` voxels in all; the
+    whole volume when it is smaller), of which only the tiles and their
+    halos are read and smoothed, in one ``dask.compute``. The tiles depend
+    on the shape alone, so eager and lazy data give the same thresholds.
+
+    Lazy labels stream with bounded memory whatever the chunking of ``ds``:
+    one task smooths, scores and labels a slab of whole input z chunks
+    (about 16 M voxels a channel) of one in-plane chunk, reading its chunks
+    and z halo itself, and its in-plane halo from the few outer rows and
+    columns of the neighbour chunks (read once more for that); see
+    :mod:`pfibsims._smooth`. The labels keep the in-plane chunks of ``ds``
+    (so they can be written to a Zarr store with them as they are) and come
+    in such slabs along z. Each computation of the labels reads the
+    channels again: persist or store them when several steps use them.
 
     Parameters
     ----------

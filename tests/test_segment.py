@@ -432,13 +432,16 @@ def test_sample_tiles_are_spread_disjoint_and_within_budget():
     assert len(tiles) >= 16
     for axis, n in enumerate(shape):
         starts = sorted({t[axis].start for t in tiles})
-        assert len(starts) >= 3 and all(0 <= t[axis].start < t[axis].stop <= n for t in tiles)
+        size = tiles[0][axis].stop - tiles[0][axis].start
+        assert len(starts) >= 3
+        assert all(0 <= t[axis].start < t[axis].stop <= n for t in tiles)
+        assert np.diff(starts).min() >= size  # a grid of tiles that do not overlap
         gaps = np.diff([0, *starts, n])
-        assert gaps.max() < 2.5 * gaps[1:-1].mean() if len(gaps) > 2 else True  # evenly spread
-    occupied = {(t[0].start, t[1].start, t[2].start) for t in tiles}
-    assert len(occupied) == len(tiles)  # disjoint
+        assert gaps.max() < 2.5 * gaps[1:-1].mean()  # evenly spread, not bunched at one side
+    assert len({(t[0].start, t[1].start, t[2].start) for t in tiles}) == len(tiles)
     thin = sample_tiles((39, 216, 352), budget)  # the default phantom: whole slices, one slice a tile
-    assert all(t[1] == slice(0, 216) for t in thin) and len(thin) == 37
+    assert len(thin) == 37
+    assert all(t[1] == slice(0, 216) for t in thin)
 
 
 def test_threshold_sample_from_tiles_is_the_same_eager_and_lazy():
@@ -446,7 +449,8 @@ def test_threshold_sample_from_tiles_is_the_same_eager_and_lazy():
     eager = classify_phases(_volume(chans), sample=8000)
     lazy = classify_phases(_volume(chans, (1, 8, 8)), sample=8000)
     params = lazy.attrs["history"][-1]["params"]
-    assert params["sample_tiles"] > 1 and 0 < params["sample_voxels"] <= 8000
+    assert params["sample_tiles"] > 1
+    assert 0 < params["sample_voxels"] <= 8000
     assert params["thresholds"] == eager.attrs["history"][-1]["params"]["thresholds"]
     np.testing.assert_array_equal(lazy.values, eager.values)
 

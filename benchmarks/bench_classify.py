@@ -62,14 +62,16 @@ def _child(store: str, slices: int, crop: int | None, out: str, threads: int, st
             data = data.rechunk(chunks)  # only if not aligned with the store's chunks
         da.store(data, target, lock=False)
     t2 = time.perf_counter()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the check below
     counts = np.zeros(256, np.int64)
-    for k in range(labels.shape[0]):
-        counts += np.bincount(target[k].ravel(), minlength=256)
+    for k in range(labels.shape[0]):  # a block of rows at a time: bincount makes int64 copies
+        for y in range(0, labels.shape[1], chunks[1]):
+            counts += np.bincount(target[k, y:y + chunks[1]].ravel(), minlength=256)
     return {
         "sample_s": t1 - t0,
         "store_s": t2 - t1,
         "total_s": t2 - t0,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_mb,
         "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
         "shape": list(labels.shape),
         "label_chunks": [c[0] for c in labels.data.chunks],

@@ -48,8 +48,11 @@ __all__ = ["gaussian_half", "label_array", "label_window", "pad_window", "prepar
 #: Voxels per channel an output slab aims at (its depth is this over the in-plane chunk area).
 SLAB_VOXELS = 1 << 24
 
-#: In-plane chunks larger than this are split (a slab of a whole 8600^2 slice would not stream).
+#: In-plane chunks larger than this are split (a slab of a whole 8600^2 slice would not stream) ...
 MAX_TILE = 4096
+
+#: ... into chunks this wide.
+SPLIT_TILE = 1024
 
 
 def radius(sigma: float) -> int:
@@ -312,7 +315,7 @@ def prepare(arrays: list[da.Array], r: tuple[int, int, int]) -> list[da.Array]:
     for ax in (1, 2):
         ch, n = base.chunks[ax], base.shape[ax]
         if (len(ch) > 1 and min(ch) < r[ax]) or max(ch) > MAX_TILE:
-            new[ax] = min(n, max(1024 if max(ch) > MAX_TILE else 64, 2 * r[ax]))
+            new[ax] = min(n, max(SPLIT_TILE if max(ch) > MAX_TILE else 64, 2 * r[ax]))
     chunks = base.rechunk(new).chunks if new else base.chunks
     return [a.rechunk(chunks) for a in arrays]
 
@@ -374,25 +377,35 @@ def label_array(arrays: list[da.Array], *, weights: tuple, params: dict) -> da.A
 class _Inliner:
     """Tasks that recompute a chunk of a dask array inside another task (its read, inlined).
 
-    A chunk's task is copied with every chunk task it depends on substituted
-    in turn, down to the non-chunk roots (for a Zarr store, the array
-    object), so the task that embeds it reads the chunk itself when it runs:
-    no chunk is ever kept in the scheduler's memory between tasks.
+    A chunk's task is copied with the chunk tasks it alone depends on
+    substituted in turn (a private chain: a store read, a crop, a cast), down
+    to the roots (for a Zarr store, the array object), so the task that
+    embeds it reads the chunk itself when it runs: no such chunk is ever kept
+    in the scheduler's memory between tasks.  A task that several chunks
+    share (e.g. one large input chunk split by a rechunk) stays a task of its
+    own, computed once.
     """
 
     def __init__(self, arr: da.Array) -> None:
         self.graph = convert_legacy_graph(dict(arr.__dask_graph__()))
+        self.users: dict = {}
+        for node in self.graph.values():
+            for d in node.dependencies:
+                self.users[d] = self.users.get(d, 0) + 1
         self.memo: dict = {}
+
+    def _private(self, key) -> bool:
+        return isinstance(key, tuple) and key in self.graph and self.users.get(key, 0) <= 1
 
     def __call__(self, key):
         if key not in self.memo:
             node = self.graph[key]
             if isinstance(node, Alias):
-                out = self(node.target) if node.target in self.graph else Alias(node.target)
+                out = self(node.target) if self._private(node.target) else Alias(node.target)
             elif isinstance(node, DataNode):
                 out = node
             else:
-                subs = {d: self(d) for d in node.dependencies if isinstance(d, tuple) and d in self.graph}
+                subs = {d: self(d) for d in node.dependencies if self._private(d)}
                 out = node.substitute(subs) if subs else node
             self.memo[key] = out
         return self.memo[key]

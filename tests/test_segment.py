@@ -411,6 +411,18 @@ def test_classify_phases_lazy_labels_equal_eager_to_the_bit_for_any_chunking(chu
     np.testing.assert_array_equal(lazy.values, eager.values)
 
 
+def test_classify_phases_splits_very_wide_chunks_and_keeps_the_labels(monkeypatch):
+    # an in-plane chunk wider than MAX_TILE (e.g. whole 8600^2 slices) is split so that a slab stays small
+    from pfibsims import _smooth
+
+    monkeypatch.setattr(_smooth, "MAX_TILE", 20)
+    monkeypatch.setattr(_smooth, "SPLIT_TILE", 16)
+    _, chans = _blocks_phantom(seed=8)
+    lazy = classify_phases(_volume(chans, "one"))
+    assert lazy.data.chunks[1:] == ((16, 16, 8), (16, 16, 16))
+    np.testing.assert_array_equal(lazy.values, classify_phases(_volume(chans)).values)
+
+
 def test_classify_phases_labels_equal_the_reference_on_a_single_map_and_a_thin_stack():
     _, chans = _blocks_phantom(seed=5)
     ds = _volume(chans)

@@ -453,6 +453,9 @@ def sample_tiles(shape: tuple[int, int, int], budget: int) -> list[tuple[slice, 
     frac = min(1.0, most / math.prod(cap))
     free = [c > 1 for c in cap]
     k = [max(1, int(c * frac ** (1 / max(sum(free), 1)))) if f else 1 for c, f in zip(cap, free, strict=True)]
+    while math.prod(k) > most:  # a guess above the budget: thin the axis with the densest tiles
+        a = max((a for a in range(3) if k[a] > 1), key=lambda a: (k[a] / cap[a], a))
+        k[a] -= 1
     while True:  # grow the axis with the widest spacing while the budget allows
         grow = [a for a in range(3) if k[a] < cap[a] and math.prod(k) // k[a] * (k[a] + 1) <= most]
         if not grow:

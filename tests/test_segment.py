@@ -451,6 +451,9 @@ def test_sample_tiles_are_spread_disjoint_and_within_budget():
         gaps = np.diff([0, *starts, n])
         assert gaps.max() < 2.5 * gaps[1:-1].mean()  # evenly spread, not bunched at one side
     assert len({(t[0].start, t[1].start, t[2].start) for t in tiles}) == len(tiles)
+    for odd in [(1, 5000, 5000), (3, 100000, 300), (40, 300, 100000)]:  # one slice, long thin fields
+        tiles = sample_tiles(odd, budget)
+        assert budget // 2 < sum(math.prod(s.stop - s.start for s in t) for t in tiles) <= budget
     thin = sample_tiles((39, 216, 352), budget)  # the default phantom: whole slices, one slice a tile
     assert len(thin) == 37
     assert all(t[1] == slice(0, 216) for t in thin)

@@ -308,15 +308,24 @@ def _slabs(zchunks: tuple[int, ...], area: int, rz: int) -> list[tuple[int, int]
     return out
 
 
+def _fit(chunks: tuple[int, ...], r: int) -> tuple[int, ...]:
+    """Chunks along one in-plane axis that stream: each at least ``r`` (a neighbour's frame), at most MAX_TILE."""
+    if max(chunks) <= MAX_TILE and (len(chunks) == 1 or min(chunks) >= r):
+        return chunks
+    if len(chunks) > 1 and min(chunks[:-1]) >= r and max(chunks) <= MAX_TILE:  # only a thin last chunk: join it to the one before
+        return (*chunks[:-2], chunks[-2] + chunks[-1])
+    n = sum(chunks)
+    size = min(n, max(SPLIT_TILE if max(chunks) > MAX_TILE else 64, 2 * r))
+    out = [size] * (n // size) + ([n % size] if n % size else [])
+    if len(out) > 1 and out[-1] < r:
+        out[-2:] = [out[-2] + out[-1]]
+    return tuple(out)
+
+
 def prepare(arrays: list[da.Array], r: tuple[int, int, int]) -> list[da.Array]:
-    """One in-plane chunking for all channels fit for streaming: chunks at least ``r``, at most MAX_TILE."""
+    """One in-plane chunking for all channels fit for streaming (see :func:`_fit`)."""
     base = arrays[0]
-    new = {}
-    for ax in (1, 2):
-        ch, n = base.chunks[ax], base.shape[ax]
-        if (len(ch) > 1 and min(ch) < r[ax]) or max(ch) > MAX_TILE:
-            new[ax] = min(n, max(SPLIT_TILE if max(ch) > MAX_TILE else 64, 2 * r[ax]))
-    chunks = base.rechunk(new).chunks if new else base.chunks
+    chunks = (base.chunks[0], _fit(base.chunks[1], r[1]), _fit(base.chunks[2], r[2]))
     return [a.rechunk(chunks) for a in arrays]
 
 

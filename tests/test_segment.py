@@ -397,7 +397,8 @@ def test_fused_kernel_equals_scipy_smoothing_and_numpy_scores_to_the_bit(sigma, 
 
 @pytest.mark.parametrize(
     ("chunks", "smooth"),
-    [((1, 8, 8), "50 nm"), ((5, 9, 11), "50 nm"), ((2, 40, 7), "100 nm"), ((12, 3, 48), "100 nm"), ((4, 16, 16), None), ((3, 11, 13), "200 nm")],
+    [((1, 8, 8), "50 nm"), ((5, 9, 11), "50 nm"), ((2, 40, 7), "100 nm"), ((12, 3, 48), "100 nm"), ((4, 16, 16), None),
+     ((3, 11, 13), "200 nm"), ((2, 39, 47), "50 nm")],  # the last: one-pixel last chunks, joined to the one before
 )
 def test_classify_phases_lazy_labels_equal_eager_to_the_bit_for_any_chunking(chunks, smooth):
     # chunks narrower than the kernel radius are widened inside; halos come from the neighbours' frames

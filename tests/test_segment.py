@@ -342,6 +342,68 @@ def test_classify_phases_lazy_equals_eager():
     np.testing.assert_array_equal(lazy, eager)  # same kernel, same halos: identical to the bit
 
 
+@pytest.mark.parametrize("smooth", ["50 nm", None], ids=["smoothed", "raw"])
+def test_classify_phases_lazy_blocks_match_whole_volume_smoothing(smooth):
+    # one-slice chunks (halo deeper than a chunk: dask rechunks) and channels chunked differently
+    _, chans = _blocks_phantom(seed=3)
+    eager = classify_phases(_volume(chans), smooth=smooth)
+    ds = _volume(chans, (1, 8, 8))
+    ds["Co_La"] = ds.Co_La.chunk({"z": 3, "y": 5, "x": 13})
+    lazy = classify_phases(ds, smooth=smooth)
+    assert lazy.attrs["history"][-1]["params"]["thresholds"] == eager.attrs["history"][-1]["params"]["thresholds"]
+    assert (lazy.values == eager.values).mean() > 0.999
+
+
+@pytest.mark.parametrize(("method", "smooth"), [("rules", "100 nm"), ("kmeans", "100 nm"), ("gmm", "50 nm")])
+def test_classify_phases_methods(method, smooth):
+    # a mixture of two Gaussians suits light smoothing: strong smoothing makes the
+    # background peak narrow and the blurred edges a broad second component
+    truth, chans = _blocks_phantom(seed=1)
+    ph = classify_phases(_volume(chans), method=method, smooth=smooth)
+    assert (ph.values == truth).mean() > 0.9
+    assert ph.attrs["history"][-1]["params"]["method"] == method
+
+
+def test_classify_phases_channels_phases_and_no_smoothing():
+    truth, chans = _blocks_phantom()
+    ds = _volume(chans)
+    ph = classify_phases(ds, channels=["Co_La", "Zr_La"], phases={"Co_La": "cathode", "Zr_La": "electrolyte"}, smooth=None)
+    assert ph.attrs["flag_meanings"] == "matrix cathode electrolyte"
+    assert ph.attrs["history"][-1]["params"]["smooth"] == "0 nm"
+    assert (ph.values[truth == 2] == 1).mean() > 0.8
+    named = classify_phases(ds, channels="Al_Ka")
+    assert named.attrs["flag_meanings"] == "matrix Al2O3"
+    other = classify_phases(ds.rename(Zr_La="Fe_Ka"), channels=["Fe_Ka"])
+    assert other.attrs["flag_meanings"] == "matrix Fe"
+
+
+def test_classify_phases_constant_channel_warns_and_claims_nothing():
+    truth, chans = _blocks_phantom()
+    chans["C_Ka"] = np.zeros_like(chans["C_Ka"])
+    with pytest.warns(EstimationWarning, match="channel 'C_Ka' is constant"):
+        ph = classify_phases(_volume(chans))
+    assert not (ph.values == 4).any()
+
+
+def test_classify_phases_errors():
+    truth, chans = _blocks_phantom()
+    ds = _volume(chans)
+    with pytest.raises(DataModelError, match="ds: expected an xarray Dataset"):
+        classify_phases(ds.Zr_La)
+    with pytest.raises(PfibsimsError, match=r"method: expected one of \('rules', 'gmm', 'kmeans'\)"):
+        classify_phases(ds, method="otsu")
+    with pytest.raises(DataModelError, match=r"channels: \['Fe_Ka'\] not found"):
+        classify_phases(ds, channels=["Fe_Ka"])
+    with pytest.raises(DataModelError, match="ds: expected at least one of the channels"):
+        classify_phases(_volume({"Li6": np.ones((2, 3, 4))}))
+    with pytest.raises(PfibsimsError, match="phases: expected distinct names"):
+        classify_phases(ds, phases={"Zr_La": "a b"})
+    with pytest.raises(PfibsimsError, match="phases: expected a mapping"):
+        classify_phases(ds, phases=["LLZTO"])
+    with pytest.raises(UnitsError, match="smooth"):
+        classify_phases(ds, smooth="3 nA")
+
+
 # -- the fused kernel (pfibsims._smooth) against scipy and the previous numpy scoring ------------
 def _reference_labels(chans, sigma, scale, cut, spread, yields):
     """Whole channels smoothed by scipy (float32, nearest, truncate 4), then the numpy scoring of

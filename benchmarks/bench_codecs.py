@@ -57,6 +57,28 @@ def _median(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _zarr_chunk_times(arr: np.ndarray, repeats: int, write_empty_chunks: bool) -> tuple[float, float]:
+    """Median seconds to write and to read one chunk through zarr (the store's codec)."""
+    import shutil
+    import tempfile
+
+    import zarr
+
+    from pfibsims.io.store import _compressor
+
+    d = tempfile.mkdtemp()
+    try:
+        z = zarr.create_array(f"{d}/a.zarr", shape=(repeats, *arr.shape), chunks=(1, *arr.shape), dtype=arr.dtype,
+                              compressors=(_compressor(),), config={"write_empty_chunks": write_empty_chunks})
+        k = iter(range(repeats))
+        tw = _median(lambda: z.__setitem__(next(k), arr), repeats)
+        k = iter(range(repeats))
+        tr = _median(lambda: z[next(k)], repeats)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return tw, tr
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -73,6 +95,11 @@ def main() -> None:
             td = _median(lambda c=codec, e=enc: c.decode(e), args.repeats)
             print(f"| {name} | {label} | {arr.nbytes / len(enc):.2f} | {arr.size / te / 1e6:.0f} | "
                   f"{arr.size / td / 1e6:.0f} |", flush=True)
+    print("\n| zarr array, store codec | chunk | write ms | read ms |")
+    print("| --- | --- | ---: | ---: |")
+    for wec in (False, True):
+        tw, tr = _zarr_chunk_times(chunks["EDS counts uint16"], args.repeats, wec)
+        print(f"| write_empty_chunks={wec} | EDS counts uint16 | {tw * 1e3:.2f} | {tr * 1e3:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

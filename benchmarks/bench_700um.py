@@ -44,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 import pfibsims as pfs
+from pfibsims.io.store import _compressor
 from pfibsims.pipeline import _estimation_views
 
 HERE = Path(__file__).resolve()
@@ -163,14 +164,14 @@ def run_one(args) -> dict:
     cov, r, hist = stages.run("covariance + Pearson + joint histogram", grid_vox, statistics)
 
     def classify():
+        labels = pfs.classify_phases(f[EDS_CHANNELS])  # streams slabs; chunks line up with the store's
+        labels = labels.drop_vars([v for v in labels.coords if v not in labels.dims])
         c = min(args.chunks, ny, nx)
-        k = min(args.classify_chunks, ny, nx)  # smaller blocks: dask holds many at once here (see README)
-        labels = pfs.classify_phases(f[EDS_CHANNELS].chunk({"z": min(8, nz), "y": k, "x": k}))
-        labels = labels.copy(data=labels.data.rechunk((1, c, c)))  # zarr needs regular chunks
-        labels = labels.drop_vars([v for v in labels.coords if v not in labels.dims])  # (dask-chunked `slice`)
+        enc = {"phase": {"chunks": (1, c, c), "compressors": (_compressor(),)}}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata")
-            labels.to_dataset(name="phase").to_zarr(out / "phases.zarr", mode="w", zarr_format=3, consolidated=True)
+            labels.to_dataset(name="phase").to_zarr(out / "phases.zarr", mode="w", zarr_format=3, consolidated=True,
+                                                   encoding=enc, write_empty_chunks=True)
 
     ps = None
     if not args.skip_phases:
@@ -242,7 +243,6 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2, help="threads of the threaded scheduler")
     p.add_argument("--memory-limit", default="3GB", help="per LocalCluster worker")
     p.add_argument("--max-pixels", type=int, default=1024 * 1024, help="pixels a slice of the estimation views")
-    p.add_argument("--classify-chunks", type=int, default=512, help="in-plane chunks for classify_phases (z: 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-phases", action="store_true", help="stop after the statistics (no classification)")
     p.add_argument("--from-store", help="input store directory (written from the phantom once if missing)")

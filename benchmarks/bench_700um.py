@@ -120,6 +120,9 @@ def run_one(args) -> dict:
     if args.scheduler == "local-cluster":
         from distributed import Client, LocalCluster
 
+        # distributed's sampling profiler reads other threads' frames (sys._current_frames), which can crash
+        # CPython 3.11 (a worker segfaulted in PyFrame_GetLineNumber during a 39-slice run; see README)
+        dask.config.set({"distributed.worker.profile.enabled": False})
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit, processes=True,
                                dashboard_address=None)
         client = Client(cluster)

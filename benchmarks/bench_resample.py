@@ -25,7 +25,6 @@ import time
 import numpy as np
 import xarray as xr
 
-
 _CPU = {}  # id(result) -> median process CPU seconds (all threads) of the last _timeit
 
 

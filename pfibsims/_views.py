@@ -11,9 +11,9 @@ from functools import partial
 from typing import Any
 
 import dask.array as da
-from dask.array.overlap import ensure_minimum_chunksize
 import numpy as np
 import xarray as xr
+from dask.array.overlap import ensure_minimum_chunksize
 
 from .grid import Grid
 

@@ -67,10 +67,11 @@ def _target(path: Any) -> Path:
 def _compressor() -> Any:
     """The chunk codec of every array written: Blosc, LZ4 (level 5) after bit shuffling.
 
-    Measured on phantom chunks (1024^2 px, one core, benchmarks/README.md, "io"): it compresses
-    EDS counts 3.97x and SIMS counts 2.83x (zstd level 3: 3.62x, 2.60x), encodes 5-20x and
-    decodes 4-8x faster than zstd level 3, whose 50-130 Mvoxel/s a core made writing and reading
-    the store the slowest part of a 700 um pipeline.
+    Measured on 1024^2 phantom chunks, one core (``benchmarks/bench_codecs.py``, table in
+    benchmarks/README.md): it compresses EDS counts 4.13x and SIMS counts 2.83x (zstd level 3:
+    3.71x, 2.60x), and encodes counts 7-14x (float32 2.2x) and decodes 3.5-4.5x faster than zstd 3, whose
+    100-175 Mvoxel/s a core made writing and reading the store the slowest part of a 700 um
+    pipeline.
     """
     import zarr.codecs
 

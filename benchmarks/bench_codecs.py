@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numcodecs
 import numpy as np
+from _timing import median_seconds
 from numcodecs import LZ4, Blosc, Zstd
 
 import pfibsims as pfs
@@ -48,15 +47,6 @@ def _chunks() -> dict[str, np.ndarray]:
     return {"EDS counts uint16": a, "SIMS counts uint16": b, "fused Li6 float32": f}
 
 
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def _zarr_chunk_times(arr: np.ndarray, repeats: int, write_empty_chunks: bool) -> tuple[float, float]:
     """Median seconds to write and to read one chunk through zarr (the store's codec)."""
     import shutil
@@ -71,9 +61,9 @@ def _zarr_chunk_times(arr: np.ndarray, repeats: int, write_empty_chunks: bool) -
         z = zarr.create_array(f"{d}/a.zarr", shape=(repeats, *arr.shape), chunks=(1, *arr.shape), dtype=arr.dtype,
                               compressors=(_compressor(),), config={"write_empty_chunks": write_empty_chunks})
         k = iter(range(repeats))
-        tw = _median(lambda: z.__setitem__(next(k), arr), repeats)
+        tw = median_seconds(lambda: z.__setitem__(next(k), arr), repeats)
         k = iter(range(repeats))
-        tr = _median(lambda: z[next(k)], repeats)
+        tr = median_seconds(lambda: z[next(k)], repeats)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return tw, tr
@@ -91,8 +81,8 @@ def main() -> None:
     for name, codec in CODECS.items():
         for label, arr in chunks.items():
             enc = codec.encode(arr)
-            te = _median(lambda c=codec, x=arr: c.encode(x), args.repeats)
-            td = _median(lambda c=codec, e=enc: c.decode(e), args.repeats)
+            te = median_seconds(lambda c=codec, x=arr: c.encode(x), args.repeats)
+            td = median_seconds(lambda c=codec, e=enc: c.decode(e), args.repeats)
             print(f"| {name} | {label} | {arr.nbytes / len(enc):.2f} | {arr.size / te / 1e6:.0f} | "
                   f"{arr.size / td / 1e6:.0f} |", flush=True)
     print("\n| zarr array, store codec | chunk | write ms | read ms |")

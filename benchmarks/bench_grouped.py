@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_seconds
 
 CASES = ("read", "now", "before")
 FLAGS = {"flag_values": [0, 1, 2, 3, 4], "flag_meanings": "matrix LLZTO LCO Al2O3 SP", "units": "1"}
@@ -107,23 +108,13 @@ def run_case(args) -> dict:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _median_time(f, repeats: int) -> float:
-    f()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def per_block(args) -> list[tuple]:
     from pfibsims import _grouped as G
 
     li, lab = _open(args)
     k, i = min(3, args.slices - 1), 2048
-    t_read_v = _median_time(lambda: li[k, i : i + 1024, i : i + 1024].values, args.block_repeats)
-    t_read_g = _median_time(lambda: lab[k, i : i + 1024, i : i + 1024].values, args.block_repeats)
+    t_read_v = median_seconds(lambda: li[k, i : i + 1024, i : i + 1024].values, args.block_repeats, warmup=True)
+    t_read_g = median_seconds(lambda: lab[k, i : i + 1024, i : i + 1024].values, args.block_repeats, warmup=True)
     v = li[k, i : i + 1024, i : i + 1024].values
     g = lab[k, i : i + 1024, i : i + 1024].values
     lut = np.arange(5)
@@ -137,7 +128,7 @@ def per_block(args) -> list[tuple]:
     rows = []
     for name, before, now in (("pass 1: count, mean, m2, min, max", before_m, now_m),
                               (f"pass 2: per-group histogram ({args.bins} bins)", before_h, now_h)):
-        tb, tn = _median_time(before, args.block_repeats), _median_time(now, args.block_repeats)
+        tb, tn = median_seconds(before, args.block_repeats, warmup=True), median_seconds(now, args.block_repeats, warmup=True)
         rows.append((name, tb * 1e3, tn * 1e3, v.size / tb / 1e6, v.size / tn / 1e6, tb / tn))
     rows.append(("read the chunk pair from the stores (Li6 + labels)", None, (t_read_v + t_read_g) * 1e3, None,
                  v.size / (t_read_v + t_read_g) / 1e6, None))

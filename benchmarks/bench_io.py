@@ -9,24 +9,15 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import dask.array as da
 import xarray as xr
+from _timing import median_seconds
 
 import pfibsims as pfs
-
-
-def _median(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -47,10 +38,10 @@ def main() -> None:
         n[0] += 1
         ds.to_zarr(tmp / f"r{n[0]}.zarr", zarr_format=3, consolidated=False)
 
-    rows = [("save", _median(ours, a.repeats), _median(ref, a.repeats))]
-    rows.append(("open + load", _median(lambda: pfs.open_dataset(tmp / "p1.zarr").load(), a.repeats),
-                 _median(lambda: xr.open_zarr(tmp / f"r{a.repeats + 1}.zarr", consolidated=False).load(), a.repeats)))
-    rows.append(("save ome-zarr (3 levels)", _median(lambda: pfs.save(ds, tmp / f"o{time.time_ns()}.zarr", format="ome-zarr"), a.repeats), float("nan")))
+    rows = [("save", median_seconds(ours, a.repeats), median_seconds(ref, a.repeats))]
+    rows.append(("open + load", median_seconds(lambda: pfs.open_dataset(tmp / "p1.zarr").load(), a.repeats),
+                 median_seconds(lambda: xr.open_zarr(tmp / f"r{a.repeats + 1}.zarr", consolidated=False).load(), a.repeats)))
+    rows.append(("save ome-zarr (3 levels)", median_seconds(lambda: pfs.save(ds, tmp / f"o{time.time_ns()}.zarr", format="ome-zarr"), a.repeats), float("nan")))
     shutil.rmtree(tmp)
     mb = 2 * arr.nbytes / 2**20
     print(f"shape {tuple(a.shape)} x 2 channels uint16 ({mb:.0f} MiB), median of {a.repeats}\n")

@@ -1,0 +1,19 @@
+"""Timing shared by the benchmark scripts (run as ``python benchmarks/bench_x.py``, so this directory is on the path)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = False) -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn``, after one untimed call if ``warmup``."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)

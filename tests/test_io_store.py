@@ -254,3 +254,156 @@ def test_an_eager_or_single_slice_dataset_is_written_at_once(tmp_path):
 
     assert _slabs(_dataset().copy(deep=False)) == []
     assert _slabs(_dataset((3, 20, 30)).isel(z=[0]).copy(deep=False)) == []
+
+
+# ---------------------------------------------------------------- OME-Zarr labels, colours, windows, 0.4
+
+
+def _labelled(chunks=None):
+    """Channels, a phase label (uint8 with CF flags) and a boolean coverage, on an odd-sized grid."""
+    rng = np.random.default_rng(3)
+    ds = pfs.stack(
+        {"Zr_La": rng.poisson(20, (3, 21, 34)).astype(np.uint16), "Li6": rng.gamma(2.0, 50.0, (3, 21, 34)).astype(np.float32),
+         "W_Ma": rng.random((3, 21, 34))},
+        pixel_size="81.4 nm", slice_thickness="60 nm", origin=("120 nm", "1 um", "2 um"), modality="fused", chunks=chunks,
+    )
+    ds["phase"] = xr.DataArray(rng.integers(0, 3, (3, 21, 34)).astype(np.uint8), dims=("z", "y", "x"), attrs={
+        "units": "1", "flag_values": [0, 1, 2], "flag_meanings": "matrix LLZTO tungsten",
+        "pfibsims:phase_channels": json.dumps({"LLZTO": "Zr_La", "tungsten": "W_Ma"})})
+    ds["coverage"] = xr.DataArray(rng.random((3, 21, 34)) > 0.3, dims=("z", "y", "x"), attrs={"units": "1"})
+    if chunks is not None:
+        ds = ds.chunk(dict(zip(("z", "y", "x"), chunks, strict=True)))
+    return ds
+
+
+def _mode_reference(a):
+    """2x2 mode of the last two axes by collections.Counter (ties: first in raster order), trimming odd edges."""
+    from collections import Counter
+
+    *lead, ny, nx = a.shape
+    out = np.empty((*lead, ny // 2, nx // 2), a.dtype)
+    for idx in np.ndindex(*lead, ny // 2, nx // 2):
+        *l, i, j = idx
+        block = a[(*l, slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2))].ravel().tolist()
+        out[idx] = Counter(block).most_common(1)[0][0]
+    return out
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 7, 11)], ids=["numpy", "small-chunks"])
+def test_ome_labels_are_integer_label_images_downsampled_by_mode(tmp_path, chunks):
+    import zarr
+
+    ds = _labelled(chunks)
+    path = pfs.save(ds, tmp_path / "fused.ome.zarr", format="ome-zarr", levels=3)
+    root = zarr.open_group(str(path), mode="r")
+    assert root["labels"].attrs["ome"]["labels"] == ["phase", "coverage"]
+    assert root["0"].shape == (3, 3, 21, 34)  # the labels are not image channels
+    phase = [np.asarray(root[f"labels/phase/{k}"]) for k in range(3)]
+    cover = [np.asarray(root[f"labels/coverage/{k}"]) for k in range(3)]
+    assert [p.dtype for p in phase] == [np.uint8] * 3 and [c.dtype for c in cover] == [np.uint8] * 3
+    np.testing.assert_array_equal(phase[0], ds.phase.values)
+    np.testing.assert_array_equal(phase[1], _mode_reference(ds.phase.values))
+    np.testing.assert_array_equal(phase[2], _mode_reference(_mode_reference(ds.phase.values)))
+    np.testing.assert_array_equal(cover[1], _mode_reference(ds.coverage.values.astype(np.uint8)))
+    assert set(np.unique(phase[1])) <= {0, 1, 2}  # no averaged phase values (0.25, 0.5, ...)
+    meta = root["labels/phase"].attrs["ome"]
+    assert [a["name"] for a in meta["multiscales"][0]["axes"]] == ["z", "y", "x"]
+    image_t = root.attrs["ome"]["multiscales"][0]["datasets"]
+    for lab_level, img_level in zip(meta["multiscales"][0]["datasets"], image_t, strict=True):
+        assert lab_level["coordinateTransformations"][0]["scale"] == img_level["coordinateTransformations"][0]["scale"][1:]
+        assert lab_level["coordinateTransformations"][1]["translation"] == img_level["coordinateTransformations"][1]["translation"][1:]
+    il = meta["image-label"]
+    assert il["source"] == {"image": "../../"}
+    assert {p["label-value"]: p["name"] for p in il["properties"]} == {0: "matrix", 1: "LLZTO", 2: "tungsten"}
+    colours = {c["label-value"]: c["rgba"] for c in il["colors"]}
+    assert colours == {0: [0, 0, 0, 0], 1: [0, 255, 0, 255], 2: [255, 128, 128, 255]}  # Zr green; W the first fallback
+    back = pfs.open_dataset(path)
+    _assert_exact(ds, back)
+    assert list(back.data_vars) == list(ds.data_vars)
+
+
+def test_ome_labels_read_by_ome_zarr_py_and_validated(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    models = pytest.importorskip("ome_zarr_models.v05")
+    import zarr
+
+    path = pfs.save(_labelled(), tmp_path / "fused.ome.zarr", format="ome-zarr", levels=3)
+    model = models.Image.from_zarr(zarr.open_group(str(path), mode="r"))
+    assert model.labels is not None and model.labels.label_paths == ["phase", "coverage"]
+    nodes = list(Reader(parse_url(str(path)))())
+    labels = {n.metadata["name"]: n for n in nodes if any(isinstance(s, Label) for s in n.specs)}
+    assert sorted(labels) == ["coverage", "phase"]
+    assert labels["phase"].metadata["properties"][1] == {"name": "LLZTO"}
+    assert labels["phase"].metadata["color"][1] == [0.0, 1.0, 0.0, 1.0]
+    assert [lv.shape for lv in labels["phase"].data] == [(3, 21, 34), (3, 10, 17), (3, 5, 8)]
+
+
+def test_ome_channel_colours_windows_name_and_translation(tmp_path):
+    import zarr
+
+    ds = _labelled((1, 7, 11))
+    path = pfs.save(ds, tmp_path / "fused.ome.zarr", format="ome-zarr", levels=2)
+    ome = zarr.open_group(str(path), mode="r").attrs["ome"]
+    ms = ome["multiscales"][0]
+    assert ms["name"] == "fused"
+    assert ms["datasets"][0]["coordinateTransformations"][1]["translation"] == [0.0, 120.0, 1000.0, 2000.0]
+    channels = ome["omero"]["channels"]
+    assert [c["label"] for c in channels] == ["Zr_La", "Li6", "W_Ma"]
+    assert [c["color"] for c in channels] == ["00FF00", "FF0000", "FF8080"]
+    coarse = np.asarray(zarr.open_group(str(path), mode="r")["1"], dtype=np.float64)  # the reduced view
+    for i, c in enumerate(channels):
+        lo, hi = np.percentile(coarse[i], [0.5, 99.5])
+        assert c["window"]["start"] == pytest.approx(lo) and c["window"]["end"] == pytest.approx(hi)
+        assert c["window"]["min"] == coarse[i].min() and c["window"]["max"] == coarse[i].max()
+        assert c["window"]["min"] <= c["window"]["start"] < c["window"]["end"] <= c["window"]["max"]
+    named = pfs.save(ds.assign_attrs(name="cathode 7"), tmp_path / "other.ome.zarr", format="ome-zarr")
+    assert zarr.open_group(str(named), mode="r").attrs["ome"]["multiscales"][0]["name"] == "cathode 7"
+
+
+def test_ome_windows_ignore_nan_and_survive_an_empty_channel(tmp_path):
+    import zarr
+
+    ds = _labelled()
+    ds["Li6"] = ds.Li6.where(ds.coverage)  # NaN outside the SIMS field, as a normalised fused volume has
+    ds["Zr_La"] = ds.Zr_La.astype(np.float32) * np.nan
+    path = pfs.save(ds, tmp_path / "nan.ome.zarr", format="ome-zarr", levels=1)
+    channels = zarr.open_group(str(path), mode="r").attrs["ome"]["omero"]["channels"]
+    li = ds.Li6.values[np.isfinite(ds.Li6.values)]
+    assert channels[1]["window"]["end"] == pytest.approx(np.percentile(li, 99.5))
+    assert channels[0]["window"] == {"min": 0.0, "max": 1.0, "start": 0.0, "end": 1.0}
+
+
+def test_ome_zarr_0_4_on_request_validates_and_round_trips(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    models = pytest.importorskip("ome_zarr_models.v04")
+    import zarr
+
+    ds = _labelled((1, 7, 11))
+    path = pfs.save(ds, tmp_path / "old.ome.zarr", format="ome-zarr", levels=2, ngff_version="0.4")
+    attrs = json.loads((path / ".zattrs").read_text())
+    assert attrs["multiscales"][0]["version"] == "0.4" and not (path / "zarr.json").exists()
+    assert json.loads((path / "0" / ".zarray").read_text())["dimension_separator"] == "/"
+    models.Image.from_zarr(zarr.open_group(str(path), mode="r", zarr_format=2))
+    nodes = list(Reader(parse_url(str(path)))())
+    assert nodes[0].metadata["channel_names"] == ["Zr_La", "Li6", "W_Ma"]
+    np.testing.assert_array_equal(np.asarray(nodes[0].data[0][1]), ds.Li6.values)
+    _assert_exact(ds, pfs.open_dataset(path))
+
+
+def test_ome_errors(tmp_path):
+    ds = _labelled()
+    with pytest.raises(FileFormatError, match=r"ngff_version: expected one of \('0.5', '0.4'\), got '0.3'"):
+        pfs.save(ds, tmp_path / "a.ome.zarr", format="ome-zarr", ngff_version="0.3")
+    with pytest.raises(DataModelError, match=r"expected at least one image channel .* found only labels \['phase', 'coverage'\]"):
+        pfs.save(ds[["phase", "coverage"]], tmp_path / "b.ome.zarr", format="ome-zarr")
+    assert not any(tmp_path.iterdir())
+    path = pfs.save(ds, tmp_path / "c.ome.zarr", format="ome-zarr")
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["ome"]["multiscales"][0]["datasets"][0]["path"] = "../../etc"
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match=r"expected dataset paths inside the group, found '\.\./\.\./etc'"):
+        pfs.open_dataset(path)

@@ -12,18 +12,15 @@ metadata so plain ``xarray.open_zarr(path)`` opens it without warnings,
 chunks compressed with Blosc LZ4 after bit shuffling (see :func:`_compressor`); attrs, including lists and dicts such as
 ``history`` and the ``pfibsims:affine`` JSON, are stored as JSON).
 
-``format="ome-zarr"``: an OME-NGFF 0.5 multiscale image (the version
-ome-zarr-py 0.18 reads on Zarr v3): arrays ``0``, ``1``, ... of axes
-``(c, z, y, x)`` with ``dimension_names``, units ``nanometer``, scale and
-translation transforms (voxel centres), ``omero`` channel labels, each level
-halving ``y`` and ``x`` by a lazy 2x2 mean. The pfibsims attrs (modality,
-history, channel attrs, exact ``z`` coords) are kept under the ``pfibsims``
-key so :func:`open_dataset` restores the full-resolution dataset.
+``format="ome-zarr"``: an OME-NGFF 0.5 multiscale image (or 0.4 on Zarr v2 on
+request) with the label variables under ``labels/``, channel colours and
+display windows; its content is written and read by :mod:`pfibsims.io.ome`.
+The pfibsims attrs are kept under the ``pfibsims`` key so :func:`open_dataset`
+restores the full-resolution dataset.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -38,7 +35,7 @@ import xarray as xr
 
 from ..dataset import jsonable, validate
 from ..errors import DataModelError, FileFormatError
-from ..grid import Grid
+from . import ome
 
 __all__ = ["open_dataset", "save"]
 
@@ -50,7 +47,6 @@ _MAX_CHUNK = (1, 1024, 1024)
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 #: Fewest chunks a slab of a slab-wise write holds (see :func:`_slabs`).
 _SLAB_TASKS = 64
-NGFF_VERSION = "0.5"
 
 
 def _target(path: Any) -> Path:
@@ -141,82 +137,8 @@ def _slabs(out: xr.Dataset) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def _pyramid(data: da.Array, levels: int) -> list[da.Array]:
-    out = [data]
-    for _ in range(1, levels):
-        prev = out[-1]
-        if prev.shape[-1] < 2 or prev.shape[-2] < 2:
-            break
-        ny, nx = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
-        coarse = da.coarsen(np.mean, prev[..., :ny, :nx].astype(np.float64), {prev.ndim - 2: 2, prev.ndim - 1: 2}, trim_excess=True)
-        if data.dtype.kind in "biu":
-            coarse = da.round(coarse).astype(data.dtype)
-        else:
-            coarse = coarse.astype(data.dtype)
-        out.append(coarse)
-    return out
-
-
-def _write_ome(ds: xr.Dataset, tmp: Path, levels: int) -> None:
-    import zarr
-
-    names = list(ds.data_vars)
-    if not names:
-        raise DataModelError("ds: expected at least one channel to save as OME-Zarr, found none")
-    for n in names:
-        if ds[n].dims != ("z", "y", "x"):
-            raise DataModelError(f"{n}: expected dims ('z', 'y', 'x') for OME-Zarr, found {ds[n].dims}")
-    dtype = np.result_type(*[ds[n].dtype for n in names])
-    data = da.stack([da.asarray(ds[n].data).astype(dtype) for n in names])
-    grid = Grid.of(ds, dims=["y", "x"])
-    (dy, dx), (y0, x0) = grid.spacing, grid.origin
-    zs = np.asarray(ds["z"].values, dtype=np.float64)
-    dz = float(np.mean(np.diff(zs))) if zs.size > 1 else 1.0
-    pyramid = _pyramid(data, max(1, int(levels)))
-    root = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
-    datasets = []
-    for k, level in enumerate(pyramid):
-        f = 2**k
-        chunks = (1, 1, min(level.shape[2], 1024), min(level.shape[3], 1024))
-        arr = root.create_array(
-            str(k), shape=level.shape, dtype=level.dtype, chunks=chunks,
-            dimension_names=("c", "z", "y", "x"), compressors=(_compressor(),), config=_ARRAY_CONFIG,
-        )
-        da.store(level.rechunk(chunks), arr, lock=False)
-        datasets.append({
-            "path": str(k),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, dz, dy * f, dx * f]},
-                {"type": "translation", "translation": [0.0, float(zs[0]), y0 + (f - 1) * dy / 2, x0 + (f - 1) * dx / 2]},
-            ],
-        })
-    # display windows from the coarsest level only (a reduced view, not the volume)
-    small = pyramid[-1]
-    lo, hi = da.compute(da.nanmin(small, axis=(1, 2, 3)), da.nanmax(small, axis=(1, 2, 3)))
-    channels = [
-        {"label": n, "color": "FFFFFF", "active": True,
-         "window": {"min": float(a), "max": float(b), "start": float(a), "end": float(b)}}
-        for n, a, b in zip(names, np.atleast_1d(lo), np.atleast_1d(hi), strict=True)
-    ]
-    axes = [{"name": "c", "type": "channel"}] + [{"name": d, "type": "space", "unit": "nanometer"} for d in ("z", "y", "x")]
-    root.attrs["ome"] = {
-        "version": NGFF_VERSION,
-        "multiscales": [{"name": str(ds.attrs.get("modality", "image")), "axes": axes, "datasets": datasets}],
-        "omero": {"channels": channels, "rdefs": {"model": "greyscale" if len(names) == 1 else "color"}},
-    }
-    root.attrs["pfibsims"] = {
-        "attrs": jsonable(dict(ds.attrs), name="attrs"),
-        "channels": {n: jsonable(dict(ds[n].attrs), name=f"{n}.attrs") for n in names},
-        "dtypes": {n: str(ds[n].dtype) for n in names},
-        "coords": {
-            c: {"dims": list(ds[c].dims), "attrs": jsonable(dict(ds[c].attrs), name=c), "dtype": str(ds[c].dtype),
-                **({"values": np.asarray(ds[c].values).tolist()} if ds[c].dims == ("z",) else {})}
-            for c in ds.coords
-        },
-    }
-
-
-def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "zarr", levels: int = 3) -> Path:
+def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "zarr", levels: int = 3,
+         ngff_version: str = "0.5") -> Path:
     """Write ``ds`` to a Zarr v3 (or OME-Zarr) store, atomically.
 
     Parameters
@@ -234,10 +156,15 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         is computed and written slab by slab along ``z`` (whole z chunks,
         at least 64 chunks a slab), so memory is bounded by a slab, not
         by the number of slices.
-        ``"ome-zarr"``: an OME-NGFF 0.5 multiscale image for viewers
-        (napari, OMERO, neuroglancer).
+        ``"ome-zarr"``: an OME-NGFF multiscale image for viewers
+        (napari, Fiji, OMERO, neuroglancer): image channels with colours
+        and display windows, label variables (``phase``, ``coverage``)
+        under ``labels/``; see :mod:`pfibsims.io.ome`.
     levels : int
         Pyramid levels for ``"ome-zarr"`` (each halves y and x).
+    ngff_version : {"0.5", "0.4"}
+        OME-NGFF version for ``"ome-zarr"``: 0.5 (Zarr v3, the default) or
+        0.4 (Zarr v2) for readers that predate 0.5 (older Fiji/BigDataViewer).
 
     Returns
     -------
@@ -261,6 +188,8 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     """
     if format not in _FORMATS:
         raise FileFormatError(f"format: expected one of {_FORMATS}, got {format!r}")
+    if ngff_version not in ome.NGFF_VERSIONS:
+        raise FileFormatError(f"ngff_version: expected one of {ome.NGFF_VERSIONS}, got {ngff_version!r}")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset, got {type(ds).__name__}")
     validate(ds)
@@ -273,7 +202,8 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         if format == "zarr":
             _write_zarr(ds, tmp)
         else:
-            _write_ome(ds, tmp, levels)
+            ome.write(ds, tmp, levels=levels, version=ngff_version, name=ome.dataset_name(ds, target),
+                      compressor=_compressor(), config=_ARRAY_CONFIG)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -293,38 +223,6 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     else:
         os.replace(tmp, target)
     return target
-
-
-def _open_ome(path: Path, attrs: dict[str, Any], chunks: Any) -> xr.Dataset:
-    import zarr
-
-    meta = attrs["ome"]["multiscales"][0]
-    ds0 = meta["datasets"][0]
-    scale = next(t["scale"] for t in ds0["coordinateTransformations"] if t["type"] == "scale")
-    trans = next((t["translation"] for t in ds0["coordinateTransformations"] if t["type"] == "translation"), [0.0] * 4)
-    arr = da.from_zarr(zarr.open_array(str(path / ds0["path"]), mode="r"))
-    extra = attrs.get("pfibsims", {})
-    names = [c["label"] for c in attrs["ome"].get("omero", {}).get("channels", [])] or [f"c{i}" for i in range(arr.shape[0])]
-    _, nz, ny, nx = arr.shape
-    coords: dict[str, Any] = {
-        "z": ("z", trans[1] + scale[1] * np.arange(nz), {"units": "nm"}),
-        "y": ("y", trans[2] + scale[2] * np.arange(ny), {"units": "nm"}),
-        "x": ("x", trans[3] + scale[3] * np.arange(nx), {"units": "nm"}),
-    }
-    for c, info in extra.get("coords", {}).items():
-        if "values" in info:
-            coords[c] = (tuple(info["dims"]), np.asarray(info["values"], dtype=info.get("dtype")), info.get("attrs", {}))
-        elif c in coords:
-            coords[c] = (coords[c][0], coords[c][1], info.get("attrs", {}))
-    dtypes = extra.get("dtypes", {})
-    data_vars = {
-        n: (("z", "y", "x"), arr[i].astype(dtypes.get(n, arr.dtype)), extra.get("channels", {}).get(n, {"units": "1"}))
-        for i, n in enumerate(names)
-    }
-    ds = xr.Dataset(data_vars, coords=coords, attrs=extra.get("attrs", {"modality": "image", "history": []}))
-    if chunks not in ({}, None, "auto"):
-        ds = ds.chunk(chunks)
-    return ds
 
 
 def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
@@ -356,14 +254,15 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
     if not p.exists():
         raise FileFormatError(f"path: expected a Zarr store, got '{path}', which does not exist")
     meta = p / "zarr.json"
-    if not meta.is_file():
+    if not meta.is_file() and not (p / ".zattrs").is_file():
         raise FileFormatError(f"{p}: expected a Zarr v3 store (a directory with zarr.json), found none")
     try:
-        with open(meta, encoding="utf-8") as fh:
-            root = json.load(fh)
-        attrs = root.get("attributes", {})
-        if "ome" in attrs:
-            return _open_ome(p, attrs, chunks)
+        found = ome.ome_attrs(p)
+        if found is not None:
+            return ome.read(p, found[1], chunks)
+        if not meta.is_file():
+            raise FileFormatError(f"{p}: expected a Zarr v3 store (a directory with zarr.json) or OME-Zarr 0.4, "
+                                  "found a Zarr v2 group without OME metadata")
         return xr.open_zarr(p, consolidated=True, chunks={} if chunks is None else chunks, zarr_format=3)
     except (FileFormatError, DataModelError):
         raise

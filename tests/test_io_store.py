@@ -283,8 +283,8 @@ def _mode_reference(a):
     *lead, ny, nx = a.shape
     out = np.empty((*lead, ny // 2, nx // 2), a.dtype)
     for idx in np.ndindex(*lead, ny // 2, nx // 2):
-        *l, i, j = idx
-        block = a[(*l, slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2))].ravel().tolist()
+        *lead_idx, i, j = idx
+        block = a[(*lead_idx, slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2))].ravel().tolist()
         out[idx] = Counter(block).most_common(1)[0][0]
     return out
 
@@ -300,7 +300,8 @@ def test_ome_labels_are_integer_label_images_downsampled_by_mode(tmp_path, chunk
     assert root["0"].shape == (3, 3, 21, 34)  # the labels are not image channels
     phase = [np.asarray(root[f"labels/phase/{k}"]) for k in range(3)]
     cover = [np.asarray(root[f"labels/coverage/{k}"]) for k in range(3)]
-    assert [p.dtype for p in phase] == [np.uint8] * 3 and [c.dtype for c in cover] == [np.uint8] * 3
+    assert [p.dtype for p in phase] == [np.uint8] * 3
+    assert [c.dtype for c in cover] == [np.uint8] * 3
     np.testing.assert_array_equal(phase[0], ds.phase.values)
     np.testing.assert_array_equal(phase[1], _mode_reference(ds.phase.values))
     np.testing.assert_array_equal(phase[2], _mode_reference(_mode_reference(ds.phase.values)))
@@ -331,7 +332,8 @@ def test_ome_labels_read_by_ome_zarr_py_and_validated(tmp_path):
 
     path = pfs.save(_labelled(), tmp_path / "fused.ome.zarr", format="ome-zarr", levels=3)
     model = models.Image.from_zarr(zarr.open_group(str(path), mode="r"))
-    assert model.labels is not None and model.labels.label_paths == ["phase", "coverage"]
+    assert model.labels is not None
+    assert model.labels.label_paths == ["phase", "coverage"]
     nodes = list(Reader(parse_url(str(path)))())
     labels = {n.metadata["name"]: n for n in nodes if any(isinstance(s, Label) for s in n.specs)}
     assert sorted(labels) == ["coverage", "phase"]
@@ -355,8 +357,10 @@ def test_ome_channel_colours_windows_name_and_translation(tmp_path):
     coarse = np.asarray(zarr.open_group(str(path), mode="r")["1"], dtype=np.float64)  # the reduced view
     for i, c in enumerate(channels):
         lo, hi = np.percentile(coarse[i], [0.5, 99.5])
-        assert c["window"]["start"] == pytest.approx(lo) and c["window"]["end"] == pytest.approx(hi)
-        assert c["window"]["min"] == coarse[i].min() and c["window"]["max"] == coarse[i].max()
+        assert c["window"]["start"] == pytest.approx(lo)
+        assert c["window"]["end"] == pytest.approx(hi)
+        assert c["window"]["min"] == coarse[i].min()
+        assert c["window"]["max"] == coarse[i].max()
         assert c["window"]["min"] <= c["window"]["start"] < c["window"]["end"] <= c["window"]["max"]
     named = pfs.save(ds.assign_attrs(name="cathode 7"), tmp_path / "other.ome.zarr", format="ome-zarr")
     assert zarr.open_group(str(named), mode="r").attrs["ome"]["multiscales"][0]["name"] == "cathode 7"
@@ -385,7 +389,8 @@ def test_ome_zarr_0_4_on_request_validates_and_round_trips(tmp_path):
     ds = _labelled((1, 7, 11))
     path = pfs.save(ds, tmp_path / "old.ome.zarr", format="ome-zarr", levels=2, ngff_version="0.4")
     attrs = json.loads((path / ".zattrs").read_text())
-    assert attrs["multiscales"][0]["version"] == "0.4" and not (path / "zarr.json").exists()
+    assert attrs["multiscales"][0]["version"] == "0.4"
+    assert not (path / "zarr.json").exists()
     assert json.loads((path / "0" / ".zarray").read_text())["dimension_separator"] == "/"
     models.Image.from_zarr(zarr.open_group(str(path), mode="r", zarr_format=2))
     nodes = list(Reader(parse_url(str(path)))())

@@ -27,12 +27,13 @@ from .bruker import read_bcf
 from .cameca import read_im
 from .h5oina import read_h5oina
 from .hiden import read_sims_matrix
+from .hyperspy import from_hyperspy, to_hyperspy
 from .jeol import read_jeol
 from .ripple import read_ripple
 from .sem import read_sem_tiff
 from .store import open_dataset, save
 
-__all__ = ["open_dataset", "read_eds", "read_sem", "read_sims", "save"]
+__all__ = ["from_hyperspy", "open_dataset", "read_eds", "read_sem", "read_sims", "save", "to_hyperspy"]
 
 _EDS_PATTERNS = ("*.h5oina", "*.bcf", "*.rpl", "*.map", "*.pts", "*.tif", "*.tiff", "*.csv", "*.txt")
 _SIMS_PATTERNS = ("*.im", "*.csv", "*.txt", "*.dat", "*.asc", "*.tif", "*.tiff")

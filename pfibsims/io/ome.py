@@ -10,8 +10,8 @@ predate 0.5, such as Fiji's MoBIE/BigDataViewer and OMERO's older tools):
 * ``omero`` channels: the channel name, its colour from the fixed palette of
   :mod:`pfibsims.io.palette`, and a display window whose ``start``/``end``
   are the 0.5th and 99.5th percentiles (``min``/``max`` the extremes) of a
-  reduced view: the coarsest level, strided to at most 2**20 voxels a
-  channel (never the whole volume);
+  reduced view: at most 8 slices of the coarsest level, strided to at most
+  2**20 voxels a channel (never the whole volume; see :func:`display_windows`);
 * ``labels/<name>``: each label variable (integers with CF ``flag_values``,
   such as ``phase``, or a boolean mask, such as ``coverage``) as an integer
   multiscale of axes ``(z, y, x)``, downsampled by the 2x2 *mode* (ties go
@@ -39,7 +39,7 @@ from ..errors import DataModelError, FileFormatError
 from ..grid import Grid
 from .palette import channel_colours, label_colours
 
-__all__ = ["NGFF_VERSIONS", "dataset_name", "is_label", "ome_attrs", "pyramid", "read", "write"]
+__all__ = ["NGFF_VERSIONS", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
 
 NGFF_VERSIONS = ("0.5", "0.4")
 #: Percentiles of a reduced view that set each channel's display window (``start``, ``end``).
@@ -152,11 +152,19 @@ def _set_ome(group: Any, body: dict[str, Any], version: str, extra: dict[str, An
     group.attrs.update({**attrs, **(extra or {})})
 
 
-def _windows(small: da.Array) -> list[dict[str, float]]:
-    """Display windows per channel from a strided view of the coarsest level (at most WINDOW_VOXELS a channel)."""
-    nz, ny, nx = small.shape[1:]
-    s = max(1, math.ceil(math.sqrt(nz * ny * nx / WINDOW_VOXELS)))
-    view = np.asarray(small[:, :, ::s, ::s], dtype=np.float64).reshape(small.shape[0], -1)
+def display_windows(stack: da.Array) -> list[dict[str, float]]:
+    """Display windows of each channel of a ``(c, z, y, x)`` stack, from a reduced view.
+
+    The view: at most 8 evenly spaced slices, strided in ``y`` and ``x`` to
+    at most :data:`WINDOW_VOXELS` voxels a channel (only the chunks of those
+    slices are read). ``start``/``end`` are the :data:`WINDOW_PERCENTILES`
+    of its finite values, ``min``/``max`` their extremes; a channel with no
+    finite value gets ``0 .. 1``.
+    """
+    nz, ny, nx = stack.shape[1:]
+    zs = np.unique(np.linspace(0, nz - 1, min(nz, 8)).round().astype(int))
+    s = max(1, math.ceil(math.sqrt(zs.size * ny * nx / WINDOW_VOXELS)))
+    view = np.asarray(stack[:, zs, ::s, ::s], dtype=np.float64).reshape(stack.shape[0], -1)
     out = []
     for row in view:
         finite = row[np.isfinite(row)]
@@ -195,7 +203,7 @@ def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, co
     channel_attrs = {c: dict(ds[c].attrs) for c in images}
     colours = channel_colours(channel_attrs)
     channels = [{"label": c, "color": colours[c], "active": True, "window": w}
-                for c, w in zip(images, _windows(da.from_zarr(arrays[-1])), strict=True)]
+                for c, w in zip(images, display_windows(da.from_zarr(arrays[-1])), strict=True)]
     body = {"multiscales": [_multiscale(name, 4, n, spacing, first, version)],
             "omero": {"channels": channels, "rdefs": {"model": "greyscale" if len(images) == 1 else "color"}}}
     if labels:

@@ -1,0 +1,102 @@
+"""HyperSpy bridge: calibration (names, scale, offset, units), laziness and attrs survive both ways."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import raise_if_dask_computes
+
+import pfibsims as pfs
+from pfibsims.errors import DataModelError, UnitsError
+from pfibsims.io import from_hyperspy, to_hyperspy
+
+hs = pytest.importorskip("hyperspy.api")
+
+
+def _dataset(chunks=None, z=None):
+    rng = np.random.default_rng(0)
+    kw = {"z": z} if z is not None else {"slice_thickness": "60 nm"}
+    ds = pfs.stack({"Zr_La": rng.poisson(5, (3, 6, 8)).astype(np.uint16), "Li6": rng.random((3, 6, 8)).astype(np.float32)},
+                   pixel_size=("72 nm", "81.4 nm"), origin=("100 nm", "1 um", "2 um") if z is None else ("1 um", "2 um"),
+                   modality="fused", chunks=chunks, **kw)
+    return pfs.record(ds, "test_step", threshold=0.5)
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 3, 4)], ids=["numpy", "dask"])
+def test_to_hyperspy_keeps_calibration_and_laziness(chunks):
+    ds = _dataset(chunks)
+    with raise_if_dask_computes():
+        s = to_hyperspy(ds.Zr_La)
+    assert s._lazy == (chunks is not None)
+    assert isinstance(s.data, da.Array) == (chunks is not None)
+    am = s.axes_manager
+    assert [(a.name, a.navigate) for a in sorted(am._axes, key=lambda a: a.index_in_array)] == [
+        ("z", True), ("y", False), ("x", False)]
+    z, y, x = (am[n] for n in ("z", "y", "x"))
+    assert (z.scale, z.offset, z.units) == (60.0, 100.0, "nm")
+    assert (y.scale, y.offset, y.units) == (72.0, 1000.0, "nm")
+    assert (x.scale, x.offset, x.units) == (81.4, 2000.0, "nm")
+    np.testing.assert_array_equal(x.axis, ds.x.values)  # HyperSpy's axis values are our voxel centres
+    assert (s.metadata.General.title, s.metadata.Signal.quantity) == ("Zr_La", "Zr_La (counts)")
+    assert (s.metadata.Sample.xray_lines, s.metadata.Sample.elements) == (["Zr_La"], ["Zr"])
+    np.testing.assert_array_equal(np.asarray(s.data), ds.Zr_La.values)
+
+
+def test_uneven_slices_give_a_non_uniform_z_axis():
+    ds = _dataset(z=["0 nm", "55 nm", "130 nm"])
+    s = to_hyperspy(ds.Li6)
+    assert not s.axes_manager["z"].is_uniform
+    np.testing.assert_array_equal(s.axes_manager["z"].axis, [0.0, 55.0, 130.0])
+    back = from_hyperspy(s)
+    np.testing.assert_array_equal(back.z.values, [0.0, 55.0, 130.0])
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 3, 4)], ids=["numpy", "dask"])
+def test_round_trip_is_exact(chunks):
+    ds = _dataset(chunks)
+    with raise_if_dask_computes():
+        signals = to_hyperspy(ds)
+        back = from_hyperspy(signals)
+    assert [s.metadata.General.title for s in signals] == ["Zr_La", "Li6"]
+    assert all(isinstance(v.data, da.Array) == (chunks is not None) for v in back.data_vars.values())
+    xr.testing.assert_identical(back.compute(), ds.compute())
+    assert back.attrs["history"][-1]["step"] == "test_step"
+    assert back.Zr_La.dtype == np.uint16
+    one = from_hyperspy(to_hyperspy(ds.Li6))
+    xr.testing.assert_identical(one.compute(), ds.Li6.compute())
+
+
+def test_a_plain_hyperspy_signal_in_micrometres():
+    data = np.arange(20.0).reshape(4, 5)
+    s = hs.signals.Signal2D(data)
+    s.metadata.General.title = "BSE"
+    s.metadata.Signal.quantity = "BSE (counts)"
+    for a, scale in zip(s.axes_manager.signal_axes, (0.05, 0.1), strict=True):  # x, then y
+        a.units, a.scale, a.offset = "µm", scale, 1.0
+    out = from_hyperspy(s)
+    assert (out.name, out.dims, out.attrs["units"]) == ("BSE", ("z", "y", "x"), "counts")
+    np.testing.assert_allclose(out.x.values, 1000.0 + 50.0 * np.arange(5))
+    np.testing.assert_allclose(out.y.values, 1000.0 + 100.0 * np.arange(4))
+    np.testing.assert_array_equal(out.values[0], data)
+    assert pfs.Grid.of(out, dims=["y", "x"]).spacing == pytest.approx((100.0, 50.0))
+
+
+def test_errors():
+    s = hs.signals.Signal2D(np.ones((4, 5)))
+    with pytest.raises(UnitsError, match=r"signal axis at array index 0 calibrated in a length .* found units '<undefined>'"):
+        from_hyperspy(s)
+    with pytest.raises(DataModelError, match=r"expected a 2-D signal .* found 1 signal and 1 navigation axes"):
+        from_hyperspy(hs.signals.Signal1D(np.ones((4, 5))))
+    with pytest.raises(DataModelError, match="expected at least one HyperSpy signal"):
+        from_hyperspy([])
+    a, b = to_hyperspy(_dataset().Li6), to_hyperspy(_dataset().isel(x=slice(1, None)).Zr_La)
+    with pytest.raises(DataModelError, match=r"expected signals on one grid, found different axes among \['Li6', 'Zr_La'\]"):
+        from_hyperspy([a, b])
+    with pytest.raises(DataModelError, match=r"distinct titles .* found \['Li6', 'Li6'\]"):
+        from_hyperspy([a, a])
+    with pytest.raises(DataModelError, match="expected an xarray DataArray or Dataset, got ndarray"):
+        to_hyperspy(np.ones((3, 3)))
+    with pytest.raises(DataModelError, match=r"expected dims \('z', 'y', 'x'\) or \('y', 'x'\)"):
+        to_hyperspy(_dataset().Li6.isel(y=0))

@@ -40,7 +40,7 @@ def _child(store: str, slices: int, crop: int | None, out: str, threads: int, st
     import zarr
 
     import pfibsims as pfs
-    from pfibsims.segment import classify_phases
+    from pfibsims.segmentation import classify_phases
 
     ds = pfs.open_dataset(store)[CHANNELS].isel(z=slice(0, slices))
     if stack > 1:  # a deeper field from a shallow store: the same slices again, on a regular z grid

@@ -40,7 +40,7 @@ def _chunks() -> dict[str, np.ndarray]:
     a = np.asarray(eds.Zr_La.data[s].compute())
     b = np.asarray(sims.Li6.data[s].compute())
     m = np.array([[1.1305, 0.0, 3.3], [0.0, 1.1305, 2.7]])
-    from pfibsims._kernels import warp2d
+    from pfibsims.resampling.kernels import warp2d
 
     f = warp2d(b.astype(np.float32)[None], m, (900, 900), (0, 0), b.shape, (1.1305, 1.1305), "lanczos", 3,
                np.nan, np.float32)[0]

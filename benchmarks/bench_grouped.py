@@ -86,8 +86,9 @@ def run_case(args) -> dict:
     import dask.array as darr
 
     import pfibsims as pfs
-    from pfibsims import _grouped as G
-    from pfibsims.segment import _QUANTILES
+    from pfibsims._engine import grouped as G
+    from pfibsims._engine.numba import use_compiled
+    from pfibsims.segmentation.statistics import QUANTILES as _QUANTILES
 
     li, lab = _open(args)
     small = np.ones((4, 4), np.float32)
@@ -100,16 +101,16 @@ def run_case(args) -> dict:
         elif args.case == "now":
             pfs.phase_statistics(li, lab, bins=args.bins)
         else:
-            G.HAVE_NUMBA = False  # the numpy block functions, and the int64 group array made by the old lookup
-            groups = darr.map_blocks(_old_lookup, lab.data, dtype=np.int64, lut=lut)
-            G.grouped_statistics(li.data, groups, 5, bins=args.bins, quantiles=_QUANTILES)
+            with use_compiled(False):  # the numpy block functions, and the int64 group array made by the old lookup
+                groups = darr.map_blocks(_old_lookup, lab.data, dtype=np.int64, lut=lut)
+                G.grouped_statistics(li.data, groups, 5, bins=args.bins, quantiles=_QUANTILES)
         seconds = time.perf_counter() - t0
     return {"case": args.case, "s": seconds, "mvox_s": li.size / seconds / 1e6,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def per_block(args) -> list[tuple]:
-    from pfibsims import _grouped as G
+    from pfibsims._engine import grouped as G
 
     li, lab = _open(args)
     k, i = min(3, args.slices - 1), 2048

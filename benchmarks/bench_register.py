@@ -38,7 +38,7 @@ import numpy as np
 from pfibsims.synthetic import cathode
 from pfibsims.transform import Affine
 
-reg = importlib.import_module("pfibsims.register")
+reg = importlib.import_module("pfibsims.registration.pairwise")
 
 
 def errors(Te, T, eds):

@@ -69,7 +69,7 @@ def bench(size, repeat):
     from scipy import ndimage
 
     from pfibsims.grid import Grid
-    from pfibsims.resample import resample
+    from pfibsims.resampling import resample
     from pfibsims.transform import Affine
 
     gbs = _memcpy_gbs()
@@ -130,7 +130,7 @@ def full_slice(lazy):
     import dask.array as da
 
     from pfibsims.grid import Grid
-    from pfibsims.resample import resample
+    from pfibsims.resampling import resample
 
     n_src, n_out = 9700, 8600
     coords = Grid((n_src, n_src), "72 nm").xr_coords()

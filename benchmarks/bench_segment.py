@@ -58,7 +58,7 @@ def _open(path: str):
 def _run_pfibsims(path: str) -> float:
     import dask
 
-    from pfibsims.segment import classify_phases, phase_statistics
+    from pfibsims.segmentation import classify_phases, phase_statistics
 
     t = time.perf_counter()
     with dask.config.set(scheduler="threads"):

@@ -35,8 +35,10 @@ import numpy as np
 import xarray as xr
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pfibsims import _moments  # noqa: E402
-from pfibsims._kernels import njit  # noqa: E402
+from pfibsims._engine.numba import (
+    njit,  # noqa: E402
+    use_compiled,  # noqa: E402
+)
 from pfibsims.correlate import covariance, joint_histogram, pearson  # noqa: E402
 
 _BLOCKS: dict = {}
@@ -155,11 +157,8 @@ def main():
     bw = max(bw_np, bw_stream)
     base = None
     if args.baseline:
-        _moments.HAVE_NUMBA = False
-        try:
+        with use_compiled(False):
             base = passes(a, b, argparse.Namespace(**{**vars(args), "repeats": 1}), rng_)
-        finally:
-            _moments.HAVE_NUMBA = True
 
     # numpy on an in-memory slice (one block pair), float64 as numpy does it
     sa, sb = ablocks[0].ravel(), bblocks[0].ravel()

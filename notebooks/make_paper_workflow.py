@@ -40,7 +40,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import pfibsims as pfs
 from pfibsims import plot
-from pfibsims.segment import depletion_depth"""),
+from pfibsims.segmentation import depletion_depth"""),
     ("md", """## 1. The acquisitions
 
 `cathode` returns the EDS stack (channels `Zr_La`, `Co_La`, `Al_Ka`, `C_Ka`,
@@ -72,13 +72,13 @@ print(u8.Zr_La.dtype, int(u8.Zr_La.max()), u8.attrs["history"][-2]["step"], "->"
 
 Between milling steps the sample drifts in the SIMS image. `estimate_drift`
 measures each slice's shift from the previous one by sub-pixel phase
-correlation (summed, so slice 0 is the reference) and `correct_drift` removes
-it. The phantom knows the true drift."""),
+correlation (summed, so slice 0 is the reference) and `resample(..., drift=)`
+removes it. The phantom knows the true drift."""),
     ("code", """drift = pfs.estimate_drift(sims.Li6)
 err = np.abs(drift.values - truth.drift.values)
 print(f"drift over the run: {np.abs(truth.drift.values).max():.0f} nm; "
       f"largest error of the estimate: {err.max():.0f} nm ({err.max() / 72:.2f} SIMS pixels)")
-sims_c = pfs.correct_drift(sims, drift)"""),
+sims_c = pfs.resample(sims, onto=sims, drift=drift)"""),
     ("md", """## 4. Registration of SIMS onto EDS
 
 The paper aligned the two datasets by hand (Avizo's Transform Editor) and then

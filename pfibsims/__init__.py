@@ -1,16 +1,15 @@
 """pfibsims: correlative 3D EDS + SIMS element mapping from plasma-FIB slice-and-view data.
 
-The public names are listed in ``__all__``.
+The public names are listed in ``__all__``; ``docs/architecture.md`` says where
+everything else lives.  Names that moved in 0.2 (``record``, ``validate``,
+``ureg``, ``parse_length``, ``parse_quantity``, ``correct_drift``, ``warp``)
+still resolve, with a ``DeprecationWarning`` naming their new home.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("pfibsims")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from typing import Any
 
 from . import synthetic
+from ._version import __version__
 from .correlate import (
     colocalisation,
     covariance,
@@ -18,10 +17,9 @@ from .correlate import (
     joint_histogram,
     local_correlation,
     pearson,
-    profile,
     spearman,
 )
-from .dataset import record, stack, validate
+from .dataset import stack
 from .errors import (
     DataModelError,
     EstimationWarning,
@@ -33,13 +31,12 @@ from .errors import (
 )
 from .grid import Grid
 from .io import open_dataset, read_eds, read_sem, read_sims, save
-from .normalize import histogram, normalize, to_uint8
+from .normalization import histogram, normalize, to_uint8
 from .pipeline import fuse
-from .register import correct_drift, estimate_drift, register, warp
-from .resample import coverage, resample
-from .segment import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics
+from .registration import estimate_drift, register
+from .resampling import coverage, profile, resample
+from .segmentation import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics
 from .transform import Affine
-from .units import parse_length, parse_quantity, ureg
 
 __all__ = [
     "Affine",
@@ -52,16 +49,9 @@ __all__ = [
     "RegistrationError",
     "UnitsError",
     "__version__",
-    "parse_length",
-    "parse_quantity",
-    "record",
-    "stack",
-    "ureg",
-    "validate",
     "boundary_profile",
     "classify_phases",
     "colocalisation",
-    "correct_drift",
     "covariance",
     "covariance_map",
     "coverage",
@@ -84,7 +74,14 @@ __all__ = [
     "resample",
     "save",
     "spearman",
+    "stack",
     "synthetic",
     "to_uint8",
-    "warp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names (see the module docstring): warn, then hand over the object."""
+    from ._deprecated import lookup
+
+    return lookup(name)

@@ -1,5 +1,5 @@
 """``python -m pfibsims`` runs the command line (see :mod:`pfibsims.cli`)."""
 
-from .cli import main
+from .app.cli import main
 
 raise SystemExit(main())

@@ -33,7 +33,7 @@ _DETECTORS = {"BSE", "SE", "SE2", "INLENS", "ETD", "TLD", "ICE", "CBS", "ASB", "
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

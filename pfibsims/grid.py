@@ -224,6 +224,11 @@ class Grid:
             (o - s / 2, o + (n - 0.5) * s) for n, s, o in zip(self.shape, self.spacing, self.origin, strict=True)
         )
 
+    @property
+    def center(self) -> tuple[float, ...]:
+        """The centre of the extent per axis, nm (the middle of the middle voxel for an odd shape)."""
+        return tuple(0.5 * (lo + hi) for lo, hi in self.extent)
+
     def coords(self) -> dict[str, np.ndarray]:
         """Voxel-centre coordinates per axis, float64 in nm.
 

@@ -1,11 +1,12 @@
 """`fuse`: the whole workflow in one call, composed of the public steps.
 
-drift (:func:`~pfibsims.register.estimate_drift`) -> registration
-(:func:`~pfibsims.register.register`) -> per-slice drift against EDS ->
-resampling of every channel onto one grid (:func:`~pfibsims.register.warp`,
-one Lanczos interpolation per voxel: the drift and the registration are
-composed into one transform per slice) -> optional normalisation
-(:func:`~pfibsims.normalize.normalize`).  `fuse` adds no step of its own.
+drift (:func:`~pfibsims.registration.estimate_drift`) -> registration
+(:func:`~pfibsims.registration.register`) -> per-slice drift against EDS ->
+resampling of every channel onto one grid (:func:`~pfibsims.resampling.resample`
+with ``transform=`` and ``drift=``, one Lanczos interpolation per voxel: the
+drift and the registration are composed into one transform per slice) ->
+optional normalisation (:func:`~pfibsims.normalization.normalize`).  `fuse`
+adds no step of its own.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ._views import block_factor, block_mean
+from ._engine.views import MAX_PIXELS, block_factor
+from ._xr import block_mean
 from .dataset import record, validate
 from .errors import DataModelError, PfibsimsError
 from .grid import Grid
-from .normalize import normalize as _normalize
-from .register import correct_drift, estimate_drift, slice_transforms, warp
-from .register import register as _register
-from .resample import coverage
+from .normalization import normalize as _normalize
+from .registration import estimate_drift
+from .registration import register as _register
+from .resampling import coverage, resample
 from .transform import Affine
 
 __all__ = ["fuse", "working_view"]
@@ -32,7 +34,7 @@ __all__ = ["fuse", "working_view"]
 _MODELS = ("translation", "rigid", "similarity", "affine")
 #: Largest in-plane size (pixels per slice) that drift and registration estimate from;
 #: larger fields are estimated on block means (see :func:`working_view`).
-MAX_WORKING_PIXELS = 1024 * 1024
+MAX_WORKING_PIXELS = MAX_PIXELS
 
 
 def working_view(ds: xr.Dataset, *, max_pixels: int = MAX_WORKING_PIXELS) -> xr.Dataset:
@@ -135,26 +137,26 @@ def fuse(
 
     Steps, each a public function (see the module docstring):
 
-    1. Drift, slice to slice (:func:`~pfibsims.register.estimate_drift`,
+    1. Drift, slice to slice (:func:`~pfibsims.registration.estimate_drift`,
        relative to slice 0): of SIMS from its first channel (``drift=True``;
        a drift DataArray is used as given; ``False`` skips it) and, with
        ``sem``, of EDS from the first SEM channel.
-    2. Registration of SIMS onto EDS (:func:`~pfibsims.register.register`,
+    2. Registration of SIMS onto EDS (:func:`~pfibsims.registration.register`,
        ``model=register``, on drift-corrected reduced views), or the
        `Affine` given, or none (``register=None``: same frame).
     3. With ``drift=True`` and a registration, the SIMS drift is measured
        again slice by slice against the matching (drift-free) EDS slice
        through the transform (cross-modal
-       :func:`~pfibsims.register.estimate_drift`), so no error accumulates
+       :func:`~pfibsims.registration.estimate_drift`), so no error accumulates
        along the stack, and SIMS is registered once more through it. The
        drift is then expressed relative to slice 0 (the data model's
        convention), its slice-0 offset folded into the transform.
-    4. Resampling (:func:`~pfibsims.register.warp`) of every SIMS channel
+    4. Resampling (:func:`~pfibsims.resampling.resample`) of every SIMS channel
        onto the target grid, the drift and the transform composed into one
        transform per slice, so each voxel is interpolated once; EDS channels
        are resampled only when the target is not the EDS grid.
     5. Optional normalisation of every channel
-       (:func:`~pfibsims.normalize.normalize`, ``method=normalize``).
+       (:func:`~pfibsims.normalization.normalize`, ``method=normalize``).
 
     SIMS slice ``k`` is matched with EDS slice ``k``: the stacks must have
     the same number of slices, and the result takes the EDS ``z``.
@@ -179,7 +181,7 @@ def fuse(
     onto : "eds", Grid or Dataset
         Target grid (in-plane): the EDS grid by default.
     chunks : optional
-        Output chunks of the resampled channels (see :func:`~pfibsims.resample.resample`).
+        Output chunks of the resampled channels (see :func:`~pfibsims.resampling.resample`).
     max_pixels : int
         Steps 1-3 estimate from at most about this many pixels a slice: a
         larger field (e.g. 700 um: 9722^2 SIMS px) is estimated on block means
@@ -202,7 +204,7 @@ def fuse(
     DataModelError
         When the inputs are not in the data model or have different slice counts.
     RegistrationError
-        When registration fails (see :func:`~pfibsims.register.register`).
+        When registration fails (see :func:`~pfibsims.registration.register`).
 
     Examples
     --------
@@ -234,7 +236,7 @@ def fuse(
     estimating = (drift is True) or (isinstance(register, str) and register in _MODELS)
     veds, vsims, vsem = _estimation_views(eds, sims, sem, max_pixels) if estimating else (eds, sims, sem)
     eds_drift = _slice_drift(drift is not False and drift is not None, vsem, "sem")
-    fixed = veds if eds_drift is None else correct_drift(veds, eds_drift)
+    fixed = veds if eds_drift is None else resample(veds, Grid.of(veds, dims=("y", "x")), drift=eds_drift)
     sims_drift = _slice_drift(drift, vsims, "sims")
     moving = _first_channel(vsims, "sims")
     # 2. registration of SIMS onto the (drift-free) EDS frame, on reduced views
@@ -256,15 +258,15 @@ def fuse(
         T = Affine.translation(tuple(float(v) for v in d0)) @ T
         sims_drift = (sims_drift - sims_drift.isel(z=0)).assign_attrs(sims_drift.attrs)
     # 4. one interpolation per voxel: drift and registration composed per slice
-    sims_on = warp(sims, T, grid, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
+    plain = Affine(T.matrix, T.dims)
+    sims_on = resample(sims, grid, transform=plain, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
     parts = []
     for ds in (eds, sem):
         if ds is not None and (eds_drift is not None or Grid.of(ds, dims=("y", "x")) != grid):
-            ds = warp(ds, Affine.identity(), grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
+            ds = resample(ds, grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
         if ds is not None:
             parts.append(ds)
-    plain = Affine(T.matrix, T.dims)
-    covered = coverage(sims, grid, transform=plain if sims_drift is None else slice_transforms(plain, sims_drift))
+    covered = coverage(sims, grid, transform=plain, drift=sims_drift)
     if "z" not in covered.dims:
         covered = covered.expand_dims(z=eds.sizes.get("z", 1))
     z = eds.coords["z"].variable

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import pfibsims as pfs
-from pfibsims.report import registration_error
+from pfibsims.app.report import registration_error
+from pfibsims.dataset import validate
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +23,13 @@ def test_fuse_with_known_transform_equals_warp_of_the_composed_steps(small, no_c
     with no_compute():
         vol = pfs.fuse(eds, sims, register=T, drift=truth.drift)
     assert sorted(vol.data_vars) == ["Al_Ka", "C_Ka", "Co_La", "Li6", "Zr_La", "coverage"]
-    ref = pfs.warp(sims, T, eds, drift=truth.drift)
+    ref = pfs.resample(sims, eds, transform=T, drift=truth.drift)
     np.testing.assert_array_equal(vol.Li6.values, ref.Li6.values)
     np.testing.assert_array_equal(vol.Zr_La.values, eds.Zr_La.values)  # EDS kept as it is
     np.testing.assert_array_equal(vol.coverage.values, np.isfinite(vol.Li6.values))
     assert pfs.Grid.of(vol) == pfs.Grid.of(eds)
     assert vol.coverage.values.mean() > 0.5
-    pfs.validate(vol)
+    validate(vol)
     vol.pint.quantify()
 
 
@@ -87,7 +88,7 @@ def test_fuse_with_sem_estimates_eds_drift():
     assert eds_drift.shape == (6, 2)
     # the phantom's EDS frame does not drift: slice-to-slice SEM drift stays within one EDS pixel over 6 slices
     assert np.abs(eds_drift).max() < 81.4
-    ref = pfs.warp(eds, pfs.Affine.identity(), eds, drift=pfs.estimate_drift(sem.BSE))
+    ref = pfs.resample(eds, eds, drift=pfs.estimate_drift(sem.BSE))
     np.testing.assert_array_equal(vol.Zr_La.values, ref.Zr_La.values)
 
 

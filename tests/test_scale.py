@@ -16,8 +16,8 @@ import pytest
 import scipy.ndimage as ndi
 
 import pfibsims as pfs
+from pfibsims.app.report import registration_error
 from pfibsims.pipeline import working_view
-from pfibsims.report import registration_error
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     Parameters
     ----------
     ds : xarray.Dataset
-        A dataset of the data model (checked with :func:`pfibsims.validate`).
+        A dataset of the data model (checked with :func:`pfibsims.dataset.validate`).
     path : path
         The store directory, e.g. ``"run.zarr"``; its parent must exist.
     overwrite : bool

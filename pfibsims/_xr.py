@@ -1,0 +1,232 @@
+"""The one input layer: what every public function does to its arguments before any work.
+
+Coercion (arrays and one-channel Datasets to a DataArray), dims checks, the
+grid of an input, grid agreement of two inputs, masks as aligned boolean dask
+arrays.  Every message names the argument, what was expected and what was
+found.  Nothing here computes data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from ._engine.views import MAX_PIXELS, block_factor, dask_block_mean
+from .errors import DataModelError, GridError, PfibsimsError, UnitsError
+from .grid import SPATIAL_DIMS, Grid
+
+__all__ = [
+    "as_array",
+    "block_mean",
+    "as_dataarray",
+    "check_dims",
+    "check_same_grid",
+    "dask_data",
+    "mask_data",
+    "plane_grid",
+    "spacing_nm",
+    "spatial_dims",
+]
+
+
+def as_dataarray(x: Any, name: str, *, one_channel: bool = False) -> xr.DataArray:
+    """``x`` as a real-valued DataArray.
+
+    A DataArray is returned as it is; with ``one_channel`` a Dataset of exactly
+    one channel gives that channel (otherwise every Dataset is refused);
+    numpy/dask arrays of 1-3 dims get dims ``(z, y, x)`` (the last ones).
+
+    Examples
+    --------
+    >>> as_dataarray(np.zeros((2, 3)), "a").dims
+    ('y', 'x')
+    """
+    if isinstance(x, xr.Dataset):
+        if not one_channel or len(x.data_vars) != 1:
+            raise DataModelError(
+                f"{name}: expected a DataArray (one channel), got a Dataset with channels {list(x.data_vars)}; "
+                f"pick one, e.g. {name}['{next(iter(x.data_vars), 'Li6')}']"
+            )
+        x = next(iter(x.data_vars.values()))
+    if isinstance(x, (np.ndarray, da.Array)):
+        if not 1 <= x.ndim <= 3:
+            raise DataModelError(f"{name}: expected a 1- to 3-D array, got {x.ndim}-D shape {x.shape}")
+        x = xr.DataArray(x, dims=SPATIAL_DIMS[3 - x.ndim :])
+    if not isinstance(x, xr.DataArray):
+        raise DataModelError(f"{name}: expected an xarray DataArray, got {type(x).__name__}")
+    if x.dtype.kind not in "biuf":
+        raise PfibsimsError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    return x
+
+
+def check_dims(obj: Any, name: str, dims: tuple[str, ...]) -> None:
+    """Raise :class:`DataModelError` unless ``obj`` (a DataArray or Dataset) has every one of ``dims``."""
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)):
+        raise DataModelError(f"{name}: expected an xarray DataArray or Dataset, got {type(obj).__name__}")
+    missing = [d for d in dims if d not in obj.dims]
+    if missing:
+        raise DataModelError(f"{name}: expected dims {dims}, found {tuple(obj.dims)} (missing {missing})")
+
+
+def spatial_dims(obj: Any, name: str) -> tuple[str, ...]:
+    """The dims of ``obj``, which must all be spatial and in ``(z, y, x)`` order."""
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)):
+        raise DataModelError(f"{name}: expected an xarray DataArray or Dataset, got {type(obj).__name__}")
+    dims = tuple(d for d in obj.dims if d in SPATIAL_DIMS)
+    if not dims or len(dims) != len(obj.dims) or list(dims) != sorted(dims, key=SPATIAL_DIMS.index):
+        raise DataModelError(f"{name}: expected dims from (z, y, x) in that order, found {tuple(obj.dims)}")
+    return dims
+
+
+def plane_grid(obj: Any, name: str) -> Grid:
+    """The in-plane ``(y, x)`` :class:`~pfibsims.grid.Grid` of ``obj``, errors prefixed with ``name``."""
+    check_dims(obj, name, ("y", "x"))
+    try:
+        return Grid.of(obj, dims=("y", "x"))
+    except UnitsError as exc:
+        raise UnitsError(f"{name}: {exc}") from None
+    except GridError as exc:
+        raise GridError(f"{name}: {exc}") from None
+
+
+def spacing_nm(obj: Any, name: str) -> tuple[float, ...]:
+    """Spacing per spatial axis in nm; NaN for a one-voxel axis that does not state its spacing."""
+    out = []
+    for d in spatial_dims(obj, name):
+        if obj.sizes[d] == 1 and d in obj.coords and "spacing" not in obj.coords[d].attrs:
+            out.append(math.nan)  # a single map: no thickness, so volumes are NaN; distances are in-plane
+            continue
+        try:
+            out.append(Grid.of(obj, (d,)).spacing[0])
+        except PfibsimsError as exc:
+            raise GridError(f"{name}: {exc}") from None
+    return tuple(out)
+
+
+def as_array(x: Any) -> Any:
+    """A dask array as it is, anything else as a numpy array."""
+    return x if isinstance(x, da.Array) else np.asarray(x)
+
+
+def dask_data(x: xr.DataArray) -> da.Array:
+    """The data of ``x`` as a dask array (a numpy array becomes one chunk, not copied)."""
+    data = x.data
+    if isinstance(data, da.Array):
+        return data
+    return da.from_array(data, chunks=data.shape or (), name=f"pfibsims-array-{tokenize(data)}")
+
+
+def check_same_grid(a: xr.DataArray, b: xr.DataArray, name: str = "b", ref: str = "a") -> None:
+    """Raise :class:`GridError` unless ``b`` has the dims, shape and coordinates of ``a``.
+
+    Coordinates agree when they differ by less than a millionth of the spacing.
+    """
+    if a.dims != b.dims or a.shape != b.shape:
+        raise GridError(
+            f"{name}: expected the grid of {ref} (dims {a.dims}, shape {a.shape}), got dims {b.dims}, "
+            f"shape {b.shape}; resample one onto the other first, e.g. pfibsims.resample({name}, onto={ref})"
+        )
+    for d in a.dims:
+        if d not in a.coords or d not in b.coords:
+            continue
+        ca, cb = np.asarray(a.coords[d].values), np.asarray(b.coords[d].values)
+        same_units = a.coords[d].attrs.get("units") == b.coords[d].attrs.get("units")
+        if ca.dtype.kind in "iuf" and cb.dtype.kind in "iuf" and same_units:
+            tol = 1e-6 * (np.abs(np.diff(ca)).min() if ca.size > 1 else max(1.0, abs(float(ca[0]))))
+            if not np.allclose(ca, cb, rtol=0, atol=tol):
+                raise GridError(
+                    f"{name}: expected the {d} coordinates of {ref}, got coordinates differing by up to "
+                    f"{np.abs(ca - cb).max():.6g} {a.coords[d].attrs.get('units', '')}; resample "
+                    f"{name} onto {ref} first"
+                )
+
+
+def mask_data(mask: Any, like: xr.DataArray, name: str = "mask") -> da.Array | None:
+    """``mask`` (or ``None``) as a boolean dask array aligned with ``like``, broadcast over missing dims."""
+    if mask is None:
+        return None
+    if isinstance(mask, xr.DataArray):
+        extra = [d for d in mask.dims if d not in like.dims]
+        if extra:
+            raise GridError(f"{name}: expected dims among {like.dims}, got {mask.dims}")
+        if mask.dtype != bool:
+            raise PfibsimsError(f"{name}: expected booleans (True = include), got dtype {mask.dtype}")
+        for d in mask.dims:
+            if mask.sizes[d] != like.sizes[d]:
+                raise GridError(f"{name}: expected {like.sizes[d]} along {d} as the data, got {mask.sizes[d]}")
+        mask = mask.variable.set_dims(dict(like.sizes)).transpose(*like.dims).data
+    else:
+        mask = mask if isinstance(mask, da.Array) else np.asarray(mask)
+        if mask.dtype != bool:
+            raise PfibsimsError(f"{name}: expected booleans (True = include), got dtype {mask.dtype}")
+        if mask.shape != like.shape:
+            raise GridError(f"{name}: expected shape {like.shape} as the data, got {mask.shape}")
+    if not isinstance(mask, da.Array):
+        mask = da.from_array(np.ascontiguousarray(mask), chunks=mask.shape, name=f"pfibsims-mask-{tokenize(mask)}")
+    return mask
+
+
+# -- reduced views ---------------------------------------------------------------
+def _coord_means(c: xr.DataArray, f: int) -> np.ndarray:
+    n = c.size // f * f
+    return np.asarray(c.values[:n], dtype=np.float64).reshape(-1, f).mean(axis=1)
+
+
+def block_mean(obj: Any, max_pixels: int = MAX_PIXELS) -> Any:
+    """``f x f`` in-plane block means (float32, lazy with dask data) of a DataArray or Dataset with
+    ``y`` and ``x``; ``obj`` itself when it has at most ``max_pixels`` pixels a slice.
+
+    Trailing pixels that do not fill a block are dropped; coordinates are block-centre means (nm),
+    their ``spacing`` attribute is updated; the attributes of the variables are kept. Dask data are
+    reduced chunk by chunk as they are (no re-chunking to multiples of ``f``): each chunk averages
+    the blocks that start in it, reading ``f - 1`` pixels of its neighbour.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray(np.arange(16.0).reshape(4, 4), dims=("y", "x"),
+    ...                  coords={d: (d, [5.0, 15, 25, 35], {"units": "nm"}) for d in ("y", "x")})
+    >>> v = block_mean(a, max_pixels=4)
+    >>> v.values.tolist(), v.y.values.tolist()
+    ([[2.5, 4.5], [10.5, 12.5]], [10.0, 30.0])
+    """
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)) or "y" not in obj.dims or "x" not in obj.dims:
+        return obj
+    ny, nx = obj.sizes["y"], obj.sizes["x"]
+    f = block_factor(ny, nx, max_pixels)
+    if f == 1:
+        return obj
+    fy, fx = min(f, ny), min(f, nx)
+    if fy != fx:  # a field thinner than a block: plain coarsen
+        return _finish(obj, obj.astype(np.float32).coarsen(y=fy, x=fx, boundary="trim").mean(), f)
+    coords = {d: (d, _coord_means(obj[d], f)) for d in ("y", "x") if d in obj.coords}
+
+    def reduce(v: xr.DataArray) -> xr.DataArray:
+        if "y" not in v.dims or "x" not in v.dims:
+            return v
+        axes = (v.dims.index("y"), v.dims.index("x"))
+        if isinstance(v.data, da.Array):
+            data = dask_block_mean(v.data, f, axes)
+        else:
+            data = v.coarsen(y=f, x=f, boundary="trim").mean().astype(np.float32).data
+        keep = {k: c for k, c in v.coords.items() if "y" not in c.dims and "x" not in c.dims}
+        return xr.DataArray(data, dims=v.dims, coords={**keep, **coords}, attrs=v.attrs, name=v.name)
+
+    out = reduce(obj) if isinstance(obj, xr.DataArray) else obj.map(reduce, keep_attrs=True)
+    return _finish(obj, out, f)
+
+
+def _finish(obj: Any, out: Any, f: int) -> Any:
+    for d in ("y", "x"):
+        spacing = float(Grid.of(obj, dims=(d,)).spacing[0]) * f
+        out[d].attrs = {**obj[d].attrs, "spacing": f"{spacing!r} nm"}
+    if isinstance(obj, xr.Dataset):
+        for name in out.data_vars:
+            out[name].attrs = dict(obj[name].attrs)
+    out.attrs = dict(obj.attrs)
+    return out

@@ -1,0 +1,137 @@
+"""The ``pfibsims`` command line.
+
+``pfibsims demo OUTDIR``          the whole workflow on the synthetic cathode phantom;
+``pfibsims fuse --eds ... --sims ... --out run.zarr``   the same on real files;
+``pfibsims report run.zarr OUTDIR``   statistics and figures of a saved volume.
+
+Long steps show dask's progress bar (threads and processes schedulers) or the
+distributed dashboard's progress (with ``--scheduler ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import PfibsimsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pfibsims",
+        description="Fuse plasma-FIB EDS and SIMS slice data into one measured 3D volume.",
+    )
+    p.add_argument("--version", action="version", version=f"pfibsims {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole workflow on the built-in synthetic cathode phantom")
+    demo.add_argument("outdir", type=Path, help="folder for fused.zarr, figures/ and report.json")
+    demo.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
+    demo.add_argument("--slices", type=int, default=39, help="phantom slices (default 39, as in the paper)")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+
+    fuse = sub.add_parser("fuse", help="fuse EDS and SIMS files into one Zarr volume")
+    fuse.add_argument("--eds", nargs="+", required=True, metavar="PATH", help="EDS file(s) or glob, one per slice")
+    fuse.add_argument("--sims", nargs="+", required=True, metavar="PATH", help="SIMS file(s) or glob")
+    fuse.add_argument("--sem", nargs="+", metavar="PATH", help="SEM image(s) on the EDS frame (for EDS drift)")
+    fuse.add_argument("--out", type=Path, required=True, help="output Zarr store, e.g. run.zarr")
+    fuse.add_argument("--lines", nargs="+", help="EDS lines to integrate from spectrum images, e.g. Zr_La Co_La")
+    fuse.add_argument("--pixel-size", help="EDS pixel size when the files have none, e.g. '81.4 nm'")
+    fuse.add_argument("--sims-pixel-size", help="SIMS pixel size when the files have none, e.g. '72 nm'")
+    fuse.add_argument("--isotope", help="SIMS isotope of text/TIFF maps that do not say, e.g. 6Li")
+    fuse.add_argument("--slice-thickness", help="distance between slices, e.g. '60 nm'")
+    fuse.add_argument("--register", default="rigid", choices=["translation", "rigid", "similarity", "affine", "none"],
+                      help="registration model (default rigid)")
+    fuse.add_argument("--no-drift", action="store_true", help="do not estimate and remove SIMS drift")
+    fuse.add_argument("--scheduler", default="threads",
+                      help="threads (default), processes, or the ADDRESS of a dask.distributed scheduler")
+    fuse.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
+
+    report = sub.add_parser("report", help="statistics and figures of a saved fused volume")
+    report.add_argument("store", type=Path, help="a store written by `pfibsims fuse` or `pfibsims demo`")
+    report.add_argument("outdir", type=Path, help="folder for report.json, report.txt and figures/")
+    report.add_argument("--scheduler", default="threads", help="threads, processes, or a scheduler ADDRESS")
+    return p
+
+
+@contextlib.contextmanager
+def _scheduler(name: str) -> Iterator[None]:
+    """Run the block on the named dask scheduler, with a progress bar."""
+    import dask
+
+    if name in ("threads", "processes", "synchronous"):
+        from dask.diagnostics import ProgressBar
+
+        with dask.config.set(scheduler=name), ProgressBar(minimum=1.0, dt=0.5):
+            yield
+        return
+    if ":" not in name:
+        raise PfibsimsError(f"--scheduler: expected threads, processes or a scheduler address like tcp://host:8786, got {name!r}")
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise PfibsimsError(f"--scheduler: dask.distributed is needed for {name!r}: {exc}") from None
+    try:
+        client = Client(name, timeout="10s")
+    except OSError as exc:
+        raise PfibsimsError(f"--scheduler: could not reach a dask scheduler at {name!r} ({exc})") from None
+    with client:
+        print(f"dask.distributed: {client.dashboard_link}", flush=True)
+        yield
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.outdir, seed=args.seed, overwrite=args.overwrite, n_slices=args.slices)
+    return 0
+
+
+def _fuse(args: argparse.Namespace) -> int:
+    from ..io import read_eds, read_sem, read_sims, save
+    from ..pipeline import fuse
+
+    if args.out.exists() and not args.overwrite:
+        raise PfibsimsError(f"--out: expected a new path, found an existing {args.out}; pass --overwrite to replace it")
+    common = {"slice_thickness": args.slice_thickness} if args.slice_thickness else {}
+    paths = lambda v: v if len(v) > 1 else v[0]  # noqa: E731 - one path or a list/glob
+    eds = read_eds(paths(args.eds), lines=args.lines, pixel_size=args.pixel_size, **common)
+    sims = read_sims(paths(args.sims), pixel_size=args.sims_pixel_size, isotope=args.isotope, **common)
+    sem = read_sem(paths(args.sem), pixel_size=args.pixel_size, **common) if args.sem else None
+    with _scheduler(args.scheduler):
+        print("-- fuse: drift, registration, Lanczos resampling", flush=True)
+        vol = fuse(eds, sims, sem, drift=not args.no_drift, register=None if args.register == "none" else args.register)
+        print(f"-- save {args.out}", flush=True)
+        save(vol, args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..io import open_dataset
+    from .report import write_report
+
+    vol = open_dataset(args.store)
+    with _scheduler(args.scheduler):
+        report = write_report(vol, args.outdir)
+    print((args.outdir / "report.txt").read_text())
+    print(f"wrote {args.outdir / 'report.json'} and {len(report.get('figures', {}) or {})} figures")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pfibsims`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"demo": _demo, "fuse": _fuse, "report": _report}[args.command](args)
+    except PfibsimsError as exc:
+        print(f"pfibsims {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,216 @@
+"""Covariance (eq. 3 of Sun et al. 2024), Pearson's r and the per-voxel covariance map, in one pass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.stats as st
+import xarray as xr
+from dask.base import tokenize
+
+from ..dataset import record
+from ..errors import PfibsimsError
+from .pairs import (
+    check_confidence,
+    cov_of,
+    fisher_ci,
+    is_lazy,
+    name_of,
+    pair_inputs,
+    pair_moments,
+    product_units,
+)
+
+
+# -- results -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation coefficient with its confidence interval.
+
+    ``float(result)`` is ``r``. ``ci_low``/``ci_high`` bound ``r`` at
+    ``confidence`` by the Fisher z-transformation; ``p_value`` is two-sided
+    for ``r = 0``; ``n`` counts the voxel pairs used.  For Pearson the
+    moments are kept too (covariance by eq. 3, means, standard deviations,
+    all in the channels' units).
+    """
+
+    r: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    confidence: float = 0.95
+    method: str = "pearson"
+    covariance: float = math.nan
+    mean_a: float = math.nan
+    mean_b: float = math.nan
+    std_a: float = math.nan
+    std_b: float = math.nan
+    view: str = "all voxels"
+
+    def __float__(self) -> float:
+        return float(self.r)
+
+
+# -- covariance and correlation ---------------------------------------------
+def covariance(a: Any, b: Any, *, mask: Any = None) -> xr.DataArray:
+    """Sample covariance of two channels (eq. 3, ``n - 1`` denominator), one pass.
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray
+        Channels on one grid (same dims, shape and coordinates).
+    mask : boolean DataArray or array, optional
+        Voxels to include (True); NaN/inf pairs are always left out.
+
+    Returns
+    -------
+    xarray.DataArray
+        0-d, lazy when the inputs are (``float(c)`` or ``c.compute()``
+        evaluates it), in the product of the channels' units; coordinate
+        ``n``: the number of voxel pairs. NaN when ``n < 2``.
+
+    Notes
+    -----
+    Each chunk contributes its count, means, sums of squared deviations and
+    co-deviations; partials are merged exactly (Chan et al.), so the result
+    equals ``numpy.cov`` in float64 to rounding, whatever the chunking.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray(np.array([1.0, 2, 3, 4]), dims="x")
+    >>> b = xr.DataArray(np.array([2.0, 1, 4, np.nan]), dims="x")
+    >>> c = covariance(a, b)
+    >>> float(c), int(c.n)
+    (1.0, 3)
+    """
+    xa, xb, a_, b_, m = pair_inputs(a, b, mask)
+    mom = pair_moments(a_, b_, m)
+    value = da.map_blocks(cov_of, mom, drop_axis=0, dtype=np.float64, meta=np.empty((), np.float64),
+                          name=f"pfibsims-covariance-{tokenize(mom)}")
+    n = mom[0].astype(np.int64)
+    if not is_lazy(xa, xb):
+        value, n = da.compute(value, n)
+    out = xr.DataArray(value, coords={"n": ((), n)}, name=f"cov({name_of(xa, 'a')}, {name_of(xb, 'b')})")
+    units = product_units(xa, xb)
+    out.attrs = {"long_name": "sample covariance (eq. 3, n - 1)", **({"units": units} if units else {})}
+    return out
+
+
+def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidence: float, view: str) -> Correlation:
+    n, ma, mb, m2a, m2b, cab = (float(v) for v in mom)
+    n = int(n)
+    if n < 3:
+        raise PfibsimsError(f"a, b: Pearson r needs at least 3 valid voxel pairs, found {n}")
+    for name, m2, mean in ((names[0], m2a, ma), (names[1], m2b, mb)):
+        if not m2 > 1e-13 * n * max(mean * mean, 1e-300):
+            raise PfibsimsError(
+                f"{name}: constant over the {n} valid voxels (value {mean:.6g}), so Pearson r is undefined"
+            )
+    r = float(np.clip(cab / math.sqrt(m2a * m2b), -1.0, 1.0))
+    lo, hi = fisher_ci(r, n, confidence)
+    # exact two-sided p-value of r under independence (as scipy.stats.pearsonr)
+    p = float(2 * st.beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2).sf(abs(r)))
+    return Correlation(r=r, ci_low=lo, ci_high=hi, p_value=min(p, 1.0), n=n, confidence=confidence,
+                       method="pearson", covariance=cab / (n - 1), mean_a=ma, mean_b=mb,
+                       std_a=math.sqrt(m2a / (n - 1)), std_b=math.sqrt(m2b / (n - 1)), view=view)
+
+
+def pearson(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) -> Correlation:
+    """Pearson's r of two channels with a confidence interval, in one pass.
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray
+        Channels on one grid.
+    mask : boolean DataArray or array, optional
+        Voxels to include; NaN/inf pairs are always left out.
+    confidence : float
+        Level of the interval (Fisher z-transformation, as
+        ``scipy.stats.pearsonr(...).confidence_interval``).
+
+    Returns
+    -------
+    Correlation
+        ``r``, ``ci_low``, ``ci_high``, ``p_value`` (exact, as
+        ``scipy.stats.pearsonr``), ``n``, and the covariance (eq. 3), means
+        and standard deviations. Computed when called: one pass over the
+        chunks, a result of six numbers.
+
+    Raises
+    ------
+    PfibsimsError
+        When fewer than 3 pairs are valid or a channel is constant.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray(np.array([1.0, 2, 3, 4, 5]), dims="x")
+    >>> r = pearson(a, a ** 2)
+    >>> round(float(r), 4), r.n, (round(r.ci_low, 3), round(r.ci_high, 3))
+    (0.9811, 5, (0.735, 0.999))
+    """
+    confidence = check_confidence(confidence)
+    xa, xb, a_, b_, m = pair_inputs(a, b, mask)
+    mom = pair_moments(a_, b_, m).compute()
+    return _correlation_from_moments(mom, (name_of(xa, "a"), name_of(xb, "b")), confidence, "all voxels")
+
+
+# -- maps --------------------------------------------------------------------
+def covariance_map(a: Any, b: Any, *, center: Any = "mean", mask: Any = None) -> xr.DataArray:
+    """The per-voxel product ``(A - mu)(B - nu)`` (eq. 3 before the sum; Fig. 6c).
+
+    Parameters
+    ----------
+    a, b : xarray.DataArray
+        Channels on one grid.
+    center : "mean", None or (float, float)
+        ``"mean"``: subtract the means of the valid pairs (computed at call
+        time, one pass, two numbers; ``mask`` restricts them); ``None``: the
+        plain product ``A * B`` (the "Li x Zr" map); a pair of numbers:
+        subtract those.
+    mask : boolean DataArray or array, optional
+        Voxels the means are taken over (the map covers every voxel).
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy when the inputs are; NaN where either channel is; units the
+        product of the channels' units. Its sum over valid voxels divided by
+        ``n - 1`` is :func:`covariance`. ``pfibsims.to_uint8(m)`` gives the
+        8-bit map of Fig. 6c.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.DataArray(np.array([1.0, 2, 3]), dims="x")
+    >>> covariance_map(a, 2 * a).values.tolist()
+    [2.0, 0.0, 2.0]
+    """
+    xa, xb, a_, b_, m = pair_inputs(a, b, mask)
+    if isinstance(center, str) and center == "mean":
+        mom = pair_moments(a_, b_, m).compute()
+        if mom[0] == 0:
+            raise PfibsimsError("a, b: center='mean' needs valid voxel pairs, found none")
+        ca, cb = float(mom[1]), float(mom[2])
+    elif center is None:
+        ca = cb = 0.0
+    else:
+        try:
+            ca, cb = (float(v) for v in center)
+        except (TypeError, ValueError):
+            raise PfibsimsError(f"center: expected 'mean', None or (center_a, center_b), got {center!r}") from None
+    fa = xa.astype(np.float64)
+    fb = xb.astype(np.float64)
+    out = (fa - ca) * (fb - cb)
+    out = out.where(np.isfinite(fa) & np.isfinite(fb))
+    out.name = f"{name_of(xa, 'a')}_x_{name_of(xb, 'b')}"
+    units = product_units(xa, xb)
+    out.attrs = {"long_name": f"({name_of(xa, 'a')} - {ca:.6g}) x ({name_of(xb, 'b')} - {cb:.6g})",
+                 **({"units": units} if units else {})}
+    return record(out, "covariance_map", center=[ca, cb])

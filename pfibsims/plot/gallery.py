@@ -1,0 +1,131 @@
+"""Every figure of a fused volume, written as PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from ..errors import PfibsimsError
+from .axes import (
+    DPI,
+)
+from .intensity import histograms, normalization
+from .maps import element_maps, joint_histogram
+from .overlay import registration_overlay
+from .volume import orthoslices
+
+
+# -- all figures of a volume ---------------------------------------------------
+def _raw_by_modality(raw: Any) -> dict[str, xr.Dataset]:
+    if raw is None:
+        return {}
+    items = raw.values() if isinstance(raw, Mapping) else raw if isinstance(raw, (list, tuple)) else [raw]
+    out = {}
+    for ds in items:
+        if not isinstance(ds, xr.Dataset):
+            raise PfibsimsError(f"raw: expected Datasets (e.g. {{'eds': eds, 'sims': sims}}), got {type(ds).__name__}")
+        out[str(ds.attrs.get("modality", "?")).upper()] = ds
+    return out
+
+
+def _first(ds: xr.Dataset, *names: str) -> str | None:
+    return next((n for n in names if n in ds.data_vars), None)
+
+
+def save_figures(
+    vol: xr.Dataset,
+    outdir: str | Path,
+    *,
+    raw: Any = None,
+    truth: xr.Dataset | None = None,
+    labels: xr.DataArray | None = None,
+    a: str | None = None,
+    b: str | None = None,
+    z: Any = None,
+    dpi: int = DPI,
+) -> dict[str, Path]:
+    """Write every figure of a fused volume as PNG into ``outdir``.
+
+    Figures (file ``<name>.png``): ``histograms``, ``normalization``
+    (from ``raw`` when given, else from the volume's channels),
+    ``element_maps``, ``joint_histogram``, ``orthoslices`` and, when ``raw``
+    holds the SIMS data, ``registration``.
+
+    Parameters
+    ----------
+    vol : Dataset
+        Fused volume (e.g. from ``fuse``): channels on one grid, optionally a
+        boolean ``coverage`` variable (used as the joint histogram's mask).
+    outdir : path
+        Folder to write into (created if missing; existing PNGs of the same
+        names are replaced).
+    raw : mapping or sequence of Datasets, optional
+        The raw acquisitions, e.g. ``{"eds": eds, "sims": sims}``, recognised
+        by their ``modality`` attr.
+    truth : Dataset, optional
+        The phantom's truth; its ``phase`` outlines the orthogonal slices
+        when ``labels`` is not given.
+    labels : DataArray, optional
+        Phase labels on the volume's grid; default the volume's own ``phase``
+        variable, else ``truth.phase``; none: the orthogonal slices have no
+        outlines (this function classifies nothing: pass
+        ``labels=pfibsims.classify_phases(vol)`` for them).
+    a, b : str, optional
+        The two channels correlated (default ``Li6``/``Li7`` and ``Zr_La``).
+    z : int or length, optional
+        The slice of the 2-D figures; default the middle one.
+    dpi : int
+        Resolution of the PNGs.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Figure name to the PNG written.
+
+    Examples
+    --------
+    >>> import numpy as np, pfibsims as pfs, tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> vol = pfs.stack({"Li6": rng.random((3, 16, 16)), "Zr_La": 1 + rng.poisson(5, (3, 16, 16))},
+    ...                 pixel_size="81.4 nm", slice_thickness="60 nm", modality="fused")
+    >>> sorted(save_figures(vol, tempfile.mkdtemp(), labels=None, dpi=40))  # doctest: +SKIP
+    ['element_maps', 'histograms', 'joint_histogram', 'normalization', 'orthoslices']
+    """
+    if not isinstance(vol, xr.Dataset):
+        raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
+    a = a or _first(vol, "Li6", "Li7")
+    b = b or _first(vol, "Zr_La")
+    for arg, name in (("a", a), ("b", b)):
+        if name is None or name not in vol.data_vars:
+            raise PfibsimsError(
+                f"{arg}: expected a channel of the volume {list(vol.data_vars)}, got {name!r}; pass {arg}='<channel>'"
+            )
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    raws = _raw_by_modality(raw)
+    mask = vol["coverage"] if "coverage" in vol.data_vars else None
+    if labels is None and "phase" in vol.data_vars:
+        labels = vol["phase"]
+    if labels is None and truth is not None and "phase" in truth and truth["phase"].sizes == vol[b].sizes:
+        labels = truth["phase"]
+    hist_src = [raws[m][c] for m, c in (("EDS", b), ("SIMS", a)) if m in raws and c in raws[m]] or [vol[b], vol[a]]
+    norm_src = raws["EDS"][b] if "EDS" in raws and b in raws["EDS"] else vol[b]
+    figures = {
+        "histograms": lambda: histograms(hist_src),
+        "normalization": lambda: normalization(norm_src, z=z),
+        "element_maps": lambda: element_maps(vol[a], vol[b], z=z),
+        "joint_histogram": lambda: joint_histogram(vol[a], vol[b], mask=mask),
+        "orthoslices": lambda: orthoslices(vol, channel=b, labels=labels),
+    }
+    if "SIMS" in raws and a in raws["SIMS"]:
+        figures["registration"] = lambda: registration_overlay(vol[b], raws["SIMS"][a], after=vol[a], z=z)
+    paths = {}
+    for name, make in figures.items():
+        fig = make()
+        path = outdir / f"{name}.png"
+        fig.savefig(path, dpi=dpi)
+        paths[name] = path
+    return paths

@@ -1,0 +1,18 @@
+"""Registration and drift: the transform between two modalities, and the drift along a stack.
+
+* :mod:`.drift` -- :func:`estimate_drift`, slice to slice or against a drift-free reference;
+* :mod:`.pairwise` -- :func:`register`, the in-plane transform of one modality onto another;
+* :mod:`.report` -- :class:`RegistrationReport`, what a registration did and how well;
+* :mod:`.views` -- the reduced in-memory views the estimates work on;
+* :mod:`.search` -- the global search and the local refinement over transform parameters;
+* :mod:`.metrics` -- mutual information and correlation metrics, numpy only.
+
+Applying a drift or a transform is resampling: :func:`pfibsims.resampling.resample`
+with ``transform=`` and ``drift=``.
+"""
+
+from .drift import estimate_drift
+from .pairwise import register
+from .report import RegisteredAffine, RegistrationReport
+
+__all__ = ["RegisteredAffine", "RegistrationReport", "estimate_drift", "register"]

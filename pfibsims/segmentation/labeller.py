@@ -1,0 +1,410 @@
+"""Gaussian smoothing, scoring and labelling of channels in one pass, streamed slab by slab.
+
+Numpy/numba layer of :func:`pfibsims.segmentation.classify_phases`:
+
+* the kernel is the one Gaussian of :mod:`pfibsims._engine.smooth`
+  (:func:`~pfibsims._engine.smooth.gaussian_half`, ``truncate=4.0``);
+* :func:`label_window` smooths a window of every channel (separable: z, then
+  y, then x, each pass accumulated in float64 in scipy's order and rounded to
+  float32, as ``gaussian_filter`` does on float32 data, so the smoothed values
+  are scipy's to the bit), scores each voxel and labels it, one output slice
+  at a time: no smoothed volume is ever held, only a few planes;
+* :func:`label_array` builds the dask graph that feeds it.
+
+Streaming plan (why the graph looks as it does).  An output slab (``s``
+slices of one in-plane chunk) needs its own input chunks, ``r_z`` slices
+above and below (z halo) and ``r_y``/``r_x`` pixels of the eight in-plane
+neighbour chunks (in-plane halo).  If those came from the same chunk tasks as
+the neighbours' own data, each chunk would have to stay in memory until every
+neighbour slab had run, and dask would hold about a row of chunks across the
+field and the whole depth.  Instead every big input chunk has a single
+consumer: a slab task reads its own chunks and its z halo itself (the
+chunks' read tasks are inlined into it, see :class:`_Inliner`), and its
+in-plane halo comes from the *frames* (the outer ``r`` rows and columns, a
+few kB) of the neighbour chunks, cut by one task per chunk that reads the
+chunk again.  Only frames are shared, so the peak memory is
+a few slabs per thread whatever the field or the number of slices; the price
+is reading each input chunk about ``2 + 2 r_z / s`` times (once for its own
+slab, once for its frames, and for the slices next to a slab boundary once
+more as a z halo).  For a Zarr store, reading is cheap next to keeping a
+row of the field in memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import dask.array as da
+import numpy as np
+from dask._task_spec import Alias, DataNode, Task, convert_legacy_graph, parse_input
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from .._engine.numba import njit
+
+__all__ = ["label_array", "label_window", "pad_window", "prepare"]
+
+#: Voxels per channel an output slab aims at (its depth is this over the in-plane chunk area).
+SLAB_VOXELS = 1 << 24
+
+#: In-plane chunks larger than this are split (a slab of a whole 8600^2 slice would not stream) ...
+MAX_TILE = 4096
+
+#: ... into chunks this wide.
+SPLIT_TILE = 1024
+
+
+
+
+
+
+@njit(nogil=True, cache=True)
+def _pass_z(win, c, zc, w, out):  # pragma: no cover - compiled
+    r = w.size - 1
+    ny, nx = out.shape
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        for x in range(nx):
+            acc[x] = np.float64(np.float32(win[c, zc, y, x])) * w[0]
+        for j in range(r, 0, -1):
+            wj = w[j]
+            for x in range(nx):
+                acc[x] += (np.float64(np.float32(win[c, zc - j, y, x])) + np.float64(np.float32(win[c, zc + j, y, x]))) * wj
+        for x in range(nx):
+            out[y, x] = np.float32(acc[x])
+
+
+@njit(nogil=True, cache=True)
+def _pass_y(src, w, out):  # pragma: no cover - compiled
+    r = w.size - 1
+    ny, nx = out.shape
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        yc = y + r
+        for x in range(nx):
+            acc[x] = np.float64(src[yc, x]) * w[0]
+        for j in range(r, 0, -1):
+            wj = w[j]
+            for x in range(nx):
+                acc[x] += (np.float64(src[yc - j, x]) + np.float64(src[yc + j, x])) * wj
+        for x in range(nx):
+            out[y, x] = np.float32(acc[x])
+
+
+@njit(nogil=True, cache=True)
+def _pass_x(src, w, out):  # pragma: no cover - compiled
+    r = w.size - 1
+    ny, nx = out.shape
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        row = src[y]
+        for x in range(nx):
+            acc[x] = np.float64(row[x + r]) * w[0]
+        for j in range(r, 0, -1):
+            wj = w[j]
+            lo = row[r - j:r - j + nx]
+            hi = row[r + j:r + j + nx]
+            for x in range(nx):
+                acc[x] += (np.float64(lo[x]) + np.float64(hi[x])) * wj
+        dst = out[y]
+        for x in range(nx):
+            dst[x] = np.float32(acc[x])
+
+
+@njit(nogil=True, cache=True)
+def _label_window(win, depth, wz, wy, wx, scale, cut, spread, order, yields, guard):  # pragma: no cover - compiled
+    nc, _, yw, xw = win.shape
+    rz, ry, rx = wz.size - 1, wy.size - 1, wx.size - 1
+    ny, nx = yw - 2 * ry, xw - 2 * rx
+    out = np.zeros((depth, ny, nx), np.uint8)
+    zp = np.empty((yw, xw), np.float32)
+    yp = np.empty((ny, xw), np.float32)
+    sm = np.empty((nc, ny, nx), np.float32)
+    score = np.empty(nx, np.float32)
+    top = np.empty(nx, np.float32)
+    claimed = np.empty(nx, np.bool_)
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    for o in range(depth):
+        for c in range(nc):
+            _pass_z(win, c, o + rz, wz, zp)
+            _pass_y(zp, wy, yp)
+            _pass_x(yp, wx, sm[c])
+        for y in range(ny):
+            best = out[o, y]
+            top[:] = zero  # a score must beat 0 to claim a voxel
+            claimed[:] = False
+            for t in range(nc):
+                i = order[t]
+                v = sm[i, y]
+                sc, ct, sp = scale[i], cut[i], spread[i]
+                for x in range(nx):
+                    score[x] = (v[x] / sc - ct) / sp
+                if guard[i]:
+                    for x in range(nx):
+                        if claimed[x]:
+                            score[x] = -inf
+                lab = np.uint8(i + 1)
+                for x in range(nx):
+                    win_ = score[x] > top[x]  # NaN never wins
+                    best[x] = lab if win_ else best[x]
+                    top[x] = score[x] if win_ else top[x]
+                if not yields[i]:
+                    for x in range(nx):
+                        claimed[x] = claimed[x] or score[x] > zero
+    return out
+
+
+def label_window(win: np.ndarray, *, depth: int, weights: tuple, scale, cut, spread, yields) -> np.ndarray:
+    """uint8 labels of the ``depth`` central slices of ``win`` (channel, z, y, x), halos included.
+
+    ``win`` holds, per channel, the output slab with ``len(w) - 1`` voxels of
+    halo on each side of each axis (``nearest`` padding at the faces of the
+    field, see :func:`pad_window`).  Labels as ``classify_phases``: the
+    channel of largest positive score ``(v / scale - cut) / spread``
+    (float32), yielding channels only on voxels no other channel claims.
+
+    Examples
+    --------
+    >>> win = np.zeros((2, 1, 3, 3), np.uint16); win[0, 0, :, 0] = 9; win[1, 0, 0, :] = 9
+    >>> one = (np.ones(1),) * 3
+    >>> label_window(win, depth=1, weights=one, scale=[9, 9], cut=[0.5, 0.5], spread=[1, 1],
+    ...              yields=[False, False])[0].tolist()
+    [[1, 2, 2], [1, 0, 0], [1, 0, 0]]
+    """
+    yields = np.asarray(yields, dtype=np.bool_)
+    order = np.array([i for i in range(yields.size) if not yields[i]] + [i for i in range(yields.size) if yields[i]], dtype=np.int64)
+    guard = yields & (not yields.all())
+    wz, wy, wx = (np.ascontiguousarray(w, dtype=np.float64) for w in weights)
+    f32 = lambda v: np.ascontiguousarray(v, dtype=np.float32)  # noqa: E731
+    return _label_window(np.ascontiguousarray(win), int(depth), wz, wy, wx, f32(scale), f32(cut), f32(spread), order, yields, guard)
+
+
+def pad_window(block: np.ndarray, have: tuple[tuple[int, int], ...], r: tuple[int, ...]) -> np.ndarray:
+    """Fill the halo of ``block`` (channel, z, y, x) that lies outside the field by ``nearest`` padding.
+
+    ``have[a] = (lo, hi)``: the block's valid data along spatial axis ``a``
+    spans ``block[..., lo:hi, ...]``; outside it, up to ``r[a]`` voxels each
+    side, the edge value is repeated (in place, in-plane axes first so
+    corners take the corner value).
+    """
+    for a in (2, 1, 0):
+        lo, hi = have[a]
+        ax = a + 1
+        n = block.shape[ax]
+        if lo > 0:
+            edge = np.take(block, [lo], axis=ax)
+            idx = [slice(None)] * block.ndim
+            idx[ax] = slice(0, lo)
+            block[tuple(idx)] = edge
+        if hi < n:
+            edge = np.take(block, [hi - 1], axis=ax)
+            idx = [slice(None)] * block.ndim
+            idx[ax] = slice(hi, n)
+            block[tuple(idx)] = edge
+    return block
+
+
+# -- dask layer ------------------------------------------------------------------------------
+def _frames(block: np.ndarray, ry: int, rx: int) -> tuple[np.ndarray, ...]:
+    """The outer ``ry`` rows (top, bottom) and ``rx`` columns (left, right) of a chunk, copied."""
+    b = np.asarray(block)
+    return (
+        b[:, :ry].copy(), b[:, b.shape[1] - ry:].copy(),
+        b[:, :, :rx].copy(), b[:, :, b.shape[2] - rx:].copy(),
+    )
+
+
+def _place(dst: np.ndarray, parts: list, part_z0: int, zlo: int, zhi: int, cut: tuple = ()) -> None:
+    """Copy ``[zlo, zhi)`` of consecutive z chunks (the first starts at ``part_z0``) into ``dst``, no temporary."""
+    z = part_z0
+    for part in parts:
+        a, b = max(z, zlo), min(z + part.shape[0], zhi)
+        if a < b:
+            dst[a - zlo:b - zlo] = part[(slice(a - z, b - z), *cut)]
+        z += part.shape[0]
+
+
+#: The eight in-plane neighbours of a chunk, (dy, dx).
+_DIRS = tuple(d for d in itertools.product((-1, 0, 1), repeat=2) if d != (0, 0))
+
+#: The frames of a chunk, in the order :func:`_frames` returns them.
+_TOP, _BOTTOM, _LEFT, _RIGHT = range(4)
+
+
+def _slab_task(own, below, above, frames, geom, weights, params, dtype):
+    """Assemble the halo window of one slab for every channel and label it (one dask task)."""
+    (z0, z1, zlo, zhi, part_z0, frame_z0), r, (cy, cx) = geom
+    rz, ry, rx = r
+    nc = len(own)
+    depth = z1 - z0
+    win = np.empty((nc, depth + 2 * rz, cy + 2 * ry, cx + 2 * rx), dtype=dtype)
+    zs = slice(rz - (z0 - zlo), rz - (z0 - zlo) + (zhi - zlo))  # window slices of [zlo, zhi)
+    ysl = {-1: slice(0, ry), 0: slice(ry, ry + cy), 1: slice(ry + cy, 2 * ry + cy)}
+    xsl = {-1: slice(0, rx), 0: slice(rx, rx + cx), 1: slice(rx + cx, 2 * rx + cx)}
+    for c in range(nc):
+        _place(win[c, zs, ry:ry + cy, rx:rx + cx], [*below[c], *own[c], *above[c]], part_z0, zlo, zhi)
+        for (dy, dx), fr in zip(_DIRS, frames[c], strict=True):
+            if not fr:  # no neighbour there (a face of the field), or no halo on that axis
+                continue
+            if dy:  # the neighbour's bottom rows (it is above) or top rows (below), and the columns needed
+                which = _BOTTOM if dy == -1 else _TOP
+                cut = (slice(None), slice(None) if dx == 0 else (slice(-rx, None) if dx == -1 else slice(0, rx)))
+            else:  # the neighbour's right columns (it is on the left) or left columns
+                which, cut = (_RIGHT if dx == -1 else _LEFT), ()
+            _place(win[c, zs, ysl[dy], xsl[dx]], [f[which] for f in fr], frame_z0, zlo, zhi, cut)
+    near = dict(zip(_DIRS, frames[0], strict=True))
+    have = (
+        (zs.start, zs.stop),
+        (0 if near[(-1, 0)] else ry, win.shape[2] - (0 if near[(1, 0)] else ry)),
+        (0 if near[(0, -1)] else rx, win.shape[3] - (0 if near[(0, 1)] else rx)),
+    )
+    pad_window(win, have, r)
+    return label_window(win, depth=depth, weights=weights, **params)
+
+
+def _chunk_range(bounds: np.ndarray, lo: int, hi: int) -> range:
+    """Indices of the chunks (edges ``bounds``) overlapping ``[lo, hi)``."""
+    if hi <= lo:
+        return range(0)
+    c0 = int(np.searchsorted(bounds, lo, side="right")) - 1
+    c1 = int(np.searchsorted(bounds, hi, side="left"))
+    return range(c0, c1)
+
+
+def _slabs(zchunks: tuple[int, ...], area: int, rz: int) -> list[tuple[int, int]]:
+    """Group whole z chunks into slabs of about ``SLAB_VOXELS / area`` slices: ``[(chunk0, chunk1), ...]``.
+
+    At least ``2 rz`` slices deep, so that a slice is in the z halo of one other slab at most.
+    """
+    want = max(1, 2 * rz, SLAB_VOXELS // max(area, 1))
+    out, start, depth = [], 0, 0
+    for k, c in enumerate(zchunks):
+        depth += c
+        if depth >= want:
+            out.append((start, k + 1))
+            start, depth = k + 1, 0
+    if start < len(zchunks):
+        out.append((start, len(zchunks)))
+    return out
+
+
+def _fit(chunks: tuple[int, ...], r: int) -> tuple[int, ...]:
+    """Chunks along one in-plane axis that stream: each at least ``r`` (a neighbour's frame), at most MAX_TILE."""
+    if max(chunks) <= MAX_TILE and (len(chunks) == 1 or min(chunks) >= r):
+        return chunks
+    if len(chunks) > 1 and min(chunks[:-1]) >= r and max(chunks) <= MAX_TILE:  # only a thin last chunk: join it to the one before
+        return (*chunks[:-2], chunks[-2] + chunks[-1])
+    n = sum(chunks)
+    size = min(n, max(SPLIT_TILE if max(chunks) > MAX_TILE else 64, 2 * r))
+    out = [size] * (n // size) + ([n % size] if n % size else [])
+    if len(out) > 1 and out[-1] < r:
+        out[-2:] = [out[-2] + out[-1]]
+    return tuple(out)
+
+
+def prepare(arrays: list[da.Array], r: tuple[int, int, int]) -> list[da.Array]:
+    """One in-plane chunking for all channels fit for streaming (see :func:`_fit`)."""
+    base = arrays[0]
+    chunks = (base.chunks[0], _fit(base.chunks[1], r[1]), _fit(base.chunks[2], r[2]))
+    return [a.rechunk(chunks) for a in arrays]
+
+
+def label_array(arrays: list[da.Array], *, weights: tuple, params: dict) -> da.Array:
+    """Lazy uint8 labels of (z, y, x) channels sharing one chunking (see the module docstring).
+
+    Output chunks: the input's in-plane chunks, and in z slabs of whole input
+    z chunks about ``SLAB_VOXELS`` voxels deep (regular when the input's are).
+    """
+    r = tuple(w.size - 1 for w in weights)
+    base = arrays[0]
+    nz = base.shape[0]
+    zb, yb, xb = (np.cumsum((0,) + tuple(c)) for c in base.chunks)
+    nyc, nxc = len(base.chunks[1]), len(base.chunks[2])
+    area = max(base.chunks[1]) * max(base.chunks[2])
+    slabs = _slabs(base.chunks[0], area, r[0])
+    dtype = np.result_type(*[a.dtype for a in arrays])
+    token = tokenize([a.name for a in arrays], [w.tobytes() for w in weights], params)
+    read = [_Inliner(a) for a in arrays]
+    fname = "classify-frames-" + token
+    name = "classify-phases-" + token
+    dsk: dict = {}
+    out_z = []
+    for s, (k0, k1) in enumerate(slabs):
+        z0, z1 = int(zb[k0]), int(zb[k1])
+        out_z.append(z1 - z0)
+        zlo, zhi = max(z0 - r[0], 0), min(z1 + r[0], nz)
+        kb, ka = _chunk_range(zb, zlo, z0), _chunk_range(zb, z1, zhi)
+        kf = _chunk_range(zb, zlo, zhi)
+        for i, j in itertools.product(range(nyc), range(nxc)):
+            own = [[rd((a.name, k, i, j)) for k in range(k0, k1)] for a, rd in zip(arrays, read, strict=True)]
+            below = [[rd((a.name, k, i, j)) for k in kb] for a, rd in zip(arrays, read, strict=True)]
+            above = [[rd((a.name, k, i, j)) for k in ka] for a, rd in zip(arrays, read, strict=True)]
+            frames = []
+            for c, (a, rd) in enumerate(zip(arrays, read, strict=True)):
+                fr = []
+                for dy, dx in _DIRS:
+                    keys = []
+                    if 0 <= i + dy < nyc and 0 <= j + dx < nxc and not ((dy and not r[1]) or (dx and not r[2])):
+                        keys = [(fname, c, k, i + dy, j + dx) for k in kf]
+                        for fk in keys:
+                            if fk not in dsk:
+                                dsk[fk] = Task(fk, _frames, rd((a.name, *fk[2:])), r[1], r[2])
+                    fr.append([Alias(k) for k in keys])
+                frames.append(fr)
+            geom = (
+                (z0, z1, zlo, zhi, int(zb[kb[0]]) if kb else z0, int(zb[kf[0]])),
+                r,
+                (int(yb[i + 1] - yb[i]), int(xb[j + 1] - xb[j])),
+            )
+            key = (name, s, i, j)
+            args = (own, below, above, frames, geom, weights, params, dtype)
+            dsk[key] = Task(key, _slab_task, *map(parse_input, args))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=_unique(list(arrays)))
+    return da.Array(graph, name, chunks=(tuple(out_z), base.chunks[1], base.chunks[2]), dtype=np.uint8)
+
+
+class _Inliner:
+    """Tasks that recompute a chunk of a dask array inside another task (its read, inlined).
+
+    A chunk's task is copied with the chunk tasks it alone depends on
+    substituted in turn (a private chain: a store read, a crop, a cast), down
+    to the roots (for a Zarr store, the array object), so the task that
+    embeds it reads the chunk itself when it runs: no such chunk is ever kept
+    in the scheduler's memory between tasks.  A task that several chunks
+    share (e.g. one large input chunk split by a rechunk) stays a task of its
+    own, computed once.
+    """
+
+    def __init__(self, arr: da.Array) -> None:
+        self.graph = convert_legacy_graph(dict(arr.__dask_graph__()))
+        self.users: dict = {}
+        for node in self.graph.values():
+            for d in node.dependencies:
+                self.users[d] = self.users.get(d, 0) + 1
+        self.memo: dict = {}
+
+    def _private(self, key) -> bool:
+        return isinstance(key, tuple) and key in self.graph and self.users.get(key, 0) <= 1
+
+    def __call__(self, key):
+        if key not in self.memo:
+            node = self.graph[key]
+            if isinstance(node, Alias):
+                out = self(node.target) if self._private(node.target) else Alias(node.target)
+            elif isinstance(node, DataNode):
+                out = node
+            else:
+                subs = {d: self(d) for d in node.dependencies if self._private(d)}
+                out = node.substitute(subs) if subs else node
+            self.memo[key] = out
+        return self.memo[key]
+
+
+def _unique(arrays: list[da.Array]) -> list[da.Array]:
+    seen, out = set(), []
+    for a in arrays:
+        if a.name not in seen:
+            seen.add(a.name)
+            out.append(a)
+    return out

@@ -1,0 +1,46 @@
+"""Label volumes under the CF conventions for flags: ``flag_values`` name the phases in ``flag_meanings``."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._xr import spatial_dims
+from ..errors import DataModelError
+
+#: The name of label 0: every voxel no channel claims.
+MATRIX = "matrix"
+
+
+#: Attribute recording which channel defined which phase (JSON ``{phase: channel}``).
+PHASE_CHANNELS = "pfibsims:phase_channels"
+
+
+def flags(labels: Any) -> tuple[list[int], list[str]]:
+    """The (values, names) of a label volume's CF flags."""
+    spatial_dims(labels, "labels")
+    if not isinstance(labels, xr.DataArray) or labels.dtype.kind not in "iu":
+        raise DataModelError(f"labels: expected an integer label DataArray (from classify_phases), got {getattr(labels, 'dtype', type(labels).__name__)}")
+    values, meanings = labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings")
+    if values is None or meanings is None:
+        raise DataModelError(
+            "labels: expected CF attrs 'flag_values' and 'flag_meanings' naming the phases, found "
+            f"{sorted(labels.attrs)}; set e.g. labels.attrs.update(flag_values=[0, 1], flag_meanings='matrix LLZTO')"
+        )
+    values = [int(v) for v in np.atleast_1d(values)]
+    names = str(meanings).split()
+    if len(values) != len(names):
+        raise DataModelError(f"labels: expected as many flag_meanings as flag_values, got {names} for {values}")
+    return values, names
+
+
+def phase_value(labels: Any, phase: Any) -> tuple[int, str]:
+    values, names = flags(labels)
+    if isinstance(phase, str) and phase in names:
+        return values[names.index(phase)], phase
+    if isinstance(phase, numbers.Integral) and not isinstance(phase, bool) and int(phase) in values:
+        return int(phase), names[values.index(int(phase))]
+    raise DataModelError(f"phase: expected one of {names} or its label {values}, got {phase!r}")

@@ -1,0 +1,598 @@
+"""A synthetic LLZTO / Al2O3-coated LCO / Super P cathode, milled and mapped, with its truth.
+
+:func:`cathode` simulates a plasma-FIB slice-and-view run after Sun et al.
+(Micron 2024): per slice, EDS maps (Zr La, Co La, Al Ka, C Ka; optionally a BSE
+image) on the sample frame and a SIMS Li6 map (optionally Li7) in a rotated,
+shifted, possibly mis-scaled frame that drifts from slice to slice. Every
+array is a lazy dask array generated block by block from a seeded particle
+list (see :mod:`pfibsims._phantom_particles`), with counter-based Poisson
+noise (see :mod:`pfibsims._phantom_noise`), so any chunking gives the same
+numbers and a 700 um field never needs more than a few blocks in memory.
+
+The truth contract
+------------------
+The sample feature at EDS-frame point ``p`` (y, x in nm) appears in SIMS slice
+``k`` at SIMS dataset coordinate ``q = T(p) + drift[k]``, where ``T =
+Affine.from_attrs(truth.attrs)``. ``T`` maps the EDS frame to SIMS dataset
+coordinates, i.e. it *pulls* when resampling SIMS onto the EDS grid:
+``resample(correct_drift(sims, truth.drift), onto=eds, transform=T)``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from .._engine.smooth import gaussian
+from ..dataset import record, stack
+from ..errors import PfibsimsError
+from ..grid import Grid
+from ..transform import Affine
+from ..units import LENGTH_UNIT, length_nm, lengths_nm, parse_quantity
+from .noise import poisson_counts, stream_key
+from .particles import (
+    FLAG_MEANINGS,
+    LI_LEVELS,
+    PHASES,
+    Lattice,
+    Particles,
+    check_fractions,
+    expected_fractions,
+    generate,
+    query,
+    render,
+)
+
+__all__ = ["EDS_COUNTS", "LI7_RATIO", "SIMS_COUNTS", "cathode"]
+
+#: Expected EDS counts per pixel (at ``eds_dose=1``) of each phase, in the
+#: order of ``truth.phase.attrs["flag_meanings"]`` (matrix, LLZTO, LCO, Al2O3, SP).
+EDS_COUNTS = {
+    "Zr_La": (1.0, 20.0, 0.4, 0.4, 0.3),
+    "Co_La": (0.6, 0.5, 24.0, 2.0, 0.3),
+    "Al_Ka": (0.4, 0.8, 0.5, 15.0, 0.3),
+    "C_Ka": (3.0, 0.6, 0.6, 0.6, 12.0),
+}
+#: Expected BSE signal per pixel of each phase (mean electron counts).
+BSE_COUNTS = (40.0, 90.0, 75.0, 50.0, 15.0)
+#: SIMS expected counts per pixel (at ``sims_dose=1``): ``background + gain * li``.
+SIMS_COUNTS = {"Li6": (1.5, 30.0)}
+#: Natural 7Li / 6Li abundance ratio (92.41 % / 7.59 %).
+LI7_RATIO = 12.18
+
+_STREAM_DRIFT = 5
+_STREAM_NOISE = 6
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Everything a block task needs besides the particles (plain numbers, picklable)."""
+
+    z: tuple[float, ...]
+    eds_origin: tuple[float, float]
+    eds_spacing: tuple[float, float]
+    sims_origin: tuple[float, float]
+    sims_spacing: tuple[float, float]  # reported
+    pull: tuple[tuple[float, float, float], tuple[float, float, float]]  # p = L q + o (rows of T^-1)
+    drift: tuple[tuple[float, float], ...]
+    ss: int
+    eds_sigma: float  # px
+    eds_halo: int
+    sims_sigma: float  # SIMS px
+    sims_halo: int
+    eds_table: tuple[tuple[float, ...], ...]  # per channel, counts per phase
+    sims_table: tuple[tuple[float, float], ...]  # per channel, (background, gain)
+    depletion_depth: float
+
+    def eds_lattice(self, rows: tuple[int, int], cols: tuple[int, int], ss: int, halo: int) -> Lattice:
+        (oy, ox), (dy, dx) = self.eds_origin, self.eds_spacing
+        f = 0.5 / ss - 0.5
+        return Lattice(
+            (oy + f * dy, ox + f * dx), (dy / ss, 0.0), (0.0, dx / ss),
+            (rows[0] - halo) * ss, (rows[1] - rows[0] + 2 * halo) * ss,
+            (cols[0] - halo) * ss, (cols[1] - cols[0] + 2 * halo) * ss,
+        )
+
+    def sims_lattice(self, k: int, rows: tuple[int, int], cols: tuple[int, int]) -> Lattice:
+        """EDS-frame points seen by SIMS pixels (sub-sampled, with halo) in slice ``k``."""
+        (l0, l1, o0), (l2, l3, o1) = self.pull
+        qy = self.sims_origin[0] - self.drift[k][0]
+        qx = self.sims_origin[1] - self.drift[k][1]
+        sy, sx = self.sims_spacing
+        step_i = (l0 * sy, l2 * sy)
+        step_j = (l1 * sx, l3 * sx)
+        f = 0.5 / self.ss - 0.5
+        p0 = (l0 * qy + l1 * qx + o0 + f * (step_i[0] + step_j[0]), l2 * qy + l3 * qx + o1 + f * (step_i[1] + step_j[1]))
+        ss, h = self.ss, self.sims_halo
+        return Lattice(
+            p0, (step_i[0] / ss, step_i[1] / ss), (step_j[0] / ss, step_j[1] / ss),
+            (rows[0] - h) * ss, (rows[1] - rows[0] + 2 * h) * ss,
+            (cols[0] - h) * ss, (cols[1] - cols[0] + 2 * h) * ss,
+        )
+
+
+# -- numpy kernels (one block in, one block out) ------------------------------
+def _draw(particles: Particles, scene: _Scene, k: int, lattice: Lattice) -> tuple[np.ndarray, np.ndarray]:
+    z = scene.z[k]
+    ylo, yhi, xlo, xhi = lattice.bounds()
+    ids = query(particles, (z, z, ylo, yhi, xlo, xhi))
+    return render(particles, ids, z, lattice, depletion_depth=scene.depletion_depth, li_levels=LI_LEVELS)
+
+
+def _bin(a: np.ndarray, ss: int) -> np.ndarray:
+    """Mean over ``ss x ss`` sub-pixels, summed in a fixed order (bit-reproducible)."""
+    if ss == 1:
+        return a.astype(np.float64, copy=False)
+    acc = a[0::ss, 0::ss].astype(np.float64)
+    for s in range(ss):
+        for t in range(ss):
+            if s or t:
+                acc += a[s::ss, t::ss]
+    return acc / (ss * ss)
+
+
+
+
+
+
+def _blur(a: np.ndarray, sigma: float, halo: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian probe blur (sigma in px) of a halo-padded float64 array, without the halo.
+
+    The one smoother (:func:`pfibsims._engine.smooth.gaussian`, kernel radius ``halo``)
+    cropped by ``halo``, so the crop never sees the boundary mode; written into
+    ``out`` (float32 or float64) if given.
+    """
+    full = gaussian(np.asarray(a, dtype=np.float64), sigma, radius=halo) if sigma > 0 else a
+    kept = full[halo : a.shape[0] - halo, halo : a.shape[1] - halo]
+    if out is None:
+        return np.array(kept, dtype=np.float64)
+    out[...] = kept
+    return out
+
+
+def _location(block_info: dict) -> list[tuple[int, int]]:
+    return block_info[0]["array-location"]
+
+
+def _eds_field(base: np.ndarray, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
+    """Phase and Li of one EDS block on its halo-padded (sub-sampled) lattice: (2, z, Y, X)
+    float32. One drawing feeds every channel of the block and, at ``supersample == 1``, the truth."""
+    (z0, z1), rows, cols = _location(block_info)
+    lattice = scene.eds_lattice(rows, cols, scene.ss, scene.eds_halo)
+    out = np.empty((2, z1 - z0, lattice.ni, lattice.nj), dtype=np.float32)
+    for k in range(z0, z1):
+        out[:, k - z0] = _draw(particles, scene, k, lattice)
+    return out
+
+
+def _eds_truth(base: np.ndarray, field: np.ndarray | None, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
+    """Truth phase and Li at the voxel centres of one EDS block: (2, z, y, x) float32 (the
+    field cropped, or drawn again without sub-samples when ``supersample > 1``)."""
+    if field is not None:
+        h = scene.eds_halo
+        return field[:, :, h : field.shape[2] - h, h : field.shape[3] - h]
+    (z0, z1), rows, cols = _location(block_info)
+    out = np.empty((2, *base.shape), dtype=np.float32)
+    for k in range(z0, z1):
+        out[:, k - z0] = _draw(particles, scene, k, scene.eds_lattice(rows, cols, 1, 0))
+    return out
+
+
+def _eds_counts(
+    base: np.ndarray, phase: np.ndarray, c: int, scene: _Scene, key: int, shape: tuple[int, int, int], dtype: Any,
+    block_info: Any = None,
+) -> np.ndarray:
+    """Counts of EDS channel ``c`` in one block: expected counts of the block's padded phase
+    field, binned, blurred, cropped, then Poisson noise from the global voxel indices."""
+    counts = np.asarray(scene.eds_table[c], dtype=np.float64)
+    lam = np.empty(base.shape, dtype=np.float32)
+    for k in range(base.shape[0]):
+        _blur(_bin(counts[phase[k].astype(np.intp)], scene.ss), scene.eds_sigma, scene.eds_halo, out=lam[k])
+    return _counts(lam, key, shape, dtype, block_info)
+
+
+def _sims_expected(base: np.ndarray, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
+    """Expected SIMS counts of one block: (channel, z, y, x) float32."""
+    (z0, z1), rows, cols = _location(block_info)
+    out = np.empty((len(scene.sims_table), z1 - z0, rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
+    for k in range(z0, z1):
+        _, li = _draw(particles, scene, k, scene.sims_lattice(k, rows, cols))
+        li = _blur(_bin(li, scene.ss), scene.sims_sigma, scene.sims_halo)
+        for c, (background, gain) in enumerate(scene.sims_table):
+            out[c, k - z0] = background + gain * li
+    return out
+
+
+def _counts(lam: np.ndarray, key: int, shape: tuple[int, int, int], dtype: Any, block_info: Any = None) -> np.ndarray:
+    """Poisson counts of one block, from the global voxel indices (chunking-independent)."""
+    start = tuple(lo for lo, _ in _location(block_info))
+    return poisson_counts(lam, key, start, shape, dtype)
+
+
+# -- option parsing ------------------------------------------------------------
+def _shape2(value: Any, name: str) -> tuple[int, int]:
+    ok = isinstance(value, Sequence) and len(value) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value
+    )
+    if not ok:
+        raise PfibsimsError(f"{name}: expected (ny, nx), two positive integers, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _positive(value: Any, name: str, *, zero: bool = False) -> float:
+    v = length_nm(value, name=name)
+    if v < 0 or (v == 0 and not zero):
+        raise PfibsimsError(f"{name}: expected a {'non-negative' if zero else 'positive'} length, got {value!r}")
+    return v
+
+
+def _number(value: Any, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo < float(value) < hi:
+        raise PfibsimsError(f"{name}: expected a number between {lo:g} and {hi:g} (exclusive), got {value!r}")
+    return float(value)
+
+
+def _chunks(chunks: Any, shape: tuple[int, int, int]) -> tuple[tuple[int, ...], ...]:
+    """Dask chunks for a (z, y, x) array; ``None`` is one slice per chunk."""
+    if chunks is None:
+        chunks = (1, -1, -1)
+    if isinstance(chunks, Mapping):
+        unknown = set(chunks) - {"z", "y", "x"}
+        if unknown:
+            raise PfibsimsError(f"chunks: expected keys among 'z', 'y', 'x', got {sorted(unknown)}")
+        chunks = (chunks.get("z", 1), chunks.get("y", -1), chunks.get("x", -1))
+    try:
+        return da.core.normalize_chunks(chunks, shape, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise PfibsimsError(
+            f"chunks: expected dask chunks for (z, y, x) such as (1, 512, 512) or {{'y': 512, 'x': 512}}, "
+            f"got {chunks!r} ({exc})"
+        ) from None
+
+
+def _count_dtype(table: Sequence[float]) -> Any:
+    top = max(table)
+    return np.uint16 if top + 10 * math.sqrt(top) + 100 < np.iinfo(np.uint16).max else np.uint32
+
+
+# -- the public function -----------------------------------------------------
+def cathode(
+    seed: int = 0,
+    *,
+    n_slices: int = 39,
+    eds_shape: tuple[int, int] | None = None,
+    sims_shape: tuple[int, int] | None = None,
+    field: Any = None,
+    chunks: Any = None,
+    eds_pixel_size: Any = "81.4 nm",
+    sims_pixel_size: Any = "72 nm",
+    sims_scale_error: float = 0.0,
+    slice_thickness: Any = "60 nm",
+    sims_rotation: Any = "1.5 deg",
+    sims_shift: Any = None,
+    drift_step: Any = "30 nm",
+    depletion_depth: Any = "300 nm",
+    volume_fractions: Mapping[str, float] | None = None,
+    eds_dose: float = 1.0,
+    sims_dose: float = 1.0,
+    eds_blur: Any = "100 nm",
+    sims_blur: Any = "80 nm",
+    li7: bool = False,
+    bse: bool = False,
+    supersample: int = 1,
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
+    """Simulate an EDS + SIMS slice-and-view run on a composite cathode, with its ground truth.
+
+    Nothing is computed here but the particle list: every map is a lazy dask
+    array generated block by block (see Notes), the same for any chunking.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of everything random (particles, drift, noise).
+    n_slices : int
+        Number of milled slices (default 39, as in the paper).
+    eds_shape, sims_shape : (ny, nx), optional
+        Pixels per map; default 216 x 352 (EDS) and 500 x 500 (SIMS).
+    field : length, optional
+        A square field of view for both maps (e.g. ``"700 um"``), instead of
+        the shapes: ``round(field / pixel_size)`` pixels a side.
+    chunks : optional
+        Dask chunks for ``(z, y, x)`` (a tuple, an int or a dict with keys
+        ``z``, ``y``, ``x``), used for both grids. Default: one slice per chunk.
+    eds_pixel_size : length
+        EDS pixel size (default 81.4 nm).
+    sims_pixel_size : length
+        The SIMS pixel size *reported* to the user (default 72 nm); the SIMS
+        coordinates are built from it.
+    sims_scale_error : float
+        Relative error of the reported SIMS pixel size: the true one is
+        ``sims_pixel_size * (1 + sims_scale_error)`` (default 0).
+    slice_thickness : length
+        Distance between slices (default 60 nm); slice ``k`` is at depth
+        ``k * slice_thickness``.
+    sims_rotation : angle
+        Rotation of the SIMS frame (default 1.5 deg).
+    sims_shift : (y, x) lengths, optional
+        Offset of the SIMS field centre from the EDS field centre; default
+        ``(-0.04, 0.14)`` of the SIMS field size (about -1.4 um, 5 um for the
+        default 36 um field), so the fields overlap partly.
+    drift_step : length
+        Standard deviation per axis of the SIMS drift random walk per slice
+        (default 30 nm); ``drift[0] = 0``.
+    depletion_depth : length
+        Depth of the Li-depleted layer inside LLZTO surfaces (default 300 nm).
+    volume_fractions : dict, optional
+        Requested volume fractions of ``"LLZTO"`` (0.35), ``"LCO"`` (the
+        particle cores, 0.35) and ``"SP"`` carbon (0.08); Al2O3 follows from
+        the 50-100 nm LCO coating, the matrix fills the rest.
+    eds_dose, sims_dose : float
+        Multipliers of the expected counts (see :data:`EDS_COUNTS`,
+        :data:`SIMS_COUNTS`).
+    eds_blur, sims_blur : length
+        Standard deviation of the Gaussian probe / interaction blur
+        (default 100 nm for EDS, 80 nm for SIMS, physical lengths).
+    li7 : bool
+        Also simulate Li7 (``LI7_RATIO`` x the Li6 signal, own background and noise).
+    bse : bool
+        Also simulate a BSE image on the EDS grid (channel ``BSE`` of ``eds``,
+        as AZtec stores the electron image with the maps).
+    supersample : int
+        Sub-samples per pixel side for the pixel integration (default 1: the
+        probe blur alone smooths the maps; 2 draws thin Al2O3 coatings more faithfully, 4x slower).
+
+    Returns
+    -------
+    eds : xarray.Dataset
+        Channels ``Zr_La, Co_La, Al_Ka, C_Ka`` (Poisson counts, uint16), dims
+        ``(z, y, x)``, modality ``"EDS"``; its frame is the sample frame.
+    sims : xarray.Dataset
+        Channel ``Li6`` (and ``Li7``), modality ``"SIMS"``, coords from the
+        reported pixel size, same ``z`` as ``eds``.
+    truth : xarray.Dataset
+        ``phase`` (uint8, ``flag_values``/``flag_meanings``) and ``li``
+        (float32) on the EDS grid; ``drift`` (z, component) in nm; the
+        particle table ``particle_phase``, ``particle_center``,
+        ``particle_radius`` (semi-axes; LCO cores), ``particle_coating``;
+        attrs ``"pfibsims:affine"`` (the true EDS-to-SIMS ``Affine``, see the
+        module docstring), ``depletion_depth``, ``true_sims_pixel_size``,
+        ``volume_fractions`` (expected, all five phases), ``eds_counts``
+        (expected counts per phase, per channel, dose included) and
+        ``sims_counts`` (``background`` and ``gain``: Li6 expected counts are
+        ``background + gain * li`` before the SIMS probe blur).
+
+    Raises
+    ------
+    PfibsimsError
+        On an invalid option (shape, fraction, chunks, both ``field`` and a shape).
+    UnitsError
+        On a length or angle that does not parse or has the wrong kind.
+
+    Notes
+    -----
+    Each block is drawn from the particles that can reach it (a uniform-grid
+    spatial index) over the block plus a halo of 4 blur sigmas; the blur of
+    the halo-padded block is cropped, so blocks need no neighbours. Poisson
+    noise comes from a hash of the seed, the channel and the global voxel
+    index, so a block computed alone equals the same region of the whole.
+    The phase at a point is evaluated analytically (particles overlap; LLZTO
+    beats LCO cores, which beat Al2O3 coatings, which beat SP carbon). SIMS
+    pixel ``q`` of slice ``k`` integrates the Li at ``T^-1(q - drift[k])``.
+
+    For fast unit tests, ``cathode(n_slices=3, eds_shape=(64, 96),
+    sims_shape=(128, 128))`` keeps the same physics on a 5 x 8 um EDS field.
+
+    Examples
+    --------
+    >>> eds, sims, truth = cathode(seed=0, n_slices=2, eds_shape=(32, 48), sims_shape=(64, 64))
+    >>> dict(eds.sizes), list(eds.data_vars), list(sims.data_vars)
+    ({'z': 2, 'y': 32, 'x': 48}, ['Zr_La', 'Co_La', 'Al_Ka', 'C_Ka'], ['Li6'])
+    >>> truth.phase.attrs["flag_meanings"]
+    'matrix LLZTO LCO Al2O3 SP'
+    >>> int(eds.Zr_La.sum().compute()) > 0
+    True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise PfibsimsError(f"seed: expected a non-negative integer, got {seed!r}")
+    if isinstance(n_slices, bool) or not isinstance(n_slices, numbers.Integral) or n_slices < 1:
+        raise PfibsimsError(f"n_slices: expected a positive integer, got {n_slices!r}")
+    if isinstance(supersample, bool) or not isinstance(supersample, numbers.Integral) or not 1 <= supersample <= 8:
+        raise PfibsimsError(f"supersample: expected an integer from 1 to 8, got {supersample!r}")
+    seed, n_slices, ss = int(seed), int(n_slices), int(supersample)
+    eds_px = _positive(eds_pixel_size, "eds_pixel_size")
+    sims_rep = _positive(sims_pixel_size, "sims_pixel_size")
+    err = _number(sims_scale_error, "sims_scale_error", -0.5, 0.5)
+    sims_true = sims_rep * (1.0 + err)
+    thickness = _positive(slice_thickness, "slice_thickness")
+    if field is not None:
+        if eds_shape is not None or sims_shape is not None:
+            raise PfibsimsError(f"field: expected either field or eds_shape/sims_shape, got field={field!r} and shapes too")
+        size = _positive(field, "field")
+        eds_shape = (max(1, round(size / eds_px)),) * 2
+        sims_shape = (max(1, round(size / sims_rep)),) * 2
+    eds_shape = _shape2((216, 352) if eds_shape is None else eds_shape, "eds_shape")
+    sims_shape = _shape2((500, 500) if sims_shape is None else sims_shape, "sims_shape")
+    rotation = float(parse_quantity(sims_rotation, "deg", default_unit="deg", name="sims_rotation").magnitude)
+    step = _positive(drift_step, "drift_step", zero=True)
+    depth = _positive(depletion_depth, "depletion_depth", zero=True)
+    eds_sigma_nm = _positive(eds_blur, "eds_blur", zero=True)
+    sims_sigma_nm = _positive(sims_blur, "sims_blur", zero=True)
+    eds_dose = _number(eds_dose, "eds_dose", 0.0, 1e6)
+    sims_dose = _number(sims_dose, "sims_dose", 0.0, 1e6)
+    fractions = check_fractions(volume_fractions)
+
+    # -- geometry: grids, the true affine, the drift --------------------------
+    eds_grid = Grid(eds_shape, eds_px, origin=eds_px / 2)
+    sims_grid = Grid(sims_shape, sims_rep, origin=sims_rep / 2)
+    c_eds = np.array([(lo + hi) / 2 for lo, hi in eds_grid.extent])
+    c_sims = np.array([(lo + hi) / 2 for lo, hi in sims_grid.extent])
+    if sims_shift is None:
+        shift = np.array([-0.04, 0.14]) * np.array([hi - lo for lo, hi in sims_grid.extent])
+    else:
+        shift = np.asarray(lengths_nm(sims_shift, 2, name="sims_shift"))
+    T = Affine.from_parameters(
+        rotation=rotation, scale=sims_rep / sims_true, shift=tuple(c_sims - c_eds + shift), center=tuple(c_eds)
+    )
+    pull = T.inverse()
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_DRIFT,)))
+    drift = np.zeros((n_slices, 2))
+    drift[1:] = np.cumsum(rng.normal(0.0, step, (n_slices - 1, 2)), axis=0) if step > 0 else 0.0
+    z = tuple(float(v) for v in thickness * np.arange(n_slices, dtype=np.float64))
+
+    def halo(sigma_px: float) -> int:
+        return int(4.0 * sigma_px + 0.5) if sigma_px > 0 else 0
+
+    eds_sigma, sims_sigma = eds_sigma_nm / eds_px, sims_sigma_nm / sims_true
+    eds_table = [tuple(eds_dose * c for c in EDS_COUNTS[ch]) for ch in EDS_COUNTS]
+    eds_names = list(EDS_COUNTS)
+    if bse:
+        eds_table.append(tuple(eds_dose * c for c in BSE_COUNTS))
+        eds_names.append("BSE")
+    bg6, gain6 = SIMS_COUNTS["Li6"]
+    sims_table = [(sims_dose * bg6, sims_dose * gain6)]
+    sims_names = ["Li6"]
+    if li7:
+        sims_table.append((sims_dose * 5.0, sims_dose * gain6 * LI7_RATIO))
+        sims_names.append("Li7")
+    scene = _Scene(
+        z=z,
+        eds_origin=eds_grid.origin,
+        eds_spacing=eds_grid.spacing,
+        sims_origin=sims_grid.origin,
+        sims_spacing=sims_grid.spacing,
+        pull=tuple(tuple(float(v) for v in row) for row in pull.matrix[:2]),
+        drift=tuple((float(a), float(b)) for a, b in drift),
+        ss=ss,
+        eds_sigma=eds_sigma,
+        eds_halo=halo(eds_sigma),
+        sims_sigma=sims_sigma,
+        sims_halo=halo(sims_sigma),
+        eds_table=tuple(eds_table),
+        sims_table=tuple(sims_table),
+        depletion_depth=depth,
+    )
+
+    # -- the particles: every EDS-frame point any map samples, plus margins ----
+    corners = np.array([[y, x] for y in sims_grid.extent[0] for x in sims_grid.extent[1]])
+    seen = np.vstack([pull(corners - d) for d in drift] + [np.array([[lo, hi] for lo, hi in eds_grid.extent]).T])
+    margin = max(scene.eds_halo * eds_px, scene.sims_halo * sims_true) + 2 * max(eds_px, sims_true) + 100.0
+    region = (
+        z[0], z[-1],
+        float(seen[:, 0].min() - margin), float(seen[:, 0].max() + margin),
+        float(seen[:, 1].min() - margin), float(seen[:, 1].max() + margin),
+    )
+    particles = generate(seed, region, fractions)
+    params = {
+        "seed": seed, "n_slices": n_slices, "eds_shape": list(eds_shape), "sims_shape": list(sims_shape),
+        "eds_pixel_size": f"{eds_px:.12g} nm", "sims_pixel_size": f"{sims_rep:.12g} nm",
+        "sims_scale_error": err, "slice_thickness": f"{thickness:.12g} nm", "sims_rotation": f"{rotation:.12g} deg",
+        "sims_shift": [f"{v:.12g} nm" for v in shift], "drift_step": f"{step:.12g} nm",
+        "depletion_depth": f"{depth:.12g} nm", "volume_fractions": fractions, "eds_dose": eds_dose,
+        "sims_dose": sims_dose, "eds_blur": f"{eds_sigma_nm:.12g} nm", "sims_blur": f"{sims_sigma_nm:.12g} nm",
+        "li7": bool(li7), "bse": bool(bse), "supersample": ss,
+    }
+    token = tokenize("pfibsims.synthetic.cathode", params)
+    lazy_particles = dask.delayed(particles, name=f"pfibsims-particles-{token}", traverse=False)
+
+    # -- lazy maps -------------------------------------------------------------
+    eds_shape3 = (n_slices, *eds_shape)
+    sims_shape3 = (n_slices, *sims_shape)
+    eds_chunks, sims_chunks = _chunks(chunks, eds_shape3), _chunks(chunks, sims_shape3)
+
+    def blocks(kernel: Any, args: tuple, n: int, chunk: tuple, what: str, **kwargs: Any) -> da.Array:
+        """(n, z, y, x) float32 from a kernel of (z, y, x) blocks (a new leading axis unless an
+        argument has it already)."""
+        new_axis = None if any(isinstance(a, da.Array) and a.ndim == 4 for a in args) else 0
+        return da.map_blocks(
+            kernel, *args, new_axis=new_axis, chunks=((n,), *chunk), dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), np.float32), name=f"pfibsims-{what}-{token}", **kwargs,
+        )
+
+    def noisy(kernel: Any, args: tuple, key: int, shape: tuple, table: Sequence[float], name: str) -> da.Array:
+        dtype = _count_dtype(table)
+        return da.map_blocks(
+            kernel, *args, key, shape, dtype, dtype=dtype,
+            meta=np.empty((0, 0, 0), dtype), name=f"pfibsims-{name}-{token}",
+        )
+
+    # EDS: one padded phase field a block (its chunks are the blocks plus halo, sub-sampled),
+    # feeding the channels (blur + noise fused) and the truth.
+    eds_base = da.broadcast_to(np.uint8(0), eds_shape3, chunks=eds_chunks)
+    padded = tuple(tuple((n + 2 * scene.eds_halo) * ss for n in c) for c in eds_chunks[1:])
+    field = blocks(_eds_field, (eds_base, lazy_particles, scene), 2, (eds_chunks[0], *padded), "eds-field")
+    own = (eds_base, field if ss == 1 else None, lazy_particles, scene)  # ss > 1: truth is drawn alone
+    truth_lazy = blocks(_eds_truth, own, 2, eds_chunks, "eds-truth")
+    eds_maps = {
+        n: noisy(_eds_counts, (eds_base, field[0], c, scene), stream_key(seed, _STREAM_NOISE, c), eds_shape3, eds_table[c], n)
+        for c, n in enumerate(eds_names)
+    }
+    sims_base = da.broadcast_to(np.uint8(0), sims_shape3, chunks=sims_chunks)
+    sims_lam = blocks(_sims_expected, (sims_base, lazy_particles, scene), len(sims_names), sims_chunks, "sims-expected")
+    sims_maps = {
+        n: noisy(
+            _counts, (sims_lam[c],), stream_key(seed, _STREAM_NOISE, 100 + c), sims_shape3,
+            (sims_table[c][0] + 2 * sims_table[c][1],), n,
+        )
+        for c, n in enumerate(sims_names)
+    }
+
+    eds = stack(
+        eds_maps, pixel_size=f"{eds_px!r} nm", slice_thickness=f"{thickness!r} nm", modality="EDS",
+        attrs={"beam_voltage": "5 kV", "beam_current": "1.6 nA", "binning": 4, "detector": "EDS (simulated)"},
+    )
+    sims = stack(
+        sims_maps, pixel_size=f"{sims_rep!r} nm", slice_thickness=f"{thickness!r} nm", modality="SIMS",
+        attrs={"primary_ion": "Xe+", "beam_energy": "30 keV", "beam_current": "1 nA", "frame_time": "5 min",
+               "polarity": "+"},
+    )
+    counts = {
+        "eds_counts": {n: list(t) for n, t in zip(eds_names, eds_table, strict=False)},
+        "sims_counts": {n: {"background": b, "gain": g} for n, (b, g) in zip(sims_names, sims_table, strict=False)},
+    }
+    truth = _truth(truth_lazy, eds, particles, drift, T, fractions, params, depth, sims_true, counts)
+    return (
+        record(eds, "synthetic.cathode", **params),
+        record(sims, "synthetic.cathode", **params),
+        record(truth, "synthetic.cathode", **params),
+    )
+
+
+def _truth(
+    lazy: da.Array, eds: xr.Dataset, particles: Particles, drift: np.ndarray, T: Affine,
+    fractions: dict[str, float], params: dict, depth: float, sims_true: float, counts: dict,
+) -> xr.Dataset:
+    flags = {"flag_values": list(range(len(PHASES))), "flag_meanings": FLAG_MEANINGS}
+    nm = {"units": LENGTH_UNIT}
+    coords = {d: eds.coords[d] for d in ("z", "y", "x", "slice")}
+    coords.update(component=("component", ["y", "x"]), axis=("axis", ["z", "y", "x"]))
+    coords["particle"] = ("particle", np.arange(len(particles)))
+    data = {
+        "phase": (("z", "y", "x"), lazy[0].astype(np.uint8), {**flags, "long_name": "phase label at voxel centres"}),
+        "li": (("z", "y", "x"), lazy[1], {"units": "1", "long_name": "noise-free Li (Li6 above background, per gain)"}),
+        "drift": (("z", "component"), drift, {**nm, "long_name": "SIMS drift: q = T(p) + drift[k]"}),
+        "particle_phase": ("particle", particles.phase, flags),
+        "particle_center": (("particle", "axis"), particles.center, nm),
+        "particle_radius": (("particle", "axis"), particles.radius, {**nm, "long_name": "semi-axes (LCO: core)"}),
+        "particle_coating": ("particle", particles.coat, {**nm, "long_name": "Al2O3 coating thickness"}),
+    }
+    attrs = T.to_attrs({
+        "modality": "truth",
+        "depletion_depth": f"{depth:.12g} nm",
+        "true_sims_pixel_size": f"{sims_true:.12g} nm",
+        "reported_sims_pixel_size": params["sims_pixel_size"],
+        "volume_fractions": expected_fractions(fractions),
+        "requested_volume_fractions": dict(fractions),
+        **counts,
+        "li_levels": dict(LI_LEVELS),
+        "history": [],
+    })
+    return xr.Dataset(data, coords=coords, attrs=attrs)

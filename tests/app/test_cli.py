@@ -1,0 +1,113 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from io_helpers import write_h5oina
+
+import pfibsims
+from pfibsims.app.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pfibsims {pfibsims.__version__}"
+
+
+def test_python_dash_m_runs():
+    out = subprocess.run([sys.executable, "-m", "pfibsims", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"pfibsims {pfibsims.__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+# -- demo, fuse and report ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", str(out), "--slices", "4", "--overwrite"]) == 0
+    return out
+
+
+def test_demo_writes_volume_figures_and_report(demo_dir):
+    vol = pfibsims.open_dataset(demo_dir / "fused.zarr")
+    assert {"Li6", "Zr_La", "coverage", "phase"} <= set(vol.data_vars)
+    rep = json.loads((demo_dir / "report.json").read_text())
+    assert rep["registration_error"]["max_error_nm"] < 3 * 81.4  # compared with the phantom's truth
+    assert {"phantom (synthetic cathode)", "fuse: drift, registration, Lanczos resampling"} <= set(rep["timings_s"])
+    assert len(list((demo_dir / "figures").glob("*.png"))) >= 5
+
+
+def test_demo_refuses_to_overwrite(demo_dir, capsys):
+    assert main(["demo", str(demo_dir), "--slices", "4"]) == 2
+    assert "outdir: expected no previous output" in capsys.readouterr().err
+
+
+def test_report_command_on_a_saved_volume(demo_dir, tmp_path, capsys):
+    assert main(["report", str(demo_dir / "fused.zarr"), str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["pearson"]["a"] == "Li6"
+    assert -1 <= rep["pearson"]["r"] <= 1
+    assert "Pearson r(Li6, Zr_La)" in capsys.readouterr().out
+
+
+def _write_files(tmp: Path):
+    """Per-slice H5OINA EDS maps and a multi-page SIMS TIFF of the same field (same frame, 2x finer pixels)."""
+    rng = np.random.default_rng(0)
+    zr = rng.poisson(20, (3, 24, 32)).astype(np.float32)
+    eds = [write_h5oina(tmp / f"slice{k}.h5oina", {"Zr_La": zr[k], "Co_La": 30 - zr[k]}, step_um=0.1) for k in range(3)]
+    li = np.repeat(np.repeat(zr, 2, axis=1), 2, axis=2)
+    tifffile.imwrite(tmp / "li6.tif", li)
+    return eds, tmp / "li6.tif", zr
+
+
+def test_fuse_command_on_files(tmp_path):
+    eds, sims, zr = _write_files(tmp_path)
+    out = tmp_path / "run.zarr"
+    args = ["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(out), "--sims-pixel-size", "50 nm",
+            "--isotope", "6Li", "--slice-thickness", "60 nm", "--register", "none", "--no-drift"]
+    assert main(args) == 0
+    vol = pfibsims.open_dataset(out)
+    assert vol.Li6.shape == (3, 24, 32)
+    assert set(vol.data_vars) >= {"Zr_La", "Co_La", "Li6", "coverage"}
+    # 2x2 pixels of 50 nm averaged onto 100 nm pixels: the Lanczos weights of Pillow's 2x reduction, away from the edges
+    inner = (slice(None), slice(3, -3), slice(3, -3))
+    np.testing.assert_allclose(vol.Li6.values[inner].mean(), zr[inner].mean(), rtol=0.02)
+    assert main(args) == 2  # no overwrite without --overwrite
+
+
+def test_fuse_command_errors(tmp_path, capsys):
+    assert main(["fuse", "--eds", str(tmp_path / "none.h5oina"), "--sims", "x.tif", "--out", str(tmp_path / "o.zarr")]) == 2
+    assert "error:" in capsys.readouterr().err
+    eds, sims, _ = _write_files(tmp_path)
+    assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(tmp_path / "o.zarr"),
+                 "--sims-pixel-size", "50 nm", "--isotope", "6Li", "--slice-thickness", "60 nm",
+                 "--scheduler", "nonsense"]) == 2
+    assert "--scheduler: expected threads, processes or a scheduler address" in capsys.readouterr().err
+
+
+def test_fuse_command_on_a_distributed_scheduler_address(tmp_path):
+    from distributed import LocalCluster
+
+    eds, sims, zr = _write_files(tmp_path)
+    common = ["--sims-pixel-size", "50 nm", "--isotope", "6Li", "--slice-thickness", "60 nm", "--register", "none",
+              "--no-drift"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        out = tmp_path / "dist.zarr"
+        assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(out), *common,
+                     "--scheduler", cluster.scheduler_address]) == 0
+    ref = tmp_path / "threads.zarr"
+    assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(ref), *common]) == 0
+    a, b = pfibsims.open_dataset(out), pfibsims.open_dataset(ref)
+    np.testing.assert_array_equal(a.Li6.values, b.Li6.values)
+    np.testing.assert_array_equal(a.Zr_La.values, b.Zr_La.values)

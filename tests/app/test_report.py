@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pfibsims as pfs
+from pfibsims.app.report import drift_error, measure, registration_error, write_report
+
+
+def test_registration_error_by_hand():
+    g = pfs.Grid((100, 200), "10 nm", origin=(5, 5))  # extent 0..1000 x 0..2000 nm
+    e = registration_error(pfs.Affine.from_parameters(rotation=0.1), pfs.Affine.identity(), g)
+    # a rotation about the origin moves the field centre (500, 1000) by |c| * 2 sin(theta / 2)
+    c = np.hypot(500, 1000)
+    assert e["translation_nm"] == pytest.approx(c * 2 * np.sin(np.radians(0.05)))
+    assert e["max_error_nm"] == pytest.approx(np.hypot(1000, 2000) * 2 * np.sin(np.radians(0.05)))
+    assert e["rotation_deg"] == pytest.approx(0.1)
+    s = registration_error(pfs.Affine.from_parameters(scale=1.002), pfs.Affine.identity(), g)
+    assert s["scale_rel"] == pytest.approx(0.002)
+
+
+def test_drift_error_by_hand():
+    t = xr.DataArray([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], dims=("z", "component"), coords={"component": ["y", "x"]})
+    e = drift_error(np.zeros((3, 2)), t)
+    assert e == {"rms_nm": pytest.approx(np.sqrt((25 + 100) / 3)), "max_nm": 10.0}
+
+
+@pytest.fixture(scope="module")
+def fused():
+    eds, sims, truth = pfs.synthetic.cathode(seed=2, n_slices=4, eds_shape=(96, 128), sims_shape=(180, 180))
+    vol = pfs.fuse(eds, sims, register=pfs.Affine.from_attrs(truth.attrs), drift=truth.drift)
+    return vol.compute(), truth.compute(), {"eds": eds, "sims": sims}
+
+
+def test_measure_matches_numpy_and_truth(fused):
+    vol, truth, _ = fused
+    rep = measure(vol, truth=truth)
+    ok = vol.coverage.values
+    li, zr = vol.Li6.values[ok], vol.Zr_La.values[ok].astype(float)
+    assert rep["pearson"]["r"] == pytest.approx(np.corrcoef(li, zr)[0, 1], rel=1e-9)
+    assert rep["pearson"]["covariance"] == pytest.approx(np.cov(li, zr)[0, 1], rel=1e-9)
+    assert rep["pearson"]["n"] == ok.sum()
+    assert rep["registration_error"]["max_error_nm"] == pytest.approx(0.0, abs=1e-6)  # the true transform was given
+    assert rep["drift_error"]["rms_nm"] == pytest.approx(0.0, abs=1e-9)
+    assert rep["phase_accuracy"]["LLZTO"] > 0.9
+    assert 100 < rep["llzto_depletion_depth_nm"] < 700
+    assert set(rep["phases"]) == {"matrix", "LLZTO", "LCO", "Al2O3", "SP"}
+    json.dumps(rep)
+
+
+def test_write_report_writes_json_text_and_figures(fused, tmp_path):
+    vol, truth, raw = fused
+    rep = write_report(vol, tmp_path, raw=raw, truth=truth)
+    assert json.loads((tmp_path / "report.json").read_text())["pearson"]["r"] == pytest.approx(rep["pearson"]["r"])
+    text = (tmp_path / "report.txt").read_text()
+    assert "Pearson r(Li6, Zr_La)" in text
+    assert "registration error vs truth" in text
+    assert {"histograms", "element_maps", "joint_histogram", "orthoslices", "registration"} <= set(rep["figures"])
+    for path in rep["figures"].values():
+        assert (tmp_path / "figures").is_dir()
+        assert path.endswith(".png")
+
+
+def test_measure_needs_the_channels(fused):
+    vol, _, _ = fused
+    with pytest.raises(pfs.DataModelError, match=r"vol: expected channels 'Li6' and 'Nope'"):
+        measure(vol, b="Nope")

@@ -1,0 +1,313 @@
+"""Tests of pfibsims.correlate against numpy, scipy and brute force."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.stats as st
+import xarray as xr
+from conftest import raise_if_dask_computes
+
+from pfibsims import PfibsimsError, stack
+from pfibsims.correlate import (
+    colocalisation,
+    covariance,
+    covariance_map,
+    joint_histogram,
+    local_correlation,
+    pearson,
+    spearman,
+)
+from pfibsims.errors import EstimationWarning, GridError
+from pfibsims.normalization import to_uint8
+
+CHUNKS = [None, (5, 12, 16), (2, 5, 7)]
+
+
+def _pair(chunks, nan=True, offset=0.0):
+    rng = np.random.default_rng(3)
+    a = rng.gamma(3.0, 10.0, size=(5, 12, 16)) + offset
+    b = 0.4 * a + rng.normal(0, 5, size=a.shape) + offset
+    if nan:
+        a[0, :2, :] = np.nan  # outside a field of view
+        b[3, 5, 7] = np.nan
+    ds = stack({"Li6": a}, pixel_size="81.4 nm", slice_thickness="60 nm", modality="SIMS")
+    ds["Zr_La"] = (("z", "y", "x"), b, {"units": "counts"})
+    if chunks:
+        ds = ds.chunk(dict(zip(("z", "y", "x"), chunks, strict=False)))
+    return ds.Li6, ds.Zr_La, a, b
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_covariance_equals_numpy(chunks):
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    c = covariance(xa, xb)
+    np.testing.assert_allclose(float(c), np.cov(a[ok], b[ok])[0, 1], rtol=1e-12)
+    assert int(c.n) == ok.sum()
+    assert c.attrs["units"] == "ct ** 2" or "count" in c.attrs["units"]
+
+
+def test_covariance_large_offset_is_stable():
+    xa, xb, a, b = _pair((2, 5, 7), nan=False, offset=1e7)
+    want = np.cov(a.ravel(), b.ravel())[0, 1]
+    np.testing.assert_allclose(float(covariance(xa, xb)), want, rtol=1e-8)
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_pearson_equals_scipy(chunks):
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    ref = st.pearsonr(a[ok], b[ok])
+    ci = ref.confidence_interval(confidence_level=0.9)
+    r = pearson(xa, xb, confidence=0.9)
+    np.testing.assert_allclose(float(r), ref.statistic, rtol=1e-12)
+    np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)
+    np.testing.assert_allclose(r.p_value, ref.pvalue, rtol=1e-6, atol=1e-300)
+    np.testing.assert_allclose(r.covariance, np.cov(a[ok], b[ok])[0, 1], rtol=1e-12)
+    np.testing.assert_allclose(r.std_a, np.std(a[ok], ddof=1), rtol=1e-12)
+    assert r.n == ok.sum()
+    np.testing.assert_allclose(float(r), np.corrcoef(a[ok], b[ok])[0, 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_mask(chunks):
+    xa, xb, a, b = _pair(chunks)
+    mask = xr.DataArray(np.arange(16) % 3 == 0, dims="x")
+    ok = np.isfinite(a) & np.isfinite(b) & (np.arange(16) % 3 == 0)
+    np.testing.assert_allclose(float(covariance(xa, xb, mask=mask)), np.cov(a[ok], b[ok])[0, 1], rtol=1e-12)
+    np.testing.assert_allclose(float(pearson(xa, xb, mask=mask)), np.corrcoef(a[ok], b[ok])[0, 1], rtol=1e-12)
+
+
+def test_numpy_inputs_and_infinities():
+    a = np.array([1.0, 2, 3, 4, np.inf, 6])
+    b = np.array([2.0, 1, 5, 3, 1, np.nan])
+    c = covariance(a, b)
+    assert not isinstance(c.data, da.Array)
+    np.testing.assert_allclose(float(c), np.cov(a[:4], b[:4])[0, 1])
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_spearman_equals_scipy(chunks):
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    ref = st.spearmanr(a[ok], b[ok])
+    rho = spearman(xa, xb)
+    np.testing.assert_allclose([float(rho), rho.p_value], [ref.statistic, ref.pvalue], rtol=1e-10)
+    assert rho.ci_low < float(rho) < rho.ci_high
+    assert rho.method == "spearman"
+
+
+def test_spearman_reduced_view():
+    xa, xb, a, b = _pair(None, nan=False)
+    rho = spearman(xa, xb, max_voxels=400)
+    assert "every 3th index along z" in rho.view
+    np.testing.assert_allclose(float(rho), st.spearmanr(a[::3].ravel(), b[::3].ravel()).statistic)
+
+
+def test_scalar_errors():
+    xa, xb, a, b = _pair(None)
+    with pytest.raises(GridError, match=r"b: expected the grid of a"):
+        covariance(xa, xb.isel(x=slice(1, None)))
+    shifted = xb.assign_coords(x=xb.x + 40.0)
+    with pytest.raises(GridError, match=r"b: expected the x coordinates of a"):
+        pearson(xa, shifted)
+    const = xa * 0 + 3
+    with pytest.raises(PfibsimsError, match=r"constant over the"):
+        pearson(const, xb)
+    with pytest.raises(PfibsimsError, match=r"at least 3 valid"):
+        pearson(xa * np.nan, xb)
+    with pytest.raises(PfibsimsError, match=r"confidence: expected"):
+        pearson(xa, xb, confidence=95)
+    with pytest.raises(PfibsimsError, match=r"a: expected a DataArray"):
+        pearson(xa.to_dataset(), xb)
+    assert np.isnan(float(covariance(xa[:1, :1, :1], xb[:1, :1, :1])))
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_covariance_map(chunks):
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    m = covariance_map(xa, xb)
+    want = (a - a[ok].mean()) * (b - b[ok].mean())
+    want[~ok] = np.nan
+    np.testing.assert_allclose(m.values, want, rtol=1e-10)
+    np.testing.assert_allclose(np.nansum(m.values) / (ok.sum() - 1), float(covariance(xa, xb)), rtol=1e-10)
+    np.testing.assert_allclose(covariance_map(xa, xb, center=None).values, np.where(ok, a * b, np.nan))
+    u8 = to_uint8(m)
+    assert u8.dtype == np.uint8
+    assert int(u8.max()) == 255
+    with pytest.raises(PfibsimsError, match="center: expected"):
+        covariance_map(xa, xb, center="median")
+
+
+def test_covariance_map_lazy_with_given_center():
+    xa, xb, _, _ = _pair((2, 5, 7))
+    with raise_if_dask_computes():
+        m = covariance_map(xa, xb, center=(1.0, 2.0))
+        c = covariance(xa, xb)
+        jh = joint_histogram(xa, xb, bins=4, range=((0, 100), (0, 50)))
+        lc = local_correlation(xa, xb, window="300 nm")
+    assert all(isinstance(x.data, da.Array) for x in (m, c, jh, lc))
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_joint_histogram_equals_numpy(chunks):
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    jh = joint_histogram(xa, xb, bins=(9, 7), range=((0, 80), (-10, 40)))
+    want, ea, eb = np.histogram2d(a[ok], b[ok], bins=(9, 7), range=((0, 80), (-10, 40)))
+    np.testing.assert_array_equal(jh.values, want)
+    np.testing.assert_allclose(jh.a_lower.values, ea[:-1])
+    np.testing.assert_allclose(jh.b_upper.values, eb[1:])
+    assert jh.a.attrs["long_name"] == "Li6"
+    assert jh.dims == ("a", "b")
+    # default range: each channel's finite min/max
+    jh2 = joint_histogram(xa, xb, bins=5)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    want2, _, _ = np.histogram2d(a[ok], b[ok], bins=5, range=((a[fa].min(), a[fa].max()), (b[fb].min(), b[fb].max())))
+    np.testing.assert_array_equal(jh2.values, want2)
+
+
+def test_joint_histogram_errors():
+    xa, xb, _, _ = _pair(None)
+    with pytest.raises(PfibsimsError, match="bins: expected an int or"):
+        joint_histogram(xa, xb, bins=(1, 2, 3))
+    with pytest.raises(PfibsimsError, match=r"range\[1\]: expected"):
+        joint_histogram(xa, xb, range=((0, 1), (2, 1)))
+    with pytest.raises(PfibsimsError, match="range: expected"):
+        joint_histogram(xa, xb, range=5)
+
+
+def _brute_local_r(a, b, size, min_pairs=3):
+    out = np.full(a.shape, np.nan)
+    h = [s // 2 for s in size]
+    for idx in np.ndindex(a.shape):
+        if not (np.isfinite(a[idx]) and np.isfinite(b[idx])):
+            continue
+        sl = tuple(slice(max(0, i - k), i + k + 1) for i, k in zip(idx, h, strict=False))
+        wa, wb = a[sl].ravel(), b[sl].ravel()
+        ok = np.isfinite(wa) & np.isfinite(wb)
+        if ok.sum() >= min_pairs and np.ptp(wa[ok]) > 0 and np.ptp(wb[ok]) > 0:
+            out[idx] = np.corrcoef(wa[ok], wb[ok])[0, 1]
+    return out
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_local_correlation_brute_force(chunks):
+    xa, xb, a, b = _pair(chunks)
+    lc = local_correlation(xa, xb, window={"y": "250 nm", "x": "400 nm"})
+    assert lc.attrs["window"] == [1, 3, 5]
+    np.testing.assert_allclose(lc.values, _brute_local_r(a, b, (1, 3, 5)), rtol=1e-8, atol=1e-10)
+    lc3 = local_correlation(xa, xb, window="250 nm")  # z: 250/60 -> 5 voxels (odd)
+    assert lc3.attrs["window"] == [5, 3, 3]
+    np.testing.assert_allclose(lc3.values, _brute_local_r(a, b, (5, 3, 3)), rtol=1e-8, atol=1e-10)
+
+
+def test_local_correlation_errors():
+    xa, xb, _, _ = _pair(None)
+    with pytest.raises(PfibsimsError, match="window: expected a positive"):
+        local_correlation(xa, xb, window="-1 um")
+    with pytest.raises(PfibsimsError, match="window: expected one length or 3"):
+        local_correlation(xa, xb, window=("1 um", "1 um"))
+    with pytest.raises(GridError, match="needs a coordinate with units"):
+        local_correlation(np.ones((3, 3)), np.ones((3, 3)))
+
+
+def _coloc_data(seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.random((2, 12, 12)), np.ones((1, 4, 4)))  # blobs of 4x4 voxels
+    a = base + 0.2 * rng.random(base.shape)
+    b = base + 0.2 * rng.random(base.shape)
+    return xr.DataArray(a, dims=("z", "y", "x")), xr.DataArray(b, dims=("z", "y", "x")), a, b
+
+
+def test_colocalisation_costes():
+    xa, xb, a, b = _coloc_data()
+    c = colocalisation(xa, xb, n_iter=30, seed=1)
+    np.testing.assert_allclose(float(c), np.corrcoef(a.ravel(), b.ravel())[0, 1])
+    # at Costes' thresholds r of the pairs below either threshold is ~0 (<= 0)
+    below = (a <= c.threshold_a) | (b <= c.threshold_b)
+    assert np.corrcoef(a[below], b[below])[0, 1] <= 1e-9
+    np.testing.assert_allclose(c.threshold_b, c.slope * c.threshold_a + c.intercept)
+    both = (a > c.threshold_a) & (b > c.threshold_b)
+    np.testing.assert_allclose(c.m1, a[both].sum() / a[a > c.threshold_a].sum())
+    np.testing.assert_allclose(c.m2, b[both].sum() / b[b > c.threshold_b].sum())
+    assert c.p_value == pytest.approx(1 / 31)
+    assert abs(c.r_randomised_mean) < 0.3
+    assert c.block == (1, 4, 4)
+    again = colocalisation(xa, xb, n_iter=30, seed=1)
+    assert again == c  # seeded: reproducible
+
+
+def test_colocalisation_independent_channels_not_significant():
+    xa, _, _, _ = _coloc_data(0)
+    _, xb, _, _ = _coloc_data(1)
+    with pytest.warns(EstimationWarning, match="no positive correlation") if float(pearson(xa, xb)) <= 0 else _null():
+        c = colocalisation(xa, xb, n_iter=40, seed=2)
+    assert c.p_value > 0.05
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_colocalisation_given_thresholds_and_errors():
+    xa, xb, a, b = _coloc_data()
+    c = colocalisation(xa, xb, thresholds=(0.5, 0.5), n_iter=0)
+    both = (a > 0.5) & (b > 0.5)
+    np.testing.assert_allclose(c.m1, a[both].sum() / a[a > 0.5].sum())
+    assert np.isnan(c.p_value)
+    with pytest.raises(PfibsimsError, match="thresholds: expected"):
+        colocalisation(xa, xb, thresholds="otsu")
+    with pytest.raises(PfibsimsError, match="block: expected 3 positive"):
+        colocalisation(xa, xb, block=(1, 2))
+    with pytest.raises(PfibsimsError, match="n_iter: expected"):
+        colocalisation(xa, xb, n_iter=-1)
+
+
+def _ramp(chunks=None):
+    yy, xx = np.meshgrid(np.arange(20.0), np.arange(30.0), indexing="ij")
+    vol = np.stack([2 * yy + 3 * xx + k for k in range(3)])
+    ds = stack({"Li6": vol}, pixel_size="100 nm", slice_thickness="60 nm")
+    return ds.Li6.chunk({"z": 1, "y": 10, "x": 15}) if chunks else ds.Li6
+
+
+@pytest.mark.parametrize("chunks", [None, True])
+def test_profile_linear_ramp_is_exact(chunks):
+    from pfibsims.resampling import profile
+
+    x = _ramp(chunks)
+    # pixel centres at 50 + 100 i nm; value = 2 i_y + 3 i_x + k
+    p = profile(x, ("0.45 um", "0.35 um"), ("1.25 um", "0.95 um"), kernel="linear", width="300 nm")
+    t = p.distance.values
+    iy = (450 + t * 0.8 - 50) / 100
+    ix = (350 + t * 0.6 - 50) / 100
+    want = 2 * iy + 3 * ix + np.arange(3)[:, None]
+    np.testing.assert_allclose(p.values, want, atol=1e-9)
+    assert t[-1] == pytest.approx(1000.0)
+    assert p.dims == ("z", "distance")
+    np.testing.assert_allclose(p.y.values[-1], 1250.0)
+
+
+def test_profile_3d_and_errors():
+    from pfibsims.resampling import profile
+
+    x = _ramp()
+    p = profile(x, ("60 nm", "450 nm", "350 nm"), ("60 nm", "450 nm", "950 nm"), kernel="linear")
+    np.testing.assert_allclose(p.values, 2 * 4 + 3 * (3 + np.arange(7)) + 1, atol=1e-9)
+    outside = profile(x, ("0.45 um", "0.35 um"), ("0.45 um", "9 um"), kernel="linear")
+    assert np.isnan(outside.values[0, -1])
+    with pytest.raises(PfibsimsError, match="must keep z constant"):
+        profile(x, ("0 nm", "1 um", "1 um"), ("60 nm", "1 um", "2 um"))
+    with pytest.raises(PfibsimsError, match="start: expected a point"):
+        profile(x, "1 um", ("1 um", "2 um"))
+    with pytest.raises(PfibsimsError, match="expected two different points"):
+        profile(x, ("1 um", "1 um"), ("1 um", "1 um"))
+    with pytest.raises(PfibsimsError, match="n: expected at least 2"):
+        profile(x, ("1 um", "1 um"), ("1 um", "2 um"), n=1)

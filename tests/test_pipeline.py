@@ -63,7 +63,7 @@ def test_fuse_estimates_drift_and_registration():
     assert np.all(drift[0] == 0)
     steps = [h["step"] for h in vol.attrs["history"]]
     assert steps[-1] == "fuse"
-    assert "warp" in steps
+    assert "resample" in steps
     assert "synthetic.cathode" in steps
     assert json.loads(vol.attrs["pfibsims:registration"])["success"] is True
 

@@ -1,0 +1,103 @@
+"""The layout rules of docs/architecture.md, checked on the source: imports only downward, no module
+imports the package __init__, no module shares the name of a function its package exports, and
+modules stay small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import pfibsims
+
+ROOT = Path(pfibsims.__file__).parent
+
+#: The layers, bottom to top (docs/architecture.md). A module may import from a lower layer, or from
+#: its own package; nothing else.
+LAYERS = [
+    {"errors", "_version"},
+    {"units"},
+    {"grid"},
+    {"transform"},
+    {"dataset"},
+    {"_engine"},
+    {"_xr"},
+    {"io", "normalization", "resampling", "synthetic"},
+    {"registration"},
+    {"correlate", "segmentation"},
+    {"quantification"},
+    {"pipeline"},
+    {"plot"},
+    {"app", "_deprecated"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def _modules():
+    return sorted(p for p in ROOT.rglob("*.py") if p.name not in ("__init__.py", "__main__.py") or p.parent != ROOT)
+
+
+def _top(path: Path) -> str:
+    rel = path.relative_to(ROOT)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imported_tops(path: Path) -> list[tuple[str, int]]:
+    """(top-level pfibsims unit, line) of every relative or absolute pfibsims import in ``path``."""
+    rel = path.relative_to(ROOT)
+    pkg = list(rel.parts[:-1]) if rel.name != "__init__.py" else list(rel.parts[:-1])
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module and node.module.split(".")[0] == "pfibsims":
+                    parts = node.module.split(".")[1:]
+                    out.append((parts[0] if parts else "", node.lineno))
+                continue
+            base = pkg[: len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+            parts = base + (node.module.split(".") if node.module else [])
+            if not parts:  # "from . import x" at the top level: x names a module
+                out += [(alias.name, node.lineno) for alias in node.names]
+            else:
+                out.append((parts[0], node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name.split(".")[1] if "." in a.name else "", node.lineno)
+                    for a in node.names if a.name.split(".")[0] == "pfibsims"]
+    return out
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_only_downward(path):
+    here = _top(path)
+    assert here in RANK, f"{here}: not in any layer of docs/architecture.md; add it there and here"
+    for top, line in _imported_tops(path):
+        assert top != "", f"{path.name}:{line} imports the pfibsims package __init__"
+        if top == here:
+            continue
+        assert top in RANK, f"{path.name}:{line} imports {top!r}, which is in no layer"
+        assert RANK[top] < RANK[here], (
+            f"{path.relative_to(ROOT)}:{line} imports {top!r} (layer {RANK[top]}) from layer {RANK[here]}: "
+            "imports go only downward"
+        )
+
+
+def test_no_module_shares_the_name_of_a_function_it_exports():
+    import importlib
+    import inspect
+
+    for pkg in [pfibsims] + [importlib.import_module(f"pfibsims.{p.name}") for p in ROOT.iterdir()
+                             if (p / "__init__.py").exists()]:
+        for name in dir(pkg):
+            obj = getattr(pkg, name)
+            if inspect.isfunction(obj):
+                sub = Path(pkg.__file__).parent / f"{name}.py"
+                assert not sub.exists(), (
+                    f"{pkg.__name__}.{name} is a function and {sub.relative_to(ROOT)} a module of the same name"
+                )
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_small(path):
+    n = len(path.read_text().splitlines())
+    assert n <= 650, f"{path.relative_to(ROOT)} has {n} lines: one idea per module (about 600 at most)"

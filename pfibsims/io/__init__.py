@@ -1,14 +1,19 @@
 """Reading instrument files into the data model, and saving to Zarr / OME-Zarr.
 
 * :func:`read_eds`: AZtec H5OINA, AZtec per-element TIFF/CSV/TXT exports,
-  Ripple RPL/RAW, Bruker BCF, JEOL map sets and PTS.
+  Ripple RPL/RAW, Bruker BCF, JEOL map sets and PTS; spectrum images become
+  line maps by fitting (:mod:`.fitting`) or window integration.
 * :func:`read_sims`: Cameca NanoSIMS ``.im``, Hiden-style text/CSV matrices,
   (multi-page) TIFF, plain text matrices.
-* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF.
+* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF (multi-page TIFFs
+  are stacks; Auto Slice & View slices take z from their project), the
+  electron images of Bruker BCF and the JEOL view image (``.img``).
 * :func:`save` / :func:`open_dataset`: atomic Zarr v3 and OME-Zarr stores.
 
 Several files (a list, a glob pattern, a directory) become slices along
-``z``, spaced by ``slice_thickness=`` or at measured ``depths=``.
+``z``, spaced by ``slice_thickness=`` or at measured ``depths=``; patterns
+and directories are sorted naturally (``slice_2`` before ``slice_10``) and
+the history records the order (``z_order``).
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ from typing import Any
 import xarray as xr
 
 from ..errors import FileFormatError
-from ._common import Frame, build, expand_paths
+from ._common import Frame, build, expand_paths, natural_key
 from .aztec import TEXT, TIFF, read_map_file
-from .bruker import read_bcf
+from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
+from .emxml import asv_depths, find_project, read_emxml
 from .h5oina import read_h5oina
 from .hiden import read_sims_matrix
 from .hyperspy import from_hyperspy, to_hyperspy
-from .jeol import read_jeol
+from .jeol import read_jeol, read_jeol_image
+from .lines import canonical_lines
 from .ripple import read_ripple
 from .sem import read_sem_tiff
 from .store import open_dataset, save
@@ -65,7 +72,7 @@ def _per_channel(mapping: Mapping[str, Any], reader: Any, **kw: Any) -> list[Fra
     return [_merge_channels([reader(per[name][i], channel=name, **kw) for name in per]) for i in range(n)]
 
 
-def _eds_frames(paths: list[Path], *, lines: Any, window: Any, fwhm_mnka: Any, source: str) -> list[Frame]:
+def _eds_frames(paths: list[Path], *, lines: Any, method: str, window: Any, fwhm_mnka: Any, source: str) -> list[Frame]:
     suffixes = {p.suffix.lower() for p in paths}
     if len(suffixes) > 1:
         raise FileFormatError(f"path_or_paths: expected files of one format, got {sorted(suffixes)}")
@@ -89,9 +96,9 @@ def _eds_frames(paths: list[Path], *, lines: Any, window: Any, fwhm_mnka: Any, s
             for s in slices:
                 s.channels = {n: s.channels[n] for n in lines}
         return slices
-    kw = {"lines": lines, "window": window, "fwhm_mnka": fwhm_mnka}
+    kw = {"lines": lines, "method": method, "window": window, "fwhm_mnka": fwhm_mnka}
     if suffix == ".h5oina" or suffix in (".h5", ".hdf5"):
-        return [read_h5oina(p, lines=lines, source=source, window=window, fwhm_mnka=fwhm_mnka) for p in paths]
+        return [read_h5oina(p, source=source, **kw) for p in paths]
     if suffix == ".bcf":
         return [read_bcf(p, **kw) for p in paths]
     if suffix in (".rpl", ".raw"):
@@ -110,11 +117,13 @@ def read_eds(
     pixel_size: Any = None,
     slice_thickness: Any = None,
     depths: Any = None,
+    method: str = "fit",
     window: Any = 2.0,
-    fwhm_mnka: Any = "130 eV",
+    fwhm_mnka: Any = None,
     source: str = "auto",
+    images: bool = False,
     chunks: Any = None,
-) -> xr.Dataset:
+) -> Any:
     """Read EDS element maps into a dataset of the data model.
 
     Parameters
@@ -127,10 +136,11 @@ def read_eds(
         channel's sorted files are its slices) or given as a mapping
         ``{"Zr_La": "zr_*.tif", "Co_La": [...]}``.
     lines : list of str, optional
-        Lines to return (``["Zr_La", "Co_La", "Al_Ka", "C_Ka"]``). For a
-        spectrum image (BCF, RPL, H5OINA spectra, JEOL PTS) each is
-        integrated over a window around its xraydb energy (see
-        :mod:`pfibsims.io.lines`); for map files they select channels.
+        Lines to return (``["Zr_La", "Co_La", "Al_Ka", "C_Ka"]``; a bare
+        family letter is its alpha line: ``Fe_K`` is ``Fe_Ka``). For a
+        spectrum image (BCF, RPL, H5OINA spectra, JEOL PTS) these are the
+        line families fitted (list every element with lines nearby) or
+        integrated; for map files they select channels.
     pixel_size : length or (y, x) lengths, optional
         Overrides the files' calibration; required when a file has none
         (AZtec TIFF/CSV exports, the Hitachi BCF).
@@ -138,19 +148,31 @@ def read_eds(
         z spacing of several slices (``"60 nm"``).
     depths : lengths, optional
         Measured slice depths instead of ``slice_thickness``.
+    method : {"fit", "window"}
+        Spectrum images: net counts per line family by least squares of
+        Gaussian lines on a local background (default;
+        :func:`pfibsims.io.fitting.fit_lines`), or the sum of the channels in
+        a window around each line (``LineOverlapWarning`` when windows
+        overlap).
     window : float or energy
-        Integration window width in detector FWHMs (default 2) or an energy.
-    fwhm_mnka : energy
-        Detector resolution at Mn Ka (default ``"130 eV"``).
+        For ``method="window"``: width in detector FWHMs (default 2) or an energy.
+    fwhm_mnka : energy, optional
+        Detector resolution at Mn Ka; default the file's (Bruker, JEOL,
+        Ripple headers that record it), else ``"130 eV"``.
     source : str
         For H5OINA: ``"auto"``, ``"Window Integral"``, ``"Peak Area"``,
         ``"Composition"`` or ``"spectrum"``.
+    images : bool
+        Also return the electron images recorded with the maps (Bruker BCF:
+        its detectors; JEOL view directory: its ``.img``), on the files'
+        own grid, as a second dataset: ``eds, sem = read_eds(path,
+        images=True)``, ready for ``fuse(eds, sims, sem)``.
     chunks : optional
         Dask chunks of the result.
 
     Returns
     -------
-    xarray.Dataset
+    xarray.Dataset, or (xarray.Dataset, xarray.Dataset) with ``images=True``
         ``modality="EDS"``, dims ``(z, y, x)``; lazy where the format allows.
 
     Raises
@@ -168,22 +190,35 @@ def read_eds(
     ...
     pfibsims.errors.FileFormatError: path: expected an existing file, got '/no/such/map.bcf', which does not exist
     """
-    if isinstance(lines, str):
-        lines = [lines]
+    lines = canonical_lines(lines)
+    image_frames: list[Frame] | None = None
     if isinstance(path_or_paths, Mapping):
         frames = _per_channel(path_or_paths, read_map_file)
     else:
         p = Path(os.fspath(path_or_paths)) if isinstance(path_or_paths, (str, os.PathLike)) else None
         if p is not None and p.is_dir() and any(p.glob("*.map")):
-            frames = [read_jeol(sorted(p.glob("*.map")), lines=lines)]
+            frames = [read_jeol(sorted(p.glob("*.map"), key=natural_key), lines=lines)]
+            if images:
+                img = sorted(p.glob("*.img"), key=natural_key)
+                if not img:
+                    raise FileFormatError(f"images: expected a JEOL view image (.img) in '{p}', found none")
+                image_frames = [read_jeol_image(img[0])]
         else:
             paths = expand_paths(path_or_paths, patterns=_EDS_PATTERNS)
-            frames = _eds_frames(paths, lines=lines, window=window, fwhm_mnka=fwhm_mnka, source=source)
-    return build(
-        frames, step="read_eds", modality="EDS", pixel_size=pixel_size, slice_thickness=slice_thickness,
-        depths=depths, chunks=chunks,
-        params={"path": [f.path for f in frames], "lines": lines, "window": window, "fwhm_mnka": fwhm_mnka},
-    )
+            frames = _eds_frames(paths, lines=lines, method=method, window=window, fwhm_mnka=fwhm_mnka, source=source)
+            if images:
+                if any(q.suffix.lower() != ".bcf" for q in paths):
+                    raise FileFormatError(
+                        f"images: expected Bruker .bcf files or a JEOL view directory (files that hold electron images), got '{paths[0]}'"
+                    )
+                image_frames = [read_bcf_images(q) for q in paths]
+    params = {"path": [f.path for f in frames], "lines": lines, "method": method, "window": window, "fwhm_mnka": fwhm_mnka}
+    kw = {"pixel_size": pixel_size, "slice_thickness": slice_thickness, "depths": depths, "chunks": chunks}
+    eds = build(frames, step="read_eds", modality="EDS", params=params, **kw)
+    if image_frames is None:
+        return eds
+    sem = build(image_frames, step="read_sem", modality="SEM", params={"path": [f.path for f in image_frames]}, **kw)
+    return eds, sem
 
 
 def read_sims(
@@ -257,31 +292,88 @@ def _renamed(frame: Frame, name: str) -> Frame:
     return frame
 
 
+def _sem_frames(paths: list[Path], *, channel: str | None, image: str) -> list[Frame]:
+    suffixes = {q.suffix.lower() for q in paths}
+    if len(suffixes) > 1:
+        raise FileFormatError(f"path_or_paths: expected files of one format, got {sorted(suffixes)}")
+    suffix = suffixes.pop()
+    if suffix == ".bcf":
+        frames = [read_bcf_images(q, image=image) for q in paths]
+        if channel is not None:
+            raise FileFormatError(f"channel: expected None for a .bcf (its channels are named by detector), got {channel!r}")
+        return frames
+    if suffix == ".img":
+        return [read_jeol_image(q, channel=channel) for q in paths]
+    return [read_sem_tiff(q, channel=channel) for q in paths]
+
+
+def _asv_z(paths: list[Path], project: Any) -> tuple[list[float], dict[str, Any]] | None:
+    """Depths of Auto Slice & View slice images from their project (given, or found beside them)."""
+    found = project if project is not None else find_project(paths[0])
+    if found is None:
+        return None
+    asv = read_emxml(found)
+    depths, numbers = asv_depths(asv, paths)
+    if len(depths) > 1 and any(b <= a for a, b in zip(depths, depths[1:], strict=False)):
+        order = sorted(range(len(paths)), key=lambda i: depths[i])
+        raise FileFormatError(
+            f"path_or_paths: expected slices in increasing depth, got slice numbers {numbers}; "
+            f"give them as {[paths[i].name for i in order]}"
+        )
+    attrs = {"asv_project": str(asv.path), "slice_thickness": f"{asv.spacing_nm:.6g} nm", "slice_numbers": numbers}
+    return [f"{d!r} nm" for d in depths], attrs
+
+
 def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any = None, depths: Any = None,
-             channel: str | None = None, chunks: Any = None) -> xr.Dataset:
-    """Read Thermo Fisher/FEI or Zeiss SEM TIFFs, data bar cropped, pixel size from the tags.
+             channel: str | None = None, image: str = "map", project: Any = None, chunks: Any = None) -> xr.Dataset:
+    """Read SEM images: Thermo Fisher/FEI and Zeiss TIFF, Bruker BCF images, the JEOL view image.
 
     Parameters
     ----------
     path_or_paths : path, glob pattern or list
-        One image, or per-slice images (slices along ``z``).
+        One image, or per-slice images (slices along ``z``): TIFF (data bar
+        cropped, pixel size from the tags; a multi-page TIFF is a stack of
+        slices), Bruker ``.bcf`` (its electron images, one channel per
+        detector, on the file's grid) or JEOL ``.img``.
     pixel_size : optional
-        Overrides the tags' pixel size.
+        Overrides the files' pixel size.
     slice_thickness, depths : optional
-        z of several slices.
+        z of several slices (or pages).
     channel : str, optional
-        Channel name; default from the detector (``"SE"`` or ``"BSE"``).
+        Channel name for TIFF/``.img``; default from the detector (``"SE"`` or
+        ``"BSE"``; the JEOL image's title).
+    image : {"map", "overview"}
+        For ``.bcf``: the images recorded with the map, or the overview
+        image (Esprit 2), placed on the map's coordinates.
+    project : path, optional
+        Auto Slice & View project (``EMProject.emxml``) giving the z of
+        ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
+        images is used (their folder or two above).
 
     Returns
     -------
     xarray.Dataset
         ``modality="SEM"``; attrs ``beam_energy``, ``beam_current``,
         ``working_distance``, ``dwell_time``, ``detector``,
-        ``stage_position`` as far as the file gives them.
+        ``stage_position``, ``data_bar_rows`` as far as the file gives them.
+
+    Raises
+    ------
+    FileFormatError
+        A file of another format, or without pixel calibration (give
+        ``pixel_size=``).
     """
-    paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff"))
-    frames = [read_sem_tiff(p, channel=channel) for p in paths]
+    paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
+    frames = _sem_frames(paths, channel=channel, image=image)
+    params: dict[str, Any] = {"path": [f.path for f in frames]}
+    if depths is None and slice_thickness is None and all(q.suffix.lower() in (".tif", ".tiff") for q in paths):
+        asv = _asv_z(paths, project)
+        if asv is not None:
+            depths, extra = asv
+            for f in frames:
+                f.attrs.update(extra)
+            params["z_from"] = extra["asv_project"]
     return build(
         frames, step="read_sem", modality="SEM", pixel_size=pixel_size, slice_thickness=slice_thickness,
-        depths=depths, chunks=chunks, params={"path": [f.path for f in frames]},
+        depths=depths, chunks=chunks, params=params,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,10 @@ from ..dataset import jsonable, record, stack
 from ..errors import DataModelError, FileFormatError, PfibsimsError, UnitsError
 from ..units import lengths_nm
 
-__all__ = ["Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths", "reading"]
+__all__ = [
+    "Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths",
+    "natural_key", "reading",
+]
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Frame:
 
     ``pixel_size`` is ``(y, x)`` in nm, or None when the file has none.
     ``channel_attrs`` adds to the attrs the data model derives from a name.
+    ``origin_px`` places the field: the ``(y, x)`` corner of its first pixel
+    in pixels of the frame's own size (default 0: the corner at 0).
     """
 
     channels: dict[str, Any]
@@ -41,6 +47,7 @@ class Frame:
     channel_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
     units: str = "counts"
+    origin_px: tuple[float, float] | None = None
 
 
 def check_file(path: Any, *, suffixes: Sequence[str] | None = None, what: str = "file") -> Path:
@@ -126,11 +133,25 @@ def delayed_array(func: Callable[..., np.ndarray], path: Path, *args: Any, shape
     return da.from_delayed(value, shape=shape, dtype=dtype, name=f"{func.__name__}-{token}")
 
 
+def natural_key(path: Any) -> tuple[Any, ...]:
+    """Sort key that reads the digits in a name as numbers: ``slice_2`` before ``slice_10``.
+
+    Examples
+    --------
+    >>> sorted(["slice_10.bcf", "slice_2.bcf", "slice_1.bcf"], key=natural_key)
+    ['slice_1.bcf', 'slice_2.bcf', 'slice_10.bcf']
+    """
+    text = os.fspath(path)
+    return tuple((0, int(t), t) if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
 def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Path]:
     """A path, a glob pattern, a directory or a list of paths as a sorted list of files.
 
     A directory expands to the files matching ``patterns`` (e.g.
-    ``("*.map",)``); a glob pattern to its matches, sorted by name.
+    ``("*.map",)``); a glob pattern to its matches. Both are sorted
+    naturally (:func:`natural_key`: ``slice_2`` before ``slice_10``); a
+    list keeps its order.
 
     Raises
     ------
@@ -146,12 +167,12 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
     text = os.fspath(path_or_paths)
     p = Path(text).expanduser()
     if p.is_dir():
-        found = sorted({q for pat in patterns for q in p.glob(pat) if q.is_file()})
+        found = sorted({q for pat in patterns for q in p.glob(pat) if q.is_file()}, key=natural_key)
         if not found:
             raise FileFormatError(f"path: expected files matching {list(patterns)} in directory '{text}', found none")
         return found
     if glob.has_magic(text):
-        found = sorted(Path(q) for q in glob.glob(os.path.expanduser(text)) if Path(q).is_file())
+        found = sorted((Path(q) for q in glob.glob(os.path.expanduser(text)) if Path(q).is_file()), key=natural_key)
         if not found:
             raise FileFormatError(f"path: expected files matching the pattern '{text}', found none")
         return found
@@ -206,10 +227,16 @@ def build(
     """One dataset from frames read from one or more files (slices along ``z``).
 
     A user-given ``pixel_size`` overrides the files' calibration (the file's
-    value is kept in ``attrs['file_pixel_size']``).
+    value is kept in ``attrs['file_pixel_size']``). Several files become
+    slices in the order given; the history records it (``z_order``: the
+    file name of each slice).
     """
     _check_consistent(frames)
     (py, px), source = _pixel_size(frames, pixel_size)
+    origin = None
+    if frames[0].origin_px is not None:
+        oy, ox = frames[0].origin_px
+        origin = (f"{(oy + 0.5) * py!r} nm", f"{(ox + 0.5) * px!r} nm")
     channels: dict[str, Any] = {name: [f.channels[name] for f in frames] for name in frames[0].channels}
     attrs = dict(frames[0].attrs)
     if source == "user" and frames[0].pixel_size is not None:
@@ -222,6 +249,7 @@ def build(
             pixel_size=(f"{py!r} nm", f"{px!r} nm"),
             slice_thickness=slice_thickness,
             z=depths,
+            origin=origin,
             modality=modality,
             units=frames[0].units,
             attrs=jsonable(attrs, name="attrs"),
@@ -233,7 +261,10 @@ def build(
     for name in ds.data_vars:
         extra = frames[0].channel_attrs.get(name, {})
         ds[name].attrs.update(jsonable(extra, name=f"{name}.attrs"))
-    return record(ds, step, **jsonable(dict(params or {}), name="params"))
+    params = dict(params or {})
+    if len(frames) > 1:
+        params["z_order"] = [Path(f.path).name for f in frames]
+    return record(ds, step, **jsonable(params, name="params"))
 
 
 def axes_pixel_size(axes: Sequence[Mapping[str, Any]]) -> tuple[float, float] | None:

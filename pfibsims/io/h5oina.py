@@ -33,7 +33,8 @@ import numpy as np
 
 from ..errors import DataModelError, FileFormatError
 from ._common import Frame, check_file, delayed_array, reading
-from .lines import integrate_lines
+from .fitting import spectrum_maps
+from .lines import canonical_lines
 
 __all__ = ["read_h5oina"]
 
@@ -83,6 +84,7 @@ def read_h5oina(
     source: str = "auto",
     technique: str = "EDS",
     slice_name: str | None = None,
+    method: str = "fit",
     window: Any = 2.0,
     fwhm_mnka: Any = None,
 ) -> Frame:
@@ -103,10 +105,10 @@ def read_h5oina(
         The technique group, ``"EDS"`` (``"EDS1"``... for multi-detector).
     slice_name : str, optional
         The slice (acquisition) group; default the first of ``Index``.
-    window, fwhm_mnka
-        Integration window for ``"spectrum"`` (see
-        :func:`pfibsims.io.lines.line_window`); the detector FWHM at Mn Ka
-        defaults to 130 eV.
+    method, window, fwhm_mnka
+        For ``"spectrum"``: line maps by fitting or window integration (see
+        :func:`pfibsims.io.fitting.spectrum_maps`); the detector FWHM at Mn
+        Ka defaults to 130 eV.
 
     Returns
     -------
@@ -169,7 +171,12 @@ def read_h5oina(
             dataset_path = spec.name
             arr = delayed_array(_read_rows, p, dataset_path, (ny, nx, n), shape=(ny, nx, n), dtype=spec.dtype)
             fw = fwhm_mnka or "130 eV"
-            channels, ch_attrs = integrate_lines(arr, energy, lines, window=window, fwhm_mnka=fw, where=str(p))
+            beam = attrs["beam_energy"] if "beam_energy" in attrs else None
+            beam_ev = float(str(beam).split()[0]) * 1000.0 if beam else None
+            channels, ch_attrs = spectrum_maps(
+                arr, energy, canonical_lines(lines), method=method, window=window, fwhm_mnka=fw, beam_energy_ev=beam_ev, where=str(p)
+            )
+            attrs["line_maps"] = method
             attrs["energy_calibration"] = {"channel_width": f"{width:.6g} eV", "start_channel": f"{start:.6g} eV"}
             units = "counts"
         else:
@@ -180,7 +187,7 @@ def read_h5oina(
             for label in grp:
                 ds = grp[label]
                 found[_channel_name(label, ds)] = ds
-            names = list(lines) if lines else list(found)
+            names = canonical_lines(lines) if lines else list(found)
             absent = [n for n in names if n not in found]
             if absent:
                 raise DataModelError(f"lines: expected channels the file '{p}' holds ({sorted(found)}), got {absent}")

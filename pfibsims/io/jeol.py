@@ -1,37 +1,59 @@
-"""JEOL Analysis Station element maps (``.map``) and spectrum images (``.pts``), via RosettaSciIO.
+"""JEOL Analysis Station files via RosettaSciIO (``rsciio.jeol``): element maps, view image, spectrum images.
 
 A JEOL view directory holds one ``.img`` electron image and one ``.map`` per
 element; each map's title is the element and line family (``"C K"``,
-``"Fe K"``), which becomes the channel name ``C_K``, ``Fe_K``. A ``.pts``
-spectrum image is integrated over the requested lines
-(:mod:`pfibsims.io.lines`).
+``"Fe K"``), which becomes the data model's name of the family's alpha line,
+``C_Ka``, ``Fe_Ka`` (:func:`pfibsims.io.lines.canonical_line`; ``lines=``
+accepts ``Fe_K`` or ``Fe_Ka``). Maps and images are read lazily: metadata
+when the dataset is built, pixels when computed.
+
+A ``.pts`` spectrum image (an event stream, 4096 channels) is decoded by
+RosettaSciIO only up to the energy the requested lines need
+(``cutoff_at_kV``), in one task, and turned into line maps by fitting
+(:mod:`pfibsims.io.fitting`) or window integration; the detector resolution
+is the file's ``energy_resolution_MnKa`` unless ``fwhm_mnka`` is given.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataModelError, FileFormatError
-from ._common import Frame, axes_pixel_size, check_file, reading
-from .lines import integrate_lines
+from ._common import Frame, axes_pixel_size, check_file, delayed_array, reading
+from .fitting import line_family, spectrum_maps
+from .lines import canonical_line, canonical_lines, detector_fwhm, line_window
 
-__all__ = ["read_jeol"]
+__all__ = ["read_jeol", "read_jeol_image"]
 
 _TITLE = re.compile(r"^\s*([A-Z][a-z]?)\s+([KLMN][a-z]?\d*)\s*$")
 
 
-def _read(path: Any) -> dict[str, Any]:
+def _read(path: Any, **kw: Any) -> dict[str, Any]:
     from rsciio.jeol import file_reader
 
     logging.getLogger("rsciio").setLevel(logging.ERROR)
-    out = file_reader(str(path), lazy=False)
+    out = file_reader(str(path), lazy=False, **kw)
     if not out:
-        raise FileFormatError(f"{path}: expected a JEOL map or spectrum image, found nothing")
+        raise FileFormatError(f"{path}: expected a JEOL map, image or spectrum image, found nothing")
     return out[0]
+
+
+def _read_data(path: str) -> np.ndarray:
+    """The pixels of a JEOL ``.map``/``.img`` (module level: picklable)."""
+    return np.asarray(_read(path)["data"])
+
+
+def _read_pts(path: str, cutoff_kv: float, n: int) -> np.ndarray:
+    """The first ``n`` channels of a ``.pts`` spectrum image, frames summed (module level: picklable)."""
+    data = np.asarray(_read(path, cutoff_at_kV=cutoff_kv)["data"])
+    if data.shape[-1] < n:
+        raise FileFormatError(f"{path}: expected at least {n} energy channels below {cutoff_kv} kV, found {data.shape[-1]}")
+    return data[..., :n]
 
 
 def _attrs(sig: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +71,69 @@ def _attrs(sig: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def read_jeol(paths: list[Any], *, lines: Any = None, window: Any = 2.0, fwhm_mnka: Any = "130 eV") -> Frame:
+def _lazy(path: Path, sig: dict[str, Any]) -> Any:
+    data = sig["data"]
+    return delayed_array(_read_data, path, shape=tuple(np.shape(data)), dtype=np.asarray(data).dtype)
+
+
+def read_jeol_image(path: Any, *, channel: str | None = None) -> Frame:
+    """Read the electron image (``.img``) of a JEOL view, lazily.
+
+    The file does not name its detector; the channel is the image's title
+    (``IMG1``) unless ``channel`` is given.
+    """
+    p = check_file(path, suffixes=(".img",), what="JEOL .img view image")
+    with reading(p, "JEOL .img view image"):
+        sig = _read(p)
+        if np.ndim(sig["data"]) != 2:
+            raise FileFormatError(f"{p}: expected a 2-D view image, found shape {np.shape(sig['data'])}")
+        title = str(sig.get("metadata", {}).get("General", {}).get("title", "") or "IMG")
+        name = channel or re.sub(r"\W+", "_", title).strip("_") or "IMG"
+        attrs = _attrs(sig)
+        attrs["format"] = "JEOL Analysis Station view image"
+        return Frame({name: _lazy(p, sig)}, axes_pixel_size(sig["axes"]), attrs, {name: {"detector": title}}, str(p))
+
+
+def _pts_cutoff(lines: list[str], method: str, window: Any, fwhm: Any, beam_ev: float | None) -> float:
+    """The energy (keV) up to which a ``.pts`` must be decoded for these lines."""
+    top = 0.0
+    for name in lines:
+        if method == "window":
+            top = max(top, line_window(name, window=window, fwhm_mnka=fwhm)[1])
+        else:
+            e = max(line_family(name, beam_energy_ev=beam_ev).energies)
+            top = max(top, e + 4 * detector_fwhm(e, fwhm_mnka=fwhm))
+    return top / 1000.0 + 0.1
+
+
+def _read_pts_frame(p: Path, lines: Any, method: str, window: Any, fwhm_mnka: Any) -> Frame:
+    use = canonical_lines(lines)
+    if not use:
+        raise DataModelError(f"lines: expected the X-ray lines to map from '{p}', e.g. ['Fe_Ka'], got {lines!r}")
+    with reading(p, "JEOL .pts spectrum image"):
+        head = _read(p, cutoff_at_kV=0.5, frame_list=[0])  # metadata: one frame, a few channels
+        attrs = _attrs(head)
+        beam = float(attrs["beam_energy"].split()[0]) * 1000.0 if "beam_energy" in attrs else None
+        det = head["metadata"].get("Acquisition_instrument", {})
+        det = next(iter(det.values()), {}).get("Detector", {}).get("EDS", {}) if det else {}
+        fwhm = fwhm_mnka or (f"{float(det['energy_resolution_MnKa']):.6g} eV" if "energy_resolution_MnKa" in det else "130 eV")
+        e_ax = head["axes"][-1]
+        offset, scale = float(e_ax["offset"]) * 1000.0, float(e_ax["scale"]) * 1000.0
+        cutoff = _pts_cutoff(use, method, window, fwhm, beam)
+        n = int(np.floor((cutoff * 1000.0 - offset) / scale)) - 1
+        ny, nx = np.shape(head["data"])[:2]
+        cube = delayed_array(_read_pts, p, cutoff, n, shape=(ny, nx, n), dtype=np.asarray(head["data"]).dtype)
+        energy = offset + scale * np.arange(n)
+        maps, ch_attrs = spectrum_maps(cube, energy, use, method=method, window=window, fwhm_mnka=fwhm, beam_energy_ev=beam, where=str(p))
+        attrs["energy_calibration"] = {"channel_width": f"{scale:.6g} eV", "offset": f"{offset:.6g} eV"}
+        attrs["detector_fwhm_mnka"] = str(fwhm)
+        attrs["line_maps"] = method
+        return Frame(maps, axes_pixel_size(head["axes"][:2]), attrs, ch_attrs, str(p))
+
+
+def read_jeol(
+    paths: list[Any], *, lines: Any = None, method: str = "fit", window: Any = 2.0, fwhm_mnka: Any = None
+) -> Frame:
     """Read a JEOL map set (several ``.map`` files of one view) or one ``.pts`` file.
 
     Parameters
@@ -57,29 +141,23 @@ def read_jeol(paths: list[Any], *, lines: Any = None, window: Any = 2.0, fwhm_mn
     paths : list of paths
         The ``.map`` files of one view (one channel each), or one ``.pts``.
     lines : list of str, optional
-        For maps: the channels to keep (``["Fe_K"]``); for a ``.pts``: the
-        lines to integrate (required).
+        For maps: the channels to keep (``["Fe_Ka"]`` or ``["Fe_K"]``); for
+        a ``.pts``: the lines to map (required).
+    method, window, fwhm_mnka
+        For a ``.pts``: see :func:`pfibsims.io.fitting.spectrum_maps`.
 
     Returns
     -------
     Frame
-        One channel per map, in counts; pixel size from the files.
+        One lazy channel per map, in counts; pixel size from the files.
     """
     files = [check_file(p, suffixes=(".map", ".pts"), what="JEOL .map or .pts file") for p in paths]
+    if files[0].suffix.lower() == ".pts":
+        return _read_pts_frame(files[0], lines, method, window, fwhm_mnka)
     channels: dict[str, Any] = {}
     ch_attrs: dict[str, dict[str, Any]] = {}
     pixel = None
     attrs: dict[str, Any] = {}
-    if files[0].suffix.lower() == ".pts":
-        with reading(files[0], "JEOL .pts spectrum image"):
-            sig = _read(files[0])
-        data = sig["data"]
-        if not lines:
-            raise DataModelError(f"lines: expected the X-ray lines to integrate from '{files[0]}', e.g. ['Fe_Ka'], got {lines!r}")
-        e_ax = sig["axes"][-1]
-        energy = (float(e_ax["offset"]) + float(e_ax["scale"]) * np.arange(data.shape[-1])) * 1000.0
-        channels, ch_attrs = integrate_lines(data, energy, lines, window=window, fwhm_mnka=fwhm_mnka, where=str(files[0]))
-        return Frame(channels, axes_pixel_size(sig["axes"][-3:-1]), _attrs(sig), ch_attrs, str(files[0]))
     for f in files:
         with reading(f, "JEOL .map element map"):
             sig = _read(f)
@@ -87,21 +165,22 @@ def read_jeol(paths: list[Any], *, lines: Any = None, window: Any = 2.0, fwhm_mn
         m = _TITLE.match(title)
         if m is None:
             raise FileFormatError(f"{f}: expected an element map titled like 'Fe K', found title {title!r}")
-        name = f"{m[1]}_{m[2]}"
+        name = canonical_line(f"{m[1]}_{m[2]}")
         if name in channels:
             raise FileFormatError(f"{f}: expected one map per line, found a second '{title}' map")
         ps = axes_pixel_size(sig["axes"])
-        if channels and np.shape(sig["data"]) != np.shape(next(iter(channels.values()))):
+        if channels and np.shape(sig["data"]) != next(iter(channels.values())).shape:
             raise FileFormatError(f"{f}: expected maps of one shape in a view, found {np.shape(sig['data'])}")
         if pixel is not None and ps is not None and not np.allclose(ps, pixel, rtol=1e-6):
             raise FileFormatError(f"{f}: expected the pixel size {pixel} nm of the other maps, found {ps} nm")
         pixel = pixel or ps
-        channels[name] = np.asarray(sig["data"])
+        channels[name] = _lazy(f, sig)
         ch_attrs[name] = {"jeol_title": title, "source_file": f.name}
         attrs = attrs or _attrs(sig)
     if lines:
-        absent = [n for n in lines if n not in channels]
+        want = canonical_lines(lines) or []
+        absent = [n for n in want if n not in channels]
         if absent:
             raise DataModelError(f"lines: expected channels of the JEOL view ({sorted(channels)}), got {absent}")
-        channels = {n: channels[n] for n in lines}
+        channels = {n: channels[n] for n in want}
     return Frame(channels, pixel, attrs, ch_attrs, str(files[0].parent))

@@ -19,11 +19,18 @@ Fano/noise model scaled from Mn Ka (5898.7 eV)::
 
 with ``fwhm_mnka="130 eV"`` (a typical SDD). ``window`` may instead be an
 energy (``"150 eV"``): a fixed width for every line.
+
+One naming: a bare family letter is the alpha line of that family, so JEOL's
+``"Fe K"`` map and a user's ``"Fe_K"`` are both ``Fe_Ka`` in the data model
+(:func:`canonical_line`). Windows that overlap each other raise a
+:class:`LineOverlapWarning` naming the lines (their maps mix counts): fit
+instead (:mod:`pfibsims.io.fitting`).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,10 +40,14 @@ import numpy as np
 from ..errors import DataModelError, UnitsError
 from ..units import parse_quantity
 
-__all__ = ["detector_fwhm", "integrate_lines", "line_energy", "line_window"]
+__all__ = ["LineOverlapWarning", "canonical_line", "canonical_lines", "detector_fwhm", "integrate_lines", "line_energy", "line_window"]
 
 _LINE = re.compile(r"^(?P<element>[A-Z][a-z]?)_(?P<line>[KLMN][a-z]*\d*)$")
 _MNKA_EV = 5898.7
+
+
+class LineOverlapWarning(UserWarning):
+    """Integration windows of two requested lines overlap: their maps share counts."""
 
 
 def _parse(name: str) -> tuple[str, str]:
@@ -44,6 +55,29 @@ def _parse(name: str) -> tuple[str, str]:
     if m is None:
         raise DataModelError(f"lines: expected names such as 'Zr_La' or 'Al_Ka' (element, '_', line), got {name!r}")
     return m["element"], m["line"]
+
+
+def canonical_line(name: str) -> str:
+    """The data model's name of a line: a bare family letter means its alpha line.
+
+    Examples
+    --------
+    >>> canonical_line("Fe_K"), canonical_line("Fe_Ka"), canonical_line("Zr_La1")
+    ('Fe_Ka', 'Fe_Ka', 'Zr_La1')
+    """
+    element, line = _parse(name)
+    return f"{element}_{line}a" if len(line) == 1 else name
+
+
+def canonical_lines(lines: Any) -> list[str] | None:
+    """``lines=`` as a list of canonical names (None stays None); a repeated line is an error."""
+    if lines is None:
+        return None
+    names = [canonical_line(n) for n in ([lines] if isinstance(lines, str) else list(lines))]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataModelError(f"lines: expected each line once (Fe_K and Fe_Ka are one line), got {twice} twice")
+    return names
 
 
 def line_energy(name: str) -> float:
@@ -183,8 +217,10 @@ def integrate_lines(
     maps: dict[str, Any] = {}
     attrs: dict[str, dict[str, Any]] = {}
     lo_e, hi_e = energy_ev[0], energy_ev[-1]
+    windows = {name: line_window(name, window=window, fwhm_mnka=fwhm_mnka) for name in lines}
+    _warn_overlaps(windows, where)
     for name in lines:
-        lo, hi = line_window(name, window=window, fwhm_mnka=fwhm_mnka)
+        lo, hi = windows[name]
         sel = np.nonzero((energy_ev >= lo) & (energy_ev <= hi))[0]
         if sel.size == 0:
             raise DataModelError(
@@ -200,3 +236,18 @@ def integrate_lines(
             "integration": "sum of the channels whose centre lies in the window",
         }
     return maps, attrs
+
+
+def _warn_overlaps(windows: dict[str, tuple[float, float]], where: str) -> None:
+    """Warn (LineOverlapWarning) listing every pair of windows that share energies."""
+    names = sorted(windows, key=lambda n: windows[n][0])
+    pairs = [
+        f"{a} ({windows[a][0]:.0f}-{windows[a][1]:.0f} eV) and {b} ({windows[b][0]:.0f}-{windows[b][1]:.0f} eV)"
+        for i, a in enumerate(names) for b in names[i + 1:] if windows[b][0] < windows[a][1]
+    ]
+    if pairs:
+        warnings.warn(
+            f"{where}: the integration windows of {'; '.join(pairs)} overlap, so their maps share counts; "
+            "use method='fit' to separate the lines",
+            LineOverlapWarning, stacklevel=4,
+        )

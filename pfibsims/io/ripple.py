@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import DataModelError, FileFormatError, UnitsError
 from ..units import length_nm, parse_quantity
 from ._common import Frame, check_file, delayed_array, reading
-from .lines import integrate_lines
+from .fitting import spectrum_maps
 
 __all__ = ["parse_rpl", "read_ripple"]
 
@@ -98,9 +98,16 @@ def _axis_size(h: dict[str, str], axis: str) -> float | None:
 
 
 def read_ripple(
-    path: Any, *, lines: Any = None, channel: str | None = None, window: Any = 2.0, fwhm_mnka: Any = "130 eV"
+    path: Any, *, lines: Any = None, channel: str | None = None, method: str = "fit", window: Any = 2.0,
+    fwhm_mnka: Any = None,
 ) -> Frame:
-    """Read a Ripple pair (give the ``.rpl`` or the ``.raw``; the other is beside it)."""
+    """Read a Ripple pair (give the ``.rpl`` or the ``.raw``; the other is beside it).
+
+    A spectrum image becomes line maps (``method="fit"`` or ``"window"``,
+    :func:`pfibsims.io.fitting.spectrum_maps`), with the detector resolution
+    ``fwhm_mnka`` (default: the header's ``detector-peak-width-ev``, else
+    130 eV) and the header's ``beam-energy`` (keV) when present.
+    """
     p = check_file(path, suffixes=(".rpl", ".raw"), what="Ripple .rpl/.raw file")
     rpl, raw = p.with_suffix(".rpl"), p.with_suffix(".raw")
     if not rpl.exists():
@@ -147,7 +154,15 @@ def read_ripple(
         if not lines:
             raise DataModelError(f"lines: expected the X-ray lines to integrate from the spectrum image '{raw}', e.g. lines=['Zr_La'], got {lines!r}")
         cube = data if record_by == "vector" else da.moveaxis(data, 0, -1)
-        channels, ch_attrs = integrate_lines(cube, energy, lines, window=window, fwhm_mnka=fwhm_mnka, where=str(raw))
+        fwhm = fwhm_mnka or (f"{float(h['detector-peak-width-ev'])!r} eV" if "detector-peak-width-ev" in h else "130 eV")
+        beam = float(h["beam-energy"]) * 1000.0 if "beam-energy" in h else None
+        channels, ch_attrs = spectrum_maps(
+            cube, energy, lines, method=method, window=window, fwhm_mnka=fwhm, beam_energy_ev=beam, where=str(raw)
+        )
+        attrs["detector_fwhm_mnka"] = str(fwhm)
+        attrs["line_maps"] = method
+        if beam is not None:
+            attrs["beam_energy"] = f"{beam / 1000:.6g} kV"
         attrs["energy_calibration"] = {"channel_width": f"{scale:.6g} eV", "offset": f"{origin:.6g} eV"}
         return Frame(channels, pixel, attrs, ch_attrs, str(rpl))
     if d > 1:

@@ -11,9 +11,17 @@
   ``ap_width`` over the stored image width, not ``ap_pixel_size``, which
   refers to the acquisition size and is wrong when the image was stored at a
   reduced size. The scan area is ``round(ap_height / pixel)`` rows; rows below
-  are the data bar and are cropped.
+  are the data bar and are cropped. When the metadata count the bar in the
+  image height (``test_tiff_Zeiss_SEM_512pix.tif``: ``ap_height`` spans all
+  384 rows, the bar is rows 350-383), the bar is found in the image itself
+  (:func:`find_data_bar`: a line of one grey level across the bottom quarter,
+  above rows mostly of one flat level) and cropped; ``data_bar_source`` says
+  which (``"metadata"``, ``"image"`` or ``"none"``). This reads the first page
+  once when the dataset is built.
 
-The channel is named after the detector's signal, ``SE`` or ``BSE``.
+A multi-page TIFF (pages of one shape, e.g. ``ZEISS_SEM_multipage.tif``) is a
+stack: its pages are slices along ``z``. The channel is named after the
+detector's signal, ``SE`` or ``BSE``.
 """
 
 from __future__ import annotations
@@ -27,13 +35,42 @@ from ..errors import FileFormatError
 from ..units import length_nm, ureg
 from ._common import Frame, check_file, check_tiff_complete, delayed_array, reading
 
-__all__ = ["read_sem_tiff"]
+__all__ = ["find_data_bar", "read_sem_tiff"]
 
 _BSE_WORDS = ("BSE", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
 
 
-def _read_page(path: str, rows: int) -> np.ndarray:
-    return tifffile.imread(path, key=0)[:rows]
+def _read_pages(path: str, rows: int, pages: tuple[int, ...]) -> np.ndarray:
+    """The first ``rows`` rows of the given pages, ``(pages, rows, width)`` (module level: picklable)."""
+    return np.stack([tifffile.imread(path, key=k)[:rows] for k in pages])
+
+
+def find_data_bar(image: np.ndarray) -> int:
+    """Rows of a data bar burnt into the bottom of an SEM image (0 if none).
+
+    The bar starts at the first row in the bottom quarter whose pixels are
+    at least 95 % one grey level (the bar's frame line), provided that most
+    rows below it are at least 50 % one level (the bar's flat background).
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).integers(20, 200, (40, 30)).astype(np.uint8)
+    >>> img[34] = 0; img[35:] = 240
+    >>> find_data_bar(img)
+    6
+    """
+    a = np.asarray(image)
+    n = a.shape[0]
+
+    def flat(row: np.ndarray) -> float:
+        return float(np.unique(row, return_counts=True)[1].max()) / row.size
+
+    for r in range(n - max(n // 4, 1), n - 1):
+        if flat(a[r]) >= 0.95:
+            below = [flat(a[q]) >= 0.5 for q in range(r + 1, n)]
+            if below and np.mean(below) >= 0.5:
+                return n - r
+    return 0
 
 
 def _signal(detector: str, mode: str = "") -> str:
@@ -126,6 +163,11 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
     if ap_ps is not None:
         attrs["ap_pixel_size"] = f"{float(ap_ps):.6g} {ap_u}"
     attrs["data_bar_rows"] = shape[0] - rows
+    attrs["data_bar_source"] = "metadata" if rows < shape[0] else "none"
+    for key, label in (("ap_fib_slice_height", "fib_slice_height"),):
+        v, u = _value(md, key)
+        if v is not None and float(v) > 0:
+            attrs[label] = f"{float(v):.6g} {u}"
     return rows, (pixel, pixel), attrs, _signal(str(det or ""))
 
 
@@ -145,14 +187,22 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         shape, dtype = tuple(page.shape), page.dtype
         if len(shape) != 2:
             raise FileFormatError(f"{p}: expected a grey-level SEM image, found shape {shape}")
+        pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
         elif tif.is_sem:
             rows, pixel, attrs, signal = _zeiss(tif.sem_metadata, shape, p)
+            if rows == shape[0]:
+                rows -= find_data_bar(page.asarray())
+                attrs["data_bar_rows"] = shape[0] - rows
+                attrs["data_bar_source"] = "image" if rows < shape[0] else "none"
         else:
             raise FileFormatError(
                 f"{p}: expected a Thermo Fisher/FEI (FEI_HELIOS/FEI_SFEG tag) or Zeiss (CZ_SEM tag) SEM TIFF, found neither"
             )
+        n = len(pages)
+    if n > 1:
+        attrs["pages"] = n
     name = channel or signal
-    data = delayed_array(_read_page, p, rows, shape=(rows, shape[1]), dtype=dtype)
+    data = delayed_array(_read_pages, p, rows, pages, shape=(n, rows, shape[1]), dtype=dtype)
     return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p))

@@ -86,7 +86,7 @@ def test_bcf_integration_equals_a_numpy_sum_of_the_raw_cube():
     from rsciio.bruker import file_reader
 
     path = data_file("eds/30x30_instructively_packed_16bit_compressed.bcf")
-    ds = pfs.read_eds(path, lines=["Fe_Ka", "Si_Ka"])
+    ds = pfs.read_eds(path, lines=["Fe_Ka", "Si_Ka"], method="window", fwhm_mnka="130 eV")
     sig = file_reader(str(path), select_type="spectrum_image")[0]
     ax = sig["axes"][-1]
     energy = (ax["offset"] + ax["scale"] * np.arange(sig["data"].shape[-1])) * 1000
@@ -115,6 +115,8 @@ def test_bcf_without_calibration_asks_for_pixel_size():
 @needs_data
 def test_bcf_line_outside_the_spectrum_is_an_error():
     with pytest.raises(DataModelError, match="energy range"):
+        pfs.read_eds(data_file("eds/P45_the_default_job.bcf"), lines=["U_Ka"], method="window")
+    with pytest.raises(DataModelError, match=r"lines: expected lines the beam can excite, got U_Ka .*\(20 kV\)"):
         pfs.read_eds(data_file("eds/P45_the_default_job.bcf"), lines=["U_Ka"])
 
 
@@ -148,22 +150,25 @@ def test_slices_of_different_shapes_are_an_error():
 @needs_data
 def test_jeol_view_directory_reads_every_map():
     ds = pfs.read_eds(data_file("eds/jeol_View000"))
-    assert list(ds.data_vars) == ["C_K", "O_K", "S_K", "Fe_K", "Cu_K"]
+    assert list(ds.data_vars) == ["C_Ka", "O_Ka", "S_Ka", "Fe_Ka", "Cu_Ka"]  # 'C K' is the C K-alpha map
     assert dict(ds.sizes) == {"z": 1, "y": 512, "x": 512}
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(8.69140625)
-    assert int(ds.C_K.max()) == 6
-    assert int(ds.O_K.max()) == 4
-    assert np.mean(ds.C_K.values == 0) == pytest.approx(0.8, abs=0.02)
+    assert int(ds.C_Ka.max()) == 6
+    assert int(ds.O_Ka.max()) == 4
+    assert np.mean(ds.C_Ka.values == 0) == pytest.approx(0.8, abs=0.02)
     assert ds.attrs["beam_energy"] == "200 kV"
-    assert ds.C_K.attrs["jeol_title"] == "C K"
+    assert ds.C_Ka.attrs["jeol_title"] == "C K"
 
 
 @needs_data
 def test_jeol_missing_channel_is_an_error():
     with pytest.raises(DataModelError, match=r"lines: expected channels of the JEOL view"):
         pfs.read_eds(data_file("eds/jeol_View000"), lines=["Zr_L"])
-    ds = pfs.read_eds(data_file("eds/jeol_View000"), lines=["Fe_K"])
-    assert list(ds.data_vars) == ["Fe_K"]
+    for name in ("Fe_K", "Fe_Ka"):  # one canonical name, both spellings accepted
+        ds = pfs.read_eds(data_file("eds/jeol_View000"), lines=[name])
+        assert list(ds.data_vars) == ["Fe_Ka"]
+    with pytest.raises(DataModelError, match=r"expected each line once .*\['Fe_Ka'\]"):
+        pfs.read_eds(data_file("eds/jeol_View000"), lines=["Fe_K", "Fe_Ka"])
 
 
 # ---------------------------------------------------------------- NanoSIMS
@@ -246,7 +251,7 @@ def test_fei_16bit():
 @needs_data
 def test_zeiss_pixel_size_from_ap_width_not_ap_pixel_size():
     ds = pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"))
-    assert dict(ds.sizes) == {"z": 1, "y": 384, "x": 512}
+    assert dict(ds.sizes) == {"z": 1, "y": 350, "x": 512}  # rows 350-383: the burnt-in data bar
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(5965 / 512)
     assert ds.attrs["beam_energy"] == "5 kV"
     assert ds.attrs["detector"] == "InLens"
@@ -285,7 +290,7 @@ def test_h5oina_spectrum_integration(tmp_path):
     rng = np.random.default_rng(1)
     spec = rng.integers(0, 4, (4, 6, 400))
     p = write_h5oina(tmp_path / "s.h5oina", {"Al_Ka": np.zeros((4, 6))}, spectrum=spec, channel_width=10.0, start_channel=-100.0)
-    ds = pfs.read_eds(p, source="spectrum", lines=["Zr_La", "Al_Ka"])
+    ds = pfs.read_eds(p, source="spectrum", lines=["Zr_La", "Al_Ka"], method="window")
     energy = -100.0 + 10.0 * np.arange(400)
     lo, hi = line_window("Zr_La")
     sel = (energy >= lo) & (energy <= hi)
@@ -318,7 +323,7 @@ def test_ripple_spectrum_image(tmp_path, record_by, order):
     cube = rng.integers(0, 7, (5, 6, 300)).astype(np.uint16)
     p = write_ripple(tmp_path / "si", cube, record_by=record_by, byte_order=order,
                      extra={"depth-scale": "0.01", "depth-origin": "0", "depth-units": "keV"})
-    ds = pfs.read_eds(p, lines=["Al_Ka"], pixel_size="81.4 nm")
+    ds = pfs.read_eds(p, lines=["Al_Ka"], pixel_size="81.4 nm", method="window")
     energy = 10.0 * np.arange(300)
     lo, hi = line_window("Al_Ka")
     sel = (energy >= lo) & (energy <= hi)

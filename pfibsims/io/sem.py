@@ -115,6 +115,7 @@ def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple
             pos[name] = f"{np.degrees(stage[k]):.6g} deg"
     attrs["stage_position"] = pos
     attrs["data_bar_rows"] = shape[0] - rows
+    attrs["data_bar_source"] = "metadata" if rows < shape[0] else "none"
     mode = str(det.get("Mode", ""))
     signal = "BSE" if mode.upper() in ("BSE", "BACKSCATTER") else "SE" if mode.upper() == "SE" else _signal(str(det.get("Name", "")))
     return rows, (py, px), attrs, signal

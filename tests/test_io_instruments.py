@@ -38,16 +38,19 @@ def test_bcf_v2_map_image_on_the_map_grid_dx_dy_from_the_file():
     assert sem.Ch_1.attrs["detector"] == "Ch 1"
     assert dict(sem.sizes) == dict(eds.sizes) == {"z": 1, "y": 50, "x": 50}
     # TRTSEMData DX = 1.273058731E-2 um (x), DY = 1.180808099E-2 um (y)
-    assert _spacing(eds, "x") == pytest.approx(12.73058731) and _spacing(eds, "y") == pytest.approx(11.80808099)
+    assert _spacing(eds, "x") == pytest.approx(12.73058731)
+    assert _spacing(eds, "y") == pytest.approx(11.80808099)
     assert pfs.Grid.of(sem, dims=("y", "x")) == pfs.Grid.of(eds, dims=("y", "x"))
-    assert sem.attrs["modality"] == "SEM" and sem.attrs["beam_energy"] == "20 kV"
+    assert sem.attrs["modality"] == "SEM"
+    assert sem.attrs["beam_energy"] == "20 kV"
 
 
 def test_bcf_v2_overview_has_its_own_calibration_and_lines_up_with_the_map():
     path = data_file("eds/bcf_v2_50x50px.bcf")
     ov = pfs.read_sem(path, image="overview")
     assert dict(ov.sizes) == {"z": 1, "y": 825, "x": 1100}
-    assert _spacing(ov, "x") == pytest.approx(12.73058731) and _spacing(ov, "y") == pytest.approx(11.80808099)
+    assert _spacing(ov, "x") == pytest.approx(12.73058731)
+    assert _spacing(ov, "y") == pytest.approx(11.80808099)
     assert ov.attrs["map_rectangle_top_left_px"] == [362.0, 472.0]
     small = pfs.read_sem(path)
     # the overview pixels at the map's coordinates are the same scene as the map's own image
@@ -84,7 +87,8 @@ def test_hitachi_bcf_images_need_a_pixel_size():
     with pytest.raises(FileFormatError, match=r"pixel_size: .*Hitachi_TM3030Plus\.bcf' has no pixel calibration"):
         pfs.read_sem(path)
     sem = pfs.read_sem(path, pixel_size="0.5 um")
-    assert list(sem.data_vars) == ["SEM"] and (sem.sizes["y"], sem.sizes["x"]) == (240, 320)
+    assert list(sem.data_vars) == ["SEM"]
+    assert (sem.sizes["y"], sem.sizes["x"]) == (240, 320)
     with pytest.raises(FileFormatError, match=r"image: expected 'map' or 'overview', got 'big'"):
         pfs.read_sem(path, image="big", pixel_size="0.5 um")
     with pytest.raises(FileFormatError, match=r"Hitachi_TM3030Plus\.bcf: expected an overview image"):
@@ -119,8 +123,10 @@ def test_jeol_view_image_and_lazy_maps(no_compute):
     with no_compute():
         eds, img = pfs.read_eds(view, images=True)
         alone = pfs.read_sem(view / "View000_0000000.img")
-    assert isinstance(eds.Fe_Ka.data, da.Array) and isinstance(alone.IMG1.data, da.Array)
-    assert dict(img.sizes) == {"z": 1, "y": 512, "x": 512} and img.IMG1.dtype == np.uint8
+    assert isinstance(eds.Fe_Ka.data, da.Array)
+    assert isinstance(alone.IMG1.data, da.Array)
+    assert dict(img.sizes) == {"z": 1, "y": 512, "x": 512}
+    assert img.IMG1.dtype == np.uint8
     assert _spacing(img, "x") == pytest.approx(8.69140625)
     assert pfs.Grid.of(img, dims=("y", "x")) == pfs.Grid.of(eds, dims=("y", "x"))
     assert img.attrs["beam_energy"] == "200 kV"
@@ -160,7 +166,8 @@ def test_zeiss_multipage_is_a_stack():
     ds = pfs.read_sem(path, slice_thickness="60 nm")
     assert dict(ds.sizes) == {"z": 2, "y": 1536, "x": 2048}
     assert _spacing(ds, "x") == pytest.approx(25240 / 2048)  # ap_width 25.24 um over 2048 px: 12.32 nm
-    assert ds.attrs["pages"] == 2 and ds.attrs["data_bar_rows"] == 0
+    assert ds.attrs["pages"] == 2
+    assert ds.attrs["data_bar_rows"] == 0
     sub = ds.SE.isel(y=slice(0, 8)).values
     with tifffile.TiffFile(path) as tif:
         for k in range(2):
@@ -171,7 +178,8 @@ def test_zeiss_multipage_is_a_stack():
 
 def test_zeiss_data_bar_found_in_the_image():
     ds = pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"))
-    assert ds.attrs["data_bar_rows"] == 34 and ds.attrs["data_bar_source"] == "image"  # rows 350-383
+    assert ds.attrs["data_bar_rows"] == 34
+    assert ds.attrs["data_bar_source"] == "image"
     full = tifffile.imread(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"))
     assert (full[350] == 0).mean() > 0.99  # the bar's frame line, just below the kept rows
     np.testing.assert_array_equal(ds.SE.values[0], full[:350])

@@ -32,8 +32,7 @@ The model, once per spectrum image:
   elements with lines *inside* a cluster must be requested too.
 * **Solve.** With ``A`` the (channels x unknowns) design matrix,
   ``P = (A^T A)^-1 A^T`` is computed once; each chunk of spectra is one
-  matrix product ``Y P^T`` (a compiled loop over the counts in place,
-  skipping zeros). Pixels where a line comes out negative are
+  matrix product ``Y P^T`` (a compiled loop over the counts in place). Pixels where a line comes out negative are
   solved again with the lines constrained non-negative (Lawson-Hanson
   active set on the lines' normal equations with the background eliminated,
   a few lines by a few, compiled with numba; the background stays free).
@@ -246,9 +245,22 @@ def _nnls_rows(Gr: np.ndarray, X: np.ndarray, rows: np.ndarray) -> None:  # prag
             b[i] = acc
             scale = max(scale, abs(acc))
         tol = 1e-12 * (scale + 1.0)
+        # warm start: the lines the unconstrained fit finds positive, dropping any that turn non-positive
+        for i in range(k):
+            passive[i] = xu[i] > 0
+        for _start in range(k):
+            _solve_subset(Gr, b, passive, z, M, v)
+            feasible = True
+            for i in range(k):
+                if passive[i] and z[i] <= tol:
+                    passive[i] = False
+                    feasible = False
+            if feasible:
+                break
         x = np.zeros(k)
         for i in range(k):
-            passive[i] = False
+            if passive[i]:
+                x[i] = z[i]
         for _outer in range(3 * k + 3):
             for i in range(k):
                 acc = b[i]
@@ -283,29 +295,55 @@ def _nnls_rows(Gr: np.ndarray, X: np.ndarray, rows: np.ndarray) -> None:  # prag
             X[r, i] = x[i]
 
 
-@njit(cache=True, nogil=True)
-def _project(flat: np.ndarray, idx: np.ndarray, PT: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """X = Y[:, idx] @ PT for counts Y, skipping zero counts (EDS spectra are mostly zeros)."""
-    n, k = flat.shape[0], PT.shape[1]
-    X = np.zeros((n, k))
+@njit(cache=True, nogil=True, fastmath=True)
+def _project8(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray, PT8: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Y[:, fit channels] @ PT8 for 8 columns (eight scalar accumulators: they stay in registers)."""
+    n = flat.shape[0]
+    X = np.empty((n, 8))
     for r in range(n):
-        for c in range(idx.size):
-            y = flat[r, idx[c]]
-            if y != 0:
-                for j in range(k):
-                    X[r, j] += y * PT[c, j]
+        row = flat[r]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        c = 0
+        for s in range(lo.size):
+            for ch in range(lo[s], hi[s]):
+                y = np.float64(row[ch])
+                a0 += y * PT8[c, 0]
+                a1 += y * PT8[c, 1]
+                a2 += y * PT8[c, 2]
+                a3 += y * PT8[c, 3]
+                a4 += y * PT8[c, 4]
+                a5 += y * PT8[c, 5]
+                a6 += y * PT8[c, 6]
+                a7 += y * PT8[c, 7]
+                c += 1
+        X[r, 0], X[r, 1], X[r, 2], X[r, 3] = a0, a1, a2, a3
+        X[r, 4], X[r, 5], X[r, 6], X[r, 7] = a4, a5, a6, a7
     return X
+
+
+def _project(flat: np.ndarray, idx: np.ndarray, PT: np.ndarray) -> np.ndarray:
+    """X = flat[:, idx] @ PT, reading the counts in place (the fit channels as contiguous ranges)."""
+    brk = np.nonzero(np.diff(idx) != 1)[0]
+    lo = np.r_[idx[0], idx[brk + 1]].astype(np.int64)
+    hi = np.r_[idx[brk] + 1, idx[-1] + 1].astype(np.int64)
+    k = PT.shape[1]
+    out = np.empty((flat.shape[0], k))
+    for j0 in range(0, k, 8):
+        PT8 = np.zeros((PT.shape[0], 8))
+        PT8[:, : min(8, k - j0)] = PT[:, j0 : j0 + 8]
+        out[:, j0 : j0 + 8] = _project8(flat, lo, hi, PT8)[:, : min(8, k - j0)]
+    return out
 
 
 def _fit_block(block: np.ndarray, idx: np.ndarray, P: np.ndarray, Gr: np.ndarray, n_lines: int, nonneg: bool) -> np.ndarray:
     """(..., channels) counts -> (..., lines) net counts: one matrix product, NNLS on the pixels that need it.
 
     The product ``Y[:, idx] @ P^T`` is a compiled loop that reads the
-    counts in place (no float copy of the cube) and skips zeros.
+    counts in place (no float copy of the cube).
     """
     lead = block.shape[:-1]
     flat = np.ascontiguousarray(block.reshape(-1, block.shape[-1]))
-    X = _project(flat, idx.astype(np.int64), np.ascontiguousarray(P[:n_lines].T))
+    X = _project(flat, idx, np.ascontiguousarray(P[:n_lines].T))
     if nonneg:
         rows = np.nonzero((X < 0).any(axis=1))[0]
         if rows.size:

@@ -37,7 +37,7 @@ from pfibsims.io.fitting import fit_lines
 from pfibsims.io.lines import LineOverlapWarning, integrate_lines
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "io"))
 DATA = HERE.parents[1] / "shared" / "data"
 
 

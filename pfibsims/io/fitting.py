@@ -50,16 +50,9 @@ import dask.array as da
 import numpy as np
 from scipy.special import ndtr
 
+from .._engine.numba import compiled, njit
 from ..errors import DataModelError
 from .lines import _parse, canonical_lines, detector_fwhm, integrate_lines, line_energy
-
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; plain Python without it
-
-    def njit(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]
-        return (lambda f: f) if not args or not callable(args[0]) else args[0]
-
 
 __all__ = ["LineFamily", "fit_lines", "line_family", "spectrum_maps"]
 
@@ -343,11 +336,13 @@ def _fit_block(block: np.ndarray, idx: np.ndarray, P: np.ndarray, Gr: np.ndarray
     """
     lead = block.shape[:-1]
     flat = np.ascontiguousarray(block.reshape(-1, block.shape[-1]))
-    X = _project(flat, idx, np.ascontiguousarray(P[:n_lines].T))
+    PT = np.ascontiguousarray(P[:n_lines].T)
+    fast = compiled()  # the numba switch (pfibsims._engine.numba): numpy/Python twins otherwise
+    X = _project(flat, idx, PT) if fast else np.take(flat, idx, axis=1).astype(np.float64) @ PT
     if nonneg:
         rows = np.nonzero((X < 0).any(axis=1))[0]
         if rows.size:
-            _nnls_rows(Gr, X, rows.astype(np.int64))
+            (_nnls_rows if fast else getattr(_nnls_rows, "py_func", _nnls_rows))(Gr, X, rows.astype(np.int64))
     return X.reshape(*lead, n_lines)
 
 

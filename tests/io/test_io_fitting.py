@@ -161,3 +161,16 @@ def test_methods_and_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spectrum_maps(cube, ENERGY, ["Zr_La", "O_Ka"], method="window")  # far apart: no warning
+
+
+def test_compiled_and_python_paths_agree():
+    """The numba kernels and their numpy/Python twins (pfibsims._engine.numba.use_compiled(False)) give one answer."""
+    from pfibsims._engine.numba import use_compiled
+
+    cube, _ = _cube()
+    noisy = np.random.default_rng(1).poisson(cube[:2, :3] * 0.05).astype(np.uint16)
+    fast, _ = fit_lines(noisy, ENERGY, LINES, beam_energy_ev=5000.0)
+    with use_compiled(False):
+        slow, _ = fit_lines(noisy, ENERGY, LINES, beam_energy_ev=5000.0)
+    for n in LINES:
+        np.testing.assert_allclose(fast[n], slow[n], rtol=1e-9, atol=1e-9)

@@ -66,7 +66,6 @@ def _memory(size: int, repeats: int) -> list[tuple[str, float, float]]:
 
 def _from_file(size: int, repeats: int) -> list[tuple[str, float, float]]:
     import dask
-
     import test_io_fitting as t
 
     cube, _ = _cathode(size)

@@ -9,6 +9,7 @@ import xarray as xr
 from conftest import raise_if_dask_computes
 
 import pfibsims as pfs
+from pfibsims.dataset import record
 from pfibsims.errors import DataModelError, UnitsError
 from pfibsims.io import from_hyperspy, to_hyperspy
 
@@ -21,7 +22,7 @@ def _dataset(chunks=None, z=None):
     ds = pfs.stack({"Zr_La": rng.poisson(5, (3, 6, 8)).astype(np.uint16), "Li6": rng.random((3, 6, 8)).astype(np.float32)},
                    pixel_size=("72 nm", "81.4 nm"), origin=("100 nm", "1 um", "2 um") if z is None else ("1 um", "2 um"),
                    modality="fused", chunks=chunks, **kw)
-    return pfs.record(ds, "test_step", threshold=0.5)
+    return record(ds, "test_step", threshold=0.5)
 
 
 @pytest.mark.parametrize("chunks", [None, (1, 3, 4)], ids=["numpy", "dask"])

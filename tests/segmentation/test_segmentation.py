@@ -629,17 +629,13 @@ def test_phantom_depletion_depth_from_noise_free_li(phantom):
 
 
 def test_phantom_depletion_depth_from_noisy_fused_volume(phantom):
-    try:
-        from pfibsims.registration import correct_drift
-        from pfibsims.resampling import resample
-    except ImportError as exc:  # built by issues 6 and 7
-        pytest.skip(f"needs pfibsims.resample.resample and pfibsims.register.correct_drift: {exc}")
+    from pfibsims.resampling import resample
     from pfibsims.transform import Affine
 
     eds, sims, truth = phantom
     sl = slice(0, 20)
     T = Affine.from_attrs(truth.attrs)
-    fused = resample(correct_drift(sims.isel(z=sl), truth.drift.isel(z=sl)), onto=eds.isel(z=sl), transform=T)
+    fused = resample(sims.isel(z=sl), onto=eds.isel(z=sl), transform=T, drift=truth.drift.isel(z=sl))
     labels = classify_phases(eds.isel(z=sl))  # the whole noisy pipeline: labels from the EDS counts too
     p = boundary_profile(fused.Li6, labels, "LLZTO", distances=("-1 um", "0.3 um"), bins="20 nm")
     set_depth = float(truth.attrs["depletion_depth"].split()[0])

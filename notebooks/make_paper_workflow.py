@@ -40,6 +40,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import pfibsims as pfs
 from pfibsims import plot
+from pfibsims.dataset import history
 from pfibsims.segmentation import depletion_depth"""),
     ("md", """## 1. The acquisitions
 
@@ -67,7 +68,7 @@ goes on with the log normalisation."""),
     ("code", """plot.normalization(eds.Zr_La)"""),
     ("code", """norm = pfs.normalize(eds, method="log", zeros="clip")   # eq. 2; counts of 0 -> gray level 0
 u8 = pfs.to_uint8(norm)
-print(u8.Zr_La.dtype, int(u8.Zr_La.max()), u8.attrs["history"][-2]["step"], "->", u8.attrs["history"][-1]["step"])"""),
+print(u8.Zr_La.dtype, int(u8.Zr_La.max()), history(u8)[-2]["step"], "->", history(u8)[-1]["step"])"""),
     ("md", """## 3. Drift between slices
 
 Between milling steps the sample drifts in the SIMS image. `estimate_drift`
@@ -154,9 +155,12 @@ ax.set_title(f"depletion depth: {float(depth['depth']):.0f} nm (truth {truth.att
 fig.tight_layout()"""),
     ("md", """## What the run recorded
 
-Every step appended itself, with its parameters, to the `history` attribute of
-what it returned: the provenance of each number above."""),
-    ("code", """[h["step"] for h in vol.attrs["history"]] + ["...", *[h["step"] for h in vol.Li6.attrs.get("history", [])]]"""),
+Every step appended itself, with its parameters, to the history of what it
+returned (once per dataset: the CF `history` string, one line per step, and the
+records as JSON under `pfibsims:history`, read with `pfibsims.dataset.history`):
+the provenance of each number above."""),
+    ("code", """print(vol.attrs["history"])
+[(h["step"], h.get("input", "")) for h in history(vol)]"""),
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._xr import check_dims, plane_grid
+from .dataset import history, history_attrs
 from .dataset import record as _record
 from .dataset import validate as _validate
 from .resampling import resample
@@ -43,7 +44,7 @@ def correct_drift(ds: Any, drift: Any) -> Any:
     _warn("correct_drift")
     check_dims(ds, "ds", ("z", "y", "x"))
     out = resample(ds, plane_grid(ds, "ds"), drift=drift)
-    out.attrs = dict(ds.attrs, history=out.attrs.get("history", []))
+    out.attrs = {**ds.attrs, **history_attrs(history(out))}
     return out
 
 

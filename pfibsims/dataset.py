@@ -4,7 +4,11 @@ One modality is one ``xarray.Dataset`` with dims ``("z", "y", "x")``; each data
 variable is a channel (``Zr_La``, ``Li6``, ``BSE``); coordinates are voxel
 centres in nm; channel attrs carry ``units`` and what the channel measures;
 dataset attrs carry ``modality``, acquisition settings as pint-parsable
-strings, and ``history``: a list of the steps applied (see :func:`record`).
+strings, and the steps applied (see :func:`record`), once per dataset:
+``history``, a CF string of one line per step, and ``pfibsims:history``,
+the records (step, parameters, version, time) as a JSON list; read them with
+:func:`history`. Every attr is a string or a number, so ``ds.to_netcdf()``
+works on every dataset pfibsims returns.
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from .errors import DataModelError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
 from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, ureg
 
-__all__ = ["channel_attrs", "jsonable", "record", "stack", "validate"]
+__all__ = ["HISTORY", "HISTORY_JSON", "channel_attrs", "history", "history_attrs", "jsonable", "record", "stack", "validate"]
 
 _EDS = re.compile(r"^(?P<element>[A-Z][a-z]?)_(?P<line>[KLM][a-z0-9]*)$")
 _ISOTOPE = re.compile(r"^(?P<element>[A-Z][a-z]?)(?P<mass>\d{1,3})(?P<polarity>[+-]?)$")
+#: The CF history attr: one line per step (``"<time> pfibsims <version>: <step>"``).
+HISTORY = "history"
+#: The attr holding the history records as a JSON list.
+HISTORY_JSON = "pfibsims:history"
 _DETECTORS = {"BSE", "SE", "SE2", "INLENS", "ETD", "TLD", "ICE", "CBS", "ASB", "SEM"}
 
 
@@ -219,7 +227,7 @@ def stack(
             raise DataModelError(f"origin: expected (y, x) or (z, y, x) lengths, got {origin!r}")
         vals = lengths_nm(origin, n, name="origin")
         z0, origin_yx = (vals[0], vals[1:]) if n == 3 else (0.0, vals)
-    z_attrs: dict[str, Any] = {"units": LENGTH_UNIT}
+    z_attrs: dict[str, Any] = {"units": LENGTH_UNIT, "axis": "Z"}
     if z is not None:
         zs = np.asarray(lengths_nm(z, nz, name="z"), dtype=np.float64)
         if nz > 1 and np.any(np.diff(zs) <= 0):
@@ -241,7 +249,7 @@ def stack(
         raise DataModelError(f"modality: expected 'EDS', 'SIMS' or 'SEM', got None and channels {list(arrays)} do not tell")
     ds_attrs = {"modality": str(modality)}
     ds_attrs.update({str(k): _acquisition_attr(str(k), v) for k, v in (attrs or {}).items()})
-    ds_attrs["history"] = []
+    ds_attrs.update(history_attrs([]))
     try:
         ureg.Unit(units)
     except Exception:
@@ -262,7 +270,7 @@ def validate(ds: Any) -> Any:
     Checks: spatial dims named and ordered ``z, y, x``; coordinates present,
     float, increasing, regular in-plane, with length units; every channel
     has a pint-parsable ``units``; a Dataset has ``modality`` and a
-    ``history`` list. Nothing is computed.
+    ``history`` (see :func:`history`). Nothing is computed.
 
     Raises
     ------
@@ -315,9 +323,54 @@ def validate(ds: Any) -> Any:
     if isinstance(ds, xr.Dataset):
         if "modality" not in ds.attrs:
             raise DataModelError("attrs: expected a 'modality' entry ('EDS', 'SIMS', 'SEM'), found none")
-        if not isinstance(ds.attrs.get("history"), list):
-            raise DataModelError(f"attrs: expected a 'history' list, found {ds.attrs.get('history')!r:.60}")
+        if not isinstance(ds.attrs.get(HISTORY), (str, list)):
+            raise DataModelError(
+                f"attrs: expected a 'history' (a CF string of the steps applied), found {ds.attrs.get(HISTORY)!r:.60}"
+            )
     return ds
+
+
+def history(obj: Any) -> list[dict[str, Any]]:
+    """The steps applied to ``obj`` (Dataset, DataArray or attrs mapping), oldest first.
+
+    Each record is ``{"step", "params", "version", "time"}`` (and ``"input"``
+    for the steps of an input merged by :func:`pfibsims.fuse`). Reads
+    ``pfibsims:history``; a ``history`` list (stores written before it was
+    a string) is read as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = record(stack({"Li6": np.ones((2, 2))}, pixel_size="72 nm"), "normalize", method="log")
+    >>> [(h["step"], h["params"]) for h in history(ds)]
+    [('normalize', {'method': 'log'})]
+    """
+    attrs = obj.attrs if isinstance(obj, (xr.Dataset, xr.DataArray)) else obj if isinstance(obj, Mapping) else {}
+    raw = attrs.get(HISTORY_JSON)
+    if raw is None:
+        legacy = attrs.get(HISTORY)
+        return [dict(h) for h in legacy] if isinstance(legacy, list) else []
+    try:
+        records = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise DataModelError(f"attrs['{HISTORY_JSON}']: expected a JSON list of history records, found {raw!r:.60}") from None
+    if not isinstance(records, list) or not all(isinstance(h, dict) for h in records):
+        raise DataModelError(f"attrs['{HISTORY_JSON}']: expected a JSON list of history records, found {raw!r:.60}")
+    return records
+
+
+def history_attrs(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The two history attrs of ``records``: the CF ``history`` string and the ``pfibsims:history`` JSON.
+
+    Examples
+    --------
+    >>> history_attrs([{"step": "fuse", "params": {}, "version": "0.1.0", "time": "2026-12-02T10:00:00+00:00"}])["history"]
+    '2026-12-02T10:00:00+00:00 pfibsims 0.1.0: fuse'
+    """
+    records = [dict(h) for h in records]
+    lines = [f"{h.get('time', '')} pfibsims {h.get('version', '')}: {h.get('step', '')}"
+             + (f" ({h['input']})" if h.get("input") else "") for h in records]
+    return {HISTORY: "\n".join(lines), HISTORY_JSON: json.dumps(records, separators=(",", ":"))}
 
 
 def record(obj: Any, step: str, **params: Any) -> Any:
@@ -325,17 +378,19 @@ def record(obj: Any, step: str, **params: Any) -> Any:
 
     The record is ``{"step", "params", "version", "time"}``; parameters are
     stored as JSON-ready values (quantities as strings, transforms as dicts).
-    Data are not copied.
+    Data are not copied. See :func:`history`.
 
     Examples
     --------
     >>> import numpy as np
     >>> ds = record(stack({"Li6": np.ones((2, 2))}, pixel_size="72 nm"), "normalize", method="log")
-    >>> ds.attrs["history"][-1]["step"], ds.attrs["history"][-1]["params"]
+    >>> history(ds)[-1]["step"], history(ds)[-1]["params"]
     ('normalize', {'method': 'log'})
+    >>> ds.attrs["history"]  # the CF form, one line per step
+    '... pfibsims ...: normalize'
     """
-    history = list(obj.attrs.get("history", []))
-    history.append(
+    records = history(obj)
+    records.append(
         {
             "step": step,
             "params": jsonable(params, name="params"),
@@ -344,6 +399,6 @@ def record(obj: Any, step: str, **params: Any) -> Any:
         }
     )
     out = obj.copy(deep=False)
-    out.attrs = {**obj.attrs, "history": history}
-    json.dumps(history)  # fail here, not at save time, if a record cannot be stored
+    out.attrs = {**obj.attrs, **history_attrs(records)}  # json.dumps fails here, not at save time, if a record cannot be stored
     return out
+

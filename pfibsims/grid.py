@@ -29,6 +29,8 @@ __all__ = ["SPATIAL_DIMS", "Grid"]
 
 #: The spatial dimension names, in the order pfibsims always keeps them.
 SPATIAL_DIMS = ("z", "y", "x")
+#: CF ``axis`` attribute of each spatial coordinate.
+_CF_AXIS = {"z": {"axis": "Z"}, "y": {"axis": "Y"}, "x": {"axis": "X"}}
 
 # Relative tolerance (of a spacing) under which two lattices are the same.
 _RTOL = 1e-6
@@ -245,11 +247,12 @@ class Grid:
     def xr_coords(self) -> dict[str, tuple]:
         """Coordinates in the form ``xarray`` takes: ``{dim: (dim, values, attrs)}``.
 
-        The attrs hold ``units`` ("nm") and the axis ``spacing`` (so that a
-        one-voxel axis keeps its spacing).
+        The attrs hold ``units`` ("nm"), the axis ``spacing`` (so that a
+        one-voxel axis keeps its spacing) and the CF ``axis`` (``"Z"``,
+        ``"Y"``, ``"X"``).
         """
         return {
-            d: (d, v, {"units": LENGTH_UNIT, "spacing": f"{s:.12g} {LENGTH_UNIT}"})
+            d: (d, v, {"units": LENGTH_UNIT, "spacing": f"{s:.12g} {LENGTH_UNIT}", **_CF_AXIS.get(d, {})})
             for (d, v), s in zip(self.coords().items(), self.spacing, strict=True)
         }
 

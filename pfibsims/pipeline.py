@@ -20,7 +20,7 @@ import xarray as xr
 
 from ._engine.views import MAX_PIXELS, block_factor
 from ._xr import block_mean
-from .dataset import record, validate
+from .dataset import HISTORY, HISTORY_JSON, history, history_attrs, record, validate
 from .errors import DataModelError, PfibsimsError
 from .grid import Grid
 from .normalization import normalize as _normalize
@@ -279,15 +279,15 @@ def fuse(
     if normalize is not None:
         channels = [v for v in fused.data_vars if v != "coverage"]
         fused = fused.assign(_normalize(fused[channels].where(fused["coverage"]), method=normalize, zeros="nan"))
-    history = []
+    records = []
     for name, ds in (("eds", eds), ("sims", sims_on), ("sem", sem)):
         if ds is not None:
-            history += [{**h, "input": name} for h in ds.attrs.get("history", [])]
+            records += [{**h, "input": name} for h in history(ds)]
     attrs = {
         "modality": "fused",
-        "history": history,
+        **history_attrs(records),
         "sources": json.dumps(
-            {n: {k: v for k, v in ds.attrs.items() if k != "history"}
+            {n: {k: v for k, v in ds.attrs.items() if k not in (HISTORY, HISTORY_JSON)}
              for n, ds in (("eds", eds), ("sims", sims), ("sem", sem)) if ds is not None}
         ),
         "pfibsims:drift": json.dumps({"units": "nm", "sims": _drift_json(sims_drift), "eds": _drift_json(eds_drift)}),

@@ -9,6 +9,7 @@ import xarray as xr
 from conftest import raise_if_dask_computes
 
 from pfibsims import PfibsimsError, stack
+from pfibsims.dataset import history
 from pfibsims.errors import GridError
 from pfibsims.normalization import from_uint8, histogram, normalize, to_uint8
 
@@ -33,7 +34,7 @@ def test_minmax_eq1_hand_computed(chunks):
     out = normalize(x, method="minmax")
     np.testing.assert_allclose(out.values, [[[0.0, 0.25], [0.5, 1.0]]])
     assert out.attrs["units"] == "1"
-    assert out.attrs["history"][-1]["params"]["method"] == "minmax"
+    assert history(out)[-1]["params"]["method"] == "minmax"
 
 
 @pytest.mark.parametrize("chunks", CHUNKS)
@@ -82,7 +83,7 @@ def test_float32_kept_and_dataset(counts):
     out = normalize(ds, method="log")
     assert out.Zr_La.dtype == np.float32
     assert out.Co_La.dtype == np.float64
-    assert out.attrs["history"][-1]["step"] == "normalize"
+    assert history(out)[-1]["step"] == "normalize"
     assert ds.Zr_La.attrs["units"] == "counts"  # input untouched
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import pfibsims as pfs
 from pfibsims.app.report import registration_error
-from pfibsims.dataset import validate
+from pfibsims.dataset import history, validate
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_fuse_estimates_drift_and_registration():
     assert registration_error(T, true_T, grid)["max_error_nm"] < 20.0  # 0.25 EDS pixel
     assert np.sqrt(np.mean(np.sum((drift - truth.drift.values) ** 2, axis=1))) < 20.0
     assert np.all(drift[0] == 0)
-    steps = [h["step"] for h in vol.attrs["history"]]
+    steps = [h["step"] for h in history(vol)]
     assert steps[-1] == "fuse"
     assert "resample" in steps
     assert "synthetic.cathode" in steps

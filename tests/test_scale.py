@@ -17,6 +17,7 @@ import scipy.ndimage as ndi
 
 import pfibsims as pfs
 from pfibsims.app.report import registration_error
+from pfibsims.dataset import history
 from pfibsims.pipeline import working_view
 
 
@@ -127,7 +128,7 @@ def test_working_view_is_block_means_in_the_same_frame():
     g = pfs.Grid.of(v, dims=("y", "x"))
     assert g.spacing == (144.0, 144.0)
     assert g.origin == (72.0, 72.0)
-    assert v.attrs["history"][-1]["step"] == "working_view"
+    assert history(v)[-1]["step"] == "working_view"
     assert working_view(ds, max_pixels=2000) is ds
 
 

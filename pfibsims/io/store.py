@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..dataset import jsonable, validate
+from ..dataset import HISTORY, history, history_attrs, jsonable, validate
 from ..errors import DataModelError, FileFormatError
 from . import ome
 
@@ -225,6 +225,18 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     return target
 
 
+def _restored(ds: xr.Dataset) -> xr.Dataset:
+    """Attrs as pfibsims makes them: CF flags typed like their labels (JSON stores them as lists), and a
+    ``history`` list (stores written before the history became a string) as the two history attrs."""
+    for var in ds.data_vars.values():
+        if "flag_values" in var.attrs and var.dtype.kind in "iu":
+            var.attrs["flag_values"] = np.asarray(var.attrs["flag_values"], dtype=var.dtype)
+    for obj in (ds, *ds.data_vars.values()):
+        if isinstance(obj.attrs.get(HISTORY), list):
+            obj.attrs.update(history_attrs(history(obj)))
+    return ds
+
+
 def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
     """Open a store written by :func:`save`, lazily (dask arrays), exactly as saved.
 
@@ -259,11 +271,11 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
     try:
         found = ome.ome_attrs(p)
         if found is not None:
-            return ome.read(p, found[1], chunks)
+            return _restored(ome.read(p, found[1], chunks))
         if not meta.is_file():
             raise FileFormatError(f"{p}: expected a Zarr v3 store (a directory with zarr.json) or OME-Zarr 0.4, "
                                   "found a Zarr v2 group without OME metadata")
-        return xr.open_zarr(p, consolidated=True, chunks={} if chunks is None else chunks, zarr_format=3)
+        return _restored(xr.open_zarr(p, consolidated=True, chunks={} if chunks is None else chunks, zarr_format=3))
     except (FileFormatError, DataModelError):
         raise
     except Exception as exc:

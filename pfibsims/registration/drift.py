@@ -18,7 +18,7 @@ from skimage.registration import phase_cross_correlation
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
 from .._xr import as_dataarray, block_mean, check_dims, plane_grid
-from ..dataset import record
+from ..dataset import history_attrs, record
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import Grid
 from ..resampling.drift import drift_nm
@@ -331,7 +331,7 @@ def _drift_array(arr: xr.DataArray, drift: np.ndarray, quality: np.ndarray, outl
             "quality": ("z", quality, {"units": "1", "long_name": quality_name}),
             "outlier": ("z", outlier),
         },
-        attrs={"units": LENGTH_UNIT, "long_name": "drift of the sample in the image frame", "history": []},
+        attrs={"units": LENGTH_UNIT, "long_name": "drift of the sample in the image frame", **history_attrs([])},
         name="drift",
     )
     return out

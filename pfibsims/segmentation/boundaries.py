@@ -14,7 +14,7 @@ from scipy.optimize import curve_fit
 
 from .._engine.grouped import grouped_statistics
 from .._xr import as_array, check_same_grid, spacing_nm, spatial_dims
-from ..dataset import record
+from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
 from ..units import LENGTH_UNIT, length_nm, lengths_nm
 from .distance import signed_distance
@@ -153,7 +153,7 @@ def boundary_profile(
             "phase": name,
             "channel": str(da.name),
             "sign": "negative inside the phase",
-            "history": list(da.attrs.get("history", [])),
+            **history_attrs(history(da)),
         },
     )
     out = out[["mean", "std", "sem", "count", "min", "q25", "median", "q75", "max"]]

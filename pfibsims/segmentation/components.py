@@ -11,7 +11,7 @@ import xarray as xr
 from scipy import ndimage as ndi
 
 from .._xr import spacing_nm, spatial_dims
-from ..dataset import record
+from ..dataset import history, history_attrs, record
 from ..errors import PfibsimsError
 from ..units import LENGTH_UNIT, length_nm
 from .labels import phase_value
@@ -103,6 +103,6 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
             "labels": (dims, comp, {"units": "1", "long_name": f"{name} particle"}),
         },
         coords={"particle": index, "axis": list(dims), **{d: labels.coords[d] for d in dims if d in labels.coords}},
-        attrs={"phase": name, "history": list(labels.attrs.get("history", []))},
+        attrs={"phase": name, **history_attrs(history(labels))},
     )
     return record(out, "particles", phase=name, connectivity=connectivity)

@@ -15,7 +15,7 @@ import xarray as xr
 from .._engine.smooth import gaussian, gaussian_half, radius
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
 from .._xr import as_array, spacing_nm, spatial_dims
-from ..dataset import record
+from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
 from ..grid import SPATIAL_DIMS
 from ..units import LENGTH_UNIT, length_nm
@@ -256,10 +256,10 @@ def classify_phases(
     out.attrs = {
         "units": "1",
         "long_name": "phase",
-        "flag_values": list(range(len(phase_names))),
+        "flag_values": np.arange(len(phase_names), dtype=out.dtype),  # CF: flags typed like the labels
         "flag_meanings": " ".join(phase_names),
         PHASE_CHANNELS: json.dumps({p: c for c, p in table.items()}),
-        "history": list(ds.attrs.get("history", [])),
+        **history_attrs(history(ds)),
     }
     return record(
         out,

@@ -10,7 +10,7 @@ import xarray as xr
 
 from .._engine.grouped import grouped_statistics
 from .._xr import as_array, check_same_grid, spacing_nm, spatial_dims
-from ..dataset import record
+from ..dataset import history, history_attrs, record
 from .labels import flags
 
 QUANTILES = (0.25, 0.5, 0.75)
@@ -105,7 +105,7 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     out = xr.Dataset(
         data_vars,
         coords={"phase": ("phase", names), "label": ("phase", np.array(values))},
-        attrs={"history": list(da.attrs.get("history", [])), "channel": str(da.name)},
+        attrs={**history_attrs(history(da)), "channel": str(da.name)},
     )
     out = out[["count", "volume", "fraction", "mean", "std", "min", "q25", "median", "q75", "max"]]
     return record(out, "phase_statistics", bins=int(bins), quantiles="interpolated in per-phase histograms")

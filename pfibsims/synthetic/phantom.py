@@ -33,7 +33,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .._engine.smooth import gaussian
-from ..dataset import record, stack
+from ..dataset import history_attrs, record, stack
 from ..errors import PfibsimsError
 from ..grid import Grid
 from ..transform import Affine
@@ -570,7 +570,7 @@ def _truth(
     lazy: da.Array, eds: xr.Dataset, particles: Particles, drift: np.ndarray, T: Affine,
     fractions: dict[str, float], params: dict, depth: float, sims_true: float, counts: dict,
 ) -> xr.Dataset:
-    flags = {"flag_values": list(range(len(PHASES))), "flag_meanings": FLAG_MEANINGS}
+    flags = {"flag_values": np.arange(len(PHASES), dtype=np.uint8), "flag_meanings": FLAG_MEANINGS}  # typed as the labels
     nm = {"units": LENGTH_UNIT}
     coords = {d: eds.coords[d] for d in ("z", "y", "x", "slice")}
     coords.update(component=("component", ["y", "x"]), axis=("axis", ["z", "y", "x"]))
@@ -593,6 +593,6 @@ def _truth(
         "requested_volume_fractions": dict(fractions),
         **counts,
         "li_levels": dict(LI_LEVELS),
-        "history": [],
+        **history_attrs([]),
     })
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -9,7 +9,7 @@ import xarray as xr
 from conftest import raise_if_dask_computes
 
 import pfibsims as pfs
-from pfibsims.dataset import record
+from pfibsims.dataset import history, record
 from pfibsims.errors import DataModelError, UnitsError
 from pfibsims.io import from_hyperspy, to_hyperspy
 
@@ -63,7 +63,7 @@ def test_round_trip_is_exact(chunks):
     assert [s.metadata.General.title for s in signals] == ["Zr_La", "Li6"]
     assert all(isinstance(v.data, da.Array) == (chunks is not None) for v in back.data_vars.values())
     xr.testing.assert_identical(back.compute(), ds.compute())
-    assert back.attrs["history"][-1]["step"] == "test_step"
+    assert history(back)[-1]["step"] == "test_step"
     assert back.Zr_La.dtype == np.uint16
     one = from_hyperspy(to_hyperspy(ds.Li6))
     xr.testing.assert_identical(one.compute(), ds.Li6.compute())

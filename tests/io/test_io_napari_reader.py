@@ -22,7 +22,7 @@ def _volume():
                    pixel_size="81.4 nm", slice_thickness="60 nm", origin=("60 nm", "500 nm", "900 nm"), modality="fused",
                    chunks=(1, 9, 13))
     ds["phase"] = xr.DataArray(rng.integers(0, 2, (4, 18, 26)).astype(np.uint8), dims=("z", "y", "x"), attrs={
-        "units": "1", "flag_values": [0, 1], "flag_meanings": "matrix LLZTO",
+        "units": "1", "flag_values": np.array([0, 1], dtype=np.uint8), "flag_meanings": "matrix LLZTO",
         "pfibsims:phase_channels": json.dumps({"LLZTO": "Zr_La"})})
     ds["coverage"] = xr.DataArray(rng.random((4, 18, 26)) > 0.2, dims=("z", "y", "x"), attrs={"units": "1"})
     return ds

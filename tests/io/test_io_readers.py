@@ -24,7 +24,7 @@ import pytest
 from io_helpers import data_file, truncated_copy, write_csv, write_h5oina, write_ripple, write_tiff
 
 import pfibsims as pfs
-from pfibsims.dataset import validate
+from pfibsims.dataset import history, validate
 from pfibsims.errors import FileFormatError
 from pfibsims.grid import Grid
 
@@ -82,7 +82,7 @@ def test_reads_a_valid_dataset(case):
     ds = c.read(path)
     assert validate(ds) is ds
     assert ds.attrs["modality"] in ("EDS", "SIMS", "SEM")
-    assert ds.attrs["history"][-1]["step"].startswith("read_")
+    assert history(ds)[-1]["step"].startswith("read_")
     assert len(ds.data_vars) >= 1
     for name, var in ds.data_vars.items():
         assert var.dims == ("z", "y", "x")

@@ -13,6 +13,7 @@ from stacks import shifted_stack, texture
 
 import pfibsims.registration as reg
 from pfibsims import Affine, Grid, stack
+from pfibsims.dataset import history
 from pfibsims.errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError, UnitsError
 from pfibsims.registration.metrics import bin_edges, fixed_labels, mi_surface, multiple_correlation, mutual_information
 from pfibsims.resampling import slice_transforms
@@ -101,7 +102,7 @@ def test_estimate_drift_recovers_known_subpixel_shifts(chunks, reference):
     assert np.all((d.quality >= 0) & (d.quality <= 1))
     assert d.quality.min() > 0.8
     assert not d.outlier.any()
-    assert d.attrs["history"][-1]["step"] == "estimate_drift"
+    assert history(d)[-1]["step"] == "estimate_drift"
     assert np.array_equal(d.z.values, ds.z.values)
 
 
@@ -339,7 +340,7 @@ def test_estimate_drift_cross_modal_recovers_known_drift(chunks):
     assert np.sqrt((err**2).sum(1).mean()) < 0.1 * 80  # sub-pixel: a tenth of a fixed pixel
     assert d.quality.min() > 0.8
     assert not d.outlier.any()
-    rec = d.attrs["history"][-1]
+    rec = history(d)[-1]
     assert rec["step"] == "estimate_drift"
     assert rec["params"]["reference"] == "cross-modal"
     # a starting drift, a single reference channel and a window of the reference also work

@@ -13,7 +13,7 @@ import xarray as xr
 from PIL import Image
 
 import pfibsims as pfs
-from pfibsims.dataset import validate
+from pfibsims.dataset import history, validate
 from pfibsims.errors import DataModelError, GridError, PfibsimsError, UnitsError
 from pfibsims.grid import Grid
 from pfibsims.resampling import coverage, resample
@@ -311,7 +311,7 @@ def test_dataset_every_channel_attrs_history_units():
     out = resample(ds, eds)
     assert set(out.data_vars) == {"Li6", "Li7"}
     assert out.Li6.attrs["isotope"] == "6Li" and out.attrs["beam_current"] == "1 nA"
-    assert out.attrs["history"][-1]["step"] == "resample" and ds.attrs["history"] == []
+    assert history(out)[-1]["step"] == "resample" and history(ds) == []
     xr.testing.assert_identical(out.x, eds.x)
     assert "slice" in out.coords
     validate(out)
@@ -319,7 +319,7 @@ def test_dataset_every_channel_attrs_history_units():
     assert str(q.x.data.units) == "nanometer"
     da_out = resample(ds.Li7, eds, kernel="cubic")
     np.testing.assert_array_equal(da_out.values, resample(ds, eds, kernel="cubic").Li7.values)
-    assert da_out.attrs["history"][-1]["params"]["kernel"] == "cubic"
+    assert history(da_out)[-1]["params"]["kernel"] == "cubic"
 
 
 def test_lazy_input_builds_without_computing(no_compute):
@@ -377,8 +377,8 @@ def test_per_slice_transforms_equal_slice_by_slice_calls():
     for k, T in enumerate(Ts):
         one = resample(ds.isel(z=[k]), onto, transform=T)
         np.testing.assert_array_equal(out.Li6.isel(z=k).values, one.Li6.isel(z=0).values)
-    assert [h["step"] for h in out.attrs["history"]] == ["resample"]
-    assert len(out.attrs["history"][0]["params"]["transform"]) == 3
+    assert [h["step"] for h in history(out)] == ["resample"]
+    assert len(history(out)[0]["params"]["transform"]) == 3
     cov = coverage(ds, onto, transform=Ts)
     assert cov.dims == ("z", "y", "x")
     np.testing.assert_array_equal(cov.values, np.isfinite(out.Li6.values))

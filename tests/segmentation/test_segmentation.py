@@ -14,7 +14,7 @@ from conftest import raise_if_dask_computes
 from scipy import ndimage as ndi
 
 from pfibsims._engine.smooth import gaussian_half
-from pfibsims.dataset import stack
+from pfibsims.dataset import history, stack
 from pfibsims.errors import DataModelError, EstimationWarning, GridError, PfibsimsError, UnitsError
 from pfibsims.segmentation import (
     boundary_profile,
@@ -120,7 +120,7 @@ def test_boundary_profile_of_the_distance_itself_is_the_identity(chunks):
     assert p.attrs["sign"] == "negative inside the phase"
     np.testing.assert_allclose(p["mean"], p.distance, atol=30)
     assert np.all(p["count"] > 0)
-    assert p.attrs["history"][-1]["step"] == "boundary_profile"
+    assert history(p)[-1]["step"] == "boundary_profile"
 
 
 def test_boundary_profile_counts_and_mask_match_numpy_binning():
@@ -326,7 +326,7 @@ def test_classify_phases_recovers_blocks_from_low_count_poisson(chunks):
     assert ph.attrs["flag_values"] == [0, 1, 2, 3, 4]
     assert ph.attrs["flag_meanings"] == "matrix LLZTO LCO Al2O3 SP"
     assert json.loads(ph.attrs["pfibsims:phase_channels"]) == {"LLZTO": "Zr_La", "LCO": "Co_La", "Al2O3": "Al_Ka", "SP": "C_Ka"}
-    rec = ph.attrs["history"][-1]
+    rec = history(ph)[-1]
     assert rec["step"] == "classify_phases"
     assert set(rec["params"]["thresholds"]) == {"Zr_La", "Co_La", "Al_Ka", "C_Ka"}
     assert 4 < rec["params"]["thresholds"]["Zr_La"]["threshold"] < 20
@@ -351,7 +351,7 @@ def test_classify_phases_lazy_blocks_match_whole_volume_smoothing(smooth):
     ds = _volume(chans, (1, 8, 8))
     ds["Co_La"] = ds.Co_La.chunk({"z": 3, "y": 5, "x": 13})
     lazy = classify_phases(ds, smooth=smooth)
-    assert lazy.attrs["history"][-1]["params"]["thresholds"] == eager.attrs["history"][-1]["params"]["thresholds"]
+    assert history(lazy)[-1]["params"]["thresholds"] == history(eager)[-1]["params"]["thresholds"]
     assert (lazy.values == eager.values).mean() > 0.999
 
 
@@ -362,7 +362,7 @@ def test_classify_phases_methods(method, smooth):
     truth, chans = _blocks_phantom(seed=1)
     ph = classify_phases(_volume(chans), method=method, smooth=smooth)
     assert (ph.values == truth).mean() > 0.9
-    assert ph.attrs["history"][-1]["params"]["method"] == method
+    assert history(ph)[-1]["params"]["method"] == method
 
 
 def test_classify_phases_channels_phases_and_no_smoothing():
@@ -370,7 +370,7 @@ def test_classify_phases_channels_phases_and_no_smoothing():
     ds = _volume(chans)
     ph = classify_phases(ds, channels=["Co_La", "Zr_La"], phases={"Co_La": "cathode", "Zr_La": "electrolyte"}, smooth=None)
     assert ph.attrs["flag_meanings"] == "matrix cathode electrolyte"
-    assert ph.attrs["history"][-1]["params"]["smooth"] == "0 nm"
+    assert history(ph)[-1]["params"]["smooth"] == "0 nm"
     assert (ph.values[truth == 2] == 1).mean() > 0.8
     named = classify_phases(ds, channels="Al_Ka")
     assert named.attrs["flag_meanings"] == "matrix Al2O3"
@@ -471,7 +471,7 @@ def test_classify_phases_lazy_labels_equal_eager_to_the_bit_for_any_chunking(chu
     ds["Al_Ka"] = ds.Al_Ka.chunk({"z": 7, "y": 13, "x": 10})  # a channel chunked otherwise is aligned first
     with raise_if_dask_computes(max_computes=1):
         lazy = classify_phases(ds, smooth=smooth)
-    assert lazy.attrs["history"][-1]["params"]["thresholds"] == eager.attrs["history"][-1]["params"]["thresholds"]
+    assert history(lazy)[-1]["params"]["thresholds"] == history(eager)[-1]["params"]["thresholds"]
     np.testing.assert_array_equal(lazy.values, eager.values)
 
 
@@ -527,10 +527,10 @@ def test_threshold_sample_from_tiles_is_the_same_eager_and_lazy():
     _, chans = _blocks_phantom(seed=6)
     eager = classify_phases(_volume(chans), sample=8000)
     lazy = classify_phases(_volume(chans, (1, 8, 8)), sample=8000)
-    params = lazy.attrs["history"][-1]["params"]
+    params = history(lazy)[-1]["params"]
     assert params["sample_tiles"] > 1
     assert 0 < params["sample_voxels"] <= 8000
-    assert params["thresholds"] == eager.attrs["history"][-1]["params"]["thresholds"]
+    assert params["thresholds"] == history(eager)[-1]["params"]["thresholds"]
     np.testing.assert_array_equal(lazy.values, eager.values)
 
 
@@ -649,7 +649,7 @@ def test_classify_phases_yielding_phase_takes_only_unclaimed_voxels():
     chans["Al_Ka"] = chans["Al_Ka"] + np.where(truth == 2, 30.0, 0.0)  # Al spills over the whole LCO block
     ds = _volume(chans)
     default = classify_phases(ds)  # Al2O3 yields: LCO keeps its block
-    assert default.attrs["history"][-1]["params"]["yielding"] == ["Al2O3"]
+    assert history(default)[-1]["params"]["yielding"] == ["Al2O3"]
     assert (default.values[truth == 2] == 2).mean() > 0.9
     greedy = classify_phases(ds, yielding=())  # otherwise Al2O3 competes by score and takes part of it
     assert (greedy.values[truth == 2] == 3).mean() > 0.05

@@ -13,7 +13,7 @@ from scipy import ndimage, special, stats
 from skimage.registration import phase_cross_correlation
 
 from pfibsims import Affine, PfibsimsError, UnitsError
-from pfibsims.dataset import validate
+from pfibsims.dataset import history, validate
 from pfibsims.synthetic import EDS_COUNTS, LI7_RATIO, SIMS_COUNTS, cathode
 from pfibsims.synthetic import phantom as cathode_mod
 from pfibsims.synthetic.noise import EXACT_MAX, poisson_counts, poisson_from_uniform, stream_key, uniform
@@ -93,7 +93,7 @@ def test_default_structure():
     assert truth.attrs["eds_counts"]["Zr_La"] == list(EDS_COUNTS["Zr_La"])
     assert truth.attrs["sims_counts"]["Li6"] == dict(zip(("background", "gain"), SIMS_COUNTS["Li6"], strict=False))
     for ds in (eds, sims, truth):
-        assert ds.attrs["history"][-1]["step"] == "synthetic.cathode"
+        assert history(ds)[-1]["step"] == "synthetic.cathode"
 
 
 def test_results_quantify():

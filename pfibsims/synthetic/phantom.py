@@ -20,6 +20,7 @@ coordinates, i.e. it *pulls* when resampling SIMS onto the EDS grid:
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -589,10 +590,11 @@ def _truth(
         "depletion_depth": f"{depth:.12g} nm",
         "true_sims_pixel_size": f"{sims_true:.12g} nm",
         "reported_sims_pixel_size": params["sims_pixel_size"],
-        "volume_fractions": expected_fractions(fractions),
-        "requested_volume_fractions": dict(fractions),
-        **counts,
-        "li_levels": dict(LI_LEVELS),
+        # tables as JSON strings: every attr a string or a number, so the truth writes to netCDF too
+        "volume_fractions": json.dumps(expected_fractions(fractions)),
+        "requested_volume_fractions": json.dumps(dict(fractions)),
+        **{k: json.dumps(v) for k, v in counts.items()},
+        "li_levels": json.dumps(dict(LI_LEVELS)),
         **history_attrs([]),
     })
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -39,7 +39,7 @@ from ..errors import DataModelError, FileFormatError
 from ..grid import Grid
 from .palette import channel_colours, label_colours
 
-__all__ = ["NGFF_VERSIONS", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
+__all__ = ["NGFF_VERSIONS", "coarsen", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
 
 NGFF_VERSIONS = ("0.5", "0.4")
 #: Percentiles of a reduced view that set each channel's display window (``start``, ``end``).
@@ -91,15 +91,25 @@ def _mode(block: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
     return np.take_along_axis(flat, pick[..., None], axis=-1)[..., 0]
 
 
-def _downsample(prev: da.Array, *, label: bool) -> da.Array:
-    """The next pyramid level of ``prev``: 2x2 blocks of its last two axes (mean, or mode for labels)."""
-    ny, nx = prev.shape[-2] // 2 * 2, prev.shape[-1] // 2 * 2
-    axes = {prev.ndim - 2: 2, prev.ndim - 1: 2}
-    part = prev[..., :ny, :nx]
+def coarsen(data: da.Array, factor: int, *, label: bool) -> da.Array:
+    """Lazy ``factor x factor`` blocks of the last two axes: the mean (rounded for integers) or, for labels, the mode.
+
+    Trailing rows and columns that do not fill a block are dropped.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> lab = da.from_array(np.array([[1, 1, 2, 2], [3, 1, 2, 5]], dtype=np.uint8))
+    >>> coarsen(lab, 2, label=True).compute().tolist(), coarsen(lab, 2, label=False).compute().tolist()
+    ([[1, 2]], [[2, 3]])
+    """
+    ny, nx = data.shape[-2] // factor * factor, data.shape[-1] // factor * factor
+    axes = {data.ndim - 2: factor, data.ndim - 1: factor}
+    part = data[..., :ny, :nx]
     if label:
-        return da.coarsen(_mode, part, axes, trim_excess=True).astype(prev.dtype)
-    coarse = da.coarsen(np.mean, part.astype(np.float64), axes, trim_excess=True)
-    return (da.round(coarse) if prev.dtype.kind in "biu" else coarse).astype(prev.dtype)
+        return da.coarsen(_mode, part, axes, trim_excess=True).astype(data.dtype)
+    blocks = da.coarsen(np.mean, part.astype(np.float64), axes, trim_excess=True)
+    return (da.round(blocks) if data.dtype.kind in "biu" else blocks).astype(data.dtype)
 
 
 def _n_levels(shape: tuple[int, ...], levels: int) -> int:
@@ -116,7 +126,7 @@ def _write_pyramid(group: Any, data: da.Array, *, n: int, label: bool, version: 
     level = data
     for k in range(n):
         if k:
-            level = _downsample(da.from_zarr(arrays[-1]), label=label)
+            level = coarsen(da.from_zarr(arrays[-1]), 2, label=label)
         chunks = (1,) * (level.ndim - 2) + tuple(min(s, _CHUNK) for s in level.shape[-2:])
         kw: dict[str, Any] = {"shape": level.shape, "dtype": level.dtype, "chunks": chunks, "config": config}
         if version == "0.5":

@@ -21,6 +21,7 @@ from .errors import DataModelError, GridError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
 
 __all__ = [
+    "dequantify",
     "as_array",
     "block_mean",
     "as_dataarray",
@@ -34,10 +35,46 @@ __all__ = [
 ]
 
 
+def _quantified(obj: xr.DataArray | xr.Dataset) -> bool:
+    import pint
+
+    variables = obj.variables.values() if isinstance(obj, xr.Dataset) else [obj.variable, *obj.coords.values()]
+    return any(isinstance(getattr(v, "data", None), pint.Quantity) for v in variables)
+
+
+def dequantify(obj: Any, name: str) -> Any:
+    """``obj`` with pint quantities (pint-xarray's ``.pint.quantify()``) back as numbers with ``units`` attrs.
+
+    Anything else is returned as it is. The units are checked: each must
+    parse with :func:`pfibsims.units.parse_unit` (the data model's units).
+
+    Examples
+    --------
+    >>> import pint_xarray  # noqa: F401
+    >>> a = xr.DataArray([1.0, 2.0], dims="x", attrs={"units": "counts"}).pint.quantify()
+    >>> dequantify(a, "a").attrs["units"]
+    'count'
+    """
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)) or not _quantified(obj):
+        return obj
+    from .units import ureg
+
+    out = obj.pint.dequantify()
+    variables = out.variables.items() if isinstance(out, xr.Dataset) else [(out.name or name, out.variable), *out.coords.items()]
+    for key, var in variables:
+        if "units" in var.attrs:
+            try:
+                ureg.Unit(str(var.attrs["units"]))
+            except Exception:
+                raise UnitsError(f"{name}: {key} has units {var.attrs['units']!r}, which pfibsims' unit registry does not know") from None
+    return out
+
+
 def as_dataarray(x: Any, name: str, *, one_channel: bool = False) -> xr.DataArray:
     """``x`` as a real-valued DataArray.
 
-    A DataArray is returned as it is; with ``one_channel`` a Dataset of exactly
+    A DataArray is returned as it is (pint quantities dequantified, see
+    :func:`dequantify`); with ``one_channel`` a Dataset of exactly
     one channel gives that channel (otherwise every Dataset is refused);
     numpy/dask arrays of 1-3 dims get dims ``(z, y, x)`` (the last ones).
 
@@ -46,6 +83,7 @@ def as_dataarray(x: Any, name: str, *, one_channel: bool = False) -> xr.DataArra
     >>> as_dataarray(np.zeros((2, 3)), "a").dims
     ('y', 'x')
     """
+    x = dequantify(x, name)
     if isinstance(x, xr.Dataset):
         if not one_channel or len(x.data_vars) != 1:
             raise DataModelError(

@@ -180,14 +180,16 @@ class Grid:
             if d not in obj.coords:
                 raise GridError(f"{d}: expected a coordinate of voxel centres with units, found none")
             coord = obj.coords[d]
-            units = coord.attrs.get("units")
+            units, raw = coord.attrs.get("units"), coord.data
+            if units is None and hasattr(raw, "units") and hasattr(raw, "magnitude"):  # quantified by pint-xarray
+                units, raw = str(raw.units), raw.magnitude
             if units is None:
                 raise GridError(
                     f"{d}: expected a 'units' attribute on the coordinate (e.g. 'nm'), found none; "
                     f"set it with ds['{d}'].attrs['units'] = 'nm'"
                 )
             scale = length_nm(f"1 {units}", name=f"{d}.attrs['units']")
-            values = np.asarray(coord.values, dtype=float) * scale
+            values = np.asarray(raw, dtype=float) * scale
             shape.append(values.size)
             origin.append(float(values[0]))
             if values.size == 1:

@@ -28,7 +28,7 @@ import xarray as xr
 
 from ._engine import moments as _moments
 from ._engine.reduce import block_reduce
-from ._xr import as_dataarray, dask_data, mask_data
+from ._xr import as_dataarray, dask_data, dequantify, mask_data
 from .dataset import record
 from .errors import PfibsimsError
 
@@ -247,6 +247,7 @@ def normalize(
     >>> normalize(x, method="minmax").values.round(4).tolist()
     [[0.0, 0.009], [0.0991, 1.0]]
     """
+    data = dequantify(data, "data")
     if method not in _METHODS:
         raise PfibsimsError(f"method: expected one of {_METHODS}, got {method!r}")
     if zeros not in _ZEROS:
@@ -320,6 +321,7 @@ def to_uint8(data: xr.DataArray | xr.Dataset, *, range: Any = None, fill: int = 
     >>> u8.values.tolist(), round(u8.attrs["uint8_scale"] * 255, 6)
     ([0, 128, 255, 0], 1.0)
     """
+    data = dequantify(data, "data")
     rng = check_range(range)
     if not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
         raise PfibsimsError(f"fill: expected a gray level 0-255, got {fill!r}")

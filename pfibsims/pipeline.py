@@ -19,11 +19,12 @@ import numpy as np
 import xarray as xr
 
 from ._engine.views import MAX_PIXELS, block_factor
-from ._xr import block_mean
+from ._xr import block_mean, dequantify
 from .dataset import HISTORY, HISTORY_JSON, history, history_attrs, record, validate
 from .errors import DataModelError, PfibsimsError
 from .grid import Grid
 from .normalization import normalize as _normalize
+from .progress import steps
 from .registration import estimate_drift
 from .registration import register as _register
 from .resampling import coverage, resample
@@ -82,7 +83,11 @@ def _persist_by_slice(views: list[xr.Dataset]) -> list[xr.Dataset]:
     """
     if "z" not in views[0].dims or views[0].sizes["z"] == 1:
         return list(dask.persist(*views))
-    parts = [dask.persist(*[v.isel(z=slice(k, k + 1)) for v in views]) for k in range(views[0].sizes["z"])]
+    parts = []
+    with steps("fuse: reduced views, slice by slice", views[0].sizes["z"]) as advance:
+        for k in range(views[0].sizes["z"]):
+            parts.append(dask.persist(*[v.isel(z=slice(k, k + 1)) for v in views]))
+            advance()
     return [xr.concat([p[i] for p in parts], dim="z", combine_attrs="override") for i in range(len(views))]
 
 
@@ -214,6 +219,9 @@ def fuse(
     >>> sorted(vol.data_vars)
     ['Al_Ka', 'C_Ka', 'Co_La', 'Li6', 'Zr_La', 'coverage']
     """
+    eds = dequantify(eds, "eds")
+    sims = dequantify(sims, "sims")
+    sem = dequantify(sem, "sem")
     validate(eds)
     validate(sims)
     if sem is not None:

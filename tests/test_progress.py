@@ -58,3 +58,54 @@ def test_tqdm_bar_when_installed(capsys):
     with config(progress=True):
         compute(da.ones((4, 4), chunks=2).sum(), step="tqdm step")
     assert "tqdm step" in capsys.readouterr().err
+
+
+# -- the long steps report through it --------------------------------------------
+def _record():
+    seen = []
+    return seen, config(progress=lambda *a: seen.append(a))
+
+
+def _finals(seen):
+    """Last update of each step: {step: (done, total)}."""
+    return {s: (d, t) for s, d, t in seen}
+
+
+def test_drift_and_registration_report_progress():
+    import pfibsims as pfs
+
+    eds, sims, _ = pfs.synthetic.cathode(seed=1, n_slices=3, eds_shape=(96, 128), sims_shape=(180, 180))
+    seen, cfg = _record()
+    with cfg:
+        pfs.estimate_drift(sims.Li6)
+        pfs.register(sims.Li6, eds, model="translation")
+    finals = _finals(seen)
+    done, total = finals["estimate_drift: slices"]
+    assert done == total > 0
+    done, total = finals["register: search and refinement levels"]
+    assert 2 <= done <= total
+
+
+def test_save_reports_slabs_and_ome_levels(tmp_path):
+    import pfibsims as pfs
+    from pfibsims.io.store import _slabs
+
+    ds = pfs.stack({"Li6": da.ones((70, 16, 16), chunks=(1, 16, 16))}, pixel_size="72 nm", slice_thickness="60 nm")
+    n_slabs = len(_slabs(ds.copy(deep=False)))
+    seen, cfg = _record()
+    with cfg:
+        pfs.save(ds, tmp_path / "a.zarr")
+        pfs.save(ds, tmp_path / "a.ome.zarr", format="ome-zarr", levels=2)
+    finals = _finals(seen)
+    assert n_slabs > 1 and finals["save: slabs along z"] == (n_slabs, n_slabs)
+    for k in (0, 1):
+        done, total = finals[f"save: OME-Zarr level {k}"]
+        assert done == total > 0
+
+
+def test_the_cli_turns_progress_on():
+    from pfibsims.app.cli import _scheduler
+
+    with _scheduler("synchronous"):
+        assert config()["progress"] is True
+    assert config()["progress"] is False

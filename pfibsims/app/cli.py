@@ -60,13 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _scheduler(name: str) -> Iterator[None]:
-    """Run the block on the named dask scheduler, with a progress bar."""
+    """Run the block on the named dask scheduler, with the library's progress bars (:mod:`pfibsims.progress`)."""
     import dask
 
-    if name in ("threads", "processes", "synchronous"):
-        from dask.diagnostics import ProgressBar
+    from ..progress import config
 
-        with dask.config.set(scheduler=name), ProgressBar(minimum=1.0, dt=0.5):
+    if name in ("threads", "processes", "synchronous"):
+        with dask.config.set(scheduler=name), config(progress=True):
             yield
         return
     if ":" not in name:
@@ -79,7 +79,7 @@ def _scheduler(name: str) -> Iterator[None]:
         client = Client(name, timeout="10s")
     except OSError as exc:
         raise PfibsimsError(f"--scheduler: could not reach a dask scheduler at {name!r} ({exc})") from None
-    with client:
+    with client, config(progress=True):  # pfibsims' own steps; dask's task callbacks do not fire on a client
         print(f"dask.distributed: {client.dashboard_link}", flush=True)
         yield
 

@@ -20,15 +20,12 @@ __all__ = ["run_demo", "stage"]
 
 @contextmanager
 def stage(name: str, timings: dict[str, float], *, progress: bool = True) -> Iterator[None]:
-    """Print a stage header, show dask's progress bar inside it, and time it."""
-    from dask.diagnostics import ProgressBar
+    """Print a stage header, show the library's progress inside it (:mod:`pfibsims.progress`), and time it."""
+    from ..progress import config
 
     print(f"-- {name}", flush=True)
     t0 = time.perf_counter()
-    if progress:
-        with ProgressBar(minimum=1.0, dt=0.5):
-            yield
-    else:
+    with config(progress=progress):
         yield
     timings[name] = round(time.perf_counter() - t0, 3)
     print(f"   {name}: {timings[name]:.1f} s", flush=True)

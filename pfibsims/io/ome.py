@@ -37,6 +37,7 @@ import xarray as xr
 from ..dataset import jsonable
 from ..errors import DataModelError, FileFormatError
 from ..grid import Grid
+from ..progress import compute
 from .palette import channel_colours, label_colours
 
 __all__ = ["NGFF_VERSIONS", "coarsen", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
@@ -134,7 +135,7 @@ def _write_pyramid(group: Any, data: da.Array, *, n: int, label: bool, version: 
         else:
             kw.update(compressors=_v2_compressor(), chunk_key_encoding={"name": "v2", "separator": "/"})
         arr = group.create_array(str(k), **kw)
-        da.store(level.rechunk(chunks), arr, lock=False)
+        compute(da.store(level.rechunk(chunks), arr, lock=False, compute=False), step=f"save: OME-Zarr level {k}")
         arrays.append(arr)
     return arrays
 

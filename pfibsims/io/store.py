@@ -33,8 +33,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._xr import dequantify
 from ..dataset import HISTORY, history, history_attrs, jsonable, validate
 from ..errors import DataModelError, FileFormatError
+from ..progress import steps
 from . import ome
 
 __all__ = ["open_dataset", "save"]
@@ -102,8 +104,10 @@ def _write_zarr(ds: xr.Dataset, tmp: Path) -> None:
         out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding, compute=False,
                     write_empty_chunks=True)
         body = out.drop_vars([n for n in out.variables if not _lazy_along_z(out.variables[n])])
-        for s in slabs:
-            body.isel(z=s).to_zarr(tmp, region={"z": s}, zarr_format=3, consolidated=False, write_empty_chunks=True)
+        with steps("save: slabs along z", len(slabs)) as advance:
+            for s in slabs:
+                body.isel(z=s).to_zarr(tmp, region={"z": s}, zarr_format=3, consolidated=False, write_empty_chunks=True)
+                advance()
 
 
 def _lazy_along_z(var: xr.Variable) -> bool:
@@ -190,6 +194,7 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         raise FileFormatError(f"format: expected one of {_FORMATS}, got {format!r}")
     if ngff_version not in ome.NGFF_VERSIONS:
         raise FileFormatError(f"ngff_version: expected one of {ome.NGFF_VERSIONS}, got {ngff_version!r}")
+    ds = dequantify(ds, "ds")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset, got {type(ds).__name__}")
     validate(ds)

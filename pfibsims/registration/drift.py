@@ -21,6 +21,7 @@ from .._xr import as_dataarray, block_mean, check_dims, plane_grid
 from ..dataset import history_attrs, record
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import Grid
+from ..progress import compute
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from ..units import LENGTH_UNIT
@@ -296,7 +297,7 @@ def estimate_drift(
         pairs = [(data[0], data[k]) for k in range(nz)]
     else:
         pairs = [(data[max(k - 1, 0)], data[k]) for k in range(nz)]
-    (results,) = dask.compute([delayed(a, b) for a, b in pairs])
+    (results,) = compute([delayed(a, b) for a, b in pairs], step="estimate_drift: slices")
     res = np.asarray(results, dtype=np.float64).reshape(nz, 3)
     steps_px, quality = res[:, :2], res[:, 2]
     if kind == "previous":
@@ -360,7 +361,7 @@ def _cross_drift(arr: xr.DataArray, grid: Grid, reference: Any, transform: Any, 
                                                                       for c in chans])
     fn = dask.delayed(_cross_shift, pure=True)
     tasks = [fn(arr.data[k], ref[:, k], grid, rgrid, T, tuple(start[k])) for k in range(nz)]
-    (results,) = dask.compute(tasks)
+    (results,) = compute(tasks, step="estimate_drift: slices against the reference")
     res = np.asarray(results, dtype=np.float64).reshape(nz, 3)
     drift, quality = res[:, :2], res[:, 2]
     bad = ~np.all(np.isfinite(drift), axis=1)

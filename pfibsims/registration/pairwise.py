@@ -41,9 +41,10 @@ from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
-from .._xr import block_mean, check_dims
+from .._xr import block_mean, check_dims, dequantify
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError
 from ..grid import Grid
+from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from . import search as _search
@@ -310,6 +311,8 @@ def register(
     >>> (T.offset / 80).round(1).tolist(), T.report.flags
     ([30.0, 20.0], ())
     """
+    moving = dequantify(moving, "moving")
+    fixed = dequantify(fixed, "fixed")
     if model not in _search.MODELS:
         raise PfibsimsError(f"model: expected one of {tuple(_search.MODELS)}, got {model!r}")
     if metric not in _METRICS:
@@ -329,7 +332,8 @@ def register(
                                  f"{tuple(moving.dims)}")
         shifts = drift_nm(drift, moving.sizes["z"])
     view = reduced_view(moving, fixed, drift=shifts, slices=metric != "phase")
-    T, report = _register_view(view, model, metric, initial)
+    with steps("register: search and refinement levels", len(_levels(view)) + 1) as advance:
+        T, report = _register_view(view, model, metric, initial, advance)
     if not per_slice:
         return RegisteredAffine(T.matrix, T.dims, report)
     return [_refine_slice(moving, fixed, k, T if shifts is None else Affine.translation(tuple(shifts[k])) @ T,
@@ -357,7 +361,8 @@ def _check_reachable(view: View, init: Affine, search: tuple[float, float]) -> N
             )
 
 
-def _register_view(view: View, model: str, metric: str, initial: Any) -> tuple[Affine, RegistrationReport]:
+def _register_view(view: View, model: str, metric: str, initial: Any,
+                   advance: Any = lambda n=1: None) -> tuple[Affine, RegistrationReport]:
     init = initial_transform(initial, view.moving_grid, view.fixed_grid)
     centre = view.fixed_grid.center
     search = _search_range(view)
@@ -376,6 +381,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any) -> tuple[A
     else:
         coarse = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0])
         found = _search.global_search(coarse, init, centre, search, rotations=model != "translation")
+        advance()
         if not np.isfinite(found.score):
             raise GridError(
                 "moving, fixed: no translation within the search range overlaps a quarter of the fixed field; "
@@ -404,6 +410,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any) -> tuple[A
             for level in pyramid[1:]:
                 params, _, n = _search.refine(level, init, centre, params, model, metric, bounds, xtol=0.05)
                 nfev += n
+                advance()
             params, refinement, n = _final_refine(view, finest, init, centre, params, model, metric, bounds)
             nfev += n
             if not n and len(levels) > 1:  # no final "ncc" stage: finish with the metric itself
@@ -411,6 +418,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any) -> tuple[A
                 nfev += n
         after, overlap = _search.evaluate(finest, init @ _search.model_affine(params, model, centre), metric)
         used = levels
+    advance()
     T = init @ _search.model_affine(params, model, centre)
     flags = _flags(model, params, bounds, finest, init, centre, ev_metric, after, overlap,
                    prominence if np.isfinite(prominence) else 1.0)

@@ -26,6 +26,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._xr import dequantify
 from ..dataset import record
 from ..errors import DataModelError, GridError, PfibsimsError, UnitsError
 from ..grid import Grid
@@ -405,6 +406,8 @@ def resample(
     >>> dict(out.sizes), float(out.Li6[0, 0, 0]), bool(np.isnan(out.Li6[0, -1, -1]))
     ({'z': 1, 'y': 48, 'x': 48}, 1.0, True)
     """
+    data = dequantify(data, "data")
+    onto = dequantify(onto, "onto")
     _check_kernel(kernel, a)
     if not isinstance(data, (xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data: expected an xarray DataArray or Dataset, got {type(data).__name__}")
@@ -528,6 +531,8 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     >>> int(cov.sum())  # target centres up to 691.9 nm fall in the 720 nm source field
     81
     """
+    data_or_grid = dequantify(data_or_grid, "data_or_grid")
+    onto = dequantify(onto, "onto")
     if not isinstance(data_or_grid, (Grid, xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data_or_grid: expected a Grid, DataArray or Dataset, got {type(data_or_grid).__name__}")
     if drift is not None:

@@ -14,7 +14,7 @@ import xarray as xr
 
 from .._engine.smooth import gaussian, gaussian_half, radius
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
-from .._xr import as_array, spacing_nm, spatial_dims
+from .._xr import as_array, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
 from ..grid import SPATIAL_DIMS
@@ -191,6 +191,7 @@ def classify_phases(
     >>> ph.attrs["flag_meanings"], ph.values[0, :, 3:5].tolist()
     ('matrix LLZTO LCO', [[1, 2], [1, 2], [1, 2], [1, 2], [1, 0], [1, 0], [1, 0], [1, 0]])
     """
+    ds = dequantify(ds, "ds")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset of channels, got {type(ds).__name__}")
     if method not in METHODS:

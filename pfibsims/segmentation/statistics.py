@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .._engine.grouped import grouped_statistics
-from .._xr import as_array, check_same_grid, spacing_nm, spatial_dims
+from .._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from .labels import flags
 
@@ -91,6 +91,8 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     >>> st["mean"].values.tolist(), st["count"].values.tolist()
     ([2.5, 4.5], [4, 4])
     """
+    da = dequantify(da, "da")
+    labels = dequantify(labels, "labels")
     spatial_dims(da, "da")
     values, names = flags(labels)
     check_same_grid(da, labels, name="labels", ref="the data")

@@ -94,3 +94,12 @@ def test_cf_flags_typed_like_the_labels_and_coordinate_axes(results, tmp_path):
         assert flags.dtype == back["phase"].dtype
         assert back["phase"].attrs["flag_meanings"].split()[:2] == ["matrix", "LLZTO"]
         assert back["x"].attrs["axis"] == "X"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_output_quantifies_with_pint_xarray(results, name):
+    import pint_xarray  # noqa: F401
+
+    q = results[name].pint.quantify()
+    variables = q.data_vars.values() if isinstance(q, xr.Dataset) else [q]
+    assert any(hasattr(v.data, "units") for v in variables), name

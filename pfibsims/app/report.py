@@ -119,7 +119,8 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     r = pearson(vol[a], vol[b], mask=mask)
     out: dict[str, Any] = {
         "pearson": {"a": a, "b": b, "r": r.r, "ci": [r.ci_low, r.ci_high], "p_value": r.p_value, "n": r.n,
-                    "covariance": r.covariance},
+                    "covariance": r.covariance, "units": [str(vol[a].attrs.get("units", "1")),
+                                                          str(vol[b].attrs.get("units", "1"))]},
     }
     labels = _labels(vol)
     if labels is not None:
@@ -162,29 +163,51 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     return out
 
 
+def sig(value: Any, units: str = "", digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, with its units: the text report's one number format.
+
+    Examples
+    --------
+    >>> sig(0.10592958935741242), sig(2345.678, "nm"), sig(None, "nm")
+    ('0.106', '2.35e+03 nm', 'n/a')
+    """
+    if value is None or not isinstance(value, (int, float)) or value != value:
+        return "n/a"
+    text = f"{float(value):.{digits}g}"
+    return f"{text} {units}".strip() if units and units != "1" else text
+
+
 def _text(report: dict[str, Any]) -> str:
+    """The report as text, every number to 3 significant digits with its units."""
     lines = ["pfibsims report", ""]
     p = report["pearson"]
-    lines.append(f"Pearson r({p['a']}, {p['b']}) = {p['r']:.4f}  [{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]  n = {p['n']}")
-    lines.append(f"covariance (eq. 3) = {p['covariance']:.6g}")
+    ua, ub = p.get("units", ["1", "1"])
+    lines.append(f"Pearson r({p['a']}, {p['b']}) = {sig(p['r'])}  [{sig(p['ci'][0])}, {sig(p['ci'][1])}]  n = {p['n']}")
+    cov_units = " ".join(u for u in (ua, ub) if u != "1") if ua != ub else f"{ua}^2" if ua != "1" else ""
+    lines.append(f"covariance (eq. 3) = {sig(p['covariance'], cov_units)}")
     if "llzto_depletion_depth_nm" in report:
-        lines.append(f"Li depletion depth at LLZTO surfaces: {report['llzto_depletion_depth_nm']} nm"
+        lines.append(f"Li depletion depth at LLZTO surfaces: {sig(report['llzto_depletion_depth_nm'], 'nm')}"
                      + (f" (phantom truth {report['true_depletion_depth']})" if "true_depletion_depth" in report else ""))
     for name, st in report.get("phases", {}).items():
-        lines.append(f"  phase {name:8s} fraction {st['fraction']}, mean {st['mean']}, median {st['median']}")
+        lines.append(f"  phase {name:8s} fraction {sig(st['fraction'])}, mean {sig(st['mean'], ua)}, "
+                     f"median {sig(st['median'], ua)}")
     if "registration_error" in report:
         e = report["registration_error"]
         lines.append(
-            f"registration error vs truth: {e['translation_nm']:.1f} nm at the centre, {e['max_error_nm']:.1f} nm max "
-            f"(EDS pixel {e['eds_pixel_nm']} nm), rotation {e['rotation_deg']:.4f} deg, scale {100 * e['scale_rel']:.3f} %"
+            f"registration error vs truth: {sig(e['translation_nm'], 'nm')} at the centre, {sig(e['max_error_nm'], 'nm')} "
+            f"max (EDS pixel {sig(e['eds_pixel_nm'], 'nm')}), rotation {sig(e['rotation_deg'], 'deg')}, "
+            f"scale {sig(100 * e['scale_rel'], '%')}"
         )
     if "drift_error" in report:
         e = report["drift_error"]
-        lines.append(f"drift error vs truth: RMS {e['rms_nm']:.1f} nm, max {e['max_nm']:.1f} nm")
+        lines.append(f"drift error vs truth: RMS {sig(e['rms_nm'], 'nm')}, max {sig(e['max_nm'], 'nm')}")
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     if "phase_accuracy" in report:
-        lines.append("phase accuracy vs truth: " + ", ".join(f"{k} {v:.3f}" for k, v in report["phase_accuracy"].items() if v is not None))
+        lines.append("phase accuracy vs truth: " + ", ".join(f"{k} {sig(v)}" for k, v in report["phase_accuracy"].items()
+                                                              if v is not None))
+    if isinstance(report.get("volume_3d"), str):
+        lines.append(f"3-D figure {report['volume_3d']}")
     return "\n".join(lines) + "\n"
 
 
@@ -205,9 +228,14 @@ def write_report(
         except ImportError as exc:  # the plot extra is optional
             report["figures"] = f"not drawn: {exc}"
         else:
+            from ..plot.scene import have_renderer
+
             labels = _labels(vol)  # the figures draw the phases; they classify nothing themselves
             paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels)
             report["figures"] = {k: str(v) for k, v in paths.items()}
+            if not have_renderer():
+                report["volume_3d"] = "not drawn: it needs PyVista, pip install 'pfibsims[render]'"
+                print(f"figures/volume_3d.png skipped: {report['volume_3d']}", flush=True)
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (outdir / "report.txt").write_text(_text(report))
     return report

@@ -14,7 +14,9 @@ figure of a fused volume into a folder (used by ``pfibsims demo`` and
 * :func:`joint_histogram`: the joint ("correlation") histogram, log colour;
 * :func:`orthoslices`: xy, xz and yz slices with phase outlines;
 * :func:`registration_overlay`: red/green or checkerboard overlay of the
-  moving modality on the fixed one, before and after registration.
+  moving modality on the fixed one, before and after registration;
+* :func:`volume_3d`: the 3-D view of Fig. 5(g), phases as surfaces and Li as
+  a volume render, rendered off-screen by VTK (the optional ``render`` extra).
 
 Figures are drawn on the Agg canvas without pyplot (no global state, no
 window, safe in threads); images are placed by their physical extents so
@@ -26,6 +28,7 @@ from .gallery import save_figures
 from .intensity import histograms, normalization
 from .maps import element_maps, joint_histogram
 from .overlay import registration_overlay
+from .scene import volume_3d
 from .volume import orthoslices
 
 __all__ = [
@@ -36,4 +39,5 @@ __all__ = [
     "orthoslices",
     "registration_overlay",
     "save_figures",
+    "volume_3d",
 ]

@@ -15,6 +15,7 @@ from .axes import (
 from .intensity import histograms, normalization
 from .maps import element_maps, joint_histogram
 from .overlay import registration_overlay
+from .scene import have_renderer, volume_3d
 from .volume import orthoslices
 
 
@@ -46,13 +47,14 @@ def save_figures(
     b: str | None = None,
     z: Any = None,
     dpi: int = DPI,
+    render: bool | None = None,
 ) -> dict[str, Path]:
     """Write every figure of a fused volume as PNG into ``outdir``.
 
     Figures (file ``<name>.png``): ``histograms``, ``normalization``
     (from ``raw`` when given, else from the volume's channels),
-    ``element_maps``, ``joint_histogram``, ``orthoslices`` and, when ``raw``
-    holds the SIMS data, ``registration``.
+    ``element_maps``, ``joint_histogram``, ``orthoslices``, when ``raw``
+    holds the SIMS data ``registration``, and ``volume_3d`` (see ``render``).
 
     Parameters
     ----------
@@ -79,6 +81,9 @@ def save_figures(
         The slice of the 2-D figures; default the middle one.
     dpi : int
         Resolution of the PNGs.
+    render : bool, optional
+        Write ``volume_3d`` (the 3-D figure, :func:`volume_3d`); default:
+        when its renderer (PyVista, the ``render`` extra) is installed.
 
     Returns
     -------
@@ -122,6 +127,8 @@ def save_figures(
     }
     if "SIMS" in raws and a in raws["SIMS"]:
         figures["registration"] = lambda: registration_overlay(vol[b], raws["SIMS"][a], after=vol[a], z=z)
+    if render or (render is None and have_renderer()):
+        figures["volume_3d"] = lambda: volume_3d(vol, channel=a, labels=labels)
     paths = {}
     for name, make in figures.items():
         fig = make()

@@ -51,7 +51,7 @@ def element_maps(
     end: Any = None,
     width: Any = None,
     center: Any = "mean",
-    cmap: str = "jet",
+    cmap: str = "viridis",
 ) -> Figure:
     """Li, Zr and Li x Zr maps on one 0-255 colour scale, and the line profile (Fig. 6).
 
@@ -77,8 +77,9 @@ def element_maps(
         Passed to ``covariance_map``: ``"mean"`` is eq. 3, ``None`` the
         plain product ``A x B``.
     cmap : str
-        Colour map (the paper's blue-to-red ``"jet"``); NaN (outside the
-        SIMS field) is light grey.
+        Colour map: perceptually uniform ``"viridis"`` by default (equal
+        steps in value look like equal steps in colour); ``"jet"`` for the
+        paper's blue-to-red. NaN (outside the SIMS field) is light grey.
 
     Returns
     -------

@@ -1,0 +1,187 @@
+"""The 3-D figure of a fused volume (paper Fig. 5(g)): phases as surfaces, one channel as a volume render.
+
+Rendered off-screen by VTK through PyVista (the optional ``render`` extra:
+``pip install 'pfibsims[render]'``), which needs no display (VTK falls back
+to EGL or OSMesa). The render is placed in a matplotlib Figure, so it is
+saved like every other figure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from ..errors import PfibsimsError
+from ..grid import Grid
+from ..io.ome import coarsen
+from ..io.palette import label_colours
+from .axes import new_figure
+
+__all__ = ["volume_3d"]
+
+#: Most voxels the rendered (reduced) view holds.
+MAX_VOXELS = 2**21
+
+
+def have_renderer() -> bool:
+    """True when PyVista (and so VTK) imports."""
+    try:
+        import pyvista  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyvista() -> Any:
+    try:
+        import pyvista as pv
+    except ImportError as exc:
+        raise ImportError(
+            "volume_3d: expected PyVista (the optional 'render' extra), found it missing; "
+            "install it with pip install 'pfibsims[render]'"
+        ) from exc
+    return pv
+
+
+def _reduced(src: xr.Dataset, max_voxels: int) -> tuple[xr.Dataset, int]:
+    """In-plane ``f x f`` blocks of every variable (mean; mode for labels), at most ``max_voxels`` voxels; computed."""
+    nz, ny, nx = (src.sizes[d] for d in ("z", "y", "x"))
+    f = max(1, math.ceil(math.sqrt(nz * ny * nx / max_voxels)))
+    if f == 1:
+        return src.compute(), f
+    coords = {"z": src.z.values}
+    for d in ("y", "x"):
+        n = src.sizes[d] // f * f
+        coords[d] = np.asarray(src[d].values[:n], dtype=np.float64).reshape(-1, f).mean(axis=1)
+    out = {}
+    for n, var in src.data_vars.items():
+        data = var.data if isinstance(var.data, da.Array) else da.from_array(var.data, chunks=var.shape)
+        out[n] = (("z", "y", "x"), coarsen(data, f, label=var.dtype.kind in "biu"), var.attrs)
+    return xr.Dataset(out, coords=coords).compute(), f
+
+
+def auto_z_scale(vol: xr.Dataset) -> float:
+    """The whole stretch of ``z`` that makes the stack's depth about a quarter of its shorter in-plane side (at least 1).
+
+    Extents run edge to edge (voxel centres plus half a spacing each side).
+
+    Examples
+    --------
+    >>> import numpy as np, pfibsims as pfs
+    >>> vol = pfs.stack({"Li6": np.zeros((10, 200, 300))}, pixel_size="100 nm", slice_thickness="50 nm")
+    >>> auto_z_scale(vol)  # 0.5 um deep under a 20 um x 30 um field: 0.25 * 20 / 0.5
+    10.0
+    """
+    (y0, y1), (x0, x1) = Grid.of(vol, dims=("y", "x")).extent
+    z = np.asarray(vol["z"].values, dtype=np.float64)  # nm, as the data model's coordinates
+    step = float(np.mean(np.diff(z))) if z.size > 1 else 0.0
+    depth, side = float(z[-1] - z[0]) + step, min(y1 - y0, x1 - x0)
+    return float(max(1, round(0.25 * side / depth))) if depth > 0 else 1.0
+
+
+def _image_data(pv: Any, view: xr.Dataset, z_scale: float) -> Any:
+    """A PyVista ImageData (um; z stretched by ``z_scale``) of the view's voxel centres."""
+    c = {d: np.asarray(view[d].values, dtype=np.float64) / 1e3 for d in ("z", "y", "x")}
+    step = {d: float(np.mean(np.diff(v))) if v.size > 1 else 1.0 for d, v in c.items()}
+    grid = pv.ImageData(dimensions=(c["x"].size, c["y"].size, c["z"].size),
+                        spacing=(step["x"], step["y"], step["z"] * z_scale),
+                        origin=(c["x"][0], c["y"][0], c["z"][0] * z_scale))
+    return grid
+
+
+def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "phase",
+              z_scale: float | None = None, max_voxels: int = MAX_VOXELS, size: tuple[int, int] = (1200, 800),
+              cmap: str = "Reds") -> Figure:
+    """3-D view of a fused volume: the phases as smoothed surfaces, a channel (Li) as a volume render.
+
+    Parameters
+    ----------
+    vol : xarray.Dataset
+        A fused volume with dims ``(z, y, x)``; its ``coverage`` (if any)
+        masks the channel.
+    channel : str, optional
+        The channel rendered as a volume; default ``Li6`` or ``Li7``, else the first channel.
+    labels : str, DataArray or None
+        The labels drawn as surfaces (CF ``flag_values``; a variable of
+        ``vol`` by name, or labels on its grid), in the phase colours of
+        :mod:`pfibsims.io.palette`; None for none. A name ``vol`` lacks
+        (the default ``"phase"``) draws none.
+    z_scale : float, optional
+        Stretch of ``z`` (a milled depth of 2 um under a 30 um field is
+        otherwise a sheet); default: the smallest factor that makes the
+        depth a quarter of the shorter in-plane side (1 when it already is).
+        The z axis title states it.
+    max_voxels : int
+        Most voxels rendered: the volume is reduced by in-plane block means
+        (the mode for labels) first. Reads the volume once.
+    size : (int, int)
+        Render size in pixels (width, height).
+    cmap : str
+        Colour map of the volume render.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The render, with physical axes in um.
+    """
+    pv = _pyvista()
+    if not isinstance(vol, xr.Dataset):
+        raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
+    names = [n for n in vol.data_vars if vol[n].dtype.kind == "f" or (vol[n].dtype.kind in "iu" and "flag_values"
+                                                                        not in vol[n].attrs)]
+    if channel is None:
+        channel = next((n for n in ("Li6", "Li7") if n in names), names[0] if names else None)
+    if channel not in names:
+        raise PfibsimsError(f"channel: expected one of {names}, got {channel!r}")
+    if isinstance(labels, str):
+        labels = vol[labels] if labels in vol.data_vars else None
+    if labels is not None and (not isinstance(labels, xr.DataArray) or labels.dtype.kind not in "iu"
+                               or labels.sizes != vol[channel].sizes):
+        raise PfibsimsError(f"labels: expected integer labels on the volume's grid {dict(vol[channel].sizes)} "
+                            "(e.g. vol['phase']) or None")
+    data = vol[channel].astype(np.float32)
+    if "coverage" in vol.data_vars:
+        data = data.where(vol["coverage"])
+    src = xr.Dataset({channel: data, **({"labels": labels.variable} if labels is not None else {})})
+    view, f = _reduced(src, max_voxels)
+    if z_scale is None:
+        z_scale = auto_z_scale(vol)
+    grid = _image_data(pv, view, z_scale)
+    values = view[channel].values
+    grid.point_data[channel] = np.nan_to_num(values, nan=0.0).ravel()
+    plotter = pv.Plotter(off_screen=True, window_size=size)
+    plotter.set_background("white")
+    if labels is not None:
+        ph = view["labels"].values
+        for v, name, colour in label_colours(labels.attrs, {n: vol[n].attrs for n in names}):
+            if v == 0 or not np.any(ph == v):
+                continue
+            g = grid.copy()
+            g.point_data["m"] = (ph == v).astype(np.float32).ravel()
+            surf = g.contour([0.5], scalars="m").smooth_taubin(n_iter=30)
+            plotter.add_mesh(surf, color=[c / 255 for c in colour[:3]], opacity=0.35, label=name)
+        plotter.add_legend(bcolor="white", size=(0.15, 0.15))
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        lo, hi = np.percentile(finite, [50, 99.5])
+        plotter.add_volume(grid, scalars=channel, cmap=cmap, clim=(lo, hi if hi > lo else lo + 1),
+                           opacity=[0.0, 0.0, 0.05, 0.2, 0.5],
+                           scalar_bar_args={"title": f"{channel} ({vol[channel].attrs.get('units', '')})"})
+    zt = "z (um)" if z_scale == 1 else f"z (um, x{z_scale:g})"
+    plotter.show_bounds(xtitle="x (um)", ytitle="y (um)", ztitle=zt, font_size=10, color="black")
+    plotter.camera_position = "iso"
+    plotter.camera.elevation = 15
+    img = plotter.screenshot(return_img=True)
+    plotter.close()
+    fig = new_figure(size[0] / 150, size[1] / 150)
+    ax = fig.add_subplot()
+    ax.imshow(img)
+    ax.set_axis_off()
+    title = f"{channel}" + (" and the phases" if labels is not None else "") + " in 3-D"
+    ax.set_title(title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))
+    return fig

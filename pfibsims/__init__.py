@@ -30,9 +30,10 @@ from .errors import (
     UnitsError,
 )
 from .grid import Grid
-from .io import open_dataset, read_eds, read_sem, read_sims, save
+from .io import from_hyperspy, open_dataset, read_eds, read_sem, read_sims, save, to_hyperspy
 from .normalization import histogram, normalize, to_uint8
 from .pipeline import fuse
+from .progress import config
 from .registration import estimate_drift, register
 from .resampling import coverage, profile, resample
 from .segmentation import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics
@@ -52,11 +53,13 @@ __all__ = [
     "boundary_profile",
     "classify_phases",
     "colocalisation",
+    "config",
     "covariance",
     "covariance_map",
     "coverage",
     "depletion_depth",
     "estimate_drift",
+    "from_hyperspy",
     "fuse",
     "histogram",
     "joint_histogram",
@@ -76,6 +79,7 @@ __all__ = [
     "spearman",
     "stack",
     "synthetic",
+    "to_hyperspy",
     "to_uint8",
 ]
 

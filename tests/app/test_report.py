@@ -57,6 +57,19 @@ def test_write_report_writes_json_text_and_figures(fused, tmp_path):
     assert "Pearson r(Li6, Zr_La)" in text
     assert "registration error vs truth" in text
     assert {"histograms", "element_maps", "joint_histogram", "orthoslices", "registration"} <= set(rep["figures"])
+    if pytest.importorskip("pfibsims.plot.scene").have_renderer():
+        assert "volume_3d" in rep["figures"]
+    # every number to 3 significant digits, with units
+    r = rep["pearson"]
+    assert f"Pearson r(Li6, Zr_La) = {r['r']:.3g}  [{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]" in text
+    assert f"Li depletion depth at LLZTO surfaces: {rep['llzto_depletion_depth_nm']:.3g} nm" in text
+    phase = rep["phases"]["LLZTO"]
+    assert f"fraction {phase['fraction']:.3g}, mean {phase['mean']:.3g} counts" in text
+    import re
+
+    decimals = re.findall(r"\d+\.\d+", text)
+    assert decimals
+    assert all(len(re.sub(r"^0\.0*", "", d).replace(".", "")) <= 3 for d in decimals), decimals  # no long decimals
     for path in rep["figures"].values():
         assert (tmp_path / "figures").is_dir()
         assert path.endswith(".png")

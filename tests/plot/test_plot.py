@@ -309,9 +309,9 @@ def test_registration_overlay_errors():
 def test_save_figures_writes_every_figure(tmp_path):
     pytest.importorskip("pfibsims.resampling").profile  # noqa: B018
     vol = _fused()
-    paths = plot.save_figures(vol, tmp_path / "figs", raw={"eds": _eds(), "sims": _sims()}, dpi=DPI)
+    paths = plot.save_figures(vol, tmp_path / "figs", raw={"eds": _eds(), "sims": _sims()}, dpi=DPI, render=False)
     assert sorted(paths) == ["element_maps", "histograms", "joint_histogram", "normalization", "orthoslices",
-                             "registration"]
+                             "registration"]  # volume_3d: tests/plot/test_scene.py
     for path in paths.values():
         assert path.is_file()
         assert path.parent == tmp_path / "figs"
@@ -331,7 +331,7 @@ def test_save_figures_outlines_the_volumes_own_phases(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(plot.gallery, "orthoslices", spy)
-    plot.save_figures(vol.assign(phase=phase), tmp_path, dpi=DPI)
+    plot.save_figures(vol.assign(phase=phase), tmp_path, dpi=DPI, render=False)
     assert seen["labels"].name == "phase"
     assert seen["channel"] == "Zr_La"
 
@@ -361,7 +361,7 @@ def test_save_figures_on_the_phantom(tmp_path):
     T = pfs.Affine.from_attrs(truth.attrs)
     li = pfs.resample(sims, pfs.Grid.of(eds, dims=("y", "x")), transform=T, drift=truth.drift)
     vol = eds.assign(Li6=li.Li6)
-    paths = plot.save_figures(vol, tmp_path, raw={"eds": eds, "sims": sims}, truth=truth, dpi=DPI)
+    paths = plot.save_figures(vol, tmp_path, raw={"eds": eds, "sims": sims}, truth=truth, dpi=DPI, render=False)
     assert len(paths) == 6
     sizes = {"histograms": (9.6, 4.8), "element_maps": (13, 7), "joint_histogram": (6, 5), "orthoslices": (9, 7),
              "registration": (10, 4.5)}

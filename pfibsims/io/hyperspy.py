@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..dataset import channel_attrs, jsonable, validate
+from ..dataset import channel_attrs, history_attrs, jsonable, validate
 from ..errors import DataModelError, GridError, UnitsError
 from ..grid import SPATIAL_DIMS, Grid
 from ..units import LENGTH_UNIT, length_nm
@@ -169,7 +169,7 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
         out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT}))
     for c, info in json.loads(saved.get("coords", "{}")).items():
         out = out.assign_coords({c: (tuple(info["dims"]), np.asarray(info["values"]), info["attrs"])})
-    dataset_attrs = json.loads(saved["dataset_attrs"]) if "dataset_attrs" in saved else {"modality": "image", "history": []}
+    dataset_attrs = json.loads(saved["dataset_attrs"]) if "dataset_attrs" in saved else {"modality": "image", **history_attrs([])}
     return name, out, dataset_attrs
 
 

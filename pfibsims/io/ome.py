@@ -34,7 +34,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..dataset import jsonable
+from ..dataset import history_attrs, jsonable
 from ..errors import DataModelError, FileFormatError
 from ..grid import Grid
 from ..progress import compute
@@ -341,7 +341,7 @@ def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
         data_vars[lab] = (_SPATIAL, larr.astype(dtypes.get(lab, larr.dtype)), attrs)
     order = [n for n in extra.get("order", []) if n in data_vars]
     data_vars = {n: data_vars[n] for n in order + [n for n in data_vars if n not in order]}
-    ds = xr.Dataset(data_vars, coords=coords, attrs=extra.get("attrs", {"modality": "image", "history": []}))
+    ds = xr.Dataset(data_vars, coords=coords, attrs=extra.get("attrs", {"modality": "image", **history_attrs([])}))
     if chunks not in ({}, None, "auto"):
         ds = ds.chunk(chunks)
     return ds

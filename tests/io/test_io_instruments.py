@@ -17,6 +17,7 @@ import tifffile
 from io_helpers import data_file, needs_data
 
 import pfibsims as pfs
+from pfibsims.dataset import history
 from pfibsims.errors import FileFormatError
 from pfibsims.io.lines import line_window
 from pfibsims.io.sem import find_data_bar
@@ -202,7 +203,7 @@ def test_slice_glob_is_sorted_naturally_and_the_order_recorded(tmp_path):
     ds = pfs.read_sem(str(tmp_path / "slice_*.tif"), slice_thickness="60 nm")
     order = ["slice_1.tif", "slice_2.tif", "slice_3.tif", "slice_10.tif", "slice_11.tif"]
     assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == order
-    assert ds.attrs["history"][-1]["params"]["z_order"] == order
+    assert history(ds)[-1]["params"]["z_order"] == order
     assert ds.z.values.tolist() == [0.0, 60.0, 120.0, 180.0, 240.0]
 
 
@@ -212,7 +213,7 @@ def test_asv_slice_takes_z_from_its_project():
     assert ds.attrs["slice_thickness"] == "100 nm"  # ZCutSpacing 1.0E-07 m
     assert ds.attrs["slice_numbers"] == [1]
     assert _spacing(ds, "x") == pytest.approx(385.417, rel=1e-4)  # SOURCES.md: 385.4 nm/px
-    assert ds.attrs["history"][-1]["params"]["z_from"].endswith("EMProject.emxml")
+    assert history(ds)[-1]["params"]["z_from"].endswith("EMProject.emxml")
 
 
 def test_asv_slices_in_a_run_folder(tmp_path):

@@ -323,7 +323,8 @@ def test_classify_phases_recovers_blocks_from_low_count_poisson(chunks):
     assert ph.dtype == np.uint8
     assert ph.dims == ("z", "y", "x")
     assert isinstance(ph.data, da.Array) == (chunks is not None)
-    assert ph.attrs["flag_values"] == [0, 1, 2, 3, 4]
+    assert ph.attrs["flag_values"].tolist() == [0, 1, 2, 3, 4]
+    assert ph.attrs["flag_values"].dtype == ph.dtype  # CF: flags typed like the labels
     assert ph.attrs["flag_meanings"] == "matrix LLZTO LCO Al2O3 SP"
     assert json.loads(ph.attrs["pfibsims:phase_channels"]) == {"LLZTO": "Zr_La", "LCO": "Co_La", "Al2O3": "Al_Ka", "SP": "C_Ka"}
     rec = history(ph)[-1]

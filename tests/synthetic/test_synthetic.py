@@ -78,7 +78,7 @@ def test_default_structure():
     assert sims.Li6.attrs["isotope"] == "6Li"
     assert truth.phase.dtype == np.uint8
     assert truth.li.dtype == np.float32
-    assert truth.phase.attrs["flag_values"] == [0, 1, 2, 3, 4]
+    assert truth.phase.attrs["flag_values"].tolist() == [0, 1, 2, 3, 4]
     assert truth.phase.attrs["flag_meanings"] == "matrix LLZTO LCO Al2O3 SP"
     assert truth.drift.dims == ("z", "component")
     assert list(truth.component.values) == ["y", "x"]

@@ -1,17 +1,21 @@
 """Statistics of values grouped by an integer label, streamed chunk by chunk.
 
 Used for per-phase statistics (group = phase label) and for profiles versus
-distance (group = distance bin).  Two streaming passes, each one
-``compute`` of tiny per-chunk partials (each chunk pair read and reduced in one
-task, ``map_blocks``):
+distance (group = distance bin).  Two streaming passes of the one statistics
+engine (:mod:`.reduce`: each chunk pair read and reduced in one task, the
+partials merged in a tree, so only a few tables are held at once):
 
 1. per group: count, mean, sum of squared deviations (within a block two
    passes over it, so exact; blocks merged exactly as Chan, Golub & LeVeque
-   1979), minimum and maximum;
+   1979, :func:`.moments.merge_group_moments`), minimum and maximum;
 2. per group: a histogram of ``bins`` equal bins between that group's minimum
-   and maximum (blocks summed in a tree, ``split_every=16``, so only a few
-   partial tables are held at once), from which quantiles are interpolated linearly within a bin (so
-   they are exact to ``(max - min) / bins``).
+   and maximum (summed, :func:`.moments.sum_blocks`), from which quantiles
+   are interpolated linearly within a bin (so they are exact to
+   ``(max - min) / bins``).
+
+:func:`grouped_plan` is the two passes as a plan of :func:`.reduce.evaluate`,
+so they can run together with other statistics of the same volume;
+:func:`grouped_statistics` runs it alone.
 
 Groups are integers ``0 .. n - 1``; a negative group, or a non-finite value,
 excludes the voxel.  Raw labels can be mapped to groups on the fly by a lookup
@@ -32,23 +36,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
+from .moments import GROUP_FIELDS, merge_group_moments, sum_blocks
 from .numba import compiled as _numba_compiled
 from .numba import njit
+from .reduce import SPLIT, Plan, Reduction, evaluate
 
-__all__ = ["grouped_statistics", "histogram_block", "moments_block", "quantiles_from_histograms"]
+__all__ = ["grouped_plan", "grouped_statistics", "histogram_block", "moments_block", "quantiles_from_histograms"]
 
 #: Columns of a moments table.
-FIELDS = ("count", "mean", "m2", "min", "max")
+FIELDS = GROUP_FIELDS
 
 #: Value dtypes the kernels read as they are (others are converted to float64).
 _VALUE_KINDS = "fiu"
-# Partial histogram tables summed per task (a tree): at most about this many
-# tables (plus one per thread) are held at once, whatever the number of blocks.
-_SPLIT = 16
+# Partial tables merged per task of the tree (the engine's).
+_SPLIT = SPLIT
 
 
 # -- inputs ------------------------------------------------------------------------
@@ -210,16 +214,6 @@ def moments_block(values: np.ndarray, groups: np.ndarray, n: int, *, lut: np.nda
     return (_moments_compiled if _compiled(compiled) else _moments_numpy)(v, g, t, n)
 
 
-def _merge_moments(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Merge per-block moment tables exactly (Chan et al.)."""
-    p = np.stack(parts)  # (blocks, n, 5)
-    count = p[..., 0].sum(axis=0)
-    safe = np.maximum(count, 1)
-    mean = (p[..., 0] * p[..., 1]).sum(axis=0) / safe
-    m2 = (p[..., 2] + p[..., 0] * (p[..., 1] - mean) ** 2).sum(axis=0)
-    return np.stack([count, mean, m2, p[..., 3].min(axis=0), p[..., 4].max(axis=0)], axis=-1)
-
-
 def histogram_block(values: np.ndarray, groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int, *,
                     lut: np.ndarray | None = None, compiled: bool | None = None) -> np.ndarray:
     """Per-group histograms of one block, int64 of shape ``(n, bins)``; group ``k`` spans ``[lo[k], hi[k]]``.
@@ -271,25 +265,49 @@ def quantiles_from_histograms(
 
 
 def _moments_chunk(values: np.ndarray, groups: np.ndarray, *, n: int, lut) -> np.ndarray:
-    return moments_block(values, groups, n, lut=lut).reshape((1,) * values.ndim + (n, 5))
+    return moments_block(values, groups, n, lut=lut)
 
 
 def _histogram_chunk(values: np.ndarray, groups: np.ndarray, *, lo, hi, bins: int, lut) -> np.ndarray:
-    return histogram_block(values, groups, lo, hi, bins, lut=lut).reshape((1,) * values.ndim + (len(lo), bins))
+    return histogram_block(values, groups, lo, hi, bins, lut=lut)
 
 
-def _per_block(func, values, groups, tail: tuple[int, int], dtype, **kwargs):
-    """``func`` mapped over the chunk pairs: one ``tail``-shaped table a chunk, in a dask array of shape ``blocks + tail``.
-
-    Built with ``map_blocks``, so each chunk's read and the kernel are one task.
-    """
-    values, groups = da.asarray(values), da.asarray(groups)
+def _pair(values, groups):
+    """``values`` and ``groups`` as arrays of one shape (0-d as 1-d); dask stays dask."""
+    values = values if hasattr(values, "chunks") else np.asarray(values)
+    groups = groups if hasattr(groups, "chunks") else np.asarray(groups)
     if values.ndim == 0:
         values, groups = values.reshape(1), groups.reshape(1)
-    groups = groups.rechunk(values.chunks)
-    nd = values.ndim
-    return da.map_blocks(func, values, groups, new_axis=[nd, nd + 1], chunks=(1,) * nd + tail, dtype=dtype,
-                         meta=np.empty((0,) * (nd + 2), dtype), **kwargs)
+    return values, groups
+
+
+def grouped_plan(values, groups, n: int, *, bins: int = 1024, quantiles: Sequence[float] = (0.25, 0.5, 0.75),
+                 lut=None) -> Plan:
+    """The two passes of :func:`grouped_statistics` as a plan of :func:`~pfibsims._engine.reduce.evaluate`.
+
+    Yields pass 1 (per-group moments, minimum and maximum), then pass 2
+    (per-group histograms between those extremes); returns the dict of
+    :func:`grouped_statistics`.
+    """
+    lut = None if lut is None else np.asarray(lut)
+    values, groups = _pair(values, groups)
+    n, bins = int(n), int(bins)
+    (mom,) = yield [Reduction(_moments_chunk, (values, groups), (n, 5), merge_group_moments, np.float64,
+                              {"n": n, "lut": lut})]
+    count, mean, m2, lo, hi = mom.T
+    empty = count == 0
+    lo, hi = np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
+    (hist,) = yield [Reduction(_histogram_chunk, (values, groups), (n, bins), sum_blocks, np.int64,
+                               {"lo": lo, "hi": hi, "bins": bins, "lut": lut})]
+    nan = np.where(empty, np.nan, 1.0)
+    return {
+        "count": count.astype(np.int64),
+        "mean": mean * nan,
+        "std": np.sqrt(m2 / np.maximum(count, 1)) * nan,
+        "min": lo * nan,
+        "max": hi * nan,
+        "quantiles": quantiles_from_histograms(hist, lo, hi, quantiles),
+    }
 
 
 def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: Sequence[float] = (0.25, 0.5, 0.75),
@@ -299,7 +317,8 @@ def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: S
     Computes: two streaming passes over ``values`` and ``groups`` (numpy or
     dask, same shape), each holding only one chunk pair a thread and small
     partials (per-block moment tables of ``n x 5``; histogram tables of
-    ``n x bins`` summed 16 at a time).
+    ``n x bins`` merged 16 at a time); numpy inputs are reduced in place,
+    without dask.
 
     Parameters
     ----------
@@ -334,28 +353,5 @@ def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: S
     >>> grouped_statistics(np.array([1.0, 2.0, 4.0]), np.array([7, 7, 9], np.uint8), 1, lut=[-1] * 9 + [0])["mean"]
     array([4.])
     """
-    lut = None if lut is None else np.asarray(lut)
-    lazy = isinstance(values, da.Array) or isinstance(groups, da.Array)
-    if lazy:
-        parts = _per_block(_moments_chunk, values, groups, (n, 5), np.float64, n=n, lut=lut).compute()
-        mom = _merge_moments(parts.reshape(-1, n, 5))
-    else:
-        mom = moments_block(values, groups, n, lut=lut)
-    count, mean, m2, lo, hi = mom.T
-    empty = count == 0
-    lo, hi = np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
-    if lazy:
-        parts = _per_block(_histogram_chunk, values, groups, (n, int(bins)), np.int64, lo=lo, hi=hi, bins=int(bins),
-                           lut=lut)
-        hist = parts.sum(axis=tuple(range(parts.ndim - 2)), split_every=_SPLIT).compute()
-    else:
-        hist = histogram_block(values, groups, lo, hi, bins, lut=lut)
-    nan = np.where(empty, np.nan, 1.0)
-    return {
-        "count": count.astype(np.int64),
-        "mean": mean * nan,
-        "std": np.sqrt(m2 / np.maximum(count, 1)) * nan,
-        "min": lo * nan,
-        "max": hi * nan,
-        "quantiles": quantiles_from_histograms(hist, lo, hi, quantiles),
-    }
+    (out,) = evaluate(grouped_plan(values, groups, n, bins=bins, quantiles=quantiles, lut=lut))
+    return out

@@ -1,9 +1,9 @@
 """Block kernels for one-pass statistics: per-block partial sums and their merging.
 
 One block (a numpy array, or a pair of them) in, a tiny array of partial sums
-out; the graph builders in :mod:`pfibsims.normalize` and
-:mod:`pfibsims.correlate` map these over dask chunks and merge the partials in
-a tree.  Nothing here knows about xarray or dask.
+out, and the merges of those partials; :mod:`.reduce` (the one statistics
+engine) maps the kernels over dask chunks and merges the partials in a tree.
+Nothing here knows about xarray or dask.
 
 Moments of a pair ``(a, b)`` are stored as a length-6 float64 vector
 ``[n, mean_a, mean_b, M2_a, M2_b, C_ab]`` where ``M2`` are sums of squared
@@ -31,10 +31,12 @@ import numpy as np
 from .numba import INSTALLED, compiled, njit
 
 __all__ = [
+    "GROUP_FIELDS",
     "MOMENT_FIELDS",
     "bin_index",
     "histogram_block",
     "joint_histogram_block",
+    "merge_group_moments",
     "merge_moments",
     "merge_ranges",
     "pair_moments_block",
@@ -101,12 +103,28 @@ def _pair_moments_numpy(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = 
     return merge_moments(np.array(parts), axis=0).reshape((1,) * a.ndim + (6,))
 
 
+def _axes(parts: np.ndarray, axis: int | tuple[int, ...] | None, trailing: int) -> tuple[int, ...]:
+    """``axis`` as a tuple of non-negative axes; ``None``: every axis but the ``trailing`` ones."""
+    if axis is None:
+        return tuple(range(parts.ndim - trailing))
+    axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(int(ax) % parts.ndim for ax in axis)
+
+
+def _pooled(n_i: np.ndarray, mean_i: np.ndarray, red: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled count and mean over ``red`` (kept as length-1 axes), and each part's deviation from the pooled mean."""
+    n = n_i.sum(axis=red, keepdims=True)
+    mean = (n_i * mean_i).sum(axis=red, keepdims=True) / np.where(n > 0, n, 1.0)
+    return n, mean, mean_i - mean
+
+
 def merge_moments(parts: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> np.ndarray:
-    """Merge moment vectors (last axis of length 6) over ``axis`` exactly.
+    """Merge pair-moment vectors (last axis of length 6) over ``axis`` exactly.
 
     ``n = sum n_i``, ``mean = sum n_i mean_i / n``, ``M2 = sum M2_i + sum n_i
     (mean_i - mean)^2`` and ``C = sum C_i + sum n_i (mean_a_i - mean_a)
-    (mean_b_i - mean_b)``: Chan's update for any number of partials.
+    (mean_b_i - mean_b)``: Chan's update for any number of partials (the same
+    update merges per-group tables, :func:`merge_group_moments`).
 
     Examples
     --------
@@ -116,25 +134,44 @@ def merge_moments(parts: np.ndarray, axis: int | tuple[int, ...] | None = None, 
     True
     """
     parts = np.asarray(parts, dtype=np.float64)
-    if axis is None:
-        axis = tuple(range(parts.ndim - 1))
-    axis = (axis,) if isinstance(axis, int) else tuple(axis)
-    axis = tuple(ax % parts.ndim for ax in axis)
+    red = _axes(parts, axis, 1)
     n_i = parts[..., 0]
-    red = tuple(axis)
-    n = n_i.sum(axis=red, keepdims=True)
-    safe = np.where(n > 0, n, 1.0)
-    ma = (n_i * parts[..., 1]).sum(axis=red, keepdims=True) / safe
-    mb = (n_i * parts[..., 2]).sum(axis=red, keepdims=True) / safe
-    da_ = parts[..., 1] - ma
-    db_ = parts[..., 2] - mb
+    n, ma, da_ = _pooled(n_i, parts[..., 1], red)
+    _, mb, db_ = _pooled(n_i, parts[..., 2], red)
     m2a = parts[..., 3].sum(axis=red, keepdims=True) + (n_i * da_ * da_).sum(axis=red, keepdims=True)
     m2b = parts[..., 4].sum(axis=red, keepdims=True) + (n_i * db_ * db_).sum(axis=red, keepdims=True)
     cab = parts[..., 5].sum(axis=red, keepdims=True) + (n_i * da_ * db_).sum(axis=red, keepdims=True)
     out = np.stack([n, ma, mb, m2a, m2b, cab], axis=-1)
-    if not keepdims:
-        out = out.squeeze(axis=red)
-    return out
+    return out if keepdims else out.squeeze(axis=red)
+
+
+#: The columns of a per-group moment table (:func:`merge_group_moments`).
+GROUP_FIELDS = ("count", "mean", "m2", "min", "max")
+
+
+def merge_group_moments(parts: np.ndarray, axis: int | tuple[int, ...] | None = None,
+                        keepdims: bool = False) -> np.ndarray:
+    """Merge per-group moment tables (last axes ``(groups, 5)``: :data:`GROUP_FIELDS`) over ``axis`` exactly.
+
+    Count, mean and ``m2`` (sum of squared deviations) by the update of
+    :func:`merge_moments` (Chan et al.), minimum and maximum as they are; an
+    empty group is ``(0, 0, 0, inf, -inf)`` and stays so.
+
+    Examples
+    --------
+    >>> p = np.array([[[2.0, 2.0, 2.0, 1.0, 3.0]], [[1.0, 10.0, 0.0, 10.0, 10.0]]])  # {1, 3} and {10}
+    >>> merge_group_moments(p, axis=0).round(4).tolist()
+    [[3.0, 4.6667, 44.6667, 1.0, 10.0]]
+    """
+    parts = np.asarray(parts, dtype=np.float64)
+    red = _axes(parts, axis, 2)
+    n_i = parts[..., 0]
+    n, mean, d = _pooled(n_i, parts[..., 1], red)
+    m2 = parts[..., 2].sum(axis=red, keepdims=True) + (n_i * d * d).sum(axis=red, keepdims=True)
+    lo = parts[..., 3].min(axis=red, keepdims=True, initial=np.inf)
+    hi = parts[..., 4].max(axis=red, keepdims=True, initial=-np.inf)
+    out = np.stack([n, mean, m2, lo, hi], axis=-1)
+    return out if keepdims else out.squeeze(axis=red)
 
 
 def range_block(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

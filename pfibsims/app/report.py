@@ -13,17 +13,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
-from ..correlate import pearson
+from .._engine.moments import sum_blocks
+from .._engine.reduce import Plan, Reduction, evaluate
+from .._xr import as_array
+from ..correlate.moments import pearson_plan
 from ..errors import DataModelError, EstimationWarning
 from ..grid import Grid
-from ..segmentation import boundary_profile, classify_phases, depletion_depth, phase_statistics
+from ..segmentation import classify_phases, depletion_depth
+from ..segmentation.boundaries import boundary_profile_plan
+from ..segmentation.statistics import phase_statistics_plan
 from ..transform import Affine
 
-__all__ = ["drift_error", "measure", "registration_error", "write_report"]
+__all__ = ["drift_error", "measure", "registration_error", "statistics", "write_report"]
 
 
 def registration_error(T: Affine, true: Affine, grid: Grid) -> dict[str, float]:
@@ -92,6 +96,58 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _agreement_block(t: np.ndarray, lab: np.ndarray, *, values: tuple[int, ...]) -> np.ndarray:
+    """Per label value ``v``: voxels with ``t == v``, and those of them with ``lab == v`` (one block)."""
+    out = np.empty((len(values), 2), dtype=np.int64)
+    for k, v in enumerate(values):
+        tv = np.asarray(t) == v
+        out[k] = tv.sum(), (tv & (np.asarray(lab) == v)).sum()
+    return out
+
+
+def _accuracy_plan(true: xr.DataArray, labels: xr.DataArray) -> Plan:
+    """Per true phase, the fraction of its voxels labelled alike (one pass, as a plan)."""
+    values = tuple(int(v) for v in np.atleast_1d(true.attrs["flag_values"]))
+    red = Reduction(_agreement_block, (as_array(true.data), as_array(labels.transpose(*true.dims).data)),
+                    (len(values), 2), sum_blocks, np.int64, {"values": values})
+    (counts,) = yield [red]
+    return {name: _finite(float(hit) / float(n)) if int(n) else None
+            for (n, hit), name in zip(counts, true.attrs["flag_meanings"].split(), strict=True)}
+
+
+def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None = None,
+               truth: xr.Dataset | None = None) -> dict[str, Any]:
+    """The report's statistics of a fused volume, evaluated together: two passes over the volume.
+
+    Pearson r and covariance of ``a`` and ``b`` inside the SIMS ``coverage``;
+    with ``labels``, per-phase statistics of ``a`` (inside the coverage), its
+    profile across LLZTO surfaces (when the labels name LLZTO) and, with the
+    phantom's ``truth``, the phase accuracy.  Every one is a plan of the one
+    statistics engine (:func:`pfibsims._engine.reduce.evaluate`), so the
+    first pass reads each chunk once for all of them (moments, ranges,
+    counts) and the second once for the per-phase and per-distance
+    histograms.
+
+    Returns
+    -------
+    dict
+        ``pearson`` (a :class:`~pfibsims.correlate.Correlation`), and when
+        computed ``phases`` (Dataset), ``profile`` (Dataset) and
+        ``phase_accuracy`` (dict).
+    """
+    mask = vol["coverage"] if "coverage" in vol.data_vars else None
+    plans = {"pearson": pearson_plan(vol[a], vol[b], mask=mask)}
+    if labels is not None:
+        values = vol[a].where(mask) if mask is not None else vol[a]
+        plans["phases"] = phase_statistics_plan(values, labels)
+        if "LLZTO" in labels.attrs.get("flag_meanings", "").split():
+            # 1 um into the particles, so the bulk level is reached
+            plans["profile"] = boundary_profile_plan(vol[a], labels, "LLZTO", mask=mask, distances=("-1 um", "1 um"))
+        if truth is not None and "phase" in truth:
+            plans["phase_accuracy"] = _accuracy_plan(truth["phase"], labels)
+    return dict(zip(plans, evaluate(*plans.values(), step="report statistics"), strict=True))
+
+
 def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: xr.Dataset | None = None) -> dict[str, Any]:
     """The paper's numbers for a fused volume, as a JSON-ready dict.
 
@@ -101,7 +157,8 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um either
     side of the surface, the first 100 nm left out); and, with the phantom's
     ``truth``, the registration and drift errors and the phase accuracy.
-    Computes several one-pass reductions of the volume.
+    Computes: the statistics together in two passes over the volume
+    (:func:`statistics`).
 
     Parameters
     ----------
@@ -115,38 +172,29 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     a = a or next((c for c in ("Li6", "Li7") if c in vol.data_vars), None)
     if a is None or a not in vol.data_vars or b not in vol.data_vars:
         raise DataModelError(f"vol: expected channels {a!r} and {b!r}, found {sorted(vol.data_vars)}")
-    mask = vol["coverage"] if "coverage" in vol.data_vars else None
-    r = pearson(vol[a], vol[b], mask=mask)
+    stats = statistics(vol, a, b, labels=_labels(vol), truth=truth)
+    r = stats["pearson"]
     out: dict[str, Any] = {
         "pearson": {"a": a, "b": b, "r": r.r, "ci": [r.ci_low, r.ci_high], "p_value": r.p_value, "n": r.n,
                     "covariance": r.covariance, "units": [str(vol[a].attrs.get("units", "1")),
                                                           str(vol[b].attrs.get("units", "1"))]},
     }
-    labels = _labels(vol)
-    if labels is not None:
-        stats = phase_statistics(vol[a].where(mask) if mask is not None else vol[a], labels).compute()
+    if "phases" in stats:
+        phases = stats["phases"]
         out["phases"] = {
-            str(p): {k: _finite(float(stats[k].sel(phase=p))) for k in ("fraction", "mean", "std", "median")}
-            for p in stats.phase.values.tolist()
+            str(p): {k: _finite(float(phases[k].sel(phase=p))) for k in ("fraction", "mean", "std", "median")}
+            for p in phases.phase.values.tolist()
         }
-        if "LLZTO" in labels.attrs.get("flag_meanings", "").split():
-            # 1 um into the particles, so the bulk level is reached; the first 100 nm are left out of the
-            # fit because the SIMS probe (~80 nm) and the voxel mix the neighbouring phase into them
-            prof = boundary_profile(vol[a], labels, "LLZTO", mask=mask, distances=("-1 um", "1 um"))
-            with warnings.catch_warnings(record=True) as caught:  # a doubtful fit is reported, not hidden
-                warnings.simplefilter("always", EstimationWarning)
-                fit = depletion_depth(prof, exclude="100 nm")
-            out["llzto_depletion_depth_nm"] = _finite(float(fit["depth"]))
-            out.setdefault("warnings", []).extend(str(w.message) for w in caught)
-        if truth is not None and "phase" in truth:
-            t = truth["phase"]
-            values = [int(v) for v in t.attrs["flag_values"]]
-            # one lazy pass: per phase, true voxels and those labelled alike (nothing is loaded whole)
-            sums = dask.compute(*[((t == v).sum(), ((t == v) & (labels == v)).sum()) for v in values])
-            out["phase_accuracy"] = {
-                name: _finite(float(hit) / float(n)) if int(n) else None
-                for (n, hit), name in zip(sums, t.attrs["flag_meanings"].split(), strict=True)
-            }
+    if "profile" in stats:
+        # the first 100 nm are left out of the fit because the SIMS probe (~80 nm) and the voxel mix the
+        # neighbouring phase into them
+        with warnings.catch_warnings(record=True) as caught:  # a doubtful fit is reported, not hidden
+            warnings.simplefilter("always", EstimationWarning)
+            fit = depletion_depth(stats["profile"], exclude="100 nm")
+        out["llzto_depletion_depth_nm"] = _finite(float(fit["depth"]))
+        out.setdefault("warnings", []).extend(str(w.message) for w in caught)
+    if "phase_accuracy" in stats:
+        out["phase_accuracy"] = stats["phase_accuracy"]
     if truth is not None:
         grid = Grid.of(vol, dims=("y", "x"))
         if "pfibsims:affine" in vol.attrs:

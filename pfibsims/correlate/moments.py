@@ -12,6 +12,7 @@ import scipy.stats as st
 import xarray as xr
 from dask.base import tokenize
 
+from .._engine.reduce import Plan, evaluate
 from ..dataset import record
 from ..errors import PfibsimsError
 from .pairs import (
@@ -19,6 +20,7 @@ from .pairs import (
     cov_of,
     fisher_ci,
     is_lazy,
+    moments_reduction,
     name_of,
     pair_inputs,
     pair_moments,
@@ -155,10 +157,24 @@ def pearson(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) -> Co
     >>> round(float(r), 4), r.n, (round(r.ci_low, 3), round(r.ci_high, 3))
     (0.9811, 5, (0.735, 0.999))
     """
+    (out,) = evaluate(pearson_plan(a, b, mask=mask, confidence=confidence))
+    return out
+
+
+def pearson_plan(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) -> Plan:
+    """:func:`pearson` as a plan of :func:`pfibsims._engine.reduce.evaluate` (one pass).
+
+    The inputs are checked at once; the pass runs when the plan is evaluated,
+    together with the passes of other plans.
+    """
     confidence = check_confidence(confidence)
     xa, xb, a_, b_, m = pair_inputs(a, b, mask)
-    mom = pair_moments(a_, b_, m).compute()
-    return _correlation_from_moments(mom, (name_of(xa, "a"), name_of(xb, "b")), confidence, "all voxels")
+    return _pearson_plan(a_, b_, m, (name_of(xa, "a"), name_of(xb, "b")), confidence)
+
+
+def _pearson_plan(a_: Any, b_: Any, m: Any, names: tuple[str, str], confidence: float) -> Plan:
+    (mom,) = yield [moments_reduction(a_, b_, m)]
+    return _correlation_from_moments(mom, names, confidence, "all voxels")
 
 
 # -- maps --------------------------------------------------------------------

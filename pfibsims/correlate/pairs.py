@@ -12,7 +12,7 @@ import scipy.stats as st
 import xarray as xr
 
 from .._engine import moments as _moments
-from .._engine.reduce import block_reduce
+from .._engine.reduce import Reduction, reduce_blocks
 from .._xr import as_dataarray, check_same_grid, dask_data, mask_data
 from ..errors import PfibsimsError
 from ..units import ureg
@@ -44,10 +44,14 @@ def name_of(x: xr.DataArray, default: str) -> str:
     return str(x.name) if x.name is not None else default
 
 
+def moments_reduction(a: da.Array, b: da.Array, m: da.Array | None) -> Reduction:
+    """``[n, mean_a, mean_b, M2_a, M2_b, C_ab]`` of the valid pairs, as a reduction of the one engine."""
+    return Reduction(_moments.pair_moments_block, (a, b, m), (6,), _moments.merge_moments, np.float64)
+
+
 def pair_moments(a: da.Array, b: da.Array, m: da.Array | None) -> da.Array:
     """Lazy ``[n, mean_a, mean_b, M2_a, M2_b, C_ab]`` of the valid pairs, one pass."""
-    return block_reduce(_moments.pair_moments_block, [a, b, m], out_shape=(6,), merge=_moments.merge_moments,
-                        dtype=np.float64, name="pfibsims-moments")
+    return reduce_blocks([moments_reduction(a, b, m)], name="pfibsims-moments")[0]
 
 
 def cov_of(m: np.ndarray) -> np.ndarray:

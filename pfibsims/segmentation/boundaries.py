@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -12,7 +13,8 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import curve_fit
 
-from .._engine.grouped import grouped_statistics
+from .._engine.grouped import grouped_plan
+from .._engine.reduce import Plan, evaluate
 from .._xr import as_array, check_same_grid, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
@@ -118,6 +120,23 @@ def boundary_profile(
     >>> p.distance.values.tolist(), p["mean"].values.tolist()
     ([-150.0, -50.0, 50.0, 150.0], [350.0, 450.0, 550.0, 650.0])
     """
+    (out,) = evaluate(_checked_plan(da, labels, phase, distances, bins, mask, hist_bins))
+    return out
+
+
+def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **options: Any) -> Plan:
+    """:func:`boundary_profile` as a plan of :func:`pfibsims._engine.reduce.evaluate` (two passes).
+
+    ``options`` are those of :func:`boundary_profile`.  The inputs are
+    checked and the distance graph is built at once; the passes run when the
+    plan is evaluated, together with other plans.
+    """
+    args = inspect.signature(boundary_profile).bind(da, labels, phase, **options)
+    args.apply_defaults()
+    return _checked_plan(*args.arguments.values())
+
+
+def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins) -> Plan:
     dims = spatial_dims(da, "da")
     value, name = phase_value(labels, phase)
     check_same_grid(da, labels, name="labels", ref="the data")
@@ -138,7 +157,11 @@ def boundary_profile(
         check_same_grid(da, mask, name="labels", ref="the data")
         m = as_array(mask.transpose(*dims).data)
         groups = darr.where(m, groups, -1) if isinstance(groups, darr.Array) or isinstance(m, darr.Array) else np.where(m, groups, -1)
-    stats = grouped_statistics(values, groups, n, bins=int(hist_bins), quantiles=QUANTILES)
+    return _profile_plan(da, values, groups, n, int(hist_bins), name, lo, hi, width, spacing)
+
+
+def _profile_plan(da, values, groups, n, hist_bins, name, lo, hi, width, spacing) -> Plan:
+    stats = yield from grouped_plan(values, groups, n, bins=hist_bins, quantiles=QUANTILES)
     edges = lo + width * np.arange(n + 1)
     data_vars = stats_vars(stats, "distance", da.attrs.get("units"))
     data_vars["sem"] = ("distance", stats["std"] / np.sqrt(np.maximum(stats["count"], 1)), data_vars["mean"][2])

@@ -8,9 +8,18 @@ centres rather than to the nearest voxel centre of the other class removes
 the half-voxel bias of the plain distance transform: a voxel next to a flat,
 axis-aligned boundary is at half a spacing from it, not a whole one.
 
-It is computed with :func:`scipy.ndimage.distance_transform_edt` on a grid
-refined twice per axis (voxel centres at even indices, face centres between
-them), with ``sampling=`` half the physical spacing.  On dask arrays each
+On a grid refined twice per axis (voxel centres at even indices, face
+centres between them, ``sampling=`` half the physical spacing) this is
+:func:`scipy.ndimage.distance_transform_edt` of the face centres, evaluated
+at the voxel centres.  With numba it is computed by separable lower
+envelopes of parabolas (Felzenszwalb & Huttenlocher 2012), one axis at a
+time, keeping only the refined lines each later axis needs: about 14
+operations a voxel and two float64 copies of the block, where scipy's
+transform of the refined grid holds eight times the voxels and an index
+array three times that (6 s and ~0.7 GB for a 39 x 216 x 352 block).  Each
+squared distance is summed in scipy's order, ``(d_0^2 + d_1^2) + d_2^2`` with
+``d_k`` the offset times the half spacing, so the two agree to the last bit
+unless two face centres tie for nearest (tested).  On dask arrays each
 chunk is extended by an overlap of at least the largest distance wanted
 (``reach``) with :func:`dask.array.map_overlap`, after rechunking to chunks
 of at least twice the overlap (no padding at the volume
@@ -30,6 +39,8 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._engine.numba import compiled, njit
+
 __all__ = ["signed_distance", "signed_distance_block"]
 
 
@@ -43,6 +54,132 @@ def _face_free(mask: np.ndarray) -> np.ndarray:
         index[axis] = slice(1, None, 2)
         free[tuple(index)] = np.diff(mask, axis=axis) == 0
     return free
+
+
+# -- compiled separable transform ---------------------------------------------------
+@njit(nogil=True, cache=True)
+def _is_site(m, r0, r1, r2):  # pragma: no cover - compiled
+    """True at refined index ``(r0, r1, r2)`` when it is the centre of a face between the phase and the rest."""
+    o0, o1, o2 = r0 & 1, r1 & 1, r2 & 1
+    if o0 + o1 + o2 != 1:
+        return False
+    i0, i1, i2 = r0 >> 1, r1 >> 1, r2 >> 1
+    if o0:
+        return m[i0, i1, i2] != m[i0 + 1, i1, i2]
+    if o1:
+        return m[i0, i1, i2] != m[i0, i1 + 1, i2]
+    return m[i0, i1, i2] != m[i0, i1, i2 + 1]
+
+
+@njit(nogil=True, cache=True)
+def _envelope(f, h, v, z, out):  # pragma: no cover - compiled
+    """``out[i] = min_q f[q] + ((2 i - q) h)^2`` over the finite ``f[q]`` (inf if none): even points only.
+
+    The lower envelope of the parabolas rooted at the finite samples
+    (Felzenszwalb & Huttenlocher), ``v``/``z`` scratch of ``f.size (+ 1)``.
+    """
+    n = f.size
+    k = -1
+    h2 = h * h
+    for q in range(n):
+        fq = f[q]
+        if fq == np.inf:
+            continue
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0] = -np.inf
+            z[1] = np.inf
+            continue
+        while True:
+            p = v[k]
+            s = ((fq + h2 * q * q) - (f[p] + h2 * p * p)) / (2.0 * h2 * (q - p))
+            if s <= z[k] and k > 0:
+                k -= 1
+                continue
+            if s <= z[k]:  # k == 0: the new parabola is lower everywhere
+                v[0] = q
+                z[1] = np.inf
+                k = -2
+            break
+        if k == -2:
+            k = 0
+            continue
+        k += 1
+        v[k] = q
+        z[k] = s
+        z[k + 1] = np.inf
+    if k < 0:
+        out[:] = np.inf
+        return
+    j = 0
+    for i in range(out.size):
+        x = 2.0 * i
+        while z[j + 1] < x:
+            j += 1
+        q = v[j]
+        d = (x - q) * h
+        out[i] = f[q] + d * d
+
+
+@njit(nogil=True, cache=True)
+def _squared_distance(m, h0, h1, h2):  # pragma: no cover - compiled
+    """Squared distance (nm^2) of every voxel centre of ``m`` (3-D) to the nearest face centre; inf if none."""
+    n0, n1, n2 = m.shape
+    R0, R1, R2 = 2 * n0 - 1, 2 * n1 - 1, 2 * n2 - 1
+    g2 = np.empty((n0, n1, R2))
+    g1 = np.empty((n0, R1))
+    line = np.empty(max(R0, R1, R2))
+    v = np.empty(max(R0, R1, R2), dtype=np.int64)
+    z = np.empty(max(R0, R1, R2) + 1)
+    col = np.empty(max(n0, n1, n2))
+    for r2 in range(R2):
+        # axis 0: distance to the nearest site on each line (r1, r2), at the voxel centres
+        for r1 in range(R1):
+            last = -1
+            for r0 in range(R0):
+                line[r0] = np.inf
+            for r0 in range(R0):
+                if _is_site(m, r0, r1, r2):
+                    last = r0
+                if last >= 0:
+                    line[r0] = r0 - last
+            last = -1
+            for r0 in range(R0 - 1, -1, -1):
+                if _is_site(m, r0, r1, r2):
+                    last = r0
+                if last >= 0 and last - r0 < line[r0]:
+                    line[r0] = last - r0
+            for i0 in range(n0):
+                d = line[2 * i0]
+                if d == np.inf:
+                    g1[i0, r1] = np.inf
+                else:
+                    d = d * h0
+                    g1[i0, r1] = d * d
+        # axis 1: lower envelope along r1, at the voxel centres
+        for i0 in range(n0):
+            _envelope(g1[i0], h1, v, z, col[:n1])
+            for i1 in range(n1):
+                g2[i0, i1, r2] = col[i1]
+    out = np.empty((n0, n1, n2))
+    for i0 in range(n0):
+        for i1 in range(n1):
+            _envelope(g2[i0, i1], h2, v, z, out[i0, i1])
+    return out
+
+
+def _distance_scipy(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
+    """Unsigned distance of the voxel centres to the nearest face centre (the reference, without numba)."""
+    free = _face_free(mask)
+    half = [s / 2 for s in sampling]
+    return ndi.distance_transform_edt(free, sampling=half)[(slice(0, None, 2),) * mask.ndim]
+
+
+def _distance_compiled(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
+    m3 = np.ascontiguousarray(mask.reshape((1,) * (3 - mask.ndim) + mask.shape), dtype=np.uint8)
+    h = [1.0] * (3 - mask.ndim) + [s / 2 for s in sampling]
+    return np.sqrt(_squared_distance(m3, float(h[0]), float(h[1]), float(h[2]))).reshape(mask.shape)
 
 
 def signed_distance_block(mask: np.ndarray, *, sampling: Sequence[float], reach: float = math.inf) -> np.ndarray:
@@ -70,11 +207,10 @@ def signed_distance_block(mask: np.ndarray, *, sampling: Sequence[float], reach:
     """
     mask = np.asarray(mask, dtype=bool)
     sign = np.where(mask, -1.0, 1.0)
-    free = _face_free(mask)
-    if free.all():
+    if mask.all() or not mask.any():
         return sign * np.inf
-    half = [s / 2 for s in sampling]
-    dist = ndi.distance_transform_edt(free, sampling=half)[(slice(0, None, 2),) * mask.ndim]
+    use = _distance_compiled if compiled() and 1 <= mask.ndim <= 3 else _distance_scipy
+    dist = use(mask, sampling)
     dist[dist > reach] = np.inf
     return sign * dist
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._engine.grouped import grouped_statistics
+from .._engine.grouped import grouped_plan
+from .._engine.reduce import Plan, evaluate
 from .._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from .labels import flags
@@ -91,14 +92,29 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     >>> st["mean"].values.tolist(), st["count"].values.tolist()
     ([2.5, 4.5], [4, 4])
     """
+    (out,) = evaluate(phase_statistics_plan(da, labels, bins=bins))
+    return out
+
+
+def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096) -> Plan:
+    """:func:`phase_statistics` as a plan of :func:`pfibsims._engine.reduce.evaluate` (two passes).
+
+    The inputs are checked at once (when the plan is made); the passes run
+    when it is evaluated, together with the passes of other plans.
+    """
     da = dequantify(da, "da")
     labels = dequantify(labels, "labels")
     spatial_dims(da, "da")
     values, names = flags(labels)
     check_same_grid(da, labels, name="labels", ref="the data")
+    return _phase_statistics_plan(da, labels, values, names, int(bins))
+
+
+def _phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, values: list[int], names: list[str],
+                           bins: int) -> Plan:
     spacing = spacing_nm(da, "da")
     groups, lut = _groups(labels, values)
-    stats = grouped_statistics(as_array(da.data), groups, len(values), bins=int(bins), quantiles=QUANTILES, lut=lut)
+    stats = yield from grouped_plan(as_array(da.data), groups, len(values), bins=bins, quantiles=QUANTILES, lut=lut)
     total = stats["count"].sum()
     voxel_um3 = math.prod(spacing) * 1e-9
     data_vars = stats_vars(stats, "phase", da.attrs.get("units"))
@@ -110,4 +126,4 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
         attrs={**history_attrs(history(da)), "channel": str(da.name)},
     )
     out = out[["count", "volume", "fraction", "mean", "std", "min", "q25", "median", "q75", "max"]]
-    return record(out, "phase_statistics", bins=int(bins), quantiles="interpolated in per-phase histograms")
+    return record(out, "phase_statistics", bins=bins, quantiles="interpolated in per-phase histograms")

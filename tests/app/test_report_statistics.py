@@ -1,0 +1,37 @@
+"""The report's statistics: every one a plan of the one engine, two passes over the volume in all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import raise_if_dask_computes
+
+import pfibsims as pfs
+from pfibsims.app.report import statistics
+
+
+@pytest.fixture(scope="module")
+def lazy_volume():
+    eds, sims, truth = pfs.synthetic.cathode(seed=1, n_slices=3, eds_shape=(64, 80), sims_shape=(120, 120))
+    vol = pfs.fuse(eds, sims, register=pfs.Affine.from_attrs(truth.attrs), drift=truth.drift).compute()
+    vol["phase"] = pfs.classify_phases(vol).compute()
+    return vol.chunk({"z": 1, "y": 32, "x": 40}), truth.compute()
+
+
+def test_statistics_are_two_passes_and_equal_the_public_functions(lazy_volume):
+    vol, truth = lazy_volume
+    with raise_if_dask_computes(max_computes=2):
+        st = statistics(vol, "Li6", "Zr_La", labels=vol.phase, truth=truth)
+    r = pfs.pearson(vol.Li6, vol.Zr_La, mask=vol.coverage)
+    assert st["pearson"] == r
+    ph = pfs.phase_statistics(vol.Li6.where(vol.coverage), vol.phase)
+    for key in ph.data_vars:
+        np.testing.assert_array_equal(st["phases"][key].values, ph[key].values)
+    prof = pfs.boundary_profile(vol.Li6, vol.phase, "LLZTO", mask=vol.coverage, distances=("-1 um", "1 um"))
+    for key in prof.data_vars:
+        np.testing.assert_array_equal(st["profile"][key].values, prof[key].values)
+    # phase accuracy by hand: the fraction of each true phase labelled alike
+    t, lab = truth.phase.values, vol.phase.values
+    for v, name in zip(truth.phase.attrs["flag_values"], truth.phase.attrs["flag_meanings"].split(), strict=True):
+        n = (t == v).sum()
+        assert st["phase_accuracy"][name] == (((t == v) & (lab == v)).sum() / n if n else None)

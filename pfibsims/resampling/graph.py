@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dask.array as da
@@ -31,7 +33,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from .kernels import EDGE_TOL, AxisWeights, kernel_radius, pass_axis, warp2d, warp2d_nearest, warp_source_index
 
-__all__ = ["Keep", "Plan", "Warp", "coverage_array", "resample_array", "warp_row_intervals"]
+__all__ = ["Keep", "Plan", "Warp", "coverage_array", "resample_array", "resample_numpy", "warp_row_intervals"]
 
 
 @dataclass(frozen=True)
@@ -212,12 +214,16 @@ def _source_keys(src: da.Array, window: tuple[tuple[int, int], ...]):
     return nest((), ranges), tuple(cut)
 
 
+def _pass_order(plan: Plan, src_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of the separable passes, the most shrinking first (Pillow: x before y when equal)."""
+    seps = [k for k, ax in enumerate(plan.axes) if isinstance(ax, AxisWeights)]
+    return tuple(sorted(seps, key=lambda k: (plan.out_shape[k] / src_shape[k], -k)))
+
+
 def resample_array(src: da.Array, plan: Plan, out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:
     """The lazy resampled array: one task per output chunk reading only its source window."""
     name = "resample-" + tokenize(src, plan, out_chunks)
-    # Separable passes: the most shrinking axis first (Pillow: x before y when equal).
-    seps = [k for k, ax in enumerate(plan.axes) if isinstance(ax, AxisWeights)]
-    order = tuple(sorted(seps, key=lambda k: (plan.out_shape[k] / src.shape[k], -k)))
+    order = _pass_order(plan, src.shape)
     dsk = {}
     for index in itertools.product(*(range(len(c)) for c in out_chunks)):
         shape, window, local, warp = _localise(plan, index, out_chunks)
@@ -230,6 +236,48 @@ def resample_array(src: da.Array, plan: Plan, out_chunks: tuple[tuple[int, ...],
         dsk[key] = (_resample_block, parts, cut, local, warp, origin, shape, order, plan.kernel, plan.a, plan.fill, plan.dtype)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[src])
     return da.Array(graph, name, chunks=out_chunks, dtype=plan.dtype)
+
+
+#: Output pixels a thread of :func:`resample_numpy` takes at least (smaller outputs: one call, no thread).
+EAGER_BAND = 1 << 21
+
+
+def resample_numpy(src: np.ndarray, plan: Plan, threads: int | None = None) -> np.ndarray:
+    """The resampled array of an in-memory source, without dask.
+
+    The output is cut into bands along its second-to-last axis, at least
+    :data:`EAGER_BAND` pixels each and at most one per thread (``threads``,
+    default the CPU count); each band runs the kernels of :func:`resample_window`
+    on its source window (a view) and is written in place, the bands in
+    parallel (the kernels release the GIL).  A band is an output chunk: the
+    result is the lazy one's, bit for bit.
+    """
+    axis = max(len(plan.out_shape) - 2, 0)
+    n_threads = threads or os.cpu_count() or 1
+    bands = max(1, min(n_threads, math.prod(plan.out_shape) // EAGER_BAND, plan.out_shape[axis]))
+    edges = np.linspace(0, plan.out_shape[axis], bands + 1).round().astype(int)
+    out_chunks = tuple(tuple(np.diff(edges).tolist()) if k == axis else (n,) for k, n in enumerate(plan.out_shape))
+    order = _pass_order(plan, src.shape)
+
+    def band(b: int) -> np.ndarray:
+        index = tuple(b if k == axis else 0 for k in range(len(plan.out_shape)))
+        shape, window, local, warp = _localise(plan, index, out_chunks)
+        if window is None:
+            return np.full(shape, plan.fill, dtype=plan.dtype)
+        origin = (window[-2][0], window[-1][0]) if warp is not None else (0, 0)
+        cut = tuple(slice(lo, hi) for lo, hi in window)
+        return resample_window(src[cut], local, warp, origin, shape, order, plan.kernel, plan.a, plan.fill, plan.dtype)
+
+    if bands == 1:
+        return band(0)
+    out = np.empty(plan.out_shape, dtype=plan.dtype)
+
+    def store(b: int) -> None:
+        out[tuple(slice(edges[b], edges[b + 1]) if k == axis else slice(None) for k in range(out.ndim))] = band(b)
+
+    with ThreadPoolExecutor(bands) as pool:
+        list(pool.map(store, range(bands)))
+    return out
 
 
 def coverage_array(plan: Plan, out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:

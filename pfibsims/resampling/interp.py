@@ -18,6 +18,7 @@ dask graph (``_chunking``) -> numpy/numba kernels on one window (``_kernels``).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -33,7 +34,7 @@ from ..grid import Grid
 from ..transform import Affine
 from ..units import length_nm
 from .drift import compose, drift_nm
-from .graph import Keep, Plan, Warp, coverage_array, resample_array, warp_row_intervals
+from .graph import Keep, Plan, Warp, coverage_array, resample_array, resample_numpy, warp_row_intervals
 from .kernels import KERNELS, axis_weights, filter_scale, nearest_index
 
 __all__ = ["coverage", "resample"]
@@ -71,6 +72,12 @@ class _Axis:
         return np.interp(u, np.arange(self.n - 1) + 0.5, self.steps)
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_nm(units: str, d: str) -> float:
+    """nm per ``units`` (parsed once per unit: the parser costs more than a small resampling)."""
+    return length_nm(f"1 {units}", name=f"data['{d}'].attrs['units']")
+
+
 def _source_axis(obj: Any, d: str) -> _Axis:
     if isinstance(obj, Grid):
         return _Axis(obj.coords()[d], obj.spacing[obj.dims.index(d)])
@@ -81,7 +88,7 @@ def _source_axis(obj: Any, d: str) -> _Axis:
     if units is None:
         raise UnitsError(f"data: coordinate '{d}' expected a length 'units' attribute (e.g. 'nm'), found none")
     try:
-        scale = length_nm(f"1 {units}", name=f"data['{d}'].attrs['units']")
+        scale = _unit_nm(str(units), d)
     except UnitsError as exc:
         raise UnitsError(f"data: {exc}") from None
     centres = np.asarray(coord.values, dtype=np.float64) * scale
@@ -288,27 +295,31 @@ def _resample_da(arr: xr.DataArray, grid: Grid, T: Affine, coords: dict, kernel:
         fill = np.asarray(fill_v).astype(dtype)[()]
     data = arr_t.data
     lazy = isinstance(data, da.Array)
-    eager = not lazy and chunks is None  # numpy in, numpy out: the graph never leaves this function
-    # an eager graph needs no content-hashed name (hashing a 4000^2 image costs more than resampling it)
-    src = data if lazy else da.from_array(np.asarray(data), chunks=data.shape, name=False if eager else None)
-    keep_defaults = tuple(src.chunks[k] if lazy else (1 if d == "z" else n) for k, (d, n) in
-                          enumerate(zip(order, out_shape)))
-    src_chunks = keep_defaults[:n_keep] + tuple(src.chunks[n_keep:])
-    defaults = _default_chunks(tuple(order), specs, src_chunks, out_shape)
-    out_chunks = _chunks(chunks, tuple(order), out_shape, defaults, dtype)
-    if warp is None and all(isinstance(s, Keep) for s in specs):
-        result = src.astype(dtype)
-        result = result.rechunk(out_chunks) if chunks is not None else result
+    if not lazy and chunks is None:  # numpy in, numpy out: no dask (small inputs do not pay its fixed costs)
+        result = _resample_numpy(np.asarray(data), specs, warp, out_shape, kernel, a, fill, dtype)
     else:
-        plan = Plan(tuple(specs), out_shape, warp, kernel, int(a), fill, dtype)
-        result = resample_array(src, plan, out_chunks)
-    if eager:  # blocks are stored by the worker threads, in parallel: no serial concatenation at the end
-        out = np.empty(result.shape, dtype=result.dtype)
-        da.store(result, out, lock=False, scheduler="threads")
-        result = out
+        src = data if lazy else da.from_array(np.asarray(data), chunks=data.shape)
+        keep_defaults = tuple(src.chunks[k] if lazy else (1 if d == "z" else n) for k, (d, n) in
+                              enumerate(zip(order, out_shape)))
+        src_chunks = keep_defaults[:n_keep] + tuple(src.chunks[n_keep:])
+        defaults = _default_chunks(tuple(order), specs, src_chunks, out_shape)
+        out_chunks = _chunks(chunks, tuple(order), out_shape, defaults, dtype)
+        if warp is None and all(isinstance(s, Keep) for s in specs):
+            result = src.astype(dtype)
+            result = result.rechunk(out_chunks) if chunks is not None else result
+        else:
+            result = resample_array(src, Plan(tuple(specs), out_shape, warp, kernel, int(a), fill, dtype), out_chunks)
     keep_coords = {k: v.variable for k, v in arr.coords.items() if not set(v.dims) & set(dims_r)}
     out = xr.DataArray(result, dims=order, coords={**keep_coords, **coords}, attrs=dict(arr.attrs), name=arr.name)
     return out.transpose(*arr.dims)
+
+
+def _resample_numpy(data: np.ndarray, specs: list, warp: Warp | None, out_shape: tuple[int, ...], kernel: str, a: int,
+                    fill: Any, dtype: np.dtype) -> np.ndarray:
+    """The eager path: numpy in, numpy out, bands of the output on threads (no dask)."""
+    if warp is None and all(isinstance(s, Keep) for s in specs):
+        return data.astype(dtype)
+    return resample_numpy(data, Plan(tuple(specs), out_shape, warp, kernel, int(a), fill, dtype))
 
 
 def resample(

@@ -403,11 +403,14 @@ def _warp2d_for(k: int):
 
     (A closure constant, not ``numba.literally``: literal dispatch re-runs
     part of the compiler on every call, ~3 ms, i.e. ~50 ms per 4000^2 image.)
+    Cached on disk like every other kernel: numba keys a closure's cache
+    entry by its cell values, so each ``k`` is compiled once, ever, not once
+    per process.
     """
     fn = _WARP2D.get(k)
     if fn is None:
 
-        @njit(nogil=True)
+        @njit(nogil=True, cache=True)
         def fn(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, fill, one):  # pragma: no cover
             _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, fill, one, k)
 

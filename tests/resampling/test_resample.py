@@ -395,3 +395,24 @@ def test_per_slice_transforms_errors():
     np.testing.assert_allclose(same_z.Li6.values, 1.0)
     with pytest.raises(pfs.DataModelError, match=r"data_or_grid: per-slice transforms need the source data"):
         coverage(pfs.Grid((8, 8), "72 nm"), onto, transform=[pfs.Affine.identity()] * 2)
+
+
+@pytest.mark.parametrize("transform", [None, Affine.from_parameters(rotation=-12, scale=1.3, shift=(50, 80))],
+                         ids=["scale", "rotation"])
+def test_numpy_input_runs_without_dask_in_parallel_bands(monkeypatch, no_compute, transform):
+    """Numpy in, numpy out: no dask; bands on threads give the lazy result bit for bit."""
+    from pfibsims.resampling import graph
+
+    data = np.random.default_rng(3).random((3, 61, 83)).astype(np.float32)
+    src = pfs.stack({"Li6": data}, pixel_size="72 nm", slice_thickness="60 nm")
+    onto = Grid((57, 70), "81.4 nm")
+    lazy = resample(src.chunk({"z": 1, "y": 7, "x": 7}), onto, transform=transform, chunks=13).compute()
+    with no_compute():
+        one = resample(src, onto, transform=transform)
+        monkeypatch.setattr(graph, "EAGER_BAND", 100)  # bands of >= 100 output pixels: 2 (cpu count) or more
+        banded = resample(src, onto, transform=transform)
+    assert isinstance(one.Li6.data, np.ndarray)
+    np.testing.assert_array_equal(one.Li6.values, lazy.Li6.values)
+    np.testing.assert_array_equal(banded.Li6.values, lazy.Li6.values)
+    out = graph.resample_numpy(data, graph.Plan((graph.Keep(), graph.Keep(), graph.Keep()), data.shape), threads=4)
+    np.testing.assert_array_equal(out, data)

@@ -12,6 +12,7 @@ Inside the library every length is a plain ``float`` in nanometres
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -174,6 +175,10 @@ def length_nm(value: Any, *, default_unit: str | None = None, name: str = "value
     >>> length_nm(60, default_unit="nm")
     60.0
     """
+    if default_unit == LENGTH_UNIT and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
+        if math.isfinite(v):  # what parse_length gives, without the parser (drift tables have thousands)
+            return float(f"{v:.12g}")
     return float(parse_length(value, default_unit=default_unit, name=name).magnitude)
 
 

@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dask.array as da
@@ -214,18 +215,32 @@ def _source_keys(src: da.Array, window: tuple[tuple[int, int], ...]):
     return nest((), ranges), tuple(cut)
 
 
-def _pass_order(plan: Plan, src_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The axes of the separable passes, the most shrinking first (Pillow: x before y when equal)."""
-    seps = [k for k, ax in enumerate(plan.axes) if isinstance(ax, AxisWeights)]
-    return tuple(sorted(seps, key=lambda k: (plan.out_shape[k] / src_shape[k], -k)))
+def _pass_order(plans: Plan | Sequence[Plan], src_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of the separable passes (of any plan), the most shrinking first (Pillow: x before y when equal)."""
+    plans = [plans] if isinstance(plans, Plan) else list(plans)
+    seps = {k for p in plans for k, ax in enumerate(p.axes) if isinstance(ax, AxisWeights)}
+    shape = plans[0].out_shape
+    return tuple(sorted(seps, key=lambda k: (shape[k] / src_shape[k], -k)))
 
 
-def resample_array(src: da.Array, plan: Plan, out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:
-    """The lazy resampled array: one task per output chunk reading only its source window."""
-    name = "resample-" + tokenize(src, plan, out_chunks)
-    order = _pass_order(plan, src.shape)
+def _plan_of(plans: Plan | Sequence[Plan], index: tuple[int, ...]) -> Plan:
+    """The plan of an output block: the one plan, or (one plan per slice) that of the block's slice."""
+    return plans if isinstance(plans, Plan) else plans[index[0]]
+
+
+def resample_array(src: da.Array, plans: Plan | Sequence[Plan], out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:
+    """The lazy resampled array: one task per output chunk reading only its source window.
+
+    ``plans`` is one :class:`Plan`, or one per index of the first axis (a
+    slice's own transform, e.g. its drift), which ``out_chunks`` then cut in
+    blocks of one.
+    """
+    plan0 = _plan_of(plans, (0,))
+    name = "resample-" + tokenize(src, plans, out_chunks)
+    order = _pass_order(plans, src.shape)
     dsk = {}
     for index in itertools.product(*(range(len(c)) for c in out_chunks)):
+        plan = _plan_of(plans, index)
         shape, window, local, warp = _localise(plan, index, out_chunks)
         key = (name, *index)
         if window is None:
@@ -235,56 +250,69 @@ def resample_array(src: da.Array, plan: Plan, out_chunks: tuple[tuple[int, ...],
         origin = (window[-2][0], window[-1][0]) if warp is not None else (0, 0)
         dsk[key] = (_resample_block, parts, cut, local, warp, origin, shape, order, plan.kernel, plan.a, plan.fill, plan.dtype)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[src])
-    return da.Array(graph, name, chunks=out_chunks, dtype=plan.dtype)
+    return da.Array(graph, name, chunks=out_chunks, dtype=plan0.dtype)
 
 
 #: Output pixels a thread of :func:`resample_numpy` takes at least (smaller outputs: one call, no thread).
 EAGER_BAND = 1 << 21
 
 
-def resample_numpy(src: np.ndarray, plan: Plan, threads: int | None = None) -> np.ndarray:
+def resample_numpy(src: np.ndarray, plans: Plan | Sequence[Plan], threads: int | None = None) -> np.ndarray:
     """The resampled array of an in-memory source, without dask.
 
-    The output is cut into bands along its second-to-last axis, at least
-    :data:`EAGER_BAND` pixels each and at most one per thread (``threads``,
-    default the CPU count); each band runs the kernels of :func:`resample_window`
-    on its source window (a view) and is written in place, the bands in
-    parallel (the kernels release the GIL).  A band is an output chunk: the
-    result is the lazy one's, bit for bit.
+    The output is cut into bands (at least :data:`EAGER_BAND` pixels each and
+    at most one per thread, ``threads``, default the CPU count): along its
+    second-to-last axis for one :class:`Plan`, along the first for one plan
+    per slice.  Each band runs the kernels of :func:`resample_window` on its
+    source window (a view) and is written in place, the bands in parallel
+    (the kernels release the GIL).  A band is an output chunk: the result is
+    the lazy one's, bit for bit.
     """
-    axis = max(len(plan.out_shape) - 2, 0)
+    plan0 = _plan_of(plans, (0,))
+    shape = plan0.out_shape
+    axis = max(len(shape) - 2, 0) if isinstance(plans, Plan) else 0
     n_threads = threads or os.cpu_count() or 1
-    bands = max(1, min(n_threads, math.prod(plan.out_shape) // EAGER_BAND, plan.out_shape[axis]))
-    edges = np.linspace(0, plan.out_shape[axis], bands + 1).round().astype(int)
-    out_chunks = tuple(tuple(np.diff(edges).tolist()) if k == axis else (n,) for k, n in enumerate(plan.out_shape))
-    order = _pass_order(plan, src.shape)
+    bands = max(1, min(n_threads, math.prod(shape) // EAGER_BAND, shape[axis]))
+    if not isinstance(plans, Plan):
+        bands = shape[0]  # a slice a block (its own plan); the blocks are shared among the threads
+    edges = np.linspace(0, shape[axis], bands + 1).round().astype(int)
+    out_chunks = tuple(tuple(np.diff(edges).tolist()) if k == axis else (n,) for k, n in enumerate(shape))
+    order = _pass_order(plans, src.shape)
 
     def band(b: int) -> np.ndarray:
-        index = tuple(b if k == axis else 0 for k in range(len(plan.out_shape)))
-        shape, window, local, warp = _localise(plan, index, out_chunks)
+        index = tuple(b if k == axis else 0 for k in range(len(shape)))
+        plan = _plan_of(plans, index)
+        bshape, window, local, warp = _localise(plan, index, out_chunks)
         if window is None:
-            return np.full(shape, plan.fill, dtype=plan.dtype)
+            return np.full(bshape, plan.fill, dtype=plan.dtype)
         origin = (window[-2][0], window[-1][0]) if warp is not None else (0, 0)
         cut = tuple(slice(lo, hi) for lo, hi in window)
-        return resample_window(src[cut], local, warp, origin, shape, order, plan.kernel, plan.a, plan.fill, plan.dtype)
+        return resample_window(src[cut], local, warp, origin, bshape, order, plan.kernel, plan.a, plan.fill, plan.dtype)
 
     if bands == 1:
         return band(0)
-    out = np.empty(plan.out_shape, dtype=plan.dtype)
+    out = np.empty(shape, dtype=plan0.dtype)
 
     def store(b: int) -> None:
         out[tuple(slice(edges[b], edges[b + 1]) if k == axis else slice(None) for k in range(out.ndim))] = band(b)
 
-    with ThreadPoolExecutor(bands) as pool:
-        list(pool.map(store, range(bands)))
+    workers = max(1, min(n_threads, bands, math.prod(shape) // EAGER_BAND))
+    if workers == 1:
+        for b in range(bands):
+            store(b)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(store, range(bands)))
     return out
 
 
-def coverage_array(plan: Plan, out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:
-    """Lazy boolean array: True where the output sample's source point lies in the field."""
-    name = "coverage-" + tokenize(plan, out_chunks)
+def coverage_array(plans: Plan | Sequence[Plan], out_chunks: tuple[tuple[int, ...], ...]) -> da.Array:
+    """Lazy boolean array: True where the output sample's source point lies in the field (plans as
+    :func:`resample_array`)."""
+    name = "coverage-" + tokenize(plans, out_chunks)
     dsk = {}
     for index in itertools.product(*(range(len(c)) for c in out_chunks)):
+        plan = _plan_of(plans, index)
         starts = [sum(c[:k]) for c, k in zip(out_chunks, index)]
         shape = tuple(c[k] for c, k in zip(out_chunks, index))
         local = tuple(ax.rows(slice(o, o + s)) if isinstance(ax, AxisWeights) else ax

@@ -267,59 +267,67 @@ def _default_chunks(dims, specs, src_chunks, shape) -> tuple:
 
 
 # -- the front door -------------------------------------------------------
-def _resample_da(arr: xr.DataArray, grid: Grid, T: Affine, coords: dict, kernel: str, a: int, fill: Any,
-                 chunks: Any, geometry: tuple) -> xr.DataArray:
+def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: int, fill: Any, chunks: Any,
+                 geometry: list, per_slice: bool) -> xr.DataArray:
+    """Resample one variable; ``geometry`` holds one ``(specs, warp)``, or one per z slice (``per_slice``)."""
     dims_r = grid.dims
     missing = [d for d in dims_r if d not in arr.dims]
     if missing:
         raise DataModelError(f"data: expected dims including {dims_r} (those of the target grid), "
                              f"found {tuple(arr.dims)} in {arr.name!r}")
     order = [d for d in arr.dims if d not in dims_r] + list(dims_r)
-    arr_t = arr.transpose(*order)
-    specs_r, warp = geometry
     n_keep = arr.ndim - len(dims_r)
-    specs = [Keep()] * n_keep + list(specs_r)
+    if per_slice and (order[0] != "z" or n_keep != 1 or arr.sizes["z"] != len(geometry)):
+        raise DataModelError(f"data: per-slice transforms need (z, {', '.join(dims_r)}) variables, found {arr.dims} "
+                             f"in {arr.name!r}")
+    arr_t = arr.transpose(*order)
     out_shape = arr_t.shape[:n_keep] + grid.shape
     dtype = _out_dtype(arr.dtype, kernel)
     if kernel == "nearest" and dtype.kind != "f":
-        _, covered = _coverage_summary(specs_r, warp, grid.shape)
-        if isinstance(fill, float) and math.isnan(fill):
-            fill_v = 0
-            if not covered:
-                raise PfibsimsError(f"fill: expected a value of {dtype} for {arr.name!r} (NaN does not fit), got nan; "
-                                    f"part of the target lies outside the source: pass e.g. fill=0")
-        else:
-            fill_v = fill
-            if not np.can_cast(np.min_scalar_type(fill), dtype) and not (float(fill).is_integer() and dtype.kind in "iu"):
-                raise PfibsimsError(f"fill: expected a value that fits {dtype}, got {fill!r}")
-        fill = np.asarray(fill_v).astype(dtype)[()]
+        covered = all(_coverage_summary(specs_r, warp, grid.shape)[1] for specs_r, warp in geometry)
+        fill = _integer_fill(fill, dtype, covered, arr.name)
+    plans = [Plan(tuple([Keep()] * n_keep + list(specs_r)), out_shape, warp, kernel, int(a), fill, dtype)
+             for specs_r, warp in geometry]
     data = arr_t.data
     lazy = isinstance(data, da.Array)
+    identity = all(p.warp is None and all(isinstance(s, Keep) for s in p.axes) for p in plans)
     if not lazy and chunks is None:  # numpy in, numpy out: no dask (small inputs do not pay its fixed costs)
-        result = _resample_numpy(np.asarray(data), specs, warp, out_shape, kernel, a, fill, dtype)
+        result = np.asarray(data).astype(dtype) if identity else resample_numpy(np.asarray(data),
+                                                                                plans if per_slice else plans[0])
     else:
         src = data if lazy else da.from_array(np.asarray(data), chunks=data.shape)
         keep_defaults = tuple(src.chunks[k] if lazy else (1 if d == "z" else n) for k, (d, n) in
                               enumerate(zip(order, out_shape)))
         src_chunks = keep_defaults[:n_keep] + tuple(src.chunks[n_keep:])
-        defaults = _default_chunks(tuple(order), specs, src_chunks, out_shape)
+        if per_slice:  # a slice a block by default, as each slice is its own resampling
+            src_chunks = ((1,) * out_shape[0],) + src_chunks[1:]
+        defaults = _default_chunks(tuple(order), plans[0].axes, src_chunks, out_shape)
         out_chunks = _chunks(chunks, tuple(order), out_shape, defaults, dtype)
-        if warp is None and all(isinstance(s, Keep) for s in specs):
+        if identity:
             result = src.astype(dtype)
             result = result.rechunk(out_chunks) if chunks is not None else result
+        elif per_slice:  # one plan a slice: blocks of one slice (then the z chunks asked for, if any)
+            result = resample_array(src, plans, ((1,) * out_shape[0],) + out_chunks[1:])
+            result = result.rechunk(out_chunks) if result.chunks != out_chunks else result
         else:
-            result = resample_array(src, Plan(tuple(specs), out_shape, warp, kernel, int(a), fill, dtype), out_chunks)
+            result = resample_array(src, plans[0], out_chunks)
     keep_coords = {k: v.variable for k, v in arr.coords.items() if not set(v.dims) & set(dims_r)}
     out = xr.DataArray(result, dims=order, coords={**keep_coords, **coords}, attrs=dict(arr.attrs), name=arr.name)
     return out.transpose(*arr.dims)
 
 
-def _resample_numpy(data: np.ndarray, specs: list, warp: Warp | None, out_shape: tuple[int, ...], kernel: str, a: int,
-                    fill: Any, dtype: np.dtype) -> np.ndarray:
-    """The eager path: numpy in, numpy out, bands of the output on threads (no dask)."""
-    if warp is None and all(isinstance(s, Keep) for s in specs):
-        return data.astype(dtype)
-    return resample_numpy(data, Plan(tuple(specs), out_shape, warp, kernel, int(a), fill, dtype))
+def _integer_fill(fill: Any, dtype: np.dtype, covered: bool, name: Any) -> Any:
+    """The fill of nearest-neighbour integer data, as ``dtype`` (NaN only where every voxel is covered)."""
+    if isinstance(fill, float) and math.isnan(fill):
+        fill_v = 0
+        if not covered:
+            raise PfibsimsError(f"fill: expected a value of {dtype} for {name!r} (NaN does not fit), got nan; "
+                                f"part of the target lies outside the source: pass e.g. fill=0")
+    else:
+        fill_v = fill
+        if not np.can_cast(np.min_scalar_type(fill), dtype) and not (float(fill).is_integer() and dtype.kind in "iu"):
+            raise PfibsimsError(f"fill: expected a value that fits {dtype}, got {fill!r}")
+    return np.asarray(fill_v).astype(dtype)[()]
 
 
 def resample(
@@ -423,28 +431,24 @@ def resample(
     if not isinstance(data, (xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data: expected an xarray DataArray or Dataset, got {type(data).__name__}")
     fill_ = fill if isinstance(fill, (numbers.Number, np.generic)) else str(fill)
+    base = transform
     if drift is not None:
-        base, transform = transform, _with_drift(transform, drift, data)
-        out = _per_slice(resample, data, onto, transform, kernel=kernel, a=a, fill=fill, chunks=chunks)
-        out.attrs = dict(data.attrs)
-        return record(out, "resample", onto=_target(onto, data)[0], transform=base, drift_nm=drift_nm(drift, None).tolist(),
-                      kernel=kernel, a=int(a), fill=fill_)
-    if _is_sequence(transform):
-        out = _per_slice(resample, data, onto, transform, kernel=kernel, a=a, fill=fill, chunks=chunks)
-        out.attrs = dict(data.attrs)
-        return record(out, "resample", onto=_target(onto, data)[0], transform=list(transform), kernel=kernel,
-                      a=int(a), fill=fill_)
-    grid, coords = _target(onto, data)
-    T = _transform(transform, grid.dims)
-    missing = [d for d in grid.dims if d not in data.dims]
-    if missing:
-        raise DataModelError(f"data: expected dims including {grid.dims} (those of onto), found {tuple(data.dims)}")
-    geometry = _geometry(data, grid, T, kernel, int(a))
-    covered, _ = _coverage_summary(geometry[0], geometry[1], grid.shape)
-    if not covered:
-        raise GridError(f"onto: the target grid {grid} does not overlap the source field "
-                        f"{_extent_text(data, grid.dims)} through the transform")
-    args = (grid, T, coords, kernel, int(a), fill, chunks, geometry)
+        transform = _with_drift(transform, drift, data)
+    per_slice = _is_sequence(transform)
+    if per_slice:
+        grid, coords, geometry = _slice_geometry(data, onto, transform, kernel, int(a))
+    else:
+        grid, coords = _target(onto, data)
+        T = _transform(transform, grid.dims)
+        missing = [d for d in grid.dims if d not in data.dims]
+        if missing:
+            raise DataModelError(f"data: expected dims including {grid.dims} (those of onto), found {tuple(data.dims)}")
+        geometry = [_geometry(data, grid, T, kernel, int(a))]
+    for specs_r, warp in geometry:
+        if not _coverage_summary(specs_r, warp, grid.shape)[0]:
+            raise GridError(f"onto: the target grid {grid} does not overlap the source field "
+                            f"{_extent_text(data, grid.dims)} through the transform")
+    args = (grid, coords, kernel, int(a), fill, chunks, geometry, per_slice)
     if isinstance(data, xr.DataArray):
         out: Any = _resample_da(data, *args)
     else:
@@ -460,6 +464,12 @@ def resample(
                                      f"{grid.dims}; drop it first")
         keep = {k: v.variable for k, v in data.coords.items() if not set(v.dims) & set(grid.dims)}
         out = xr.Dataset(variables, coords={**keep, **coords}, attrs=dict(data.attrs))
+    if drift is not None:
+        return record(out, "resample", onto=_target(onto, data)[0], transform=base,
+                      drift_nm=drift_nm(drift, None).tolist(), kernel=kernel, a=int(a), fill=fill_)
+    if per_slice:
+        return record(out, "resample", onto=_target(onto, data)[0], transform=list(transform), kernel=kernel,
+                      a=int(a), fill=fill_)
     return record(out, "resample", onto=grid, transform=None if transform is None else T, kernel=kernel,
                   a=int(a), fill=fill_)
 
@@ -479,27 +489,31 @@ def _with_drift(transform: Any, drift: Any, data: Any) -> list[Affine]:
     return compose(base, drift_nm(drift, data.sizes["z"]))
 
 
-def _per_slice(func: Any, data: Any, onto: Any, transforms: Any, **kwargs: Any) -> Any:
-    """``func(slice k of data, onto, transform=transforms[k])`` for every slice, joined along ``z``."""
+def _slice_target(data: Any, onto: Any, transforms: Any) -> tuple[Grid, dict]:
+    """The in-plane target grid and its coordinates for one transform per z slice of ``data``."""
     nz = data.sizes["z"] if "z" in data.dims else None
     if nz is None or len(transforms) != nz:
         raise DataModelError(
             f"transform: expected one Affine per z slice of data ({nz} slices), got a sequence of {len(transforms)}"
         )
-    grid, _ = _target(onto, data)
+    grid, coords = _target(onto, data)
     if "z" in grid.dims:
         z_data = _source_axis(data, "z").centres
         if grid.shape[grid.dims.index("z")] != z_data.size or not np.allclose(grid.coords()["z"], z_data, rtol=0, atol=1e-6):
             raise GridError(f"onto: per-slice transforms resample in-plane; expected a (y, x) target grid or one with "
                             f"the data's z, got {grid}")
-        onto = grid.select([d for d in grid.dims if d != "z"])
-    pieces = []
-    for k, t in enumerate(transforms):
-        piece = func(data.isel(z=[k]), onto, transform=t, **kwargs)
-        if "z" not in piece.dims:  # coverage of an in-plane target has no z
-            piece = piece.expand_dims(z=data.z.isel(z=[k]).values).assign_coords(z=data.z.isel(z=[k]).variable)
-        pieces.append(piece)
-    return xr.concat(pieces, dim="z", combine_attrs="override")
+        grid = grid.select([d for d in grid.dims if d != "z"])
+        coords = grid.xr_coords()
+    return grid, coords
+
+
+def _slice_geometry(data: Any, onto: Any, transforms: Any, kernel: str, a: int) -> tuple[Grid, dict, list]:
+    """In-plane target, its coordinates and one geometry (specs, warp) per z slice."""
+    grid, coords = _slice_target(data, onto, transforms)
+    missing = [d for d in grid.dims if d not in data.dims]
+    if missing:
+        raise DataModelError(f"data: expected dims including {grid.dims} (those of onto), found {tuple(data.dims)}")
+    return grid, coords, [_geometry(data, grid, _transform(t, grid.dims), kernel, a) for t in transforms]
 
 
 def _extent_text(data: Any, dims: tuple[str, ...]) -> str:
@@ -553,7 +567,15 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     if _is_sequence(transform):
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: per-slice transforms need the source data (its z), got a Grid")
-        return _per_slice(coverage, data_or_grid, onto, transform)
+        grid, coords, geometry = _slice_geometry(data_or_grid, onto, transform, "linear", 1)
+        z = data_or_grid.coords["z"]
+        shape = (z.size,) + grid.shape
+        plans = [Plan((Keep(),) + tuple(specs), shape, warp, "linear", 1, np.nan, np.dtype(bool))
+                 for specs, warp in geometry]
+        chunks = ((1,) * z.size,) + _chunks(None, grid.dims, grid.shape, _default_chunks(
+            grid.dims, plans[0].axes[1:], [(n,) for n in grid.shape], grid.shape), bool)
+        return xr.DataArray(coverage_array(plans, chunks), dims=("z",) + grid.dims, coords={"z": z.variable, **coords},
+                            name="coverage", attrs={"units": "1", "long_name": "target voxel sees the source field"})
     grid, coords = _target(onto, None if isinstance(data_or_grid, Grid) else data_or_grid)
     T = _transform(transform, grid.dims)
     have = data_or_grid.dims

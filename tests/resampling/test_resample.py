@@ -416,3 +416,23 @@ def test_numpy_input_runs_without_dask_in_parallel_bands(monkeypatch, no_compute
     np.testing.assert_array_equal(banded.Li6.values, lazy.Li6.values)
     out = graph.resample_numpy(data, graph.Plan((graph.Keep(), graph.Keep(), graph.Keep()), data.shape), threads=4)
     np.testing.assert_array_equal(out, data)
+
+
+def test_per_slice_transforms_are_one_graph_equal_to_the_eager_result(no_compute):
+    """One plan a slice in one graph (not a graph a slice joined), bit for bit the numpy result."""
+    rng = np.random.default_rng(5)
+    ds = pfs.stack({"Li6": rng.random((4, 40, 40)).astype(np.float32)}, pixel_size="72 nm", slice_thickness="60 nm")
+    onto = pfs.Grid((30, 30), "81.4 nm", origin=(300, 300))
+    Ts = [pfs.Affine.translation((0.0, 0.0)), pfs.Affine.from_parameters(rotation=1.5, shift=(30.0, -20.0)),
+          pfs.Affine.translation((72.0, 0.0)), pfs.Affine.translation((10.0, -5.0))]  # identity, warp, keep/passes
+    with no_compute():
+        lazy = resample(ds.chunk({"z": 2, "y": 13, "x": 17}), onto, transform=Ts, chunks={"y": 16})
+        cov = coverage(ds, onto, transform=Ts)
+    layers = [k for k in lazy.Li6.data.dask.layers if k.startswith("resample-")]
+    assert len(layers) == 1
+    assert lazy.Li6.data.chunks == ((1, 1, 1, 1), (16, 14), (30,))
+    eager = resample(ds, onto, transform=Ts)
+    np.testing.assert_array_equal(lazy.Li6.values, eager.Li6.values)
+    np.testing.assert_array_equal(cov.values, np.isfinite(eager.Li6.values))
+    for k, T in enumerate(Ts):
+        np.testing.assert_array_equal(eager.Li6.values[k], resample(ds.isel(z=[k]), onto, transform=T).Li6.values[0])

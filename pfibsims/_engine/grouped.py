@@ -44,7 +44,15 @@ from .numba import compiled as _numba_compiled
 from .numba import njit
 from .reduce import SPLIT, Plan, Reduction, evaluate
 
-__all__ = ["grouped_plan", "grouped_statistics", "histogram_block", "moments_block", "quantiles_from_histograms"]
+__all__ = [
+    "grouped_moments",
+    "grouped_moments_plan",
+    "grouped_plan",
+    "grouped_statistics",
+    "histogram_block",
+    "moments_block",
+    "quantiles_from_histograms",
+]
 
 #: Columns of a moments table.
 FIELDS = GROUP_FIELDS
@@ -281,6 +289,41 @@ def _pair(values, groups):
     return values, groups
 
 
+def _moments_pass(values, groups, n: int, lut) -> Reduction:
+    return Reduction(_moments_chunk, (values, groups), (n, 5), merge_group_moments, np.float64, {"n": n, "lut": lut})
+
+
+def _summary(mom: np.ndarray) -> dict[str, np.ndarray]:
+    """Count, mean, std (population), min, max per group from a merged moments table (NaN: empty group)."""
+    count, mean, m2, lo, hi = mom.T
+    nan = np.where(count == 0, np.nan, 1.0)
+    return {"count": count.astype(np.int64), "mean": mean * nan, "std": np.sqrt(m2 / np.maximum(count, 1)) * nan,
+            "min": lo * nan, "max": hi * nan}
+
+
+def grouped_moments_plan(values, groups, n: int, *, lut=None) -> Plan:
+    """:func:`grouped_moments` as a plan of :func:`~pfibsims._engine.reduce.evaluate` (one pass)."""
+    lut = None if lut is None else np.asarray(lut)
+    values, groups = _pair(values, groups)
+    (mom,) = yield [_moments_pass(values, groups, int(n), lut)]
+    return _summary(mom)
+
+
+def grouped_moments(values, groups, n: int, *, lut=None) -> dict[str, np.ndarray]:
+    """Count, mean, std (population), min and max of ``values`` per group, in one pass.
+
+    The first pass of :func:`grouped_statistics` (same arguments), for callers
+    that need no quantiles.
+
+    Examples
+    --------
+    >>> grouped_moments(np.array([1.0, 3.0, 7.0, np.nan]), np.array([0, 0, 1, 1]), 2)["mean"].tolist()
+    [2.0, 7.0]
+    """
+    (out,) = evaluate(grouped_moments_plan(values, groups, n, lut=lut))
+    return out
+
+
 def grouped_plan(values, groups, n: int, *, bins: int = 1024, quantiles: Sequence[float] = (0.25, 0.5, 0.75),
                  lut=None) -> Plan:
     """The two passes of :func:`grouped_statistics` as a plan of :func:`~pfibsims._engine.reduce.evaluate`.
@@ -292,22 +335,13 @@ def grouped_plan(values, groups, n: int, *, bins: int = 1024, quantiles: Sequenc
     lut = None if lut is None else np.asarray(lut)
     values, groups = _pair(values, groups)
     n, bins = int(n), int(bins)
-    (mom,) = yield [Reduction(_moments_chunk, (values, groups), (n, 5), merge_group_moments, np.float64,
-                              {"n": n, "lut": lut})]
-    count, mean, m2, lo, hi = mom.T
-    empty = count == 0
-    lo, hi = np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
+    (mom,) = yield [_moments_pass(values, groups, n, lut)]
+    out = _summary(mom)
+    empty = out["count"] == 0
+    lo, hi = np.where(empty, 0.0, mom[:, 3]), np.where(empty, 0.0, mom[:, 4])
     (hist,) = yield [Reduction(_histogram_chunk, (values, groups), (n, bins), sum_blocks, np.int64,
                                {"lo": lo, "hi": hi, "bins": bins, "lut": lut})]
-    nan = np.where(empty, np.nan, 1.0)
-    return {
-        "count": count.astype(np.int64),
-        "mean": mean * nan,
-        "std": np.sqrt(m2 / np.maximum(count, 1)) * nan,
-        "min": lo * nan,
-        "max": hi * nan,
-        "quantiles": quantiles_from_histograms(hist, lo, hi, quantiles),
-    }
+    return {**out, "quantiles": quantiles_from_histograms(hist, lo, hi, quantiles)}
 
 
 def grouped_statistics(values, groups, n: int, *, bins: int = 1024, quantiles: Sequence[float] = (0.25, 0.5, 0.75),

@@ -140,3 +140,15 @@ def test_xarray_inputs_are_not_needed():
     x = xr.DataArray(np.arange(4.0), dims="x")
     (r,) = reduce_blocks([Reduction(M.range_block, (x.data,), (2,), M.merge_ranges)])
     assert r.tolist() == [0.0, 3.0]
+
+
+def test_grouped_moments_is_the_first_pass_alone():
+    a, _, g = _data(4)
+    full = grouped_statistics(a, g, 5)
+    for v, gg in ((a, g), (da.from_array(a, chunks=(2, 9, 11)), da.from_array(g, chunks=(3, 20, 7)))):
+        with raise_if_dask_computes(max_computes=1):
+            mom = G.grouped_moments(v, gg, 5)
+        np.testing.assert_array_equal(mom["count"], full["count"])
+        assert mom["count"][4] == 0  # group 4 is empty: NaN statistics
+        for key in ("mean", "std", "min", "max"):
+            np.testing.assert_allclose(mom[key], full[key], rtol=1e-13)

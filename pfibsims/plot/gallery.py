@@ -8,6 +8,8 @@ from typing import Any
 
 import xarray as xr
 
+from .._engine.views import MAX_PIXELS, block_factor
+from .._xr import block_mean
 from ..errors import PfibsimsError
 from .axes import (
     DPI,
@@ -17,6 +19,23 @@ from .maps import element_maps, joint_histogram
 from .overlay import registration_overlay
 from .scene import have_renderer, volume_3d
 from .volume import orthoslices
+
+
+# -- in-memory views ---------------------------------------------------------------
+def in_memory_view(ds: xr.Dataset, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
+    """``ds`` in memory (one compute), in-plane block means when a slice has more than ``max_pixels``.
+
+    Boolean and labelled variables (CF ``flag_values``) are sampled (the pixel
+    nearest each block's centre) instead of averaged, on the same grid.
+    """
+    f = block_factor(ds.sizes.get("y", 1), ds.sizes.get("x", 1), max_pixels) if {"y", "x"} <= set(ds.dims) else 1
+    if f > 1:
+        sampled = [v for v in ds.data_vars if ds[v].dtype == bool or "flag_values" in ds[v].attrs]
+        means = block_mean(ds.drop_vars(sampled))
+        ny, nx = means.sizes["y"], means.sizes["x"]
+        picks = {"y": slice(f // 2, f // 2 + ny * f, f), "x": slice(f // 2, f // 2 + nx * f, f)}
+        ds = means.assign({v: ds[v].isel(picks).assign_coords(y=means.y, x=means.x) for v in sampled})
+    return ds.compute()
 
 
 # -- all figures of a volume ---------------------------------------------------
@@ -111,11 +130,21 @@ def save_figures(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     raws = _raw_by_modality(raw)
-    mask = vol["coverage"] if "coverage" in vol.data_vars else None
     if labels is None and "phase" in vol.data_vars:
         labels = vol["phase"]
     if labels is None and truth is not None and "phase" in truth and truth["phase"].sizes == vol[b].sizes:
         labels = truth["phase"]
+    # every figure draws from in-memory views, read once (one compute for the volume, one per raw stack)
+    keep = [v for v in dict.fromkeys((a, b, "coverage")) if v in vol.data_vars]
+    name = None if labels is None else labels.name
+    if labels is not None:  # the labels' own values on the volume's grid (no alignment of coordinates)
+        vol = vol.assign(_labels=(labels.dims, labels.data, labels.attrs))
+        keep.append("_labels")
+    vol = in_memory_view(vol[keep])
+    if labels is not None:
+        labels, vol = vol["_labels"].rename(name), vol.drop_vars("_labels")
+    mask = vol["coverage"] if "coverage" in vol.data_vars else None
+    raws = {m: in_memory_view(ds[[c for c in (a, b) if c in ds.data_vars]]) for m, ds in raws.items()}
     hist_src = [raws[m][c] for m, c in (("EDS", b), ("SIMS", a)) if m in raws and c in raws[m]] or [vol[b], vol[a]]
     norm_src = raws["EDS"][b] if "EDS" in raws and b in raws["EDS"] else vol[b]
     figures = {

@@ -7,6 +7,8 @@ compares every estimate with the phantom's truth.
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,12 +17,23 @@ from typing import Any
 
 from ..errors import PfibsimsError
 
-__all__ = ["run_demo", "stage"]
+__all__ = ["peak_rss_mb", "run_demo", "stage"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (``ru_maxrss``; NaN where it is not available)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return math.nan
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 @contextmanager
 def stage(name: str, timings: dict[str, float], *, progress: bool = True) -> Iterator[None]:
-    """Print a stage header, show the library's progress inside it (:mod:`pfibsims.progress`), and time it."""
+    """Print a stage header, show the library's progress inside it (:mod:`pfibsims.progress`), and time it
+    (wall s, and the process's peak RSS)."""
     from ..progress import config
 
     print(f"-- {name}", flush=True)
@@ -28,7 +41,14 @@ def stage(name: str, timings: dict[str, float], *, progress: bool = True) -> Ite
     with config(progress=progress):
         yield
     timings[name] = round(time.perf_counter() - t0, 3)
-    print(f"   {name}: {timings[name]:.1f} s", flush=True)
+    print(f"   {name}: {timings[name]:.1f} s (peak RSS {peak_rss_mb():.0f} MB)", flush=True)
+
+
+def _summary(timings: dict[str, float], total: float) -> str:
+    """The stage times as a table (the demo's last lines)."""
+    width = max(len(k) for k in timings)
+    rows = [f"  {k:<{width}}  {v:7.1f} s" for k, v in timings.items()]
+    return "\n".join(["stage times:", *rows, f"  {'total':<{width}}  {total:7.1f} s, peak RSS {peak_rss_mb():.0f} MB"])
 
 
 def run_demo(
@@ -59,7 +79,8 @@ def run_demo(
     Returns
     -------
     dict
-        The report (see :func:`pfibsims.report.measure`) with ``timings_s``.
+        The report (see :func:`pfibsims.app.report.measure`) with ``timings_s`` (wall seconds per
+        stage and in total, also printed at the end) and ``peak_rss_mb``.
     """
     from .. import synthetic
     from ..io import open_dataset, save
@@ -74,6 +95,7 @@ def run_demo(
             raise PfibsimsError(f"outdir: expected no previous output, found {path}; pass --overwrite to replace it")
     outdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     with stage("phantom (synthetic cathode)", timings):
         eds, sims, truth = (phantom or synthetic.cathode)(seed=seed, n_slices=n_slices)
         eds, sims, truth = eds.persist(), sims.persist(), truth.persist()
@@ -84,12 +106,15 @@ def run_demo(
     with stage(f"save {store}", timings):
         save(vol, store, overwrite=overwrite)
     vol = open_dataset(store)
-    with stage("statistics, figures and report", timings):
-        report = write_report(vol, outdir, raw={"eds": eds, "sims": sims}, truth=truth)
-    report["timings_s"] = timings
+    report = write_report(vol, outdir, raw={"eds": eds, "sims": sims}, truth=truth,
+                          stage=lambda name: stage(name, timings))
+    total = time.perf_counter() - t0
+    report["timings_s"] = {**timings, "total": round(total, 3)}
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     import json
 
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print((outdir / "report.txt").read_text())
     print(f"wrote {store}, {outdir / 'figures'}, {outdir / 'report.json'}")
+    print(_summary(timings, total))
     return report

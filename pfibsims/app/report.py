@@ -7,9 +7,12 @@ phantom's truth when it is given, and writes ``report.json`` / ``report.txt``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -260,16 +263,20 @@ def _text(report: dict[str, Any]) -> str:
 
 
 def write_report(
-    vol: xr.Dataset, outdir: str | Path, *, raw: Any = None, truth: xr.Dataset | None = None, figures: bool = True
+    vol: xr.Dataset, outdir: str | Path, *, raw: Any = None, truth: xr.Dataset | None = None, figures: bool = True,
+    stage: Callable[[str], AbstractContextManager] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.json``, ``report.txt`` and (with the ``plot`` extra) the figures into ``outdir``.
 
     Returns the report dict (see :func:`measure`), with ``"figures"``: the
-    PNG paths written.
+    PNG paths written.  ``stage(name)``, when given, is entered around the
+    two steps ("statistics and report", "figures"), e.g. to time them.
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    report = measure(vol, truth=truth)
+    stage = stage or (lambda name: contextlib.nullcontext())
+    with stage("statistics and report"):
+        report = measure(vol, truth=truth)
     if figures:
         try:
             from ..plot import save_figures
@@ -278,8 +285,9 @@ def write_report(
         else:
             from ..plot.scene import have_renderer
 
-            labels = _labels(vol)  # the figures draw the phases; they classify nothing themselves
-            paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels)
+            with stage("figures"):
+                labels = _labels(vol)  # the figures draw the phases; they classify nothing themselves
+                paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels)
             report["figures"] = {k: str(v) for k, v in paths.items()}
             if not have_renderer():
                 report["volume_3d"] = "not drawn: it needs PyVista, pip install 'pfibsims[render]'"

@@ -28,6 +28,7 @@ it is installed; without it the same loops run as plain Python (correct, slow).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -286,15 +287,20 @@ def _coord(m, r, gi, gj):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
-def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, fill, one, K):  # pragma: no cover
+def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, phase_x, fill, one,
+              K):  # pragma: no cover
     """The 2-D gather; ``K`` (a compile-time literal) > 0 enables the fixed ``K x K`` interior path.
 
-    ``K = 2 radius`` when the kernel is not widened (``fy = fx = 1``): a pixel
-    whose whole ``K x K`` neighbourhood lies in the field then runs loops of
-    constant length (unrolled and vectorised by LLVM); the others, and every
-    widened kernel, run the general clipped loops.  Both evaluate the same
-    taps with the same table.  ``one`` sets the accumulation type (float32
-    for float32 output, else float64).
+    A pixel whose whole ``K x K`` neighbourhood lies in the field runs loops
+    of constant length (unrolled and vectorised by LLVM), with the weights of
+    an axis from two rows of its phase table (``phase`` along y, ``phase_x``
+    along x; :func:`phase_table`); the others run the general clipped loops.
+    ``K = 2 radius`` when the kernel is not widened (``fy = fx = 1``); a
+    widened kernel (support ``R = radius f``) takes ``K = 2 floor(R) + 2``
+    taps, of which those beyond the support weigh 0: a pixel whose sum is
+    NaN (a NaN under a zero weight) is evaluated again by the general loops,
+    which skip zero-weight rows, as when ``u`` falls on a sample.  ``one``
+    sets the accumulation type (float32 for float32 output, else float64).
     """
     nb, h, wd = out.shape
     sup_y = radius * fy
@@ -308,6 +314,7 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
     ify = 1.0 / fy
     ifx = 1.0 / fx
     half = K // 2 - 1
+    widened = fy != 1.0 or fx != 1.0
     for i in range(h):
         gi = float(i0 + i)
         for j in range(wd):
@@ -325,7 +332,8 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                 x0 = int(fv) - half
                 # u on a sample (fractional part 0): rows of weight 0, which the general
                 # loop skips (a NaN there must not leak); every other y-weight is nonzero
-                if u != fu and y0 >= 0 and x0 >= 0 and y0 + K <= ny and x0 + K <= nx:
+                # unless the kernel is widened (then a NaN result is evaluated again below)
+                if (u != fu or widened) and y0 >= 0 and x0 >= 0 and y0 + K <= ny and x0 + K <= nx:
                     # all K taps of an axis share one phase: one row pair of the phase table
                     pu = (u - fu) * 4096.0
                     pv = (v - fv) * 4096.0
@@ -338,8 +346,8 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                     for t in range(K):
                         a0 = phase[iu, t]
                         a_ = a0 + ru * (phase[iu + np.uint64(1), t] - a0)
-                        b0 = phase[iv, t]
-                        b_ = b0 + rv * (phase[iv + np.uint64(1), t] - b0)
+                        b0 = phase_x[iv, t]
+                        b_ = b0 + rv * (phase_x[iv + np.uint64(1), t] - b0)
                         wyk[t] = a_
                         wx[t] = b_
                         sy += a_
@@ -347,6 +355,7 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                     inv = 1.0 / (sy * sx)
                     yy = np.uint64(y0 - lo_y)
                     xx = np.uint64(x0 - lo_x)
+                    finite = True
                     for b in range(nb):
                         acc = zero
                         for t in range(K):
@@ -355,7 +364,9 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                                 row += wx[s] * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
                             acc += wyk[t] * row
                         out[b, i, j] = acc * inv
-                    continue
+                        finite &= acc - acc == 0.0
+                    if finite or not widened:
+                        continue
             y0 = max(int(math.floor(u + 1.0 - sup_y)), 0)
             y1 = min(int(math.floor(u + 1.0 + sup_y)), ny)
             x0 = max(int(math.floor(v + 1.0 - sup_x)), 0)
@@ -411,26 +422,49 @@ def _warp2d_for(k: int):
     if fn is None:
 
         @njit(nogil=True, cache=True)
-        def fn(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, fill, one):  # pragma: no cover
-            _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, fill, one, k)
+        def fn(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, phase_x, fill,
+               one):  # pragma: no cover
+            _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, phase_x, fill, one, k)
 
         fn = _WARP2D.setdefault(k, fn)
     return fn
 
 
-def phase_table(lut: np.ndarray, k: int) -> np.ndarray:
+def phase_table(lut: np.ndarray, k: int, f: float = 1.0) -> np.ndarray:
     """The table's knots seen from every phase: ``(4097 + 1, max(k, 1))`` float64.
 
-    Row ``p``, column ``t`` is the table at ``|t - (k/2 - 1) - p / 4096|``, so
-    the ``k`` taps of a source point with fractional part ``d`` interpolate
-    linearly between rows ``floor(4096 d)`` and the next: the same two knots,
-    the same weights (up to rounding) as ``k`` separate table look-ups, read
-    as two contiguous rows.
+    Row ``p``, column ``t`` is the kernel at ``(t - (k/2 - 1) - p / 4096) / f``
+    source samples, so the ``k`` taps of a source point with fractional part
+    ``d`` interpolate linearly between rows ``floor(4096 d)`` and the next:
+    read as two contiguous rows.  Unwidened (``f = 1``), the rows are knots
+    of the table: the same two knots and weights (up to rounding) as ``k``
+    separate look-ups; widened, each entry is the table interpolated as a
+    look-up does (the weights then differ from ``k`` look-ups by the
+    second-order term of the interpolation, below 1e-7 of a weight).
     """
     k = max(int(k), 1)
     p = np.arange(_LUT_PER_UNIT + 2)
-    idx = np.abs((np.arange(k) - (k // 2 - 1))[None, :] * _LUT_PER_UNIT - p[:, None])
-    return np.where(idx < lut.size - 1, lut[np.minimum(idx, lut.size - 1)], 0.0)
+    offsets = (np.arange(k) - (k // 2 - 1))[None, :] * _LUT_PER_UNIT - p[:, None]
+    if f == 1.0:
+        idx = np.abs(offsets)
+        return np.where(idx < lut.size - 1, lut[np.minimum(idx, lut.size - 1)], 0.0)
+    x = np.abs(offsets / _LUT_PER_UNIT) / f * _LUT_PER_UNIT
+    i = np.floor(x).astype(np.int64)
+    inside = i < lut.size - 1
+    i = np.minimum(i, lut.size - 2)
+    return np.where(inside, lut[i] + (x - i) * (lut[i + 1] - lut[i]), 0.0)
+
+
+#: Largest tap count of the fixed interior path of a widened kernel (stronger downsampling runs the general loops).
+_MAX_FIXED_TAPS = 12
+
+
+def fixed_taps(radius: float, f: tuple[float, float]) -> int:
+    """Taps per axis of the gather's fixed interior path (0: the general loops only)."""
+    if f[0] == 1.0 and f[1] == 1.0:
+        return int(2 * radius) if float(radius).is_integer() else 0
+    k = 2 * int(math.floor(radius * max(f))) + 2
+    return k if k <= _MAX_FIXED_TAPS else 0
 
 
 def warp_source_index(m: np.ndarray, shape: tuple[int, int], start: tuple[int, int] = (0, 0)):
@@ -443,6 +477,14 @@ def warp_source_index(m: np.ndarray, shape: tuple[int, int], start: tuple[int, i
     gi = np.arange(start[0], start[0] + shape[0], dtype=np.float64)[:, None]
     gj = np.arange(start[1], start[1] + shape[1], dtype=np.float64)[None, :]
     return (m[0, 0] * gi + m[0, 2]) + m[0, 1] * gj, (m[1, 0] * gi + m[1, 2]) + m[1, 1] * gj
+
+
+@functools.lru_cache(maxsize=32)
+def _phase_cached(kernel: str, a: int, k: int, f: float) -> np.ndarray:
+    """:func:`phase_table` of a kernel, made once per (kernel, taps, widening) in a process (read-only)."""
+    table = phase_table(kernel_lut(kernel, a), k, f)
+    table.flags.writeable = False
+    return table
 
 
 def warp2d(
@@ -481,12 +523,14 @@ def warp2d(
         s3 = s3.astype(dtype)
     out = np.empty((s3.shape[0],) + tuple(out_shape), dtype=dtype)
     radius = kernel_radius(kernel, a)
-    k = int(2 * radius) if f[0] == 1.0 and f[1] == 1.0 and float(radius).is_integer() else 0
+    k = fixed_taps(radius, f)
     one = np.float32(1) if dtype == np.float32 else 1.0
     lut = kernel_lut(kernel, a)
+    phase_y = _phase_cached(kernel, a, k, float(f[0]))
+    phase_x = phase_y if f[1] == f[0] else _phase_cached(kernel, a, k, float(f[1]))
     _warp2d_for(k)(
         s3, out, np.ascontiguousarray(m, dtype=np.float64), int(start[0]), int(start[1]), int(origin[0]),
-        int(origin[1]), int(n_src[0]), int(n_src[1]), float(f[0]), float(f[1]), radius, lut, phase_table(lut, k),
+        int(origin[1]), int(n_src[0]), int(n_src[1]), float(f[0]), float(f[1]), radius, lut, phase_y, phase_x,
         float(fill), one,
     )
     return out.reshape(lead + tuple(out_shape))

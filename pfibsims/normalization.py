@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from ._engine import moments as _moments
-from ._engine.reduce import block_reduce
+from ._engine.reduce import Reduction, block_reduce, reduce_blocks
 from ._xr import as_dataarray, dask_data, dequantify, mask_data
 from .dataset import record
 from .errors import PfibsimsError
@@ -39,21 +39,29 @@ _ZEROS = ("raise", "nan", "clip")
 
 
 # -- value ranges and bins (also used by pfibsims.correlate) -----------------
+def range_reduction(x: xr.DataArray, mask: da.Array | None = None) -> Reduction:
+    """``[min, max]`` of the finite values of ``x`` where ``mask``, as a reduction of the one statistics engine."""
+    return Reduction(_moments.range_block, (dask_data(x), mask), (2,), _moments.merge_ranges, np.float64)
+
+
 def range_graph(x: xr.DataArray, mask: da.Array | None = None) -> da.Array:
     """Lazy ``[min, max]`` of the finite values of ``x`` where ``mask`` (one pass; ``[inf, -inf]`` if none)."""
-    return block_reduce(_moments.range_block, [dask_data(x), mask], out_shape=(2,), merge=_moments.merge_ranges,
-                        dtype=np.float64, name="pfibsims-range")
+    return reduce_blocks([range_reduction(x, mask)], name="pfibsims-range")[0]
+
+
+def checked_ranges(found: Any, names: list[str]) -> list[tuple[float, float]]:
+    """The ``(min, max)`` found, as floats; an error naming the input that has no finite value."""
+    for (lo, hi), name in zip(found, names, strict=False):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise PfibsimsError(f"{name}: expected some finite values to take a range from, found none")
+    return [(float(lo), float(hi)) for lo, hi in found]
 
 
 def value_ranges(xs: list[xr.DataArray], mask: da.Array | None = None,
                  names: list[str] | None = None) -> list[tuple[float, float]]:
     """Finite ``(min, max)`` of each of ``xs`` where ``mask``, computed together (a reduced result)."""
     names = names or [str(x.name or "data") for x in xs]
-    found = dask.compute(*[range_graph(x, mask) for x in xs])
-    for (lo, hi), name in zip(found, names, strict=False):
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise PfibsimsError(f"{name}: expected some finite values to take a range from, found none")
-    return [(float(lo), float(hi)) for lo, hi in found]
+    return checked_ranges(dask.compute(*[range_graph(x, mask) for x in xs]), names)
 
 
 def value_range(x: xr.DataArray, mask: da.Array | None = None, name: str = "data") -> tuple[float, float]:

@@ -19,9 +19,11 @@ results (drift, transform, covariance, Pearson, joint histogram, per-phase stati
 The stages are the ones :func:`pfibsims.fuse` composes (the script calls them one by one to time
 them): reduced views (:func:`pfibsims.pipeline.working_view`, persisted once) -> slice-to-slice
 drift -> registration (rigid, MI) -> cross-modal drift against EDS -> ``fuse`` with those estimates
-(one Lanczos interpolation per voxel) written to ``fused.zarr`` -> covariance + Pearson + 256 x 256
-joint histogram of Li6 vs Zr_La (inside the SIMS coverage) read from that store -> phase
-classification written to ``phases.zarr`` -> per-phase statistics of Li6 from the stores.
+(one Lanczos interpolation per voxel) written to ``fused.zarr`` (what fuse computed: Li6 and the coverage;
+the EDS channels, which fuse passes through unchanged, stay in the input store unless ``--copy-eds``) ->
+phase classification written to ``phases.zarr`` -> covariance + Pearson + 256 x 256 joint histogram of
+Li6 vs Zr_La (inside the SIMS coverage) + per-phase statistics of Li6, evaluated together by the one
+statistics engine (two passes over the stores).
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ import numpy as np
 import xarray as xr
 
 import pfibsims as pfs
+from pfibsims._engine.reduce import evaluate
+from pfibsims.correlate.histogram import joint_histogram_plan
+from pfibsims.correlate.moments import pearson_plan
 from pfibsims.io.store import _compressor
 from pfibsims.pipeline import _estimation_views
+from pfibsims.segmentation.statistics import phase_statistics_plan
 
 HERE = Path(__file__).resolve()
 EDS_CHANNELS = ["Zr_La", "Co_La", "Al_Ka", "C_Ka"]
@@ -152,6 +158,8 @@ def run_one(args) -> dict:
 
     def fuse_and_write():
         vol = pfs.fuse(eds, sims, drift=d2, register=T, chunks={"z": 1, "y": args.chunks, "x": args.chunks})
+        if not args.copy_eds:  # fuse passes the EDS channels through unchanged (the target is their grid)
+            vol = vol.drop_vars(EDS_CHANNELS)
         pfs.save(vol, out / "fused.zarr", overwrite=True)
 
     stages.run("resampling: fuse -> fused.zarr", grid_vox, fuse_and_write)
@@ -162,15 +170,8 @@ def run_one(args) -> dict:
 
     stages.run("(reference, not pipeline) Li6 resampling alone, one slice, no store", ny * nx, resample_alone)
     f = pfs.open_dataset(out / "fused.zarr")
-
-    def statistics():
-        c = pfs.covariance(f.Li6, f.Zr_La, mask=f.coverage)
-        r = pfs.pearson(f.Li6, f.Zr_La, mask=f.coverage)
-        h = pfs.joint_histogram(f.Li6, f.Zr_La, bins=256, mask=f.coverage)
-        cv, hv = dask.compute(c.data, h.data)
-        return float(cv), r, np.asarray(hv)
-
-    cov, r, hist = stages.run("covariance + Pearson + joint histogram", grid_vox, statistics)
+    if not args.copy_eds:  # the EDS channels from the input store (the same arrays fuse passed through)
+        f = f.assign({c: eds[c] for c in EDS_CHANNELS})
 
     def classify():
         labels = pfs.classify_phases(f[EDS_CHANNELS])  # streams slabs; chunks line up with the store's
@@ -182,11 +183,22 @@ def run_one(args) -> dict:
             labels.to_dataset(name="phase").to_zarr(out / "phases.zarr", mode="w", zarr_format=3, consolidated=True,
                                                    encoding=enc, write_empty_chunks=True)
 
-    ps = None
+    labels = None
     if not args.skip_phases:
         stages.run("phase classification -> phases.zarr", grid_vox * len(EDS_CHANNELS), classify)
         labels = xr.open_zarr(out / "phases.zarr", consolidated=True, zarr_format=3).phase
-        ps = stages.run("per-phase statistics of Li6", grid_vox, pfs.phase_statistics, f.Li6, labels).compute()
+
+    def statistics():  # every statistic a plan of the one engine: two passes over the stores in all
+        plans = [pearson_plan(f.Li6, f.Zr_La, mask=f.coverage),
+                 joint_histogram_plan(f.Li6, f.Zr_La, bins=256, mask=f.coverage)]
+        if labels is not None:
+            plans.append(phase_statistics_plan(f.Li6, labels))
+        out_ = evaluate(*plans)
+        return out_ + [None] * (3 - len(out_))
+
+    what = "covariance + Pearson + joint histogram" + (" + per-phase statistics of Li6" if labels is not None else "")
+    r, hist, ps = stages.run(f"{what} (2 passes)", grid_vox, statistics)
+    cov, hist = float(r.covariance), np.asarray(hist.values)
     result = {
         "field": args.field, "slices": nz, "eds_shape": [ny, nx], "sims_shape": list(sims.Li6.shape[1:]),
         "scheduler": args.scheduler, "chunks": args.chunks, "max_pixels": args.max_pixels,
@@ -253,7 +265,9 @@ def main(argv=None) -> None:
     p.add_argument("--memory-limit", default="3GB", help="per LocalCluster worker")
     p.add_argument("--max-pixels", type=int, default=1024 * 1024, help="pixels a slice of the estimation views")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-phases", action="store_true", help="stop after the statistics (no classification)")
+    p.add_argument("--skip-phases", action="store_true", help="no classification (statistics without phases)")
+    p.add_argument("--copy-eds", action="store_true",
+                   help="also write the EDS channels (unchanged by fuse) into fused.zarr, as before issue 18")
     p.add_argument("--from-store", help="input store directory (written from the phantom once if missing)")
     p.add_argument("--write-store", default="/tmp/pfibsims-bench-700um-out", help="output directory")
     p.add_argument("--json", help="write the result here")

@@ -309,6 +309,7 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
     wxd = np.empty(int(2 * math.ceil(sup_x)) + 2, dtype=np.float64)
     wx = np.zeros(wxd.size, dtype=type(one))
     wyk = np.zeros(max(K, 1), dtype=type(one))
+    col = np.zeros(max(K, 1), dtype=type(one))
     zero = one * 0
     tol = 1e-6
     ify = 1.0 / fy
@@ -357,12 +358,16 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                     xx = np.uint64(x0 - lo_x)
                     finite = True
                     for b in range(nb):
-                        acc = zero
+                        # columns first (K-wide vector adds), one dot product with the x weights at the end
+                        for s in range(K):
+                            col[s] = zero
                         for t in range(K):
-                            row = zero
+                            wt = wyk[t]
                             for s in range(K):
-                                row += wx[s] * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
-                            acc += wyk[t] * row
+                                col[s] += wt * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
+                        acc = zero
+                        for s in range(K):
+                            acc += wx[s] * col[s]
                         out[b, i, j] = acc * inv
                         finite &= acc - acc == 0.0
                     if finite or not widened:

@@ -190,10 +190,32 @@ def _coverage_block(local, warp, shape):
             idx[k] = slice(None)
             ok &= ax.valid[tuple(idx)]
     if warp is not None:
-        u, v = warp_source_index(warp.m, shape[-2:], warp.start)
-        ok &= (u >= -0.5 - EDGE_TOL) & (u <= warp.n_src[0] - 0.5 + EDGE_TOL)
-        ok &= (v >= -0.5 - EDGE_TOL) & (v <= warp.n_src[1] - 0.5 + EDGE_TOL)
+        inside = _warp_block_inside(warp, shape[-2:])
+        if inside is None:  # the block straddles the field's edge: every pixel's source point
+            u, v = warp_source_index(warp.m, shape[-2:], warp.start)
+            ok &= (u >= -0.5 - EDGE_TOL) & (u <= warp.n_src[0] - 0.5 + EDGE_TOL)
+            ok &= (v >= -0.5 - EDGE_TOL) & (v <= warp.n_src[1] - 0.5 + EDGE_TOL)
+        elif not inside:
+            ok[...] = False
     return ok
+
+
+def _warp_block_inside(w: Warp, shape: tuple[int, int], margin: float = 1e-3) -> bool | None:
+    """True (False) when every pixel of a warp block maps inside (outside) the field, None when it may straddle.
+
+    The map is affine and the field convex: the block's four corners decide, with ``margin`` source
+    samples (far above rounding) kept from the edge, so the answer is the per-pixel one.
+    """
+    gi = w.start[0] + np.array([0.0, 0.0, shape[0] - 1, shape[0] - 1])
+    gj = w.start[1] + np.array([0.0, shape[1] - 1, 0.0, shape[1] - 1])
+    corners = [(w.m[r, 0] * gi + w.m[r, 2]) + w.m[r, 1] * gj for r in range(2)]
+    lo = [-0.5 - EDGE_TOL, -0.5 - EDGE_TOL]
+    hi = [w.n_src[0] - 0.5 + EDGE_TOL, w.n_src[1] - 0.5 + EDGE_TOL]
+    if all(np.all(c >= a + margin) and np.all(c <= b - margin) for c, a, b in zip(corners, lo, hi, strict=True)):
+        return True
+    if any(np.all(c < a - margin) or np.all(c > b + margin) for c, a, b in zip(corners, lo, hi, strict=True)):
+        return False
+    return None
 
 
 # -- graph builders --------------------------------------------------------------

@@ -457,3 +457,23 @@ def test_widened_gather_fixed_taps_equal_the_general_loops(monkeypatch):
     assert np.isnan(general).sum() > np.isnan(resample(ds.where(ds.Li6 == ds.Li6, 0.5), onto, transform=T).Li6).sum()
     ok = np.isfinite(general)
     np.testing.assert_allclose(fixed[ok], general[ok], rtol=0, atol=2e-6)
+
+
+def test_coverage_blocks_decided_by_their_corners_equal_the_per_pixel_test(monkeypatch):
+    """Blocks wholly inside or outside the field skip the per-pixel test: the same mask as testing every pixel."""
+    from pfibsims.resampling import graph, interp
+
+    onto = Grid((90, 120), "81.4 nm", origin=("-900 nm", "-500 nm"))
+    src = Grid((70, 80), "72 nm")
+    T = Affine.from_parameters(rotation=4.0, scale=1.02, shift=(30.0, -15.0))
+    specs, warp = interp._geometry(src, onto, T, "linear", 1)
+    plan = graph.Plan(tuple(specs), onto.shape, warp, "linear", 1, np.nan, np.dtype(bool))
+    chunks = ((16,) * 5 + (10,), (16,) * 7 + (8,))
+    decided = [graph._warp_block_inside(warp.at(sum(chunks[0][:i]), sum(chunks[1][:j])), (chunks[0][i], chunks[1][j]))
+               for i in range(6) for j in range(8)]
+    assert {True, False, None} <= set(decided)  # blocks inside, outside and on the edge
+    fast = graph.coverage_array(plan, chunks).compute()
+    monkeypatch.setattr(graph, "_warp_block_inside", lambda w, shape, margin=1e-3: None)
+    slow = graph.coverage_array(plan, chunks).compute()
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast, coverage(src, onto, transform=T).values)

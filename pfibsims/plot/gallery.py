@@ -26,7 +26,10 @@ def in_memory_view(ds: xr.Dataset, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
     """``ds`` in memory (one compute), in-plane block means when a slice has more than ``max_pixels``.
 
     Boolean and labelled variables (CF ``flag_values``) are sampled (the pixel
-    nearest each block's centre) instead of averaged, on the same grid.
+    nearest each block's centre) instead of averaged, on the same grid.  The
+    result is held in memory in chunks of one slice, so what the figures
+    compute from it streams slice by slice (no whole-volume float64 temporaries)
+    without reading the store again.
     """
     f = block_factor(ds.sizes.get("y", 1), ds.sizes.get("x", 1), max_pixels) if {"y", "x"} <= set(ds.dims) else 1
     if f > 1:
@@ -35,7 +38,8 @@ def in_memory_view(ds: xr.Dataset, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
         ny, nx = means.sizes["y"], means.sizes["x"]
         picks = {"y": slice(f // 2, f // 2 + ny * f, f), "x": slice(f // 2, f // 2 + nx * f, f)}
         ds = means.assign({v: ds[v].isel(picks).assign_coords(y=means.y, x=means.x) for v in sampled})
-    return ds.compute()
+    ds = ds.compute()
+    return ds.chunk({"z": 1}) if "z" in ds.dims else ds
 
 
 # -- all figures of a volume ---------------------------------------------------

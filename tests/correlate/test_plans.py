@@ -12,6 +12,7 @@ import pfibsims as pfs
 from pfibsims._engine.reduce import evaluate
 from pfibsims.correlate.histogram import joint_histogram_plan
 from pfibsims.correlate.moments import pearson_plan
+from pfibsims.dataset import history
 from pfibsims.errors import PfibsimsError
 
 
@@ -42,7 +43,7 @@ def test_pearson_and_joint_histogram_together_are_two_passes():
     np.testing.assert_array_equal(h.values, np.histogram2d(av[ok], bv[ok], 32)[0])
     np.testing.assert_array_equal(h2.values, np.histogram2d(av[np.isfinite(av)], bv[np.isfinite(av)], (8, 4),
                                                             range=((0, 30), (-5, 10)))[0])
-    assert h.attrs["history"][-1]["params"] == ref.attrs["history"][-1]["params"]
+    assert history(h)[-1]["params"] == history(ref)[-1]["params"]
 
 
 def test_joint_histogram_plan_errors_at_once_and_without_finite_values():

@@ -17,3 +17,15 @@ def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = Fal
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def median_wall_cpu(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    """Median wall and process-CPU seconds (all threads) of ``repeats`` calls after one warm-up call; the last result."""
+    out = fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), out

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_wall_cpu
 
 HERE = Path(__file__).resolve()
 
@@ -44,18 +44,6 @@ def _load() -> str:
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _timed(fn, repeat: int) -> tuple[float, float, object]:
-    """Median wall and process-CPU seconds of ``repeat`` calls after one warm-up call; the last result."""
-    out = fn()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu), out
 
 
 # -- 1. one image -------------------------------------------------------------------
@@ -81,12 +69,12 @@ def one_image(shape: tuple[int, int], repeat: int) -> list[str]:
         return kernels.pass_axis(kernels.pass_axis(img, 1, specs[1], f32), 0, specs[0], f32)
 
     rows = {}
-    rows["Pillow LANCZOS (1 thread)"] = _timed(lambda: np.asarray(Image.fromarray(img).resize((ox, oy), Image.LANCZOS)),
+    rows["Pillow LANCZOS (1 thread)"] = median_wall_cpu(lambda: np.asarray(Image.fromarray(img).resize((ox, oy), Image.LANCZOS)),
                                                repeat)
-    rows["OpenCV INTER_LANCZOS4 (1 thread, no antialias)"] = _timed(
+    rows["OpenCV INTER_LANCZOS4 (1 thread, no antialias)"] = median_wall_cpu(
         lambda: cv2.resize(img, (ox, oy), interpolation=cv2.INTER_LANCZOS4), repeat)
-    rows["**pfibsims resample** (eager: numpy in, numpy out)"] = _timed(lambda: resample(src, onto).values, repeat)
-    rows["pfibsims Lanczos kernel alone (2 passes, 1 thread)"] = _timed(kernel_only, repeat)
+    rows["**pfibsims resample** (eager: numpy in, numpy out)"] = median_wall_cpu(lambda: resample(src, onto).values, repeat)
+    rows["pfibsims Lanczos kernel alone (2 passes, 1 thread)"] = median_wall_cpu(kernel_only, repeat)
     ref = rows["Pillow LANCZOS (1 thread)"][2]
     pil_w, pil_c = rows["Pillow LANCZOS (1 thread)"][:2]
     cv_c = rows["OpenCV INTER_LANCZOS4 (1 thread, no antialias)"][1]

@@ -17,27 +17,21 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
 import xarray as xr
+from _timing import median_wall_cpu
 
 _CPU = {}  # id(result) -> median process CPU seconds (all threads) of the last _timeit
 
 
 def _timeit(fn, repeat):
-    fn()  # warm up (numba compile, caches)
-    times, cpu = [], []
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    t = statistics.median(times)
-    _CPU[t] = statistics.median(cpu)
+    """Median wall seconds after a warm-up (numba compile, caches) and the result; the CPU median goes to _CPU."""
+    t, cpu, out = median_wall_cpu(fn, repeat)
+    _CPU[t] = cpu
     return t, out
 
 

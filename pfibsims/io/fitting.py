@@ -41,6 +41,7 @@ The model, once per spectrum image:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ import dask.array as da
 import numpy as np
 from scipy.special import ndtr
 
-from .._engine.numba import compiled, njit
+from .._engine.numba import compiled
 from ..errors import DataModelError
+from ._fitkernels import nnls_rows, nonneg_rows, project_rows
 from .lines import _parse, canonical_lines, detector_fwhm, integrate_lines, line_energy
 
 __all__ = ["LineFamily", "fit_lines", "line_family", "spectrum_maps"]
@@ -59,6 +61,7 @@ __all__ = ["LineFamily", "fit_lines", "line_family", "spectrum_maps"]
 _SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))  # FWHM -> sigma
 _OCCUPANCY = {"K": 2, "L1": 2, "L2": 2, "L3": 4, "M1": 2, "M2": 2, "M3": 4, "M4": 4, "M5": 6, "M4,5": 10}
 _METHODS = ("fit", "window")
+_NEGLIGIBLE = 1e-30  # P weights below this fraction of a line's largest are zero to float64 rounding
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,12 @@ def line_family(name: str, *, beam_energy_ev: float | None = None, claimed: Sequ
     >>> fam.labels[:2], round(sum(fam.weights), 6)
     (('La1', 'Lb1'), 1.0)
     """
+    return _family(name, None if beam_energy_ev is None else float(beam_energy_ev), tuple(claimed))
+
+
+@functools.lru_cache(maxsize=256)
+def _family(name: str, beam_energy_ev: float | None, claimed: tuple[str, ...]) -> LineFamily:
+    """:func:`line_family`, remembered (xraydb's tables are constant; a slice series asks for the same lines)."""
     import xraydb
 
     line_energy(name)  # validates element and line
@@ -137,14 +146,15 @@ def line_family(name: str, *, beam_energy_ev: float | None = None, claimed: Sequ
 def _design(energy: np.ndarray, families: list[LineFamily], fwhm_mnka: Any, where: str) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
     """Fit channel indices, design matrix (channels x (lines + background hats)) and the clusters' ranges."""
     step = float(np.median(np.diff(energy))) if energy.size > 1 else 1.0
-    low = max(float(energy[0]) - step / 2, 2.5 * detector_fwhm(0.0, fwhm_mnka=fwhm_mnka))
+    at = [0.0, *(e for fam in families for e in fam.energies)]
+    fw = dict(zip(at, detector_fwhm(np.array(at), fwhm_mnka=fwhm_mnka).tolist(), strict=True))  # one parse
+    low = max(float(energy[0]) - step / 2, 2.5 * fw[0.0])
     high = float(energy[-1]) + step / 2
     spans = []
     for fam in families:
         for e, wt in zip(fam.energies, fam.weights, strict=True):
             if wt >= 0.05 * max(fam.weights):
-                f = detector_fwhm(e, fwhm_mnka=fwhm_mnka)
-                spans.append((e - 3 * f, e + 3 * f))
+                spans.append((e - 3 * fw[e], e + 3 * fw[e]))
         e0 = fam.energies[0]
         if not low <= e0 <= high:
             raise DataModelError(
@@ -166,184 +176,82 @@ def _design(energy: np.ndarray, families: list[LineFamily], fwhm_mnka: Any, wher
     for fam in families:
         col = np.zeros(e.size)
         for el, wt in zip(fam.energies, fam.weights, strict=True):
-            s = detector_fwhm(el, fwhm_mnka=fwhm_mnka) * _SIGMA
+            s = fw[el] * _SIGMA
             col += wt * (ndtr((e + step / 2 - el) / s) - ndtr((e - step / 2 - el) / s))
         cols.append(col)
-    for (lo, hi), m in zip(clusters, member, strict=True):
+    mid = detector_fwhm(np.array([(lo + hi) / 2 for lo, hi in clusters]), fwhm_mnka=fwhm_mnka).tolist()
+    for (lo, hi), m, f in zip(clusters, member, mid, strict=True):
         # piecewise-linear background: hat functions, knots about 3 FWHM apart
         inside = m[idx].astype(float)
-        n = max(1, int(round((hi - lo) / (3.0 * detector_fwhm((lo + hi) / 2, fwhm_mnka=fwhm_mnka)))))
+        n = max(1, int(round((hi - lo) / (3.0 * f))))
         d = (hi - lo) / n
         for kn in np.linspace(lo, hi, n + 1):
             cols.append(inside * np.clip(1.0 - np.abs(e - kn) / d, 0.0, None))
     return idx, np.stack(cols, axis=1), [(lo, hi) for lo, hi in clusters]
 
 
-@njit(cache=True, nogil=True)
-def _solve_subset(G: np.ndarray, b: np.ndarray, passive: np.ndarray, z: np.ndarray, M: np.ndarray, v: np.ndarray) -> None:  # pragma: no cover
-    """z[passive] = G[passive, passive]^-1 b[passive] (Gaussian elimination in scratch M, v); z elsewhere 0."""
-    k = b.size
-    n = 0
-    for i in range(k):
-        z[i] = 0.0
-        if passive[i]:
-            m = 0
-            for j in range(k):
-                if passive[j]:
-                    M[n, m] = G[i, j]
-                    m += 1
-            v[n] = b[i]
-            n += 1
-    for c in range(n):  # G is symmetric positive definite: no pivoting needed
-        piv = M[c, c]
-        for r in range(c + 1, n):
-            f = M[r, c] / piv
-            for q in range(c, n):
-                M[r, q] -= f * M[c, q]
-            v[r] -= f * v[c]
-    for c in range(n - 1, -1, -1):
-        acc = v[c]
-        for q in range(c + 1, n):
-            acc -= M[c, q] * v[q]
-        v[c] = acc / M[c, c]
-    n = 0
-    for i in range(k):
-        if passive[i]:
-            z[i] = v[n]
-            n += 1
+def _segments(Pk: np.ndarray, idx: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P on the spectrum's channels, and the ranges of fit channels each line reads (lines, ranges; empty: lo == hi).
 
-
-@njit(cache=True, nogil=True)
-def _nnls_rows(Gr: np.ndarray, X: np.ndarray, rows: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Lawson-Hanson NNLS on the reduced normal equations, for the given rows of X (lines, in place).
-
-    ``Gr`` is the Schur complement of the background in ``A^T A``; the
-    unconstrained solution ``x`` gives ``b = Gr x``, and the constrained one
-    minimises ``x'Gr x / 2 - b'x`` over ``x >= 0``.
+    A line's row is zero outside its own cluster up to Gaussian tails of
+    ~1e-60 (relative), whose products with counts lie far below float64
+    rounding: each line reads the fit channels from its first to its last
+    weight above ``_NEGLIGIBLE`` of its largest.
     """
-    k = Gr.shape[0]
-    M = np.empty((k, k))
-    v = np.empty(k)
-    z = np.empty(k)
-    b = np.empty(k)
-    w = np.empty(k)
-    passive = np.empty(k, dtype=np.bool_)
-    for r in rows:
-        xu = X[r]
-        scale = 0.0
-        for i in range(k):
-            acc = 0.0
-            for j in range(k):
-                acc += Gr[i, j] * xu[j]
-            b[i] = acc
-            scale = max(scale, abs(acc))
-        tol = 1e-12 * (scale + 1.0)
-        # warm start: the lines the unconstrained fit finds positive, dropping any that turn non-positive
-        for i in range(k):
-            passive[i] = xu[i] > 0
-        for _start in range(k):
-            _solve_subset(Gr, b, passive, z, M, v)
-            feasible = True
-            for i in range(k):
-                if passive[i] and z[i] <= tol:
-                    passive[i] = False
-                    feasible = False
-            if feasible:
-                break
-        x = np.zeros(k)
-        for i in range(k):
-            if passive[i]:
-                x[i] = z[i]
-        for _outer in range(3 * k + 3):
-            for i in range(k):
-                acc = b[i]
-                for j in range(k):
-                    acc -= Gr[i, j] * x[j]
-                w[i] = acc
-            best, jbest = tol, -1
-            for i in range(k):
-                if not passive[i] and w[i] > best:
-                    best, jbest = w[i], i
-            if jbest < 0:
-                break
-            passive[jbest] = True
-            for _inner in range(k + 1):
-                _solve_subset(Gr, b, passive, z, M, v)
-                alpha, bad = 1.0, False
-                for i in range(k):
-                    if passive[i] and z[i] <= tol:
-                        bad = True
-                        d = x[i] - z[i]
-                        alpha = min(alpha, x[i] / d if d > 0 else 0.0)
-                if not bad:
-                    for i in range(k):
-                        x[i] = z[i]
-                    break
-                for i in range(k):
-                    x[i] += alpha * (z[i] - x[i])
-                    if passive[i] and x[i] <= tol:
-                        passive[i] = False
-                        x[i] = 0.0
-        for i in range(k):
-            X[r, i] = x[i]
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _project8(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray, PT8: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Y[:, fit channels] @ PT8 for 8 columns (eight scalar accumulators: they stay in registers)."""
-    n = flat.shape[0]
-    X = np.empty((n, 8))
-    for r in range(n):
-        row = flat[r]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-        c = 0
-        for s in range(lo.size):
-            for ch in range(lo[s], hi[s]):
-                y = np.float64(row[ch])
-                a0 += y * PT8[c, 0]
-                a1 += y * PT8[c, 1]
-                a2 += y * PT8[c, 2]
-                a3 += y * PT8[c, 3]
-                a4 += y * PT8[c, 4]
-                a5 += y * PT8[c, 5]
-                a6 += y * PT8[c, 6]
-                a7 += y * PT8[c, 7]
-                c += 1
-        X[r, 0], X[r, 1], X[r, 2], X[r, 3] = a0, a1, a2, a3
-        X[r, 4], X[r, 5], X[r, 6], X[r, 7] = a4, a5, a6, a7
-    return X
-
-
-def _project(flat: np.ndarray, idx: np.ndarray, PT: np.ndarray) -> np.ndarray:
-    """X = flat[:, idx] @ PT, reading the counts in place (the fit channels as contiguous ranges)."""
+    Pc = np.zeros((Pk.shape[0], channels))
+    Pc[:, idx] = Pk
+    big = np.abs(Pc) > _NEGLIGIBLE * np.abs(Pc).max(axis=1, keepdims=True)
+    first = np.argmax(big, axis=1)[:, None]
+    last = channels - np.argmax(big[:, ::-1], axis=1)[:, None]
     brk = np.nonzero(np.diff(idx) != 1)[0]
-    lo = np.r_[idx[0], idx[brk + 1]].astype(np.int64)
-    hi = np.r_[idx[brk] + 1, idx[-1] + 1].astype(np.int64)
-    k = PT.shape[1]
-    out = np.empty((flat.shape[0], k))
-    for j0 in range(0, k, 8):
-        PT8 = np.zeros((PT.shape[0], 8))
-        PT8[:, : min(8, k - j0)] = PT[:, j0 : j0 + 8]
-        out[:, j0 : j0 + 8] = _project8(flat, lo, hi, PT8)[:, : min(8, k - j0)]
-    return out
+    lo = np.r_[idx[0], idx[brk + 1]][None, :]
+    hi = np.r_[idx[brk] + 1, idx[-1] + 1][None, :]
+    return Pc, np.clip(lo, first, last).astype(np.int64), np.clip(hi, first, last).astype(np.int64)
 
 
-def _fit_block(block: np.ndarray, idx: np.ndarray, P: np.ndarray, Gr: np.ndarray, n_lines: int, nonneg: bool) -> np.ndarray:
-    """(..., channels) counts -> (..., lines) net counts: one matrix product, NNLS on the pixels that need it.
+def _blocks(Gr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The independent blocks of the lines' normal matrix: lines (blocks, m; -1 pads) and matrices (identity pads).
 
-    The product ``Y[:, idx] @ P^T`` is a compiled loop that reads the
-    counts in place (no float copy of the cube).
+    Lines in different clusters couple only through Gaussian tails far below
+    rounding (``_NEGLIGIBLE`` of the diagonal), so their NNLS are independent.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    d = np.sqrt(np.diag(Gr))
+    _, label = connected_components(np.abs(Gr) > _NEGLIGIBLE * np.outer(d, d), directed=False)
+    members = [np.nonzero(label == g)[0] for g in range(label.max() + 1)]
+    m = max(len(g) for g in members)
+    groups = np.full((len(members), m), -1, dtype=np.int64)
+    Grb = np.tile(np.eye(m), (len(members), 1, 1))
+    for g, lines in enumerate(members):
+        groups[g, : lines.size] = lines
+        Grb[g, : lines.size, : lines.size] = Gr[np.ix_(lines, lines)]
+    return groups, Grb
+
+
+def _fit_block(block: np.ndarray, idx: np.ndarray, Pk: np.ndarray, Gr: np.ndarray, nonneg: bool) -> np.ndarray:
+    """(..., channels) counts -> (..., lines) net counts: one projection, NNLS on the pixels that need it.
+
+    Compiled: one pass over the pixels reading the counts in place, one over
+    the pixels with a negative line
+    (:mod:`pfibsims.io._fitkernels`: each line over its own channels, then
+    cached active sets for the NNLS). Its twin (numba switch off):
+    the dense product ``Y[:, idx] @ Pk^T`` and Lawson-Hanson on every pixel
+    with a negative line, in Python.
     """
     lead = block.shape[:-1]
     flat = np.ascontiguousarray(block.reshape(-1, block.shape[-1]))
-    PT = np.ascontiguousarray(P[:n_lines].T)
-    fast = compiled()  # the numba switch (pfibsims._engine.numba): numpy/Python twins otherwise
-    X = _project(flat, idx, PT) if fast else np.take(flat, idx, axis=1).astype(np.float64) @ PT
-    if nonneg:
+    if compiled():  # the numba switch (pfibsims._engine.numba)
+        X = project_rows(flat, *_segments(Pk, idx, flat.shape[1]))
+        if nonneg:
+            nonneg_rows(X, *_blocks(Gr))
+    else:
+        X = np.take(flat, idx, axis=1).astype(np.float64) @ Pk.T
+        X[~np.isfinite(X).all(axis=1)] = np.nan
         rows = np.nonzero((X < 0).any(axis=1))[0]
-        if rows.size:
-            (_nnls_rows if fast else getattr(_nnls_rows, "py_func", _nnls_rows))(Gr, X, rows.astype(np.int64))
-    return X.reshape(*lead, n_lines)
+        if nonneg and rows.size:
+            getattr(nnls_rows, "py_func", nnls_rows)(Gr, X, rows.astype(np.int64))
+    return X.reshape(*lead, Pk.shape[0])
 
 
 def fit_lines(
@@ -409,14 +317,15 @@ def fit_lines(
     k = len(names)
     # background eliminated: the lines' normal equations are the Schur complement of the background block
     Gr = G[:k, :k] - G[:k, k:] @ np.linalg.solve(G[k:, k:], G[k:, :k])
+    Pk = np.ascontiguousarray(P[:k])
     if isinstance(spectra, da.Array):
         cube = spectra[..., int(idx[0]) : int(idx[-1]) + 1].rechunk({spectra.ndim - 1: -1})
         out = cube.map_blocks(
-            _fit_block, idx - idx[0], P, Gr, k, nonneg, dtype=np.float64,
+            _fit_block, idx - idx[0], Pk, Gr, nonneg, dtype=np.float64,
             chunks=(*cube.chunks[:-1], (k,)), name="fit-lines-" + da.core.tokenize(cube.name, P, nonneg),
         )
     else:
-        out = _fit_block(np.asarray(spectra), idx, P, Gr, k, nonneg)
+        out = _fit_block(np.asarray(spectra), idx, Pk, Gr, nonneg)
     fwhm0 = detector_fwhm(5898.7, fwhm_mnka=fwhm_mnka)
     maps = {n: out[..., i] for i, n in enumerate(names)}
     attrs = {

@@ -120,8 +120,11 @@ def line_energy(name: str) -> float:
     return float(np.sum(weights * energies) / np.sum(weights))
 
 
-def detector_fwhm(energy_ev: float, *, fwhm_mnka: Any = "130 eV") -> float:
+def detector_fwhm(energy_ev: Any, *, fwhm_mnka: Any = "130 eV") -> Any:
     """Detector FWHM in eV at ``energy_ev`` (Fano/noise model scaled from Mn Ka).
+
+    ``energy_ev`` is a number (a float comes back) or an array of them (an
+    array comes back; ``fwhm_mnka`` is parsed once).
 
     Examples
     --------
@@ -129,11 +132,14 @@ def detector_fwhm(energy_ev: float, *, fwhm_mnka: Any = "130 eV") -> float:
     130.0
     >>> round(detector_fwhm(277.0), 1)
     53.3
+    >>> detector_fwhm(np.array([277.0, 5898.7])).round(1)
+    array([ 53.3, 130. ])
     """
     f0 = parse_quantity(fwhm_mnka, "eV", name="fwhm_mnka").magnitude
     if f0 <= 0:
         raise UnitsError(f"fwhm_mnka: expected a positive energy such as '130 eV', got {fwhm_mnka!r}")
-    return float(np.sqrt(max(f0**2 + 2.5 * (energy_ev - _MNKA_EV), 1.0)))
+    fw = np.sqrt(np.maximum(f0**2 + 2.5 * (np.asarray(energy_ev, dtype=float) - _MNKA_EV), 1.0))
+    return float(fw) if fw.ndim == 0 else fw
 
 
 def line_window(name: str, *, window: Any = 2.0, fwhm_mnka: Any = "130 eV") -> tuple[float, float]:

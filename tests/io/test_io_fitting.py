@@ -174,3 +174,49 @@ def test_compiled_and_python_paths_agree():
         slow, _ = fit_lines(noisy, ENERGY, LINES, beam_energy_ev=5000.0)
     for n in LINES:
         np.testing.assert_allclose(fast[n], slow[n], rtol=1e-9, atol=1e-9)
+
+
+def test_cached_active_sets_agree_with_lawson_hanson_on_every_pixel():
+    """Five L lines and O K in one cluster, each element present or not at random: more active sets than the
+    compiled kernel caches (so sets are evicted and met again). Every pixel equals the numpy/Python twin
+    (Lawson-Hanson on the whole problem, no cache, dense product), and sampled pixels scipy's BVLS."""
+    from pfibsims._engine.numba import use_compiled
+    from pfibsims.io._fitkernels import SLOTS
+
+    lines = ["O_Ka", "Mn_La", "Fe_La", "Co_La", "Ni_La", "Cu_La", "Zr_La", "Pt_Ma"]
+    rng = np.random.default_rng(7)
+    counts = (rng.random((24, 24, len(lines))) < 0.5) * rng.uniform(50.0, 400.0, (24, 24, len(lines)))
+    shapes = np.stack([_family_counts(n, 1.0) for n in lines])
+    cube = rng.poisson(counts @ shapes + _continuum(0.5)).astype(np.uint16)
+    fast, _ = fit_lines(cube, ENERGY, lines, beam_energy_ev=5000.0)
+    with use_compiled(False):
+        slow, _ = fit_lines(cube, ENERGY, lines, beam_energy_ev=5000.0)
+    got, ref = np.stack([fast[n] for n in lines], axis=-1), np.stack([slow[n] for n in lines], axis=-1)
+    assert len({tuple(s) for s in (got[..., :6] > 0).reshape(-1, 6)}) > SLOTS  # the cache overflows
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
+    idx, A, _ = _design(ENERGY, [line_family(n, beam_energy_ev=5000.0) for n in lines], "130 eV", "test")
+    k = len(lines)
+    lower = np.r_[np.zeros(k), np.full(A.shape[1] - k, -np.inf)]
+    for i, j in rng.integers(0, 24, (12, 2)):
+        want = lsq_linear(A, cube[i, j, idx].astype(float), bounds=(lower, np.inf), method="bvls").x[:k]
+        np.testing.assert_allclose(got[i, j], want, atol=1e-9 * max(want.max(), 1.0))
+
+
+def test_a_nan_count_in_the_fit_channels_makes_the_pixel_nan():
+    """Both paths: NaN or inf in a fit channel -> every line of that pixel NaN; NaN outside the fit channels -> no effect."""
+    from pfibsims._engine.numba import use_compiled
+
+    cube, _ = _cube()
+    noisy = np.random.default_rng(1).poisson(cube * 0.05).astype(np.float32)
+    clean, _ = fit_lines(noisy, ENERGY, LINES, beam_energy_ev=5000.0)
+    noisy[0, 0, 100] = np.nan  # 800 eV: inside the O/Co/La cluster
+    noisy[1, 1, 250] = np.inf  # 2300 eV: inside the Zr/Pt cluster
+    noisy[2, 2, 10] = np.nan  # -100 eV: below the fit range
+    for flag in (True, False):
+        with use_compiled(flag):
+            maps, _ = fit_lines(noisy, ENERGY, LINES, beam_energy_ev=5000.0)
+        for n in LINES:
+            assert np.isnan(maps[n][0, 0]) and np.isnan(maps[n][1, 1]), (flag, n)
+            keep = np.ones(maps[n].shape, bool)
+            keep[0, 0] = keep[1, 1] = False
+            np.testing.assert_allclose(maps[n][keep], clean[n][keep], rtol=1e-9, atol=1e-9)

@@ -23,6 +23,7 @@ runtime one; without it part 3 prints only pfibsims' numbers.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -148,7 +149,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--exspy-pixels", type=int, default=120)
     a = ap.parse_args()
+    load = os.getloadavg()[0]
     rows = _memory(a.size, a.repeats) + _from_file(a.size, a.repeats)
+    print(f"load average (1 min) {load:.1f} at the start, {os.getloadavg()[0]:.1f} after the synthetic cases, {os.cpu_count()} CPUs\n")
     print(f"### Synthetic cathode, {a.size} x {a.size} px, 600 channels, 5 lines (median of {a.repeats})\n")
     print("| case | fit (s per Mpixel) | window (s per Mpixel) | fit / window |\n|---|---|---|---|")
     for name, f, w in rows:

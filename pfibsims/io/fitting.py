@@ -32,11 +32,16 @@ The model, once per spectrum image:
   elements with lines *inside* a cluster must be requested too.
 * **Solve.** With ``A`` the (channels x unknowns) design matrix,
   ``P = (A^T A)^-1 A^T`` is computed once; each chunk of spectra is one
-  matrix product ``Y P^T`` (a compiled loop over the counts in place). Pixels where a line comes out negative are
-  solved again with the lines constrained non-negative (Lawson-Hanson
-  active set on the lines' normal equations with the background eliminated,
-  a few lines by a few, compiled with numba; the background stays free).
-  Only those pixels pay for it.
+  product ``Y P^T``, compiled, reading the counts in place, each line only
+  over the fit channels of its own cluster (its row of ``P`` is zero
+  elsewhere to far below rounding). Pixels where a line comes out negative
+  are solved again with the lines constrained non-negative (on the lines'
+  normal equations with the background eliminated, the background stays
+  free), exactly: per independent block of lines, the few active sets the
+  map's phases share are remembered with their inverses and checked by the
+  optimality (KKT) conditions; a pixel none of them solves runs
+  Lawson-Hanson (:mod:`pfibsims.io._fitkernels`). Only those pixels pay for
+  it. A pixel with a NaN or infinite count in its fit channels is NaN.
 """
 
 from __future__ import annotations
@@ -232,12 +237,11 @@ def _blocks(Gr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _fit_block(block: np.ndarray, idx: np.ndarray, Pk: np.ndarray, Gr: np.ndarray, nonneg: bool) -> np.ndarray:
     """(..., channels) counts -> (..., lines) net counts: one projection, NNLS on the pixels that need it.
 
-    Compiled: one pass over the pixels reading the counts in place, one over
-    the pixels with a negative line
-    (:mod:`pfibsims.io._fitkernels`: each line over its own channels, then
-    cached active sets for the NNLS). Its twin (numba switch off):
-    the dense product ``Y[:, idx] @ Pk^T`` and Lawson-Hanson on every pixel
-    with a negative line, in Python.
+    Compiled (:mod:`pfibsims.io._fitkernels`): one pass over the pixels
+    reading the counts in place, each line over its own channels, then one
+    over the pixels with a negative line (cached active sets). Its twin
+    (numba switch off): the dense product ``Y[:, idx] @ Pk^T`` and
+    Lawson-Hanson on the whole problem of every pixel with a negative line.
     """
     lead = block.shape[:-1]
     flat = np.ascontiguousarray(block.reshape(-1, block.shape[-1]))

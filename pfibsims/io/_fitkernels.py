@@ -15,11 +15,12 @@ minimiser's set exactly when ``z_S = Gr[S, S]^-1 b_S > 0`` and
 different clusters do not interact, so ``Gr`` splits into independent
 blocks, each solved on its own. Most pixels of a map share a few sets per
 block (a phase's missing elements are the lines at zero), so the kernel
-keeps the inverses of the sets it has met (:data:`SLOTS` per block, most
-recently used first) and checks them in turn; only a pixel that satisfies
-none of them runs Lawson-Hanson (:func:`lawson_hanson`), whose final set
-joins the cache. The tolerances are Lawson-Hanson's, so both routes accept
-the same solutions.
+keeps the inverses of the sets it has met (:data:`SLOTS` per block) and
+checks them in turn, first the one that last solved a pixel with the same
+signs of unconstrained lines; only a pixel that satisfies none of them runs
+Lawson-Hanson (:func:`lawson_hanson`), whose final set joins the cache
+(round robin when full). The tolerances are Lawson-Hanson's, so both
+routes accept the same solutions.
 
 Every kernel runs as plain Python without numba (the ``py_func`` twins the
 numba switch :mod:`pfibsims._engine.numba` takes).
@@ -35,6 +36,8 @@ __all__ = ["SLOTS", "lawson_hanson", "nnls_rows", "nonneg_rows", "project_rows"]
 
 #: Active sets (with their inverses) the kernel remembers per block of lines, in one chunk.
 SLOTS = 16
+#: Sign patterns of the unconstrained lines (per block) that remember which cached set solved them last.
+_KEY_BITS = 10
 
 
 @njit(cache=True, nogil=True)
@@ -159,14 +162,9 @@ def nnls_rows(Gr: np.ndarray, X: np.ndarray, rows: np.ndarray) -> None:  # pragm
 
 
 @njit(cache=True, nogil=True)
-def _remember(Gb: np.ndarray, passive: np.ndarray, masks: np.ndarray, invs: np.ndarray, order: np.ndarray, used: int) -> int:  # pragma: no cover
-    """Put the set ``passive`` and Gb's inverse on it first in a block's cache (evicting the least recent); returns slots used."""
+def _store(Gb: np.ndarray, passive: np.ndarray, masks: np.ndarray, invs: np.ndarray, slot: int) -> None:  # pragma: no cover
+    """Cache slot ``slot`` of a block: the set ``passive`` and the inverse of Gb on it (zero off it)."""
     k = Gb.shape[0]
-    slot = used if used < masks.shape[0] else order[used - 1]
-    n = min(used + 1, masks.shape[0])
-    for q in range(n - 1, 0, -1):
-        order[q] = order[q - 1]
-    order[0] = slot
     e = np.zeros(k)
     col = np.empty(k)
     M = np.empty((k, k))
@@ -175,11 +173,10 @@ def _remember(Gb: np.ndarray, passive: np.ndarray, masks: np.ndarray, invs: np.n
         masks[slot, i] = passive[i]
     for j in range(k):
         e[j] = 1.0
-        _solve_subset(Gb, e, passive, col, M, v)  # column j of the inverse on the set (zero off it)
+        _solve_subset(Gb, e, passive, col, M, v)  # column j of the inverse on the set
         e[j] = 0.0
         for i in range(k):
             invs[slot, i, j] = col[i] if passive[j] else 0.0
-    return n
 
 
 #: reassociation (vectorised sums) but no "no NaN" assumption: a NaN count stays a NaN map value
@@ -223,10 +220,10 @@ def nonneg_rows(X: np.ndarray, groups: np.ndarray, Grb: np.ndarray) -> None:  # 
     calls with array arguments cost more per pixel than the work.
     """
     nb, m = groups.shape
-    masks = np.zeros((nb, SLOTS, m), dtype=np.bool_)  # the cache: sets, their inverses, most recent first
+    masks = np.zeros((nb, SLOTS, m), dtype=np.bool_)  # the cache: sets and their inverses
     invs = np.zeros((nb, SLOTS, m, m))
-    order = np.zeros((nb, SLOTS), dtype=np.int64)
-    used = np.zeros(nb, dtype=np.int64)
+    used, evict = np.zeros(nb, dtype=np.int64), np.zeros(nb, dtype=np.int64)  # slots filled, next to overwrite
+    guess = np.full((nb, 1 << min(m, _KEY_BITS)), -1, dtype=np.int64)  # signs of x -> slot that last solved them
     xb, bb = np.zeros((nb, m)), np.empty((nb, m))
     z, passive = np.empty(m), np.empty(m, dtype=np.bool_)
     for r in range(X.shape[0]):
@@ -248,14 +245,18 @@ def nonneg_rows(X: np.ndarray, groups: np.ndarray, Grb: np.ndarray) -> None:  # 
                 scale = max(scale, abs(acc))
         tol = 1e-12 * (scale + 1.0)
         for g in range(nb):
-            neg = False
+            neg, key = False, 0
             for q in range(m):
                 neg |= xb[g, q] < 0
+                key |= (xb[g, q] > 0) << (q % _KEY_BITS)
             if not neg:
                 continue
             hit = -1
-            for t in range(used[g]):  # KKT: z_S = inverse b_S > tol on S, b - Gb z <= tol off S
-                s, ok = order[g, t], True
+            for t in range(-1, used[g]):  # the guess first, then every cached set
+                s = guess[g, key] if t < 0 else t
+                if s < 0 or (t >= 0 and s == guess[g, key]):
+                    continue
+                ok = True  # KKT: z_S = inverse b_S > tol on S, b - Gb z <= tol off S
                 for i in range(m):
                     acc = 0.0
                     if masks[g, s, i]:
@@ -270,16 +271,14 @@ def nonneg_rows(X: np.ndarray, groups: np.ndarray, Grb: np.ndarray) -> None:  # 
                             acc -= Grb[g, i, j] * z[j]
                         ok &= acc <= tol
                 if ok:
-                    hit = t
+                    hit = s
                     break
-            if hit >= 0:  # move to the front
-                s = order[g, hit]
-                for t in range(hit, 0, -1):
-                    order[g, t] = order[g, t - 1]
-                order[g, 0] = s
-            else:  # a set not met yet in this chunk
+            if hit < 0:  # a set not met yet in this chunk: Lawson-Hanson, then cache it (round robin when full)
                 lawson_hanson(Grb[g], xb[g].copy(), bb[g], tol, z, passive)
-                used[g] = _remember(Grb[g], passive, masks[g], invs[g], order[g], used[g])
+                hit = used[g] if used[g] < SLOTS else evict[g]
+                used[g], evict[g] = min(used[g] + 1, SLOTS), (evict[g] + (used[g] == SLOTS)) % SLOTS
+                _store(Grb[g], passive, masks[g], invs[g], hit)
+            guess[g, key] = hit
             for q in range(m):
                 if groups[g, q] >= 0:
                     X[r, groups[g, q]] = z[q]

@@ -26,9 +26,10 @@ from .statistics import QUANTILES, stats_vars
 
 # -- profiles versus distance from a boundary -------------------------------------------
 def _bin_block(dist: np.ndarray, *, lo: float, width: float, n: int) -> np.ndarray:
+    """Distance bin of every voxel (-1: outside the range), in the smallest integer type that holds ``n``."""
     k = np.floor((np.asarray(dist) - lo) / width)
     ok = np.isfinite(k) & (k >= 0) & (k < n)
-    return np.where(ok, k, -1).astype(np.int64)
+    return np.where(ok, k, -1).astype(np.min_scalar_type(-max(n, 1)))
 
 
 def _bins(bins: Any, lo: float, hi: float) -> tuple[float, int]:
@@ -149,7 +150,7 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins) -> Plan:
     phase_mask = as_array(labels.transpose(*dims).data) == value
     dist = signed_distance(phase_mask, sampling=spacing, reach=max(abs(lo), abs(hi)) + width)
     if isinstance(dist, darr.Array):
-        groups = darr.map_blocks(_bin_block, dist, dtype=np.int64, lo=lo, width=width, n=n)
+        groups = darr.map_blocks(_bin_block, dist, dtype=np.min_scalar_type(-max(n, 1)), lo=lo, width=width, n=n)
     else:
         groups = _bin_block(dist, lo=lo, width=width, n=n)
     values = as_array(da.transpose(*dims).data)

@@ -179,7 +179,8 @@ def _distance_scipy(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
 def _distance_compiled(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
     m3 = np.ascontiguousarray(mask.reshape((1,) * (3 - mask.ndim) + mask.shape), dtype=np.uint8)
     h = [1.0] * (3 - mask.ndim) + [s / 2 for s in sampling]
-    return np.sqrt(_squared_distance(m3, float(h[0]), float(h[1]), float(h[2]))).reshape(mask.shape)
+    d2 = _squared_distance(m3, float(h[0]), float(h[1]), float(h[2]))
+    return np.sqrt(d2, out=d2).reshape(mask.shape)
 
 
 def signed_distance_block(mask: np.ndarray, *, sampling: Sequence[float], reach: float = math.inf) -> np.ndarray:
@@ -206,13 +207,12 @@ def signed_distance_block(mask: np.ndarray, *, sampling: Sequence[float], reach:
     array([-15.,  -5.,   5.,  15.])
     """
     mask = np.asarray(mask, dtype=bool)
-    sign = np.where(mask, -1.0, 1.0)
     if mask.all() or not mask.any():
-        return sign * np.inf
+        return np.where(mask, -np.inf, np.inf)
     use = _distance_compiled if compiled() and 1 <= mask.ndim <= 3 else _distance_scipy
     dist = use(mask, sampling)
     dist[dist > reach] = np.inf
-    return sign * dist
+    return np.negative(dist, out=dist, where=mask)  # negative inside the phase, in place
 
 
 def signed_distance(mask, *, sampling: Sequence[float], reach: float):

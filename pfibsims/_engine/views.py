@@ -19,6 +19,8 @@ import dask.array as da
 import numpy as np
 from dask.array.overlap import ensure_minimum_chunksize
 
+from .numba import compiled, njit
+
 __all__ = ["MAX_PIXELS", "SAMPLE_SLICES", "block_factor", "check_max_pixels", "dask_block_mean", "sample_tiles"]
 
 #: Largest in-plane size (pixels a slice) an estimate works on; larger fields are reduced
@@ -66,6 +68,14 @@ def _block_means(block: np.ndarray, *, f: int, axes: tuple[int, int], first: tup
         index[ax] = slice(s[k], s[k] + c[k] * f)
         shape[ax] = c[k]
     part = block[tuple(index)]
+    if compiled() and part.dtype.kind in "biu" and part.dtype.itemsize <= 4 and tuple(axes) == (
+            part.ndim - 2, part.ndim - 1) and part.ndim >= 2:
+        # integer counts: every float64 sum of f^2 values is exact, so the compiled loop is numpy's mean
+        lead = part.shape[:-2]
+        flat = part.reshape((math.prod(lead),) + part.shape[-2:])
+        out = np.empty((flat.shape[0], shape[-2], shape[-1]), dtype=np.float32)
+        _int_block_means(flat.view(np.uint8) if flat.dtype == bool else flat, f, out)
+        return out.reshape(tuple(lead) + (shape[-2], shape[-1]))
     split, reduce_axes = [], []
     for ax, n in enumerate(shape):
         split.append(n)
@@ -73,6 +83,30 @@ def _block_means(block: np.ndarray, *, f: int, axes: tuple[int, int], first: tup
             split.append(f)
             reduce_axes.append(len(split) - 1)
     return part.reshape(split).mean(axis=tuple(reduce_axes), dtype=np.float64).astype(np.float32)
+
+
+@njit(nogil=True, cache=True)
+def _int_block_means(part, f, out):  # pragma: no cover - compiled
+    """``out[p, i, j]`` = the mean of the ``f x f`` block ``(i, j)`` of ``part[p]`` (integers), in float32.
+
+    Summed in float64: exact for integers of up to 32 bits and ``f^2 < 2^21``, so equal to numpy's mean
+    whatever the order; divided by ``f^2`` as numpy does, then rounded to float32.
+    """
+    n = np.float64(f * f)
+    width = out.shape[2] * f
+    rows = np.zeros(width, dtype=np.float64)
+    for p in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            rows[:] = 0.0
+            for r in range(i * f, i * f + f):  # column sums of the block row (a vectorised loop)
+                row = part[p, r, :width]
+                for c in range(width):
+                    rows[c] += np.float64(row[c])
+            for j in range(out.shape[2]):
+                s = 0.0
+                for c in range(j * f, j * f + f):
+                    s += rows[c]
+                out[p, i, j] = np.float32(s / n)
 
 
 def dask_block_mean(data: da.Array, f: int, axes: tuple[int, int]) -> da.Array:

@@ -46,7 +46,7 @@ def test_local_cluster_gives_the_threaded_numbers(phantom):
     # no sampling profiler in the workers: it walks other threads' frames, a known CPython 3.11 crash
     with dask.config.set({"distributed.worker.profile.enabled": False}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB",
-                                     dashboard_address=None) as cluster, distributed.Client(cluster):
+                                     dashboard_address=":0") as cluster, distributed.Client(cluster):
         li_d, cov_d, n_d = _numbers(_fused(phantom))  # graph built again: nothing cached in the process
     np.testing.assert_array_equal(li_d, li_t)  # bit for bit, NaN outside the SIMS field in the same places
     assert cov_d == cov_t

@@ -209,7 +209,7 @@ def test_runs_on_distributed_local_cluster():
     onto = Grid((30, 30), "81.4 nm")
     T = Affine.from_parameters(rotation=5, shift=(30, 40))
     ref = resample(ds.compute(), onto, transform=T).Li6.values
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cl, \
             distributed.Client(cl):
         got = resample(ds, onto, transform=T, chunks=10).Li6.compute().values
     np.testing.assert_array_equal(got, ref)

@@ -151,7 +151,7 @@ def test_a_chunk_alone_equals_the_region_of_the_whole(small):
 
 def test_runs_on_distributed(small):
     distributed = pytest.importorskip("distributed")
-    with distributed.Client(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as client:
+    with distributed.Client(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as client:
         eds, sims, _ = cathode(seed=0, **SMALL)
         zr, li6 = client.compute([eds.Zr_La, sims.Li6], sync=True)
     np.testing.assert_array_equal(zr.values, small[0].Zr_La.values)

@@ -12,8 +12,10 @@ Inside the library every length is a plain ``float`` in nanometres
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import re
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "lengths_nm",
     "parse_length",
     "parse_quantity",
+    "parse_unit",
     "ureg",
 ]
 
@@ -54,6 +57,120 @@ def _kind(q: pint.Quantity) -> str:
     return names.get(dim, f"a quantity of dimension {dim}")
 
 
+#: Longest text the parser reads: a quantity is a number and a few unit names.
+MAX_TEXT = 200
+#: Largest power a unit may carry ("nm^3" is fine; "nm^99" is not a unit of this library).
+MAX_POWER = 9
+_NUMBER = re.compile(r"\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?|inf(?:inity)?|nan))", re.IGNORECASE)
+_TOKEN = re.compile(
+    r"\s*(?:(?P<name>(?:(?![\d¹²³⁴⁵⁶⁷⁸⁹⁻])\w)(?:(?![¹²³⁴⁵⁶⁷⁸⁹⁻])\w)*|%|°)|(?P<one>1)(?![\d.])|(?P<op>\*\*|\^|[*/·⋅])|(?P<sup>[⁻]?[¹²³⁴⁵⁶⁷⁸⁹])"
+    r"|(?P<int>[+-]?\d+))"
+)
+_SUPERSCRIPT = str.maketrans("⁻¹²³⁴⁵⁶⁷⁸⁹", "-123456789")
+_ALIASES = {"%": "percent", "°": "degree"}
+
+
+def _unit_name(word: str) -> pint.Unit:
+    """One unit name (with prefix and plural) as a pint unit: a table look-up, never an evaluation."""
+    word = _ALIASES.get(word, word)
+    if word == "dimensionless":
+        return ureg.dimensionless
+    try:
+        return ureg.Unit(ureg.get_name(word))
+    except pint.UndefinedUnitError:
+        raise ValueError(f"unknown unit {word!r}") from None
+
+
+def _power(tokens: list[tuple[str, str]], i: int) -> tuple[int, int]:
+    """The integer power after ``**``/``^`` (or a superscript) at ``tokens[i]``, and the next index."""
+    kind, text = tokens[i]
+    if kind == "sup":
+        return int(text.translate(_SUPERSCRIPT)), i + 1
+    if i + 1 >= len(tokens) or tokens[i + 1][0] != "int":
+        raise ValueError(f"expected an integer power after {text!r}")
+    return int(tokens[i + 1][1]), i + 2
+
+
+@functools.lru_cache(maxsize=512)
+def _unit_expression(text: str) -> pint.Unit:
+    """``"nm"``, ``"counts/s"``, ``"nm ** 2"``, ``"kg m / s^2"``, ``"1"``, ``""``: names joined by * / and powers."""
+    tokens, pos = [], 0
+    while pos < len(text) and text[pos:].strip():
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ValueError(f"unexpected {text[pos:].strip()[:20]!r}")
+        tokens.append(next((k, v) for k, v in m.groupdict().items() if v is not None))
+        pos = m.end()
+    unit, sign, i, expect_term = ureg.dimensionless, 1, 0, True
+    while i < len(tokens):
+        kind, word = tokens[i]
+        if kind == "op" and word in "*/·⋅" and not expect_term:
+            sign, expect_term, i = (-1 if word == "/" else 1), True, i + 1
+            continue
+        if kind not in ("name", "one"):
+            raise ValueError(f"unexpected {word!r}")
+        term, power = (_unit_name(word) if kind == "name" else ureg.dimensionless), 1
+        i += 1
+        if i < len(tokens) and (tokens[i][0] == "sup" or tokens[i][1] in ("**", "^")):
+            power, i = _power(tokens, i)
+        if abs(power) > MAX_POWER:
+            raise ValueError(f"power {power} of {word!r} is outside -{MAX_POWER}..{MAX_POWER}")
+        unit, sign, expect_term = unit * term ** (sign * power), 1, False
+    if expect_term and tokens:
+        raise ValueError("expected a unit name at the end")
+    return unit
+
+
+def parse_unit(text: Any, *, name: str = "units") -> pint.Unit:
+    """Parse a unit by the strict grammar of pfibsims (never evaluated as an expression).
+
+    A unit is unit names known to :data:`ureg` (with SI prefixes and
+    plurals: ``"nm"``, ``"µm"``, ``"counts"``, ``"percent"``), joined by
+    ``*``, ``/`` or a space, each with an optional integer power
+    (``"nm ** 2"``, ``"nm^2"``, ``"nm²"``) of at most 9; ``"1"`` or ``""``
+    is dimensionless. Nothing else is accepted: no numbers as factors, no
+    nested powers, no parentheses, at most 200 characters. Files are
+    untrusted, and pint's own parser evaluates arithmetic (``10**10**10``).
+
+    Raises
+    ------
+    UnitsError
+        Naming ``name``, what was found and why it does not parse.
+
+    Examples
+    --------
+    >>> parse_unit("counts/s")
+    <Unit('count / second')>
+    >>> parse_unit("10**10**10 nm")
+    Traceback (most recent call last):
+    ...
+    pfibsims.errors.UnitsError: units: expected a unit such as 'nm' or 'counts/s', got '10**10**10 nm', which does not parse (unexpected '10')
+    """
+    if isinstance(text, pint.Unit) and text._REGISTRY is ureg:
+        return text
+    if not isinstance(text, str):
+        raise UnitsError(f"{name}: expected a unit such as 'nm' or 'counts/s', got {text!r} of type {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        raise UnitsError(f"{name}: expected a unit such as 'nm' or 'counts/s', got a text of {len(text)} characters")
+    try:
+        return _unit_expression(text.strip())
+    except ValueError as exc:
+        raise UnitsError(
+            f"{name}: expected a unit such as 'nm' or 'counts/s', got {text!r}, which does not parse ({exc})"
+        ) from None
+
+
+def _parse_text(text: str) -> tuple[float, pint.Unit | None]:
+    """A number and the unit after it (None when there is none) by the grammar of :func:`parse_unit`."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"a text of {len(text)} characters is not a quantity")
+    m = _NUMBER.match(text)
+    if m is None:
+        raise ValueError("expected a number first")
+    rest = text[m.end():].strip()
+    return float(m[1]), (_unit_expression(rest) if rest else None)
+
+
 def parse_quantity(
     value: Any,
     unit: str,
@@ -62,6 +179,11 @@ def parse_quantity(
     name: str = "value",
 ) -> pint.Quantity:
     """Parse ``value`` as a quantity compatible with ``unit``.
+
+    Strings follow one strict grammar, for users and for every file
+    header alike: a number (with an optional exponent, ``"8.14e1"``), then
+    a unit by :func:`parse_unit`. Nothing is evaluated, so a hostile header
+    (``"10**10**10 nm"``) is an error at once rather than a hang.
 
     Parameters
     ----------
@@ -80,13 +202,13 @@ def parse_quantity(
     Returns
     -------
     pint.Quantity
-        A scalar quantity in ``unit`` of :data:`ureg`.
+        A finite scalar quantity in ``unit`` of :data:`ureg`.
 
     Raises
     ------
     UnitsError
         When the value does not parse, has no unit and no ``default_unit`` was
-        given, or is of another kind than ``unit``.
+        given, is of another kind than ``unit``, or is not finite in ``unit``.
 
     Examples
     --------
@@ -95,35 +217,37 @@ def parse_quantity(
     >>> parse_quantity(30, "V", default_unit="kV").to("kV")
     <Quantity(30.0, 'kilovolt')>
     """
-    target = ureg.Unit(unit)
+    target = parse_unit(unit, name="unit")
+    default = None if default_unit is None else parse_unit(default_unit, name="default_unit")
     expected = f"{_kind(ureg.Quantity(1, target))} such as '{_example(unit)}'"
     if isinstance(value, pint.Quantity):
-        q = ureg.Quantity(value.magnitude, str(value.units))
+        if np.ndim(value.magnitude) != 0 or np.asarray(value.magnitude).dtype.kind not in "iuf":
+            raise UnitsError(f"{name}: expected {expected}, got a quantity of magnitude {value.magnitude!r}")
+        units = value.units if value._REGISTRY is ureg else parse_unit(str(value.units), name=name)
+        q = ureg.Quantity(float(value.magnitude), units)
     elif isinstance(value, str):
         try:
-            q = ureg.Quantity(value.strip())
-        except Exception as exc:  # pint raises several unrelated types
-            raise UnitsError(
-                f"{name}: expected {expected}, got {value!r}, which does not parse ({exc})"
-            ) from None
-        if not isinstance(q, pint.Quantity):  # "3" parses to a plain number
-            q = ureg.Quantity(q)
-        if q.dimensionless and str(q.units) == "dimensionless" and default_unit:
-            q = ureg.Quantity(q.magnitude, default_unit)
+            number, units = _parse_text(value.strip())
+        except ValueError as exc:
+            raise UnitsError(f"{name}: expected {expected}, got {_clip(value)}, which does not parse ({exc})") from None
+        q = ureg.Quantity(number, units if units is not None else default or ureg.dimensionless)
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if default_unit is None:
+        if default is None:
             raise UnitsError(
                 f"{name}: expected {expected}, got the plain number {value!r}; "
                 f"give the unit, e.g. '{value} {unit}'"
             )
-        q = ureg.Quantity(float(value), default_unit)
+        q = ureg.Quantity(float(value), default)
     else:
-        raise UnitsError(f"{name}: expected {expected}, got {value!r} of type {type(value).__name__}")
+        raise UnitsError(f"{name}: expected {expected}, got {_clip(repr(value))} of type {type(value).__name__}")
     if not q.is_compatible_with(target):
         raise UnitsError(f"{name}: expected {expected}, got {_show(value)} ({_kind(q)})")
     if not np.isfinite(q.magnitude):
         raise UnitsError(f"{name}: expected a finite value, got {_show(value)}")
-    q = q.to(target)
+    with np.errstate(over="ignore"):
+        q = q.to(target)
+    if not np.isfinite(q.magnitude):
+        raise UnitsError(f"{name}: expected a finite value in {unit}, got {_show(value)}, which overflows")
     # Unit prefixes are exact decimal factors: drop the binary rounding noise
     # of the conversion ('2 um' -> 1999.9999999999998 nm) so equal inputs are equal.
     return ureg.Quantity(float(f"{float(q.magnitude):.12g}"), q.units)
@@ -135,7 +259,12 @@ def _example(unit: str) -> str:
 
 
 def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else f"'{value}'"
+    return _clip(value) if isinstance(value, str) else f"'{value}'"
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """``repr`` of a text, cut to ``n`` characters (a hostile header can be megabytes)."""
+    return repr(text) if len(text) <= n else f"{text[:n]!r}... ({len(text)} characters)"
 
 
 def parse_length(value: Any, *, default_unit: str | None = None, name: str = "value") -> pint.Quantity:

@@ -74,3 +74,85 @@ def test_format_quantity_round_trips():
         s = format_quantity(q, unit)
         assert s == text
         assert ureg.Quantity(s) == q
+
+
+# --- the strict grammar (issue 21): nothing is evaluated, hostile text fails at once -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("10**10**10 nm", "unexpected '\\*\\*'"),  # pint evaluated this for ever
+        ("2**1000 nm", "unexpected '\\*\\*'"),  # pint: TypeError
+        ("2**2**2**2**2 nm", "unexpected '\\*\\*'"),  # pint: OverflowError
+        ("1 nm**99", "power 99 of 'nm' is outside -9..9"),
+        ("3 furlongz", "unknown unit 'furlongz'"),
+        ("__import__('os') nm", "expected a number first"),
+        ("1 (nm)", "unexpected '\\(nm\\)'"),
+        ("1 nm/", "expected a unit name at the end"),
+        ("1 10 nm", "unexpected '10'"),
+    ],
+)
+def test_hostile_quantity_text_is_a_units_error(text, why):
+    with pytest.raises(UnitsError, match=f"pixel_size: expected a length such as '81.4 nm', got .*does not parse \\({why}\\)"):
+        parse_length(text, name="pixel_size")
+
+
+def test_overflowing_and_infinite_values_are_refused():
+    with pytest.raises(UnitsError, match="value: expected a finite value in nm, got '1e308 km', which overflows"):
+        length_nm("1e308 km")
+    with pytest.raises(UnitsError, match="expected a finite value, got '1e999 nm'"):
+        length_nm("1e999 nm")
+
+
+def test_long_text_is_cut_in_the_message():
+    with pytest.raises(UnitsError, match=r"\.\.\. \(5000 characters\), which does not parse \(a text of 5000 characters"):
+        length_nm("1" * 5000)
+
+
+def test_unknown_target_unit_is_a_units_error():
+    with pytest.raises(UnitsError, match="unit: expected a unit such as 'nm' or 'counts/s', got 'bananas'.*unknown unit 'bananas'"):
+        parse_quantity("1 nm", "bananas")
+    with pytest.raises(UnitsError, match="default_unit: .*'parsec5'"):
+        parse_quantity(1, "nm", default_unit="parsec5")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("81.4nm", "81.4 nm"),
+        ("8.14e1 nm", "81.4 nm"),
+        (".5 um", "500 nm"),
+        ("2 Å", "0.2 nm"),
+        ("3 counts/s", "3 count / second"),
+        ("3 count / s", "3 count / second"),
+        ("2 nm ** 2", "2 nm**2"),
+        ("2 nm^2", "2 nm**2"),
+        ("2 nm²", "2 nm**2"),
+        ("1 kg m / s^2", "1 N"),
+        ("10 %", "0.1"),
+    ],
+)
+def test_grammar_accepts_what_instruments_and_format_quantity_write(text, expected):
+    # the reference is pint's own parser on trusted text
+    want = ureg.Quantity(expected)
+    got = parse_quantity(text, str(want.units) or "1")
+    assert got.to(want.units).magnitude == pytest.approx(want.magnitude, rel=1e-12)
+
+
+def test_parse_unit_strict():
+    from pfibsims.units import parse_unit
+
+    assert parse_unit("counts/s") == ureg.count / ureg.second
+    assert parse_unit("1") == ureg.dimensionless == parse_unit("")
+    with pytest.raises(UnitsError, match="units: .*'count\\*\\*10\\*\\*10'.*power 10"):
+        parse_unit("count**10**10")
+    with pytest.raises(UnitsError, match="channel: expected a unit .*got 3 of type int"):
+        parse_unit(3, name="channel")
+
+
+def test_quantity_of_array_magnitude_is_refused():
+    import numpy as np
+
+    with pytest.raises(UnitsError, match="value: expected a length .*magnitude array"):
+        length_nm(ureg.Quantity(np.ones(2), "nm"))

@@ -38,6 +38,7 @@ from ..dataset import history_attrs, jsonable
 from ..errors import DataModelError, FileFormatError
 from ..grid import Grid
 from ..progress import compute
+from ._integrity import read_manifest, verified_array
 from .palette import channel_colours, label_colours
 
 __all__ = ["NGFF_VERSIONS", "coarsen", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
@@ -120,7 +121,7 @@ def _n_levels(shape: tuple[int, ...], levels: int) -> int:
     return n
 
 
-def _write_pyramid(group: Any, data: da.Array, *, n: int, label: bool, version: str, compressor: Any,
+def _write_pyramid(group: Any, data: da.Array, *, n: int, label: bool, version: str, compressors: tuple[Any, ...],
                    config: dict) -> list[Any]:
     """Write levels ``0 .. n-1`` of ``data`` into ``group``; each level is computed from the one written before."""
     arrays = []
@@ -131,7 +132,7 @@ def _write_pyramid(group: Any, data: da.Array, *, n: int, label: bool, version: 
         chunks = (1,) * (level.ndim - 2) + tuple(min(s, _CHUNK) for s in level.shape[-2:])
         kw: dict[str, Any] = {"shape": level.shape, "dtype": level.dtype, "chunks": chunks, "config": config}
         if version == "0.5":
-            kw.update(dimension_names=("c", *_SPATIAL)[-level.ndim :], compressors=(compressor,))
+            kw.update(dimension_names=("c", *_SPATIAL)[-level.ndim :], compressors=compressors)
         else:
             kw.update(compressors=_v2_compressor(), chunk_key_encoding={"name": "v2", "separator": "/"})
         arr = group.create_array(str(k), **kw)
@@ -187,9 +188,13 @@ def display_windows(stack: da.Array) -> list[dict[str, float]]:
     return out
 
 
-def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, compressor: Any,
+def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, compressors: tuple[Any, ...],
           config: dict) -> None:
-    """Write ``ds`` as an OME-Zarr image (with ``labels/``) into the new directory ``tmp``."""
+    """Write ``ds`` as an OME-Zarr image (with ``labels/``) into the new directory ``tmp``.
+
+    ``compressors`` are the Zarr v3 bytes codecs of every array (the store's, with its checksum);
+    Zarr v2 (NGFF 0.4) arrays get the plain Blosc codec older readers know.
+    """
     import zarr
 
     if version not in NGFF_VERSIONS:
@@ -210,7 +215,7 @@ def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, co
     dtype = np.result_type(*[ds[n].dtype for n in images])
     data = da.stack([da.asarray(ds[n].data).astype(dtype) for n in images])
     n = _n_levels(data.shape, levels)
-    arrays = _write_pyramid(root, data, n=n, label=False, version=version, compressor=compressor, config=config)
+    arrays = _write_pyramid(root, data, n=n, label=False, version=version, compressors=compressors, config=config)
     channel_attrs = {c: dict(ds[c].attrs) for c in images}
     colours = channel_colours(channel_attrs)
     channels = [{"label": c, "color": colours[c], "active": True, "window": w}
@@ -224,7 +229,7 @@ def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, co
             var = ds[lab]
             ldata = da.asarray(var.data).astype(np.uint8) if var.dtype == bool else da.asarray(var.data)
             sub = group.create_group(lab)
-            _write_pyramid(sub, ldata, n=n, label=True, version=version, compressor=compressor, config=config)
+            _write_pyramid(sub, ldata, n=n, label=True, version=version, compressors=compressors, config=config)
             table = label_colours(var.attrs, channel_attrs)
             image_label: dict[str, Any] = {
                 "colors": [{"label-value": v, "rgba": c} for v, _, c in table],
@@ -281,19 +286,21 @@ def _pfibsims_attrs(path: Path, version: str) -> dict[str, Any]:
 
 
 def pyramid(path: Path, sub: str = "") -> tuple[list[da.Array], dict[str, Any]]:
-    """The lazy pyramid of the multiscale at ``path/sub`` and its first multiscale's metadata."""
-    import zarr
+    """The lazy pyramid of the multiscale at ``path/sub`` and its first multiscale's metadata.
 
+    Every level is read chunk by chunk against the store's manifest (:mod:`._integrity`).
+    """
     found = ome_attrs(path / sub if sub else path)
     if found is None or not found[0].get("multiscales"):
         raise FileFormatError(f"{path / sub}: expected an OME-Zarr multiscale group, found no 'multiscales' metadata")
     meta = found[0]["multiscales"][0]
+    manifest = read_manifest(path)
     arrays = []
     for entry in meta.get("datasets", []):
         p = str(entry.get("path", ""))
         if not p or ".." in Path(p).parts:
             raise FileFormatError(f"{path / sub}: expected dataset paths inside the group, found {p!r}")
-        arrays.append(da.from_zarr(zarr.open_array(str(path / sub / p), mode="r")))
+        arrays.append(verified_array(path, f"{sub}/{p}" if sub else p, manifest))
     if not arrays:
         raise FileFormatError(f"{path / sub}: expected at least one multiscale dataset, found none")
     return arrays, meta

@@ -120,7 +120,7 @@ def test_open_errors(tmp_path):
         pfs.open_dataset(tmp_path / "d.zarr")
     path = pfs.save(_dataset(), tmp_path / "run.zarr")
     (path / "zarr.json").write_text("{not json")
-    with pytest.raises(FileFormatError, match=r"run\.zarr: expected a readable Zarr v3 store"):
+    with pytest.raises(FileFormatError, match=r"run\.zarr/zarr\.json: expected Zarr metadata \(JSON\), but reading it failed"):
         pfs.open_dataset(path)
 
 

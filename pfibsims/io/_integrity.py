@@ -58,11 +58,11 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def _arrays(store: Path) -> dict[str, dict[str, Any]]:
-    """Every array of a Zarr v3 store: relative path -> its zarr.json."""
+    """Every array of a store: relative path -> its metadata (Zarr v3 ``zarr.json`` or v2 ``.zarray``)."""
     found = {}
-    for meta in sorted(store.rglob("zarr.json")):
+    for meta in sorted([*store.rglob("zarr.json"), *store.rglob(".zarray")]):
         doc = read_json(meta, "Zarr metadata")
-        if isinstance(doc, dict) and doc.get("node_type") == "array":
+        if isinstance(doc, dict) and (meta.name == ".zarray" or doc.get("node_type") == "array"):
             found[meta.parent.relative_to(store).as_posix()] = doc
     return found
 
@@ -71,9 +71,10 @@ def _grid(doc: dict[str, Any], where: str) -> tuple[tuple[int, ...], tuple[int, 
     """Shape and chunk shape of an array's metadata, checked to be sane."""
     try:
         shape = tuple(int(s) for s in doc["shape"])
-        chunk = tuple(int(c) for c in doc["chunk_grid"]["configuration"]["chunk_shape"])
+        raw = doc["chunks"] if "chunks" in doc else doc["chunk_grid"]["configuration"]["chunk_shape"]
+        chunk = tuple(int(c) for c in raw)
     except (KeyError, TypeError, ValueError):
-        raise FileFormatError(f"{where}: expected a regular chunk grid (shape, chunk_shape) in zarr.json") from None
+        raise FileFormatError(f"{where}: expected a regular chunk grid (shape, chunk shape) in its Zarr metadata") from None
     if len(shape) != len(chunk) or any(s < 0 for s in shape) or any(c < 1 for c in chunk):
         raise FileFormatError(f"{where}: expected non-negative shape and positive chunk shape, found {shape} / {chunk}")
     n = math.prod(-(-s // c) for s, c in zip(shape, chunk, strict=True))
@@ -83,14 +84,16 @@ def _grid(doc: dict[str, Any], where: str) -> tuple[tuple[int, ...], tuple[int, 
 
 
 def _keys(doc: dict[str, Any], shape: tuple[int, ...], chunk: tuple[int, ...]) -> list[str]:
-    """The chunk keys in C order (Zarr v3 'default' or 'v2' key encoding)."""
-    enc = doc.get("chunk_key_encoding", {})
-    sep = enc.get("configuration", {}).get("separator", "/")
-    prefix = "c" + sep if enc.get("name", "default") == "default" else ""
-    ranges = [range(-(-s // c)) for s, c in zip(shape, chunk, strict=True)]
+    """The chunk keys in C order (Zarr v3 'default' or 'v2' key encoding, or Zarr v2)."""
+    if "chunks" in doc:  # Zarr v2
+        sep, prefix = doc.get("dimension_separator") or ".", ""
+    else:
+        enc = doc.get("chunk_key_encoding", {})
+        sep = enc.get("configuration", {}).get("separator", "/" if enc.get("name", "default") == "default" else ".")
+        prefix = "c" + sep if enc.get("name", "default") == "default" else ""
     if not shape:
         return ["c" if prefix else "0"]
-    return [prefix + sep.join(map(str, idx)) for idx in product(*ranges)]
+    return [prefix + sep.join(map(str, idx)) for idx in product(*(range(-(-s // c)) for s, c in zip(shape, chunk, strict=True)))]
 
 
 def _tail(path: Path) -> int | None:

@@ -51,6 +51,7 @@ def _kind(q: pint.Quantity) -> str:
         "[mass] * [length] ** 2 / [current] / [time] ** 3": "a voltage",
         "": "a plain number",
         "[length] ** 2": "an area",
+        "[mass] * [length] ** 2 / [time] ** 2": "an energy",
     }
     dim = str(q.dimensionality)
     dim = "" if dim == "dimensionless" else dim

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -111,13 +112,31 @@ def _guarded(func: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarr
 
 
 def check_tiff_complete(tif: Any, path: Path) -> None:
-    """Raise FileFormatError if a TIFF's pixel data run past the end of the file (truncated)."""
+    """Raise FileFormatError if a TIFF's pixel data run past the end of the file, or do not hold what it declares.
+
+    Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
+    anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
+    it may not exceed what the best compressor can pack into them (1100:1); see
+    :func:`pfibsims.io._guards.check_declared`.
+    """
+    from ._guards import MAX_ELEMENTS, MAX_RATIO
+
     size = path.stat().st_size
-    for page in tif.pages:
+    for i, page in enumerate(tif.pages):
         ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
         if ends and max(ends) > size:
             raise FileFormatError(
                 f"{path}: expected {max(ends)} bytes of TIFF pixel data, found a file of {size} bytes; the file is truncated"
+            )
+        key = getattr(page, "keyframe", page)
+        rows, cols = int(key.imagelength), int(key.imagewidth)
+        values = rows * cols * max(1, int(key.imagedepth)) * max(1, int(key.samplesperpixel))
+        need = math.ceil(values * max(1, int(key.bitspersample)) / 8)
+        stored, packed = int(sum(page.databytecounts)), key.compression != 1
+        if values > MAX_ELEMENTS or need > stored * (MAX_RATIO if packed else 1):
+            raise FileFormatError(
+                f"{path}: TIFF page {i} declares {cols} x {rows} pixels ({need} bytes), but holds {stored} bytes of "
+                f"{'compressed ' if packed else ''}pixel data; its ImageWidth/ImageLength are corrupt"
             )
 
 

@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tifffile
 
 from ..errors import FileFormatError
 from ..units import length_nm
-from ._common import Frame, check_file, check_tiff_complete, delayed_array, reading
+from ._common import Frame, check_file, check_tiff_complete, reading
+from ._guards import check_pixel_size, tiff_array
 from .text import read_text_matrix
 
 __all__ = ["channel_from_filename", "read_map_file"]
@@ -51,10 +51,6 @@ def channel_from_filename(path: Any) -> str:
     return f"{m[1]}_{m[2]}{greek.get(m[3] or '', m[3] or 'a')}"
 
 
-def _read_tiff(path: str, key: int | None = None) -> np.ndarray:
-    return tifffile.imread(path, key=key)
-
-
 def _imagej_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
     ij = tif.imagej_metadata or {}
     unit = ij.get("unit")
@@ -84,10 +80,10 @@ def read_map_file(path: Any, *, channel: str | None = None, units: str = "counts
             check_tiff_complete(tif, p)
             series = tif.series[0]
             shape, dtype = tuple(series.shape), series.dtype
-            pixel = _imagej_pixel_size(tif)
+            pixel = check_pixel_size(_imagej_pixel_size(tif), p, shape=shape, what="ImageJ pixel size")
             if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] in (3, 4)):
                 raise FileFormatError(f"{p}: expected a grey-level map (2-D) or a stack of them, found shape {shape}")
-            data = delayed_array(_read_tiff, p, None, shape=shape, dtype=dtype)
+            data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF map export"
     else:
         with reading(p, "text map (CSV/TXT)"):

@@ -1,6 +1,7 @@
 """Bruker Esprit ``.bcf`` hypermaps and their electron images, read with RosettaSciIO (``rsciio.bruker``).
 
-The spectrum image (y, x, energy) is read lazily (dask) and turned into line
+The spectrum image (y, x, energy) is read lazily (dask; decoded in a child process, where a
+crash of the compiled decoder on a corrupt file cannot take the session down) and turned into line
 maps by fitting (:mod:`pfibsims.io.fitting`) or window integration
 (:mod:`pfibsims.io.lines`). Without ``lines`` the lines the file lists
 (``Sample.xray_lines``) are used. The detector resolution is the file's
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataModelError, FileFormatError
-from ._common import Frame, check_file, reading
+from ._common import Frame, check_file, delayed_array, reading
+from ._guards import bcf_hypermap, check_pixel_size
 from .fitting import spectrum_maps
 from .lines import canonical_lines
 
@@ -103,6 +105,16 @@ def _attrs(md: dict[str, Any], om: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def guarded_hypermap(p: Path, data: Any) -> Any:
+    """The hypermap as one lazy task that decodes it in a child process (see :func:`._guards.bcf_hypermap`).
+
+    RosettaSciIO's compiled unpacker segfaults on some corrupt files (16 flipped bytes of a
+    real file did); in a child, that is a ``FileFormatError`` naming the file.
+    """
+    shape, dtype = tuple(int(n) for n in data.shape), np.dtype(data.dtype)
+    return delayed_array(bcf_hypermap, p, None, shape, dtype.str, shape=shape, dtype=dtype)
+
+
 def read_bcf(
     path: Any, *, lines: Any = None, method: str = "fit", window: Any = 2.0, fwhm_mnka: Any = None
 ) -> Frame:
@@ -141,6 +153,7 @@ def read_bcf(
         data = sig["data"]
         if data.ndim != 3:
             raise DataModelError(f"{p}: expected a (y, x, energy) hypermap, found shape {data.shape}")
+        data = guarded_hypermap(p, data)
         e_ax = sig["axes"][-1]
         unit = 1000.0 if str(e_ax.get("units", "keV")) == "keV" else 1.0
         scale, offset = float(e_ax["scale"]) * unit, float(e_ax["offset"]) * unit
@@ -161,7 +174,8 @@ def read_bcf(
         attrs["energy_calibration"] = {"channel_width": f"{scale:.6g} eV", "offset": f"{offset:.6g} eV"}
         attrs["detector_fwhm_mnka"] = str(fwhm)
         attrs["line_maps"] = method
-    return Frame(maps, _pixel_size(om.get("Microscope", {})), attrs, ch_attrs, str(p))
+    pixel = check_pixel_size(_pixel_size(om.get("Microscope", {})), p, shape=data.shape[:2], what="pixel size (DY, DX)")
+    return Frame(maps, pixel, attrs, ch_attrs, str(p))
 
 
 def _channel(label: Any, taken: dict[str, Any], i: int) -> str:
@@ -232,9 +246,11 @@ def read_bcf_images(path: Any, *, image: str = "map") -> Frame:
         attrs = _attrs(items[0]["metadata"], items[0].get("original_metadata", {}))
         attrs["format"] = "Bruker BCF electron image"
         attrs["bcf_image"] = image
-        pixel = _pixel_size(header.sem_metadata)
+        shape = np.shape(next(iter(channels.values())))
+        pixel = check_pixel_size(_pixel_size(header.sem_metadata), p, shape=shape, what="pixel size (DY, DX)")
         if image == "overview":
             pixel, (top, left) = _overview_geometry(bcf, p)
+            check_pixel_size(pixel, p, shape=shape, what="overview pixel size (YCalibration, XCalibration)")
             attrs["map_rectangle_top_left_px"] = [top, left]
             return Frame(channels, pixel, attrs, ch_attrs, str(p), origin_px=(-top, -left))
     return Frame(channels, pixel, attrs, ch_attrs, str(p))

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import DataModelError, FileFormatError
 from ._common import Frame, check_file, reading
+from ._guards import check_pixel_size
 
 __all__ = ["channel_name", "read_im"]
 
@@ -125,6 +126,7 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
             keep.append(n)
         channels = {n: channels[n] for n in keep}
     pixel = (raster / width, raster / width) if raster > 0 and width > 0 else None
+    check_pixel_size(pixel, p, shape=arr.shape[-2:], what="pixel size (Image.raster over the width)")
     beam = header.get("PrimaryBeam", {}) or {}
     attrs: dict[str, Any] = {
         "format": "Cameca NanoSIMS .im",

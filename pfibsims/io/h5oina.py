@@ -20,7 +20,8 @@ Implements the EDS parts of Oxford Instruments' published specification
   (row by row), so a map is ``column.reshape(Y Cells, X Cells)``.
 
 Pixels outside the acquisition area are NaN in the file and stay NaN.
-Reading is lazy: each task opens the file, reads its rows and closes it.
+Reading is lazy: each task opens the file, reads a block of image rows (at most 16 MiB) and
+closes it, so reading one pixel never reads a whole map or spectrum cube.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import h5py
 import numpy as np
 
 from ..errors import DataModelError, FileFormatError
-from ._common import Frame, check_file, delayed_array, reading
+from ._common import Frame, check_file, reading
+from ._guards import check_declared, check_pixel_size, row_blocks
 from .fitting import spectrum_maps
 from .lines import canonical_lines
 
@@ -54,11 +56,11 @@ def _scalar(group: h5py.Group, name: str, default: Any = None) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def _read_rows(path: str, name: str, shape: tuple[int, ...], lo: int = 0, hi: int | None = None) -> np.ndarray:
-    """Rows ``lo:hi`` of dataset ``name`` reshaped to ``shape`` (module level: picklable)."""
+def _read_rows(path: str, name: str, nx: int, row0: int, row1: int) -> np.ndarray:
+    """Image rows ``row0:row1`` of the raster-order dataset ``name`` (module level: picklable)."""
     with h5py.File(path, "r") as f:
-        data = f[name][lo:hi]
-    return np.asarray(data).reshape(shape)
+        data = np.asarray(f[name][row0 * nx : row1 * nx])
+    return data.reshape(row1 - row0, nx, *data.shape[1:]) if data.ndim > 1 and data.shape[1] > 1 else data.reshape(row1 - row0, nx)
 
 
 def _channel_name(label: str, group: h5py.Dataset) -> str:
@@ -133,7 +135,7 @@ def read_h5oina(
         missing = [k for k in ("X Cells", "Y Cells", "X Step", "Y Step") if k not in header]
         if missing:
             raise FileFormatError(f"{p}: expected mandatory header datasets {missing} in '{name}/{technique}/Header', found none")
-        nx, ny = int(_scalar(header, "X Cells")), int(_scalar(header, "Y Cells"))
+        ny, nx = check_declared((_scalar(header, "Y Cells"), _scalar(header, "X Cells")), "uint8", p, what="map pixels (Y Cells, X Cells)")
         step_x, step_y = float(_scalar(header, "X Step")), float(_scalar(header, "Y Step"))
         attrs: dict[str, Any] = {"format": "AZtec H5OINA", "format_version": str(_scalar(f, "Format Version"))}
         for key, label, unit in (
@@ -151,6 +153,7 @@ def read_h5oina(
             sp = header["Stage Position"]
             attrs["stage_position"] = {k: f"{_scalar(sp, k):.6g} mm" for k in ("X", "Y", "Z") if k in sp}
         pixel_size = (step_y * 1000.0, step_x * 1000.0) if step_x > 0 and step_y > 0 else None
+        check_pixel_size(pixel_size, p, shape=(ny, nx), what="pixel size (X Step, Y Step)")
 
         wanted = source
         if source == "auto":
@@ -165,11 +168,13 @@ def read_h5oina(
             if not lines:
                 raise DataModelError(f"lines: expected the X-ray lines to integrate from the spectra of '{p}', e.g. lines=['Zr_La', 'Al_Ka'], got {lines!r}")
             spec = data["Spectrum"]
+            if spec.ndim != 2 or spec.shape[0] != nx * ny:
+                raise FileFormatError(f"{p}: expected {nx * ny} spectra (X Cells x Y Cells) in '{spec.name}', found shape {spec.shape}")
             width, start = float(_scalar(header, "Channel Width")), float(_scalar(header, "Start Channel"))
             n = spec.shape[1]
             energy = start + width * np.arange(n)
             dataset_path = spec.name
-            arr = delayed_array(_read_rows, p, dataset_path, (ny, nx, n), shape=(ny, nx, n), dtype=spec.dtype)
+            arr = row_blocks(_read_rows, p, dataset_path, nx, shape=(ny, nx, n), dtype=spec.dtype)
             fw = fwhm_mnka or "130 eV"
             beam = attrs["beam_energy"] if "beam_energy" in attrs else None
             beam_ev = float(str(beam).split()[0]) * 1000.0 if beam else None
@@ -195,7 +200,7 @@ def read_h5oina(
                 ds = found[ch]
                 if ds.shape[0] != nx * ny:
                     raise FileFormatError(f"{p}: expected {nx * ny} rows (X Cells x Y Cells) in '{ds.name}', found {ds.shape[0]}")
-                channels[ch] = delayed_array(_read_rows, p, ds.name, (ny, nx), shape=(ny, nx), dtype=ds.dtype)
+                channels[ch] = row_blocks(_read_rows, p, ds.name, nx, shape=(ny, nx), dtype=ds.dtype)
                 ch_attrs[ch] = {"h5oina_label": ds.name.rsplit("/", 1)[-1], "h5oina_source": wanted}
             units = _UNITS[wanted]
         attrs["units_of_maps"] = units

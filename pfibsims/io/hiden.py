@@ -17,17 +17,14 @@ import tifffile
 
 from ..errors import DataModelError, UnitsError
 from ..units import length_nm
-from ._common import Frame, check_file, check_tiff_complete, delayed_array, reading
+from ._common import Frame, check_file, check_tiff_complete, reading
+from ._guards import check_pixel_size, tiff_array
 from .cameca import channel_name
 from .text import read_text_matrix
 
 __all__ = ["read_sims_matrix"]
 
 _TIFF = (".tif", ".tiff")
-
-
-def _read_tiff(path: str) -> Any:
-    return tifffile.imread(path)
 
 
 def _first(header: dict[str, str], *keys: str) -> str | None:
@@ -67,7 +64,7 @@ def read_sims_matrix(
             shape, dtype = tuple(tif.series[0].shape), tif.series[0].dtype
         if len(shape) not in (2, 3):
             raise DataModelError(f"{p}: expected a 2-D map or a (frame, y, x) stack, found shape {shape}")
-        data = delayed_array(_read_tiff, p, shape=shape, dtype=dtype)
+        data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF"
     else:
         with reading(p, "SIMS text matrix"):
@@ -79,7 +76,7 @@ def read_sims_matrix(
         if step:
             try:
                 v = length_nm(step, name="pixel size in the file header")
-                pixel = (v, v)
+                pixel = check_pixel_size((v, v), p, shape=data.shape)
             except UnitsError:
                 pixel = None
     iso = isotope or _first(header, "isotope", "species", "ion", "channel")

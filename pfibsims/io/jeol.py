@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import DataModelError, FileFormatError
 from ._common import Frame, axes_pixel_size, check_file, delayed_array, reading
+from ._guards import check_jeol_image, check_jeol_pts, check_pixel_size
 from .fitting import line_family, spectrum_maps
 from .lines import canonical_line, canonical_lines, detector_fwhm, line_window
 
@@ -37,6 +38,10 @@ def _read(path: Any, **kw: Any) -> dict[str, Any]:
     from rsciio.jeol import file_reader
 
     logging.getLogger("rsciio").setLevel(logging.ERROR)
+    if Path(path).suffix.lower() in (".map", ".img"):
+        check_jeol_image(Path(path))
+    elif Path(path).suffix.lower() == ".pts":
+        check_jeol_pts(Path(path))
     out = file_reader(str(path), lazy=False, **kw)
     if not out:
         raise FileFormatError(f"{path}: expected a JEOL map, image or spectrum image, found nothing")
@@ -91,7 +96,8 @@ def read_jeol_image(path: Any, *, channel: str | None = None) -> Frame:
         name = channel or re.sub(r"\W+", "_", title).strip("_") or "IMG"
         attrs = _attrs(sig)
         attrs["format"] = "JEOL Analysis Station view image"
-        return Frame({name: _lazy(p, sig)}, axes_pixel_size(sig["axes"]), attrs, {name: {"detector": title}}, str(p))
+        pixel = check_pixel_size(axes_pixel_size(sig["axes"]), p, shape=np.shape(sig["data"]))
+        return Frame({name: _lazy(p, sig)}, pixel, attrs, {name: {"detector": title}}, str(p))
 
 
 def _pts_cutoff(lines: list[str], method: str, window: Any, fwhm: Any, beam_ev: float | None) -> float:
@@ -128,7 +134,7 @@ def _read_pts_frame(p: Path, lines: Any, method: str, window: Any, fwhm_mnka: An
         attrs["energy_calibration"] = {"channel_width": f"{scale:.6g} eV", "offset": f"{offset:.6g} eV"}
         attrs["detector_fwhm_mnka"] = str(fwhm)
         attrs["line_maps"] = method
-        return Frame(maps, axes_pixel_size(head["axes"][:2]), attrs, ch_attrs, str(p))
+        return Frame(maps, check_pixel_size(axes_pixel_size(head["axes"][:2]), p, shape=(ny, nx)), attrs, ch_attrs, str(p))
 
 
 def read_jeol(
@@ -168,7 +174,7 @@ def read_jeol(
         name = canonical_line(f"{m[1]}_{m[2]}")
         if name in channels:
             raise FileFormatError(f"{f}: expected one map per line, found a second '{title}' map")
-        ps = axes_pixel_size(sig["axes"])
+        ps = check_pixel_size(axes_pixel_size(sig["axes"]), f, shape=np.shape(sig["data"]))
         if channels and np.shape(sig["data"]) != next(iter(channels.values())).shape:
             raise FileFormatError(f"{f}: expected maps of one shape in a view, found {np.shape(sig['data'])}")
         if pixel is not None and ps is not None and not np.allclose(ps, pixel, rtol=1e-6):

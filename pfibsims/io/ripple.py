@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import DataModelError, FileFormatError, UnitsError
 from ..units import length_nm, parse_quantity
-from ._common import Frame, check_file, delayed_array, reading
+from ._common import Frame, check_file, reading
+from ._guards import check_declared, check_pixel_size, row_blocks
 from .fitting import spectrum_maps
 
 __all__ = ["parse_rpl", "read_ripple"]
@@ -71,20 +72,43 @@ def _dtype(h: dict[str, str], path: Path) -> np.dtype:
     return np.dtype(f"{order}{kind}{n}")
 
 
-def _read_raw(path: str, offset: int, dtype: str, shape: tuple[int, ...], row0: int, row1: int) -> np.ndarray:
-    """Rows ``row0:row1`` of the first axis of a raw array (module level: picklable)."""
+def _read_raw(path: str, offset: int, dtype: str, shape: tuple[int, ...], plane: int | None, row0: int, row1: int) -> np.ndarray:
+    """Image rows ``row0:row1`` of a raw (y, x, depth) array, or of one plane of a (depth, y, x) one (picklable)."""
     mm = np.memmap(path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
-    return np.array(mm[row0:row1])
+    return np.array(mm[row0:row1] if plane is None else mm[plane, row0:row1])
 
 
-def _lazy_raw(path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...], target_bytes: int = 64 * 2**20) -> da.Array:
-    row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-    step = max(1, target_bytes // max(row_bytes, 1))
-    blocks = [
-        delayed_array(_read_raw, path, offset, dtype.str, shape, r, min(r + step, shape[0]), shape=(min(r + step, shape[0]) - r, *shape[1:]), dtype=dtype)
-        for r in range(0, shape[0], step)
-    ]
-    return da.concatenate(blocks, axis=0)
+def _lazy_raw(raw: Path, off: int, dtype: np.dtype, shape: tuple[int, ...], by_plane: bool) -> da.Array:
+    """The raw array in blocks of image rows (each plane apart when the file is recorded by image)."""
+    if not by_plane:
+        return row_blocks(_read_raw, raw, off, dtype.str, shape, None, shape=shape, dtype=dtype)
+    return da.stack([row_blocks(_read_raw, raw, off, dtype.str, shape, k, shape=shape[1:], dtype=dtype) for k in range(shape[0])])
+
+
+def _number(h: dict[str, str], key: str, rpl: Path) -> float:
+    """A positive finite number of the header, or a FileFormatError naming the file and the key."""
+    try:
+        value = float(h[key])
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise FileFormatError(f"{rpl}: expected a positive number for '{key}', got {h[key]!r:.60}")
+    return value
+
+
+def _energy_axis(h: dict[str, str], rpl: Path) -> tuple[float, float]:
+    """Channel width and origin in eV from ``depth-scale``/``depth-units`` or ``ev-per-chan``."""
+    try:
+        if "depth-scale" in h and h.get("depth-units"):
+            scale = parse_quantity(f"{h['depth-scale']} {h['depth-units']}", "eV", name="depth-scale").magnitude
+            origin = parse_quantity(f"{h.get('depth-origin', '0')} {h['depth-units']}", "eV", name="depth-origin").magnitude
+        else:
+            scale, origin = parse_quantity(h["ev-per-chan"], "eV", default_unit="eV", name="ev-per-chan").magnitude, 0.0
+    except UnitsError as exc:
+        raise FileFormatError(f"{rpl}: {exc}") from None
+    if not 0 < scale < 1e6:
+        raise FileFormatError(f"{rpl}: expected an energy channel width between 0 and 1 MeV, found {scale:.6g} eV")
+    return float(scale), float(origin)
 
 
 def _axis_size(h: dict[str, str], axis: str) -> float | None:
@@ -123,10 +147,10 @@ def read_ripple(
         except ValueError:
             raise FileFormatError(f"{rpl}: expected integer width/height/depth/offset, got {[h[k] for k in ('width', 'height', 'depth', 'offset')]}") from None
         dtype = _dtype(h, rpl)
-    need = off + w * ht * d * dtype.itemsize
     have = raw.stat().st_size
-    if have < need:
-        raise FileFormatError(f"{raw}: expected at least {need} bytes ({ht} x {w} x {d} values of {dtype} after {off} bytes), found {have}; the file is truncated")
+    if off < 0 or off > have:
+        raise FileFormatError(f"{rpl}: expected an offset within the {have} bytes of '{raw.name}', got {off}")
+    check_declared((ht, w, d), dtype, raw, stored=have - off, what=f"data after {off} bytes (height x width x depth)")
     record_by = h["record-by"].lower()
     if d == 1 or record_by == "image":
         shape = (d, ht, w)
@@ -134,28 +158,24 @@ def read_ripple(
         shape = (ht, w, d)
     else:
         raise FileFormatError(f"{rpl}: expected record-by 'vector' or 'image' for depth {d}, got {h['record-by']!r}")
-    data = _lazy_raw(raw, off, dtype, shape)
+    data = _lazy_raw(raw, off, dtype, shape, by_plane=shape == (d, ht, w))
     attrs: dict[str, Any] = {"format": "Ripple RPL/RAW"}
     if "title" in h:
         attrs["title"] = h["title"]
     pixel = None
     py, px = _axis_size(h, "height"), _axis_size(h, "width")
     if py and px:
-        pixel = (py, px)
+        pixel = check_pixel_size((py, px), rpl, shape=(ht, w), what="pixel size (height-scale, width-scale)")
     energy = None
     if "ev-per-chan" in h or ("depth-scale" in h and h.get("depth-units")):
-        if "depth-scale" in h and h.get("depth-units"):
-            scale = parse_quantity(f"{float(h['depth-scale'])!r} {h['depth-units']}", "eV", name="depth-units").magnitude
-            origin = parse_quantity(f"{float(h.get('depth-origin', 0))!r} {h['depth-units']}", "eV", name="depth-units").magnitude
-        else:
-            scale, origin = float(h["ev-per-chan"]), 0.0
+        scale, origin = _energy_axis(h, rpl)
         energy = origin + scale * np.arange(d)
     if d > 1 and energy is not None:
         if not lines:
             raise DataModelError(f"lines: expected the X-ray lines to integrate from the spectrum image '{raw}', e.g. lines=['Zr_La'], got {lines!r}")
         cube = data if record_by == "vector" else da.moveaxis(data, 0, -1)
-        fwhm = fwhm_mnka or (f"{float(h['detector-peak-width-ev'])!r} eV" if "detector-peak-width-ev" in h else "130 eV")
-        beam = float(h["beam-energy"]) * 1000.0 if "beam-energy" in h else None
+        fwhm = fwhm_mnka or (f"{_number(h, 'detector-peak-width-ev', rpl)!r} eV" if "detector-peak-width-ev" in h else "130 eV")
+        beam = _number(h, "beam-energy", rpl) * 1000.0 if "beam-energy" in h else None
         channels, ch_attrs = spectrum_maps(
             cube, energy, lines, method=method, window=window, fwhm_mnka=fwhm, beam_energy_ev=beam, where=str(raw)
         )

@@ -28,21 +28,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import tifffile
 
 from ..errors import FileFormatError
 from ..units import length_nm, ureg
-from ._common import Frame, check_file, check_tiff_complete, delayed_array, reading
+from ._common import Frame, check_file, check_tiff_complete, reading
+from ._guards import check_pixel_size, tiff_array
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
 _BSE_WORDS = ("BSE", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
-
-
-def _read_pages(path: str, rows: int, pages: tuple[int, ...]) -> np.ndarray:
-    """The first ``rows`` rows of the given pages, ``(pages, rows, width)`` (module level: picklable)."""
-    return np.stack([tifffile.imread(path, key=k)[:rows] for k in pages])
 
 
 def find_data_bar(image: np.ndarray) -> int:
@@ -85,6 +82,7 @@ def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple
         px, py = float(scan["PixelWidth"]) * 1e9, float(scan["PixelHeight"]) * 1e9
     except (KeyError, TypeError, ValueError):
         raise FileFormatError(f"{p}: expected Scan.PixelWidth/PixelHeight in the FEI metadata, found {sorted(scan)}") from None
+    check_pixel_size((py, px), p, shape=shape, what="pixel size (Scan.PixelHeight/PixelWidth)")
     rows = int(image.get("ResolutionY") or 0)
     bar = md.get("PrivateFei", {}).get("DatabarHeight")
     if not rows and bar is not None:
@@ -134,6 +132,7 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
         raise FileFormatError(f"{p}: expected ap_width (image width) in the Zeiss CZ_SEM metadata, found none")
     unit = str(wunit).replace("µ", "u").replace("μ", "u")
     pixel = length_nm(f"{float(width)!r} {unit}", name="ap_width") / shape[1]
+    check_pixel_size((pixel,), p, shape=shape, what="pixel size (ap_width over the image width)")
     height, hunit = _value(md, "ap_height")
     rows = shape[0]
     if height is not None:
@@ -205,5 +204,5 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
     if n > 1:
         attrs["pages"] = n
     name = channel or signal
-    data = delayed_array(_read_pages, p, rows, pages, shape=(n, rows, shape[1]), dtype=dtype)
+    data = da.stack([tiff_array(p, shape=(rows, shape[1]), dtype=dtype, page=k) for k in pages])  # blocks of rows
     return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p))

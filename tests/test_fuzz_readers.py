@@ -1,0 +1,259 @@
+"""Every reader against hostile files (issue 21): truncations, bit flips, zero-length, random and edited headers.
+
+Each reader case of the shared suite (tests/test_io_readers.py: real instrument files and
+spec-faithful written ones) is mutated with deterministic seeds; every mutant is read and fully
+computed in a child process (see fuzz_helpers) under a memory limit and a timeout. A mutant may
+read (a flipped pixel is still an image) or raise a PfibsimsError naming the file; it must never
+crash the process, hang, exhaust memory, or leak another exception.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+from pathlib import Path
+
+import numpy as np
+from fuzz_helpers import Outcome, run_cases, summary
+
+#: Address-space limit of a child: a reader that allocates from a declared size hits it.
+MEMORY_LIMIT = 3 * 2**30
+#: Seconds a child may spend on one mutant.
+TIMEOUT = 30.0
+
+
+def read_mutant(case: str, path: str) -> tuple[str, ...]:
+    """Read and compute one mutant; the names and shapes read (module level: runs in the child)."""
+    import dask
+    import test_io_readers as suite
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > MEMORY_LIMIT:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, hard))
+    ds = suite.CASES[case].read(Path(path))
+    with dask.config.set(scheduler="synchronous"):
+        ds = ds.compute()
+    return tuple(f"{n}{tuple(v.shape)}" for n, v in ds.data_vars.items())
+
+
+def _mutants(src: Path, out: Path, seed: int, n_flips: int) -> list[tuple[str, Path]]:
+    """Deterministic mutants of ``src`` written beside each other in ``out``."""
+    raw = src.read_bytes()
+    rng = np.random.default_rng(seed)
+    made = {}
+    made["empty"] = b""
+    for frac in (0.02, 0.3, 0.7, 0.999):
+        made[f"cut{frac}"] = raw[: int(len(raw) * frac)]
+    for k in range(n_flips):
+        b = bytearray(raw)
+        head = k % 2 == 0  # half the flips in the first 4 KB, where the headers are
+        where = rng.integers(0, min(len(b), 4096) if head else len(b), 16)
+        for w in where:
+            b[w] ^= 1 << int(rng.integers(0, 8))
+        made[f"flip16-{'head' if head else 'any'}-{k}"] = bytes(b)
+    made["random"] = rng.integers(0, 256, min(len(raw), 65536), dtype=np.uint8).tobytes()
+    paths = []
+    for label, data in made.items():
+        d = out / label
+        d.mkdir()
+        p = d / src.name
+        p.write_bytes(data)
+        paths.append((label, p))
+    return paths
+
+
+def _with_partner(mutant: Path, partner: Path) -> Path:
+    """A mutated half of a Ripple pair beside an intact copy of the other half."""
+    (mutant.parent / partner.name).write_bytes(partner.read_bytes())
+    return mutant
+
+
+def _cases(tmp_path: Path, names: list[str], n_flips: int) -> tuple[list[str], list[tuple]]:
+    import test_io_readers as suite
+
+    labels, cases = [], []
+    for name in names:
+        (tmp_path / name).mkdir()
+        src = suite.CASES[name].make(tmp_path / name)
+        seed = int.from_bytes(name.encode()[:4], "little")
+        if src.suffix == ".rpl":  # the header and the data file of the pair are mutated separately
+            raw = src.with_suffix(".raw")
+            found = [(f"rpl-{lab}", _with_partner(p, raw)) for lab, p in _mutants(src, _dir(tmp_path / f"{name}-rpl"), seed, n_flips)]
+            found += [(f"raw-{lab}", _with_partner(p, src).with_suffix(".rpl"))
+                      for lab, p in _mutants(raw, _dir(tmp_path / f"{name}-raw"), seed + 1, n_flips)]
+        else:
+            found = _mutants(src, _dir(tmp_path / f"{name}-mutants"), seed, n_flips)
+        for label, p in found:
+            labels.append(f"{name}/{label}")
+            cases.append((read_mutant, (name, str(p))))
+    return labels, cases
+
+
+def _dir(p: Path) -> Path:
+    p.mkdir()
+    return p
+
+
+def _clean(o: Outcome) -> bool:
+    from pfibsims import errors
+
+    if o.kind == "ok":
+        return True
+    return o.kind == "error" and o.error in {n for n in errors.__all__ if not n.endswith("Warning")}
+
+
+READERS = ["bcf-P45", "bcf-30x30", "jeol-map", "im-openmims", "im-rti", "sem-fei16", "sem-zeiss", "h5oina", "ripple"]
+
+
+def test_mutated_files_read_or_raise_a_clean_error(tmp_path):
+    labels, cases = _cases(tmp_path, READERS, n_flips=4)
+    outcomes = run_cases(cases, timeout=TIMEOUT)
+    bad = [(lab, o) for lab, o in zip(labels, outcomes, strict=True) if not _clean(o)]
+    assert not bad, f"{len(bad)} of {len(cases)} mutants were not clean:\n" + summary([o for _, o in bad], [lab for lab, _ in bad])
+    # an error names the file it is about (each mutant lives in its own directory)
+    unnamed = [(lab, o) for lab, (_, (_, path)), o in zip(labels, cases, outcomes, strict=True)
+               if o.kind == "error" and f"{Path(path).parent.name}/" not in o.message.splitlines()[0]]
+    assert not unnamed, summary([o for _, o in unnamed], [lab for lab, _ in unnamed])
+
+
+# ------------------------------------------------------------------ hostile headers, one guard each
+
+
+def read_file(kind: str, path: str, kwargs: dict) -> tuple[str, ...]:
+    """``pfs.read_<kind>(path, **kwargs)`` fully computed, under the memory limit (runs in the child)."""
+    import dask
+
+    import pfibsims as pfs
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > MEMORY_LIMIT:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, hard))
+    ds = getattr(pfs, f"read_{kind}")(path, **kwargs)
+    with dask.config.set(scheduler="synchronous"):
+        ds = ds.compute()
+    return tuple(f"{n}{tuple(v.shape)}" for n, v in ds.data_vars.items())
+
+
+def _patched(src: Path, dst: Path, edits: dict[int, bytes]) -> Path:
+    raw = bytearray(src.read_bytes())
+    for offset, value in edits.items():
+        raw[offset : offset + len(value)] = value
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def _replaced(src: Path, dst: Path, old: bytes, new: bytes) -> Path:
+    assert len(old) == len(new)
+    raw = src.read_bytes()
+    assert old in raw, old
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(raw.replace(old, new))
+    return dst
+
+
+def _tiff_dims(src: Path, dst: Path, width: int, length: int) -> Path:
+    """A copy whose first page's ImageWidth/ImageLength say otherwise (as LONG entries; strips unchanged)."""
+    import struct
+
+    import tifffile
+
+    with tifffile.TiffFile(src) as tif:
+        tags = tif.pages[0].tags
+        entries = {tags["ImageWidth"].offset: width, tags["ImageLength"].offset: length}
+    return _patched(src, dst, {o: struct.pack("<HHII", code, 4, 1, v) for (o, v), code in zip(entries.items(), (256, 257), strict=True)})
+
+
+def _h5oina(dst: Path, **header: float) -> Path:
+    import h5py
+    from io_helpers import write_h5oina
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_h5oina(dst, {"Zr_La": rng.random((6, 8)), "Al_Ka": rng.random((6, 8))})
+    with h5py.File(dst, "r+") as f:
+        for key, value in header.items():
+            f[f"1/EDS/Header/{key}"][...] = value
+    return dst
+
+
+def _ripple(dst: Path, **header: str) -> Path:
+    from io_helpers import write_ripple
+
+    dst.mkdir(parents=True, exist_ok=True)
+    cube = np.random.default_rng(0).integers(0, 9, (6, 8, 50)).astype(np.uint16)
+    extra = {"ev-per-chan": "10", "width-scale": "81.4", "width-units": "nm", "height-scale": "81.4", "height-units": "nm"}
+    rpl = write_ripple(dst / "Zr La1", cube, extra=extra)
+    text = rpl.read_text()
+    for key, value in header.items():
+        text = "\n".join(f"{key}\t{value}" if line.split("\t")[0] == key else line for line in text.splitlines())
+    rpl.write_text(text + "\n")
+    return rpl
+
+
+def _hostile_cases(t: Path) -> list[tuple[str, str, Path, dict, str]]:
+    """(label, reader, file, kwargs, expected message) for each hostile header."""
+    from io_helpers import DATA, write_csv, write_tiff
+
+    rng = np.random.default_rng(0)
+    aztec = write_tiff(_dir(t / "aztec") / "Zr La1.tif", rng.integers(0, 99, (64, 48)).astype(np.uint16))
+    sims_tif = write_tiff(_dir(t / "simstif") / "li.tif", rng.integers(0, 99, (64, 48)).astype(np.uint16))
+    big = "TIFF page 0 declares 100000 x 100000 pixels .* but holds .* bytes of pixel data; its ImageWidth/ImageLength are corrupt"
+    cases = [
+        ("aztec-tiff-100000", "eds", _tiff_dims(aztec, t / "a1" / "Zr La1.tif", 100000, 100000), {"pixel_size": "80 nm"}, big),
+        ("sims-tiff-100000", "sims", _tiff_dims(sims_tif, t / "s1" / "li.tif", 100000, 100000), {"isotope": "6Li", "pixel_size": "72 nm"}, big),
+        ("aztec-tiff-wider", "eds", _tiff_dims(aztec, t / "a2" / "Zr La1.tif", 96, 64), {"pixel_size": "80 nm"}, "declares 96 x 64 pixels"),
+        ("h5oina-step-1e30", "eds", _h5oina(t / "h1" / "m.h5oina", **{"X Step": 1e30, "Y Step": 1e30}), {},
+         "expected a pixel size \\(X Step, Y Step\\) between 0.001 nm and 1e\\+08 nm, found 1e\\+33 nm"),
+        ("h5oina-step-1e-30", "eds", _h5oina(t / "h2" / "m.h5oina", **{"X Step": 1e-30, "Y Step": 1e-30}), {}, "found 1e-27 nm"),
+        ("h5oina-cells", "eds", _h5oina(t / "h3" / "m.h5oina", **{"X Cells": 100000, "Y Cells": 100000}), {},
+         "expected 10000000000 rows \\(X Cells x Y Cells\\)"),
+        ("h5oina-cells-negative", "eds", _h5oina(t / "h4" / "m.h5oina", **{"X Cells": -8}), {}, "expected non-negative dimensions"),
+        ("ripple-scale-1e30-m", "eds", _ripple(t / "r1", **{"width-scale": "1e30", "width-units": "m"}), {},
+         "expected a pixel size \\(height-scale, width-scale\\) between"),
+        ("ripple-units-expression", "eds", _ripple(t / "r2", **{"width-units": "10**10**10*nm"}), {"lines": ["C_Ka"]},
+         "has no pixel calibration"),
+        ("ripple-ev-per-chan-abc", "eds", _ripple(t / "r3", **{"ev-per-chan": "abc"}), {"lines": ["C_Ka"]},
+         "ev-per-chan: expected an energy such as '1 eV', got 'abc'"),
+        ("ripple-100000", "eds", _ripple(t / "r4", width="100000", height="100000"), {"lines": ["C_Ka"]},
+         "its header declares 100000 x 100000 x 50 values"),
+        ("ripple-larger-than-raw", "eds", _ripple(t / "r6", width="9"), {"lines": ["C_Ka"]},
+         "declares 6 x 9 x 50 values of uint16 \\(5400 bytes\\) .* but the file holds 4800 bytes"),
+        ("ripple-negative", "eds", _ripple(t / "r5", width="-8"), {"lines": ["C_Ka"]}, "expected non-negative dimensions"),
+        ("hiden-pixel-expression", "sims", write_csv(_dir(t / "hd1") / "li6.txt", np.ones((4, 5)),
+                                                     header="Isotope: 6Li\nPixel size: 10**10**10 nm\n"), {}, "has no pixel calibration"),
+        ("hiden-pixel-1e30-m", "sims", write_csv(_dir(t / "hd2") / "li6.txt", np.ones((4, 5)),
+                                                 header="Isotope: 6Li\nPixel size: 1e30 m\n"), {}, "found 1e\\+39 nm in the file"),
+    ]
+    if (DATA / "SOURCES.md").exists():
+        fei, zeiss = DATA / "sem/FEI-Helios-Ebeam-16bits.tif", DATA / "sem/test_tiff_Zeiss_SEM_512pix.tif"
+        im, jeol = DATA / "sims/OpenMIMS_doc_051117_05-32dRe-03b.im", DATA / "eds/jeol_View000/View000_0000001.map"
+        cases += [
+            ("sem-fei-100000", "sem", _tiff_dims(fei, t / "f1" / fei.name, 100000, 100000), {}, big),
+            ("sem-fei-pixel-1e26-m", "sem", _replaced(fei, t / "f2" / fei.name, b"PixelWidth=3.3724e-006", b"PixelWidth=3.3724e+026"), {},
+             "expected a pixel size \\(Scan.PixelHeight/PixelWidth\\) between"),
+            ("sem-zeiss-ap_width-1e300", "sem", _replaced(zeiss, t / "z1" / zeiss.name, b"Width = 5.965", b"Width = 1e300"), {},
+             "expected a pixel size \\(ap_width over the image width\\) between"),
+            ("sem-zeiss-ap_width-1e-30", "sem", _replaced(zeiss, t / "z2" / zeiss.name, b"Width = 5.965", b"Width = 1e-30"), {},
+             "expected a pixel size \\(ap_width over the image width\\) between"),
+            ("im-raster-2^31-1", "sims", _patched(im, t / "i1" / im.name, {25116: (2**31 - 1).to_bytes(4, "big")}), {},
+             "makes a field of 2147.48 mm"),
+            ("im-width-32767", "sims", _patched(im, t / "i2" / im.name, {25106: (32767).to_bytes(2, "big"), 25108: (32767).to_bytes(2, "big")}), {},
+             im.name),
+            ("jeol-size-100000", "eds", _patched(jeol, t / "j1" / jeol.name, {30483: (100000).to_bytes(4, "little") * 2}), {},
+             "declares 100000 x 100000 values of JEOL image pixels|declares 100000 x 100000 pixels"),
+            ("jeol-size-512x1024", "eds", _patched(jeol, t / "j2" / jeol.name, {30487: (1024).to_bytes(4, "little")}), {},
+             "declares 512 x 1024 pixels \\(Image/Size\\), but Image/Bits holds 262144 values"),
+        ]
+    return cases
+
+
+def test_hostile_headers_are_refused_before_anything_is_allocated(tmp_path):
+    cases = _hostile_cases(tmp_path)
+    outcomes = run_cases([(read_file, (kind, str(path), kw)) for _, kind, path, kw, _ in cases], timeout=TIMEOUT)
+    wrong = []
+    for (label, _, path, _, expected), o in zip(cases, outcomes, strict=True):
+        first = o.message.splitlines()[0] if o.message else ""
+        if not (_clean(o) and o.kind == "error" and re.search(expected, first) and path.parent.name in first):
+            wrong.append(f"{label}: {o}")
+    assert not wrong, "\n".join(wrong)

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FileFormatError
 
 __all__ = [
-    "FIELD_NM", "MAX_ELEMENTS", "PIXEL_NM", "bcf_hypermap", "check_declared", "check_jeol_image", "check_pixel_size", "row_blocks", "tiff_array",
+    "FIELD_NM", "MAX_ELEMENTS", "PIXEL_NM", "bcf_hypermap", "check_declared", "check_jeol_image", "check_jeol_pts", "check_pixel_size", "row_blocks", "tiff_array",
 ]
 
 #: Most values one array of a file may declare (2^34: a 131072^2 map, a 4096^2 x 1024 cube).
@@ -199,6 +199,27 @@ def check_jeol_image(path: Path) -> None:
         raise FileFormatError(
             f"{path}: its header declares {width} x {height} pixels (Image/Size), but Image/Bits holds {np.size(bits)} values; "
             "the header is corrupt or the file truncated"
+        )
+
+
+def check_jeol_pts(path: Path) -> None:
+    """Check a JEOL ``.pts`` holds the event stream its header declares (``data_pos + data_len`` bytes).
+
+    RosettaSciIO decodes whatever events are there, so a truncated file would read as a map
+    with fewer counts, silently.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as fd:
+        magic = np.fromfile(fd, "<I", 1)
+        fd.seek(12)
+        head = np.fromfile(fd, "<I", 6)
+    if magic.size != 1 or int(magic[0]) != 304 or head.size != 6:
+        raise FileFormatError(f"{path}: expected a JEOL .pts spectrum image (magic number 304 and its header), found other data")
+    data_pos, data_len = int(head[4]), int(head[5])
+    if data_pos + data_len > size:
+        raise FileFormatError(
+            f"{path}: its header declares {data_len} bytes of events from byte {data_pos}, but the file has {size} bytes; "
+            "the file is truncated"
         )
 
 

@@ -9,6 +9,7 @@ crash the process, hang, exhaust memory, or leak another exception.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 from pathlib import Path
@@ -20,6 +21,8 @@ from fuzz_helpers import Outcome, run_cases, summary
 MEMORY_LIMIT = 3 * 2**30
 #: Seconds a child may spend on one mutant.
 TIMEOUT = 30.0
+#: Bit-flip mutants per file in CI (PFIBSIMS_FUZZ_SCALE multiplies them; the closing campaign used 40).
+FLIPS = 2 * int(os.environ.get("PFIBSIMS_FUZZ_SCALE", "1"))
 
 
 def read_mutant(case: str, path: str) -> tuple[str, ...]:
@@ -106,7 +109,7 @@ READERS = ["bcf-P45", "bcf-30x30", "jeol-map", "im-openmims", "im-rti", "sem-fei
 
 
 def test_mutated_files_read_or_raise_a_clean_error(tmp_path):
-    labels, cases = _cases(tmp_path, READERS, n_flips=4)
+    labels, cases = _cases(tmp_path, READERS, n_flips=FLIPS)
     outcomes = run_cases(cases, timeout=TIMEOUT)
     bad = [(lab, o) for lab, o in zip(labels, outcomes, strict=True) if not _clean(o)]
     assert not bad, f"{len(bad)} of {len(cases)} mutants were not clean:\n" + summary([o for _, o in bad], [lab for lab, _ in bad])

@@ -1,6 +1,6 @@
 """Every reader against hostile files (issue 21): truncations, bit flips, zero-length, random and edited headers.
 
-Each reader case of the shared suite (tests/test_io_readers.py: real instrument files and
+Each reader case of the shared suite (tests/io/test_io_readers.py: real instrument files and
 spec-faithful written ones) is mutated with deterministic seeds; every mutant is read and fully
 computed in a child process (see fuzz_helpers) under a memory limit and a timeout. A mutant may
 read (a flipped pixel is still an image) or raise a PfibsimsError naming the file; it must never
@@ -13,6 +13,7 @@ import os
 import re
 import resource
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fuzz_helpers import Outcome, run_cases, summary
@@ -25,11 +26,24 @@ TIMEOUT = 30.0
 FLIPS = 2 * int(os.environ.get("PFIBSIMS_FUZZ_SCALE", "1"))
 
 
+def _suite() -> Any:
+    """The shared reader suite, tests/io/test_io_readers.py (its folder is not on sys.path in a child)."""
+    import importlib.util
+    import sys
+
+    if "test_io_readers" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("test_io_readers", Path(__file__).parent / "io" / "test_io_readers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_io_readers"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["test_io_readers"]
+
+
 def read_mutant(case: str, path: str) -> tuple[str, ...]:
     """Read and compute one mutant; the names and shapes read (module level: runs in the child)."""
     import dask
-    import test_io_readers as suite
 
+    suite = _suite()
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY or soft > MEMORY_LIMIT:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, hard))
@@ -72,8 +86,7 @@ def _with_partner(mutant: Path, partner: Path) -> Path:
 
 
 def _cases(tmp_path: Path, names: list[str], n_flips: int) -> tuple[list[str], list[tuple]]:
-    import test_io_readers as suite
-
+    suite = _suite()
     labels, cases = [], []
     for name in names:
         (tmp_path / name).mkdir()

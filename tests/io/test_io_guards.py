@@ -88,7 +88,7 @@ def test_h5oina_maps_and_spectra_are_read_in_blocks_of_rows(tmp_path, small_bloc
     from pfibsims.io.h5oina import read_h5oina
     from pfibsims.io.lines import line_window
 
-    frame = read_h5oina(path, source="spectrum", lines=["Al_Ka"], window="300 eV")
+    frame = read_h5oina(path, source="spectrum", lines=["Al_Ka"], method="window", window="300 eV")
     al = frame.channels["Al_Ka"]
     assert al.numblocks[0] > 1
     lo, hi = line_window("Al_Ka", window="300 eV")

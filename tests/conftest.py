@@ -46,3 +46,34 @@ def raise_if_dask_computes(max_computes: int = 0):
 def no_compute():
     """Context manager factory: ``with no_compute(): ...`` fails if dask computes."""
     return raise_if_dask_computes
+
+
+#: The one LocalCluster of a test session (issue 21): worker processes, no sampling profiler (it walks other
+#: threads' frames, a known CPython 3.11 crash; see benchmarks/README.md), generous timeouts for a loaded CI box.
+CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.comm.timeouts.connect": "120s",
+    "distributed.comm.timeouts.tcp": "120s",
+    "distributed.deploy.lost-worker-timeout": "120s",
+    "distributed.scheduler.idle-timeout": None,
+}
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A session-wide ``distributed.LocalCluster`` (2 worker processes, 1 thread each, 1 GB each), started once."""
+    distributed = pytest.importorskip("distributed")
+    with dask.config.set(CLUSTER_CONFIG), distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB", dashboard_address=":0",
+        timeout="120s",
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dask_client(dask_cluster):
+    """A client of the session cluster, the default scheduler while the test runs (restarted workers' state is not shared)."""
+    import distributed
+
+    with dask.config.set(CLUSTER_CONFIG), distributed.Client(dask_cluster, timeout="120s") as client:
+        yield client

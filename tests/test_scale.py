@@ -38,16 +38,12 @@ def _numbers(vol):
     return li, float(c), int(n)
 
 
-def test_local_cluster_gives_the_threaded_numbers(phantom):
-    distributed = pytest.importorskip("distributed")
+def test_local_cluster_gives_the_threaded_numbers(phantom, dask_client):
     vol = _fused(phantom)
     with dask.config.set(scheduler="threads"):
         li_t, cov_t, n_t = _numbers(vol)
-    # no sampling profiler in the workers: it walks other threads' frames, a known CPython 3.11 crash
-    with dask.config.set({"distributed.worker.profile.enabled": False}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GB",
-                                     dashboard_address=":0") as cluster, distributed.Client(cluster):
-        li_d, cov_d, n_d = _numbers(_fused(phantom))  # graph built again: nothing cached in the process
+    # the session cluster (tests/conftest.py): 2 worker processes, no sampling profiler in the workers
+    li_d, cov_d, n_d = _numbers(_fused(phantom))  # graph built again: nothing cached in the process
     np.testing.assert_array_equal(li_d, li_t)  # bit for bit, NaN outside the SIMS field in the same places
     assert cov_d == cov_t
     assert n_d == n_t

@@ -96,16 +96,13 @@ def test_fuse_command_errors(tmp_path, capsys):
     assert "--scheduler: expected threads, processes or a scheduler address" in capsys.readouterr().err
 
 
-def test_fuse_command_on_a_distributed_scheduler_address(tmp_path):
-    from distributed import LocalCluster
-
+def test_fuse_command_on_a_distributed_scheduler_address(tmp_path, dask_cluster):
     eds, sims, zr = _write_files(tmp_path)
     common = ["--sims-pixel-size", "50 nm", "--isotope", "6Li", "--slice-thickness", "60 nm", "--register", "none",
               "--no-drift"]
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
-        out = tmp_path / "dist.zarr"
-        assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(out), *common,
-                     "--scheduler", cluster.scheduler_address]) == 0
+    out = tmp_path / "dist.zarr"
+    assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(out), *common,
+                 "--scheduler", dask_cluster.scheduler_address]) == 0
     ref = tmp_path / "threads.zarr"
     assert main(["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(ref), *common]) == 0
     a, b = pfibsims.open_dataset(out), pfibsims.open_dataset(ref)

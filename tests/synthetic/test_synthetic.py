@@ -149,11 +149,9 @@ def test_a_chunk_alone_equals_the_region_of_the_whole(small):
     np.testing.assert_array_equal(truth.li[0, 5:9, 90:96].values, small[2].li.values[0, 5:9, 90:96])
 
 
-def test_runs_on_distributed(small):
-    distributed = pytest.importorskip("distributed")
-    with distributed.Client(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as client:
-        eds, sims, _ = cathode(seed=0, **SMALL)
-        zr, li6 = client.compute([eds.Zr_La, sims.Li6], sync=True)
+def test_runs_on_distributed(small, dask_client):
+    eds, sims, _ = cathode(seed=0, **SMALL)
+    zr, li6 = dask_client.compute([eds.Zr_La, sims.Li6], sync=True)
     np.testing.assert_array_equal(zr.values, small[0].Zr_La.values)
     np.testing.assert_array_equal(li6.values, small[1].Li6.values)
 

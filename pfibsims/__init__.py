@@ -22,6 +22,7 @@ from .correlate import (
 from .dataset import stack
 from .errors import (
     DataModelError,
+    DataWarning,
     EstimationWarning,
     FileFormatError,
     GridError,
@@ -42,6 +43,7 @@ from .transform import Affine
 __all__ = [
     "Affine",
     "DataModelError",
+    "DataWarning",
     "EstimationWarning",
     "FileFormatError",
     "Grid",

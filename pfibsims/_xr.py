@@ -9,6 +9,8 @@ found.  Nothing here computes data.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
@@ -17,12 +19,17 @@ import xarray as xr
 from dask.base import tokenize
 
 from ._engine.views import MAX_PIXELS, block_factor, dask_block_mean
-from .errors import DataModelError, GridError, PfibsimsError, UnitsError
+from .errors import DataModelError, DataWarning, GridError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
 
 __all__ = [
     "dequantify",
     "as_array",
+    "check_count",
+    "check_not_empty",
+    "check_real",
+    "infinite_count",
+    "warn_infinite",
     "block_mean",
     "as_dataarray",
     "check_dims",
@@ -97,9 +104,22 @@ def as_dataarray(x: Any, name: str, *, one_channel: bool = False) -> xr.DataArra
         x = xr.DataArray(x, dims=SPATIAL_DIMS[3 - x.ndim :])
     if not isinstance(x, xr.DataArray):
         raise DataModelError(f"{name}: expected an xarray DataArray, got {type(x).__name__}")
-    if x.dtype.kind not in "biuf":
-        raise PfibsimsError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    check_real(x, name)
+    check_not_empty(x, name)
     return x
+
+
+def check_real(x: Any, name: str) -> None:
+    """Raise :class:`PfibsimsError` when a DataArray holds anything but real numbers (complex, strings)."""
+    if isinstance(x, xr.DataArray) and x.dtype.kind not in "biuf":
+        raise PfibsimsError(f"{name}: expected real numbers, got dtype {x.dtype}")
+
+
+def check_not_empty(obj: Any, name: str) -> None:
+    """Raise :class:`DataModelError` when a DataArray or Dataset has an axis of size 0 (nothing to compute on)."""
+    empty = [d for d in obj.dims if obj.sizes[d] == 0]
+    if empty:
+        raise DataModelError(f"{name}: expected at least one voxel along every axis, found {empty[0]!r} of size 0 (dims {dict(obj.sizes)})")
 
 
 def check_dims(obj: Any, name: str, dims: tuple[str, ...]) -> None:
@@ -157,6 +177,68 @@ def dask_data(x: xr.DataArray) -> da.Array:
     if isinstance(data, da.Array):
         return data
     return da.from_array(data, chunks=data.shape or (), name=f"pfibsims-array-{tokenize(data)}")
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None, example: int = 100) -> int:
+    """An integer option (a number of bins, voxels, iterations...) checked to lie in ``[minimum, maximum]``.
+
+    Examples
+    --------
+    >>> check_count(20, "n_iter", minimum=0)
+    20
+    >>> check_count(10**9, "n_iter", maximum=10**6)
+    Traceback (most recent call last):
+    ...
+    pfibsims.errors.PfibsimsError: n_iter: expected a whole number from 1 to 1000000 such as 100, got 1000000000
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        upto = f" to {maximum}" if maximum is not None else " or more"
+        raise PfibsimsError(f"{name}: expected a whole number from {minimum}{upto} such as {example}, got {value!r:.60}")
+    return int(value)
+
+
+def infinite_count(x: Any, mask: Any = None) -> Any:
+    """How many values of ``x`` (a DataArray or an array; where ``mask``) are +-inf: a lazy 0-d dask array,
+    or an int for numpy data.
+
+    Computed with the pass a function makes anyway (``dask.compute`` of both shares the reads).
+    """
+    data = x.data if isinstance(x, xr.DataArray) else x
+    if np.dtype(data.dtype).kind != "f":
+        return 0
+    if isinstance(data, da.Array) or isinstance(mask, da.Array):
+        hit = da.isinf(data if isinstance(data, da.Array) else dask_data(x))
+        return (hit if mask is None else hit & mask).sum()
+    hit = np.isinf(data)
+    return int((hit if mask is None else hit & np.asarray(mask)).sum())
+
+
+def warn_infinite(counts: Sequence[Any], names: Sequence[str], step: str) -> None:
+    """Warn (:class:`~pfibsims.errors.DataWarning`) naming how many inf values ``step`` left out of each input.
+
+    The warning points at the first caller outside pfibsims.
+    """
+    for n, name in zip(counts, names, strict=True):
+        if int(n):
+            warnings.warn(
+                f"{step}: {name} has {int(n)} inf value(s); inf is not a measurement, so they were left out "
+                "as NaN (no data) is; replace them (data.where(np.isfinite(data))) to silence this",
+                DataWarning, stacklevel=_user_level(),
+            )
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` of the first frame outside the pfibsims package, seen from ``warnings.warn``'s caller."""
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_same_grid(a: xr.DataArray, b: xr.DataArray, name: str = "b", ref: str = "a") -> None:

@@ -27,7 +27,7 @@ import xarray as xr
 
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
-from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, ureg
+from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, parse_unit
 
 __all__ = ["HISTORY", "HISTORY_JSON", "channel_attrs", "history", "history_attrs", "jsonable", "record", "stack", "validate"]
 
@@ -250,18 +250,30 @@ def stack(
     ds_attrs = {"modality": str(modality)}
     ds_attrs.update({str(k): _acquisition_attr(str(k), v) for k, v in (attrs or {}).items()})
     ds_attrs.update(history_attrs([]))
-    try:
-        ureg.Unit(units)
-    except Exception:
-        raise UnitsError(f"units: expected a unit pint parses such as 'counts', got {units!r}") from None
+    parse_unit(units, name="units")
     grid = Grid((ny, nx), (py, px), origin_yx, ("y", "x"))
     coords: dict[str, Any] = {"z": ("z", zs, z_attrs), **grid.xr_coords(), "slice": ("z", np.arange(nz))}
     data_vars = {}
     for name, arr in arrays.items():
         if chunks is not None:
-            arr = da.asarray(arr).rechunk(chunks) if isinstance(arr, da.Array) else da.from_array(arr, chunks=chunks)
+            arr = _chunked(arr, chunks)
         data_vars[name] = (("z", "y", "x"), arr, channel_attrs(name, units))
     return xr.Dataset(data_vars, coords=coords, attrs=ds_attrs)
+
+
+def _chunked(arr: Any, chunks: Any) -> da.Array:
+    """``arr`` as a dask array in ``chunks``; chunks dask cannot read are a DataModelError naming them."""
+    if isinstance(chunks, (bool, float)) or (isinstance(chunks, numbers.Integral) and chunks < 1 and chunks != -1):
+        raise DataModelError(f"chunks: expected a chunk size per axis such as (1, 1024, 1024) or 'auto', got {chunks!r}")
+    try:
+        out = da.asarray(arr).rechunk(chunks) if isinstance(arr, da.Array) else da.from_array(arr, chunks=chunks)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise DataModelError(
+            f"chunks: expected a chunk size per axis such as (1, 1024, 1024) or 'auto', got {chunks!r:.60} ({str(exc)[:80]})"
+        ) from None
+    if any(c < 1 for c in out.chunksize):
+        raise DataModelError(f"chunks: expected positive chunk sizes, got {chunks!r:.60}")
+    return out
 
 
 def validate(ds: Any) -> Any:
@@ -295,13 +307,20 @@ def validate(ds: Any) -> Any:
         if spatial != sorted(spatial, key=SPATIAL_DIMS.index):
             order = tuple(sorted(var.dims, key=lambda d: SPATIAL_DIMS.index(d) if d in SPATIAL_DIMS else -1))
             raise DataModelError(f"{name}: expected dims in the order (z, y, x), found {var.dims}; call .transpose(*{order})")
+        if ("y" in var.dims or "x" in var.dims) and var.dims not in (("y", "x"), ("z", "y", "x")):
+            raise DataModelError(
+                f"{name}: expected the dims of an image, ('z', 'y', 'x') or ('y', 'x'), found {var.dims}; "
+                "rename them, e.g. .rename(a='x')"
+            )
+        if var.dtype.kind not in "biuf":
+            raise DataModelError(f"{name}: expected real numbers (a measurement per voxel), found dtype {var.dtype}")
         units = var.attrs.get("units")
         if units is None:
             raise DataModelError(f"{name}: expected a 'units' attribute (e.g. 'counts'), found none")
         try:
-            ureg.Unit(units)
-        except Exception:
-            raise DataModelError(f"{name}: expected a pint-parsable 'units' attribute, found {units!r}") from None
+            parse_unit(units, name=f"{name}.attrs['units']")
+        except UnitsError as exc:
+            raise DataModelError(f"{name}: expected a pint-parsable 'units' attribute ({exc})") from None
     for d in (d for d in SPATIAL_DIMS if d in ds.dims):
         if d not in ds.coords:
             raise DataModelError(f"{d}: expected a coordinate of voxel centres in nm, found none")
@@ -314,6 +333,9 @@ def validate(ds: Any) -> Any:
             length_nm(f"1 {c.attrs['units']}", name=f"{d}.attrs['units']")
         except UnitsError as exc:
             raise DataModelError(str(exc)) from None
+        if not np.isfinite(c.values).all():
+            bad = np.flatnonzero(~np.isfinite(c.values))
+            raise DataModelError(f"{d}: expected finite coordinates, found {c.values[bad[0]]} at index {int(bad[0])} ({bad.size} in all)")
         if c.size > 1 and np.any(np.diff(c.values) <= 0):
             raise DataModelError(f"{d}: expected increasing coordinates; use ds.sortby('{d}')")
     try:
@@ -389,6 +411,10 @@ def record(obj: Any, step: str, **params: Any) -> Any:
     >>> ds.attrs["history"]  # the CF form, one line per step
     '... pfibsims ...: normalize'
     """
+    if not isinstance(obj, (xr.Dataset, xr.DataArray)):
+        raise DataModelError(f"obj: expected an xarray Dataset or DataArray, got {type(obj).__name__}")
+    if not isinstance(step, str) or not step:
+        raise DataModelError(f"step: expected the name of the step, e.g. 'normalize', got {step!r:.60}")
     records = history(obj)
     records.append(
         {

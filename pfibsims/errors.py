@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataModelError",
+    "DataWarning",
     "EstimationWarning",
     "FileFormatError",
     "GridError",
@@ -47,3 +48,7 @@ class RegistrationError(PfibsimsError):
 
 class EstimationWarning(UserWarning):
     """An estimate was made but is doubtful (flat optimum, search bound, outlier)."""
+
+
+class DataWarning(UserWarning):
+    """Values were left out of a computation and counted (inf values, which are not measurements)."""

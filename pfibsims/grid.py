@@ -42,6 +42,19 @@ def _default_dims(ndim: int) -> tuple[str, ...]:
     return SPATIAL_DIMS[3 - ndim :]
 
 
+def _shape(shape: Any) -> tuple[int, ...]:
+    """A shape as a tuple of ints; a non-integral size (2.5) is an error, never truncated."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        return (int(shape),)
+    try:
+        items = tuple(shape)
+    except TypeError:
+        raise GridError(f"shape: expected a sequence of voxel counts such as (216, 352), got {shape!r:.60}") from None
+    if not items or not all(isinstance(n, numbers.Real) and not isinstance(n, bool) and float(n).is_integer() for n in items):
+        raise GridError(f"shape: expected whole numbers of voxels such as (216, 352), got {shape!r:.60}")
+    return tuple(int(n) for n in items)
+
+
 @dataclass(frozen=True, eq=False, repr=False, init=False)
 class Grid:
     """A regular grid of voxel centres in physical space (lengths in nm).
@@ -88,9 +101,7 @@ class Grid:
         origin: Any = 0.0,
         dims: Sequence[str] | None = None,
     ) -> None:
-        if isinstance(shape, numbers.Integral):
-            shape = (int(shape),)
-        shape = tuple(int(n) for n in shape)
+        shape = _shape(shape)
         dims = _default_dims(len(shape)) if dims is None else tuple(dims)
         if len(dims) != len(shape):
             raise GridError(f"dims: expected {len(shape)} names for shape {shape}, got {dims}")
@@ -189,7 +200,14 @@ class Grid:
                     f"set it with ds['{d}'].attrs['units'] = 'nm'"
                 )
             scale = length_nm(f"1 {units}", name=f"{d}.attrs['units']")
-            values = np.asarray(raw, dtype=float) * scale
+            try:
+                values = np.asarray(raw, dtype=float) * scale
+            except (TypeError, ValueError):
+                raise GridError(f"{d}: expected numeric coordinates in {units}, found dtype {coord.dtype}") from None
+            if values.size == 0:
+                raise GridError(f"{d}: expected at least one voxel, found an empty axis (size 0)")
+            if not np.isfinite(values).all():
+                raise GridError(f"{d}: expected finite coordinates, found NaN or inf at index {int(np.flatnonzero(~np.isfinite(values))[0])}")
             shape.append(values.size)
             origin.append(float(values[0]))
             if values.size == 1:

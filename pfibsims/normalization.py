@@ -19,6 +19,7 @@ input chunk in memory until the reduction ends.)
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import dask
@@ -27,8 +28,8 @@ import numpy as np
 import xarray as xr
 
 from ._engine import moments as _moments
-from ._engine.reduce import Reduction, block_reduce, reduce_blocks
-from ._xr import as_dataarray, dask_data, dequantify, mask_data
+from ._engine.reduce import Plan, Reduction, block_reduce, evaluate, reduce_blocks
+from ._xr import as_dataarray, dask_data, dequantify, mask_data, warn_infinite
 from .dataset import record
 from .errors import PfibsimsError
 
@@ -49,6 +50,23 @@ def range_graph(x: xr.DataArray, mask: da.Array | None = None) -> da.Array:
     return reduce_blocks([range_reduction(x, mask)], name="pfibsims-range")[0]
 
 
+def infinite_reduction(x: Any, mask: da.Array | None = None) -> Reduction:
+    """How many values of ``x`` (a DataArray or an array) are +-inf where ``mask``: a reduction (int64, shape (1,)).
+
+    Evaluated with the pass a statistic makes anyway, it costs no extra read of the data.
+    """
+    data = x.data if isinstance(x, xr.DataArray) else x
+    return Reduction(_moments.infinite_block, (data, mask), (1,), _moments.sum_blocks, np.int64)
+
+
+def ranges_plan(xs: list[xr.DataArray], mask: da.Array | None, names: list[str], step: str) -> Plan:
+    """Finite ``(min, max)`` of each of ``xs`` where ``mask`` as a plan (one pass); the inf values it
+    leaves out are counted in the same pass and named in a :class:`~pfibsims.errors.DataWarning`."""
+    found = yield [range_reduction(x, mask) for x in xs] + [infinite_reduction(x, mask) for x in xs]
+    warn_infinite([int(n[0]) for n in found[len(xs):]], names, step)
+    return checked_ranges(found[: len(xs)], names)
+
+
 def checked_ranges(found: Any, names: list[str]) -> list[tuple[float, float]]:
     """The ``(min, max)`` found, as floats; an error naming the input that has no finite value."""
     for (lo, hi), name in zip(found, names, strict=False):
@@ -58,15 +76,20 @@ def checked_ranges(found: Any, names: list[str]) -> list[tuple[float, float]]:
 
 
 def value_ranges(xs: list[xr.DataArray], mask: da.Array | None = None,
-                 names: list[str] | None = None) -> list[tuple[float, float]]:
-    """Finite ``(min, max)`` of each of ``xs`` where ``mask``, computed together (a reduced result)."""
+                 names: list[str] | None = None, step: str = "range") -> list[tuple[float, float]]:
+    """Finite ``(min, max)`` of each of ``xs`` where ``mask``, computed together (a reduced result).
+
+    inf values are left out and counted in the same pass; a :class:`~pfibsims.errors.DataWarning`
+    names ``step`` and the count.
+    """
     names = names or [str(x.name or "data") for x in xs]
-    return checked_ranges(dask.compute(*[range_graph(x, mask) for x in xs]), names)
+    (found,) = evaluate(ranges_plan(xs, mask, names, step))
+    return found
 
 
-def value_range(x: xr.DataArray, mask: da.Array | None = None, name: str = "data") -> tuple[float, float]:
+def value_range(x: xr.DataArray, mask: da.Array | None = None, name: str = "data", step: str = "range") -> tuple[float, float]:
     """Finite ``(min, max)`` of ``x`` where ``mask``; computed (a reduced result)."""
-    return value_ranges([x], mask, [name])[0]
+    return value_ranges([x], mask, [name], step)[0]
 
 
 def uniform_edges(lo: float, hi: float, bins: int) -> np.ndarray:
@@ -76,9 +99,17 @@ def uniform_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1)
 
 
-def check_bins(bins: Any, name: str = "bins") -> int:
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise PfibsimsError(f"{name}: expected a positive number of bins such as 256, got {bins!r}")
+#: Most bins (or joint-histogram cells) a histogram may have: 2^24 int64 counts are 128 MiB.
+MAX_BINS = 1 << 24
+
+
+def check_bins(bins: Any, name: str = "bins", cells: int = 1) -> int:
+    """``bins`` as an int from 1 to :data:`MAX_BINS` (divided by ``cells``, the other axes' bins)."""
+    limit = MAX_BINS // max(1, cells)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 1 <= bins <= limit:
+        raise PfibsimsError(
+            f"{name}: expected a positive number of bins such as 256, at most {limit}, got {bins!r:.60}"
+        )
     return int(bins)
 
 
@@ -127,8 +158,9 @@ def _percentile_stats(x: xr.DataArray, red: tuple[str, ...], low: float, high: f
     per_group = math.prod(x.sizes[d] for d in red)
     budget = max(1, max_samples // max(groups, 1))
     step = max(1, math.ceil((per_group / budget) ** (1 / max(len(red), 1)))) if per_group > budget else 1
-    sub = x.isel({d: slice(None, None, step) for d in red}).astype(np.float64)
-    sub = sub.where(np.isfinite(sub)).compute()
+    sub = x.isel({d: slice(None, None, step) for d in red}).astype(np.float64).compute()
+    warn_infinite([int(np.isinf(sub.values).sum())], [str(x.name or "data")], "normalize (in the percentile sample)")
+    sub = sub.where(np.isfinite(sub))
     if sub.count() == 0:
         raise PfibsimsError(f"data: {x.name or 'the data'} has no finite values to take percentiles of")
     q = np.nanpercentile(sub.transpose(*[d for d in x.dims if d not in red], *red).values.reshape(
@@ -154,8 +186,10 @@ def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: fl
     if method == "percentile":
         lo, hi = _percentile_stats(x, red, low, high, max_samples)
     else:
-        lo, hi = dask.compute(work.min(red, skipna=True), work.max(red, skipna=True)) if work.chunks else (
-            work.min(red, skipna=True), work.max(red, skipna=True))
+        n_inf = reduce_blocks([infinite_reduction(x)], name="pfibsims-infinite")[0]
+        lo, hi, n_inf = dask.compute(work.min(red, skipna=True), work.max(red, skipna=True), n_inf) if work.chunks \
+            else (work.min(red, skipna=True), work.max(red, skipna=True), n_inf)
+        warn_infinite([int(np.asarray(n_inf)[0])], [str(name)], "normalize")
     if bool(np.isnan(hi).any()):
         raise PfibsimsError(f"data: {name} has no finite values{_describe_group(np.isnan(hi))}")
     if method == "log":
@@ -260,8 +294,11 @@ def normalize(
         raise PfibsimsError(f"method: expected one of {_METHODS}, got {method!r}")
     if zeros not in _ZEROS:
         raise PfibsimsError(f"zeros: expected one of {_ZEROS}, got {zeros!r}")
-    if method == "percentile" and not (0 <= low < high <= 100):
+    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (low, high))
+    if method == "percentile" and not (numeric and 0 <= low < high <= 100):
         raise PfibsimsError(f"low, high: expected percentiles with 0 <= low < high <= 100, got {low!r}, {high!r}")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 1:
+        raise PfibsimsError(f"max_samples: expected a positive number of voxels such as {1 << 22}, got {max_samples!r}")
     params = {"method": method, "over": over, "zeros": zeros}
     if method == "percentile":
         params.update(low=low, high=high)
@@ -397,7 +434,7 @@ def histogram(data: xr.DataArray, *, bins: int = 256, range: Any = None, mask: A
     x = as_dataarray(data, "data")
     nbins = check_bins(bins)
     m = mask_data(mask, x)
-    rng = check_range(range) or value_range(x, m, name=str(x.name or "data"))
+    rng = check_range(range) or value_range(x, m, name=str(x.name or "data"), step="histogram")
     edges = uniform_edges(*rng, nbins)
     counts = block_reduce(
         _moments.histogram_block, [dask_data(x), m], out_shape=(nbins,), merge=_moments.sum_blocks,

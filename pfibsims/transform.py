@@ -36,7 +36,10 @@ _ATTR = "pfibsims:affine"
 
 
 def _matrix(m: Any, ndim: int | None = None) -> np.ndarray:
-    a = np.array(m, dtype=np.float64)
+    try:
+        a = np.array(m, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise PfibsimsError(f"matrix: expected a 3x3 or 4x4 homogeneous matrix of numbers, got {m!r:.80}") from None
     if a.ndim != 2 or a.shape[0] not in (a.shape[1], a.shape[1] - 1) or a.shape[1] not in (3, 4):
         raise PfibsimsError(
             f"matrix: expected a 3x3 or 4x4 homogeneous matrix (or its top 2x3 / 3x4 rows), got shape {a.shape}"
@@ -48,6 +51,12 @@ def _matrix(m: Any, ndim: int | None = None) -> np.ndarray:
         raise PfibsimsError(f"matrix: expected a last row of {np.eye(n + 1)[-1].tolist()}, got {a[-1].tolist()}")
     if not np.all(np.isfinite(a)):
         raise PfibsimsError("matrix: expected finite values, found NaN or inf")
+    linear = a[:n, :n]
+    if not abs(np.linalg.det(linear)) > 1e-12 * max(1.0, float(np.abs(linear).max())) ** n:
+        raise PfibsimsError(
+            f"matrix: expected an invertible linear part (a transform maps the plane onto itself), got "
+            f"{linear.tolist()} of determinant {np.linalg.det(linear):.3g}; every point would land on a line or a point"
+        )
     return a
 
 
@@ -299,7 +308,7 @@ class Affine:
             m = np.array(d["matrix"], dtype=float)
             dims = tuple(d["dims"])
             units = d.get("units", LENGTH_UNIT)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PfibsimsError(f"d: expected a dict with 'matrix' and 'dims', got {d!r} ({exc})") from None
         factor = lengths_nm(f"1 {units}", 1, name="units")[0]
         if factor != 1.0:
@@ -320,10 +329,14 @@ class Affine:
     @classmethod
     def from_json(cls, text: str) -> Affine:
         """Parse the output of :meth:`to_json`."""
+        if isinstance(text, str) and len(text) > 1 << 16:
+            raise PfibsimsError(f"text: expected the JSON of an Affine (a few hundred characters), got {len(text)} characters")
         try:
             d = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise PfibsimsError(f"text: expected the JSON of an Affine, got {text!r:.80} ({exc})") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise PfibsimsError(f"text: expected the JSON of an Affine, got {text!r:.80} ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(d, Mapping):
+            raise PfibsimsError(f"text: expected the JSON object of an Affine, got {text!r:.80}")
         return cls.from_dict(d)
 
     def to_attrs(self, attrs: Mapping[str, Any] | None = None, key: str = _ATTR) -> dict[str, Any]:

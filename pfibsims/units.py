@@ -240,7 +240,7 @@ def parse_quantity(
             )
         q = ureg.Quantity(float(value), default)
     else:
-        raise UnitsError(f"{name}: expected {expected}, got {_clip(repr(value))} of type {type(value).__name__}")
+        raise UnitsError(f"{name}: expected {expected}, got {value!r:.60} of type {type(value).__name__}")
     if not q.is_compatible_with(target):
         raise UnitsError(f"{name}: expected {expected}, got {_show(value)} ({_kind(q)})")
     if not np.isfinite(q.magnitude):
@@ -326,7 +326,10 @@ def lengths_nm(
     """
     if isinstance(value, (str, numbers.Real, pint.Quantity)) and np.ndim(getattr(value, "magnitude", value)) == 0:
         return (length_nm(value, default_unit=default_unit, name=name),) * n
-    items = list(value)
+    try:
+        items = list(value)
+    except TypeError:
+        raise UnitsError(f"{name}: expected one length such as '81.4 nm' or {n} of them, got {value!r:.60}") from None
     if len(items) != n:
         raise UnitsError(f"{name}: expected one length or {n} lengths, got {len(items)}: {value!r}")
     return tuple(length_nm(v, default_unit=default_unit, name=name) for v in items)

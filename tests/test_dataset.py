@@ -88,7 +88,7 @@ def test_channel_attrs():
         ({"slice_thickness": "-60 nm"}, UnitsError, "slice_thickness: expected a positive length"),
         ({"z": [0, 1]}, DataModelError, "slice_thickness, z: expected one of them"),
         ({"channels": {"foo": np.zeros((2, 2))}}, DataModelError, "modality: expected 'EDS', 'SIMS' or 'SEM'"),
-        ({"units": "flibbles"}, UnitsError, "units: expected a unit pint parses"),
+        ({"units": "flibbles"}, UnitsError, "units: expected a unit such as 'nm' or 'counts/s', got 'flibbles'"),
         ({"origin": (1,)}, DataModelError, r"origin: expected \(y, x\) or \(z, y, x\)"),
         ({"attrs": {"when": object()}}, DataModelError, r"attrs\['when'\]: expected a JSON-serialisable value"),
     ],
@@ -158,3 +158,45 @@ def test_public_names_import():
         assert hasattr(pfibsims, name)
     assert issubclass(pfibsims.PfibsimsError, ValueError)
     assert isinstance(xr.Dataset(), xr.Dataset)
+
+
+# --- bad arguments (issue 21) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunks", ["garbage", -5, 0, (100000, 100000), [], 2.5, "10 nm"])
+def test_stack_refuses_chunks_dask_cannot_use(chunks):
+    with pytest.raises(DataModelError, match="chunks: expected a chunk size per axis such as"):
+        stack({"Li6": np.ones((2, 4, 4))}, pixel_size="72 nm", slice_thickness="60 nm", chunks=chunks)
+
+
+def test_stack_refuses_a_missing_pixel_size_and_unknown_units():
+    with pytest.raises(UnitsError, match="pixel_size: expected one length such as '81.4 nm' or 2 of them, got None"):
+        stack({"Li6": np.ones((4, 4))}, pixel_size=None)
+    with pytest.raises(UnitsError, match="units: expected a unit .*'10\\*\\*10\\*\\*10'"):
+        stack({"Li6": np.ones((4, 4))}, pixel_size="72 nm", units="10**10**10")
+
+
+def test_validate_refuses_renamed_dims_and_nan_coordinates():
+    ds = stack({"Li6": np.ones((2, 4, 5))}, pixel_size="72 nm", slice_thickness="60 nm")
+    with pytest.raises(DataModelError, match=r"Li6: expected the dims of an image, \('z', 'y', 'x'\) or \('y', 'x'\), found \('z', 'y', 'a'\)"):
+        validate(ds.rename(x="a"))
+    x = ds.x.values.copy()
+    x[2] = np.nan
+    with pytest.raises(DataModelError, match=r"x: expected finite coordinates, found nan at index 2 \(1 in all\)"):
+        validate(ds.assign_coords(x=("x", x, ds.x.attrs)))
+    with pytest.raises(DataModelError, match=r"Li6: expected a pint-parsable 'units' attribute .*does not parse"):
+        validate(ds.assign(Li6=ds.Li6.assign_attrs(units="10**10**10")))
+
+
+def test_record_refuses_what_has_no_history():
+    with pytest.raises(DataModelError, match="obj: expected an xarray Dataset or DataArray, got object"):
+        record(object(), "s")
+    ds = stack({"Li6": np.ones((4, 4))}, pixel_size="72 nm")
+    with pytest.raises(DataModelError, match="step: expected the name of the step"):
+        record(ds, object())
+
+
+def test_validate_refuses_complex_channels():
+    ds = stack({"Li6": np.ones((2, 4, 5))}, pixel_size="72 nm", slice_thickness="60 nm")
+    with pytest.raises(DataModelError, match="Li6: expected real numbers .*, found dtype complex128"):
+        validate(ds.assign(Li6=ds.Li6 * (1 + 1j)))

@@ -231,3 +231,25 @@ def test_union_contains_both(data):
     assert u.contains(b)
     assert u == b.union(a)
     assert u.spacing == a.spacing
+
+
+def test_shape_is_never_truncated():
+    # issue 21: Grid((2.5, 5), ...) silently made a 2 x 5 grid
+    with pytest.raises(GridError, match=r"shape: expected whole numbers of voxels such as \(216, 352\), got \(2.5, 5\)"):
+        Grid((2.5, 5), "80 nm")
+    with pytest.raises(GridError, match="shape: expected whole numbers"):
+        Grid((True, 5), "80 nm")
+    with pytest.raises(GridError, match="shape: expected a sequence of voxel counts"):
+        Grid(None, "80 nm")
+    assert Grid((2.0, np.int64(5)), "80 nm").shape == (2, 5)
+
+
+def test_grid_of_empty_or_non_finite_axes_is_an_error():
+    da_ = xr.DataArray(np.zeros((2, 3)), dims=("y", "x"), coords={
+        "y": ("y", [0.5, 1.5], {"units": "um"}), "x": ("x", [50.0, 150.0, 250.0], {"units": "nm"})})
+    with pytest.raises(GridError, match=r"x: expected at least one voxel, found an empty axis \(size 0\)"):
+        Grid.of(da_.isel(x=slice(0, 0)))
+    with pytest.raises(GridError, match="x: expected finite coordinates, found NaN or inf at index 1"):
+        Grid.of(da_.assign_coords(x=("x", [50.0, np.nan, 250.0], {"units": "nm"})))
+    with pytest.raises(GridError, match="x: expected numeric coordinates in nm, found dtype <U1"):
+        Grid.of(da_.assign_coords(x=("x", ["a", "b", "c"], {"units": "nm"})))

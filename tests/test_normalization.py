@@ -199,3 +199,22 @@ def test_histogram_errors():
         histogram(x.to_dataset(name="Li6"))
     with pytest.raises(PfibsimsError, match="data: expected real numbers"):
         histogram(xr.DataArray(np.array(["a"]), dims="x"))
+
+
+@pytest.mark.parametrize("max_samples", [0, -1, 2.5, None, "10"])
+def test_max_samples_must_be_a_positive_count(max_samples):
+    ds = stack({"Li6": np.arange(1.0, 13.0).reshape(3, 4)}, pixel_size="72 nm")
+    with pytest.raises(PfibsimsError, match="max_samples: expected a positive number of voxels such as 4194304"):
+        normalize(ds.Li6, method="percentile", max_samples=max_samples)
+
+
+def test_percentile_bounds_must_be_numbers():
+    ds = stack({"Li6": np.arange(1.0, 13.0).reshape(3, 4)}, pixel_size="72 nm")
+    with pytest.raises(PfibsimsError, match="low, high: expected percentiles with 0 <= low < high <= 100, got 'a', 99"):
+        normalize(ds.Li6, method="percentile", low="a")
+
+
+def test_empty_data_is_refused():
+    ds = stack({"Li6": np.arange(1.0, 13.0).reshape(3, 4)}, pixel_size="72 nm")
+    with pytest.raises(PfibsimsError, match="data: expected at least one voxel along every axis, found 'y' of size 0"):
+        normalize(ds.Li6.isel(y=slice(0, 0)))

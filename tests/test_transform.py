@@ -103,8 +103,18 @@ def test_errors_name_argument():
         Affine.from_parameters(scale=0)
     with pytest.raises(UnitsError, match="shift: expected a length"):
         Affine.from_parameters(shift=("1 nA", "0 nm"))
-    with pytest.raises(PfibsimsError, match="transform: expected an invertible"):
-        Affine([[1, 1, 0], [1, 1, 0], [0, 0, 1]]).inverse()
+    with pytest.raises(PfibsimsError, match=r"matrix: expected an invertible linear part .* of determinant 0"):
+        Affine([[1, 1, 0], [1, 1, 0], [0, 0, 1]])  # refused at construction, so never resampled or inverted
+    with pytest.raises(PfibsimsError, match=r"matrix: expected an invertible linear part"):
+        Affine(np.zeros((2, 3)))
+    with pytest.raises(PfibsimsError, match=r"matrix: expected a 3x3 or 4x4 homogeneous matrix of numbers, got 'eye'"):
+        Affine("eye")
+    with pytest.raises(PfibsimsError, match=r"text: expected the JSON of an Affine, .*RecursionError"):
+        Affine.from_json("[" * 30000 + "]" * 30000)  # 60 kB, below the size limit: nesting is what fails
+    with pytest.raises(PfibsimsError, match=r"text: expected the JSON object of an Affine"):
+        Affine.from_json("[1, 2]")
+    with pytest.raises(PfibsimsError, match=r"d: expected a dict with 'matrix' and 'dims'"):
+        Affine.from_json('{"matrix": "abc", "dims": ["y", "x"]}')
     with pytest.raises(PfibsimsError, match=r"points: expected a last axis of 2"):
         Affine.identity()([1, 2, 3])
     with pytest.raises(PfibsimsError, match=r"other: expected an Affine on \('y', 'x'\)"):

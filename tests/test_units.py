@@ -156,3 +156,10 @@ def test_quantity_of_array_magnitude_is_refused():
 
     with pytest.raises(UnitsError, match="value: expected a length .*magnitude array"):
         length_nm(ureg.Quantity(np.ones(2), "nm"))
+
+
+def test_lengths_nm_refuses_what_is_not_lengths():
+    with pytest.raises(UnitsError, match="pixel_size: expected one length such as '81.4 nm' or 2 of them, got None"):
+        lengths_nm(None, 2, name="pixel_size")
+    with pytest.raises(UnitsError, match="pixel_size: expected one length .* got <object object"):
+        lengths_nm(object(), 2, name="pixel_size")

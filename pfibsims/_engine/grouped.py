@@ -332,6 +332,8 @@ def grouped_plan(values, groups, n: int, *, bins: int = 1024, quantiles: Sequenc
     (per-group histograms between those extremes); returns the dict of
     :func:`grouped_statistics`.
     """
+    if not (isinstance(bins, (int, np.integer)) and bins >= 1 and isinstance(n, (int, np.integer)) and n >= 0):
+        raise ValueError(f"grouped_statistics: expected bins >= 1 and n >= 0, got bins={bins!r}, n={n!r}")  # the kernels index by them
     lut = None if lut is None else np.asarray(lut)
     values, groups = _pair(values, groups)
     n, bins = int(n), int(bins)

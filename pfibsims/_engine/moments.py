@@ -196,6 +196,23 @@ def range_block(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def infinite_block(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """How many values of a block are +-inf where ``mask``: int64, shape ``(1,)``; merged by :func:`sum_blocks`.
+
+    Examples
+    --------
+    >>> infinite_block(np.array([1.0, np.inf, -np.inf, np.nan])).tolist()
+    [2]
+    """
+    v = np.asarray(x)
+    if v.dtype.kind not in "fc":
+        return np.zeros(1, np.int64)
+    hit = np.isinf(v)
+    if mask is not None:
+        hit &= np.broadcast_to(np.asarray(mask, dtype=bool), v.shape)
+    return np.array([np.count_nonzero(hit)], np.int64)
+
+
 def merge_ranges(parts: np.ndarray, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> np.ndarray:
     """Merge ``[min, max]`` partials (last axis of length 2) over ``axis``."""
     parts = np.asarray(parts, dtype=np.float64)

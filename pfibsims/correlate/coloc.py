@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.stats as st
 
+from .._xr import check_count
 from ..errors import EstimationWarning, PfibsimsError
 from .moments import Correlation
 from .pairs import (
@@ -18,6 +19,9 @@ from .pairs import (
     name_of,
     view_arrays,
 )
+
+#: Most Costes randomisations (each is one r of the in-memory view; 10^5 give p to 1e-5).
+MAX_ITER = 100_000
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def spearman(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95, max_
     (1.0, 5)
     """
     confidence = check_confidence(confidence)
-    va, vb, valid, view, xa, xb = view_arrays(a, b, mask, max_voxels)
+    va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
         raise PfibsimsError(f"a, b: Spearman's rho needs at least 3 valid voxel pairs, found {n}")
@@ -196,13 +200,17 @@ def colocalisation(
     >>> round(c.m1, 2) > 0.5, c.p_value < 0.1
     (True, True)
     """
-    if not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-        raise PfibsimsError(f"n_iter: expected a number of randomisations >= 0, got {n_iter!r}")
-    va, vb, valid, view, xa, xb = view_arrays(a, b, mask, max_voxels)
+    n_iter = check_count(n_iter, "n_iter", minimum=0, maximum=MAX_ITER, example=100)
+    if seed is not None:
+        seed = check_count(seed, "seed", minimum=0, maximum=2**63 - 1, example=0)
+    va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
         raise PfibsimsError(f"a, b: colocalisation needs at least 3 valid voxel pairs, found {n}")
     av, bv = va[valid], vb[valid]
+    for name, v in ((name_of(xa, "a"), av), (name_of(xb, "b"), bv)):
+        if np.ptp(v) == 0:  # r is undefined, and a p-value of it would be a confident answer to nothing
+            raise PfibsimsError(f"{name}: constant ({float(v[0]):.6g}) over the {n} valid voxels, so r and its Costes p-value are undefined")
     r = _r(av, bv)
     if isinstance(thresholds, str) and thresholds == "costes":
         ta, tb, slope, intercept, r_below = _costes_thresholds(av, bv)
@@ -242,7 +250,7 @@ def colocalisation(
             sv = _shuffled(stacked_valid, block_t, counts, rng) > 0
             ok = sv & cv
             rs[i] = _r(sa_[ok], cb[ok])
-    p = float((1 + np.sum(rs >= r)) / (1 + n_iter)) if n_iter else math.nan
+    p = float((1 + np.sum(rs >= r)) / (1 + n_iter)) if n_iter and not math.isnan(r) else math.nan
     return Colocalisation(
         r=r, m1=m1, m2=m2, threshold_a=float(ta), threshold_b=float(tb), slope=float(slope), intercept=float(intercept),
         r_below=float(r_below), p_value=p, r_randomised_mean=float(rs.mean()) if n_iter else math.nan,

@@ -15,8 +15,7 @@ from ..normalization import (
     bin_coords,
     check_bins,
     check_range,
-    checked_ranges,
-    range_reduction,
+    ranges_plan,
     uniform_edges,
     value_ranges,
 )
@@ -61,7 +60,7 @@ def joint_histogram(a: Any, b: Any, *, bins: Any = 256, range: Any = None, mask:
     """
     xa, xb, a_, b_, m, (na, nb), ranges = _inputs(a, b, bins, range, mask)
     if ranges is None:
-        ranges = value_ranges([xa, xb], m, ["a", "b"])  # one pass over both
+        ranges = value_ranges([xa, xb], m, ["a", "b"], "joint_histogram")  # one pass over both
     counts = reduce_blocks([_counts(a_, b_, m, ranges, (na, nb))], name="pfibsims-joint-histogram")[0]
     if not is_lazy(xa, xb):
         counts = counts.compute()
@@ -80,8 +79,7 @@ def joint_histogram_plan(a: Any, b: Any, *, bins: Any = 256, range: Any = None, 
 
 def _joint_plan(xa, xb, a_, b_, m, bins, ranges, masked) -> Plan:
     if ranges is None:
-        found = yield [range_reduction(xa, m), range_reduction(xb, m)]
-        ranges = checked_ranges(found, ["a", "b"])
+        ranges = yield from ranges_plan([xa, xb], m, ["a", "b"], "joint_histogram")
     (counts,) = yield [_counts(a_, b_, m, ranges, bins)]
     return _result(counts, xa, xb, ranges, bins, masked)
 
@@ -114,9 +112,11 @@ def _inputs(a: Any, b: Any, bins: Any, range: Any, mask: Any) -> tuple:
     if isinstance(bins, (tuple, list)):
         if len(bins) != 2:
             raise PfibsimsError(f"bins: expected an int or (bins_a, bins_b), got {bins!r}")
-        na, nb = check_bins(bins[0]), check_bins(bins[1])
+        na = check_bins(bins[0], "bins[0]")
+        nb = check_bins(bins[1], "bins[1]", cells=na)
     else:
-        na = nb = check_bins(bins)
+        na = check_bins(bins)
+        nb = check_bins(bins, cells=na)
     ranges = None
     if range is not None:
         try:

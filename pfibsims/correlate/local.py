@@ -13,7 +13,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .._engine.reduce import aligned
-from .._xr import as_dataarray, check_same_grid, dask_data
+from .._xr import as_dataarray, check_count, check_same_grid, dask_data
 from ..dataset import record
 from ..errors import GridError, PfibsimsError
 from ..units import length_nm
@@ -112,6 +112,7 @@ def local_correlation(a: Any, b: Any, *, window: Any = "1 um", min_pairs: int = 
     """
     xa, xb = as_dataarray(a, "a"), as_dataarray(b, "b")
     check_same_grid(xa, xb)
+    min_pairs = check_count(min_pairs, "min_pairs", minimum=2, example=3)
     size = _window_sizes(xa, window)
     a_, b_ = aligned(dask_data(xa), dask_data(xb))
     depth = {i: s // 2 for i, s in enumerate(size)}

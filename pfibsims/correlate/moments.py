@@ -13,8 +13,10 @@ import xarray as xr
 from dask.base import tokenize
 
 from .._engine.reduce import Plan, evaluate
+from .._xr import warn_infinite
 from ..dataset import record
 from ..errors import PfibsimsError
+from ..normalization import infinite_reduction
 from .pairs import (
     check_confidence,
     cov_of,
@@ -173,7 +175,8 @@ def pearson_plan(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) 
 
 
 def _pearson_plan(a_: Any, b_: Any, m: Any, names: tuple[str, str], confidence: float) -> Plan:
-    (mom,) = yield [moments_reduction(a_, b_, m)]
+    mom, inf_a, inf_b = yield [moments_reduction(a_, b_, m), infinite_reduction(a_, m), infinite_reduction(b_, m)]
+    warn_infinite([int(inf_a[0]), int(inf_b[0])], names, "pearson")
     return _correlation_from_moments(mom, names, confidence, "all voxels")
 
 

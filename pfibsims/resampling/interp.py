@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._xr import dequantify
+from .._xr import check_not_empty, dequantify
 from ..dataset import record
 from ..errors import DataModelError, GridError, PfibsimsError, UnitsError
 from ..grid import Grid
@@ -270,6 +270,8 @@ def _default_chunks(dims, specs, src_chunks, shape) -> tuple:
 def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: int, fill: Any, chunks: Any,
                  geometry: list, per_slice: bool) -> xr.DataArray:
     """Resample one variable; ``geometry`` holds one ``(specs, warp)``, or one per z slice (``per_slice``)."""
+    if arr.dtype.kind not in "biuf":
+        raise DataModelError(f"data: expected real numbers in {arr.name!r}, got dtype {arr.dtype} (an imaginary part would be lost)")
     dims_r = grid.dims
     missing = [d for d in dims_r if d not in arr.dims]
     if missing:
@@ -430,6 +432,9 @@ def resample(
     _check_kernel(kernel, a)
     if not isinstance(data, (xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data: expected an xarray DataArray or Dataset, got {type(data).__name__}")
+    check_not_empty(data, "data")
+    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (numbers.Real, np.floating, np.integer)):
+        raise PfibsimsError(f"fill: expected a number for the target voxels outside the source (NaN by default), got {fill!r:.60}")
     fill_ = fill if isinstance(fill, (numbers.Number, np.generic)) else str(fill)
     base = transform
     if drift is not None:
@@ -560,6 +565,8 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     onto = dequantify(onto, "onto")
     if not isinstance(data_or_grid, (Grid, xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data_or_grid: expected a Grid, DataArray or Dataset, got {type(data_or_grid).__name__}")
+    if not isinstance(data_or_grid, Grid):
+        check_not_empty(data_or_grid, "data_or_grid")
     if drift is not None:
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: a per-slice drift needs the source data (its z), got a Grid")

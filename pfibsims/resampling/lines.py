@@ -17,12 +17,15 @@ from ..transform import Affine
 from ..units import length_nm
 from .interp import resample
 
-
 # -- line profile --------------------------------------------------------------
+#: Most samples a profile takes (samples along the segment times lines across it).
+MAX_SAMPLES = 1 << 22
+
+
 def _point_nm(p: Any, name: str) -> np.ndarray:
     if isinstance(p, (str, numbers.Real)) or not hasattr(p, "__len__") or len(p) not in (2, 3):
         raise PfibsimsError(f"{name}: expected a point (y, x) or (z, y, x) of lengths such as ('2 um', '3 um'), got {p!r}")
-    return np.array([length_nm(v, default_unit="nm", name=name) for v in p])
+    return np.array([length_nm(v, name=name) for v in p])  # a unit is required: a plain 2 could be nm or um
 
 
 def profile(da_: Any, start: Any, end: Any, *, width: Any = None, n: int | None = None,
@@ -34,7 +37,7 @@ def profile(da_: Any, start: Any, end: Any, *, width: Any = None, n: int | None 
     da_ : xarray.DataArray
         Data with ``y``, ``x`` (and optionally ``z``) coordinates in length units.
     start, end : (y, x) or (z, y, x) lengths
-        End points, e.g. ``("2 um", "3 um")`` (plain numbers are nm). A
+        End points, e.g. ``("2 um", "3 um")``, with units (a plain number is an error). A
         ``(y, x)`` segment is sampled on every slice (the result keeps
         ``z``); a ``(z, y, x)`` segment must lie in one plane of constant
         ``z`` (resampling does not mix ``z`` with ``y``/``x``), interpolated
@@ -79,13 +82,18 @@ def profile(da_: Any, start: Any, end: Any, *, width: Any = None, n: int | None 
         raise PfibsimsError("start, end: expected two different points, got the same")
     if n is None:
         n = int(math.ceil(length / min(plane.spacing))) + 1
-    if not isinstance(n, (int, np.integer)) or n < 2:
-        raise PfibsimsError(f"n: expected at least 2 samples, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_SAMPLES:
+        raise PfibsimsError(f"n: expected at least 2 samples and at most {MAX_SAMPLES}, got {n!r:.60}")
     u = (p1 - p0) / length
     v = np.array([u[1], -u[0]])  # in-plane perpendicular
-    w = 0.0 if width is None else length_nm(width, default_unit="nm", name="width")
+    w = 0.0 if width is None else length_nm(width, name="width")
+    if not 0 <= w <= MAX_SAMPLES * min(plane.spacing):
+        raise PfibsimsError(f"width: expected a length from 0 to {MAX_SAMPLES} pixels ({MAX_SAMPLES * min(plane.spacing):.6g} nm), got {width!r}")
     m = max(1, int(round(w / min(plane.spacing))))
     m = 1 if w == 0 else (m if m % 2 else m + 1)
+    if m * n > MAX_SAMPLES:
+        raise PfibsimsError(f"width, n: a profile of {n} samples over {m} lines is {m * n} samples, more than {MAX_SAMPLES}; "
+                            "narrow it or sample fewer points")
     step_t = length / (n - 1)
     step_s = w / m if w else min(plane.spacing)
     # target (s, t) -> source (y, x) = p0 + s v + t u, as a pulling affine on ("y", "x")

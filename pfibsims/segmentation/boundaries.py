@@ -15,7 +15,7 @@ from scipy.optimize import curve_fit
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_same_grid, spacing_nm, spatial_dims
+from .._xr import as_array, check_real, check_same_grid, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
 from ..units import LENGTH_UNIT, length_nm, lengths_nm
@@ -32,14 +32,19 @@ def _bin_block(dist: np.ndarray, *, lo: float, width: float, n: int) -> np.ndarr
     return np.where(ok, k, -1).astype(np.min_scalar_type(-max(n, 1)))
 
 
+#: Most distance bins of a boundary profile.
+MAX_BINS = 1 << 20
+
+
 def _bins(bins: Any, lo: float, hi: float) -> tuple[float, int]:
     if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
-        if bins < 1:
-            raise PfibsimsError(f"bins: expected a positive number of bins or a bin width such as '20 nm', got {bins}")
+        if not 1 <= bins <= MAX_BINS:
+            raise PfibsimsError(f"bins: expected a positive number of bins (at most {MAX_BINS}) or a bin width such as '20 nm', got {bins}")
         return (hi - lo) / int(bins), int(bins)
     width = length_nm(bins, name="bins")
-    if not width > 0:
-        raise PfibsimsError(f"bins: expected a positive bin width, got {bins!r}")
+    if not width > 0 or (hi - lo) / width > MAX_BINS:
+        raise PfibsimsError(f"bins: expected a positive bin width giving at most {MAX_BINS} bins over "
+                            f"{hi - lo:.6g} nm, got {bins!r}")
     return width, max(1, round((hi - lo) / width))
 
 
@@ -139,6 +144,7 @@ def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **
 
 def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins) -> Plan:
     dims = spatial_dims(da, "da")
+    check_real(da, "da")
     value, name = phase_value(labels, phase)
     check_same_grid(da, labels, name="labels", ref="the data")
     spacing = spacing_nm(da, "da")
@@ -270,7 +276,7 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     >>> round(float(depletion_depth(prof).depth))
     300
     """
-    if model not in _MODELS:
+    if not isinstance(model, str) or model not in _MODELS:
         raise PfibsimsError(f"model: expected one of {tuple(_MODELS)}, got {model!r}")
     if not isinstance(profile, xr.Dataset) or "mean" not in profile or "count" not in profile or "distance" not in profile.coords:
         raise DataModelError("profile: expected the Dataset boundary_profile returns (mean, count along distance)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,9 @@ from .thresholds import METHODS, threshold
 
 #: The cathode default: which channel defines which phase (label = position + 1).
 CATHODE_PHASES = {"Zr_La": "LLZTO", "Co_La": "LCO", "Al_Ka": "Al2O3", "C_Ka": "SP"}
+
+#: Largest Gaussian ``smooth`` in pixels (its kernel spans 8 sigma).
+MAX_SMOOTH_PX = 256
 
 
 # At most this many voxels are read to estimate the thresholds.
@@ -201,7 +205,12 @@ def classify_phases(
     first = ds[names[0]]
     dims = spatial_dims(first, f"ds['{names[0]}']")
     spacing = spacing_nm(first, f"ds['{names[0]}']")
-    sigma_nm = 0.0 if smooth is None or smooth == 0 else length_nm(smooth, name="smooth")
+    sigma_nm = 0.0 if smooth is None or (isinstance(smooth, numbers.Real) and smooth == 0) else length_nm(smooth, name="smooth")
+    if not 0 <= sigma_nm <= MAX_SMOOTH_PX * min(spacing_ for spacing_ in spacing if spacing_ == spacing_):
+        raise PfibsimsError(f"smooth: expected a length from 0 to {MAX_SMOOTH_PX} pixels, got {smooth!r} ({sigma_nm:.6g} nm)")
+    for c in names:
+        if ds[c].dtype.kind not in "biuf":
+            raise PfibsimsError(f"ds['{c}']: expected real numbers, got dtype {ds[c].dtype}")
     per_dim = dict(zip(dims, (sigma_nm / s if n > 1 else 0.0 for s, n in zip(spacing, first.shape, strict=False)), strict=True))
     sigma = tuple(per_dim.get(d, 0.0) for d in SPATIAL_DIMS)  # as (z, y, x)
     arrays = [_expand(as_array(ds[c].transpose(*dims).data), dims) for c in names]

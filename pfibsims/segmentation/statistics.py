@@ -10,8 +10,9 @@ import xarray as xr
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
+from .._xr import as_array, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
+from ..normalization import check_bins
 from .labels import flags
 
 QUANTILES = (0.25, 0.5, 0.75)
@@ -105,7 +106,9 @@ def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int =
     da = dequantify(da, "da")
     labels = dequantify(labels, "labels")
     spatial_dims(da, "da")
+    check_real(da, "da")
     values, names = flags(labels)
+    bins = check_bins(bins, cells=max(1, len(values)))
     check_same_grid(da, labels, name="labels", ref="the data")
     return _phase_statistics_plan(da, labels, values, names, int(bins))
 

@@ -19,7 +19,7 @@ from pfibsims.correlate import (
     pearson,
     spearman,
 )
-from pfibsims.errors import EstimationWarning, GridError
+from pfibsims.errors import EstimationWarning, GridError, UnitsError
 from pfibsims.normalization import to_uint8
 
 CHUNKS = [None, (5, 12, 16), (2, 5, 7)]
@@ -311,3 +311,66 @@ def test_profile_3d_and_errors():
         profile(x, ("1 um", "1 um"), ("1 um", "1 um"))
     with pytest.raises(PfibsimsError, match="n: expected at least 2"):
         profile(x, ("1 um", "1 um"), ("1 um", "2 um"), n=1)
+    # issue 21: plain numbers are no longer taken as nm (is 2 nm or um?); sizes are bounded
+    with pytest.raises(UnitsError, match="start: expected a length such as '81.4 nm', got the plain number 450"):
+        profile(x, (450, 350), ("1 um", "2 um"))
+    with pytest.raises(PfibsimsError, match="n: expected at least 2 samples and at most 4194304, got 1000000000"):
+        profile(x, ("1 um", "1 um"), ("1 um", "2 um"), n=10**9)
+    with pytest.raises(PfibsimsError, match="width: expected a length from 0 to 4194304 pixels"):
+        profile(x, ("1 um", "1 um"), ("1 um", "2 um"), width="1 m")
+
+
+# --- bad arguments and non-finite values (issue 21) ----------------------------------------------
+
+
+def test_histogram_sizes_are_bounded():
+    from pfibsims.normalization import histogram
+
+    a, b, _, _ = _pair(None)
+    with pytest.raises(PfibsimsError, match="bins: expected a positive number of bins such as 256, at most 16777216, got 1000000000"):
+        histogram(a, bins=10**9)  # was a MemoryError (7.45 GiB)
+    with pytest.raises(PfibsimsError, match=r"bins\[1\]: expected a positive number of bins such as 256, at most 167, got 100000"):
+        joint_histogram(a, b, bins=(10**5, 10**5))  # was a MemoryError (74.5 GiB)
+
+
+@pytest.mark.parametrize("chunks", [None, (5, 12, 16)])
+def test_inf_values_are_left_out_and_counted(chunks):
+    # inf was dropped silently: n = 255 of 256 and no word about it
+    from pfibsims.errors import DataWarning
+    from pfibsims.normalization import histogram, normalize
+
+    a, b, ra, rb = _pair(chunks, nan=False)
+    bad = a.copy(data=np.where(np.arange(a.size).reshape(a.shape) == 7, np.inf, ra))
+    if chunks:
+        bad = bad.chunk(dict(zip(("z", "y", "x"), chunks, strict=True)))
+    with pytest.warns(DataWarning, match="pearson: Li6 has 1 inf value"):
+        r = pearson(bad, b)
+    assert r.n == a.size - 1
+    with pytest.warns(DataWarning, match="histogram: Li6 has 1 inf value"):
+        h = histogram(bad, bins=8)
+    assert int(h.sum()) == a.size - 1  # reference: the finite count
+    with pytest.warns(DataWarning, match="normalize: Li6 has 1 inf value"):
+        normalize(bad, method="minmax")
+    with pytest.warns(DataWarning, match="joint_histogram: a has 1 inf value"):
+        joint_histogram(bad, b, bins=4)
+
+
+def test_colocalisation_of_a_constant_channel_is_an_error_not_a_p_value():
+    # all-zero inputs gave r = nan with p = 0.0099
+    a, b, _, _ = _pair(None, nan=False)
+    with pytest.raises(PfibsimsError, match=r"Li6: constant \(0\) over the 960 valid voxels, so r and its Costes p-value are undefined"):
+        colocalisation(a * 0, b * 0, n_iter=5)
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda a, b: colocalisation(a, b, n_iter=10**9), "n_iter: expected a whole number from 0 to 100000"),
+    (lambda a, b: colocalisation(a, b, n_iter=5, seed="garbage"), "seed: expected a whole number from 0"),
+    (lambda a, b: colocalisation(a, b, n_iter=5, seed=-5), "seed: expected a whole number from 0"),
+    (lambda a, b: spearman(a, b, max_voxels=0), "max_voxels: expected a whole number from 1 or more"),
+    (lambda a, b: spearman(a, b, max_voxels="10"), "max_voxels: expected a whole number from 1 or more"),
+    (lambda a, b: local_correlation(a, b, window="400 nm", min_pairs=None), "min_pairs: expected a whole number from 2"),
+])
+def test_integer_options_are_checked(call, match):
+    a, b, _, _ = _pair(None)
+    with pytest.raises(PfibsimsError, match=match):
+        call(a, b)

@@ -129,7 +129,7 @@ def test_estimate_drift_errors():
         reg.estimate_drift(ds.Li6.isel(z=0))
     with pytest.raises(PfibsimsError, match="reference: expected one of"):
         reg.estimate_drift(ds.Li6, reference="last")
-    with pytest.raises(PfibsimsError, match="upsample: expected a positive integer"):
+    with pytest.raises(PfibsimsError, match="upsample: expected a whole number from 1 to 1000"):
         reg.estimate_drift(ds.Li6, upsample=0)
     with pytest.raises(PfibsimsError, match="roi: expected a mapping"):
         reg.estimate_drift(ds.Li6, roi=("1 um", "2 um"))

@@ -202,16 +202,14 @@ def test_peak_memory_is_set_by_chunk_size():
     assert peak < n * n * 4 / 2  # far below the whole input
 
 
-def test_runs_on_distributed_local_cluster():
-    distributed = pytest.importorskip("distributed")
+def test_runs_on_distributed_local_cluster(dask_client):
     img = np.random.default_rng(5).random((1, 40, 40)).astype(np.float32)
     ds = pfs.stack({"Li6": img}, pixel_size="72 nm", slice_thickness="60 nm").chunk({"y": 16, "x": 16})
     onto = Grid((30, 30), "81.4 nm")
     T = Affine.from_parameters(rotation=5, shift=(30, 40))
-    ref = resample(ds.compute(), onto, transform=T).Li6.values
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cl, \
-            distributed.Client(cl):
-        got = resample(ds, onto, transform=T, chunks=10).Li6.compute().values
+    with dask.config.set(scheduler="threads"):
+        ref = resample(ds.compute(), onto, transform=T).Li6.values
+    got = resample(ds, onto, transform=T, chunks=10).Li6.compute().values  # on the cluster (the client is the default)
     np.testing.assert_array_equal(got, ref)
 
 
@@ -477,3 +475,20 @@ def test_coverage_blocks_decided_by_their_corners_equal_the_per_pixel_test(monke
     slow = graph.coverage_array(plan, chunks).compute()
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast, coverage(src, onto, transform=T).values)
+@pytest.mark.parametrize("fill", ["abc", None, True, 1 + 2j, [0]])
+def test_fill_must_be_a_number(fill):
+    # resample(fill="abc") raised deep inside numpy
+    sims = pfs.stack({"Li6": np.ones((1, 8, 8))}, pixel_size="72 nm")
+    with pytest.raises(pfs.PfibsimsError, match="fill: expected a number for the target voxels outside the source"):
+        pfs.resample(sims, pfs.Grid((8, 8), "80 nm"), fill=fill)
+
+
+def test_complex_and_empty_data_are_refused():
+    sims = pfs.stack({"Li6": np.ones((1, 8, 8))}, pixel_size="72 nm")
+    grid = pfs.Grid((8, 8), "80 nm")
+    with pytest.raises(pfs.DataModelError, match="data: expected real numbers in 'Li6', got dtype complex128"):
+        pfs.resample(sims.Li6 * (1 + 1j), grid)  # the imaginary part was dropped silently
+    with pytest.raises(pfs.DataModelError, match="data: expected at least one voxel along every axis, found 'y' of size 0"):
+        pfs.resample(sims.isel(y=slice(0, 0)), grid)
+    with pytest.raises(pfs.DataModelError, match="data_or_grid: expected at least one voxel along every axis"):
+        pfs.coverage(sims.isel(x=slice(0, 0)), grid)

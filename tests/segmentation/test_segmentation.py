@@ -671,3 +671,27 @@ def test_graphs_pickle_and_have_deterministic_names():
     sd = signed_distance(a.data == 1, sampling=SPACING, reach=300.0)
     assert sd.name == signed_distance(a.data == 1, sampling=SPACING, reach=300.0).name
     pickle.loads(pickle.dumps(dict(sd.__dask_graph__())))
+
+
+# --- bad arguments (issue 21) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bins", [0, -5, 10**9, 2.5, "64", None, True])
+def test_phase_statistics_bins_are_checked_before_the_kernels_index_by_them(bins):
+    # bins=0 made the compiled histogram kernel write out of bounds (glibc abort, rc 134)
+    rng = np.random.default_rng(0)
+    v = _volume({"Li6": rng.random((2, 6, 7))})
+    lab = _labels((rng.random((2, 6, 7)) > 0.5).astype(np.uint8), "matrix LLZTO")
+    with pytest.raises(PfibsimsError, match=r"bins: expected a positive number of bins such as 256, at most 8388608"):
+        phase_statistics(v.Li6, lab, bins=bins)
+
+
+def test_classify_phases_refuses_a_negative_or_huge_smooth_and_complex_channels():
+    rng = np.random.default_rng(0)
+    v = _volume({"Zr_La": rng.random((2, 8, 9)), "Co_La": rng.random((2, 8, 9))})
+    with pytest.raises(PfibsimsError, match=r"smooth: expected a length from 0 to 256 pixels, got '-50 nm'"):
+        classify_phases(v, smooth="-50 nm")
+    with pytest.raises(PfibsimsError, match=r"smooth: expected a length from 0 to 256 pixels, got '1 mm'"):
+        classify_phases(v, smooth="1 mm")
+    with pytest.raises(PfibsimsError, match=r"ds\['Zr_La'\]: expected real numbers, got dtype complex128"):
+        classify_phases(v.assign(Zr_La=v.Zr_La * (1 + 1j)))

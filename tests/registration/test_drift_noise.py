@@ -1,0 +1,43 @@
+"""estimate_drift says when it cannot be trusted (issue 21): noise and constant stacks warn and are flagged."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import pfibsims as pfs
+from pfibsims.errors import EstimationWarning
+
+
+def _stack(data):
+    return pfs.stack({"Li6": data}, pixel_size="72 nm", slice_thickness="60 nm").Li6
+
+
+def test_a_noise_stack_warns_and_flags_every_slice():
+    noise = _stack(np.random.default_rng(1).poisson(3.0, (6, 128, 128)).astype(float))
+    with pytest.warns(EstimationWarning, match=r"every slice correlates no better than noise \(quality .* below 0.234"):
+        d = pfs.estimate_drift(noise)
+    assert bool(d.outlier.all())
+    assert float(d.quality.max()) < 0.234  # the floor 30 / sqrt(128^2): the warning is about these numbers
+
+
+def test_a_constant_stack_warns_with_quality_zero():
+    with pytest.warns(EstimationWarning, match=r"every slice has no contrast \(quality 0: constant\)"):
+        d = pfs.estimate_drift(_stack(np.full((4, 32, 32), 7.0)))
+    assert bool(d.outlier.all())
+    assert d.quality.values.tolist() == [0.0] * 4
+
+
+def test_structure_under_noise_is_not_flagged():
+    # a real-looking field at low counts: far above the noise floor, no warning
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    field = 3 + 20 * (np.sin(yy / 5.0) * np.cos(xx / 7.0) > 0.3)
+    data = np.stack([rng.poisson(np.roll(field, k, axis=1)).astype(float) for k in range(5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EstimationWarning)
+        d = pfs.estimate_drift(_stack(data))
+    assert not bool(d.outlier.any())
+    np.testing.assert_allclose(d.sel(component="x").values, 72.0 * np.arange(5), atol=10)  # truth: content rolled 1 px a slice

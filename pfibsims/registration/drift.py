@@ -26,7 +26,7 @@ from ..resampling.drift import drift_nm
 from ..transform import Affine
 from ..units import LENGTH_UNIT
 from . import search as _search
-from .pairwise import initial_transform
+from .pairwise import initial_transform, noise_floor
 from .views import fixed_channels
 
 _REFERENCES = ("previous", "first", "mean")
@@ -138,7 +138,7 @@ def _below_noise(quality: np.ndarray, n_pixels: int, kind: str) -> tuple[np.ndar
     ``30 / sqrt(n_pixels)`` has no structure to register, and its drift (up to the field size) is
     not an estimate. A constant slice gives 0.
     """
-    floor = min(0.5, 30.0 / math.sqrt(max(n_pixels, 1)))
+    floor = noise_floor(n_pixels)
     low = quality < floor
     if kind == "previous" and low.size > 1:
         low[0] = bool(low[1:].all())  # slice 0 is the origin: doubtful only when nothing else can be trusted

@@ -41,3 +41,25 @@ def test_structure_under_noise_is_not_flagged():
         d = pfs.estimate_drift(_stack(data))
     assert not bool(d.outlier.any())
     np.testing.assert_allclose(d.sel(component="x").values, 72.0 * np.arange(5), atol=10)  # truth: content rolled 1 px a slice
+
+
+def test_phase_registration_of_noise_fails_instead_of_succeeding():
+    # register(metric="phase") on pure noise reported success=True (only an EstimationWarning)
+    from pfibsims.errors import RegistrationError
+
+    rng = np.random.default_rng(0)
+    a = pfs.stack({"Li6": rng.poisson(3.0, (1, 128, 128)).astype(float)}, pixel_size="72 nm").Li6
+    b = pfs.stack({"Zr_La": rng.poisson(3.0, (1, 128, 128)).astype(float)}, pixel_size="72 nm").Zr_La
+    with pytest.raises(RegistrationError, match=r"no correlation above noise at the phase-correlation peak \(NCC .*, needs >= 0.234\)") as err:
+        pfs.register(a, b, model="translation", metric="phase")
+    assert err.value.report.success is False
+
+
+def test_phase_registration_of_shared_structure_still_succeeds():
+    from stacks import shifted_stack
+
+    ds = shifted_stack([(0.0, 0.0), (2.0, -3.0)], shape=(96, 96))
+    T = pfs.register(ds.Li6.isel(z=[1]), ds.Li6.isel(z=[0]), model="translation", metric="phase")
+    assert T.report.success
+    assert T.report.metric_after > 0.5  # NCC at the peak, far above the 0.312 noise floor of a 96^2 view
+    np.testing.assert_allclose(T.offset, [2.0 * 72, -3.0 * 72], atol=0.5 * 72)  # truth: the shift put in (pulls fixed -> moving)

@@ -47,21 +47,26 @@ def _chunks() -> dict[str, np.ndarray]:
     return {"EDS counts uint16": a, "SIMS counts uint16": b, "fused Li6 float32": f}
 
 
-def _zarr_chunk_times(arr: np.ndarray, repeats: int, write_empty_chunks: bool) -> tuple[float, float]:
-    """Median seconds to write and to read one chunk through zarr (the store's codec)."""
+def _zarr_chunk_times(arr: np.ndarray, repeats: int, write_empty_chunks: bool, codecs: tuple,
+                      verified: bool = False) -> tuple[float, float]:
+    """Median seconds to write and to read one chunk through zarr (or through open_dataset's checked reads)."""
     import shutil
     import tempfile
+    from pathlib import Path
 
     import zarr
 
-    from pfibsims.io.store import _compressor
+    from pfibsims.io._integrity import _Verified, read_manifest, write_manifest
 
     d = tempfile.mkdtemp()
     try:
         z = zarr.create_array(f"{d}/a.zarr", shape=(repeats, *arr.shape), chunks=(1, *arr.shape), dtype=arr.dtype,
-                              compressors=(_compressor(),), config={"write_empty_chunks": write_empty_chunks})
+                              compressors=codecs, config={"write_empty_chunks": write_empty_chunks})
         k = iter(range(repeats))
         tw = median_seconds(lambda: z.__setitem__(next(k), arr), repeats)
+        if verified:  # the read path of open_dataset: tail checked against the manifest, then zarr
+            write_manifest(Path(d))
+            z = _Verified(Path(d), "a.zarr", read_manifest(Path(d))["arrays"]["a.zarr"]["tails"])
         k = iter(range(repeats))
         tr = median_seconds(lambda: z[next(k)], repeats)
     finally:
@@ -85,11 +90,18 @@ def main() -> None:
             td = median_seconds(lambda c=codec, e=enc: c.decode(e), args.repeats)
             print(f"| {name} | {label} | {arr.nbytes / len(enc):.2f} | {arr.size / te / 1e6:.0f} | "
                   f"{arr.size / td / 1e6:.0f} |", flush=True)
-    print("\n| zarr array, store codec | chunk | write ms | read ms |")
+    from pfibsims.io.store import _codecs, _compressor
+
+    print("\n| zarr array | chunk | write ms | read ms |")
     print("| --- | --- | ---: | ---: |")
-    for wec in (False, True):
-        tw, tr = _zarr_chunk_times(chunks["EDS counts uint16"], args.repeats, wec)
-        print(f"| write_empty_chunks={wec} | EDS counts uint16 | {tw * 1e3:.2f} | {tr * 1e3:.2f} |", flush=True)
+    rows = [("Blosc, write_empty_chunks=False (zarr's default)", False, (_compressor(),), False),
+            ("Blosc, write_empty_chunks=True", True, (_compressor(),), False),
+            ("Blosc + CRC-32C (the store's codecs)", True, _codecs(), False),
+            ("Blosc + CRC-32C, read as open_dataset reads (manifest check)", True, _codecs(), True)]
+    for label, wec, codecs, verified in rows:
+        for name in ("EDS counts uint16", "fused Li6 float32"):
+            tw, tr = _zarr_chunk_times(chunks[name], args.repeats, wec, codecs, verified)
+            print(f"| {label} | {name} | {tw * 1e3:.2f} | {tr * 1e3:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ CASES = {
     "sem-fei": Case(lambda t: data_file("sem/test_tiff_FEI_SEM.tif"), lambda p: pfs.read_sem(p), True),
     "sem-fei16": Case(lambda t: data_file("sem/FEI-Helios-Ebeam-16bits.tif"), lambda p: pfs.read_sem(p), True),
     "sem-zeiss": Case(lambda t: data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"), lambda p: pfs.read_sem(p), True),
+    "bcf-images": Case(lambda t: data_file("eds/P45_the_default_job.bcf"), lambda p: pfs.read_sem(p), False),  # in the XML header
+    "jeol-img": Case(lambda t: data_file("eds/jeol_View000/View000_0000000.img"), lambda p: pfs.read_sem(p), True),
+    "jeol-pts": Case(lambda t: data_file("eds/jeol_spectrum_image/View000_0000006.pts"),
+                     lambda p: pfs.read_eds(p, lines=["Fe_Ka"]), True),
+    "sem-multipage": Case(lambda t: data_file("sem/ZEISS_SEM_multipage.tif"), lambda p: pfs.read_sem(p, slice_thickness="50 nm"), True),
+    "asv-emxml": Case(lambda t: data_file("sem/EMProject.emxml"),  # the project gives the slice's depth
+                      lambda p: pfs.read_sem(data_file("sem/SEM_Image-SliceImage-001.tif"), project=p), True),
     "h5oina": Case(
         lambda t: write_h5oina(t / "m.h5oina", {"Zr_La": _rng().random((6, 8)), "Al_Ka": _rng(1).random((6, 8))}),
         lambda p: pfs.read_eds(p), True),

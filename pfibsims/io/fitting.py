@@ -57,7 +57,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .._engine.numba import compiled
-from ..errors import DataModelError
+from ..errors import DataModelError, PfibsimsError
 from ._fitkernels import nnls_rows, nonneg_rows, project_rows
 from .lines import _parse, canonical_lines, detector_fwhm, integrate_lines, line_energy
 
@@ -159,12 +159,13 @@ def _design(energy: np.ndarray, families: list[LineFamily], fwhm_mnka: Any, wher
     for fam in families:
         for e, wt in zip(fam.energies, fam.weights, strict=True):
             if wt >= 0.05 * max(fam.weights):
+                _check_width(fw[e], e, fam.name, step, fwhm_mnka, where)
                 spans.append((e - 3 * fw[e], e + 3 * fw[e]))
         e0 = fam.energies[0]
         if not low <= e0 <= high:
             raise DataModelError(
                 f"lines: expected {fam.name} ({e0:.0f} eV) inside the energy range of {where} "
-                f"({low:.0f}-{high:.0f} eV, above the noise peak)"
+                f"({low:.0f}-{high:.0f} eV, above the noise peak: 2.5 FWHM at 0 eV with fwhm_mnka={fwhm_mnka!r})"
             )
     spans.sort()
     clusters: list[list[float]] = []
@@ -193,6 +194,27 @@ def _design(energy: np.ndarray, families: list[LineFamily], fwhm_mnka: Any, wher
         for kn in np.linspace(lo, hi, n + 1):
             cols.append(inside * np.clip(1.0 - np.abs(e - kn) / d, 0.0, None))
     return idx, np.stack(cols, axis=1), [(lo, hi) for lo, hi in clusters]
+
+
+def _check_width(fwhm: float, energy: float, line: str, step: float, fwhm_mnka: Any, where: str) -> None:
+    """A peak must span a channel: narrower, the background's knots (3 FWHM apart) fall between channels
+    and the normal equations are singular."""
+    if not fwhm >= step:
+        raise PfibsimsError(
+            f"fwhm_mnka: expected the detector resolution at Mn Ka (typically 120-140 eV for an SDD), got {fwhm_mnka!r}, "
+            f"which makes {line} at {energy:.0f} eV {fwhm:.3g} eV wide, narrower than one channel ({step:.3g} eV) of {where}"
+        )
+
+
+def _solve(G: np.ndarray, B: np.ndarray, names: list[str], fwhm_mnka: Any, where: str) -> np.ndarray:
+    """``G^-1 B``; a singular ``G`` (lines no channel tells apart) is an error naming the lines and ``fwhm_mnka``."""
+    try:
+        return np.linalg.solve(G, B)
+    except np.linalg.LinAlgError:
+        raise PfibsimsError(
+            f"lines: expected lines the channels of {where} can tell apart, got {names} with fwhm_mnka={fwhm_mnka!r}: "
+            "their peaks and the background are not independent (lines in one channel, or peaks too narrow)"
+        ) from None
 
 
 def _segments(Pk: np.ndarray, idx: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -317,10 +339,10 @@ def fit_lines(
     families = [line_family(n, beam_energy_ev=beam_energy_ev, claimed=by_el[_parse(n)[0]]) for n in names]
     idx, A, clusters = _design(energy, families, fwhm_mnka, where)
     G = A.T @ A
-    P = np.linalg.solve(G, A.T)
+    P = _solve(G, A.T, names, fwhm_mnka, where)
     k = len(names)
     # background eliminated: the lines' normal equations are the Schur complement of the background block
-    Gr = G[:k, :k] - G[:k, k:] @ np.linalg.solve(G[k:, k:], G[k:, :k])
+    Gr = G[:k, :k] - G[:k, k:] @ _solve(G[k:, k:], G[k:, :k], names, fwhm_mnka, where)
     Pk = np.ascontiguousarray(P[:k])
     if isinstance(spectra, da.Array):
         cube = spectra[..., int(idx[0]) : int(idx[-1]) + 1].rechunk({spectra.ndim - 1: -1})

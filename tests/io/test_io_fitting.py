@@ -21,7 +21,7 @@ from scipy.special import ndtr
 
 import pfibsims as pfs
 from pfibsims.errors import DataModelError
-from pfibsims.io.fitting import _design, fit_lines, line_family, spectrum_maps
+from pfibsims.io.fitting import _design, _solve, fit_lines, line_family, spectrum_maps
 from pfibsims.io.lines import LineOverlapWarning, detector_fwhm
 
 LINES = ["Co_La", "La_Ma", "Zr_La", "O_Ka", "Pt_Ma"]
@@ -161,6 +161,20 @@ def test_methods_and_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spectrum_maps(cube, ENERGY, ["Zr_La", "O_Ka"], method="window")  # far apart: no warning
+
+
+def test_a_detector_fwhm_narrower_than_a_channel_is_an_error_naming_fwhm_mnka():
+    # 40 eV at Mn Ka: the Fano model gives sqrt(40^2 + 2.5 (2042 - 5899)) < 1 eV at Zr La (clamped to 1 eV),
+    # narrower than a 10 eV channel: the background knots fall between channels (numpy raised LinAlgError)
+    cube, _ = _cube()
+    assert detector_fwhm(2042.4, fwhm_mnka="40 eV") == 1.0
+    with pytest.raises(pfs.PfibsimsError, match=r"fwhm_mnka: expected the detector resolution .* got '40 eV', .*Zr_La .*1 eV wide, "
+                                                r"narrower than one channel \(10 eV\)"):
+        fit_lines(cube, ENERGY, ["Zr_La"], fwhm_mnka="40 eV")
+    fit_lines(cube, ENERGY, LINES, fwhm_mnka="122 eV")  # every peak >= 10 eV wide: solvable
+    with pytest.raises(pfs.PfibsimsError, match=r"lines: expected lines the channels of cube can tell apart, got \['Zr_La'\] "
+                                                r"with fwhm_mnka='130 eV'"):
+        _solve(np.zeros((2, 2)), np.eye(2), ["Zr_La"], "130 eV", "cube")  # a singular normal matrix
 
 
 def test_compiled_and_python_paths_agree():

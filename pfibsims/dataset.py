@@ -309,7 +309,7 @@ def validate(ds: Any) -> Any:
             raise DataModelError(f"{name}: expected dims in the order (z, y, x), found {var.dims}; call .transpose(*{order})")
         if ("y" in var.dims or "x" in var.dims) and var.dims not in (("y", "x"), ("z", "y", "x")):
             raise DataModelError(
-                f"{name}: expected the dims of an image, ('z', 'y', 'x') or ('y', 'x'), found {var.dims}; "
+                f"{name}: expected dims ('z', 'y', 'x') or ('y', 'x') (an image), found {var.dims}; "
                 "rename them, e.g. .rename(a='x')"
             )
         if var.dtype.kind not in "biuf":

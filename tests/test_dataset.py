@@ -178,7 +178,7 @@ def test_stack_refuses_a_missing_pixel_size_and_unknown_units():
 
 def test_validate_refuses_renamed_dims_and_nan_coordinates():
     ds = stack({"Li6": np.ones((2, 4, 5))}, pixel_size="72 nm", slice_thickness="60 nm")
-    with pytest.raises(DataModelError, match=r"Li6: expected the dims of an image, \('z', 'y', 'x'\) or \('y', 'x'\), found \('z', 'y', 'a'\)"):
+    with pytest.raises(DataModelError, match=r"Li6: expected dims \('z', 'y', 'x'\) or \('y', 'x'\) \(an image\), found \('z', 'y', 'a'\)"):
         validate(ds.rename(x="a"))
     x = ds.x.values.copy()
     x[2] = np.nan

@@ -1,4 +1,14 @@
-"""Benchmark of pfibsims.register on the phantom: time per model, accuracy vs dose, against a baseline.
+"""Benchmark of pfibsims.register: real pairs against scikit-image and SimpleITK, and the phantom.
+
+Real and semi-real pairs (default; ``benchmarks/_register_real.py``): the
+pairs of tests/registration/test_registration_real.py and a masked one, each
+registered once by pfibsims, scikit-image's phase correlation and (when
+installed) SimpleITK's Mattes MI; error at the fixed field's centre and worst
+corner in fixed pixels, and the time:
+
+    .venv/bin/python benchmarks/bench_register.py --real [path/to/shared/data]
+
+The phantom (``--phantom``): time per model, accuracy vs dose, against a baseline.
 
 For each dose (a multiple of the phantom's default counts, EDS and SIMS alike)
 and seed, on the default field (216 x 352 EDS px, 500 x 500 SIMS px):
@@ -12,7 +22,7 @@ and seed, on the default field (216 x 352 EDS px, 500 x 500 SIMS px):
   drift-corrected z-mean pulled onto the EDS grid);
 - the fusion chain without truth: ``estimate_drift`` (slice to slice) ->
   ``register(drift=rough)`` -> ``estimate_drift(reference=eds,
-  transform=T0)`` (cross-modal) -> ``register(drift=cross)``; drift RMS error
+  transform=T0)`` (cross-modal) -> ``register(drift=cross, initial=T0)`` (local, as fuse); drift RMS error
   relative to slice 0 (the truth's convention) for the slice-to-slice and the
   cross-modal estimates, and the largest error of the per-slice composite
   transforms ``translation(drift[k]) @ T`` over all slices, centre and corners,
@@ -20,25 +30,26 @@ and seed, on the default field (216 x 352 EDS px, 500 x 500 SIMS px):
 
 The time per model is for a 39-slice phantom at dose 1 with the true drift given.
 
-    .venv/bin/python benchmarks/bench_register.py --slices 39 --seeds 0 1 2 --doses 0.25 1 4
+    .venv/bin/python benchmarks/bench_register.py --phantom --slices 39 --seeds 0 1 2 --doses 0.25 1 4
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import resource
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
+import pfibsims.registration as reg
+from pfibsims.errors import RegistrationError
+from pfibsims.resampling import slice_transforms
 from pfibsims.synthetic import cathode
 from pfibsims.transform import Affine
-
-reg = importlib.import_module("pfibsims.registration.pairwise")
 
 
 def errors(Te, T, eds):
@@ -56,7 +67,8 @@ def timed(fn, *args, **kw):
         warnings.simplefilter("ignore")
         try:
             out = fn(*args, **kw)
-        except reg.RegistrationError:
+            out = getattr(out, "transform", out)  # register's Registration: its transform
+        except RegistrationError:
             out = None
     return out, time.perf_counter() - t0
 
@@ -68,12 +80,27 @@ def drift_rms(d, truth):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", nargs="?", const="", default=None, metavar="DATA",
+                    help="the real pairs (from DATA, default ../shared/data)")
+    ap.add_argument("--phantom", action="store_true", help="the phantom benchmark")
     ap.add_argument("--slices", type=int, default=39)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--doses", type=float, nargs="+", default=[0.25, 1.0, 4.0])
     ap.add_argument("--models", nargs="+", default=["translation", "rigid", "similarity", "affine"])
     args = ap.parse_args()
+    if args.real is not None or not args.phantom:
+        import _register_real as rr
 
+        data = Path(args.real) if args.real else Path(__file__).resolve().parents[2] / "shared" / "data"
+        rows = rr.run(data)
+        load = os.getloadavg()
+        print(f"\nuptime load averages {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}\n")
+        print(rr.table(rows))
+    if args.phantom:
+        phantom(args)
+
+
+def phantom(args) -> None:
     times = {m: [] for m in args.models}
     rows = []
     for seed in args.seeds:
@@ -95,14 +122,14 @@ def main() -> None:
             cross = T1 = None
             if T0 is not None:
                 cross, _ = timed(reg.estimate_drift, sims.Li6, reference=eds, transform=T0, initial=rough)
-                T1, _ = timed(reg.register, sims.Li6, eds, model="rigid", drift=cross)
+                T1, _ = timed(reg.register, sims.Li6, eds, model="rigid", drift=cross, initial=T0)
             t_chain = time.perf_counter() - t0
-            Tt = reg.slice_transforms(T, truth.drift)
+            Tt = slice_transforms(T, truth.drift)
 
             def worst_of(Tx, d, Tt=Tt, eds=eds):
                 if Tx is None or d is None:
                     return float("nan")
-                return max(max(errors(a, b, eds)[:2]) for a, b in zip(reg.slice_transforms(Tx, d), Tt, strict=True))
+                return max(max(errors(a, b, eds)[:2]) for a, b in zip(slice_transforms(Tx, d), Tt, strict=True))
 
             worst, worst0 = worst_of(T1, cross), worst_of(T0, cross)
             rows.append(dict(seed=seed, dose=dose, rigid=None if Te is None else errors(Te, T, eds),

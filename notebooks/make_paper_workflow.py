@@ -75,7 +75,7 @@ Between milling steps the sample drifts in the SIMS image. `estimate_drift`
 measures each slice's shift from the previous one by sub-pixel phase
 correlation (summed, so slice 0 is the reference) and `resample(..., drift=)`
 removes it. The phantom knows the true drift."""),
-    ("code", """drift = pfs.estimate_drift(sims.Li6)
+    ("code", """drift = pfs.estimate_drift(sims.Li6, trend="keep")  # the whole drift: the phantom's structures do not lean
 err = np.abs(drift.values - truth.drift.values)
 print(f"drift over the run: {np.abs(truth.drift.values).max():.0f} nm; "
       f"largest error of the estimate: {err.max():.0f} nm ({err.max() / 72:.2f} SIMS pixels)")
@@ -89,8 +89,9 @@ information `MI = sum p(a, b) log(p(a, b) / (p(a) p(b)))` between the SIMS Li
 intensity and a label map of the EDS channels, which needs no linear relation
 between Li and any element. We compare the result with the true transform at
 the corners of the EDS field."""),
-    ("code", """T = pfs.register(sims_c.Li6, eds, model="rigid")
-print(T.report.flags or "no warning flags", "| overlap", round(T.report.overlap, 2))
+    ("code", """reg = pfs.register(sims_c.Li6, eds, model="rigid")
+T = reg.transform
+print(reg.report.flags or "no warning flags", "| overlap", round(reg.report.overlap, 2), "| tiles agreeing", reg.report.agreement)
 (y0, y1), (x0, x1) = pfs.Grid.of(eds, dims=("y", "x")).extent
 corners = np.array([[y0, x0], [y0, x1], [y1, x0], [y1, x1]])
 print("rotation found", round(T.decompose()["rotation"], 2), "deg; true", round(T_true.decompose()["rotation"], 2), "deg")

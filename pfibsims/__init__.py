@@ -35,7 +35,7 @@ from .io import from_hyperspy, open_dataset, read_eds, read_sem, read_sims, save
 from .normalization import histogram, normalize, to_uint8
 from .pipeline import fuse
 from .progress import config
-from .registration import estimate_drift, register
+from .registration import Registration, estimate_drift, register
 from .resampling import coverage, profile, resample
 from .segmentation import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics
 from .transform import Affine
@@ -49,6 +49,7 @@ __all__ = [
     "Grid",
     "GridError",
     "PfibsimsError",
+    "Registration",
     "RegistrationError",
     "UnitsError",
     "__version__",

@@ -108,12 +108,12 @@ def _target_grid(onto: Any, eds: xr.Dataset) -> Grid:
     return grid.select(("y", "x"))
 
 
-def _slice_drift(value: Any, stack: xr.Dataset | None, name: str) -> xr.DataArray | None:
+def _slice_drift(value: Any, stack: xr.Dataset | None, name: str, trend: str | None = None) -> xr.DataArray | None:
     """``drift=`` as a drift DataArray (slice-to-slice estimate, or given) or None (no correction)."""
     if stack is None or value is None or value is False:
         return None
     if value is True:
-        return estimate_drift(_first_channel(stack, name)) if stack.sizes.get("z", 1) > 1 else None
+        return estimate_drift(_first_channel(stack, name), trend=trend) if stack.sizes.get("z", 1) > 1 else None
     if isinstance(value, xr.DataArray):
         return value
     raise PfibsimsError(f"drift: expected True, False or a drift DataArray (z, component), got {type(value).__name__}")
@@ -144,8 +144,10 @@ def fuse(
 
     1. Drift, slice to slice (:func:`~pfibsims.registration.estimate_drift`,
        relative to slice 0): of SIMS from its first channel (``drift=True``;
-       a drift DataArray is used as given; ``False`` skips it) and, with
-       ``sem``, of EDS from the first SEM channel.
+       a drift DataArray is used as given; ``False`` skips it; its smooth
+       trend is kept when step 3 measures the drift again, removed
+       otherwise: see ``trend`` there) and, with ``sem``, of EDS from the
+       first SEM channel.
     2. Registration of SIMS onto EDS (:func:`~pfibsims.registration.register`,
        ``model=register``, on drift-corrected reduced views), or the
        `Affine` given, or none (``register=None``: same frame).
@@ -153,7 +155,8 @@ def fuse(
        again slice by slice against the matching (drift-free) EDS slice
        through the transform (cross-modal
        :func:`~pfibsims.registration.estimate_drift`), so no error accumulates
-       along the stack, and SIMS is registered once more through it. The
+       along the stack, and the transform is refined through it by a local
+       search from the first answer (the global search runs once). The
        drift is then expressed relative to slice 0 (the data model's
        convention), its slice-0 offset folded into the transform.
     4. Resampling (:func:`~pfibsims.resampling.resample`) of every SIMS channel
@@ -245,22 +248,24 @@ def fuse(
     veds, vsims, vsem = _estimation_views(eds, sims, sem, max_pixels) if estimating else (eds, sims, sem)
     eds_drift = _slice_drift(drift is not False and drift is not None, vsem, "sem")
     fixed = veds if eds_drift is None else resample(veds, Grid.of(veds, dims=("y", "x")), drift=eds_drift)
-    sims_drift = _slice_drift(drift, vsims, "sims")
+    # the whole slice-to-slice drift (its trend too) when the cross-modal step measures it again (step 3)
+    sims_drift = _slice_drift(drift, vsims, "sims", "keep" if isinstance(register, str) else None)
     moving = _first_channel(vsims, "sims")
     # 2. registration of SIMS onto the (drift-free) EDS frame, on reduced views
+    report = None
     if isinstance(register, Affine):
         T = register
     elif register is None or register is False:
         T = Affine.identity()
     else:
-        T = _register(moving, fixed, model=register, metric=metric, drift=sims_drift)
-    report = getattr(T, "report", None)
+        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift)
+        T, report = found.transform, found.report
     # 3. an estimated SIMS drift is measured again against the matching EDS slices
     if drift is True and sims_drift is not None and isinstance(register, str):
         sims_drift = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
-        # registered again through the refined drift (a sharper pooled view; measured: worst slice 24 -> 16 nm)
-        T = _register(moving, fixed, model=register, metric=metric, drift=sims_drift)
-        report = getattr(T, "report", None)
+        # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
+        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")
+        T, report = found.transform, found.report
         # the data model's gauge: drift relative to slice 0, its offset folded into the transform
         d0 = sims_drift.isel(z=0).sel(component=["y", "x"]).values
         T = Affine.translation(tuple(float(v) for v in d0)) @ T

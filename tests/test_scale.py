@@ -180,7 +180,7 @@ def test_register_and_estimate_drift_work_on_block_means_above_max_pixels():
     np.testing.assert_allclose(view.values[1], full.values[1], atol=20)  # within a fraction of a 144 nm view px
     fixed = pfs.stack({"Zr_La": scene[30:170, 20:180]}, pixel_size="72 nm")
     moving = pfs.stack({"Li6": np.exp(-8 * scene)}, pixel_size="72 nm")
-    T = pfs.register(moving.Li6, fixed, model="translation", max_pixels=80 * 80)
+    T = pfs.register(moving.Li6, fixed, model="translation", max_pixels=80 * 80).transform
     np.testing.assert_allclose(T.offset, [30 * 72.0, 20 * 72.0], atol=40)
     with pytest.raises(pfs.PfibsimsError, match="max_pixels: expected an integer"):
         pfs.estimate_drift(ds.Li6, max_pixels=10)

@@ -2,7 +2,7 @@
 
 * :mod:`.drift` -- :func:`estimate_drift`, slice to slice or against a drift-free reference;
 * :mod:`.pairwise` -- :func:`register`, the in-plane transform of one modality onto another;
-* :mod:`.report` -- :class:`RegistrationReport`, what a registration did and how well;
+* :mod:`.report` -- :class:`Registration` (a transform and its :class:`RegistrationReport`);
 * :mod:`.views` -- the reduced in-memory views the estimates work on;
 * :mod:`.search` -- the global search and the local refinement over transform parameters;
 * :mod:`.metrics` -- mutual information and correlation metrics, numpy only.
@@ -13,6 +13,6 @@ with ``transform=`` and ``drift=``.
 
 from .drift import estimate_drift
 from .pairwise import register
-from .report import RegisteredAffine, RegistrationReport
+from .report import RegisteredAffine, Registration, RegistrationReport
 
-__all__ = ["RegisteredAffine", "RegistrationReport", "estimate_drift", "register"]
+__all__ = ["RegisteredAffine", "Registration", "RegistrationReport", "estimate_drift", "register"]

@@ -1,4 +1,12 @@
-"""Per-slice drift of a stack: slice to slice by phase correlation, or cross-modally against a drift-free reference."""
+"""Per-slice drift of a stack: slice to slice, against a drift-free region (a fiducial), an image, or another modality.
+
+Slice-to-slice correlation sees the drift *and* the apparent motion of
+structures that lean through the stack, and cannot tell them apart: only the
+part that changes from slice to slice (the jitter) is observable.  So by
+default the smooth trend of such an estimate is removed and reported; a
+``fiducial`` region (a milled mark or another drift-free feature) or a
+drift-free reference modality measures the whole drift.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +19,10 @@ from typing import Any
 import dask
 import dask.array as darr
 import numpy as np
+import scipy.fft
 import scipy.ndimage as ndi
 import xarray as xr
+from skimage.feature import match_template
 from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
@@ -27,9 +37,14 @@ from ..transform import Affine
 from ..units import LENGTH_UNIT
 from . import search as _search
 from .pairwise import initial_transform, noise_floor
+from .report import Registration
 from .views import fixed_channels
 
 _REFERENCES = ("previous", "first", "mean")
+_TRENDS = ("remove", "keep")
+# A smooth trend (removed or kept) of more than this many pixels anywhere is reported: it may be drift or
+# structures leaning through the stack.
+_TREND_WARN_PX = 1.0
 
 
 # Smoothing (px) of each slice before phase correlation: Poisson noise is
@@ -40,31 +55,46 @@ _DRIFT_SIGMA = 1.0
 
 
 
-def _windowed(a: np.ndarray) -> np.ndarray:
-    """Mean removed and a Hann window applied (no edge jump in the periodic FFT)."""
-    win = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
-    return (a - a.mean()) * win
+@functools.lru_cache(maxsize=8)
+def _hann(shape: tuple[int, int]) -> np.ndarray:
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
 
 
-def _pair_shift(reference: np.ndarray, moving: np.ndarray, upsample: int, sigma: float) -> np.ndarray:
-    """(dy, dx, quality): displacement (px) of ``moving``'s content relative to ``reference``.
+def _spectra(img: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(windowed, plain) single-precision spectra of ``img`` smoothed (Gaussian ``sigma`` px, NaN filled),
+    mean removed; None for a constant image.  Module-level so that dask can ship it to workers."""
+    a = gaussian(img, sigma).astype(np.float32)
+    a -= a.mean(dtype=np.float64)
+    if not np.any(a):
+        return None
+    return scipy.fft.fft2(a * _hann(a.shape)), scipy.fft.fft2(a)
 
-    Two passes: the window pulls the first estimate towards zero, so ``moving``
-    is shifted back by it (cubic spline) and the small residual is measured
-    again and added.  Module-level so that dask can ship it to workers.
-    Quality is the normalised cross-correlation at the final peak, in [0, 1].
+
+def _shift_of(ref: Any, mov: Any, upsample: int) -> np.ndarray:
+    """(dy, dx, quality): displacement (px) of the content of ``mov`` relative to ``ref``, from their
+    :func:`_spectra`.
+
+    Two passes: the window pulls the first estimate towards zero, so ``mov``
+    is shifted back by it (Fourier shift of its plain spectrum, windowed
+    again) and the small residual is measured and added.  Quality: the
+    normalised cross-correlation at the final peak, in [0, 1].
     """
-    ref = gaussian(reference, sigma)
-    mov = gaussian(moving, sigma)
-    wref = _windowed(ref)
-    if not np.any(wref) or not np.any(_windowed(mov)):
+    if ref is None or mov is None:
         return np.array([0.0, 0.0, 0.0])
-    first, _, _ = phase_cross_correlation(wref, _windowed(mov), upsample_factor=upsample, normalization=None)
-    back = ndi.shift(mov, first, order=3, mode="nearest")
-    rest, error, _ = phase_cross_correlation(wref, _windowed(back), upsample_factor=upsample, normalization=None)
+    first, _, _ = phase_cross_correlation(ref[0], mov[0], space="fourier", upsample_factor=upsample,
+                                          normalization=None)
+    back = scipy.fft.ifft2(ndi.fourier_shift(mov[1], first)).real.astype(np.float32)
+    again = scipy.fft.fft2(back * _hann(back.shape))
+    rest, error, _ = phase_cross_correlation(ref[0], again, space="fourier", upsample_factor=upsample,
+                                             normalization=None)
     shift = np.asarray(first) + np.asarray(rest)
     quality = math.sqrt(max(0.0, 1.0 - float(error) ** 2))
     return np.array([-shift[0], -shift[1], quality])
+
+
+def _pair_shift(reference: np.ndarray, moving: np.ndarray, upsample: int, sigma: float) -> np.ndarray:
+    """(dy, dx, quality) of ``moving``'s content relative to ``reference`` (:func:`_shift_of` of their spectra)."""
+    return _shift_of(_spectra(reference, sigma), _spectra(moving, sigma), upsample)
 
 
 # Cross-modal drift search around the start, in fixed pixels: a grid of
@@ -116,12 +146,12 @@ def _cross_shift(
     return np.array([d[0], d[1], max(0.0, float(score))])
 
 
-def _roi_index(grid: Grid, roi: Any) -> tuple[slice, slice]:
+def _roi_index(grid: Grid, roi: Any, name: str = "roi") -> tuple[slice, slice]:
     if roi is None:
         return slice(None), slice(None)
     if not isinstance(roi, Mapping) or not set(roi) <= {"y", "x"}:
         raise PfibsimsError(
-            f"roi: expected a mapping of 'y' and/or 'x' to (lower, upper) lengths, e.g. "
+            f"{name}: expected a mapping of 'y' and/or 'x' to (lower, upper) lengths, e.g. "
             f"{{'y': ('2 um', '10 um')}}, got {roi!r}"
         )
     sub = grid.crop(**{k: tuple(v) for k, v in roi.items()})
@@ -168,42 +198,180 @@ def _flag_outliers(steps: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fiducial_shift(template: np.ndarray, window: np.ndarray, offset: tuple[int, int], upsample: int,
+                    sigma: float) -> np.ndarray:
+    """(dy, dx, quality): displacement (px) of the fiducial ``template`` found in ``window``.
+
+    ``offset``: the template's top-left pixel in the window's frame when
+    nothing moved.  Normalised cross-correlation over every placement
+    (scikit-image's ``match_template``) finds the pixel; phase correlation of
+    the template and the matching crop adds the sub-pixel part.  Quality: the
+    normalised cross-correlation at the peak, in [0, 1].  Module-level so that
+    dask can ship it to workers.
+    """
+    t = gaussian(template, sigma)
+    w = gaussian(window, sigma)
+    if t.shape[0] > w.shape[0] or t.shape[1] > w.shape[1] or not np.ptp(t) > 0:
+        return np.array([np.nan, np.nan, 0.0])
+    ncc = match_template(w, t)
+    i, j = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    crop = w[i:i + t.shape[0], j:j + t.shape[1]]
+    rest = _pair_shift(t, crop, upsample, 0.0)
+    return np.array([i - offset[0] + rest[0], j - offset[1] + rest[1], max(0.0, float(ncc[i, j]))])
+
+
+def _fiducial_tasks(data: Any, ref_img: Any, grid: Grid, fiducial: Any, upsample: int) -> list:
+    """One delayed :func:`_fiducial_shift` a slice: the region of ``ref_img`` found in a window of each slice
+    (the region grown by its own size on every side, within the field)."""
+    iy, ix = _roi_index(grid, fiducial, "fiducial")
+    ny, nx = grid.shape
+    wy = slice(max(iy.start - (iy.stop - iy.start), 0), min(iy.stop + (iy.stop - iy.start), ny))
+    wx = slice(max(ix.start - (ix.stop - ix.start), 0), min(ix.stop + (ix.stop - ix.start), nx))
+    fn = dask.delayed(_fiducial_shift, pure=True)
+    offset = (iy.start - wy.start, ix.start - wx.start)
+    template = ref_img[iy, ix]
+    return [fn(template, data[k][wy, wx], offset, upsample, _DRIFT_SIGMA) for k in range(data.shape[0])]
+
+
+def _trend(positions: np.ndarray, outlier: np.ndarray) -> np.ndarray:
+    """The smooth trend of per-slice positions (px): a least-squares polynomial in the slice index, of
+    degree 2 from 8 slices, 1 from 3, none below (outliers excluded from the fit)."""
+    n = positions.shape[0]
+    degree = 2 if n >= 8 else 1 if n >= 3 else -1
+    if degree < 0:
+        return np.zeros_like(positions)
+    k = np.arange(n, dtype=np.float64)
+    use = ~outlier if (~outlier).sum() > degree + 1 else np.ones(n, bool)
+    coef = np.polynomial.polynomial.polyfit(k[use], positions[use], degree)
+    return np.polynomial.polynomial.polyval(k, coef).T
+
+
+def _split_trend(positions: np.ndarray, outlier: np.ndarray, mode: str, relative: bool, ambiguous: bool,
+                 spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(drift, trend) in nm from positions in px: ``mode="remove"`` takes the smooth trend out of the drift,
+    ``"keep"`` leaves it in; ``trend`` holds it either way (relative to slice 0 when ``relative``).  When it
+    is ``ambiguous`` (measured between slices of the stack) and exceeds ``_TREND_WARN_PX`` pixels, warns."""
+    smooth = _trend(positions, outlier)
+    if relative:
+        smooth = smooth - smooth[0]
+    drift = positions - smooth if mode == "remove" else positions
+    worst = float(np.abs(smooth).max()) if smooth.size else 0.0
+    if ambiguous and worst > _TREND_WARN_PX:
+        what = ("it was removed (the 'trend' coordinate holds it: add it back with drift + drift.trend if it is "
+                "drift)" if mode == "remove" else "it was kept (trend='keep'), though it may be such structures")
+        warnings.warn(
+            f"estimate_drift: the slices' shifts hold a smooth trend of up to {worst:.3g} px "
+            f"({worst * float(np.max(spacing)):.4g} nm) over the stack; correlating slices with each other cannot "
+            f"tell drift from structures that lean through the stack, so {what}; to measure the whole drift give "
+            f"fiducial= (a drift-free region, e.g. a milled mark) or reference= a drift-free stack with transform=",
+            EstimationWarning, stacklevel=4,
+        )
+    return drift * spacing, smooth * spacing
+
+
+def _bridge(data: Any, steps: np.ndarray, quality: np.ndarray, outlier: np.ndarray, upsample: int) -> np.ndarray:
+    """Slice to slice, a bad slice ``k`` spoils both steps into and out of it (both flagged) and so every
+    later position.  Such a slice is bridged: slice ``k + 1`` measured against ``k - 1`` directly, slice
+    ``k`` put half-way; ``k`` stays flagged, ``k + 1`` takes the bridge's quality (both in place)."""
+    ks = [k for k in range(1, len(steps) - 1) if outlier[k] and outlier[k + 1]]
+    if not ks:
+        return steps
+    spectra, shift = dask.delayed(_spectra, pure=True), dask.delayed(_shift_of, pure=True)
+    (res,) = dask.compute([shift(spectra(data[k - 1], _DRIFT_SIGMA), spectra(data[k + 1], _DRIFT_SIGMA), upsample)
+                           for k in ks])
+    steps = steps.copy()
+    for k, r in zip(ks, res, strict=True):
+        steps[k] = steps[k + 1] = 0.5 * np.asarray(r[:2])
+        outlier[k + 1], quality[k + 1] = False, r[2]
+    return steps
+
+
+def _check_options(reference: Any, transform: Any, initial: Any, fiducial: Any, trend: Any, upsample: Any) -> str:
+    """The kind of estimate ("previous", "first", "mean", "image", "cross-modal"), or a PfibsimsError."""
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 1 <= upsample <= 1000:
+        raise PfibsimsError(f"upsample: expected a whole number from 1 to 1000 (a precision of 1/upsample pixel), "
+                            f"got {upsample!r:.60}")
+    if trend is not None and trend not in _TRENDS:
+        raise PfibsimsError(f"trend: expected one of {_TRENDS} or None, got {trend!r}")
+    cross = isinstance(reference, xr.Dataset) or (isinstance(reference, xr.DataArray) and "z" in reference.dims)
+    if cross:
+        if fiducial is not None:
+            raise PfibsimsError("fiducial: expected no 3-D reference (a reference modality already measures every "
+                                "slice against a drift-free frame), got both")
+        return "cross-modal"
+    if transform is not None or initial is not None:
+        raise PfibsimsError(
+            "transform, initial: expected only with a 3-D (z, y, x) reference (cross-modal drift), got reference="
+            f"{reference if reference is None or isinstance(reference, str) else 'a 2-D image'}"
+        )
+    if isinstance(reference, xr.DataArray):
+        return "image"
+    if reference is None:
+        return "first" if fiducial is not None else "previous"
+    if not (isinstance(reference, str) and reference in _REFERENCES):
+        raise PfibsimsError(f"reference: expected one of {_REFERENCES}, a (y, x) DataArray or a (z, y, x) "
+                            f"reference with a transform, got {reference!r}")
+    if fiducial is not None and reference != "first":
+        raise PfibsimsError(f"fiducial: measures every slice against the first slice's region (reference='first') "
+                            f"or a 2-D reference image, got reference={reference!r}")
+    return reference
+
+
 def estimate_drift(
     da: xr.DataArray,
     *,
-    reference: str | xr.DataArray | xr.Dataset = "previous",
+    reference: str | xr.DataArray | xr.Dataset | None = None,
     transform: Affine | None = None,
     initial: xr.DataArray | None = None,
+    fiducial: Mapping[str, tuple[Any, Any]] | None = None,
+    trend: str | None = None,
     upsample: int = 20,
     roi: Mapping[str, tuple[Any, Any]] | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> xr.DataArray:
-    """Per-slice drift of a stack, in nm: by sub-pixel phase correlation, or against a drift-free reference.
+    """Per-slice drift of a stack, in nm: slice to slice, against a fiducial region, an image or a modality.
 
     Parameters
     ----------
     da : xarray.DataArray
-        One channel, dims ``(z, y, x)`` (e.g. ``sims.Li6``); a one-channel
-        Dataset is accepted.
-    reference : {"previous", "first", "mean"} or DataArray
-        What each slice is compared with. ``"previous"``: the slice before
-        (robust to the slow change of the microstructure with depth; the
-        pairwise shifts are summed so the result is relative to slice 0).
-        ``"first"``: slice 0. ``"mean"``: the z-mean of the stack (one pass;
-        blurred by the drift itself). A 2-D ``(y, x)`` DataArray on the same
-        grid: that image. A 3-D ``(z, y, x)`` Dataset or DataArray on its own
-        grid (e.g. the whole EDS dataset, whose frame has no drift) with
-        ``transform``: *cross-modal* drift, slice ``k`` against reference
-        slice ``k`` (see Notes); no error accumulates along the stack.
+        One channel, dims ``(z, y, x)`` (e.g. ``sims.Li6``) or a single
+        ``(y, x)`` map; a one-channel Dataset is accepted.
+    reference : {"previous", "first", "mean"}, DataArray or Dataset, optional
+        What each slice is compared with.  ``"previous"`` (the default): the
+        slice before (robust to the slow change of the microstructure with
+        depth; the steps are summed, relative to slice 0).  ``"first"``:
+        slice 0 (the default with ``fiducial``).  ``"mean"``: the z-mean of
+        the stack.  A 2-D ``(y, x)`` DataArray on the same grid: that image.
+        A 3-D ``(z, y, x)`` Dataset or DataArray on its own grid (e.g. the
+        whole EDS dataset, whose frame has no drift) with ``transform``:
+        *cross-modal* drift, slice ``k`` against reference slice ``k`` (see
+        Notes).
     transform : Affine, optional
         Cross-modal only (required there): the in-plane reference-to-``da``
-        transform (reference point -> ``da`` point, nm), e.g. :func:`register`'s
-        result.  The drift returned is then relative to it: slice ``k``'s
-        reference point ``p`` is at ``transform(p) + drift[k]`` in ``da``.
+        transform (reference point -> ``da`` point, nm), e.g.
+        ``register(...).transform``.  The drift returned is relative to it:
+        slice ``k``'s reference point ``p`` is at ``transform(p) + drift[k]``.
     initial : DataArray, optional
         Cross-modal only: a starting drift ``(z, component)`` (e.g. the
-        slice-to-slice estimate); the search covers about +/- 1.1 um
-        (14 reference pixels) around it. Default: zero.
+        slice-to-slice estimate); the search covers about +/- 14 reference
+        pixels around it.  Default: zero.
+    fiducial : mapping, optional
+        A drift-free region of the reference slice (a milled mark, the top
+        surface), as :meth:`pfibsims.Grid.crop` takes bounds:
+        ``{"y": ("850 nm", "1850 nm"), "x": ("0.85 um", "1.85 um")}``.  Every
+        slice is searched for that region (within its own size on every side)
+        and the whole drift is measured, trend included, with no error
+        accumulating along the stack.
+    trend : {"remove", "keep"}, optional
+        What to do with the smooth trend of an estimate from the stack itself
+        (``"previous"``, ``"first"``, ``"mean"`` without ``fiducial``), a
+        polynomial in the slice index (degree 2 from 8 slices, 1 from 3):
+        ``"remove"`` (the default there) returns only the jitter, the part of
+        the drift that correlating slices can tell from structures leaning
+        through the stack; ``"keep"`` returns it all (e.g. when the sample
+        is known to have no leaning structures, or as the start of a
+        cross-modal estimate).  Other references keep the trend (they
+        measure it).  Left to the default, a trend above one pixel warns.
     upsample : int
         Sub-pixel precision is ``1 / upsample`` pixel (matrix-multiply DFT of
         scikit-image's ``phase_cross_correlation``).
@@ -212,56 +380,68 @@ def estimate_drift(
         e.g. to avoid a region that changes.
     max_pixels : int
         Estimate from at most about this many pixels a slice (default
-        2048^2): larger slices (and references) are reduced to ``f x f``
-        block means first, lazily, slice by slice (a reduced view: the
-        precision is then a fraction of ``f`` pixels). A 700 um SIMS slice
-        (9722^2 px) phase-correlated at full resolution needs ~10 GB a task.
+        :data:`pfibsims._engine.views.MAX_PIXELS`): larger slices (and
+        references) are reduced to ``f x f`` block means first, lazily, slice
+        by slice (the precision is then a fraction of ``f`` pixels); a
+        ``roi`` or ``fiducial`` is used at full resolution.
 
     Returns
     -------
     xarray.DataArray
-        dims ``(z, component)``, ``component = ["y", "x"]``, values in nm,
-        ``drift[0] == 0`` for ``"previous"``/``"first"``; coords ``quality``
-        (the normalised cross-correlation at the peak, 0..1) and ``outlier``
-        (bool).  ``units`` attr "nm"; history records the step.
+        dims ``(z, component)`` (``(component,)`` for a 2-D map),
+        ``component = ["y", "x"]``, values in nm, ``drift[0] == 0`` for
+        ``"previous"``/``"first"``; coords ``quality`` (the normalised
+        cross-correlation at the peak, 0..1), ``outlier`` (bool) and
+        ``trend`` (``(z, component)`` nm: the smooth trend, removed from or
+        kept in the drift).  ``units`` attr "nm"; history records the step.
 
     Warns
     -----
     EstimationWarning
-        Naming the outlier slices: a step far from its neighbours' (running
+        When the smooth trend exceeds a pixel anywhere (removed or kept, it
+        is ambiguous: the message says what to give to measure it); and
+        naming the outlier slices: a step far from its neighbours' (running
         median, 5 robust sigma and more than half a pixel) or a quality far
-        below the others.  They are flagged, not corrected: interpolate them
-        or pass a ``roi`` if they are wrong.
+        below the others.  Outliers are flagged; slice to slice, a bad slice
+        (both its steps flagged) is bridged: the next slice is measured
+        against the one before it, the bad one put half-way.
 
     Notes
     -----
     Computes only what it needs: each task reads one slice and its reference
     (within ``roi``), smooths it (Gaussian, 1 px, against Poisson noise),
     removes its mean and applies a Hann window, then cross-correlates
-    (``normalization=None``, the plain cross-correlation, which with the
-    smoothing is more robust to shot noise than the phase-only form). Only the
-    small table of shifts is returned to the caller. Shifts are in the pixel
-    grid, converted with the pixel size to nm.
+    (``normalization=None``), twice (the second time after shifting the
+    slice back by the first estimate, which the window pulls towards zero).
+    Only the small table of shifts is returned to the caller.
+
+    Slice-to-slice correlation measures the displacement of whatever is in
+    both slices; features that lean through the stack (e.g. particle
+    boundaries crossing the milled slices obliquely) move from slice to slice
+    as drift would, and their apparent motion adds up along the stack (16-22
+    px over 40 slices of a real FIB-SEM run).  What it can measure is the
+    jitter: hence ``trend="remove"``.
+
+    Fiducial: the region of the reference slice (Gaussian 1 px) is matched in
+    each slice by normalised cross-correlation, then refined by phase
+    correlation of the region and the matching crop.
 
     Cross-modal (a 3-D ``reference`` and a ``transform``): each task reads
-    slice ``k`` of ``da`` and of every reference channel (within ``roi`` of
-    the reference grid) and finds the translation ``d`` (nm, ``da`` frame)
-    for which ``da`` sampled at ``transform(p) + d`` is best predicted by a
-    linear combination of the reference channels at ``p`` (multiple
-    correlation; no linear relation to any single channel is needed): grid
-    searches on levels of 4 and 2 reference pixels, then quadratic peak fits
-    at 1 reference pixel (cubic B-spline of the lightly smoothed slice).
-    ``quality`` is that correlation.  Slice-to-slice phase correlation
-    accumulates the apparent shift of slanted features along the stack
-    (on the phantom about 5 nm a slice); this measures each slice against
-    the drift-free frame instead.
+    slice ``k`` of ``da`` and of every reference channel and finds the
+    translation ``d`` (nm, ``da`` frame) for which ``da`` sampled at
+    ``transform(p) + d`` is best predicted by a linear combination of the
+    reference channels at ``p`` (multiple correlation): grid searches on
+    levels of 4 and 2 reference pixels, then quadratic peak fits at 1
+    reference pixel.  ``quality`` is that correlation.
 
     Raises
     ------
     DataModelError
-        When the input is not ``(z, y, x)`` or a reference image does not match.
+        When the input has no ``(y, x)`` or a reference image does not match.
     PfibsimsError
-        For an unknown ``reference`` or a bad ``upsample``.
+        For an unknown ``reference`` or ``trend``, a ``fiducial`` with
+        another reference than the first slice or an image, or a bad
+        ``upsample``.
 
     Examples
     --------
@@ -276,34 +456,32 @@ def estimate_drift(
     [144.0, -72.0]
     """
     arr = as_dataarray(da, "da", one_channel=True)
-    check_dims(arr, "da", ("z", "y", "x"))
+    check_dims(arr, "da", ("y", "x"))
     check_max_pixels(max_pixels)
-    if roi is None:  # a roi is used at full resolution
+    kind = _check_options(reference, transform, initial, fiducial, trend, upsample)
+    flat = "z" not in arr.dims
+    if flat:
+        arr = arr.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT}))
+    if roi is None and fiducial is None:  # a roi or fiducial is used at full resolution
         arr = block_mean(arr, max_pixels)
         if isinstance(reference, (xr.DataArray, xr.Dataset)):
             reference = block_mean(reference, max_pixels)
     arr = arr.transpose("z", "y", "x")
     grid = plane_grid(arr, "da")
-    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 1 <= upsample <= 1000:
-        raise PfibsimsError(f"upsample: expected a whole number from 1 to 1000 (a precision of 1/upsample pixel), got {upsample!r:.60}")
-    cross = isinstance(reference, xr.Dataset) or (isinstance(reference, xr.DataArray) and "z" in reference.dims)
-    if cross:
-        return _cross_drift(arr, grid, reference, transform, initial, roi)
-    if transform is not None or initial is not None:
-        raise PfibsimsError(
-            "transform, initial: expected only with a 3-D (z, y, x) reference (cross-modal drift), got reference="
-            f"{reference if isinstance(reference, str) else 'a 2-D image'}"
-        )
-    if not (isinstance(reference, xr.DataArray) or (isinstance(reference, str) and reference in _REFERENCES)):
-        raise PfibsimsError(f"reference: expected one of {_REFERENCES}, a (y, x) DataArray or a (z, y, x) "
-                            f"reference with a transform, got {reference!r}")
-    kind = "image" if isinstance(reference, xr.DataArray) else reference
-    iy, ix = _roi_index(grid, roi)
+    if kind == "cross-modal":
+        out = _cross_drift(arr, grid, reference, transform, initial, roi)
+    else:
+        out = _own_drift(arr, grid, reference, kind, fiducial, trend, int(upsample), roi)
+    return out.squeeze("z").drop_vars("z") if flat else out
+
+
+def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducial: Any, trend: Any,
+               upsample: int, roi: Any) -> xr.DataArray:
+    """estimate_drift against the stack itself, an image, or a fiducial region (see its Notes)."""
+    iy, ix = _roi_index(grid, roi) if fiducial is None else (slice(None), slice(None))
     data = arr.data[:, iy, ix]
     nz = data.shape[0]
-    fn = functools.partial(_pair_shift, upsample=int(upsample), sigma=_DRIFT_SIGMA)
-    delayed = dask.delayed(fn, pure=True)
-    if isinstance(reference, xr.DataArray):
+    if kind == "image":
         check_dims(reference, "reference", ("y", "x"))
         if "z" in reference.dims or reference.sizes["y"] != arr.sizes["y"] or reference.sizes["x"] != arr.sizes["x"]:
             raise DataModelError(
@@ -311,29 +489,42 @@ def estimate_drift(
                 f"got dims {tuple(reference.dims)} and shape {reference.shape}"
             )
         ref_img = reference.transpose("y", "x").data[iy, ix]
-        pairs = [(ref_img, data[k]) for k in range(nz)]
     elif kind == "mean":
         ref_img = data.mean(axis=0) if isinstance(data, darr.Array) else np.nanmean(data, axis=0)
-        pairs = [(ref_img, data[k]) for k in range(nz)]
-    elif kind == "first":
-        pairs = [(data[0], data[k]) for k in range(nz)]
     else:
-        pairs = [(data[max(k - 1, 0)], data[k]) for k in range(nz)]
-    (results,) = compute([delayed(a, b) for a, b in pairs], step="estimate_drift: slices")
+        ref_img = data[0]
+    if fiducial is not None:
+        tasks = _fiducial_tasks(data, ref_img, grid, fiducial, upsample)
+    else:  # one spectrum a slice (and one of the reference), one pair task a slice
+        spectra = dask.delayed(_spectra, pure=True)
+        shift = dask.delayed(_shift_of, pure=True)
+        spec = [spectra(data[k], _DRIFT_SIGMA) for k in range(nz)]
+        refs = [spec[max(k - 1, 0)] for k in range(nz)] if kind == "previous" else [spectra(ref_img, _DRIFT_SIGMA)] * nz
+        tasks = [shift(r, spec[k], upsample) for k, r in enumerate(refs)]
+    (results,) = compute(tasks, step="estimate_drift: slices")
     res = np.asarray(results, dtype=np.float64).reshape(nz, 3)
-    steps_px, quality = res[:, :2], res[:, 2]
+    steps, quality = res[:, :2], res[:, 2]
+    bad = ~np.all(np.isfinite(steps), axis=1)
+    steps[bad] = 0.0
     if kind == "previous":
         quality[0] = np.median(quality[1:]) if nz > 1 else 1.0
-        drift_px = np.cumsum(steps_px, axis=0)
-        outlier = _flag_outliers(steps_px[1:], quality[1:]) if nz > 2 else np.zeros(nz - 1, bool)
-        outlier = np.concatenate([[False], outlier])
+        outlier = np.concatenate([[False], _flag_outliers(steps[1:], quality[1:]) if nz > 2 else np.zeros(nz - 1, bool)])
+        steps = _bridge(data, steps, quality, outlier, upsample)
+        positions = np.cumsum(steps, axis=0)
     else:
-        drift_px = steps_px
-        outlier = _flag_outliers(np.diff(steps_px, axis=0, prepend=steps_px[:1]), quality)
+        positions = steps
+        outlier = _flag_outliers(np.diff(steps, axis=0, prepend=steps[:1]), quality)
+    outlier |= bad
     noise, why = _below_noise(quality, data.shape[-2] * data.shape[-1], kind)
-    drift = drift_px * np.asarray(grid.spacing)
-    out = _drift_array(arr, drift, quality, outlier | noise, "normalised cross-correlation at the peak", why)
-    return record(out, "estimate_drift", reference=kind, upsample=int(upsample), roi=roi, sigma_px=_DRIFT_SIGMA)
+    outlier |= noise
+    mode = trend or ("remove" if kind in _REFERENCES and fiducial is None else "keep")
+    own = kind in _REFERENCES and fiducial is None and trend is None  # warned unless the caller chose
+    drift, smooth = _split_trend(positions, outlier, mode, kind in ("previous", "first"), own, np.asarray(grid.spacing))
+    name = "normalised cross-correlation at the peak"
+    out = _drift_array(arr, drift, quality, outlier, name, why).assign_coords(
+        trend=(("z", "component"), smooth, {"units": LENGTH_UNIT, "long_name": "smooth trend of the shifts"}))
+    return record(out, "estimate_drift", reference=kind, fiducial=fiducial, trend=mode, upsample=upsample, roi=roi,
+                  sigma_px=_DRIFT_SIGMA)
 
 
 def _drift_array(arr: xr.DataArray, drift: np.ndarray, quality: np.ndarray, outlier: np.ndarray,
@@ -365,6 +556,7 @@ def _drift_array(arr: xr.DataArray, drift: np.ndarray, quality: np.ndarray, outl
 def _cross_drift(arr: xr.DataArray, grid: Grid, reference: Any, transform: Any, initial: Any,
                  roi: Any) -> xr.DataArray:
     """estimate_drift against a 3-D drift-free reference through ``transform`` (see its Notes)."""
+    transform = transform.transform if isinstance(transform, Registration) else transform
     if not isinstance(transform, Affine):
         raise PfibsimsError(
             f"transform: a 3-D reference needs the reference-to-da transform (a pfibsims.Affine, e.g. register's "
@@ -395,5 +587,6 @@ def _cross_drift(arr: xr.DataArray, grid: Grid, reference: Any, transform: Any, 
     # positions (px) against their running median: one bad slice is one outlier
     outlier = _flag_outliers(drift / float(np.mean(grid.spacing)), quality) | bad
     out = _drift_array(arr, drift, quality, outlier, "multiple correlation with the reference channels")
+    out = out.assign_coords(trend=(("z", "component"), np.zeros_like(drift), {"units": LENGTH_UNIT}))
     return record(out, "estimate_drift", reference="cross-modal", channels=[str(c.name) for c in chans],
                   transform=Affine(T.matrix, T.dims), roi=roi)

@@ -220,10 +220,10 @@ def correlation_from_moments(n: int, s: np.ndarray, zz: np.ndarray) -> float:
 def mi_surface(
     moving: np.ndarray,
     moving_valid: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | list[np.ndarray],
     edges: np.ndarray,
     n_labels: int,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | list[tuple[np.ndarray, np.ndarray]]:
     """Mutual information of a fixed label image at every placement inside a moving canvas.
 
     Parameters
@@ -232,8 +232,10 @@ def mi_surface(
         The moving canvas (already rotated/scaled into the fixed frame).
     moving_valid : (Hc, Wc) bool
         Where the canvas holds moving data.
-    labels : (Hf, Wf) int array
-        Fixed labels, ``-1`` where not valid; ``Hf <= Hc``, ``Wf <= Wc``.
+    labels : (Hf, Wf) int array, or a list of them
+        Fixed labels, ``-1`` where not valid; ``Hf <= Hc``, ``Wf <= Wc``.  A
+        list (e.g. the tiles of one label image, each ``-1`` outside its tile)
+        shares the transforms of the moving canvas and gives a list of results.
     edges : array
         Moving bin edges.
     n_labels : int
@@ -242,31 +244,50 @@ def mi_surface(
     -------
     mi : (Hc - Hf + 1, Wc - Wf + 1) array
         Bias-corrected MI (nats) with the fixed image's top-left pixel on
-        canvas pixel ``(i, j)``.
+        canvas pixel ``(i, j)``; ``-inf`` where nothing overlaps.
     count : same shape
         Number of overlapping valid pixel pairs at each placement.
 
     Notes
     -----
     Joint counts at all placements are cross-correlations of the indicator
-    images of each (moving bin, fixed label) pair, computed by FFT (hard
-    binning here: this surface only ranks coarse candidates).
+    images of each (moving bin, fixed label) pair, computed by FFT in single
+    precision (the counts are rounded to integers; hard binning here: this
+    surface only ranks coarse candidates).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> canvas = rng.random((40, 40))
+    >>> lab = (canvas[10:26, 5:21] > 0.5).astype(int)   # the canvas itself, at (10, 5)
+    >>> mi, n = mi_surface(canvas, np.ones(canvas.shape, bool), lab, bin_edges(canvas, 4), 2)
+    >>> np.unravel_index(np.argmax(mi), mi.shape), int(n[10, 5])
+    ((np.int64(10), np.int64(5)), 256)
     """
+    many = isinstance(labels, list)
+    images = labels if many else [labels]
     hc, wc = moving.shape
-    hf, wf = labels.shape
-    shape = (hc + hf - 1, wc + wf - 1)
-    fshape = tuple(scipy.fft.next_fast_len(s, real=True) for s in shape)
+    hf, wf = images[0].shape
+    # circular correlation of length >= the canvas: the wrap-around only reaches placements that are
+    # not returned (the fixed image partly outside the canvas)
+    fshape = tuple(scipy.fft.next_fast_len(s, real=True) for s in (hc, wc))
     n_bins = edges.size - 1
     mbin = np.clip(np.searchsorted(edges, moving, side="right") - 1, 0, n_bins - 1)
     mbin = np.where(moving_valid & np.isfinite(moving), mbin, -1)
-    fm = [scipy.fft.rfft2((mbin == a).astype(np.float64), fshape) for a in range(n_bins)]
-    fl = [scipy.fft.rfft2((labels[::-1, ::-1] == b).astype(np.float64), fshape) for b in range(n_labels)]
-    sl = (slice(hf - 1, hc), slice(wf - 1, wc))
-    joint = np.empty((n_labels, n_bins, hc - hf + 1, wc - wf + 1))
-    for b in range(n_labels):
-        for a in range(n_bins):
-            joint[b, a] = scipy.fft.irfft2(fm[a] * fl[b], fshape)[sl]
-    joint = np.maximum(np.rint(joint), 0.0)
+    fm = scipy.fft.rfft2(np.stack([mbin == a for a in range(n_bins)]).astype(np.float32), fshape)
+    sl = (slice(None), slice(hf - 1, hc), slice(wf - 1, wc))
+    out = []
+    for lab in images:
+        fl = scipy.fft.rfft2(np.stack([lab[::-1, ::-1] == b for b in range(n_labels)]).astype(np.float32), fshape)
+        joint = np.empty((n_labels, n_bins, hc - hf + 1, wc - wf + 1))
+        for b in range(n_labels):
+            joint[b] = scipy.fft.irfft2(fm * fl[b], fshape)[sl]
+        out.append(_mi_of_counts(np.maximum(np.rint(joint), 0.0)))
+    return out if many else out[0]
+
+
+def _mi_of_counts(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bias-corrected MI, count) of joint counts ``(labels, bins, ...)`` at every placement."""
     n = joint.sum(axis=(0, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         p = joint / n
@@ -277,5 +298,4 @@ def mi_surface(
         a_used = (pl[:, 0] > 0).sum(axis=0)
         b_used = (pm[0] > 0).sum(axis=0)
         mi = mi - (a_used - 1) * (b_used - 1) / (2.0 * n)
-    mi = np.where(n > 0, mi, -np.inf)
-    return mi, n
+    return np.where(n > 0, mi, -np.inf), n

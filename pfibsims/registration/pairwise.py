@@ -1,31 +1,19 @@
-"""Drift correction and cross-modal SIMS-to-EDS registration, automatic and sub-pixel.
+"""`register`: the in-plane transform of one modality onto another, found by search, refined, tested.
 
-Four steps, each measured and recorded:
+Stages (each recorded in the :class:`~pfibsims.registration.report.RegistrationReport`):
 
-- :func:`estimate_drift`: per-slice stage drift of a stack, by sub-pixel
-  phase correlation (scikit-image), or cross-modally against the drift-free
-  EDS slices through a registration; with a quality score and outlier flags;
-- :func:`correct_drift`: removes it, lazily, through :func:`pfibsims.resampling.resample`;
-- :func:`register`: the in-plane `Affine` that maps the fixed (EDS) frame onto
-  the moving (SIMS) frame, found by a global search then a local refinement of
-  a cross-modal metric; the result carries a :class:`RegistrationReport`;
-- :func:`slice_transforms`, :func:`warp`: the registration composed with each
-  slice's drift, and :func:`pfibsims.resampling.resample` through it (one
-  interpolation), recorded.
-
-For the best accuracy (the phantom's targets) chain them::
-
-    rough = estimate_drift(sims.Li6)                          # slice to slice
-    T0 = register(sims.Li6, eds, drift=rough)                 # global search + refinement
-    drift = estimate_drift(sims.Li6, reference=eds, transform=T0, initial=rough)
-    T = register(sims.Li6, eds, drift=drift)                  # sharper z-mean, same raw slices
-    fused = warp(sims, T, eds, drift=drift)
-
-Conventions (see :mod:`pfibsims.transform`): lengths in nm, points ordered
-``(y, x)``; the transform *pulls* (fixed point -> moving point), so
-``resample(moving, onto=fixed, transform=T)`` uses it directly.  Drift is the
-displacement of the sample in the image frame: the feature at ``q`` in the
-reference slice is at ``q + drift[k]`` in slice ``k``.
+1. a reduced view (:mod:`.views`): the z-mean of each modality at its own
+   pixel size, NaN and masked pixels kept as NaN (excluded from every metric);
+2. a search on a coarse level (:mod:`.search`): mutual information of every
+   translation at once by FFT, at each angle of a rotation grid
+   (``search="global"``) or around ``initial`` only (``search="local"``);
+3. the significance test of the best placements (:func:`.search.agreement`):
+   the tiles of the fixed field must agree on it;
+4. local refinement (Powell) level by level down to the fixed pixel size with
+   the chosen metric, on jittered samples at the finest level (no
+   interpolation bias);
+5. for 3-D data, a final pooled stage on raw slices (each through its drift),
+   kept only when it does not lower the metric that found the answer.
 """
 
 from __future__ import annotations
@@ -41,42 +29,29 @@ from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
-from .._xr import block_mean, check_dims, dequantify
+from .._xr import block_mean, check_dims, dequantify, mask_data
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError
 from ..grid import Grid
 from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from . import search as _search
-from .report import RegisteredAffine, RegistrationReport
-from .views import View, reduced_view
+from .report import Registration, RegistrationReport
+from .views import View, fixed_channels, reduced_view
 
-# --------------------------------------------------------------------------
-# registration
-# --------------------------------------------------------------------------
+__all__ = ["initial_transform", "register"]
+
 _METRICS = ("mi", "ncc", "phase")
+_SEARCHES = ("global", "local")
 
-
-# A registration fails (RegistrationError) when the global optimum is not
-# significant: its robust z-score against the whole search surface is below
-# _MIN_ZSCORE, or it barely beats the best distinct runner-up (prominence
-# below _MIN_PROMINENCE).  Calibrated on the phantom against Poisson and
-# smoothed noise (z-scores 6-8.3, prominences up to 0.16, default and smaller
-# fields) and true pairs (z-scores from 19.6, a 160 x 256 px EDS field, to
-# over 40); see tests/test_register.py.
-_MIN_ZSCORE = 15.0
-
-
-_MIN_PROMINENCE = 0.15
-
-
-_AMBIGUOUS_PROMINENCE = 0.5
-
-
+#: Flags: a runner-up within this prominence is "ambiguous" (the tile test decides significance; this flags
+#: a distinct placement almost as good: real matches measured 0.19-0.89); less than this overlap is "low_overlap".
+_AMBIGUOUS_PROMINENCE = 0.2
 _LOW_OVERLAP = 0.5
-
-
-_FINAL_MIN_R = 0.3
+#: A local search covers this many coarse pixels around ``initial`` on each side, and at least this
+#: fraction of the smaller field.
+_LOCAL_REACH_PX = 4
+_LOCAL_REACH_FRACTION = 0.1
 
 
 def _check_pair(moving: Any, fixed: Any) -> None:
@@ -96,10 +71,23 @@ def _check_pair(moving: Any, fixed: Any) -> None:
         )
 
 
+def _masked(fixed: Any, mask: Any) -> Any:
+    """``fixed`` with NaN where ``mask`` is False (lazily); ``mask`` checked against the fixed channels."""
+    if mask is None:
+        return fixed
+    first = fixed_channels(fixed)[0]
+    if not isinstance(mask, xr.DataArray) or not {"y", "x"} <= set(mask.dims):
+        raise DataModelError(f"mask: expected a boolean DataArray with dims (y, x) on the fixed grid (True = use), "
+                             f"got {type(mask).__name__} with dims {getattr(mask, 'dims', None)}")
+    data = mask_data(mask, first, "mask")
+    keep = xr.DataArray(data, dims=first.dims, coords={d: first.coords[d] for d in first.dims if d in first.coords})
+    return fixed.where(keep)
+
+
 def initial_transform(initial: Any, mg: Grid, fg: Grid) -> Affine:
+    """``initial`` as an in-plane Affine; by default the translation that puts the field centres together."""
     if initial is None:
-        centre = lambda g: np.array([0.5 * (lo + hi) for lo, hi in g.extent])  # noqa: E731
-        return Affine.translation(tuple(centre(mg) - centre(fg)))
+        return Affine.translation(tuple(np.asarray(mg.center) - np.asarray(fg.center)))
     if not isinstance(initial, Affine):
         raise PfibsimsError(f"initial: expected a pfibsims.Affine (fixed point -> moving point) or None, got "
                             f"{type(initial).__name__}")
@@ -116,16 +104,40 @@ def initial_transform(initial: Any, mg: Grid, fg: Grid) -> Affine:
 
 
 def _levels(view: View) -> list[float]:
+    """Pyramid spacings (nm), coarse to fine: from ``max(pixel sizes, largest field / 128)`` halving to the fixed pixel."""
     fs = float(np.mean(view.fixed_grid.spacing))
     ms = float(np.mean(view.moving_grid.spacing))
     size = max(hi - lo for g in (view.fixed_grid, view.moving_grid) for lo, hi in g.extent)
-    coarse = max(fs, ms, size / 128.0)
-    levels = [coarse]
+    levels = [max(fs, ms, size / 128.0)]
     while levels[-1] / 2 > 1.5 * fs:
         levels.append(levels[-1] / 2)
     if levels[-1] > fs * 1.01:
         levels.append(fs)
     return levels
+
+
+def _search_range(view: View, search: str, coarse: float) -> tuple[float, float]:
+    """Translations searched around the initial (nm per axis): half the smaller field, or the local reach."""
+    half = [0.5 * min(f[1] - f[0], m[1] - m[0])
+            for f, m in zip(view.fixed_grid.extent, view.moving_grid.extent, strict=True)]
+    if search == "global":
+        return tuple(half)  # type: ignore[return-value]
+    return tuple(min(h, max(_LOCAL_REACH_PX * coarse, 2 * _LOCAL_REACH_FRACTION * min(half))) for h in half)  # type: ignore[return-value]
+
+
+def _check_reachable(view: View, init: Affine, search: tuple[float, float]) -> None:
+    """GridError when no translation in the search range makes the fields overlap."""
+    corners = np.array([[a, b] for a in view.fixed_grid.extent[0] for b in view.fixed_grid.extent[1]])
+    mapped = init(corners)
+    for ax, d in enumerate("yx"):
+        lo, hi = mapped[:, ax].min() - search[ax], mapped[:, ax].max() + search[ax]
+        mlo, mhi = view.moving_grid.extent[ax]
+        if hi <= mlo or lo >= mhi:
+            raise GridError(
+                f"moving, fixed: the fields do not overlap along {d}, even with the search range of "
+                f"+/- {search[ax]:.6g} nm: the fixed field maps to {mapped[:, ax].min():.6g}..{mapped[:, ax].max():.6g}"
+                f" nm, the moving field spans {mlo:.6g}..{mhi:.6g} nm; give an initial transform"
+            )
 
 
 def _params_from_search(model: str, found: np.ndarray) -> np.ndarray:
@@ -136,17 +148,31 @@ def _params_from_search(model: str, found: np.ndarray) -> np.ndarray:
     return p
 
 
-def _flags(model, params, bounds, level, initial, centre, metric, score, overlap, prominence) -> list[str]:
+def _parameters(T: Affine) -> dict[str, Any]:
+    d = T.decompose()
+    return {"rotation_deg": d["rotation"], "scale": list(d["scale"]), "shear": d["shear"],
+            "shift_nm": list(d["shift"])}
+
+
+def _candidate_dicts(found: _search.SearchResult, init: Affine, centre: Any) -> tuple[dict, ...]:
+    out = []
+    for c in found.candidates:
+        T = init @ _search.model_affine(c.params, "rigid", centre)
+        out.append({"shift_nm": [float(v) for v in T.offset], "rotation_deg": float(c.params[2]),
+                    "mi": float(c.score), "agreement": list(c.agreement)})
+    return tuple(out)
+
+
+def _flags(model, params, bounds, level, initial, centre, metric, score, overlap, prominence, step) -> list[str]:
     flags = []
-    for _name, v, (lo, hi) in zip(_search.MODELS[model], params, bounds, strict=False):
+    for v, (lo, hi) in zip(params, bounds, strict=False):
         tol = 0.005 * (hi - lo)
         if v <= lo + tol or v >= hi - tol:
             flags.append("at_bound")
             break
-    # Flat: moving one fixed pixel in y or x must lower the metric measurably.
-    h = level.spacing
+    # Flat: moving by ``step`` (a fixed pixel, or the smoothing of a sparse count map) must lower the metric.
     drops = []
-    for dy, dx in ((h, 0), (-h, 0), (0, h), (0, -h)):
+    for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
         p = params.copy()
         p[0] += dy
         p[1] += dx
@@ -170,24 +196,162 @@ def noise_floor(n_pixels: int) -> float:
     return min(0.5, 30.0 / math.sqrt(max(int(n_pixels), 1)))
 
 
-def _phase_only(view: View, initial: Affine) -> tuple[np.ndarray, float]:
-    """Translation by phase correlation of gradient magnitudes on the fixed grid (the baseline)."""
+def _phase_only(view: View, initial: Affine) -> np.ndarray:
+    """Translation (nm) by phase correlation of gradient magnitudes on the fixed grid (the baseline)."""
     fg = view.fixed_grid
     pts = np.stack(np.meshgrid(*fg.coords().values(), indexing="ij"), axis=-1)
-    level = _search.make_level(view.moving, view.moving_grid, view.fixed, fg, fg.spacing[0])
+    level = _search.make_level(view.moving, view.moving_grid, view.fixed, fg, fg.spacing[0], labels=False)
     vals, inside = _search.sample_moving(level, initial, pts.reshape(-1, 2))
-    mov = np.zeros(pts.shape[:2])
+    mov = np.full(pts.shape[:2], np.nan)
     mov.reshape(-1)[inside] = vals
 
     def gradient(img: np.ndarray) -> np.ndarray:
+        img = gaussian(img, 1.0)
         img = (img - img.mean()) / (img.std() or 1.0)
         return np.hypot(ndi.sobel(img, 0), ndi.sobel(img, 1))
 
-    fix = sum(gradient(gaussian(c, 1.0)) for c in view.fixed)
-    shift, error, _ = phase_cross_correlation(fix, gradient(mov), upsample_factor=20)
+    fix = sum(gradient(c) for c in view.fixed)
+    shift, _, _ = phase_cross_correlation(fix, gradient(mov), upsample_factor=20)
     # shift registers the pulled moving image onto fixed: fixed(p) = mov(p - shift)
-    t = -np.asarray(shift) * np.asarray(fg.spacing)
-    return t, math.sqrt(max(0.0, 1.0 - float(error) ** 2))
+    return -np.asarray(shift) * np.asarray(fg.spacing)
+
+
+class _Failed(Exception):
+    """Internal: the search found no significant placement (carries what to report)."""
+
+
+def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, model: str,
+                  search: str) -> tuple[_search.SearchResult, list[_search.Candidate]]:
+    """The first of the search's two best candidates that passes the significance test (or none)."""
+    rng = _search_range(view, search, coarse.spacing)
+    _check_reachable(view, init, rng)
+    angles = _search.rotation_grid(model != "translation" and search == "global")
+    found = _search.global_search(coarse, init, centre, rng, angles)
+    if not found.candidates:
+        raise GridError("moving, fixed: no translation within the search range overlaps a quarter of the fixed "
+                        "field; give an initial transform")
+    passed = []
+    for cand in found.candidates[:2]:  # the runner-up is tested only when the best fails
+        cand.agreement = _search.agreement(coarse, init, centre, _search_range(view, "global", coarse.spacing), cand)
+        if cand.agreement[0] >= _search.MIN_AGREE:
+            passed.append(cand)
+            break
+    return found, passed
+
+
+def _refine_stage(view: View, coarse: _search.Level, finest: _search.Level, levels: list[float], init: Affine,
+                  centre: Any, start: np.ndarray, model: str, metric: str,
+                  bounds: list) -> tuple[np.ndarray, int]:
+    """Powell refinement of ``start`` on the coarse level, then level by level to the fixed pixel size
+    (``finest``: jittered samples)."""
+    params, _, nfev = _search.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
+    for h in levels[1:-1]:
+        level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
+                                   labels=metric == "mi", max_samples=_search.MAX_SAMPLES // 4)
+        params, _, n = _search.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
+        nfev += n
+    # the fixed pixel size, on jittered samples (also when the coarse level was already at it)
+    params, _, n = _search.refine(finest, init, centre, params, model, metric, bounds, xtol=0.03, ftol=1e-5)
+    return params, nfev + n
+
+
+def _register_view(view: View, model: str, metric: str, initial: Any, search: str,
+                   advance: Any = lambda n=1: None) -> Registration:
+    init = initial_transform(initial, view.moving_grid, view.fixed_grid)
+    centre = view.fixed_grid.center
+    levels = _levels(view)
+    ev = "ncc" if metric == "phase" else metric
+    finest = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[-1],
+                                labels=ev == "mi", jitter=True, max_samples=_search.MAX_SAMPLES)
+    before, _ = _search.evaluate(finest, init, ev)
+    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
+    found, nfev, used, passed = None, 0, levels, [True]
+    if metric == "phase":
+        params, refinement, used = _phase_only(view, init), "none (phase correlation)", [levels[-1]]
+    else:
+        coarse = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0])
+        found, passed = _search_stage(view, coarse, init, centre, model, search)
+        advance()
+        if passed:
+            start = _params_from_search(model, passed[0].params)
+            params, nfev = _refine_stage(view, coarse, finest, levels, init, centre, start, model, metric, bounds)
+            refinement = f"{metric} at {float(np.mean(view.fixed_grid.spacing)):.4g} nm on jittered samples"
+        else:
+            params = _params_from_search(model, found.candidates[0].params)
+            refinement = "none: no significant placement in the search"
+    advance()
+    T = init @ _search.model_affine(params, model, centre)
+    after, overlap = _search.evaluate(finest, T, ev)
+    prominence = found.prominence if found is not None else float("nan")
+    step = max(finest.spacing, 2.0 * _search.count_sigma(view.moving) * float(np.mean(view.moving_grid.spacing)))
+    flags = _flags(model, params, bounds, finest, init, centre, ev, after, overlap,
+                   prominence if np.isfinite(prominence) else 1.0, step)
+    floor = noise_floor(math.prod(view.fixed_grid.shape))
+    # "phase" has no search to test: a correlation no higher than noise gives is no registration (issue 21)
+    failed = not after >= floor if metric == "phase" else not passed or not after > 0
+    if failed:
+        flags.append("failed")
+    best = found.candidates[0] if found is not None else None
+    report = RegistrationReport(
+        model=model, metric=metric, success=not failed, metric_before=float(before), metric_after=float(after),
+        overlap=float(overlap), iterations=int(nfev), levels=tuple(float(h) for h in used),
+        agreement=(passed[0].agreement if passed and found is not None else best.agreement if best else (0, 0)),
+        prominence=float(prominence), search=search,
+        candidates=() if found is None else _candidate_dicts(found, init, centre),
+        parameters=_parameters(T), flags=tuple(flags), reduced_view=view.description, refinement=refinement,
+    )
+    if failed:
+        raise _failure(report, found, search, floor)
+    warn = [f for f in flags if f in ("at_bound", "flat", "ambiguous", "low_overlap")]
+    if warn:
+        warnings.warn(f"register: the result is doubtful ({', '.join(warn)}); see the report: {report.to_dict()}",
+                      EstimationWarning, stacklevel=3)
+    return Registration(T, report)
+
+
+def _failure(report: RegistrationReport, found: Any, search: str, floor: float) -> RegistrationError:
+    """The RegistrationError of a failed registration: what was tried and the best candidate, with the report."""
+    if found is None:  # metric="phase": one correlation, no search
+        why = (f"no correlation above noise at the phase-correlation peak (NCC {report.metric_after:.3g}, needs >= "
+               f"{floor:.3g}); check that the channels show the same region, or use metric='mi'")
+    else:
+        tried = (f"a {search} search ({len(found.angles)} angle(s), translations up to "
+                 f"{found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
+                 f"start, mutual information at {report.levels[0]:.4g} nm)")
+        best = report.candidates[0]
+        why = (f"no significant placement after {tried}: the best, shift {np.round(best['shift_nm'], 1).tolist()} "
+               f"nm and rotation {best['rotation_deg']:.3g} deg (MI {best['mi']:.3g} nats), is agreed on by "
+               f"{best['agreement'][0]} of {best['agreement'][1]} tiles of the fixed field (needs "
+               f"{_search.MIN_AGREE}); check that the channels show the same region, or give initial= near the "
+               f"answer for a local search")
+    exc = RegistrationError(f"moving, fixed: expected images that share structure, found {why}; the exception's "
+                            f".report lists what was tried")
+    exc.report = report  # type: ignore[attr-defined]
+    return exc
+
+
+def _refine_slice(moving: Any, fixed: Any, k: int, T: Affine, model: str, metric: str) -> Registration:
+    view = reduced_view(moving, fixed, z=k)
+    centre = view.fixed_grid.center
+    ev = "ncc" if metric == "phase" else metric
+    level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid,
+                               view.fixed_grid.spacing[0], labels=ev == "mi", jitter=True)
+    before, _ = _search.evaluate(level, T, ev)
+    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", 0.0))
+    params, after, n = _search.refine(level, T, centre, np.zeros(_search.n_params(model)), model, ev, bounds)
+    Tk = T @ _search.model_affine(params, model, centre)
+    after, overlap = _search.evaluate(level, Tk, ev)
+    ok = bool(after > 0)
+    report = RegistrationReport(
+        model=model, metric=ev, success=ok, metric_before=float(before), metric_after=float(after),
+        overlap=float(overlap), iterations=int(n), levels=(float(level.spacing),), search="local",
+        parameters=_parameters(Tk), flags=() if ok else ("failed",), reduced_view=view.description,
+        refinement=f"{ev} at {level.spacing:.4g} nm on jittered samples, from the global result",
+    )
+    if not ok:
+        warnings.warn(f"register: slice {k} found no structure to register on; its report says failed",
+                      EstimationWarning, stacklevel=3)
+    return Registration(Tk, report)
 
 
 def register(
@@ -197,20 +361,23 @@ def register(
     model: str = "rigid",
     metric: str = "mi",
     initial: Affine | None = None,
+    search: str | None = None,
+    mask: xr.DataArray | None = None,
     per_slice: bool = False,
     drift: xr.DataArray | None = None,
     max_pixels: int = MAX_PIXELS,
-) -> RegisteredAffine | list[RegisteredAffine]:
-    """The in-plane transform that maps the fixed frame onto the moving frame.
+) -> Registration:
+    """The in-plane transform that maps the fixed frame onto the moving frame, and how it was found.
 
     Parameters
     ----------
     moving : xarray.DataArray or Dataset
-        E.g. ``sims.Li6``: the raw stack with its ``drift``, or a stack
-        already drift-corrected (:func:`correct_drift`).  A Dataset's
-        channels are summed, each divided by its mean.
+        ``(z, y, x)`` or ``(y, x)``, e.g. ``sims.Li6``: the raw stack with its
+        ``drift``, or a stack already drift-corrected.  A Dataset's channels
+        are summed, each divided by its mean.  NaN pixels are excluded.
     fixed : xarray.DataArray or Dataset
-        One channel or a whole multi-channel dataset (e.g. ``eds``).
+        One channel or a whole multi-channel dataset (e.g. ``eds``), with the
+        same dims as ``moving`` (both maps or both stacks of as many slices).
     model : {"translation", "rigid", "similarity", "affine"}
         ``similarity`` also fits one scale (pixel sizes are estimates);
         ``affine`` fits scales per axis and a shear.
@@ -219,54 +386,66 @@ def register(
         and a label map of the fixed channels (quantile bins of one channel,
         or k-means clusters of several: a data-driven phase map), Mattes-style
         (Parzen-smoothed joint histogram), which needs no linear relation
-        between SIMS Li and any EDS element. ``"ncc"``: correlation of the
+        between SIMS Li and any EDS element.  ``"ncc"``: the correlation of the
         moving image with its least-squares prediction from all fixed
-        channels (linear in the channels). ``"phase"``: scikit-image's phase
-        correlation of gradient magnitudes, translation only, no global
-        search bound or rotation: the baseline, weak across modalities.
+        channels (a linear relation; the search itself still uses mutual
+        information).  ``"phase"``: scikit-image's phase correlation of
+        gradient magnitudes, translation only, no search bound, rotation or
+        significance test: the baseline, weak across modalities.
     initial : Affine, optional
-        Starting transform (fixed -> moving, nm); by default the one that
-        puts the centres of the two fields together. The search is around it.
+        Starting transform (fixed -> moving, nm); by default the one that puts
+        the centres of the two fields together.  Given, the search is local.
+    search : {"global", "local"}, optional
+        ``"global"`` (default without ``initial``): translations up to half
+        the smaller field and rotations over +/- 5 deg.  ``"local"`` (default
+        with ``initial``): translations within 4 coarse pixels or a tenth of
+        the smaller field around ``initial``, its rotation only.
+    mask : xarray.DataArray, optional
+        Booleans on the fixed grid, ``(y, x)`` or ``(z, y, x)``: where the fixed
+        data are used (True).  Masked pixels are excluded from every metric,
+        as NaN in either modality is; to exclude part of the moving field, set
+        it to NaN.
     per_slice : bool
-        Also refine the transform on every slice (from the global result):
-        returns a list, one transform per slice (each including that
-        slice's drift when ``drift`` is given).
+        Also refine the transform on every slice (from the global result),
+        in the result's ``slices`` (each transform including that slice's
+        drift when ``drift`` is given).
     drift : xarray.DataArray, optional
         The moving stack's drift ``(z, component)`` nm (:func:`estimate_drift`):
-        slice ``k``'s fixed point ``p`` is at ``T(p) + drift[k]``.  The
-        z-mean is then of the drift-corrected stack and the final refinement
-        samples each raw slice through its own drift (no resampled data).
-        The transform returned excludes the drift: warp with
-        ``warp(moving, T, fixed, drift=drift)``.
+        slice ``k``'s fixed point ``p`` is at ``T(p) + drift[k]``.  The z-mean
+        is then of the drift-corrected stack and the final stage samples each
+        raw slice through its own drift.  The transform returned excludes the
+        drift: ``resample(moving, onto=fixed, transform=T, drift=drift)``.
     max_pixels : int
-        Register at most about this many pixels a slice per modality
-        (default 2048^2): a larger moving or fixed field is first reduced to
-        ``f x f`` block means, lazily (coordinates are block centres, so the
-        transform is in the full data's nm frame; its precision is a fraction
-        of the reduced pixel).  At 700 um (8600^2 EDS, 9722^2 SIMS px) the
-        z-means and final slices at full resolution would need several GB.
+        Register at most about this many pixels a slice per modality (default
+        :data:`pfibsims._engine.views.MAX_PIXELS`): a larger field is first
+        reduced to ``f x f`` block means, lazily (coordinates are block
+        centres, so the transform is in the full data's nm frame; its
+        precision is then a fraction of the reduced pixel).
 
     Returns
     -------
-    RegisteredAffine or list of RegisteredAffine
-        An `Affine` on ``("y", "x")`` in nm with a ``.report``
-        (:class:`RegistrationReport`); ``resample(moving, onto=fixed,
-        transform=T)`` puts the moving data on the fixed grid.
+    Registration
+        ``.transform``: an `Affine` on ``("y", "x")`` in nm, fixed point ->
+        moving point, so ``resample(moving, onto=fixed,
+        transform=reg.transform)`` puts the moving data on the fixed grid;
+        ``.report``: a :class:`RegistrationReport`; ``.slices``: the
+        per-slice results with ``per_slice=True``.
 
     Raises
     ------
     RegistrationError
-        When no significant optimum exists (e.g. unrelated images); the
-        exception's ``report`` attribute holds the report.
+        When the search finds no significant placement (e.g. unrelated images
+        or noise); its ``report`` lists the candidates tried and their tile
+        agreement, and its message names the best one.
     GridError
         When the fields cannot overlap within the search range.
     DataModelError
-        2-D against 3-D data, different slice counts, missing dims.
+        2-D against 3-D data, different slice counts, missing dims, a bad mask.
     UnitsError
         Coordinates without length units.
     PfibsimsError
-        Unknown ``model`` / ``metric``, or ``metric="phase"`` with another
-        model than ``"translation"``.
+        Unknown ``model``, ``metric`` or ``search``, or ``metric="phase"``
+        with another model than ``"translation"``.
 
     Warns
     -----
@@ -280,31 +459,26 @@ def register(
     than ``max_pixels`` pixels a slice), in one pass: the z-mean of the moving
     image (drift-corrected through :func:`pfibsims.resampling.resample` when
     ``drift`` is given) and of each fixed channel, at their own pixel sizes,
-    plus up to 6 evenly spaced raw slices of both for the final stage (with
-    ``per_slice``, then each slice in turn).  Coarse to fine:
+    plus up to 6 evenly spaced raw slices of both (3-D data).  Then:
 
-    1. global search on a grid of ``max(pixel sizes, largest field / 128)``:
-       translations up to half the smaller field (per axis) around
-       ``initial`` and rotations over +/- 5 deg (step: half a coarse pixel at
-       the field's corner), mutual information of every translation at once by
-       FFT of bin-indicator images; the four best distinct peaks are kept;
-    2. local refinement of each (Powell, scipy) at halving spacings down to
-       the fixed pixel size, with the chosen metric; the moving image is
-       Gaussian-smoothed to each level and sampled with a cubic B-spline of
-       the in-memory reduced view (``scipy.ndimage.map_coordinates``), not
-       with :func:`pfibsims.resampling.resample` (the path for data);
-    3. final sub-pixel refinement (Powell) of the multiple correlation of the
-       moving values with their least-squares prediction from all fixed
-       channels (``"ncc"``: smooth and well conditioned where the binned MI
-       is not), pooled over the raw slices at the fixed pixel size, each
-       slice sampled through its drift (for 2-D data: on the map itself).
-       After ``"mi"`` it runs only when that prediction explains the moving
-       image (correlation >= 0.3); otherwise MI is refined at the fixed pixel
-       size.  The report's ``refinement`` says which ran.
-
-    On the phantom (``pfibsims.synthetic.cathode``, default dose, true drift
-    given) the rigid transform is within 2-15 nm over the EDS field and
-    0.02 deg; see ``benchmarks/README.md``.
+    1. search on a grid of ``max(pixel sizes, largest field / 128)``: the
+       mutual information of every translation at once by FFT of
+       bin-indicator images, at each angle (global: +/- 5 deg in steps of at
+       most 1 deg); the four best distinct peaks are kept;
+    2. significance: the fixed field is cut into 2 x 2 tiles and each is
+       searched alone over the same translations; a placement is accepted
+       when at least 2 tiles agree on it (their own best within 1.5 coarse
+       pixels, or the placement within 10 % of a broad tile peak).  Of the
+       best two placements the significant ones are refined;
+    3. refinement (Powell, scipy) at halving spacings down to the fixed pixel
+       size with ``metric``; at the fixed pixel size each fixed sample is
+       taken at a random point of its pixel (seeded) so that interpolating
+       the moving image does not favour half-pixel shifts of noisy maps;
+       the moving image is sampled with a cubic B-spline of the in-memory
+       reduced view (``scipy.ndimage.map_coordinates``);
+    4. 3-D data: the multiple correlation over the raw slices (each through
+       its drift), kept only when it does not lower ``metric`` (the report's
+       ``refinement`` says which stage stands and why).
 
     Bounds: rotation +/- 5 deg, scales within 10 %, shear within 0.1.
 
@@ -316,9 +490,12 @@ def register(
     >>> scene = ndi.gaussian_filter(rng.random((160, 160)), 3)
     >>> fixed = stack({"Zr_La": scene[30:126, 20:116]}, pixel_size="80 nm")
     >>> moving = stack({"Li6": np.exp(-8 * scene)}, pixel_size="80 nm")   # a nonlinear relation
-    >>> T = register(moving.Li6, fixed, model="translation")
-    >>> (T.offset / 80).round(1).tolist(), T.report.flags
+    >>> reg = register(moving.Li6, fixed, model="translation")
+    >>> (reg.transform.offset / 80).round(1).tolist(), reg.report.flags
     ([30.0, 20.0], ())
+    >>> reg = register(moving.Li6.isel(z=0), fixed.Zr_La.isel(z=0), model="translation")   # 2-D maps
+    >>> bool(reg)
+    True
     """
     moving = dequantify(moving, "moving")
     fixed = dequantify(fixed, "fixed")
@@ -329,8 +506,12 @@ def register(
     if metric == "phase" and model != "translation":
         raise PfibsimsError(f"metric: 'phase' estimates a translation only; use model='translation' or "
                             f"metric='mi' for model={model!r}")
+    search = search if search is not None else ("global" if initial is None else "local")
+    if search not in _SEARCHES:
+        raise PfibsimsError(f"search: expected one of {_SEARCHES} or None, got {search!r}")
     _check_pair(moving, fixed)
     check_max_pixels(max_pixels)
+    fixed = _masked(fixed, mask)
     moving, fixed = block_mean(moving, max_pixels), block_mean(fixed, max_pixels)
     if per_slice and "z" not in moving.dims:
         raise DataModelError("per_slice: expected 3-D (z, y, x) data, got 2-D maps")
@@ -340,185 +521,12 @@ def register(
             raise DataModelError(f"drift: expected 3-D (z, y, x) data to apply a per-slice drift to, got dims "
                                  f"{tuple(moving.dims)}")
         shifts = drift_nm(drift, moving.sizes["z"])
-    view = reduced_view(moving, fixed, drift=shifts, slices=metric != "phase")
+    view = reduced_view(moving, fixed, drift=shifts)
     with steps("register: search and refinement levels", len(_levels(view)) + 1) as advance:
-        T, report = _register_view(view, model, metric, initial, advance)
+        result = _register_view(view, model, metric, initial, search, advance)
     if not per_slice:
-        return RegisteredAffine(T.matrix, T.dims, report)
-    return [_refine_slice(moving, fixed, k, T if shifts is None else Affine.translation(tuple(shifts[k])) @ T,
-                          model, metric) for k in range(moving.sizes["z"])]
-
-
-def _search_range(view: View) -> tuple[float, float]:
-    return tuple(  # type: ignore[return-value]
-        0.5 * min(f[1] - f[0], m[1] - m[0]) for f, m in zip(view.fixed_grid.extent, view.moving_grid.extent, strict=False)
-    )
-
-
-def _check_reachable(view: View, init: Affine, search: tuple[float, float]) -> None:
-    """GridError when no translation in the search range makes the fields overlap."""
-    corners = np.array([[lo, lo2] for lo in view.fixed_grid.extent[0] for lo2 in view.fixed_grid.extent[1]])
-    mapped = init(corners)
-    for ax, d in enumerate("yx"):
-        lo, hi = mapped[:, ax].min() - search[ax], mapped[:, ax].max() + search[ax]
-        mlo, mhi = view.moving_grid.extent[ax]
-        if hi <= mlo or lo >= mhi:
-            raise GridError(
-                f"moving, fixed: the fields do not overlap along {d}, even with the search range of "
-                f"+/- {search[ax]:.6g} nm: the fixed field maps to {mapped[:, ax].min():.6g}..{mapped[:, ax].max():.6g}"
-                f" nm, the moving field spans {mlo:.6g}..{mhi:.6g} nm; give an initial transform"
-            )
-
-
-def _register_view(view: View, model: str, metric: str, initial: Any,
-                   advance: Any = lambda n=1: None) -> tuple[Affine, RegistrationReport]:
-    init = initial_transform(initial, view.moving_grid, view.fixed_grid)
-    centre = view.fixed_grid.center
-    search = _search_range(view)
-    _check_reachable(view, init, search)
-    levels = _levels(view)
-    finest = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[-1])
-    ev_metric = "ncc" if metric == "phase" else metric
-    before, _ = _search.evaluate(finest, init, ev_metric)
-    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), search)
-    if metric == "phase":
-        t, quality = _phase_only(view, init)
-        params = np.array(t)
-        after, overlap = _search.evaluate(finest, init @ _search.model_affine(params, model, centre), ev_metric)
-        zscore, prominence, nfev, used = float("nan"), float("nan"), 0, [levels[-1]]
-        refinement = "none (phase correlation)"
-    else:
-        coarse = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0])
-        found = _search.global_search(coarse, init, centre, search, rotations=model != "translation")
-        advance()
-        if not np.isfinite(found.score):
-            raise GridError(
-                "moving, fixed: no translation within the search range overlaps a quarter of the fixed field; "
-                "give an initial transform"
-            )
-        zscore = float(found.zscore)
-        prominence = float((found.score - found.second) / max(found.score - found.median, 1e-12))
-        nfev = 0
-        if zscore < _MIN_ZSCORE or prominence < _MIN_PROMINENCE:
-            # no significant optimum: nothing worth refining (reported as failed below)
-            params = _params_from_search(model, found.candidates[0][1])
-            refinement = "none: no significant optimum in the global search"
-        else:
-            best = None
-            pyramid = [coarse] + [
-                _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h) for h in levels[1:-1]
-            ]
-            # Refine the best candidates on the coarse level; keep the best; then go fine.
-            for _, cand in found.candidates[:2]:
-                p, score, n = _search.refine(coarse, init, centre, _params_from_search(model, cand), model, metric,
-                                             bounds, xtol=0.1)
-                nfev += n
-                if best is None or score > best[1]:
-                    best = (p, score)
-            params = best[0]
-            for level in pyramid[1:]:
-                params, _, n = _search.refine(level, init, centre, params, model, metric, bounds, xtol=0.05)
-                nfev += n
-                advance()
-            params, refinement, n = _final_refine(view, finest, init, centre, params, model, metric, bounds)
-            nfev += n
-            if not n and len(levels) > 1:  # no final "ncc" stage: finish with the metric itself
-                params, _, n = _search.refine(finest, init, centre, params, model, metric, bounds, xtol=0.01)
-                nfev += n
-        after, overlap = _search.evaluate(finest, init @ _search.model_affine(params, model, centre), metric)
-        used = levels
-    advance()
-    T = init @ _search.model_affine(params, model, centre)
-    flags = _flags(model, params, bounds, finest, init, centre, ev_metric, after, overlap,
-                   prominence if np.isfinite(prominence) else 1.0)
-    floor = noise_floor(math.prod(view.fixed_grid.shape))
-    if metric == "phase":  # a correlation no higher than noise gives is no registration (issue 21)
-        failed = not after >= floor
-    else:
-        failed = zscore < _MIN_ZSCORE or prominence < _MIN_PROMINENCE or not after > 0
-    if failed:
-        flags.append("failed")
-    report = RegistrationReport(
-        model=model, metric=metric, success=not failed, metric_before=float(before), metric_after=float(after),
-        overlap=float(overlap), iterations=int(nfev), levels=tuple(float(h) for h in used), zscore=zscore,
-        prominence=prominence, parameters=_parameters(T), flags=tuple(flags), reduced_view=view.description,
-        refinement=refinement,
-    )
-    if failed:
-        why = (f"no correlation above noise at the phase-correlation peak (NCC {after:.3g}, needs >= {floor:.3g})" if metric == "phase"
-               else f"no significant optimum (z-score {zscore:.3g}, needs >= {_MIN_ZSCORE:g}; prominence {prominence:.3g}, "
-                    f"needs >= {_MIN_PROMINENCE:g}; metric {after:.3g})")
-        exc = RegistrationError(
-            f"moving, fixed: expected images that share structure, found {why}; check that the channels show the "
-            "same region, or give an initial transform"
-        )
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
-    warn = [f for f in flags if f in ("at_bound", "flat", "ambiguous", "low_overlap")]
-    if warn:
-        warnings.warn(
-            f"register: the result is doubtful ({', '.join(warn)}); see the report: {report.to_dict()}",
-            EstimationWarning, stacklevel=3,
-        )
-    return T, report
-
-
-def _final_refine(view: View, finest: _search.Level, init: Affine, centre: Any, params: np.ndarray, model: str,
-                  metric: str, bounds: list) -> tuple[np.ndarray, str, int]:
-    """Sub-pixel refinement by the pooled least-squares prediction ("ncc", smooth and well conditioned).
-
-    On the raw slices of the view (each through its drift) at the fixed pixel
-    size, or on the finest level of a 2-D view.  After ``"mi"`` it runs only
-    when the linear prediction explains the moving image (multiple correlation
-    >= ``_FINAL_MIN_R``), else the MI result stands.
-    """
-    if view.slice_moving:
-        fs = float(np.mean(view.fixed_grid.spacing))
-        lv = [_search.make_level(m, view.moving_grid, f, view.fixed_grid, fs, labels=False)
-              for m, f in zip(view.slice_moving, view.slice_fixed, strict=True)]
-        pre = view.slice_drift
-        where = f"slices {list(view.slice_index)} (raw, each through its drift) at {fs:.4g} nm"
-    else:
-        lv, pre = [finest], None
-        where = f"the reduced view at {finest.spacing:.4g} nm"
-
-    def value(p: np.ndarray) -> float:
-        T = init @ _search.model_affine(p, model, centre)
-        return _search.evaluate_many(lv, [T if d is None else d @ T for d in (pre or [None] * len(lv))], "ncc")[0]
-
-    r0 = value(params)
-    if metric == "mi" and not r0 >= _FINAL_MIN_R:
-        return params, (f"mi at {finest.spacing:.4g} nm (the linear prediction explains too little for ncc: "
-                        f"r = {r0:.3g} < {_FINAL_MIN_R})"), 0
-    out, r1, n = _search.refine(lv, init, centre, params, model, "ncc", bounds, xtol=0.01, pre=pre)
-    return out, f"ncc (multiple correlation {r0:.4f} -> {r1:.4f}) over {where}", n
-
-
-def _parameters(T: Affine) -> dict[str, Any]:
-    d = T.decompose()
-    return {"rotation_deg": d["rotation"], "scale": list(d["scale"]), "shear": d["shear"],
-            "shift_nm": list(d["shift"])}
-
-
-def _refine_slice(moving: Any, fixed: Any, k: int, T: Affine, model: str, metric: str) -> RegisteredAffine:
-    view = reduced_view(moving, fixed, z=k)
-    centre = view.fixed_grid.center
-    search = _search_range(view)
-    level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, view.fixed_grid.spacing[0])
-    ev_metric = "ncc" if metric == "phase" else metric
-    before, _ = _search.evaluate(level, T, ev_metric)
-    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), search)
-    params, after, n = _search.refine(level, T, centre, np.zeros(_search.n_params(model)), model, ev_metric, bounds)
-    Tk = T @ _search.model_affine(params, model, centre)
-    after, overlap = _search.evaluate(level, Tk, ev_metric)
-    ok = bool(after > 0)
-    report = RegistrationReport(
-        model=model, metric=ev_metric, success=ok, metric_before=float(before), metric_after=float(after),
-        overlap=float(overlap), iterations=int(n), levels=(float(level.spacing),), zscore=float("nan"),
-        prominence=float("nan"), parameters=_parameters(Tk), flags=() if ok else ("failed",),
-        reduced_view=view.description,
-    )
-    if not ok:
-        warnings.warn(f"register: slice {k} found no structure to register on; its report says failed",
-                      EstimationWarning, stacklevel=3)
-    return RegisteredAffine(Tk.matrix, Tk.dims, report)
+        return result
+    T = result.transform
+    slices = [_refine_slice(moving, fixed, k, T if shifts is None else Affine.translation(tuple(shifts[k])) @ T,
+                            model, metric) for k in range(moving.sizes["z"])]
+    return Registration(T, result.report, tuple(slices))

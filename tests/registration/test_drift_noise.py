@@ -59,7 +59,7 @@ def test_phase_registration_of_shared_structure_still_succeeds():
     from stacks import shifted_stack
 
     ds = shifted_stack([(0.0, 0.0), (2.0, -3.0)], shape=(96, 96))
-    T = pfs.register(ds.Li6.isel(z=[1]), ds.Li6.isel(z=[0]), model="translation", metric="phase")
-    assert T.report.success
-    assert T.report.metric_after > 0.5  # NCC at the peak, far above the 0.312 noise floor of a 96^2 view
-    np.testing.assert_allclose(T.offset, [2.0 * 72, -3.0 * 72], atol=0.5 * 72)  # truth: the shift put in (pulls fixed -> moving)
+    r = pfs.register(ds.Li6.isel(z=[1]), ds.Li6.isel(z=[0]), model="translation", metric="phase")
+    assert r.report.success
+    assert r.report.metric_after > 0.5  # NCC at the peak, far above the 0.312 noise floor of a 96^2 view
+    np.testing.assert_allclose(r.transform.offset, [2.0 * 72, -3.0 * 72], atol=0.5 * 72)  # truth: the shift put in (pulls fixed -> moving)

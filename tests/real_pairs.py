@@ -1,0 +1,118 @@
+"""Real and semi-real registration pairs, their truth known by construction (tests and benchmarks).
+
+Real pairs share one raster (two NanoSIMS species, two JEOL maps of one
+spectrum image): their true transform is the identity.  Semi-real pairs apply
+a known transform, contrast and noise to a real image.  Every function takes
+the ``shared_data`` folder (tests get it from the fixture of that name).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage as ndi
+import tifffile
+
+import pfibsims as pfs
+from pfibsims import Affine, Grid
+
+
+def field_error(T, truth, fixed) -> tuple[float, float]:
+    """(centre, worst corner) displacement of ``T`` against ``truth`` over the fixed field, in fixed pixels."""
+    g = Grid.of(fixed, ("y", "x"))
+    (y0, y1), (x0, x1) = g.extent
+    pts = np.array([[0.5 * (y0 + y1), 0.5 * (x0 + x1)], [y0, x0], [y0, x1], [y1, x0], [y1, x1]])
+    e = np.linalg.norm(T(pts) - truth(pts), axis=1) / float(np.mean(g.spacing))
+    return float(e[0]), float(e[1:].max())
+
+
+def openmims(data: Path):
+    """The OpenMIMS documentation image (4 species of one raster, 78 nm pixels)."""
+    return pfs.read_sims(data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+
+
+def jeol_maps(data: Path):
+    """The JEOL element maps of one view (one spectrum image: exactly co-registered) and the view's image."""
+    maps = pfs.read_eds(sorted((data / "eds" / "jeol_View000").glob("*.map")))
+    image = pfs.read_sem(data / "eds" / "jeol_View000" / "View000_0000000.img")
+    return maps, image
+
+
+def zeiss_texture(data: Path) -> tuple[np.ndarray, float]:
+    """A real SEM image (Zeiss InLens, 11.65 nm pixels), rows 0-349 (below is the data bar)."""
+    img = tifffile.imread(data / "sem" / "test_tiff_Zeiss_SEM_512pix.tif")[:350].astype(np.float64)
+    return img, 11.650390625
+
+
+def remap(v: np.ndarray) -> np.ndarray:
+    """A non-monotonic contrast (a phase bright at mid grey) of values in [0, 1]."""
+    return 0.15 + np.sin(math.pi * 1.6 * np.clip(v, 0.0, 1.0)) ** 2
+
+
+def other_modality(tex: np.ndarray, px: float, *, rotation: float, scale: float, factor: float = 1.4,
+                   counts: float = 30.0, seed: int = 0, margin: float = 0.12):
+    """A simulated second modality of a real image: ``(moving, fixed, truth)``.
+
+    ``fixed`` is the image; ``moving`` shows it through ``truth`` (rotation deg
+    and scale about the fixed centre, and a shift), with ``factor`` times larger
+    pixels (the image smoothed to them first), the non-monotonic :func:`remap`
+    and Poisson noise at ``counts`` a pixel on average.  Its field is the fixed
+    one less ``margin`` on every side.
+    """
+    rng = np.random.default_rng(seed)
+    fgrid = Grid(tex.shape, px, (0.5 * px, 0.5 * px))
+    truth = Affine.from_parameters(rotation=rotation, scale=scale, shift=(0.37 * factor * px, -0.61 * factor * px),
+                                   center=fgrid.center)
+    ext = [(lo + margin * (hi - lo), hi - margin * (hi - lo)) for lo, hi in fgrid.extent]
+    mpx = factor * px
+    mgrid = Grid(tuple(int((hi - lo) // mpx) for lo, hi in ext), mpx, tuple(lo + 0.5 * mpx for lo, _ in ext))
+    q = np.stack(np.meshgrid(*mgrid.coords().values(), indexing="ij"), -1).reshape(-1, 2)
+    idx = fgrid.to_index(truth.inverse()(q))
+    smooth = ndi.gaussian_filter(tex, 0.5 * factor * scale, mode="nearest")
+    vals = ndi.map_coordinates(smooth, [idx[:, 0], idx[:, 1]], order=3, mode="nearest").reshape(mgrid.shape)
+    lam = remap((vals - tex.min()) / np.ptp(tex))
+    counts_img = rng.poisson(lam * counts / lam.mean()).astype(np.float64)
+    moving = pfs.stack({"Li6": counts_img}, pixel_size=f"{mpx!r} nm",
+                       origin=tuple(f"{o!r} nm" for o in mgrid.origin), modality="SIMS")
+    fixed = pfs.stack({"SE": tex}, pixel_size=f"{px!r} nm", modality="SEM")
+    return moving.Li6, fixed, truth
+
+
+def noisy_map(tex: np.ndarray, px: float, *, shift: tuple[float, float], counts: float, seed: int = 0):
+    """A count map of a real image on its own raster, the content moved by ``shift`` pixels: ``(moving, fixed,
+    truth)`` as an EDS map of a few counts a pixel against the electron image of the same scan."""
+    rng = np.random.default_rng(seed)
+    t = (tex - tex.min()) / np.ptp(tex)
+    moved = ndi.shift(t, shift, order=3, mode="nearest")
+    lam = (0.2 + moved) / (0.2 + t).mean() * counts
+    moving = pfs.stack({"Ti_Ka": rng.poisson(lam).astype(np.float64)}, pixel_size=f"{px!r} nm", modality="EDS")
+    fixed = pfs.stack({"HAADF": tex.astype(np.float64)}, pixel_size=f"{px!r} nm", modality="SEM")
+    return moving.Ti_Ka, fixed, Affine.translation((shift[0] * px, shift[1] * px))
+
+
+def leaning_stack(tex: np.ndarray, *, n: int = 40, lean: tuple[float, float] = (0.35, -0.2), wobble: float = 0.15,
+                  counts: float = 50.0, seed: int = 0) -> np.ndarray:
+    """``n`` slices of a real image whose structures lean through the stack, with no drift: ``(n, y, x)`` counts.
+
+    Slice ``k`` shows the image displaced by ``k * (lean + wobble * v(p))`` pixels, ``v`` a smooth random field
+    of unit RMS (structures lean by ``lean`` px a slice on average, each region its own way), with Poisson noise
+    at ``counts`` a pixel.  Slice-to-slice correlation reads the mean lean as drift; there is none.
+    """
+    rng = np.random.default_rng(seed)
+    v = np.stack([ndi.gaussian_filter(rng.standard_normal(tex.shape), 30.0) for _ in range(2)])
+    v /= np.sqrt((v**2).mean())
+    t = (tex - tex.min()) / np.ptp(tex)
+    yy, xx = np.indices(tex.shape, dtype=np.float64)
+    out = []
+    for k in range(n):
+        dy, dx = k * (lean[0] + wobble * v[0]), k * (lean[1] + wobble * v[1])
+        img = ndi.map_coordinates(t, [yy - dy, xx - dx], order=3, mode="nearest")
+        out.append(rng.poisson(counts * (0.1 + img)))
+    return np.stack(out).astype(np.float64)
+
+
+def shift_slices(stack_: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each slice's content moved by its ``shifts`` row (px): a drift of ``shifts`` (cubic spline)."""
+    return np.stack([ndi.shift(s, d, order=3, mode="nearest") for s, d in zip(stack_, shifts, strict=True)])

@@ -1,0 +1,246 @@
+"""pfibsims.registration.pairwise: register on hand-made scenes and on the phantom (truth known)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from conftest import raise_if_dask_computes
+from scenes import CROSS_DRIFT, CROSS_T, field_errors, max_error, phantom, scene_pair, scene_stack
+from stacks import drift_table
+
+import pfibsims.registration as reg
+from pfibsims import Affine, Grid, Registration, stack
+from pfibsims.errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError, UnitsError
+
+
+@pytest.mark.parametrize(("model", "truth"), [
+    ("translation", Affine.translation((1130.0, 400.0))),
+    ("rigid", Affine.from_parameters(rotation=2.2, shift=(900.0, 500.0), center=(2880, 3840))),
+    ("similarity", Affine.from_parameters(rotation=-1.0, scale=1.03, shift=(700.0, 450.0), center=(2880, 3840))),
+    ("affine", Affine.from_parameters(rotation=1.0, scale=(1.02, 0.99), shear=0.01, shift=(800, 400),
+                                      center=(2880, 3840))),
+])
+def test_register_recovers_known_transforms(model, truth):
+    moving, fixed = scene_pair(truth)
+    r = reg.register(moving.Li6, fixed, model=model)
+    assert isinstance(r, Registration)
+    assert r.transform.dims == ("y", "x") and type(r.transform) is Affine
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    rep = r.report
+    assert rep.success and rep.model == model and rep.metric == "mi" and rep.search == "global"
+    assert rep.metric_after > rep.metric_before
+    assert rep.overlap > 0.9 and rep.iterations > 0
+    assert rep.flags == ()
+    assert rep.agreement[0] >= 3 and rep.agreement[1] == 4
+    assert rep.candidates[0]["agreement"] == list(rep.agreement)
+    assert "z-mean" in rep.reduced_view  # stack() gives a one-slice z
+    assert "jittered" in rep.refinement
+    json.dumps(rep.to_dict())
+    assert r.slices == ()
+
+
+@pytest.mark.parametrize("metric", ["ncc", "phase"])
+def test_register_other_metrics(metric):
+    truth = Affine.translation((640.0, -320.0))
+    moving, fixed = scene_pair(truth, moving_fn=lambda m: 2 + 10 * m)  # linear relation
+    r = reg.register(moving.Li6, fixed.Zr_La, model="translation", metric=metric)
+    tol = 0.25 * 80 if metric == "ncc" else 80
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < tol
+    assert r.report.agreement == ((0, 0) if metric == "phase" else r.report.agreement)
+
+
+def test_register_2d_maps():
+    truth = Affine.translation((560.0, -240.0))
+    moving, fixed = scene_pair(truth)
+    r = reg.register(moving.Li6.isel(z=0), fixed.isel(z=0), model="translation")
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    assert "the map" in r.report.reduced_view
+    r2 = reg.register(moving.Li6.isel(z=0), fixed.Zr_La.isel(z=0), model="rigid", metric="ncc")
+    assert max_error(r2.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.5 * 80
+
+
+def test_register_unrelated_images_fail_with_what_was_tried():
+    moving, fixed = scene_pair(Affine.identity())
+    noise = moving.Li6.copy(data=np.random.default_rng(5).poisson(20, moving.Li6.shape))
+    with pytest.raises(RegistrationError, match=r"no significant placement after a global search \(11 angle") as info:
+        reg.register(noise, fixed)
+    rep = info.value.report
+    assert rep.success is False and "failed" in rep.flags
+    assert rep.agreement[0] < 2 and len(rep.candidates) >= 2
+    assert "best, shift" in str(info.value) and "tiles" in str(info.value)
+
+
+def test_register_warns_at_a_search_bound():
+    # the true rotation (7 deg) is beyond the +/- 5 deg searched
+    truth = Affine.from_parameters(rotation=7.0, center=(2880, 3840))
+    moving, fixed = scene_pair(truth)
+    with pytest.warns(EstimationWarning, match="at_bound"):
+        r = reg.register(moving.Li6, fixed, model="rigid")
+    assert "at_bound" in r.report.flags
+
+
+def test_register_local_search_from_initial():
+    truth = Affine.translation((1130.0, 400.0))
+    moving, fixed = scene_pair(truth)
+    start = Affine.translation((1000.0, 500.0))  # 1.6 fixed pixels off
+    r = reg.register(moving.Li6, fixed, model="translation", initial=start)
+    assert r.report.search == "local"
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    assert json.loads(json.dumps(r.report.to_dict()))["agreement"] == list(r.report.agreement)  # plain ints
+    r2 = reg.register(moving.Li6, fixed, model="translation", initial=start, search="global")
+    assert r2.report.search == "global"
+    assert max_error(r2.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    # a local search does not look beyond its reach: a start 2.5 um off finds nothing significant there
+    with pytest.raises(RegistrationError, match="after a local search"):
+        reg.register(moving.Li6, fixed, model="translation", initial=Affine.translation((-1400.0, -2100.0)))
+
+
+def test_register_3d_z_mean_and_per_slice():
+    truth = Affine.translation((480.0, 240.0))
+    m2, f2 = scene_pair(truth)
+    moving = stack({"Li6": np.stack([m2.Li6.values[0]] * 3)}, pixel_size="72 nm", slice_thickness="60 nm",
+                   chunks={"z": 1})
+    fixed = stack({k: np.stack([f2[k].values[0]] * 3) for k in f2.data_vars}, pixel_size="80 nm",
+                  slice_thickness="60 nm", chunks={"z": 1})
+    r = reg.register(moving.Li6, fixed, model="translation")
+    assert "z-mean" in r.report.reduced_view
+    rs = reg.register(moving, fixed, model="translation", per_slice=True)
+    assert len(rs.slices) == 3
+    assert all(s.report.success and s.report.search == "local" for s in rs.slices)
+    for s in rs.slices:
+        assert max_error(s.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+
+
+def test_register_errors():
+    moving, fixed = scene_pair(Affine.identity())
+    with pytest.raises(PfibsimsError, match="model: expected one of"):
+        reg.register(moving.Li6, fixed, model="elastic")
+    with pytest.raises(PfibsimsError, match="metric: expected one of"):
+        reg.register(moving.Li6, fixed, metric="mse")
+    with pytest.raises(PfibsimsError, match="search: expected one of"):
+        reg.register(moving.Li6, fixed, search="exhaustive")
+    with pytest.raises(PfibsimsError, match="'phase' estimates a translation only"):
+        reg.register(moving.Li6, fixed, model="rigid", metric="phase")
+    with pytest.raises(DataModelError, match="expected both 2-D .* or both 3-D"):
+        reg.register(moving.Li6, fixed.isel(z=0))
+    three = stack({"Zr_La": np.ones((3, 8, 8))}, pixel_size="80 nm", slice_thickness="60 nm")
+    two = stack({"Li6": np.ones((2, 8, 8))}, pixel_size="80 nm", slice_thickness="60 nm")
+    with pytest.raises(DataModelError, match="same number of slices, got 2 and 3"):
+        reg.register(two.Li6, three)
+    bad = moving.Li6.assign_coords(x=moving.x.assign_attrs(units="counts"))
+    with pytest.raises(UnitsError, match="moving: "):
+        reg.register(bad, fixed)
+    with pytest.raises(GridError, match="do not overlap"):
+        reg.register(moving.Li6, fixed, initial=Affine.translation((1e6, 1e6)))
+    with pytest.raises(PfibsimsError, match="initial: expected a pfibsims.Affine"):
+        reg.register(moving.Li6, fixed, initial=np.eye(3))
+    with pytest.raises(DataModelError, match="per_slice: expected 3-D"):
+        reg.register(moving.Li6.isel(z=0), fixed.isel(z=0), per_slice=True)
+    with pytest.raises(DataModelError, match="mask: expected a boolean DataArray with dims"):
+        reg.register(moving.Li6, fixed, mask=np.ones((72, 96), bool))
+    with pytest.raises(PfibsimsError, match="mask: expected booleans"):
+        reg.register(moving.Li6, fixed, mask=fixed.Zr_La.isel(z=0).astype(float))
+
+
+def test_register_computes_only_the_reduced_view():
+    truth = Affine.translation((400.0, 160.0))
+    m2, f2 = scene_pair(truth)
+    moving = m2.chunk({"y": 32, "x": 32})
+    fixed = f2.chunk({"y": 32, "x": 32})
+    with raise_if_dask_computes(max_computes=1):
+        r = reg.register(moving.Li6, fixed, model="translation")
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert r.report.to_dict()["success"] is True
+
+
+def test_register_excludes_nan_outside_a_corrected_fixed_field():
+    # e.g. EDS drift-corrected from SEM: NaN where the shifted field left the original one
+    truth = Affine.from_parameters(rotation=1.0, shift=(600.0, 350.0), center=(2880, 3840))
+    moving, fixed = scene_pair(truth)
+    f = fixed.astype(float)
+    for c in f.data_vars:
+        v = f[c].values.copy()
+        v[:, :10, :] = np.nan
+        v[:, :, -15:] = np.nan
+        f[c] = (f[c].dims, v, f[c].attrs)
+    r = reg.register(moving.Li6, f)
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    assert r.report.flags == ()
+
+
+def test_register_masked_regions_as_scikit_image_masked_registration():
+    # scikit-image's masked-registration cases: a real photograph, a translation, large invalid regions
+    # (Padfield: 66-77 % of the pixels). Here 70 % of the fixed field is masked and a third of the moving
+    # field is NaN; what remains still pins the shift.
+    from skimage.data import camera
+
+    img = camera().astype(float)[::2, ::2]  # 256 x 256
+    shift = (-7.0, 12.0)
+    moved = ndi.shift(img, shift, order=3, mode="nearest")  # moved(q) = img(q - shift)
+    fixed = stack({"SE": img}, pixel_size="10 nm", modality="SEM")
+    mov = moved.copy()
+    mov[:, :85] = np.nan
+    moving = stack({"SE": mov}, pixel_size="10 nm", modality="SEM").SE
+    yy, xx = np.mgrid[:256, :256]
+    keep = (yy - 140) ** 2 + (xx - 150) ** 2 < 78**2  # a disc: 29 % of the field
+    mask = fixed.SE.isel(z=0).copy(data=keep)
+    r = reg.register(moving, fixed, model="translation", mask=mask)
+    truth = Affine.translation((shift[0] * 10, shift[1] * 10))
+    assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.15 * 10
+    # the mask is what makes it work: the masked-out region of the fixed image is replaced by another scene
+    other = img.copy()
+    other[~keep] = np.random.default_rng(0).permutation(img[~keep])
+    r2 = reg.register(moving, stack({"SE": other}, pixel_size="10 nm", modality="SEM"), model="translation",
+                      mask=mask)
+    assert max_error(r2.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.15 * 10
+
+
+def test_register_with_drift():
+    moving, fixed = scene_stack(CROSS_T, CROSS_DRIFT)
+    r = reg.register(moving.Li6, fixed, model="rigid", drift=drift_table(CROSS_DRIFT))
+    assert max_error(r.transform, CROSS_T, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    assert "drift-corrected" in r.report.reduced_view
+    assert "ncc" not in r.report.refinement  # "mi": every stage maximises MI
+    rn = reg.register(moving.Li6, fixed, model="rigid", metric="ncc", drift=drift_table(CROSS_DRIFT))
+    assert rn.report.refinement.startswith("ncc at")
+    assert max_error(rn.transform, CROSS_T, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    rs = reg.register(moving.Li6, fixed, model="translation", drift=drift_table(CROSS_DRIFT), per_slice=True)
+    assert all(s.report.success for s in rs.slices)  # each slice's transform includes its drift
+    p = [[2880.0, 3840.0]]
+    assert np.linalg.norm(rs.slices[4].transform(p)[0] - CROSS_T(p)[0] - CROSS_DRIFT[4]) < 20
+    with pytest.raises(DataModelError, match=r"drift: expected 3-D \(z, y, x\) data"):
+        reg.register(moving.Li6.isel(z=0), fixed.isel(z=0), drift=drift_table(CROSS_DRIFT))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("seed", "model", "scale_error"), [
+    (0, "rigid", 0.0), (3, "similarity", 0.02),  # more seeds: benchmarks/bench_register.py
+])
+def test_register_phantom_accuracy(seed, model, scale_error):
+    # The registration alone, its drift source removed: the true drift is given.
+    eds, sims, truth = phantom(seed, 8, sims_scale_error=scale_error)
+    T = Affine.from_attrs(truth.attrs)
+    r = reg.register(sims.Li6, eds, model=model, drift=truth.drift)
+    err = field_errors(r.transform, T, eds)
+    assert err["centre"] <= 20.0, err
+    assert err["corners"] <= 20.0, err
+    assert err["rotation"] <= 0.05, err
+    if model == "similarity":
+        assert err["scale"] <= 0.002, err  # 0.2 %; with a 2 % wrong SIMS pixel size too
+    assert r.report.flags == ()
+
+
+def test_register_phantom_noise_fails():
+    eds, sims, _ = phantom(1, 1)
+    counts = np.random.default_rng(0).poisson(float(sims.Li6.mean()), sims.Li6.shape).astype(float)
+    for data in (counts, ndi.gaussian_filter(counts, (0, 3, 3))):  # white and smoothed noise
+        with pytest.raises(RegistrationError, match="no significant placement") as info:
+            reg.register(sims.Li6.copy(data=data), eds, model="rigid")
+        assert info.value.report.agreement[0] < 2
+        assert "failed" in info.value.report.flags

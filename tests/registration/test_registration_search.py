@@ -1,0 +1,83 @@
+"""pfibsims.registration.search: levels (jittered samples, NaN), the FFT search and the tile-agreement test."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+from stacks import texture
+
+from pfibsims import Affine, Grid
+from pfibsims.registration import search
+
+
+def _pair(noise=False, seed=0):
+    """A fixed texture and a moving image on the same 10 nm raster: fixed pixel (i, j) is moving pixel
+    (i + 6, j - 4), so the truth is ``p -> p + (60, -40)`` nm; or noise."""
+    big = texture((120, 120), seed, sigma=2.0)
+    fixed = big[20:84, 24:88]
+    moving = np.random.default_rng(seed + 1).random((90, 86)) if noise else big[14:110, 28:110]
+    return moving, Grid(moving.shape, 10.0, (5.0, 5.0)), fixed[None], Grid(fixed.shape, 10.0, (5.0, 5.0))
+
+
+def test_jittered_samples_lie_in_their_pixels_and_hold_the_interpolated_fixed_values():
+    fixed = texture((16, 20), 1)
+    fg = Grid(fixed.shape, 10.0, (5.0, 5.0))
+    plain = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False)
+    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
+    again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
+    np.testing.assert_array_equal(lv.points, again.points)  # seeded: reproducible
+    off = lv.points - plain.points
+    assert np.all(np.abs(off) <= 5.0) and off.std() > 2.0  # within the pixel, spread over it
+    smoothed = ndi.gaussian_filter(fixed, 0.5, mode="nearest", truncate=4.0)
+    idx = fg.to_index(lv.points)
+    expect = ndi.map_coordinates(smoothed, [idx[:, 0], idx[:, 1]], order=3, mode="nearest")
+    np.testing.assert_allclose(lv.design[:, 0], expect, rtol=1e-10)
+
+
+def test_level_sample_cap_is_a_seeded_subset():
+    fixed = texture((64, 64), 2)
+    fg = Grid(fixed.shape, 10.0)
+    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
+    assert lv.points.shape == (1000, 2) and lv.n_fixed == 1000
+    again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
+    np.testing.assert_array_equal(lv.points, again.points)
+
+
+def test_nan_moving_pixels_count_as_outside():
+    img = texture((32, 32), 3)
+    g = Grid(img.shape, 10.0, (5.0, 5.0))
+    holey = img.copy()
+    holey[:, 16:] = np.nan
+    lv = search.make_level(holey, g, img[None], g, 10.0, labels=False)
+    vals, inside = search.sample_moving(lv, Affine.identity())
+    assert np.isfinite(vals).all()
+    x = lv.points[:, 1]
+    assert inside[x < 140].all()  # columns 0..13: their interpolation reaches no NaN
+    assert not inside[x > 160].any()  # columns 16..: no data
+    value, overlap = search.evaluate(lv, Affine.identity(), "ncc")
+    assert overlap < 0.55 and value > 0.99  # the half with data matches itself
+
+
+def test_rotation_grid_in_one_degree_steps():
+    assert search.rotation_grid(False).tolist() == [0.0]
+    angles = search.rotation_grid(True)
+    assert angles[0] == -search.ROTATION_BOUND and angles[-1] == search.ROTATION_BOUND
+    np.testing.assert_allclose(np.diff(angles), search.ROTATION_STEP)
+
+
+def test_global_search_and_tile_agreement_on_a_true_pair_and_on_noise():
+    for noise, expect in ((False, True), (True, False)):
+        moving, mg, fixed, fg = _pair(noise=noise)
+        level = search.make_level(moving, mg, fixed, fg, 10.0)
+        init = Affine.translation(tuple(np.asarray(mg.center) - np.asarray(fg.center)))
+        rng = (200.0, 200.0)
+        found = search.global_search(level, init, fg.center, rng, np.array([0.0]))
+        best = found.candidates[0]
+        agree, tested = search.agreement(level, init, fg.center, rng, best)
+        assert tested == search.TILES ** 2
+        if expect:
+            T = init @ search.model_affine(np.r_[best.params[:2]], "translation", fg.center)
+            np.testing.assert_allclose(T([[5.0, 5.0]])[0], [5.0 + 60.0, 5.0 - 40.0], atol=10.0)
+            assert agree == tested and found.prominence > 0.5
+        else:
+            assert agree < search.MIN_AGREE

@@ -256,7 +256,7 @@ def _split_trend(positions: np.ndarray, outlier: np.ndarray, mode: str, relative
         smooth = smooth - smooth[0]
     drift = positions - smooth if mode == "remove" else positions
     worst = float(np.abs(smooth).max()) if smooth.size else 0.0
-    if ambiguous and worst > _TREND_WARN_PX:
+    if ambiguous and worst > _TREND_WARN_PX and (~outlier).sum() >= 3:  # a trend of trusted slices
         what = ("it was removed (the 'trend' coordinate holds it: add it back with drift + drift.trend if it is "
                 "drift)" if mode == "remove" else "it was kept (trend='keep'), though it may be such structures")
         warnings.warn(

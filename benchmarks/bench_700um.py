@@ -80,16 +80,17 @@ class Stages:
         self.client = client
 
     def run(self, name: str, voxels: int, func, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = func(*args, **kwargs)
-        wall = time.perf_counter() - t0
-        row = {"stage": name, "s": wall, "voxels": int(voxels), "mvox_s": voxels / wall / 1e6 if wall > 0 else 0.0,
-               "rss_gb": _rss_gb()}
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        row = {"stage": name, "s": wall, "cpu_s": cpu, "voxels": int(voxels),
+               "mvox_s": voxels / wall / 1e6 if wall > 0 else 0.0, "rss_gb": _rss_gb(), "load": os.getloadavg()[0]}
         if self.client is not None:
             row["worker_rss_gb"] = max(self.client.run(_worker_peak).values())
             row["spill_gb"] = sum(self.client.run(_worker_spill).values())
         self.rows.append(row)
-        print(f"  {name}: {wall:.1f} s, peak RSS {row['rss_gb']:.2f} GB", file=sys.stderr, flush=True)
+        print(f"  {name}: {wall:.1f} s ({cpu:.1f} CPU s), peak RSS {row['rss_gb']:.2f} GB, load {row['load']:.1f}",
+              file=sys.stderr, flush=True)
         return out
 
 
@@ -203,6 +204,7 @@ def run_one(args) -> dict:
         "field": args.field, "slices": nz, "eds_shape": [ny, nx], "sims_shape": list(sims.Li6.shape[1:]),
         "scheduler": args.scheduler, "chunks": args.chunks, "max_pixels": args.max_pixels,
         "stages": stages.rows, "total_s": sum(r_["s"] for r_ in stages.rows if "not pipeline" not in r_["stage"]),
+        "total_cpu_s": sum(r_["cpu_s"] for r_ in stages.rows if "not pipeline" not in r_["stage"]),
         "peak_rss_gb": _rss_gb(),
         "drift_slice_nm": d1.values.tolist(), "drift_cross_nm": d2.values.tolist(),
         "transform": T.matrix.tolist(), "covariance": cov, "pearson": float(r), "n": int(r.n),
@@ -220,15 +222,17 @@ def run_one(args) -> dict:
 
 def table(result: dict) -> str:
     cluster = "worker_rss_gb" in result["stages"][0]
-    head = "| stage | wall s | Mvoxel/s | peak RSS GB (process) |" + (" worker peak GB | spill GB |" if cluster else "")
+    head = ("| stage | wall s | CPU s (client process) | Mvoxel/s | peak RSS GB (process) | load (1 min) |"
+            + (" worker peak GB | spill GB |" if cluster else ""))
     lines = [head, "|" + " --- |" + " ---: |" * (head.count("|") - 2)]
     for r in result["stages"]:
-        line = f"| {r['stage']} | {r['s']:.1f} | {r['mvox_s']:.1f} | {r['rss_gb']:.2f} |"
+        line = (f"| {r['stage']} | {r['s']:.1f} | {r['cpu_s']:.1f} | {r['mvox_s']:.1f} | {r['rss_gb']:.2f} |"
+                f" {r['load']:.1f} |")
         if cluster:
             line += f" {r['worker_rss_gb']:.2f} | {r['spill_gb']:.2f} |"
         lines.append(line)
-    lines.append(f"| **total (pipeline, without the phantom write)** | {result['total_s']:.1f} | | "
-                 f"{result['peak_rss_gb']:.2f} |" + (" | |" if cluster else ""))
+    lines.append(f"| **total (pipeline, without the phantom write)** | {result['total_s']:.1f} | "
+                 f"{result['total_cpu_s']:.1f} | | {result['peak_rss_gb']:.2f} | |" + (" | |" if cluster else ""))
     return "\n".join(lines)
 
 

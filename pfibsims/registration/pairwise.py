@@ -499,7 +499,7 @@ def register(
     """
     moving = dequantify(moving, "moving")
     fixed = dequantify(fixed, "fixed")
-    if model not in _search.MODELS:
+    if not isinstance(model, str) or model not in _search.MODELS:
         raise PfibsimsError(f"model: expected one of {tuple(_search.MODELS)}, got {model!r}")
     if metric not in _METRICS:
         raise PfibsimsError(f"metric: expected one of {_METRICS}, got {metric!r}")

@@ -280,6 +280,9 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
         raise PfibsimsError(f"model: expected one of {tuple(_MODELS)}, got {model!r}")
     if not isinstance(profile, xr.Dataset) or "mean" not in profile or "count" not in profile or "distance" not in profile.coords:
         raise DataModelError("profile: expected the Dataset boundary_profile returns (mean, count along distance)")
+    if profile["mean"].dims != ("distance",) or profile["count"].dims != ("distance",):
+        raise DataModelError(f"profile: expected mean and count along 'distance' only, found dims {profile['mean'].dims} "
+                             f"and {profile['count'].dims}")
     skip = length_nm(exclude, name="exclude")
     inside = (profile.distance < -skip) & (profile["count"] > 0) & np.isfinite(profile["mean"])
     p = profile.where(inside, drop=True).sortby("distance", ascending=False)

@@ -119,6 +119,8 @@ def test_register_errors():
     moving, fixed = scene_pair(Affine.identity())
     with pytest.raises(PfibsimsError, match="model: expected one of"):
         reg.register(moving.Li6, fixed, model="elastic")
+    with pytest.raises(PfibsimsError, match=r"model: expected one of .*, got \[\]"):
+        reg.register(moving.Li6, fixed, model=[])  # was TypeError: unhashable type: 'list'
     with pytest.raises(PfibsimsError, match="metric: expected one of"):
         reg.register(moving.Li6, fixed, metric="mse")
     with pytest.raises(PfibsimsError, match="search: expected one of"):

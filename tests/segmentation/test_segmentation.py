@@ -192,6 +192,10 @@ def test_depletion_depth_errors_and_warning():
         depletion_depth(_depleted_profile(300, "ramp"), model="half")
     with pytest.raises(DataModelError, match="profile: expected the Dataset boundary_profile returns"):
         depletion_depth(xr.Dataset())
+    prof = _depleted_profile(300, "ramp")
+    with pytest.raises(DataModelError, match=r"profile: expected mean and count along 'distance' only, found dims \('a',\) "
+                                             r"and \('distance',\)"):
+        depletion_depth(prof.assign(mean=("a", prof["mean"].values)))  # numpy's TypeError from the weights before
     with pytest.raises(PfibsimsError, match="at least 4 populated bins inside"):
         depletion_depth(_depleted_profile(300, "ramp").isel(distance=slice(0, 3)))
     with pytest.warns(EstimationWarning, match="reaches the profile's depth range"):

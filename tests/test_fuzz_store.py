@@ -19,6 +19,8 @@ import pfibsims as pfs
 from pfibsims.errors import FileFormatError
 
 SLICES = 6
+#: SIGKILLs at random moments of a replace in CI (PFIBSIMS_FUZZ_SCALE multiplies them).
+KILLS = 4 * int(os.environ.get("PFIBSIMS_FUZZ_SCALE", "1"))
 
 
 def _ds(value: float, slow: float = 0.0):
@@ -93,7 +95,7 @@ def test_sigkill_at_random_moments_leaves_the_old_or_the_new_store(tmp_path):
     target = tmp_path / "run.zarr"
     pfs.save(_ds(1.0), target)
     seen = []
-    for trial in range(4):
+    for trial in range(KILLS):
         proc = _start(target, 2.0 + trial, slow=0.05)
         time.sleep(float(rng.uniform(0.0, 0.8)))
         os.kill(proc.pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import DataModelError, FileFormatError
 from ._common import Frame, check_file, delayed_array, reading
-from ._guards import bcf_hypermap, check_pixel_size
+from ._guards import MAX_RATIO, bcf_hypermap, check_declared, check_pixel_size
 from .fitting import spectrum_maps
 from .lines import canonical_lines
 
@@ -111,7 +111,14 @@ def guarded_hypermap(p: Path, data: Any) -> Any:
     RosettaSciIO's compiled unpacker segfaults on some corrupt files (16 flipped bytes of a
     real file did); in a child, that is a ``FileFormatError`` naming the file.
     """
-    shape, dtype = tuple(int(n) for n in data.shape), np.dtype(data.dtype)
+    dtype = np.dtype(data.dtype)
+    shape = check_declared(data.shape, dtype, p, what="Bruker hypermap values")
+    need, size = int(np.prod(shape, dtype=object)) * dtype.itemsize, p.stat().st_size
+    if need > MAX_RATIO * size:  # packed and deflated pixel records: real files decode to 2-165x their size
+        raise FileFormatError(
+            f"{p}: its header declares a {' x '.join(map(str, shape))} hypermap ({need} bytes of {dtype}), more than "
+            f"{MAX_RATIO} times the {size} bytes of the file; the header is corrupt"
+        )
     return delayed_array(bcf_hypermap, p, None, shape, dtype.str, shape=shape, dtype=dtype)
 
 

@@ -104,6 +104,21 @@ def test_ripple_is_read_in_blocks_of_rows(tmp_path, small_blocks, reads):
     np.testing.assert_array_equal(arr.compute()[0], cube)
 
 
+def test_a_bcf_hypermap_larger_than_its_file_can_hold_is_refused_before_decoding():
+    from types import SimpleNamespace
+
+    from pfibsims.io.bruker import guarded_hypermap
+
+    path = data_file("eds/P45_the_default_job.bcf")  # 594200 bytes; decodes to 75 x 100 x 2048 uint8 (25.8x)
+    guarded_hypermap(path, SimpleNamespace(shape=(75, 100, 2048), dtype=np.uint8))  # lazy: nothing decoded
+    # 2048^3 bytes = 8589934592 > 1100 x 594200: a header edited to 2048 x 2048 pixels
+    with pytest.raises(FileFormatError, match=r"P45_the_default_job.bcf: its header declares a 2048 x 2048 x 2048 hypermap "
+                                              r"\(8589934592 bytes of uint8\), more than 1100 times the 594200 bytes"):
+        guarded_hypermap(path, SimpleNamespace(shape=(2048, 2048, 2048), dtype=np.uint8))
+    with pytest.raises(FileFormatError, match="more than the 17179869184 a file may hold"):
+        guarded_hypermap(path, SimpleNamespace(shape=(100000, 100000, 2048), dtype=np.uint8))
+
+
 def test_bcf_child_decoder_equals_rosettasciio_in_process():
     from rsciio.bruker import file_reader
 

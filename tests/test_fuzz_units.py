@@ -29,7 +29,8 @@ def test_any_text_is_a_finite_length_or_a_units_error(text):
         pass
     else:
         assert math.isfinite(v)
-    assert time.perf_counter() - t0 < 0.5
+    # not a speed test: a bound on a hang (an evaluated '10**10**10' never returns); generous for a loaded machine
+    assert time.perf_counter() - t0 < 10.0
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

@@ -10,8 +10,10 @@ careful reader adds:
   :func:`spearman`;
 * :func:`covariance_map`: the per-voxel product ``(A - mu)(B - nu)`` (Fig. 6c);
 * :func:`joint_histogram`: the "correlation histogram", lazily, one pass;
-* :func:`colocalisation`: Manders M1/M2 at Costes' automatic thresholds with
-  Costes' block-shuffling significance test (Fiji's Coloc 2, in 3-D);
+* :func:`colocalisation`: what Fiji's Coloc 2 reports, with its definitions
+  (thresholded Manders tM1/tM2 at Costes' automatic thresholds, Pearson
+  below/above them, Spearman with its t, Kendall's tau-b, Li's ICQ, Costes'
+  significance test), in 3-D;
 * :func:`local_correlation`: Pearson r in a moving window, lazily.
 
 Line profiles (:func:`pfibsims.resampling.profile`) sample as resampling does and live there.

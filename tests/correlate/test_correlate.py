@@ -19,7 +19,7 @@ from pfibsims.correlate import (
     pearson,
     spearman,
 )
-from pfibsims.errors import EstimationWarning, GridError, UnitsError
+from pfibsims.errors import GridError, UnitsError
 from pfibsims.normalization import to_uint8
 
 CHUNKS = [None, (5, 12, 16), (2, 5, 7)]
@@ -213,62 +213,6 @@ def test_local_correlation_errors():
         local_correlation(xa, xb, window=("1 um", "1 um"))
     with pytest.raises(GridError, match="needs a coordinate with units"):
         local_correlation(np.ones((3, 3)), np.ones((3, 3)))
-
-
-def _coloc_data(seed=0):
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.random((2, 12, 12)), np.ones((1, 4, 4)))  # blobs of 4x4 voxels
-    a = base + 0.2 * rng.random(base.shape)
-    b = base + 0.2 * rng.random(base.shape)
-    return xr.DataArray(a, dims=("z", "y", "x")), xr.DataArray(b, dims=("z", "y", "x")), a, b
-
-
-def test_colocalisation_costes():
-    xa, xb, a, b = _coloc_data()
-    c = colocalisation(xa, xb, n_iter=30, seed=1)
-    np.testing.assert_allclose(float(c), np.corrcoef(a.ravel(), b.ravel())[0, 1])
-    # at Costes' thresholds r of the pairs below either threshold is ~0 (<= 0)
-    below = (a <= c.threshold_a) | (b <= c.threshold_b)
-    assert np.corrcoef(a[below], b[below])[0, 1] <= 1e-9
-    np.testing.assert_allclose(c.threshold_b, c.slope * c.threshold_a + c.intercept)
-    both = (a > c.threshold_a) & (b > c.threshold_b)
-    np.testing.assert_allclose(c.m1, a[both].sum() / a[a > c.threshold_a].sum())
-    np.testing.assert_allclose(c.m2, b[both].sum() / b[b > c.threshold_b].sum())
-    assert c.p_value == pytest.approx(1 / 31)
-    assert abs(c.r_randomised_mean) < 0.3
-    assert c.block == (1, 4, 4)
-    again = colocalisation(xa, xb, n_iter=30, seed=1)
-    assert again == c  # seeded: reproducible
-
-
-def test_colocalisation_independent_channels_not_significant():
-    xa, _, _, _ = _coloc_data(0)
-    _, xb, _, _ = _coloc_data(1)
-    with pytest.warns(EstimationWarning, match="no positive correlation") if float(pearson(xa, xb)) <= 0 else _null():
-        c = colocalisation(xa, xb, n_iter=40, seed=2)
-    assert c.p_value > 0.05
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def test_colocalisation_given_thresholds_and_errors():
-    xa, xb, a, b = _coloc_data()
-    c = colocalisation(xa, xb, thresholds=(0.5, 0.5), n_iter=0)
-    both = (a > 0.5) & (b > 0.5)
-    np.testing.assert_allclose(c.m1, a[both].sum() / a[a > 0.5].sum())
-    assert np.isnan(c.p_value)
-    with pytest.raises(PfibsimsError, match="thresholds: expected"):
-        colocalisation(xa, xb, thresholds="otsu")
-    with pytest.raises(PfibsimsError, match="block: expected 3 positive"):
-        colocalisation(xa, xb, block=(1, 2))
-    with pytest.raises(PfibsimsError, match="n_iter: expected"):
-        colocalisation(xa, xb, n_iter=-1)
 
 
 def _ramp(chunks=None):

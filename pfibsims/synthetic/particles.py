@@ -35,11 +35,14 @@ from ..errors import PfibsimsError
 __all__ = [
     "FLAG_MEANINGS",
     "LI_LEVELS",
+    "LI_PERCENT",
+    "SIMS_YIELD",
     "PHASES",
     "Particles",
     "expected_fractions",
     "check_fractions",
     "generate",
+    "li_levels",
     "make_particles",
     "query",
     "render",
@@ -53,10 +56,35 @@ MATRIX, LLZTO, LCO, AL2O3, SP = range(5)
 #: Default requested volume fractions (LCO = the cores; Al2O3 follows from the coatings).
 DEFAULT_FRACTIONS = {"LLZTO": 0.35, "LCO": 0.35, "SP": 0.08}
 
-#: Noise-free Li (dimensionless, what Li6 counts are proportional to above background).
-#: LLZTO is ``bulk`` deep inside and falls linearly to ``surface`` at its surface;
-#: LCO is about ``LCO`` with a per-particle gradient and radial term.
+#: The Li concentration truth, atomic percent. LLZTO from its formula Li6.4La3Zr1.4Ta0.6O12 (6.4 Li
+#: of 23.4 atoms) deep inside, falling linearly to ``surface`` (Li lost to processing) at its surface;
+#: LCO from LiCoO2 (about it: a per-particle gradient and radial term, a state of charge that varies);
+#: a little Li in the coating, the carbon and the matrix.
+LI_PERCENT = {"matrix": 5.0, "LLZTO_bulk": 100 * 6.4 / 23.4, "LLZTO_surface": 100 * 6.4 / 23.4 * 0.15 / 0.55,
+              "LCO": 25.0, "Al2O3": 1.0, "SP": 0.5}
+
+#: The matrix effect: the relative SIMS yield of Li in each phase (signal per atomic percent).
+#: Li sputtered from LCO gives about twice the signal of the same Li from LLZTO.
+SIMS_YIELD = {"matrix": 0.04, "LLZTO": 0.55 / LI_PERCENT["LLZTO_bulk"], "LCO": 0.04, "Al2O3": 0.03, "SP": 0.06}
+
+#: Noise-free Li signal (dimensionless, what Li6 counts are proportional to above background):
+#: ``SIMS_YIELD x LI_PERCENT`` of each phase (so that the default phantom is what it was before the
+#: yield was separated from the concentration).
 LI_LEVELS = {"matrix": 0.2, "LLZTO_bulk": 0.55, "LLZTO_surface": 0.15, "LCO": 1.0, "Al2O3": 0.03, "SP": 0.03}
+
+
+def li_levels(sims_yield: dict[str, float] | None = None) -> dict[str, float]:
+    """The Li signal of each phase for relative yields ``sims_yield`` (default :data:`SIMS_YIELD`).
+
+    Examples
+    --------
+    >>> li_levels() == LI_LEVELS, li_levels({**SIMS_YIELD, "LLZTO": 0.04})["LLZTO_bulk"] > 1
+    (True, True)
+    """
+    if sims_yield is None or sims_yield == SIMS_YIELD:
+        return dict(LI_LEVELS)
+    phase_of = {"LLZTO_bulk": "LLZTO", "LLZTO_surface": "LLZTO"}
+    return {k: sims_yield[phase_of.get(k, k)] * v for k, v in LI_PERCENT.items()}
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,15 @@ from ..units import LENGTH_UNIT, length_nm, lengths_nm, parse_quantity
 from .noise import poisson_counts, stream_key
 from .particles import (
     FLAG_MEANINGS,
-    LI_LEVELS,
+    LI_PERCENT,
     PHASES,
+    SIMS_YIELD,
     Lattice,
     Particles,
     check_fractions,
     expected_fractions,
     generate,
+    li_levels,
     query,
     render,
 )
@@ -93,6 +95,7 @@ class _Scene:
     eds_table: tuple[tuple[float, ...], ...]  # per channel, counts per phase
     sims_table: tuple[tuple[float, float], ...]  # per channel, (background, gain)
     depletion_depth: float
+    li_levels: tuple[tuple[str, float], ...]  # Li signal per phase: yield x concentration
 
     def eds_lattice(self, rows: tuple[int, int], cols: tuple[int, int], ss: int, halo: int) -> Lattice:
         (oy, ox), (dy, dx) = self.eds_origin, self.eds_spacing
@@ -126,7 +129,7 @@ def _draw(particles: Particles, scene: _Scene, k: int, lattice: Lattice) -> tupl
     z = scene.z[k]
     ylo, yhi, xlo, xhi = lattice.bounds()
     ids = query(particles, (z, z, ylo, yhi, xlo, xhi))
-    return render(particles, ids, z, lattice, depletion_depth=scene.depletion_depth, li_levels=LI_LEVELS)
+    return render(particles, ids, z, lattice, depletion_depth=scene.depletion_depth, li_levels=dict(scene.li_levels))
 
 
 def _bin(a: np.ndarray, ss: int) -> np.ndarray:
@@ -219,6 +222,11 @@ def _counts(lam: np.ndarray, key: int, shape: tuple[int, int, int], dtype: Any, 
     return poisson_counts(lam, key, start, shape, dtype)
 
 
+def _percent(phase: np.ndarray, li: np.ndarray, *, yields: np.ndarray) -> np.ndarray:
+    """The Li concentration (at. %) of a truth block: the signal over the yield of each voxel's phase."""
+    return (li / yields[phase.astype(np.intp)]).astype(np.float32)
+
+
 # -- option parsing ------------------------------------------------------------
 def _shape2(value: Any, name: str) -> tuple[int, int]:
     ok = isinstance(value, Sequence) and len(value) == 2 and all(
@@ -260,6 +268,18 @@ def _chunks(chunks: Any, shape: tuple[int, int, int]) -> tuple[tuple[int, ...], 
         ) from None
 
 
+def _yields(sims_yield: Any) -> dict[str, float]:
+    """The relative SIMS yield of every phase: the defaults, updated by ``sims_yield``."""
+    if sims_yield is None:
+        return dict(SIMS_YIELD)
+    if not isinstance(sims_yield, Mapping) or set(sims_yield) - set(PHASES):
+        raise PfibsimsError(f"sims_yield: expected a mapping from phases among {list(PHASES)} to yields, got {sims_yield!r}")
+    for name, v in sims_yield.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < float(v) < math.inf:
+            raise PfibsimsError(f"sims_yield[{name!r}]: expected a positive number, got {v!r}")
+    return {**SIMS_YIELD, **{k: float(v) for k, v in sims_yield.items()}}
+
+
 def _count_dtype(table: Sequence[float]) -> Any:
     top = max(table)
     return np.uint16 if top + 10 * math.sqrt(top) + 100 < np.iinfo(np.uint16).max else np.uint32
@@ -287,6 +307,7 @@ def cathode(
     sims_dose: float = 1.0,
     eds_blur: Any = "100 nm",
     sims_blur: Any = "80 nm",
+    sims_yield: Mapping[str, float] | None = None,
     li7: bool = False,
     bse: bool = False,
     supersample: int = 1,
@@ -342,6 +363,12 @@ def cathode(
     eds_blur, sims_blur : length
         Standard deviation of the Gaussian probe / interaction blur
         (default 100 nm for EDS, 80 nm for SIMS, physical lengths).
+    sims_yield : mapping, optional
+        The matrix effect: relative SIMS yield of Li per phase (signal per
+        atomic percent), default :data:`~pfibsims.synthetic.particles.SIMS_YIELD`
+        (LCO about twice LLZTO); phases not given keep theirs. The Li
+        concentration truth (:data:`~pfibsims.synthetic.particles.LI_PERCENT`)
+        does not change with it; the Li signal is yield x concentration.
     li7 : bool
         Also simulate Li7 (``LI7_RATIO`` x the Li6 signal, own background and noise).
     bse : bool
@@ -360,8 +387,10 @@ def cathode(
         Channel ``Li6`` (and ``Li7``), modality ``"SIMS"``, coords from the
         reported pixel size, same ``z`` as ``eds``.
     truth : xarray.Dataset
-        ``phase`` (uint8, ``flag_values``/``flag_meanings``) and ``li``
-        (float32) on the EDS grid; ``drift`` (z, component) in nm; the
+        ``phase`` (uint8, ``flag_values``/``flag_meanings``), ``li`` (the
+        noise-free Li signal, float32) and ``li_percent`` (the Li
+        concentration, atomic percent: ``li`` / the yield of the voxel's
+        phase) on the EDS grid; ``drift`` (z, component) in nm; the
         particle table ``particle_phase``, ``particle_center``,
         ``particle_radius`` (semi-axes; LCO cores), ``particle_coating``;
         attrs ``"pfibsims:affine"`` (the true EDS-to-SIMS ``Affine``, see the
@@ -369,7 +398,9 @@ def cathode(
         ``volume_fractions`` (expected, all five phases), ``eds_counts``
         (expected counts per phase, per channel, dose included) and
         ``sims_counts`` (``background`` and ``gain``: Li6 expected counts are
-        ``background + gain * li`` before the SIMS probe blur).
+        ``background + gain * li`` before the SIMS probe blur), ``sims_yield``
+        and ``li_percent`` (nominal, per phase), ``sims_blur`` (the true SIMS
+        probe standard deviation).
 
     Raises
     ------
@@ -430,6 +461,8 @@ def cathode(
     eds_dose = _number(eds_dose, "eds_dose", 0.0, 1e6)
     sims_dose = _number(sims_dose, "sims_dose", 0.0, 1e6)
     fractions = check_fractions(volume_fractions)
+    yields = _yields(sims_yield)
+    levels = li_levels(yields)
 
     # -- geometry: grids, the true affine, the drift --------------------------
     eds_grid = Grid(eds_shape, eds_px, origin=eds_px / 2)
@@ -480,6 +513,7 @@ def cathode(
         eds_table=tuple(eds_table),
         sims_table=tuple(sims_table),
         depletion_depth=depth,
+        li_levels=tuple(levels.items()),
     )
 
     # -- the particles: every EDS-frame point any map samples, plus margins ----
@@ -499,7 +533,7 @@ def cathode(
         "sims_shift": [f"{v:.12g} nm" for v in shift], "drift_step": f"{step:.12g} nm",
         "depletion_depth": f"{depth:.12g} nm", "volume_fractions": fractions, "eds_dose": eds_dose,
         "sims_dose": sims_dose, "eds_blur": f"{eds_sigma_nm:.12g} nm", "sims_blur": f"{sims_sigma_nm:.12g} nm",
-        "li7": bool(li7), "bse": bool(bse), "supersample": ss,
+        "sims_yield": yields, "li7": bool(li7), "bse": bool(bse), "supersample": ss,
     }
     token = tokenize("pfibsims.synthetic.cathode", params)
     lazy_particles = dask.delayed(particles, name=f"pfibsims-particles-{token}", traverse=False)
@@ -558,6 +592,7 @@ def cathode(
     counts = {
         "eds_counts": {n: list(t) for n, t in zip(eds_names, eds_table, strict=False)},
         "sims_counts": {n: {"background": b, "gain": g} for n, (b, g) in zip(sims_names, sims_table, strict=False)},
+        "sims_yield": yields, "li_percent": dict(LI_PERCENT), "li_levels": levels,
     }
     truth = _truth(truth_lazy, eds, particles, drift, T, fractions, params, depth, sims_true, counts)
     return (
@@ -578,7 +613,11 @@ def _truth(
     coords["particle"] = ("particle", np.arange(len(particles)))
     data = {
         "phase": (("z", "y", "x"), lazy[0].astype(np.uint8), {**flags, "long_name": "phase label at voxel centres"}),
-        "li": (("z", "y", "x"), lazy[1], {"units": "1", "long_name": "noise-free Li (Li6 above background, per gain)"}),
+        "li": (("z", "y", "x"), lazy[1], {"units": "1", "long_name": "noise-free Li signal (Li6 above background, per "
+                                                                     "gain): SIMS yield x Li concentration"}),
+        "li_percent": (("z", "y", "x"), da.map_blocks(_percent, lazy[0], lazy[1], dtype=np.float32,
+                                                      yields=np.array([counts["sims_yield"][p] for p in PHASES])),
+                       {"units": "percent", "long_name": "Li concentration (atomic percent)"}),
         "drift": (("z", "component"), drift, {**nm, "long_name": "SIMS drift: q = T(p) + drift[k]"}),
         "particle_phase": ("particle", particles.phase, flags),
         "particle_center": (("particle", "axis"), particles.center, nm),
@@ -594,7 +633,7 @@ def _truth(
         "volume_fractions": json.dumps(expected_fractions(fractions)),
         "requested_volume_fractions": json.dumps(dict(fractions)),
         **{k: json.dumps(v) for k, v in counts.items()},
-        "li_levels": json.dumps(dict(LI_LEVELS)),
+        "sims_blur": params["sims_blur"],
         **history_attrs([]),
     })
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -391,17 +391,18 @@ PINNED = {
     "small": {
         "EDS.Zr_La": "0e7f105e8af69ad0", "EDS.Co_La": "f01f42d3220a0729", "EDS.Al_Ka": "366a16597d3161d2",
         "EDS.C_Ka": "1b80d9c61e997464", "SIMS.Li6": "3566c5ef42f1ca83", "truth.phase": "03f698c302ee5372",
-        "truth.li": "7d4f655ff0338f14",
+        "truth.li": "7d4f655ff0338f14", "truth.li_percent": "7c33d93f7e37dc9f",
     },
     "options": {
         "EDS.Zr_La": "5fc396295dafaffc", "EDS.Co_La": "13e52383a51ed615", "EDS.Al_Ka": "719446cdc6806d5a",
         "EDS.C_Ka": "f2e85c2e418ffafc", "EDS.BSE": "6a5c9e74bf19aae2", "SIMS.Li6": "c0c4dc82429825e1",
         "SIMS.Li7": "781d03fe7e6fc614", "truth.phase": "ba11a512407f6dd7", "truth.li": "521ac5cbbe956a92",
+        "truth.li_percent": "fc3e0796e7393199",
     },
     "default": {
         "EDS.Zr_La": "6523aec49409d322", "EDS.Co_La": "057a81a62fb346e9", "EDS.Al_Ka": "f048cf27a2984ef6",
         "EDS.C_Ka": "5815154bde00a2ad", "SIMS.Li6": "5e45648ddd97aeac", "truth.phase": "58bbede89b09091d",
-        "truth.li": "8d28278fd34ee83e",
+        "truth.li": "8d28278fd34ee83e", "truth.li_percent": "c56fabf041572b79",
     },
 }
 
@@ -458,3 +459,39 @@ def test_700um_field_is_lazy_and_any_block_computes_alone():
 def test_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         cathode(**{**SMALL, **kwargs} if "field" not in kwargs else kwargs)
+
+
+# -- the matrix effect: SIMS yield separate from the Li concentration ---------------------------
+def test_li_concentration_truth_and_yield(small):
+    _, sims, truth = small
+    lab, li, pct = truth.phase.values, truth.li.values, truth.li_percent.values
+    assert truth.li_percent.attrs["units"] == "percent"
+    bulk = 100 * 6.4 / 23.4  # Li6.4La3Zr1.4Ta0.6O12: 6.4 Li of 23.4 atoms
+    assert pct[lab == 1].max() == pytest.approx(bulk, rel=1e-6)
+    assert pct[lab == 1].min() >= bulk * 0.15 / 0.55 - 1e-4  # the depleted surface
+    np.testing.assert_allclose(pct[lab == 0], 5.0, rtol=1e-6)
+    np.testing.assert_allclose(pct[lab == 4], 0.5, rtol=1e-6)
+    # LCO (LiCoO2, 25 at. %) varies from particle to particle; its signal per at. % is about twice LLZTO's
+    yields = json.loads(truth.attrs["sims_yield"])
+    np.testing.assert_allclose(li[lab == 2] / pct[lab == 2], yields["LCO"], rtol=1e-6)
+    np.testing.assert_allclose(li[lab == 1] / pct[lab == 1], yields["LLZTO"], rtol=1e-6)
+    assert yields["LCO"] / yields["LLZTO"] == pytest.approx((1.0 / 25.0) / (0.55 / bulk), rel=1e-6)  # 1.99
+    assert truth.attrs["sims_blur"] == "80 nm"
+    # the default levels are yield x concentration
+    levels = json.loads(truth.attrs["li_levels"])
+    assert levels["LLZTO_surface"] == pytest.approx(yields["LLZTO"] * json.loads(truth.attrs["li_percent"])["LLZTO_surface"])
+
+
+def test_sims_yield_changes_the_signal_not_the_concentration(small):
+    _, sims0, truth0 = small
+    same = dict.fromkeys(("matrix", "LLZTO", "LCO", "Al2O3", "SP"), 0.04)
+    _, sims, truth = (ds.compute() for ds in cathode(seed=0, sims_yield=same, **SMALL))
+    np.testing.assert_array_equal(truth.phase.values, truth0.phase.values)
+    np.testing.assert_allclose(truth.li_percent.values, truth0.li_percent.values, rtol=1e-6)
+    # with one yield for all phases the signal is proportional to the concentration
+    np.testing.assert_allclose(truth.li.values, 0.04 * truth.li_percent.values, rtol=1e-5)
+    assert sims.Li6.values.mean() > sims0.Li6.values.mean()  # LLZTO (and carbon) yield changed
+    with pytest.raises(PfibsimsError, match="sims_yield: expected a mapping from phases among"):
+        cathode(sims_yield={"NMC": 1.0}, **SMALL)
+    with pytest.raises(PfibsimsError, match=r"sims_yield\['LCO'\]: expected a positive number"):
+        cathode(sims_yield={"LCO": 0}, **SMALL)

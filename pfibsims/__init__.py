@@ -35,6 +35,7 @@ from .io import from_hyperspy, open_dataset, read_eds, read_sem, read_sims, save
 from .normalization import histogram, normalize, to_uint8
 from .pipeline import fuse
 from .progress import config
+from .quantification import isotope_ratio, quantify
 from .registration import Registration, estimate_drift, register
 from .resampling import coverage, profile, resample
 from .segmentation import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics
@@ -65,6 +66,7 @@ __all__ = [
     "from_hyperspy",
     "fuse",
     "histogram",
+    "isotope_ratio",
     "joint_histogram",
     "local_correlation",
     "normalize",
@@ -73,6 +75,7 @@ __all__ = [
     "pearson",
     "phase_statistics",
     "profile",
+    "quantify",
     "read_eds",
     "read_sem",
     "read_sims",

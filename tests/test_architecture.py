@@ -17,7 +17,7 @@ ROOT = Path(pfibsims.__file__).parent
 #: its own package; nothing else.
 LAYERS = [
     {"errors", "_version"},
-    {"units", "progress"},
+    {"units", "progress", "_chemistry"},
     {"grid"},
     {"transform"},
     {"dataset"},

@@ -1,0 +1,153 @@
+"""Chemical formulae, atomic masses, crystal densities and isotopic abundances.
+
+Plain numbers, no arrays: what :mod:`pfibsims.quantification` needs to turn a
+standard's formula into its nominal Li content, and a concentration in atomic
+percent into atoms per cm^3.
+
+* formulae are parsed by :func:`xraydb.chemparse` (a recursive-descent parser,
+  no ``eval``; element symbols checked against the periodic table), atomic
+  masses come from :func:`xraydb.atomic_mass`;
+* :data:`CELLS`: the unit cells of a few battery phases, from which
+  :func:`theoretical_density` computes the X-ray density ``Z M / (N_A V)``;
+* :data:`NATURAL_ABUNDANCE`: isotopic abundances (atom %) for the delta
+  notation of :func:`pfibsims.quantification.isotope_ratio`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import xraydb
+
+from .errors import PfibsimsError
+
+__all__ = [
+    "CELLS",
+    "NATURAL_ABUNDANCE",
+    "atom_fractions",
+    "atoms_per_cm3",
+    "mean_atomic_mass",
+    "theoretical_density",
+]
+
+#: Avogadro's number (exact, SI 2019), 1/mol.
+AVOGADRO = 6.02214076e23
+
+#: Representative isotopic composition, atom percent (IUPAC CIAAW 2009 table;
+#: lithium: 6Li 7.59 %, 7Li 92.41 %).
+NATURAL_ABUNDANCE = {
+    "Li": {6: 7.59, 7: 92.41},
+    "B": {10: 19.9, 11: 80.1},
+    "O": {16: 99.757, 17: 0.038, 18: 0.205},
+}
+
+#: Unit cells (formula units per cell ``Z``; lattice parameters in angstrom) of
+#: phases used as standards. LiCoO2: R-3m, hexagonal setting, a = 2.8156,
+#: c = 14.0542 (Akimoto, Gotoh, Oosawa, J. Solid State Chem. 141 (1998) 298);
+#: garnet LLZTO Li6.4La3Zr1.4Ta0.6O12: Ia-3d, a = 12.94 (cubic Ta-doped LLZO,
+#: e.g. Li, Han, Goodenough, J. Am. Chem. Soc. 134 (2012) 14130); LLZO
+#: Li7La3Zr2O12: cubic, a = 12.968; Al2O3: corundum, a = 4.7589, c = 12.991.
+CELLS: dict[str, dict[str, Any]] = {
+    "LiCoO2": {"Z": 3, "system": "hexagonal", "a": 2.8156, "c": 14.0542},
+    "Li6.4La3Zr1.4Ta0.6O12": {"Z": 8, "system": "cubic", "a": 12.94},
+    "Li7La3Zr2O12": {"Z": 8, "system": "cubic", "a": 12.968},
+    "Al2O3": {"Z": 6, "system": "hexagonal", "a": 4.7589, "c": 12.991},
+}
+
+
+def _composition(formula: Any, name: str) -> dict[str, float]:
+    if not isinstance(formula, str) or not formula.strip():
+        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}")
+    try:
+        parsed = xraydb.chemparse(formula)
+    except (ValueError, RecursionError, AssertionError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None
+    counts = {el: float(n) for el, n in parsed.items() if float(n) != 0}
+    if not counts or any(not math.isfinite(n) or n < 0 for n in counts.values()):
+        raise PfibsimsError(f"{name}: expected a formula with positive element counts, got {formula!r} -> {parsed}")
+    return counts
+
+
+def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:
+    """Atom fraction of each element of a chemical formula.
+
+    Parameters
+    ----------
+    formula : str
+        E.g. ``"Li6.4La3Zr1.4Ta0.6O12"``; fractional counts and parentheses
+        (``"Ca3(PO4)2"``) are allowed.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    dict
+        Element symbol -> atoms of that element per atom of the formula
+        (the values sum to 1).
+
+    Raises
+    ------
+    PfibsimsError
+        When the formula does not parse or has no atoms.
+
+    Examples
+    --------
+    >>> f = atom_fractions("Li6.4La3Zr1.4Ta0.6O12")
+    >>> round(f["Li"], 6), round(6.4 / 23.4, 6)
+    (0.273504, 0.273504)
+    >>> atom_fractions("LiCoO2")["Li"]
+    0.25
+    """
+    counts = _composition(formula, name)
+    total = sum(counts.values())
+    return {el: n / total for el, n in counts.items()}
+
+
+def mean_atomic_mass(formula: str, *, name: str = "formula") -> float:
+    """Mean mass of an atom of ``formula``, g/mol (``sum x_i M_i``, ``x`` atom fractions).
+
+    Examples
+    --------
+    >>> round(mean_atomic_mass("LiCoO2") * 4, 2)  # the molar mass of LiCoO2
+    97.87
+    """
+    return sum(x * float(xraydb.atomic_mass(el)) for el, x in atom_fractions(formula, name=name).items())
+
+
+def theoretical_density(formula: str) -> float:
+    """X-ray density ``Z M / (N_A V)`` (g/cm^3) of a phase in :data:`CELLS`.
+
+    Raises
+    ------
+    PfibsimsError
+        When the formula has no cell in the table (give the density instead).
+
+    Examples
+    --------
+    >>> round(theoretical_density("LiCoO2"), 2)
+    5.05
+    """
+    cell = CELLS.get(formula)
+    if cell is None:
+        raise PfibsimsError(
+            f"densities: no density known for {formula!r} (the table has {sorted(CELLS)}); "
+            f"give it, e.g. densities={{'phase': '5.05 g/cm^3'}}"
+        )
+    a = cell["a"]
+    volume = a**3 if cell["system"] == "cubic" else math.sqrt(3) / 2 * a * a * cell["c"]  # angstrom^3
+    counts = _composition(formula, "formula")
+    molar = sum(n * float(xraydb.atomic_mass(el)) for el, n in counts.items())
+    return cell["Z"] * molar / (AVOGADRO * volume * 1e-24)
+
+
+def atoms_per_cm3(formula: str, density: float) -> float:
+    """Atoms per cm^3 of a phase of ``formula`` at ``density`` (g/cm^3).
+
+    Examples
+    --------
+    >>> f"{atoms_per_cm3('LiCoO2', 5.05):.3e}"
+    '1.243e+23'
+    """
+    return density * AVOGADRO / mean_atomic_mass(formula)

@@ -1,0 +1,302 @@
+"""Tests of pfibsims.quantification (Li concentration, isotope ratios) and pfibsims._chemistry.
+
+Truths: hand-computed stoichiometry and densities from literature; volumes
+built from a known concentration and known per-phase yields (exact, then
+blurred by a known probe); the phantom's concentration truth; scipy's exact
+binomial intervals; simulated Poisson counts of a known ratio; the
+non-paralysable dead-time loss applied to known counts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.stats as st
+import xarray as xr
+
+import pfibsims as pfs
+from pfibsims._chemistry import atom_fractions, atoms_per_cm3, mean_atomic_mass, theoretical_density
+from pfibsims.dataset import stack
+from pfibsims.errors import DataModelError, PfibsimsError, UnitsError
+from pfibsims.quantification import isotope_ratio, quantify
+from pfibsims.transform import Affine
+
+LLZTO_PERCENT = 100 * 6.4 / 23.4  # Li6.4La3Zr1.4Ta0.6O12: 6.4 Li of 23.4 atoms
+
+
+# -- chemistry ---------------------------------------------------------------------------
+def test_atom_fractions_by_hand():
+    f = atom_fractions("Li6.4La3Zr1.4Ta0.6O12")
+    assert f["Li"] == pytest.approx(6.4 / 23.4)
+    assert f["O"] == pytest.approx(12 / 23.4)
+    assert sum(f.values()) == pytest.approx(1.0)
+    assert atom_fractions("LiCoO2") == pytest.approx({"Li": 0.25, "Co": 0.25, "O": 0.5})
+    assert atom_fractions("Ca3(PO4)2") == pytest.approx({"Ca": 3 / 13, "P": 2 / 13, "O": 8 / 13})
+    # standard atomic weights (IUPAC): Li 6.94, Co 58.933, O 15.999
+    assert mean_atomic_mass("LiCoO2") == pytest.approx((6.94 + 58.933 + 2 * 15.999) / 4, rel=1e-4)
+
+
+def test_theoretical_densities_match_literature():
+    # X-ray densities: LiCoO2 5.05 g/cm^3, corundum 3.987 g/cm^3, cubic LLZO 5.1 g/cm^3
+    assert theoretical_density("LiCoO2") == pytest.approx(5.05, abs=0.01)
+    assert theoretical_density("Al2O3") == pytest.approx(3.987, abs=0.005)
+    assert theoretical_density("Li7La3Zr2O12") == pytest.approx(5.1, abs=0.03)
+    # LiCoO2 at 5.05 g/cm^3: 5.05 * N_A / (97.87 / 4) atoms per cm^3
+    assert atoms_per_cm3("LiCoO2", 5.05) == pytest.approx(5.05 * 6.02214076e23 / (97.8712 / 4), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("formula", "match"),
+    [("", "expected a chemical formula"), ("co", "unrecognized element"), ("Xx2", "not an element symbol"),
+     ("Li(CoO2", "expected right paren"), ("Li0", "positive element counts"), (12, "expected a chemical formula")],
+)
+def test_formula_errors(formula, match):
+    with pytest.raises(PfibsimsError, match=match):
+        atom_fractions(formula)
+    with pytest.raises(PfibsimsError, match="no density known for 'NaCl'"):
+        theoretical_density("NaCl")
+
+
+# -- quantify on volumes of known concentration ----------------------------------------------
+YIELD = {"LCO": 2.0, "LLZTO": 0.8}  # counts per at. % (the matrix effect: 2.5x)
+
+
+def _two_phase(blur_px=0.0, lazy=False, background=0.0, shape=(2, 48, 64)):
+    """LCO left, LLZTO right (a depleted 4-voxel shell at its surface); noise-free expected counts."""
+    lab = np.zeros(shape, np.uint8)
+    lab[..., shape[-1] // 2:] = 1
+    conc = np.where(lab == 0, 25.0, LLZTO_PERCENT)
+    conc[..., shape[-1] // 2: shape[-1] // 2 + 4] = 8.0  # depleted surface of LLZTO
+    signal = np.where(lab == 0, YIELD["LCO"], YIELD["LLZTO"]) * conc
+    if blur_px:
+        signal = ndi.gaussian_filter(signal, (0, blur_px, blur_px), mode="nearest", truncate=4.0)
+    ds = stack({"Li6": signal + background}, pixel_size="100 nm", slice_thickness="60 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, name="phase",
+                      attrs={"flag_values": [0, 1], "flag_meanings": "LCO LLZTO"})
+    li = ds.Li6
+    if lazy:
+        li, ph = li.chunk({"z": 1, "y": 16, "x": 32}), ph.chunk({"z": 1, "y": 16, "x": 32})
+    return li, ph, conc
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_quantify_exact_per_phase_factors(lazy):
+    li, ph, conc = _two_phase(lazy=lazy, background=3.0)
+    q = quantify(li, ph, interior="500 nm", background=3.0)
+    assert isinstance(q.data, da.Array) == lazy
+    np.testing.assert_allclose(q.values, conc, rtol=1e-5)
+    cal = json.loads(q.attrs[pfs.quantification.CALIBRATION])
+    assert cal["phases"]["LCO"]["sensitivity"] == pytest.approx(YIELD["LCO"])
+    assert cal["phases"]["LLZTO"]["sensitivity"] == pytest.approx(YIELD["LLZTO"])
+    assert cal["phases"]["LCO"]["relative_sensitivity"] == pytest.approx(2.5)
+    assert cal["phases"]["LLZTO"]["nominal_percent"] == pytest.approx(LLZTO_PERCENT)
+    assert q.attrs["units"] == "percent"
+    assert q.uncertainty.attrs["units"] == "percent"
+    # noise-free data: the uncertainty is the counting statistics of the counts, sqrt(N) / S
+    np.testing.assert_allclose(q.uncertainty.values, np.sqrt(li.values) / np.where(ph == 0, 2.0, 0.8), rtol=1e-4)
+
+
+def test_quantify_mixing_model_recovers_blurred_boundaries():
+    li, ph, conc = _two_phase(blur_px=1.2)
+    near = np.abs(np.arange(64) - 31.5)[None, None, :] < 4  # voxels within 4 of the boundary
+    near = np.broadcast_to(near, conc.shape)
+    hard = quantify(li, ph, interior="800 nm")
+    mixed = quantify(li, ph, interior="800 nm", psf="120 nm")
+    err_hard = np.abs(hard.values - conc) / conc
+    err_mixed = np.abs(mixed.values - conc) / conc
+    assert np.nanmedian(err_hard[~near]) < 1e-3
+    assert np.nanmedian(err_mixed[~near]) < 1e-3
+    # at the boundary the LCO signal spills into the depleted LLZTO shell; the mixing model removes most of it
+    assert np.nanmedian(err_hard[near]) > 0.2
+    assert np.nanmedian(err_mixed[near]) < 0.5 * np.nanmedian(err_hard[near])
+
+
+def test_quantify_atoms_per_cm3():
+    li, ph, conc = _two_phase()
+    q = quantify(li, ph, interior="500 nm", units="atoms/cm^3", densities={"LCO": "5.05 g/cm^3"})
+    assert q.attrs["units"] == "cm**-3"
+    lco = 0.25 * 5.05 * 6.02214076e23 / (97.8712 / 4)  # Li atoms per cm^3 of LiCoO2 at 5.05 g/cm^3
+    assert q.values[0, 0, 0] == pytest.approx(lco, rel=1e-4)
+    llzto = LLZTO_PERCENT / 100 * theoretical_density("Li6.4La3Zr1.4Ta0.6O12") * 6.02214076e23 / (889.40 / 23.4)
+    assert q.values[0, 0, -1] == pytest.approx(llzto, rel=1e-3)
+
+
+def test_quantify_non_standard_phase_is_nan_or_given():
+    li, ph, conc = _two_phase()
+    q = quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm")
+    assert np.isnan(q.values[ph.values == 1]).all()
+    q = quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf={"LLZTO": "LCO"})
+    np.testing.assert_allclose(q.values[ph.values == 1], (conc * 0.8 / 2.0)[ph.values == 1], rtol=1e-5)
+    q = quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf={"LLZTO": 1.25})
+    np.testing.assert_allclose(q.values[ph.values == 1], conc[ph.values == 1], rtol=1e-5)
+
+
+def test_quantify_errors():
+    li, ph, _ = _two_phase()
+    with pytest.raises(UnitsError, match="li: expected raw SIMS counts"):
+        quantify(li.assign_attrs(units="1"), ph)
+    with pytest.raises(DataModelError, match="standards: phase 'NMC' is not among"):
+        quantify(li, ph, standards={"NMC": "LiNiO2"})
+    with pytest.raises(PfibsimsError, match=r"standards\['LCO'\]: expected a formula containing Li"):
+        quantify(li, ph, standards={"LCO": "CoO"})
+    with pytest.raises(PfibsimsError, match="interior: standard 'LLZTO' has 0 voxels deeper than 5000 nm"):
+        quantify(li, ph, interior="5 um")
+    with pytest.raises(PfibsimsError, match="units: expected 'percent' or 'atoms/cm"):
+        quantify(li, ph, interior="500 nm", units="ppm")
+    with pytest.raises(PfibsimsError, match=r"rsf\['LLZTO'\]: expected a positive factor"):
+        quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf={"LLZTO": -1})
+    with pytest.raises(PfibsimsError, match="background: expected counts"):
+        quantify(li, ph, interior="500 nm", background=-2)
+    with pytest.raises(PfibsimsError, match="psf: expected a positive length"):
+        quantify(li, ph, interior="500 nm", psf="0 nm")
+    with pytest.raises(UnitsError, match="interior"):
+        quantify(li, ph, interior="5 kV")
+
+
+# -- the phantom: yield differs by phase -----------------------------------------------------
+def _fused_phantom(**kw):
+    """A phantom fused with its true drift and transform (the quantification alone is under test)."""
+    eds, sims, truth = pfs.synthetic.cathode(seed=3, n_slices=3, eds_shape=(96, 128), sims_shape=(192, 192), **kw)
+    vol = pfs.fuse(eds, sims, drift=truth.drift, register=Affine.from_attrs(truth.attrs)).compute()
+    return vol, truth.compute()
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    """Counting noise small (sims_dose 20: ~600 counts in LCO), so the method's own error shows."""
+    return _fused_phantom(sims_dose=20.0)
+
+
+@pytest.fixture(scope="module")
+def phantom_li7():
+    """The default dose (~30 counts in LCO), with Li7."""
+    return _fused_phantom(li7=True)
+
+
+def _median_error(q, truth, phase):
+    lab, ct = truth.phase.values, truth.li_percent.values
+    m = (lab == truth.phase.attrs["flag_meanings"].split().index(phase)) & np.isfinite(q)
+    return float(np.median(np.abs(q[m] - ct[m]) / ct[m]))
+
+
+def test_quantify_phantom_per_phase_factors_within_10_percent(phantom):
+    vol, truth = phantom
+    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"]).values
+    for phase in ("LLZTO", "LCO"):
+        assert _median_error(q, truth, phase) < 0.10
+    depleted = (truth.phase.values == 1) & (truth.li_percent.values < 0.9 * LLZTO_PERCENT) & np.isfinite(q)
+    ct = truth.li_percent.values
+    assert depleted.sum() > 100
+    assert np.median(np.abs(q[depleted] - ct[depleted]) / ct[depleted]) < 0.10
+    # one global factor (LCO's for every voxel) misses LLZTO by about 2x
+    one = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, standards={"LCO": "LiCoO2"},
+                   rsf={"LLZTO": "LCO"}).values
+    assert _median_error(one, truth, "LLZTO") > 0.4
+
+
+def test_quantify_uncertainty_covers_counting_noise(phantom_li7):
+    vol, truth = phantom_li7
+    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"])
+    c, u, ct = q.values, q.uncertainty.values, truth.li_percent.values
+    m = (truth.phase.values == 1) & np.isfinite(c)  # LLZTO: uniform bulk, depleted shell
+    inside = np.abs(c[m] - ct[m]) <= u[m]
+    assert 0.6 < inside.mean() < 0.9  # ~68 % for one standard uncertainty (Poisson overstated after resampling)
+
+
+# -- isotope ratios ----------------------------------------------------------------------------
+def _pair(a, b, **attrs):
+    ds = stack({"Li6": np.asarray(a, float), "Li7": np.asarray(b, float)}, pixel_size="72 nm")
+    return ds.Li6, ds.Li7
+
+
+def test_isotope_ratio_delta_by_hand():
+    a, b = _pair(np.full((1, 2, 3), 90.0), np.full((1, 2, 3), 1000.0))
+    r = isotope_ratio(a, b)
+    natural = 7.59 / 92.41
+    assert r.attrs["ratio"] == "6Li/7Li"
+    assert r.attrs["natural_ratio"] == pytest.approx(natural)
+    np.testing.assert_allclose(r.ratio.values, 0.09, rtol=1e-6)
+    np.testing.assert_allclose(r.delta.values, (0.09 / natural - 1) * 1000, rtol=1e-5)
+    assert r.delta.attrs["units"] == "permille"
+    assert "delta" not in isotope_ratio(a, b, natural=None)
+    np.testing.assert_allclose(isotope_ratio(a, b, natural=0.1).delta.values, -100.0, rtol=1e-5)
+
+
+def test_isotope_ratio_intervals_match_scipy_exact_binomial():
+    k = np.array([[[0.0, 3, 17, 250]]])
+    m = np.array([[[12.0, 40, 0, 3000]]])
+    r = isotope_ratio(*_pair(k, m), confidence=0.9)
+    for i in range(4):
+        if m[0, 0, i] == 0:
+            assert np.isnan(r.ratio.values[0, 0, i])
+            assert np.isinf(r.ratio_high.values[0, 0, i])
+            continue
+        ci = st.binomtest(int(k[0, 0, i]), int(k[0, 0, i] + m[0, 0, i])).proportion_ci(0.9, method="exact")
+        assert r.ratio_low.values[0, 0, i] == pytest.approx(ci.low / (1 - ci.low), rel=1e-5, abs=1e-12)
+        assert r.ratio_high.values[0, 0, i] == pytest.approx(ci.high / (1 - ci.high), rel=1e-5)
+
+
+def test_isotope_ratio_interval_coverage_on_poisson_counts():
+    rng = np.random.default_rng(7)
+    true = 0.0821
+    b = rng.poisson(400.0, (1, 60, 60)).astype(float)
+    a = rng.poisson(400.0 * true, (1, 60, 60)).astype(float)
+    r = isotope_ratio(*_pair(a, b))
+    inside = (r.ratio_low.values <= true) & (true <= r.ratio_high.values)
+    assert 0.93 < inside.mean() < 0.99  # exact intervals are conservative: at least 95 %
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_isotope_ratio_dead_time_and_phases(lazy):
+    true_a = np.array([[[100.0, 2000, 50000, 0.0]]])
+    true_b = np.array([[[1000.0, 20000, 500000, 10.0]]])
+    tau, dwell = 20e-9, 1e-3  # s
+    measured = [t / (1 + t * tau / dwell) for t in (true_a, true_b)]  # non-paralysable loss
+    a, b = _pair(*measured)
+    lab = xr.DataArray(np.array([[[0, 0, 1, 1]]], np.uint8), dims=a.dims, coords=a.coords,
+                       attrs={"flag_values": [0, 1], "flag_meanings": "LLZTO LCO"})
+    if lazy:
+        a, b, lab = a.chunk({"x": 2}), b.chunk({"x": 2}), lab.chunk({"x": 2})
+    r = isotope_ratio(a, b, dead_time="20 ns", dwell_time="1 ms", phases=lab)
+    assert isinstance(r.ratio.data, da.Array) == lazy
+    np.testing.assert_allclose(r.ratio.values[0, 0, :3], 0.1, rtol=1e-5)
+    np.testing.assert_allclose(r.phase_counts_a.values, [2100.0, 50000.0], rtol=1e-9)
+    np.testing.assert_allclose(r.phase_ratio.values, [2100 / 21000, 50000 / 500010], rtol=1e-9)
+    assert list(r.phase.values) == ["LLZTO", "LCO"]
+    uncorrected = isotope_ratio(a, b)
+    assert uncorrected.ratio.values[0, 0, 2] > 0.1  # the 7Li count rate loses more counts
+    saturated = isotope_ratio(*_pair(np.array([[[10.0]]]), np.array([[[60000.0]]])), dead_time="20 ns", dwell_time="1 ms")
+    assert np.isnan(saturated.ratio.values).all()  # 60000 counts x 20 ns > 1 ms: the detector saturates
+
+
+def test_isotope_ratio_phantom_is_natural(phantom_li7):
+    vol, truth = phantom_li7
+    bg = truth.attrs["sims_counts"]
+    r = isotope_ratio(vol.Li6, vol.Li7, phases=truth.phase, background=(bg["Li6"]["background"], bg["Li7"]["background"]))
+    true = 1 / pfs.synthetic.LI7_RATIO  # the phantom's 6Li/7Li
+    for phase in ("LLZTO", "LCO"):
+        row = r.sel(phase=phase)
+        assert float(row.phase_ratio_low) <= true <= float(row.phase_ratio_high)
+        assert abs(float(row.phase_delta)) < 10  # per mil; natural 6Li/7Li = 7.59 / 92.41
+
+
+def test_isotope_ratio_errors():
+    a, b = _pair(np.ones((1, 2, 2)), np.ones((1, 2, 2)))
+    with pytest.raises(PfibsimsError, match="dead_time, dwell_time: expected both"):
+        isotope_ratio(a, b, dead_time="20 ns")
+    with pytest.raises(UnitsError, match="dwell_time"):
+        isotope_ratio(a, b, dead_time="20 ns", dwell_time="1 nm")
+    with pytest.raises(PfibsimsError, match="confidence: expected a level"):
+        isotope_ratio(a, b, confidence=95)
+    with pytest.raises(PfibsimsError, match="natural: expected 'auto', None or a positive"):
+        isotope_ratio(a, b, natural=-1)
+    with pytest.raises(UnitsError, match="b: expected raw SIMS counts"):
+        isotope_ratio(a, b.assign_attrs(units="1"))
+    with pytest.raises(PfibsimsError, match="background: expected counts"):
+        isotope_ratio(a, b, background=3)

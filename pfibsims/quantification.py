@@ -23,6 +23,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy.special import betaincinv
 
 from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, theoretical_density
 from ._engine.grouped import grouped_moments
@@ -96,13 +97,15 @@ def _background(background: Any, names: list[str]) -> float | str:
 
 
 # -- calibration ---------------------------------------------------------------------
-def _interior_groups(lab: Any, values: list[int], spacing: tuple[float, ...], interior: float) -> Any:
-    """Group ``k`` where a voxel of phase ``values[k]`` is deeper than ``interior`` inside it, else -1."""
+def _interior_groups(lab: Any, values: list[int], need: list[bool], spacing: tuple[float, ...], interior: float) -> Any:
+    """Group ``k`` where a voxel of phase ``values[k]`` (if needed) is deeper than ``interior`` inside it, else -1."""
     reach = interior + max(s for s in spacing if math.isfinite(s))
     lazy = isinstance(lab, da.Array)
     where = da.where if lazy else np.where
     groups = da.full(lab.shape, -1, dtype=np.int8, chunks=lab.chunks) if lazy else np.full(lab.shape, -1, np.int8)
     for k, v in enumerate(values):
+        if not need[k]:
+            continue
         d = signed_distance(lab == v, sampling=spacing, reach=reach)
         groups = where(d < -interior, np.int8(k), groups)
     return groups
@@ -113,19 +116,26 @@ def _phase_moments(li: Any, groups: Any, n: int, lut: np.ndarray | None = None) 
     return s["count"], s["mean"], s["std"]
 
 
-def _calibrate(li, lab, values, names, spacing, interior, standards, background, rsf) -> dict[str, dict]:
-    """Per phase: interior count, mean, its standard error, background-subtracted level, sensitivity."""
+def _calibrate(li, lab, values, names, spacing, interior, standards, background, rsf, mixing) -> dict[str, dict]:
+    """Per phase: interior count, mean, its standard error, background-subtracted level, sensitivity.
+
+    Only the phases that are used are measured: the standards, the background phase, and with the
+    mixing model every phase (its level is its neighbours' correction).
+    """
     n = len(values)
-    groups = _interior_groups(lab, values, spacing, interior)
-    count, mean, std = _phase_moments(li, groups, n)
-    lut = np.full(max(values) + 1, -1, dtype=np.int64)
-    lut[values] = np.arange(n)
-    all_count, all_mean, all_std = _phase_moments(li, lab, n, lut) if (count < _MIN_INTERIOR).any() else (None,) * 3
+    need = [mixing or name in standards or name == background for name in names]
+    count, mean, std = _phase_moments(li, _interior_groups(lab, values, need, spacing, interior), n)
+    thin = [k for k in range(n) if need[k] and count[k] < _MIN_INTERIOR]
+    if thin:  # no interior (a coating): the mean over all its voxels
+        lut = np.full(max(values) + 1, -1, dtype=np.int64)
+        lut[values] = np.arange(n)
+        all_count, all_mean, all_std = _phase_moments(li, lab, n, lut)
     table: dict[str, dict] = {}
     for k, name in enumerate(names):
-        deep = count[k] >= _MIN_INTERIOR or all_count is None
-        c, m, s = (count[k], mean[k], std[k]) if deep else (all_count[k], all_mean[k], all_std[k])
-        table[name] = {"label": values[k], "voxels": int(c), "interior": bool(deep), "mean_counts": float(m),
+        if not need[k]:
+            continue
+        c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
+        table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
                        "sem_counts": float(s / math.sqrt(c)) if c > 0 else math.nan}
     b = table[background]["mean_counts"] if isinstance(background, str) else background
     for row in table.values():
@@ -142,8 +152,9 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         row.update(formula=formula, nominal_percent=nominal, sensitivity=row["level"] / nominal,
                    sensitivity_rel_uncertainty=row["sem_counts"] / row["level"])
     for name, given in (rsf or {}).items():
-        if name not in table:
+        if name not in names:
             raise DataModelError(f"rsf: phase {name!r} is not among the labels' phases {names}")
+        table.setdefault(name, {"label": values[names.index(name)]})
         if isinstance(given, str):
             if given not in standards:
                 raise PfibsimsError(f"rsf[{name!r}]: expected a standard phase among {list(standards)} or a number, got {given!r}")
@@ -168,8 +179,8 @@ def _tables(cal: dict, values: list[int], names: list[str], scale: dict[str, flo
     size = max(values) + 1
     t = {k: np.full(size, np.nan) for k in ("s", "urel", "level", "ulevel", "scale")}
     for v, name in zip(values, names, strict=True):
-        row = cal["phases"][name]
-        t["level"][v], t["ulevel"][v] = row["level"], row["sem_counts"]
+        row = cal["phases"].get(name, {})
+        t["level"][v], t["ulevel"][v] = row.get("level", np.nan), row.get("sem_counts", np.nan)
         if "sensitivity" in row:
             t["s"][v], t["urel"][v], t["scale"][v] = row["sensitivity"], row["sensitivity_rel_uncertainty"], scale[name]
     t["level"] = np.nan_to_num(t["level"])
@@ -211,8 +222,10 @@ def _convert(li: Any, lab: Any, sigma: tuple[float, ...] | None, **kw: Any) -> A
         pad = [(0, 0)] * (lab.ndim - 2) + [(halo, halo)] * 2
         return _convert_block(np.pad(li, pad), np.pad(lab, pad, mode="edge"), sigma=sigma, halo=halo, **kw)
     li, lab = da.asarray(li), da.asarray(lab)
+    depth = {li.ndim - 2: halo, li.ndim - 1: halo}
+    small = {ax: max(max(li.chunks[ax]), min(li.shape[ax], 2 * h)) for ax, h in depth.items() if min(li.chunks[ax]) < h}
+    li = li.rechunk(small) if small else li  # overlaps need chunks at least as deep as the halo
     lab = lab.rechunk(li.chunks)
-    depth = {lab.ndim - 2: halo, lab.ndim - 1: halo}
     if halo:
         li = da.overlap.overlap(li, depth=depth, boundary=0)
         lab = da.overlap.overlap(lab, depth=depth, boundary="nearest")
@@ -285,11 +298,12 @@ def quantify(
     standard error of the standard's interior mean, treating its voxels as
     independent: a lower bound, since neighbouring voxels share the probe).
 
-    Computes: the calibration, now (one signed distance transform per phase,
-    lazy and chunked, and one pass over the counts and labels for per-phase
-    interior moments; a second pass over all voxels only if a phase has no
-    interior). The map is lazy when the inputs are (one task per chunk, with
-    a halo of 4 ``psf`` for the mixing model).
+    Computes: the calibration, now: one signed distance transform per phase
+    it measures (the standards, a background phase, and with ``psf`` every
+    phase), lazy and chunked, and one pass over the counts and labels for the
+    per-phase interior moments (one more pass, over all voxels, only if a
+    measured phase has no interior). The map is lazy when the inputs are (one
+    task per chunk, with an in-plane halo of 4 ``psf`` for the mixing model).
 
     Parameters
     ----------
@@ -373,7 +387,7 @@ def quantify(
     table = _standards(standards, names, element)
     bg = _background(background, names)
     lab, counts = _array(phases, dims), _array(li, dims)
-    cal = _calibrate(counts, lab, values, names, spacing, interior_nm, table, bg, rsf)
+    cal = _calibrate(counts, lab, values, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
     out_units, scale = _unit_scale(units, densities, cal, element)
     t = _tables(cal, values, names, scale)
     both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=values, min_fraction=float(min_fraction))
@@ -410,8 +424,6 @@ def _clopper_pearson(k: Any, m: Any, confidence: float) -> tuple[Any, Any]:
     ``p / (1 - p)``. Real-valued counts (resampled, dead-time corrected) use
     the same beta quantiles.
     """
-    from scipy.special import betaincinv
-
     alpha = 1.0 - confidence
     k, m = np.asarray(k, dtype=np.float64), np.asarray(m, dtype=np.float64)
     ok = np.isfinite(k) & np.isfinite(m) & (k >= 0) & (m >= 0) & (k + m > 0)

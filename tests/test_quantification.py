@@ -308,3 +308,25 @@ def test_isotope_ratio_errors():
         isotope_ratio(a, b.assign_attrs(units="1"))
     with pytest.raises(PfibsimsError, match="background: expected counts"):
         isotope_ratio(a, b, background=3)
+
+
+def test_depletion_profile_in_atomic_percent(phantom):
+    """boundary_profile and depletion_depth on the quantified map: the phantom's 300 nm ramp from
+    7.46 to 27.35 at. % inside LLZTO surfaces, read in at. % (the probe blur widens the ramp a little)."""
+    vol, truth = phantom
+    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"])
+    prof = pfs.boundary_profile(q, truth.phase, "LLZTO", distances=("-1 um", "1 um"))
+    assert prof["mean"].attrs["units"] == "percent"
+    fit = pfs.depletion_depth(prof)
+    assert fit["bulk"].attrs["units"] == "percent"
+    assert fit["surface"].attrs["units"] == "percent"
+    assert float(fit["bulk"]) == pytest.approx(LLZTO_PERCENT, rel=0.03)
+    assert float(fit["depth"]) == pytest.approx(300.0, rel=0.25)
+    surface = truth.attrs["li_percent"]["LLZTO_surface"]
+    assert surface < float(fit["surface"]) < 1.5 * surface
+    # LCO's factor for every phase puts LLZTO's bulk at about half its Li: the matrix effect
+    one = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, standards={"LCO": "LiCoO2"},
+                   rsf={"LLZTO": "LCO"})
+    bulk_one = float(pfs.depletion_depth(pfs.boundary_profile(one, truth.phase, "LLZTO", distances=("-1 um", "1 um")))["bulk"])
+    assert 0.4 * LLZTO_PERCENT < bulk_one < 0.6 * LLZTO_PERCENT

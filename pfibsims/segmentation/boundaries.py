@@ -79,7 +79,9 @@ def boundary_profile(
     Parameters
     ----------
     da : xarray.DataArray
-        The channel (e.g. Li); non-finite voxels are left out.
+        The channel (e.g. Li counts, or Li in atomic percent from
+        :func:`pfibsims.quantify`); non-finite voxels (outside the SIMS
+        field, or a phase that is not quantified) are left out.
     labels : xarray.DataArray
         Phase labels with CF flags, on the grid of ``da``.
     phase : str or int
@@ -248,8 +250,8 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     Returns
     -------
     xarray.Dataset
-        Scalars ``depth`` (nm), ``surface`` and ``bulk`` (channel units);
-        attrs ``model``.
+        Scalars ``depth`` (nm), ``surface`` and ``bulk`` (in the profile's
+        units, e.g. ``percent`` for a quantified map); attrs ``model``.
 
     Raises
     ------
@@ -305,6 +307,7 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     except (RuntimeError, ValueError) as exc:
         raise PfibsimsError(f"profile: the {model} model did not fit ({exc})") from None
     bulk, surface, depth = float(popt[0]), float(popt[1]), abs(float(popt[2]))
+    units = {"units": profile["mean"].attrs["units"]} if "units" in profile["mean"].attrs else {}
     if depth >= span:
         warnings.warn(
             f"depletion_depth: the fitted depth {depth:.4g} nm reaches the profile's depth range {span:.4g} nm; "
@@ -315,8 +318,8 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     return xr.Dataset(
         {
             "depth": ((), depth, {"units": LENGTH_UNIT, "long_name": "depletion depth"}),
-            "surface": ((), surface),
-            "bulk": ((), bulk),
+            "surface": ((), surface, units),
+            "bulk": ((), bulk, units),
         },
         attrs={"model": model, "exclude": f"{skip:.6g} {LENGTH_UNIT}"},
     )

@@ -193,7 +193,7 @@ def _median_error(q, truth, phase):
 
 def test_quantify_phantom_per_phase_factors_within_10_percent(phantom):
     vol, truth = phantom
-    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    bg = json.loads(truth.attrs["sims_counts"])["Li6"]["background"]
     q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"]).values
     for phase in ("LLZTO", "LCO"):
         assert _median_error(q, truth, phase) < 0.10
@@ -209,7 +209,7 @@ def test_quantify_phantom_per_phase_factors_within_10_percent(phantom):
 
 def test_quantify_uncertainty_covers_counting_noise(phantom_li7):
     vol, truth = phantom_li7
-    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    bg = json.loads(truth.attrs["sims_counts"])["Li6"]["background"]
     q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"])
     c, u, ct = q.values, q.uncertainty.values, truth.li_percent.values
     m = (truth.phase.values == 1) & np.isfinite(c)  # LLZTO: uniform bulk, depleted shell
@@ -285,7 +285,7 @@ def test_isotope_ratio_dead_time_and_phases(lazy):
 
 def test_isotope_ratio_phantom_is_natural(phantom_li7):
     vol, truth = phantom_li7
-    bg = truth.attrs["sims_counts"]
+    bg = json.loads(truth.attrs["sims_counts"])
     r = isotope_ratio(vol.Li6, vol.Li7, phases=truth.phase, background=(bg["Li6"]["background"], bg["Li7"]["background"]))
     true = 1 / pfs.synthetic.LI7_RATIO  # the phantom's 6Li/7Li
     for phase in ("LLZTO", "LCO"):
@@ -314,7 +314,7 @@ def test_depletion_profile_in_atomic_percent(phantom):
     """boundary_profile and depletion_depth on the quantified map: the phantom's 300 nm ramp from
     7.46 to 27.35 at. % inside LLZTO surfaces, read in at. % (the probe blur widens the ramp a little)."""
     vol, truth = phantom
-    bg = truth.attrs["sims_counts"]["Li6"]["background"]
+    bg = json.loads(truth.attrs["sims_counts"])["Li6"]["background"]
     q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"])
     prof = pfs.boundary_profile(q, truth.phase, "LLZTO", distances=("-1 um", "1 um"))
     assert prof["mean"].attrs["units"] == "percent"
@@ -323,7 +323,7 @@ def test_depletion_profile_in_atomic_percent(phantom):
     assert fit["surface"].attrs["units"] == "percent"
     assert float(fit["bulk"]) == pytest.approx(LLZTO_PERCENT, rel=0.03)
     assert float(fit["depth"]) == pytest.approx(300.0, rel=0.25)
-    surface = truth.attrs["li_percent"]["LLZTO_surface"]
+    surface = json.loads(truth.attrs["li_percent"])["LLZTO_surface"]
     assert surface < float(fit["surface"]) < 1.5 * surface
     # LCO's factor for every phase puts LLZTO's bulk at about half its Li: the matrix effect
     one = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, standards={"LCO": "LiCoO2"},

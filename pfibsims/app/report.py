@@ -25,6 +25,7 @@ from .._xr import as_array
 from ..correlate.moments import pearson_plan
 from ..errors import DataModelError, EstimationWarning
 from ..grid import Grid
+from ..quantification import CALIBRATION, CATHODE_STANDARDS, quantify
 from ..segmentation import classify_phases, depletion_depth
 from ..segmentation.boundaries import boundary_profile_plan
 from ..segmentation.statistics import phase_statistics_plan
@@ -99,6 +100,55 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _fit_depletion(profile: xr.Dataset, caught: list[str]) -> xr.Dataset:
+    """The LLZTO depletion fit of a profile (1 um either side of the surface); the first 100 nm are left
+    out of the fit because the SIMS probe (~80 nm) and the voxel mix the neighbouring phase into them.
+    A doubtful fit is reported (in ``caught``), not hidden."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", EstimationWarning)
+        fit = depletion_depth(profile, exclude="100 nm")
+    caught.extend(str(x.message) for x in w)
+    return fit
+
+
+def _quantified(li: xr.DataArray, labels: xr.DataArray | None, truth: xr.Dataset | None) -> tuple[xr.DataArray, dict] | None:
+    """Li in atomic percent (:func:`pfibsims.quantify`) with the cathode's standards, and what was assumed.
+
+    The SIMS background and probe size from the phantom's truth when given,
+    otherwise no background and no mixing correction (stated in the second
+    item). None when the labels lack a standard phase or ``li`` is not in
+    counts. Computes the calibration (one distance transform, one pass).
+    """
+    names = labels.attrs.get("flag_meanings", "").split() if labels is not None else []
+    if not set(CATHODE_STANDARDS) <= set(names) or li.attrs.get("units") != "counts":
+        return None
+    bg, psf = 0.0, None
+    if truth is not None:
+        bg = float(json.loads(truth.attrs.get("sims_counts", "{}")).get(str(li.name), {}).get("background", 0.0))
+        psf = truth.attrs.get("sims_blur")
+    return quantify(li, labels, background=bg, psf=psf), {"background_counts": bg, "psf": psf,
+                                                          "standards": dict(CATHODE_STANDARDS)}
+
+
+def _concentration(q: xr.DataArray, assumed: dict, stats: dict, truth: xr.Dataset | None, caught: list[str]) -> dict:
+    """The report's ``li_percent``: per-phase at. % and the LLZTO depletion in at. %."""
+    phases, cal = stats["quantified_phases"], json.loads(q.attrs[CALIBRATION])["phases"]
+    out: dict[str, Any] = {
+        "assumed": assumed,
+        "phases": {p: {"mean": _finite(float(phases["mean"].sel(phase=p))),
+                       "median": _finite(float(phases["median"].sel(phase=p))),
+                       "relative_sensitivity": cal[p]["relative_sensitivity"]} for p in CATHODE_STANDARDS},
+    }
+    if "quantified_profile" in stats:
+        fit = _fit_depletion(stats["quantified_profile"], caught)
+        out["llzto_depletion"] = {"surface": _finite(float(fit["surface"])), "bulk": _finite(float(fit["bulk"])),
+                                  "depth_nm": _finite(float(fit["depth"]))}
+    if truth is not None and "li_percent" in truth.attrs:
+        nominal = json.loads(truth.attrs["li_percent"])
+        out["truth"] = {k: nominal[k] for k in ("LLZTO_bulk", "LLZTO_surface", "LCO")}
+    return out
+
+
 def _agreement_block(t: np.ndarray, lab: np.ndarray, *, values: tuple[int, ...]) -> np.ndarray:
     """Per label value ``v``: voxels with ``t == v``, and those of them with ``lab == v`` (one block)."""
     out = np.empty((len(values), 2), dtype=np.int64)
@@ -119,13 +169,15 @@ def _accuracy_plan(true: xr.DataArray, labels: xr.DataArray) -> Plan:
 
 
 def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None = None,
-               truth: xr.Dataset | None = None) -> dict[str, Any]:
+               truth: xr.Dataset | None = None, quantified: xr.DataArray | None = None) -> dict[str, Any]:
     """The report's statistics of a fused volume, evaluated together: two passes over the volume.
 
     Pearson r and covariance of ``a`` and ``b`` inside the SIMS ``coverage``;
     with ``labels``, per-phase statistics of ``a`` (inside the coverage), its
-    profile across LLZTO surfaces (when the labels name LLZTO) and, with the
-    phantom's ``truth``, the phase accuracy.  Every one is a plan of the one
+    profile across LLZTO surfaces (when the labels name LLZTO), the same two
+    of the ``quantified`` Li map when given (:func:`pfibsims.quantify`, on
+    the grid of ``a``) and, with the phantom's ``truth``, the phase accuracy.
+    Every one is a plan of the one
     statistics engine (:func:`pfibsims._engine.reduce.evaluate`), so the
     first pass reads each chunk once for all of them (moments, ranges,
     counts) and the second once for the per-phase and per-distance
@@ -135,17 +187,20 @@ def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None =
     -------
     dict
         ``pearson`` (a :class:`~pfibsims.correlate.Correlation`), and when
-        computed ``phases`` (Dataset), ``profile`` (Dataset) and
+        computed ``phases`` (Dataset), ``profile`` (Dataset),
+        ``quantified_phases`` and ``quantified_profile`` (Datasets) and
         ``phase_accuracy`` (dict).
     """
     mask = vol["coverage"] if "coverage" in vol.data_vars else None
     plans = {"pearson": pearson_plan(vol[a], vol[b], mask=mask)}
     if labels is not None:
-        values = vol[a].where(mask) if mask is not None else vol[a]
-        plans["phases"] = phase_statistics_plan(values, labels)
-        if "LLZTO" in labels.attrs.get("flag_meanings", "").split():
-            # 1 um into the particles, so the bulk level is reached
-            plans["profile"] = boundary_profile_plan(vol[a], labels, "LLZTO", mask=mask, distances=("-1 um", "1 um"))
+        for key, x in (("", vol[a]), ("quantified_", quantified)):
+            if x is None:
+                continue
+            plans[key + "phases"] = phase_statistics_plan(x.where(mask) if mask is not None else x, labels)
+            if "LLZTO" in labels.attrs.get("flag_meanings", "").split():
+                # 1 um into the particles, so the bulk level is reached
+                plans[key + "profile"] = boundary_profile_plan(x, labels, "LLZTO", mask=mask, distances=("-1 um", "1 um"))
         if truth is not None and "phase" in truth:
             plans["phase_accuracy"] = _accuracy_plan(truth["phase"], labels)
     return dict(zip(plans, evaluate(*plans.values(), step="report statistics"), strict=True))
@@ -158,10 +213,13 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     confidence interval and the covariance (eq. 3) inside the SIMS coverage;
     per-phase statistics of ``a``; the Li depletion depth at LLZTO surfaces
     (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um either
-    side of the surface, the first 100 nm left out); and, with the phantom's
-    ``truth``, the registration and drift errors and the phase accuracy.
-    Computes: the statistics together in two passes over the volume
-    (:func:`statistics`).
+    side of the surface, the first 100 nm left out); when the labels name the
+    cathode's standards (LLZTO, LCO) and ``a`` is in counts, Li in atomic
+    percent per phase and the LLZTO depletion in at. % (``li_percent``,
+    :func:`pfibsims.quantify`); and, with the phantom's ``truth``, the
+    registration and drift errors and the phase accuracy.
+    Computes: the Li calibration (one distance transform and one pass), then
+    the statistics together in two passes over the volume (:func:`statistics`).
 
     Parameters
     ----------
@@ -175,7 +233,9 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     a = a or next((c for c in ("Li6", "Li7") if c in vol.data_vars), None)
     if a is None or a not in vol.data_vars or b not in vol.data_vars:
         raise DataModelError(f"vol: expected channels {a!r} and {b!r}, found {sorted(vol.data_vars)}")
-    stats = statistics(vol, a, b, labels=_labels(vol), truth=truth)
+    labels = _labels(vol)
+    quantified = _quantified(vol[a], labels, truth)
+    stats = statistics(vol, a, b, labels=labels, truth=truth, quantified=quantified and quantified[0])
     r = stats["pearson"]
     out: dict[str, Any] = {
         "pearson": {"a": a, "b": b, "r": r.r, "ci": [r.ci_low, r.ci_high], "p_value": r.p_value, "n": r.n,
@@ -188,14 +248,13 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
             str(p): {k: _finite(float(phases[k].sel(phase=p))) for k in ("fraction", "mean", "std", "median")}
             for p in phases.phase.values.tolist()
         }
+    caught: list[str] = []
     if "profile" in stats:
-        # the first 100 nm are left out of the fit because the SIMS probe (~80 nm) and the voxel mix the
-        # neighbouring phase into them
-        with warnings.catch_warnings(record=True) as caught:  # a doubtful fit is reported, not hidden
-            warnings.simplefilter("always", EstimationWarning)
-            fit = depletion_depth(stats["profile"], exclude="100 nm")
-        out["llzto_depletion_depth_nm"] = _finite(float(fit["depth"]))
-        out.setdefault("warnings", []).extend(str(w.message) for w in caught)
+        out["llzto_depletion_depth_nm"] = _finite(float(_fit_depletion(stats["profile"], caught)["depth"]))
+    if quantified is not None:
+        out["li_percent"] = _concentration(*quantified, stats, truth, caught)
+    if "profile" in stats or quantified is not None:
+        out["warnings"] = caught
     if "phase_accuracy" in stats:
         out["phase_accuracy"] = stats["phase_accuracy"]
     if truth is not None:
@@ -228,6 +287,23 @@ def sig(value: Any, units: str = "", digits: int = 3) -> str:
     return f"{text} {units}".strip() if units and units != "1" else text
 
 
+def _concentration_text(q: dict[str, Any]) -> list[str]:
+    """The text lines of the report's ``li_percent``."""
+    truth = q.get("truth", {})
+    lines = ["Li concentration (one sensitivity factor per standard phase, pfibsims.quantify):"]
+    for name, st in q["phases"].items():
+        nominal = f" (phantom truth {sig(truth['LCO' if name == 'LCO' else 'LLZTO_bulk'], 'at. %')} nominal)" if truth else ""
+        lines.append(f"  {name:8s} mean {sig(st['mean'], 'at. %')}, median {sig(st['median'], 'at. %')}, "
+                     f"relative sensitivity {sig(st['relative_sensitivity'])}{nominal}")
+    if "llzto_depletion" in q:
+        d = q["llzto_depletion"]
+        lines.append(f"  LLZTO surfaces: Li {sig(d['surface'], 'at. %')} -> {sig(d['bulk'], 'at. %')} over "
+                     f"{sig(d['depth_nm'], 'nm')}"
+                     + (f" (phantom truth {sig(truth['LLZTO_surface'], 'at. %')} -> {sig(truth['LLZTO_bulk'], 'at. %')})"
+                        if truth else ""))
+    return lines
+
+
 def _text(report: dict[str, Any]) -> str:
     """The report as text, every number to 3 significant digits with its units."""
     lines = ["pfibsims report", ""]
@@ -242,6 +318,8 @@ def _text(report: dict[str, Any]) -> str:
     for name, st in report.get("phases", {}).items():
         lines.append(f"  phase {name:8s} fraction {sig(st['fraction'])}, mean {sig(st['mean'], ua)}, "
                      f"median {sig(st['median'], ua)}")
+    if "li_percent" in report:
+        lines.extend(_concentration_text(report["li_percent"]))
     if "registration_error" in report:
         e = report["registration_error"]
         lines.append(

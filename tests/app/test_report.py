@@ -46,6 +46,17 @@ def test_measure_matches_numpy_and_truth(fused):
     assert rep["phase_accuracy"]["LLZTO"] > 0.9
     assert 100 < rep["llzto_depletion_depth_nm"] < 700
     assert set(rep["phases"]) == {"matrix", "LLZTO", "LCO", "Al2O3", "SP"}
+    # Li in at. %: one sensitivity factor per standard phase, checked against the phantom's concentration truth
+    q = rep["li_percent"]
+    bulk = json.loads(truth.attrs["li_percent"])["LLZTO_bulk"]  # 100 * 6.4 / 23.4
+    assert q["assumed"]["psf"] == "80 nm"
+    llzto, lco = (truth.li_percent.values[truth.phase.values == v] for v in (1, 2))  # depleted shells included
+    assert q["phases"]["LLZTO"]["median"] == pytest.approx(np.median(llzto), rel=0.15)
+    assert q["phases"]["LCO"]["mean"] == pytest.approx(lco.mean(), rel=0.1)
+    assert q["phases"]["LCO"]["relative_sensitivity"] == pytest.approx(
+        json.loads(truth.attrs["sims_yield"])["LCO"] / json.loads(truth.attrs["sims_yield"])["LLZTO"], rel=0.1)
+    assert q["llzto_depletion"]["bulk"] == pytest.approx(bulk, rel=0.05)
+    assert q["truth"]["LLZTO_surface"] < q["llzto_depletion"]["surface"] < bulk / 2
     json.dumps(rep)
 
 
@@ -56,6 +67,8 @@ def test_write_report_writes_json_text_and_figures(fused, tmp_path):
     text = (tmp_path / "report.txt").read_text()
     assert "Pearson r(Li6, Zr_La)" in text
     assert "registration error vs truth" in text
+    assert "Li concentration (at. %" in text
+    assert "LLZTO surfaces: Li" in text
     assert {"histograms", "element_maps", "joint_histogram", "orthoslices", "registration"} <= set(rep["figures"])
     if pytest.importorskip("pfibsims.plot.scene").have_renderer():
         assert "volume_3d" in rep["figures"]

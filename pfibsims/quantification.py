@@ -31,7 +31,7 @@ from ._engine.smooth import gaussian
 from ._xr import as_array, check_same_grid, spacing_nm, spatial_dims
 from .dataset import record
 from .errors import DataModelError, PfibsimsError, UnitsError
-from .segmentation.distance import signed_distance
+from .segmentation.distance import label_distance
 from .segmentation.labels import flags
 from .units import LENGTH_UNIT, length_nm, parse_quantity, ureg
 
@@ -97,18 +97,14 @@ def _background(background: Any, names: list[str]) -> float | str:
 
 
 # -- calibration ---------------------------------------------------------------------
-def _interior_groups(lab: Any, values: list[int], need: list[bool], spacing: tuple[float, ...], interior: float) -> Any:
-    """Group ``k`` where a voxel of phase ``values[k]`` (if needed) is deeper than ``interior`` inside it, else -1."""
+def _interior_groups(lab: Any, lut: np.ndarray, spacing: tuple[float, ...], interior: float) -> Any:
+    """Group ``lut[label]`` where a voxel is deeper than ``interior`` inside its phase, else -1 (one
+    distance transform for all phases: from the nearest face between two different labels)."""
     reach = interior + max(s for s in spacing if math.isfinite(s))
-    lazy = isinstance(lab, da.Array)
-    where = da.where if lazy else np.where
-    groups = da.full(lab.shape, -1, dtype=np.int8, chunks=lab.chunks) if lazy else np.full(lab.shape, -1, np.int8)
-    for k, v in enumerate(values):
-        if not need[k]:
-            continue
-        d = signed_distance(lab == v, sampling=spacing, reach=reach)
-        groups = where(d < -interior, np.int8(k), groups)
-    return groups
+    depth = label_distance(lab, sampling=spacing, reach=reach)
+    where = da.where if isinstance(depth, da.Array) else np.where
+    groups = where(lab < lut.size, lab, 0)  # labels outside the table take a masked slot below
+    return where((depth > interior) & (lab < lut.size), groups, -1)
 
 
 def _phase_moments(li: Any, groups: Any, n: int, lut: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -120,15 +116,16 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
     """Per phase: interior count, mean, its standard error, background-subtracted level, sensitivity.
 
     Only the phases that are used are measured: the standards, the background phase, and with the
-    mixing model every phase (its level is its neighbours' correction).
+    mixing model every phase (its level is its neighbours' correction); one distance transform and
+    one pass of grouped moments for all of them.
     """
     n = len(values)
     need = [mixing or name in standards or name == background for name in names]
-    count, mean, std = _phase_moments(li, _interior_groups(lab, values, need, spacing, interior), n)
+    lut = np.full(max(values) + 1, -1, dtype=np.int64)
+    lut[[v for v, k in zip(values, need, strict=True) if k]] = [i for i, k in enumerate(need) if k]
+    count, mean, std = _phase_moments(li, _interior_groups(lab, lut, spacing, interior), n, lut)
     thin = [k for k in range(n) if need[k] and count[k] < _MIN_INTERIOR]
     if thin:  # no interior (a coating): the mean over all its voxels
-        lut = np.full(max(values) + 1, -1, dtype=np.int64)
-        lut[values] = np.arange(n)
         all_count, all_mean, all_std = _phase_moments(li, lab, n, lut)
     table: dict[str, dict] = {}
     for k, name in enumerate(names):
@@ -298,11 +295,12 @@ def quantify(
     standard error of the standard's interior mean, treating its voxels as
     independent: a lower bound, since neighbouring voxels share the probe).
 
-    Computes: the calibration, now: one signed distance transform per phase
-    it measures (the standards, a background phase, and with ``psf`` every
-    phase), lazy and chunked, and one pass over the counts and labels for the
-    per-phase interior moments (one more pass, over all voxels, only if a
-    measured phase has no interior). The map is lazy when the inputs are (one
+    Computes: the calibration, now: one distance transform of the labels
+    (depth inside the own phase, from the nearest face between two phases;
+    lazy and chunked) and one pass over the counts and labels for the
+    per-phase interior moments of the phases it measures (the standards, a
+    background phase, with ``psf`` every phase); one more pass, over all
+    voxels, only if a measured phase has no interior. The map is lazy when the inputs are (one
     task per chunk, with an in-plane halo of 4 ``psf`` for the mixing model).
 
     Parameters

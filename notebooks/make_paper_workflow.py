@@ -176,8 +176,9 @@ print("relative sensitivity LCO / LLZTO:", round(cal["LCO"]["relative_sensitivit
       "(true yield ratio", round(json.loads(truth.attrs["sims_yield"])["LCO"] / json.loads(truth.attrs["sims_yield"])["LLZTO"], 2), ")")
 one = pfs.quantify(vol.Li6, phases, interior="400 nm", background=bg, standards={"LCO": "LiCoO2"}, rsf={"LLZTO": "LCO"})
 true = truth.li_percent.values
-for name, value in (("LLZTO", 1), ("LCO", 2)):
-    m = (phases.values == value) & (truth.phase.values == value)   # voxels labelled as in the truth
+value = lambda labels, name: labels.attrs["flag_values"][labels.attrs["flag_meanings"].split().index(name)]
+for name in ("LLZTO", "LCO"):
+    m = (phases.values == value(phases, name)) & (truth.phase.values == value(truth.phase, name))   # labelled as in the truth
     own, glob = (np.nanmedian(abs(x.values[m] - true[m]) / true[m]) for x in (q, one))
     print(f"{name}: median error vs truth {own:.1%} with its own factor, {glob:.1%} with LCO's factor for all")
 pfs.phase_statistics(q, phases)[["mean", "median"]].to_dataframe()"""),

@@ -29,7 +29,7 @@ from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, theore
 from ._engine.grouped import grouped_moments
 from ._engine.smooth import gaussian
 from ._xr import as_array, check_same_grid, spacing_nm, spatial_dims
-from .dataset import record
+from .dataset import history, history_attrs, record
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .segmentation.distance import label_distance
 from .segmentation.labels import flags
@@ -394,7 +394,7 @@ def quantify(
     out = xr.DataArray(both[0], dims=dims, coords=coords, name=element)
     out = out.assign_coords(uncertainty=(dims, both[1], {"units": out_units, "long_name": "standard uncertainty"}))
     out.attrs = {"units": out_units, "long_name": long, "element": element, CALIBRATION: json.dumps(cal),
-                 "history": list(li.attrs.get("history", []))}
+                 **history_attrs(history(li))}
     return record(out, "quantify", standards=dict(standards), interior=f"{interior_nm:.6g} {LENGTH_UNIT}",
                   background=bg, psf=None if psf is None else f"{psf_nm:.6g} {LENGTH_UNIT}", rsf=dict(rsf or {}),
                   units=out_units, min_fraction=float(min_fraction), element=element)
@@ -515,7 +515,8 @@ def isotope_ratio(
         ``phase_ratio_low``, ``phase_ratio_high``, ``phase_counts_a``,
         ``phase_counts_b`` (and ``phase_delta``, ``phase_delta_low``,
         ``phase_delta_high``). attrs ``ratio`` (e.g. ``"6Li/7Li"``),
-        ``natural_ratio``, ``confidence``, ``dead_time``, ``dwell_time``.
+        ``confidence`` (and, when given or known, ``natural_ratio``,
+        ``dead_time``, ``dwell_time``).
 
     Examples
     --------
@@ -561,11 +562,10 @@ def isotope_ratio(
         out["delta"] = (dims, ((ratio / ref - 1) * 1000).data, {"units": "permille", "long_name": f"delta {name} vs {ref:.6g}"})
     if phases is not None:
         out = _phase_ratios(out, xa, xb, phases, dims, ref, float(confidence))
-    out.attrs = {"ratio": name, "natural_ratio": ref, "confidence": float(confidence),
-                 "dead_time": None if dead_time is None else str(dead_time),
-                 "dwell_time": None if dwell_time is None else str(dwell_time),
-                 "history": list(a.attrs.get("history", []))}
-    return record(out, "isotope_ratio", natural=ref, dead_time=out.attrs["dead_time"], dwell_time=out.attrs["dwell_time"],
+    optional = {"natural_ratio": ref, "dead_time": dead_time and str(dead_time), "dwell_time": dwell_time and str(dwell_time)}
+    out.attrs = {"ratio": name, "confidence": float(confidence), **{k: v for k, v in optional.items() if v is not None},
+                 **history_attrs(history(a))}
+    return record(out, "isotope_ratio", natural=ref, dead_time=optional["dead_time"], dwell_time=optional["dwell_time"],
                   background=[bg_a, bg_b], confidence=float(confidence), phases=phases is not None)
 
 

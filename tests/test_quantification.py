@@ -185,9 +185,14 @@ def phantom_li7():
     return _fused_phantom(li7=True)
 
 
+def _label(labels, name):
+    """A phase's label value, by name (CF flags)."""
+    return np.asarray(labels.attrs["flag_values"])[labels.attrs["flag_meanings"].split().index(name)]
+
+
 def _median_error(q, truth, phase):
     lab, ct = truth.phase.values, truth.li_percent.values
-    m = (lab == truth.phase.attrs["flag_meanings"].split().index(phase)) & np.isfinite(q)
+    m = (lab == _label(truth.phase, phase)) & np.isfinite(q)
     return float(np.median(np.abs(q[m] - ct[m]) / ct[m]))
 
 
@@ -197,7 +202,8 @@ def test_quantify_phantom_per_phase_factors_within_10_percent(phantom):
     q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"]).values
     for phase in ("LLZTO", "LCO"):
         assert _median_error(q, truth, phase) < 0.10
-    depleted = (truth.phase.values == 1) & (truth.li_percent.values < 0.9 * LLZTO_PERCENT) & np.isfinite(q)
+    depleted = (truth.phase.values == _label(truth.phase, "LLZTO")) & (truth.li_percent.values < 0.9 * LLZTO_PERCENT)
+    depleted &= np.isfinite(q)
     ct = truth.li_percent.values
     assert depleted.sum() > 100
     assert np.median(np.abs(q[depleted] - ct[depleted]) / ct[depleted]) < 0.10
@@ -212,7 +218,7 @@ def test_quantify_uncertainty_covers_counting_noise(phantom_li7):
     bg = json.loads(truth.attrs["sims_counts"])["Li6"]["background"]
     q = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, psf=truth.attrs["sims_blur"])
     c, u, ct = q.values, q.uncertainty.values, truth.li_percent.values
-    m = (truth.phase.values == 1) & np.isfinite(c)  # LLZTO: uniform bulk, depleted shell
+    m = (truth.phase.values == _label(truth.phase, "LLZTO")) & np.isfinite(c)  # uniform bulk, depleted shell
     inside = np.abs(c[m] - ct[m]) <= u[m]
     assert 0.6 < inside.mean() < 0.9  # ~68 % for one standard uncertainty (Poisson overstated after resampling)
 

@@ -50,7 +50,9 @@ def test_measure_matches_numpy_and_truth(fused):
     q = rep["li_percent"]
     bulk = json.loads(truth.attrs["li_percent"])["LLZTO_bulk"]  # 100 * 6.4 / 23.4
     assert q["assumed"]["psf"] == "80 nm"
-    llzto, lco = (truth.li_percent.values[truth.phase.values == v] for v in (1, 2))  # depleted shells included
+    names = truth.phase.attrs["flag_meanings"].split()
+    llzto, lco = (truth.li_percent.values[truth.phase.values == truth.phase.attrs["flag_values"][names.index(p)]]
+                  for p in ("LLZTO", "LCO"))  # depleted shells included
     assert q["phases"]["LLZTO"]["median"] == pytest.approx(np.median(llzto), rel=0.15)
     assert q["phases"]["LCO"]["mean"] == pytest.approx(lco.mean(), rel=0.1)
     assert q["phases"]["LCO"]["relative_sensitivity"] == pytest.approx(

@@ -38,13 +38,16 @@ def results(tmp_path_factory):
         "profile": pfs.profile(vol.Li6, start=("1 um", "1 um"), end=("6 um", "5 um")),
         "local_correlation": pfs.local_correlation(vol.Li6, vol.Zr_La, window={"y": "1 um", "x": "1 um"}),
         "open_dataset": pfs.open_dataset(store),
+        "quantify": pfs.quantify(vol.Li6, phase, interior="300 nm", psf="80 nm"),
+        "isotope_ratio": pfs.isotope_ratio(vol.Li6, vol.Li6 + 10, phases=phase),
     }
     return out
 
 
 NAMES = ["stack", "cathode.eds", "cathode.sims", "cathode.truth", "normalize", "to_uint8", "histogram",
          "estimate_drift", "resample", "coverage", "fuse", "classify_phases", "phase_statistics", "particles",
-         "boundary_profile", "covariance_map", "joint_histogram", "profile", "local_correlation", "open_dataset"]
+         "boundary_profile", "covariance_map", "joint_histogram", "profile", "local_correlation", "open_dataset",
+         "quantify", "isotope_ratio"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -69,8 +69,10 @@ def test_write_report_writes_json_text_and_figures(fused, tmp_path):
     text = (tmp_path / "report.txt").read_text()
     assert "Pearson r(Li6, Zr_La)" in text
     assert "registration error vs truth" in text
-    assert "Li concentration (at. %" in text
-    assert "LLZTO surfaces: Li" in text
+    assert "Li concentration (one sensitivity factor per standard phase" in text
+    q, d = rep["li_percent"]["phases"]["LCO"], rep["li_percent"]["llzto_depletion"]
+    assert f"LCO      mean {q['mean']:.3g} at. %, median {q['median']:.3g} at. %" in text
+    assert f"LLZTO surfaces: Li {d['surface']:.3g} at. % -> {d['bulk']:.3g} at. % over {d['depth_nm']:.3g} nm" in text
     assert {"histograms", "element_maps", "joint_histogram", "orthoslices", "registration"} <= set(rep["figures"])
     if pytest.importorskip("pfibsims.plot.scene").have_renderer():
         assert "volume_3d" in rep["figures"]

@@ -35,3 +35,16 @@ def test_statistics_are_two_passes_and_equal_the_public_functions(lazy_volume):
     for v, name in zip(truth.phase.attrs["flag_values"], truth.phase.attrs["flag_meanings"].split(), strict=True):
         n = (t == v).sum()
         assert st["phase_accuracy"][name] == (((t == v) & (lab == v)).sum() / n if n else None)
+
+
+def test_statistics_of_a_quantified_map_join_the_same_two_passes(lazy_volume):
+    vol, truth = lazy_volume
+    q = pfs.quantify(vol.Li6, vol.phase, interior="300 nm")  # the calibration computes here, before the passes
+    with raise_if_dask_computes(max_computes=2):
+        st = statistics(vol, "Li6", "Zr_La", labels=vol.phase, quantified=q)
+    ph = pfs.phase_statistics(q.where(vol.coverage), vol.phase)
+    for key in ph.data_vars:
+        np.testing.assert_array_equal(st["quantified_phases"][key].values, ph[key].values)
+    prof = pfs.boundary_profile(q, vol.phase, "LLZTO", mask=vol.coverage, distances=("-1 um", "1 um"))
+    for key in prof.data_vars:
+        np.testing.assert_array_equal(st["quantified_profile"][key].values, prof[key].values)

@@ -37,3 +37,42 @@ def test_compiled_distance_of_a_ball_equals_scipy_and_keeps_the_reach():
     np.testing.assert_allclose(got, ref, rtol=1e-14, atol=0)
     assert np.isinf(got).any()
     assert np.all(np.abs(got[np.isfinite(got)]) <= 500.0)
+
+
+def _brute_label_distance(labels, sampling):
+    """Distance of every voxel centre to the nearest centre of a face between two different labels (brute force)."""
+    faces = []
+    for axis in range(labels.ndim):
+        a = np.moveaxis(labels, axis, 0)
+        idx = np.argwhere(a[1:] != a[:-1]).astype(float)
+        idx[:, 0] += 0.5  # the face centre between voxel i and i + 1 along this axis
+        faces.append(_unmove(idx, axis))
+    f = np.concatenate(faces) * np.asarray(sampling)
+    c = np.argwhere(np.ones(labels.shape, bool)) * np.asarray(sampling)
+    return np.sqrt(((c[:, None, :] - f[None]) ** 2).sum(-1)).min(1).reshape(labels.shape)
+
+
+def _unmove(idx, axis):
+    """Columns of indices of an array moved by ``np.moveaxis(x, axis, 0)`` back to the original axis order."""
+    order = list(range(1, idx.shape[1]))
+    order.insert(axis, 0)
+    return idx[:, order]
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_label_distance_equals_brute_force_and_dask_chunks(numba):
+    if numba and not compiled():
+        pytest.skip("the compiled path needs numba")
+    import dask.array as da
+
+    lab = np.random.default_rng(5).integers(0, 3, (5, 8, 7)).astype(np.uint8)
+    lab[:, :5] = 7  # a large region, so depths beyond the first voxel occur
+    sampling = (60.0, 20.0, 25.0)
+    ref = _brute_label_distance(lab, sampling)
+    with use_compiled(numba):
+        got = D.label_distance_block(lab, sampling=sampling)
+        lazy = D.label_distance(da.from_array(lab, chunks=(2, 3, 4)), sampling=sampling, reach=50.0).compute()
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    assert got.max() > 50.0
+    np.testing.assert_allclose(lazy, np.where(ref > 50.0, np.inf, ref), rtol=1e-12)
+    assert np.isinf(D.label_distance_block(np.full((3, 4), 2), sampling=(1.0, 1.0))).all()

@@ -107,7 +107,7 @@ def test_quantify_exact_per_phase_factors(lazy):
 def test_quantify_mixing_model_recovers_blurred_boundaries(lazy):
     li, ph, conc = _two_phase(blur_px=1.2)
     if lazy:  # chunks thinner than the mixing model's halo (4 sigma = 5 voxels) are joined
-        li, ph = li.chunk({"z": 1, "y": 3, "x": 4}), ph.chunk({"z": 1, "y": 3, "x": 4})
+        li, ph = li.chunk({"z": 1, "y": 4, "x": 32}), ph.chunk({"z": 1, "y": 4, "x": 32})
     near = np.abs(np.arange(64) - 31.5)[None, None, :] < 4  # voxels within 4 of the boundary
     near = np.broadcast_to(near, conc.shape)
     hard = quantify(li, ph, interior="800 nm")

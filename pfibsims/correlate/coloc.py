@@ -136,14 +136,19 @@ class Colocalisation:
         return float(self.r)
 
 
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Sum of products of two 1-D arrays, without BLAS (whose threads cost ~50x on a loaded machine)."""
+    return float(np.einsum("i,i->", x, y))
+
+
 def _pearson_fast(a: np.ndarray, b: np.ndarray) -> float:
     """Coloc 2's "fast" Pearson (sums of products); NaN when undefined, as its sanity check."""
     n = a.size
     if n < 2:
         return math.nan
     sa, sb = float(a.sum()), float(b.sum())
-    num = float(a @ b) - sa * sb / n
-    den = (float(a @ a) - sa * sa / n) * (float(b @ b) - sb * sb / n)
+    num = _dot(a, b) - sa * sb / n
+    den = (_dot(a, a) - sa * sa / n) * (_dot(b, b) - sb * sb / n)
     return num / math.sqrt(den) if den > 0 else math.nan
 
 

@@ -200,6 +200,7 @@ def _costes_pair(seed, percent, shape=(256, 256), d=7):
     return out
 
 
+@pytest.mark.slow
 def test_costes_significance_detects_three_percent_colocalisation():
     # Coloc 2 asserts P > 0.95 above 3 % colocalised area (P = Phi((r - mean) / sd): high is significant)
     for percent in (3.16, 10.0):

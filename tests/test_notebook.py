@@ -54,5 +54,6 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 7, f"expected the paper's figures as PNG outputs, got {len(images)}"
     text = "\n".join(o.get("text", "") for o in outputs)
-    for line in ("largest corner error", "fused Li vs the true Li", "Pearson r", "voxels labelled as in the truth"):
+    for line in ("largest corner error", "fused Li vs the true Li", "Pearson r", "voxels labelled as in the truth",
+                 "median error vs truth"):
         assert line in text

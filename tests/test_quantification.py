@@ -210,7 +210,7 @@ def test_quantify_phantom_per_phase_factors_within_10_percent(phantom):
     # one global factor (LCO's for every voxel) misses LLZTO by about 2x
     one = quantify(vol.Li6, truth.phase, interior="400 nm", background=bg, standards={"LCO": "LiCoO2"},
                    rsf={"LLZTO": "LCO"}).values
-    assert _median_error(one, truth, "LLZTO") > 0.4
+    assert 0.4 < _median_error(one, truth, "LLZTO") < 0.6  # yields 1.99 : 1, so ~50 % low
 
 
 def test_quantify_uncertainty_covers_counting_noise(phantom_li7):

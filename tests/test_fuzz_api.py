@@ -85,6 +85,10 @@ TEMPLATES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "particles": (("@labels", "LLZTO"), {"connectivity": 1}),
     "boundary_profile": (("@li", "@labels", "LLZTO"), {"distances": ("-200 nm", "200 nm"), "bins": "80 nm"}),
     "depletion_depth": (("@profile",), {"model": "ramp", "exclude": "0 nm"}),
+    "quantify": (("@li", "@labels"), {"standards": {"LLZTO": "Li6.4La3Zr1.4Ta0.6O12", "LCO": "LiCoO2"}, "interior": "80 nm",
+                                      "background": 1.0, "psf": "80 nm", "units": "percent", "min_fraction": 0.5}),
+    "isotope_ratio": (("@li", "@li"), {"natural": "auto", "background": (1.0, 1.0), "dead_time": "20 ns",
+                                       "dwell_time": "1 ms", "phases": "@labels", "confidence": 0.95}),
 }
 
 #: Hostile values of a data argument (made in the child from these names).

@@ -21,6 +21,7 @@ from .correlate import (
 )
 from .dataset import stack
 from .errors import (
+    CoverageWarning,
     DataModelError,
     DataWarning,
     EstimationWarning,
@@ -43,6 +44,7 @@ from .transform import Affine
 
 __all__ = [
     "Affine",
+    "CoverageWarning",
     "DataModelError",
     "DataWarning",
     "EstimationWarning",

@@ -30,6 +30,8 @@ __all__ = [
     "check_real",
     "infinite_count",
     "warn_infinite",
+    "as_stack",
+    "ascending",
     "block_mean",
     "as_dataarray",
     "check_dims",
@@ -164,6 +166,53 @@ def spacing_nm(obj: Any, name: str) -> tuple[float, ...]:
         except PfibsimsError as exc:
             raise GridError(f"{name}: {exc}") from None
     return tuple(out)
+
+
+def ascending(obj: Any) -> tuple[Any, tuple[str, ...]]:
+    """``obj`` with every spatial axis whose coordinate decreases reversed (a lazy view), and those axes.
+
+    Image rows are often stored top down with a stage ``y`` that grows
+    upwards: the data model keeps coordinates increasing, so such an axis
+    is reversed (data and coordinate together; no interpolation). Axes that
+    are neither increasing nor decreasing are left for ``validate`` to
+    report.
+
+    Examples
+    --------
+    >>> a = xr.DataArray([[1, 2], [3, 4]], dims=("y", "x"), coords={"y": [10.0, 0.0], "x": [0.0, 10.0]})
+    >>> b, flipped = ascending(a)
+    >>> flipped, b.y.values.tolist(), b.values.tolist()
+    (('y',), [0.0, 10.0], [[3, 4], [1, 2]])
+    """
+    flipped = tuple(
+        d for d in SPATIAL_DIMS
+        if d in obj.dims and d in obj.coords and obj.sizes[d] > 1 and obj.coords[d].dtype.kind in "iuf"
+        and bool(np.all(np.diff(np.asarray(obj.coords[d].values, dtype=np.float64)) < 0))
+    )
+    if not flipped:
+        return obj, ()
+    return obj.isel({d: slice(None, None, -1) for d in flipped}), flipped
+
+
+def as_stack(ds: Any) -> tuple[Any, bool]:
+    """A map without a ``z`` dim as a stack of one slice (``z`` 0 nm, or its scalar ``z``), and whether it was one.
+
+    Examples
+    --------
+    >>> m = xr.Dataset({"Zr_La": (("y", "x"), np.ones((2, 3)))})
+    >>> s, was_map = as_stack(m)
+    >>> dict(s.sizes), was_map, s.z.attrs["units"]
+    ({'z': 1, 'y': 2, 'x': 3}, True, 'nm')
+    """
+    if not isinstance(ds, (xr.Dataset, xr.DataArray)) or "z" in ds.dims:
+        return ds, False
+    if "z" in ds.coords:  # a slice taken with isel(z=k): its depth is a scalar coordinate
+        out = ds.expand_dims("z")
+    else:
+        out = ds.expand_dims(z=[0.0])
+        out["z"].attrs["units"] = "nm"
+    spatial = [d for d in ("z", "y", "x") if d in out.dims]
+    return out.transpose(*spatial, ...), True
 
 
 def as_array(x: Any) -> Any:

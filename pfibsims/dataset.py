@@ -29,7 +29,8 @@ from .errors import DataModelError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
 from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, parse_unit
 
-__all__ = ["HISTORY", "HISTORY_JSON", "channel_attrs", "history", "history_attrs", "jsonable", "record", "stack", "validate"]
+__all__ = ["HISTORY", "HISTORY_JSON", "channel_attrs", "history", "history_attrs", "jsonable", "record", "stack", "validate",
+           "with_depths"]
 
 _EDS = re.compile(r"^(?P<element>[A-Z][a-z]?)_(?P<line>[KLM][a-z0-9]*)$")
 _ISOTOPE = re.compile(r"^(?P<element>[A-Z][a-z]?)(?P<mass>\d{1,3})(?P<polarity>[+-]?)$")
@@ -148,6 +149,7 @@ def stack(
     pixel_size: Any,
     slice_thickness: Any = None,
     z: Sequence[Any] | None = None,
+    total_depth: Any = None,
     origin: Any = None,
     modality: str | None = None,
     units: str = "counts",
@@ -169,6 +171,11 @@ def stack(
     z : sequence of lengths, optional
         Measured slice depths (increasing, possibly uneven) instead of
         ``slice_thickness``.
+    total_depth : length, optional
+        The total milled depth measured at the end of the run (the paper's
+        step 6), e.g. ``"2.3 um"`` for 39 slices: alone, the slices are
+        ``total_depth / n`` apart; with ``z``, the depths are scaled about
+        the first one so that the run spans it (see :func:`with_depths`).
     origin : lengths, optional
         Centre of the first voxel, ``(y, x)`` or ``(z, y, x)``. By default
         the field's corner is at 0: the first centre is half a pixel in.
@@ -216,8 +223,6 @@ def stack(
     py, px = lengths_nm(pixel_size, 2, name="pixel_size")
     if py <= 0 or px <= 0:
         raise UnitsError(f"pixel_size: expected positive lengths, got {pixel_size!r}")
-    if slice_thickness is not None and z is not None:
-        raise DataModelError("slice_thickness, z: expected one of them, got both")
     if origin is None:
         origin_yx: tuple[float, ...] = (py / 2, px / 2)
         z0 = 0.0
@@ -227,23 +232,7 @@ def stack(
             raise DataModelError(f"origin: expected (y, x) or (z, y, x) lengths, got {origin!r}")
         vals = lengths_nm(origin, n, name="origin")
         z0, origin_yx = (vals[0], vals[1:]) if n == 3 else (0.0, vals)
-    z_attrs: dict[str, Any] = {"units": LENGTH_UNIT, "axis": "Z"}
-    if z is not None:
-        zs = np.asarray(lengths_nm(z, nz, name="z"), dtype=np.float64)
-        if nz > 1 and np.any(np.diff(zs) <= 0):
-            raise DataModelError(f"z: expected increasing slice depths, got {zs.tolist()} nm")
-    elif slice_thickness is not None:
-        t = length_nm(slice_thickness, name="slice_thickness")
-        if t <= 0:
-            raise UnitsError(f"slice_thickness: expected a positive length, got {slice_thickness!r}")
-        zs = z0 + t * np.arange(nz, dtype=np.float64)
-        z_attrs["spacing"] = f"{t:.12g} {LENGTH_UNIT}"
-    elif nz == 1:
-        zs = np.array([z0])
-    else:
-        raise DataModelError(
-            f"slice_thickness: expected a length (e.g. '60 nm') or z= depths for a stack of {nz} slices, got neither"
-        )
+    zs, z_attrs = _depths(nz, z0, slice_thickness=slice_thickness, z=z, total_depth=total_depth)
     modality = modality or _infer_modality(list(arrays))
     if modality is None:
         raise DataModelError(f"modality: expected 'EDS', 'SIMS' or 'SEM', got None and channels {list(arrays)} do not tell")
@@ -274,6 +263,88 @@ def _chunked(arr: Any, chunks: Any) -> da.Array:
     if any(c < 1 for c in out.chunksize):
         raise DataModelError(f"chunks: expected positive chunk sizes, got {chunks!r:.60}")
     return out
+
+
+def _depths(nz: int, z0: float, *, slice_thickness: Any = None, z: Any = None,
+            total_depth: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Slice depths (nm) and the ``z`` coordinate attrs from one of the ways a run states them."""
+    given = [n for n, v in (("slice_thickness", slice_thickness), ("z", z)) if v is not None]
+    if len(given) > 1 or (slice_thickness is not None and total_depth is not None):
+        both = ", ".join(given + (["total_depth"] if total_depth is not None else []))
+        raise DataModelError(f"{both}: expected one of them (slice_thickness, z or total_depth; z may come with "
+                             f"total_depth), got {both}")
+    attrs: dict[str, Any] = {"units": LENGTH_UNIT, "axis": "Z"}
+    total = None
+    if total_depth is not None:
+        total = length_nm(total_depth, name="total_depth")
+        if not total > 0:
+            raise UnitsError(f"total_depth: expected a positive length, got {total_depth!r}")
+    if z is not None:
+        zs = np.asarray(lengths_nm(z, nz, name="z"), dtype=np.float64)
+        if nz > 1 and np.any(np.diff(zs) <= 0):
+            raise DataModelError(f"z: expected increasing slice depths, got {zs.tolist()} nm")
+        if total is not None and nz > 1:  # scale about the first slice: n slices span n mean thicknesses
+            zs = zs[0] + (zs - zs[0]) * (total * (nz - 1) / nz) / (zs[-1] - zs[0])
+        if total is not None and nz == 1:
+            attrs["spacing"] = f"{total:.12g} {LENGTH_UNIT}"
+        return zs, attrs
+    if total is not None:
+        slice_thickness = total / nz
+    if slice_thickness is not None:
+        t = length_nm(slice_thickness, default_unit=LENGTH_UNIT, name="slice_thickness")
+        if t <= 0:
+            raise UnitsError(f"slice_thickness: expected a positive length, got {slice_thickness!r}")
+        attrs["spacing"] = f"{t:.12g} {LENGTH_UNIT}"
+        return z0 + t * np.arange(nz, dtype=np.float64), attrs
+    if nz == 1:
+        return np.array([z0]), attrs
+    raise DataModelError(
+        f"slice_thickness: expected a length (e.g. '60 nm'), z= depths or a total_depth for a stack of {nz} slices, "
+        "got none"
+    )
+
+
+def with_depths(ds: Any, *, z: Sequence[Any] | None = None, slice_thickness: Any = None,
+                total_depth: Any = None) -> Any:
+    """``ds`` (a Dataset or DataArray with ``z``) with new slice depths; data untouched.
+
+    ``z`` (measured depths, increasing, possibly uneven) or
+    ``slice_thickness`` (even slices from the first depth) set the depths;
+    ``total_depth`` (the milled depth measured at the end of the run, the
+    paper's step 6) scales the depths, ``z`` or else those ``ds`` has,
+    about the first one so that the ``n`` slices span it: their mean
+    thickness becomes ``total_depth / n``, their unevenness is kept.
+
+    Raises
+    ------
+    DataModelError
+        When ``ds`` has no ``z``, or on decreasing depths, or both ``z`` and
+        ``slice_thickness``.
+    UnitsError
+        When a value is not a length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = stack({"Li6": np.zeros((3, 2, 2))}, pixel_size="72 nm", z=["0 nm", "50 nm", "130 nm"])
+    >>> with_depths(ds, total_depth="270 nm").z.values.tolist()  # 3 slices, 90 nm on average
+    [0.0, 69.23076923076923, 180.0]
+    """
+    if not isinstance(ds, (xr.Dataset, xr.DataArray)) or "z" not in ds.dims:
+        raise DataModelError(f"ds: expected a Dataset or DataArray with a z dim, got {type(ds).__name__}")
+    if z is None and slice_thickness is None and total_depth is None:
+        raise DataModelError("z, slice_thickness, total_depth: expected one of them, got none")
+    z0 = 0.0
+    if "z" in ds.coords:
+        units = ds.z.attrs.get("units", LENGTH_UNIT)
+        have = np.asarray(ds.z.values, dtype=np.float64).reshape(-1) * length_nm(f"1 {units}", name="z.attrs['units']")
+        z0 = float(have[0])
+        if z is None and slice_thickness is None:
+            z = [f"{float(v)!r} {LENGTH_UNIT}" for v in have]
+    zs, attrs = _depths(ds.sizes["z"], z0, slice_thickness=slice_thickness, z=z, total_depth=total_depth)
+    out = ds.assign_coords(z=("z", zs, attrs))
+    return record(out, "with_depths", z=zs.tolist(), total_depth=total_depth, slice_thickness=slice_thickness) \
+        if isinstance(out, xr.Dataset) else out
 
 
 def validate(ds: Any) -> Any:

@@ -11,6 +11,7 @@ found, in that order, e.g.::
 from __future__ import annotations
 
 __all__ = [
+    "CoverageWarning",
     "DataModelError",
     "DataWarning",
     "EstimationWarning",
@@ -52,3 +53,7 @@ class EstimationWarning(UserWarning):
 
 class DataWarning(UserWarning):
     """Values were left out of a computation and counted (inf values, which are not measurements)."""
+
+
+class CoverageWarning(UserWarning):
+    """Part of the target has no data from a modality: the fields barely overlap, or slices have no partner."""

@@ -55,6 +55,11 @@ def _shape(shape: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in items)
 
 
+def _flat_z(obj: Any) -> bool:
+    """``obj`` has a ``z`` of one slice whose coordinate states no thickness (a single map)."""
+    return obj.sizes["z"] == 1 and ("z" not in obj.coords or "spacing" not in obj.coords["z"].attrs)
+
+
 @dataclass(frozen=True, eq=False, repr=False, init=False)
 class Grid:
     """A regular grid of voxel centres in physical space (lengths in nm).
@@ -156,7 +161,9 @@ class Grid:
             from the coordinate's ``spacing`` attribute.
         dims : sequence of str, optional
             Which spatial axes to take; by default every one of ``z, y, x``
-            that ``obj`` has.
+            that ``obj`` has, except a ``z`` of one slice that states no
+            thickness (a single map read without ``slice_thickness``): its
+            grid is then the in-plane ``(y, x)`` one.
 
         Raises
         ------
@@ -174,12 +181,16 @@ class Grid:
         ...     "x": ("x", [50.0, 150.0, 250.0], {"units": "nm"})})
         >>> Grid.of(da)
         Grid(shape=(2, 3), spacing=(1000.0, 100.0), origin=(500.0, 50.0), dims=('y', 'x'))
+        >>> Grid.of(da.expand_dims(z=[0.0]).assign_coords(z=("z", [0.0], {"units": "nm"}))).dims  # one map
+        ('y', 'x')
         """
         if isinstance(obj, Grid):
             return obj if dims is None else obj.select(dims)
         if not hasattr(obj, "dims") or not hasattr(obj, "coords"):
             raise GridError(f"obj: expected an xarray Dataset, DataArray or Grid, got {type(obj).__name__}")
         present = tuple(d for d in SPATIAL_DIMS if d in obj.dims)
+        if dims is None and "z" in present and len(present) > 1 and _flat_z(obj):
+            present = present[1:]  # a single map with no slice thickness: its grid is in-plane
         dims = present if dims is None else tuple(dims)
         if not dims:
             raise GridError(f"obj: expected spatial dims among {SPATIAL_DIMS}, found dims {tuple(obj.dims)}")

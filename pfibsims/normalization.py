@@ -178,8 +178,21 @@ def _describe_group(bad: xr.DataArray) -> str:
     return f" in {idx.shape[0]} group(s) of over=, first at index {first}"
 
 
+def _negatives_origin(x: xr.DataArray, history: Any) -> str:
+    """Where negative values of ``x`` come from, for an error message (counts are never negative)."""
+    steps = [h for h in (history or []) if isinstance(h, dict) and h.get("step") in ("resample", "fuse")]
+    kernels = {str(h.get("params", {}).get("kernel")) for h in steps} & {"lanczos", "cubic"}
+    if kernels:
+        found = f"the history holds a resampling with kernel={sorted(kernels)[0]!r}"
+    else:
+        found = "a resampling with kernel='lanczos' or 'cubic' would make them"
+    what = "counts cannot be negative: " if str(x.attrs.get("units", "")) in ("counts", "count") else ""
+    return (f"; {what}negative values come from interpolation ringing next to sharp edges ({found}); resample with "
+            f"clip=True (the default for channels in counts) or kernel='linear'")
+
+
 def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: float, high: float,
-                     zeros: str, max_samples: int) -> xr.DataArray:
+                     zeros: str, max_samples: int, history: Any = None) -> xr.DataArray:
     name = x.name or "data"
     work = x.astype(np.float64)
     work = work.where(np.isfinite(work))
@@ -195,9 +208,11 @@ def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: fl
     if method == "log":
         if bool((lo <= 0).any()):
             if zeros == "raise":
+                origin = _negatives_origin(x, history or x.attrs.get("history")) if bool((lo < 0).any()) else ""
                 raise PfibsimsError(
                     f"zeros='raise': {name} has values <= 0 (minimum {float(lo.min()):.6g}){_describe_group(lo <= 0)}, "
                     f"whose log10 is undefined; pass zeros='nan' (drop them) or zeros='clip' (count them as 1)"
+                    f"{origin}"
                 )
             work = work.clip(min=1.0) if zeros == "clip" else work.where(work > 0)
             hi = np.maximum(hi, 1.0) if zeros == "clip" else hi
@@ -280,6 +295,13 @@ def normalize(
     ``x_min``/``x_max``/percentiles are computed at call time (NaN ignored):
     one pass, a result of one number per group.
 
+    Negative values under ``"log"`` (with ``zeros="raise"``) are reported
+    with their likely origin: counts are never negative, but a Lanczos or
+    cubic resampling rings next to sharp edges (the error says so, and
+    whether the history holds such a resampling);
+    :func:`~pfibsims.resampling.resample` clips count channels at 0 by
+    default.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -306,7 +328,8 @@ def normalize(
         out = data.copy()
         for name, var in data.data_vars.items():
             if var.dtype.kind in "biuf" and var.ndim:
-                out[name] = _normalize_array(var, method, _reduce_dims(var, over), low, high, zeros, max_samples)
+                out[name] = _normalize_array(var, method, _reduce_dims(var, over), low, high, zeros, max_samples,
+                                             data.attrs.get("history"))
         return record(out, "normalize", **params)
     x = as_dataarray(data, "data")
     return record(_normalize_array(x, method, _reduce_dims(x, over), low, high, zeros, max_samples), "normalize", **params)

@@ -12,6 +12,9 @@ adds no step of its own.
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import warnings
 from typing import Any
 
 import dask
@@ -19,15 +22,17 @@ import numpy as np
 import xarray as xr
 
 from ._engine.views import MAX_PIXELS, block_factor
-from ._xr import block_mean, dequantify
+from ._xr import as_stack, ascending, block_mean, dequantify
 from .dataset import HISTORY, HISTORY_JSON, history, history_attrs, record, validate
-from .errors import DataModelError, PfibsimsError
+from .errors import CoverageWarning, DataModelError, GridError, PfibsimsError
 from .grid import Grid
 from .normalization import normalize as _normalize
 from .progress import steps
 from .registration import estimate_drift
 from .registration import register as _register
 from .resampling import coverage, resample
+from .resampling.drift import drift_nm
+from .resampling.slices import SliceMatch, describe, match_slices
 from .transform import Affine
 
 __all__ = ["fuse", "working_view"]
@@ -81,14 +86,17 @@ def _persist_by_slice(views: list[xr.Dataset]) -> list[xr.Dataset]:
     rechunking then holds partial chunks of many slices at once (2.4 GB for 10 slices of a 700 um
     field, growing with the slice count); a slice at a time holds one slice's chunks.
     """
-    if "z" not in views[0].dims or views[0].sizes["z"] == 1:
+    nzs = [v.sizes["z"] if "z" in v.dims else 1 for v in views]
+    if max(nzs) == 1:
         return list(dask.persist(*views))
-    parts = []
-    with steps("fuse: reduced views, slice by slice", views[0].sizes["z"]) as advance:
-        for k in range(views[0].sizes["z"]):
-            parts.append(dask.persist(*[v.isel(z=slice(k, k + 1)) for v in views]))
+    parts: list[list] = [[] for _ in views]
+    with steps("fuse: reduced views, slice by slice", max(nzs)) as advance:
+        for k in range(max(nzs)):  # stacks of different slice counts (slices paired by depth): those with slice k
+            have = [i for i, n in enumerate(nzs) if k < n]
+            for i, done in zip(have, dask.persist(*[views[i].isel(z=slice(k, k + 1)) for i in have]), strict=True):
+                parts[i].append(done)
             advance()
-    return [xr.concat([p[i] for p in parts], dim="z", combine_attrs="override") for i in range(len(views))]
+    return [xr.concat(p, dim="z", combine_attrs="override") for p in parts]
 
 
 def _first_channel(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -97,15 +105,89 @@ def _first_channel(ds: xr.Dataset, name: str) -> xr.DataArray:
     return ds[next(iter(ds.data_vars))]
 
 
-def _target_grid(onto: Any, eds: xr.Dataset) -> Grid:
+# -- the frame: inputs as stacks with increasing axes, the target grid and its coordinates -----------
+def _frame_inputs(eds: Any, sims: Any, sem: Any) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Single maps as stacks of one slice and decreasing axes reversed (lazily), and what was done."""
+    out, done = [], {"map": False, "map_z": "z" in eds.coords if hasattr(eds, "coords") else False, "reversed": {}}
+    for name, ds in (("eds", eds), ("sims", sims), ("sem", sem)):
+        if ds is None:
+            out.append(None)
+            continue
+        if not isinstance(ds, xr.Dataset):
+            raise DataModelError(f"{name}: expected an xarray Dataset of channels, got {type(ds).__name__}")
+        ds, was_map = as_stack(ds)
+        done["map"] = done["map"] or (was_map and name == "eds")
+        ds, flipped = ascending(ds)
+        if flipped:
+            done["reversed"][name] = list(flipped)
+        out.append(ds)
+    return out[0], out[1], out[2], done
+
+
+def _target(onto: Any, eds: xr.Dataset) -> tuple[Grid, dict[str, Any]]:
+    """The in-plane target grid and the coordinates the result takes from it, built once.
+
+    The EDS (or a given dataset's) coordinate variables are used as they are, so
+    the result's grid is exactly the target's, to the last bit.
+    """
     if isinstance(onto, str):
         if onto != "eds":
             raise PfibsimsError(f"onto: expected 'eds', a Grid or a dataset, got {onto!r}")
-        return Grid.of(eds, dims=("y", "x"))
+        onto = eds
+    if isinstance(onto, (xr.Dataset, xr.DataArray)):
+        onto, _ = ascending(onto)
     grid = Grid.of(onto)
     if "y" not in grid.dims or "x" not in grid.dims:
         raise PfibsimsError(f"onto: expected a grid with y and x, got dims {grid.dims}")
-    return grid.select(("y", "x"))
+    grid = grid.select(("y", "x"))
+    if isinstance(onto, (xr.Dataset, xr.DataArray)):
+        return grid, {d: onto.coords[d].variable for d in ("y", "x")}
+    return grid, {d: xr.Variable(*v) for d, v in grid.xr_coords().items()}
+
+
+# -- slices: SIMS paired with EDS by depth --------------------------------------------------------
+def _pair_slices(eds: xr.Dataset, sims: xr.Dataset, pair: Any) -> SliceMatch:
+    """SIMS slices paired with EDS slices (see ``pair`` in :func:`fuse`); warns about the left-out ones."""
+    if isinstance(pair, str) and pair == "index":
+        if sims.sizes["z"] != eds.sizes["z"]:
+            raise DataModelError(
+                f"sims: expected {eds.sizes['z']} slices (as eds: pair='index' matches slice k with slice k), "
+                f"found {sims.sizes['z']}; pair='z' pairs them by depth"
+            )
+        n = eds.sizes["z"]
+        match = SliceMatch(tuple(range(n)), tuple(range(n)), (), (), (0.0,) * n, math.inf)
+    elif isinstance(pair, str) and pair == "z":
+        match = match_slices(eds, sims)
+    elif isinstance(pair, str) or isinstance(pair, bool):
+        raise PfibsimsError(f"pair: expected 'z', 'index' or a depth tolerance such as '30 nm', got {pair!r}")
+    else:
+        match = match_slices(eds, sims, tolerance=pair)
+    if not match.reference:
+        raise DataModelError(
+            f"sims: no slice lies within {match.tolerance_nm:.6g} nm of an eds slice (eds z from "
+            f"{float(eds.z[0]):.6g} to {float(eds.z[-1]):.6g}, sims z from {float(sims.z[0]):.6g} to "
+            f"{float(sims.z[-1]):.6g} {eds.z.attrs.get('units', 'nm')}); check slice_thickness/z, or pass pair="
+        )
+    if match.unmatched_other or match.unmatched_reference:
+        warnings.warn(f"fuse: {describe(match)}; the result has no SIMS data there (see attrs['pfibsims:slices'])",
+                      CoverageWarning, stacklevel=3)
+    return match
+
+
+def _paired(ds: Any, index: tuple[int, ...], like: xr.Dataset | None = None) -> Any:
+    """The slices ``index`` of ``ds`` (all, in order: ``ds`` itself), with the z of ``like`` when given."""
+    if ds is None:
+        return None
+    out = ds if tuple(index) == tuple(range(ds.sizes["z"])) else ds.isel(z=list(index))
+    return out if like is None else out.assign_coords(z=like.coords["z"].variable)
+
+
+def _paired_drift(drift: Any, sims: xr.Dataset, match: SliceMatch) -> Any:
+    """A given drift (one row per SIMS slice) restricted to the paired SIMS slices."""
+    if not isinstance(drift, xr.DataArray):
+        return drift
+    drift_nm(drift, sims.sizes["z"])  # checks the table against the SIMS stack
+    return drift if match.one_to_one else drift.isel(z=list(match.other))
 
 
 def _slice_drift(value: Any, stack: xr.Dataset | None, name: str, trend: str | None = None) -> xr.DataArray | None:
@@ -123,6 +205,82 @@ def _drift_json(drift: xr.DataArray | None) -> list | None:
     return None if drift is None else drift.transpose("z", "component").sel(component=["y", "x"]).values.tolist()
 
 
+def _check_fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) <= 1:
+        raise PfibsimsError(f"{name}: expected a fraction between 0 and 1 such as 0.1, got {value!r}")
+    return float(value)
+
+
+#: The SIMS coverage of the target is checked on at most this many target points a slice.
+COVERAGE_POINTS = 256 * 256
+
+
+def _check_coverage(sims: xr.Dataset, grid: Grid, T: Affine, drift: Any, min_coverage: float, strict: bool) -> float:
+    """The fraction of the target grid (paired slices) that the SIMS field reaches; warns or raises below the minimum.
+
+    Geometry only (numpy, no data read): the target voxel centres on a sub-lattice
+    of at most :data:`COVERAGE_POINTS` a slice, mapped through each slice's transform
+    into the SIMS extent.
+    """
+    step = max(1, math.ceil(math.sqrt(grid.size / COVERAGE_POINTS)))
+    ys, xs = (c[::step] for c in grid.coords().values())
+    points = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
+    (ylo, yhi), (xlo, xhi) = Grid.of(sims, dims=("y", "x")).extent
+    shifts = np.zeros((sims.sizes["z"], 2)) if drift is None else drift_nm(drift, sims.sizes["z"])
+    inside = 0
+    for dy, dx in shifts:
+        q = (Affine.translation((float(dy), float(dx))) @ T)(points)
+        inside += int(np.count_nonzero((q[:, 0] >= ylo) & (q[:, 0] <= yhi) & (q[:, 1] >= xlo) & (q[:, 1] <= xhi)))
+    fraction = inside / (points.shape[0] * len(shifts))
+    if fraction < min_coverage:
+        message = (
+            f"sims: the SIMS field covers {100 * fraction:.3g} % of the target grid through the transform, below "
+            f"min_coverage={100 * min_coverage:.3g} % (target y {grid.extent[0][0]:.6g}..{grid.extent[0][1]:.6g} nm, "
+            f"x {grid.extent[1][0]:.6g}..{grid.extent[1][1]:.6g} nm; SIMS y {ylo:.6g}..{yhi:.6g} nm, x {xlo:.6g}.."
+            f"{xhi:.6g} nm); the fields barely overlap: give an initial transform (initial=, CLI --initial) or "
+            f"register= a known Affine"
+        )
+        if strict or fraction == 0:  # no SIMS data at all would remain: never a result
+            raise GridError(message)
+        warnings.warn(message, CoverageWarning, stacklevel=3)
+    return fraction
+
+
+def _assemble(eds: xr.Dataset, sem: Any, sims: xr.Dataset, match: SliceMatch, grid: Grid, coords: dict,
+              T: Affine, sims_drift: Any, eds_drift: Any, *, kernel: str, a: int, chunks: Any) -> tuple[xr.Dataset, list]:
+    """Every channel on the target grid and the EDS z, with the target's own coordinates: one exact merge.
+
+    SIMS (its paired slices) is resampled through its per-slice transforms; EDS and
+    SEM only when the target is not their grid or they drift. EDS slices without a
+    SIMS partner get NaN SIMS channels and no coverage. Returns the merged dataset
+    and the history of the SIMS resampling.
+    """
+    sims_on = resample(sims, grid, transform=T, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
+    covered = coverage(sims, grid, transform=T, drift=sims_drift).rename("coverage")
+    if "z" not in covered.dims:
+        covered = covered.expand_dims(z=sims.sizes["z"])
+    parts = []
+    for ds in (eds, sem):
+        if ds is not None and (eds_drift is not None or Grid.of(ds, dims=("y", "x")) != grid):
+            ds = resample(ds, grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
+        if ds is not None:
+            parts.append(ds)
+    z = eds.coords["z"].variable
+    paired_z = z[list(match.reference)] if not match.one_to_one else z
+    pieces = []
+    for p, zc in [(p, z) for p in parts] + [(sims_on, paired_z), (covered, paired_z)]:
+        p = p.drop_vars([c for c in p.coords if c not in p.dims]).assign_coords({**coords, "z": zc})
+        pieces.append(p)
+    if not match.one_to_one:  # EDS slices without a SIMS partner: NaN channels, no coverage
+        pieces[-2] = pieces[-2].reindex(z=z.values)
+        pieces[-1] = pieces[-1].reindex(z=z.values, fill_value=False)
+        pieces[-2:] = [p.assign_coords(z=z) for p in pieces[-2:]]
+    fused = xr.merge(pieces, combine_attrs="override", join="exact")
+    if "slice" in eds.coords:
+        fused = fused.assign_coords(slice=eds.coords["slice"])
+    return fused, history(sims_on)
+
+
 def fuse(
     eds: xr.Dataset,
     sims: xr.Dataset,
@@ -131,10 +289,14 @@ def fuse(
     drift: Any = True,
     register: Any = "rigid",
     metric: str = "mi",
+    initial: Affine | None = None,
     kernel: str = "lanczos",
     a: int = 3,
     normalize: str | None = None,
     onto: Any = "eds",
+    pair: Any = "z",
+    min_coverage: float = 0.1,
+    strict: bool = False,
     chunks: Any = None,
     max_pixels: int = MAX_WORKING_PIXELS,
 ) -> xr.Dataset:
@@ -166,28 +328,68 @@ def fuse(
     5. Optional normalisation of every channel
        (:func:`~pfibsims.normalization.normalize`, ``method=normalize``).
 
-    SIMS slice ``k`` is matched with EDS slice ``k``: the stacks must have
-    the same number of slices, and the result takes the EDS ``z``.
+    Frames: any regular grids in any frame. Origins may be anywhere (stage
+    or centred coordinates); an axis whose coordinate decreases (image rows
+    stored top down) is reversed first, lazily (the result's axes
+    increase, as the data model wants; the history records which were).
+    A 2-D map (no ``z``, or one slice) is fused as one slice and the result
+    is a 2-D map again. The result's in-plane coordinates are the target's
+    own (the EDS ones by default), taken once: its grid is exactly the
+    target grid.
+
+    Slices are paired by depth (``pair="z"``,
+    :func:`~pfibsims.resampling.match_slices`): each SIMS slice goes with
+    the EDS slice nearest in ``z``, within half a slice spacing, mutual
+    nearest only. The result has every EDS slice (the EDS ``z``); EDS slices
+    without a SIMS partner have NaN SIMS channels and no coverage, SIMS
+    slices without an EDS partner are left out, and both are warned about
+    (:class:`~pfibsims.errors.CoverageWarning`) and listed in
+    ``attrs["pfibsims:slices"]``. Give measured or scaled depths to the
+    inputs (``stack(z=...)``, :func:`~pfibsims.dataset.with_depths` with a
+    ``total_depth``) when the slices are uneven.
 
     Parameters
     ----------
     eds, sims : xarray.Dataset
-        Stacks in the pfibsims data model, e.g. ``pfs.synthetic.cathode()``.
+        Stacks in the pfibsims data model, e.g. ``pfs.synthetic.cathode()``,
+        or single maps.
     sem : xarray.Dataset, optional
-        SEM images (e.g. BSE) on the EDS frame, used for the EDS drift and
-        kept as channels.
+        SEM images (e.g. BSE) on the EDS frame, one per EDS slice, used for
+        the EDS drift and kept as channels.
     drift : bool or xarray.DataArray
-        SIMS drift handling (see step 1).
+        SIMS drift handling (see step 1); a given drift has one row per SIMS
+        slice.
     register : {"translation", "rigid", "similarity", "affine"}, Affine or None
         Registration model, a known transform (fixed -> moving, nm), or none.
     metric : {"mi", "ncc", "phase"}
         Registration metric (mutual information by default).
+    initial : Affine, optional
+        A first guess of the transform (EDS point -> SIMS point, nm), e.g.
+        the stage offset between the two fields: the registration starts from
+        it; with ``register=None`` it is the transform used.
     kernel, a : str, int
-        Resampling kernel (Lanczos, ``a=3`` lobes by default).
+        Resampling kernel (Lanczos, ``a=3`` lobes by default). Count
+        channels are clipped at 0 after resampling
+        (:func:`~pfibsims.resampling.resample`, ``clip=None``): Lanczos
+        ringing would make negative counts.
     normalize : {"log", "minmax", "percentile"}, optional
         Normalise every channel after fusion.
     onto : "eds", Grid or Dataset
         Target grid (in-plane): the EDS grid by default.
+    pair : {"z", "index"} or length
+        How SIMS slices pair with EDS slices: by depth (``"z"``, within half
+        a slice spacing), by depth within a given tolerance (e.g.
+        ``"20 nm"``), or slice ``k`` with slice ``k`` (``"index"``; the
+        counts must then agree).
+    min_coverage : float
+        The fraction of the target (paired slices) the SIMS field must reach
+        through the transform (default 0.1); below it :func:`fuse` warns
+        (:class:`~pfibsims.errors.CoverageWarning`), or raises under
+        ``strict`` (and always when the fields do not overlap at all).
+        Checked from the geometry alone.
+    strict : bool
+        Raise :class:`~pfibsims.errors.GridError` instead of warning when
+        the coverage is below ``min_coverage``.
     chunks : optional
         Output chunks of the resampled channels (see :func:`~pfibsims.resampling.resample`).
     max_pixels : int
@@ -202,15 +404,20 @@ def fuse(
     xarray.Dataset
         Every channel on one grid, plus a boolean ``coverage`` (True where the
         SIMS field reaches), lazy. Attrs: ``modality="fused"``, the transform
-        (``"pfibsims:affine"``, JSON), the SIMS (and EDS) drift in nm
-        (``"pfibsims:drift"``), the registration report
-        (``"pfibsims:registration"``) and the full history of both inputs
-        and of every step.
+        (``"pfibsims:affine"``, JSON), the SIMS (and EDS) drift in nm of the
+        paired SIMS slices (``"pfibsims:drift"``), the registration report
+        (``"pfibsims:registration"``), the slice pairs
+        (``"pfibsims:slices"``) and the full history of both inputs and of
+        every step (the ``fuse`` record holds the SIMS coverage fraction).
 
     Raises
     ------
     DataModelError
-        When the inputs are not in the data model or have different slice counts.
+        When the inputs are not in the data model, no SIMS slice pairs with
+        an EDS slice, or the SEM slices are not the EDS ones.
+    GridError
+        When the SIMS field misses the target, or under ``strict`` when the
+        SIMS coverage is below ``min_coverage``.
     RegistrationError
         When registration fails (see :func:`~pfibsims.registration.register`).
 
@@ -222,32 +429,37 @@ def fuse(
     >>> sorted(vol.data_vars)
     ['Al_Ka', 'C_Ka', 'Co_La', 'Li6', 'Zr_La', 'coverage']
     """
-    eds = dequantify(eds, "eds")
-    sims = dequantify(sims, "sims")
-    sem = dequantify(sem, "sem")
+    eds, sims, sem = (None if ds is None else dequantify(ds, n) for ds, n in ((eds, "eds"), (sims, "sims"), (sem, "sem")))
+    eds, sims, sem, framing = _frame_inputs(eds, sims, sem)
     validate(eds)
     validate(sims)
     if sem is not None:
         validate(sem)
-    nz = eds.sizes.get("z", 1)
-    for name, ds in (("sims", sims), ("sem", sem)):
-        if ds is not None and ds.sizes.get("z", 1) != nz:
+        if sem.sizes["z"] != eds.sizes["z"]:
             raise DataModelError(
-                f"{name}: expected {nz} slices (as eds: slice k of each is matched), found {ds.sizes.get('z', 1)}"
+                f"sem: expected {eds.sizes['z']} slices (as eds: SEM images are on the EDS frame), found {sem.sizes['z']}"
             )
     if normalize is not None and not isinstance(normalize, str):
         raise PfibsimsError(f"normalize: expected None or a method name such as 'log', got {normalize!r}")
     if not (isinstance(register, Affine) or register is None or register is False or register in _MODELS):
         raise PfibsimsError(f"register: expected one of {_MODELS}, an Affine, or None, got {register!r}")
-    grid = _target_grid(onto, eds)
+    if initial is not None and not isinstance(initial, Affine):
+        raise PfibsimsError(f"initial: expected a pfibsims.Affine (EDS point -> SIMS point, nm) or None, got "
+                            f"{type(initial).__name__}")
+    grid, coords = _target(onto, eds)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 64:
         raise PfibsimsError(f"max_pixels: expected an integer of at least 64 (pixels a slice), got {max_pixels!r}")
+    _check_fraction(min_coverage, "min_coverage")
+    match = _pair_slices(eds, sims, pair)
+    drift = _paired_drift(drift, sims, match)
+    sims = _paired(sims, match.other, like=_paired(eds, match.reference))  # paired SIMS slice k: EDS z of its pair
 
     # 1. drift slice to slice: EDS from SEM (the EDS frame then has none), SIMS from its first channel
     estimating = (drift is True) or (isinstance(register, str) and register in _MODELS)
     veds, vsims, vsem = _estimation_views(eds, sims, sem, max_pixels) if estimating else (eds, sims, sem)
     eds_drift = _slice_drift(drift is not False and drift is not None, vsem, "sem")
     fixed = veds if eds_drift is None else resample(veds, Grid.of(veds, dims=("y", "x")), drift=eds_drift)
+    fixed = _paired(fixed, match.reference)  # the EDS slices the SIMS slices are paired with
     # the whole slice-to-slice drift (its trend too) when the cross-modal step measures it again (step 3)
     sims_drift = _slice_drift(drift, vsims, "sims", "keep" if isinstance(register, str) else None)
     moving = _first_channel(vsims, "sims")
@@ -256,9 +468,10 @@ def fuse(
     if isinstance(register, Affine):
         T = register
     elif register is None or register is False:
-        T = Affine.identity()
+        T = Affine.identity() if initial is None else initial
     else:
-        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift)
+        # from the initial guess, when given: a local search around it (see register)
+        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=initial)
         T, report = found.transform, found.report
     # 3. an estimated SIMS drift is measured again against the matching EDS slices
     if drift is True and sims_drift is not None and isinstance(register, str):
@@ -272,30 +485,18 @@ def fuse(
         sims_drift = (sims_drift - sims_drift.isel(z=0)).assign_attrs(sims_drift.attrs)
     # 4. one interpolation per voxel: drift and registration composed per slice
     plain = Affine(T.matrix, T.dims)
-    sims_on = resample(sims, grid, transform=plain, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
-    parts = []
-    for ds in (eds, sem):
-        if ds is not None and (eds_drift is not None or Grid.of(ds, dims=("y", "x")) != grid):
-            ds = resample(ds, grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
-        if ds is not None:
-            parts.append(ds)
-    covered = coverage(sims, grid, transform=plain, drift=sims_drift)
-    if "z" not in covered.dims:
-        covered = covered.expand_dims(z=eds.sizes.get("z", 1))
-    z = eds.coords["z"].variable
-    pieces = [p.drop_vars([c for c in p.coords if c not in p.dims]).assign_coords(z=z) for p in parts + [sims_on]]
-    pieces.append(covered.rename("coverage").drop_vars([c for c in covered.coords if c not in covered.dims]).assign_coords(z=z))
-    fused = xr.merge(pieces, combine_attrs="override", join="exact")
-    if "slice" in eds.coords:
-        fused = fused.assign_coords(slice=eds.coords["slice"])
+    covered_fraction = _check_coverage(sims, grid, plain, sims_drift, min_coverage, strict)
+    fused, sims_history = _assemble(eds, sem, sims, match, grid, coords, plain, sims_drift, eds_drift,
+                                    kernel=kernel, a=a, chunks=chunks)
     # 5. optional normalisation
     if normalize is not None:
         channels = [v for v in fused.data_vars if v != "coverage"]
         fused = fused.assign(_normalize(fused[channels].where(fused["coverage"]), method=normalize, zeros="nan"))
+    if framing["map"]:  # a single map in, a single map out (its depth a scalar coordinate if it had one)
+        fused = fused.isel(z=0, drop=not framing["map_z"])
     records = []
-    for name, ds in (("eds", eds), ("sims", sims_on), ("sem", sem)):
-        if ds is not None:
-            records += [{**h, "input": name} for h in history(ds)]
+    for name, hist in (("eds", history(eds)), ("sims", sims_history), ("sem", [] if sem is None else history(sem))):
+        records += [{**h, "input": name} for h in hist]
     attrs = {
         "modality": "fused",
         **history_attrs(records),
@@ -305,10 +506,13 @@ def fuse(
         ),
         "pfibsims:drift": json.dumps({"units": "nm", "sims": _drift_json(sims_drift), "eds": _drift_json(eds_drift)}),
         "pfibsims:registration": json.dumps(None if report is None else report.to_dict()),
+        "pfibsims:slices": json.dumps({"eds": "reference", "sims": "other", **match.to_dict()}),
     }
     fused.attrs = plain.to_attrs(attrs)
     return record(
         fused, "fuse", drift="estimated" if drift is True else "given" if sims_drift is not None else "none",
         register=register if isinstance(register, str) or register is None else "given", metric=metric,
-        kernel=kernel, a=int(a), normalize=normalize, onto=grid,
+        kernel=kernel, a=int(a), normalize=normalize, onto=grid, initial=initial,
+        sims_coverage=covered_fraction, min_coverage=float(min_coverage), pair=pair if isinstance(pair, str) else str(pair),
+        reversed_axes=framing["reversed"], single_map=framing["map"],
     )

@@ -200,3 +200,39 @@ def test_validate_refuses_complex_channels():
     ds = stack({"Li6": np.ones((2, 4, 5))}, pixel_size="72 nm", slice_thickness="60 nm")
     with pytest.raises(DataModelError, match="Li6: expected real numbers .*, found dtype complex128"):
         validate(ds.assign(Li6=ds.Li6 * (1 + 1j)))
+
+
+def test_total_milled_depth_sets_or_scales_the_slice_depths():
+    # the paper: 39 slices over a measured 2.3 um
+    even = stack({"Li6": np.zeros((39, 2, 2))}, pixel_size="72 nm", total_depth="2.3 um")
+    assert even.z.attrs["spacing"] == f"{2300 / 39:.12g} nm"
+    np.testing.assert_allclose(np.diff(even.z.values), 2300 / 39)
+    # uneven logged positions: scaled about the first so that the mean slice is total / n, unevenness kept
+    logged = ["10 nm", "70 nm", "110 nm", "190 nm"]
+    ds = stack({"Li6": np.zeros((4, 2, 2))}, pixel_size="72 nm", z=logged, total_depth="400 nm")
+    want = 10 + (np.array([10, 70, 110, 190]) - 10) * (400 * 3 / 4) / 180
+    np.testing.assert_allclose(ds.z.values, want)
+    assert "spacing" not in ds.z.attrs
+    from pfibsims.dataset import with_depths
+
+    again = with_depths(stack({"Li6": np.zeros((4, 2, 2))}, pixel_size="72 nm", z=logged), total_depth="400 nm")
+    np.testing.assert_allclose(again.z.values, want)
+    assert again.attrs["history"][-1]["step"] == "with_depths"
+    np.testing.assert_allclose(with_depths(ds, slice_thickness="50 nm").z.values, 10 + 50 * np.arange(4))
+    one = stack({"Li6": np.zeros((2, 2))}, pixel_size="72 nm", total_depth="60 nm")
+    assert one.z.attrs["spacing"] == "60 nm"
+
+
+def test_depth_errors_name_the_argument():
+    from pfibsims.dataset import with_depths
+
+    with pytest.raises(DataModelError, match="slice_thickness, total_depth: expected one of them"):
+        stack({"Li6": np.zeros((2, 2, 2))}, pixel_size="72 nm", slice_thickness="60 nm", total_depth="1 um")
+    with pytest.raises(UnitsError, match="total_depth: expected a positive length"):
+        stack({"Li6": np.zeros((2, 2, 2))}, pixel_size="72 nm", total_depth="0 nm")
+    with pytest.raises(UnitsError, match="total_depth"):
+        stack({"Li6": np.zeros((2, 2, 2))}, pixel_size="72 nm", total_depth="2 nA")
+    with pytest.raises(DataModelError, match="ds: expected a Dataset or DataArray with a z dim"):
+        with_depths(np.zeros(3), total_depth="1 um")
+    with pytest.raises(DataModelError, match="z, slice_thickness, total_depth: expected one of them, got none"):
+        with_depths(_eds(), z=None)

@@ -81,11 +81,25 @@ def test_of_rejects_decreasing_and_missing_coords():
         Grid.of(np.zeros((2, 2)))
 
 
-def test_one_voxel_axis_without_spacing_is_an_error():
+def test_one_voxel_axis_without_spacing_is_an_error_when_asked_for():
     da = xr.DataArray(np.zeros((1, 2)), dims=("z", "x"), coords={"z": ("z", [0.0], {"units": "nm"}), "x": ("x", [0.0, 1.0], {"units": "nm"})})
     with pytest.raises(GridError, match=r"z: an axis of one voxel needs a 'spacing'"):
-        Grid.of(da)
+        Grid.of(da, dims=("z", "x"))
     assert Grid.of(da, dims=("x",)).shape == (2,)
+
+
+def test_single_map_without_slice_thickness_has_the_in_plane_grid():
+    # the README quick start prints Grid.of(vol) on whatever it read: a single map states no thickness
+    from pfibsims.dataset import stack
+
+    one = stack({"Zr_La": np.ones((3, 4))}, pixel_size="81.4 nm")
+    assert "spacing" not in one.z.attrs
+    assert Grid.of(one) == Grid((3, 4), "81.4 nm", origin="40.7 nm")
+    with pytest.raises(GridError, match=r"z: an axis of one voxel needs a 'spacing'"):
+        Grid.of(one, dims=("z", "y", "x"))
+    thick = stack({"Zr_La": np.ones((3, 4))}, pixel_size="81.4 nm", slice_thickness="60 nm")
+    assert Grid.of(thick).dims == ("z", "y", "x")
+    assert Grid.of(thick).spacing[0] == 60.0
 
 
 def test_constructor_errors_name_argument():

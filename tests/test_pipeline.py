@@ -107,7 +107,143 @@ def test_fuse_errors_name_the_argument(small, kwargs, match):
         pfs.fuse(eds, sims, **kwargs)
 
 
-def test_fuse_rejects_mismatched_slices(small):
+def test_fuse_by_index_rejects_mismatched_slices(small):
     eds, sims, _ = small
-    with pytest.raises(pfs.DataModelError, match=r"sims: expected 4 slices \(as eds"):
-        pfs.fuse(eds, sims.isel(z=slice(0, 3)), register=None, drift=False)
+    with pytest.raises(pfs.DataModelError, match=r"sims: expected 4 slices \(as eds: pair='index'"):
+        pfs.fuse(eds, sims.isel(z=slice(0, 3)), register=None, drift=False, pair="index")
+    with pytest.raises(pfs.DataModelError, match=r"sem: expected 4 slices \(as eds"):
+        pfs.fuse(eds, sims, eds[["Zr_La"]].isel(z=slice(0, 2)).assign_attrs(modality="SEM"), register=None, drift=False)
+    far = sims.assign_coords(z=sims.z + 1e4)
+    with pytest.raises(pfs.DataModelError, match="sims: no slice lies within 30 nm of an eds slice"):
+        pfs.fuse(eds, far, register=None, drift=False)
+
+
+# -- any frame, any slicing (issue 16) -------------------------------------------------------------
+def _centred(ds):
+    """The issue's reproducer: coordinates centred on the field (as stage or centred frames give them)."""
+    return ds.assign_coords({a: (a, (np.arange(ds.sizes[a]) - (ds.sizes[a] - 1) / 2) * float(ds[a][1] - ds[a][0]),
+                                 ds[a].attrs) for a in ("y", "x")})
+
+
+def _frame_change(ds, centred):
+    """The translation taking the original frame's points to the centred frame's (per axis, nm)."""
+    return tuple(float(centred[a][0] - ds[a][0]) for a in ("y", "x"))
+
+
+def test_fuse_in_centred_coordinates_the_issue_reproducer():
+    eds, sims, truth = pfs.synthetic.cathode(seed=0, n_slices=3, eds_shape=(108, 176), sims_shape=(250, 250))
+    ce, cs = _centred(eds), _centred(sims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pfs.EstimationWarning)
+        vol = pfs.fuse(ce, cs)
+    # the result's grid is the EDS grid to the last bit: its coordinates are the EDS ones
+    for a in ("y", "x"):
+        np.testing.assert_array_equal(vol[a].values, ce[a].values)
+        assert vol[a].attrs["units"] == "nm"
+    # the truth in the centred frames: p_c = p + e, q_c = q + s  =>  T_c = S_s T S_e^-1
+    e, s_ = _frame_change(eds, ce), _frame_change(sims, cs)
+    true_c = pfs.Affine.translation(s_) @ pfs.Affine.from_attrs(truth.attrs) @ pfs.Affine.translation(tuple(-v for v in e))
+    err = registration_error(pfs.Affine.from_attrs(vol.attrs), true_c, pfs.Grid.of(ce, dims=("y", "x")))
+    assert err["max_error_nm"] < 40.0  # half an EDS pixel over the field
+
+
+@pytest.mark.parametrize("flip", [(), ("y",), ("y", "x")], ids=["stage-origin", "y-descending", "both-descending"])
+def test_fuse_is_the_same_in_any_frame(small, flip):
+    eds, sims, truth = small
+    T = pfs.Affine.from_attrs(truth.attrs)
+    ref = pfs.fuse(eds, sims, register=T, drift=truth.drift)
+    # the same data in stage coordinates (origins 1.3 mm away, different per modality), axes in any direction
+    e_off, s_off = (1.3e6, -2.2e6), (1.29e6 + 512.0, -2.21e6)
+    moved = [ds.assign_coords(y=ds.y + o[0], x=ds.x + o[1]) for ds, o in ((eds, e_off), (sims, s_off))]
+    moved = [ds.isel({a: slice(None, None, -1) for a in flip}) for ds in moved]
+    T_moved = pfs.Affine.translation(s_off) @ T @ pfs.Affine.translation(tuple(-v for v in e_off))
+    vol = pfs.fuse(*moved, register=T_moved, drift=truth.drift)
+    target = moved[0].sortby(list(flip)) if flip else moved[0]
+    for a in ("y", "x"):
+        np.testing.assert_array_equal(vol[a].values, target[a].values)  # the target's own coordinates
+    np.testing.assert_allclose(vol.Li6.values, ref.Li6.values, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(vol.coverage.values, ref.coverage.values)
+    np.testing.assert_array_equal(vol.Zr_La.values, ref.Zr_La.values)
+    assert vol.attrs["history"][-1]["params"]["reversed_axes"] == ({"eds": list(flip), "sims": list(flip)} if flip else {})
+    validate(vol)
+
+
+def test_fuse_of_two_single_maps_is_a_single_map(small):
+    eds, sims, truth = small
+    T = pfs.Affine.from_attrs(truth.attrs)
+    ref = pfs.fuse(eds.isel(z=[0]), sims.isel(z=[0]), register=T, drift=False)
+    two_d = pfs.fuse(eds.isel(z=0, drop=True), sims.isel(z=0, drop=True), register=T, drift=False)
+    assert two_d.Li6.dims == ("y", "x")
+    assert "z" not in two_d.coords
+    np.testing.assert_array_equal(two_d.Li6.values, ref.Li6.values[0])
+    np.testing.assert_array_equal(two_d.coverage.values, ref.coverage.values[0])
+    scalar_z = pfs.fuse(eds.isel(z=0), sims.isel(z=0), register=T, drift=False)  # a slice with its depth kept
+    assert scalar_z.Li6.dims == ("y", "x")
+    assert float(scalar_z.z) == 0.0
+    assert pfs.Grid.of(two_d) == pfs.Grid.of(eds, dims=("y", "x"))
+    validate(two_d)
+
+
+def test_fuse_pairs_20_eds_slices_with_10_sims_slices_by_depth():
+    eds, sims, truth = pfs.synthetic.cathode(seed=2, n_slices=20, eds_shape=(48, 64), sims_shape=(90, 90))
+    T = pfs.Affine.from_attrs(truth.attrs)
+    every = pfs.fuse(eds, sims, register=T, drift=truth.drift)
+    half, drift_half = sims.isel(z=slice(0, None, 2)), truth.drift.isel(z=slice(0, None, 2))  # SIMS every other slice
+    assert half.sizes["z"] == 10
+    assert float(half.z[1]) == 120.0
+    with pytest.warns(pfs.CoverageWarning, match=r"eds slices \[1, 3, 5, .*19\] have no sims slice within 30 nm"):
+        vol = pfs.fuse(eds, half, register=T, drift=drift_half)
+    assert vol.sizes["z"] == 20
+    np.testing.assert_array_equal(vol.z.values, eds.z.values)
+    np.testing.assert_array_equal(vol.Li6.values[::2], every.Li6.values[::2])  # the paired slices, as fused one to one
+    assert np.isnan(vol.Li6.values[1::2]).all()
+    assert not vol.coverage.values[1::2].any()
+    np.testing.assert_array_equal(vol.Zr_La.values, eds.Zr_La.values)
+    slices = json.loads(vol.attrs["pfibsims:slices"])
+    assert slices["pairs"] == [[2 * k, k] for k in range(10)]
+    assert slices["unmatched_reference"] == list(range(1, 20, 2))
+    # a SIMS slice with no EDS partner is left out, and said so
+    extra = pfs.stack({"Li6": np.ones((3, 90, 90))}, pixel_size="72 nm", z=["0 nm", "60 nm", "1500 nm"])
+    with pytest.warns(pfs.CoverageWarning, match=r"sims slices \[2\] have no eds slice within 30 nm and are left out"):
+        out = pfs.fuse(eds.isel(z=[0, 1]), extra, register=T, drift=False)
+    assert out.sizes["z"] == 2
+    assert np.isfinite(out.Li6.values[out.coverage.values]).all()
+
+
+def test_fuse_warns_or_raises_when_the_fields_barely_overlap(small):
+    eds, sims, truth = small
+    # in one frame (no transform) the 12.96 um SIMS field 10 um to the side reaches 419 nm of the 10.42 um EDS width
+    edge = sims.assign_coords(x=sims.x + 1e4)
+    with pytest.warns(pfs.CoverageWarning, match=r"sims: the SIMS field covers 3.91 % of the target grid .*min_coverage=10 %"):
+        vol = pfs.fuse(eds, edge, register=None, drift=False)
+    assert vol.attrs["history"][-1]["params"]["sims_coverage"] == pytest.approx(5 / 128)  # 5 of 128 EDS columns
+    assert vol.coverage.values.mean() == pytest.approx(5 / 128)  # the geometry check agrees with the mask
+    with pytest.raises(pfs.GridError, match=r"sims: the SIMS field covers 3.91 % .*give an initial transform"):
+        pfs.fuse(eds, edge, register=None, drift=False, strict=True)
+    far = sims.assign_coords(x=sims.x + 4e4)  # 40 um away: nothing would remain, an error even without strict
+    with pytest.raises(pfs.GridError, match=r"sims: the SIMS field covers 0 % of the target grid"):
+        pfs.fuse(eds, far, register=None, drift=False)
+    # the same fields with the offset given as the initial transform: no warning, the data as with register=T
+    T = pfs.Affine.from_attrs(truth.attrs)
+    shifted = pfs.Affine.translation((0.0, 4e4)) @ T
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = pfs.fuse(eds, far, register=None, initial=shifted, drift=truth.drift)
+    b = pfs.fuse(eds, sims, register=T, drift=truth.drift)
+    np.testing.assert_allclose(a.Li6.values, b.Li6.values, rtol=1e-5, atol=1e-3)
+    with pytest.raises(pfs.PfibsimsError, match="min_coverage: expected a fraction between 0 and 1"):
+        pfs.fuse(eds, sims, register=None, drift=False, min_coverage=2)
+    with pytest.raises(pfs.PfibsimsError, match="initial: expected a pfibsims.Affine"):
+        pfs.fuse(eds, sims, register=None, drift=False, initial="T")
+    with pytest.raises(pfs.PfibsimsError, match="pair: expected 'z', 'index' or a depth tolerance"):
+        pfs.fuse(eds, sims, register=None, drift=False, pair="nearest")
+
+
+def test_fused_counts_are_never_negative(small):
+    eds, sims, truth = small
+    vol = pfs.fuse(eds, sims, register=pfs.Affine.from_attrs(truth.attrs), drift=truth.drift)
+    li = vol.Li6.values[vol.coverage.values]
+    assert li.min() >= 0
+    assert (li == 0).any()
+    rec = [h for h in vol.attrs["history"] if h["step"] == "resample"][-1]
+    assert rec["params"]["clipped_at_zero"] == ["Li6"]

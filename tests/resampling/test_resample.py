@@ -23,7 +23,7 @@ CHUNKINGS = [None, -1, 7]  # numpy in/out, one chunk, small chunks
 
 
 def _image(data, pixel="72 nm", chunks=None, name="Li6"):
-    ds = pfs.stack({name: data}, pixel_size=pixel, modality="SIMS")
+    ds = pfs.stack({name: data}, pixel_size=pixel, modality="SIMS", units="1")  # waves and noise, not counts
     return ds if chunks is None else ds.chunk({"y": chunks, "x": chunks} if chunks != -1 else {"y": -1, "x": -1})
 
 
@@ -492,3 +492,43 @@ def test_complex_and_empty_data_are_refused():
         pfs.resample(sims.isel(y=slice(0, 0)), grid)
     with pytest.raises(pfs.DataModelError, match="data_or_grid: expected at least one voxel along every axis"):
         pfs.coverage(sims.isel(x=slice(0, 0)), grid)
+
+
+# -- counts never negative (issue 16): a saturated real HAADF image ---------------------------------
+@pytest.mark.shared_data
+def test_saturated_real_image_rings_below_zero_and_count_channels_are_clipped(shared_data):
+    from rsciio.bruker import file_reader  # the reference reader, independent of pfibsims.io
+
+    haadf = next(s for s in file_reader(str(shared_data / "eds" / "test_TEM.bcf")) if s["metadata"]["General"]["title"] == "HAADF")
+    img = haadf["data"]
+    assert img.max() == 65535 and (img == 65535).mean() > 0.05  # saturated: sharp steps to the top of the range
+    ds = pfs.stack({"HAADF": img}, pixel_size="0.771 nm", modality="SEM")  # units "counts"
+    grid = Grid.of(ds, dims=("y", "x"))
+    T = Affine.from_parameters(rotation=10, center=_centre(grid))
+    raw = resample(ds, grid.with_shape((100, 100)), transform=T, clip=False).HAADF.values
+    assert np.nanmin(raw) < -1000  # Lanczos ringing: "counts" below zero next to the saturated areas
+    out = resample(ds, grid.with_shape((100, 100)), transform=T)  # default: count channels clipped at 0
+    np.testing.assert_array_equal(out.HAADF.values, np.maximum(raw, 0))  # NaN outside stays NaN
+    assert out.attrs["history"][-1]["params"]["clipped_at_zero"] == ["HAADF"]
+    lazy = resample(ds.chunk({"y": 20, "x": 20}), grid.with_shape((100, 100)), transform=T, chunks=30)
+    np.testing.assert_array_equal(lazy.HAADF.values, out.HAADF.values)
+    # normalize says where negative counts come from
+    unclipped = resample(ds, grid.with_shape((100, 100)), transform=T, clip=False)
+    with pytest.raises(pfs.PfibsimsError, match=r"counts cannot be negative: negative values come from interpolation "
+                       r"ringing next to sharp edges \(the history holds a resampling with kernel='lanczos'\); "
+                       r"resample with clip=True"):
+        pfs.normalize(unclipped, method="log")
+    with pytest.raises(pfs.PfibsimsError, match=r"ringing .*\(a resampling with kernel='lanczos' or 'cubic' would make them\)"):
+        pfs.normalize(unclipped.HAADF, method="log")
+
+
+def test_clip_option_on_channels_of_any_units():
+    wave = _image(np.sin(np.linspace(0, 20, 48))[None].repeat(40, 0), pixel="10 nm")  # units "1": not clipped
+    onto = Grid.of(wave, dims=("y", "x")).with_shape((40, 31))
+    plain = resample(wave, onto)
+    assert float(plain.Li6.min()) < -0.9 and plain.attrs["history"][-1]["params"]["clipped_at_zero"] == []
+    np.testing.assert_array_equal(resample(wave, onto, clip=True).Li6.values, np.maximum(plain.Li6.values, 0))
+    assert resample(wave, onto, clip=True).attrs["history"][-1]["params"]["clipped_at_zero"] == ["Li6"]
+    assert resample(wave, onto, kernel="nearest", clip=True).attrs["history"][-1]["params"]["clipped_at_zero"] == []
+    with pytest.raises(pfs.PfibsimsError, match=r"clip: expected None \(clip count channels\), True or False, got 'yes'"):
+        resample(wave, onto, clip="yes")

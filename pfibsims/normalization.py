@@ -30,7 +30,7 @@ import xarray as xr
 from ._engine import moments as _moments
 from ._engine.reduce import Plan, Reduction, block_reduce, evaluate, reduce_blocks
 from ._xr import as_dataarray, dask_data, dequantify, mask_data, warn_infinite
-from .dataset import record
+from .dataset import history, record
 from .errors import PfibsimsError
 
 __all__ = ["from_uint8", "histogram", "normalize", "to_uint8"]
@@ -178,9 +178,9 @@ def _describe_group(bad: xr.DataArray) -> str:
     return f" in {idx.shape[0]} group(s) of over=, first at index {first}"
 
 
-def _negatives_origin(x: xr.DataArray, history: Any) -> str:
+def _negatives_origin(x: xr.DataArray, records: Any) -> str:
     """Where negative values of ``x`` come from, for an error message (counts are never negative)."""
-    steps = [h for h in (history or []) if isinstance(h, dict) and h.get("step") in ("resample", "fuse")]
+    steps = [h for h in (records or []) if isinstance(h, dict) and h.get("step") in ("resample", "fuse")]
     kernels = {str(h.get("params", {}).get("kernel")) for h in steps} & {"lanczos", "cubic"}
     if kernels:
         found = f"the history holds a resampling with kernel={sorted(kernels)[0]!r}"
@@ -192,7 +192,7 @@ def _negatives_origin(x: xr.DataArray, history: Any) -> str:
 
 
 def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: float, high: float,
-                     zeros: str, max_samples: int, history: Any = None) -> xr.DataArray:
+                     zeros: str, max_samples: int, steps: Any = None) -> xr.DataArray:
     name = x.name or "data"
     work = x.astype(np.float64)
     work = work.where(np.isfinite(work))
@@ -208,7 +208,7 @@ def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: fl
     if method == "log":
         if bool((lo <= 0).any()):
             if zeros == "raise":
-                origin = _negatives_origin(x, history or x.attrs.get("history")) if bool((lo < 0).any()) else ""
+                origin = _negatives_origin(x, steps or history(x)) if bool((lo < 0).any()) else ""
                 raise PfibsimsError(
                     f"zeros='raise': {name} has values <= 0 (minimum {float(lo.min()):.6g}){_describe_group(lo <= 0)}, "
                     f"whose log10 is undefined; pass zeros='nan' (drop them) or zeros='clip' (count them as 1)"
@@ -329,7 +329,7 @@ def normalize(
         for name, var in data.data_vars.items():
             if var.dtype.kind in "biuf" and var.ndim:
                 out[name] = _normalize_array(var, method, _reduce_dims(var, over), low, high, zeros, max_samples,
-                                             data.attrs.get("history"))
+                                             history(data))
         return record(out, "normalize", **params)
     x = as_dataarray(data, "data")
     return record(_normalize_array(x, method, _reduce_dims(x, over), low, high, zeros, max_samples), "normalize", **params)

@@ -217,7 +217,7 @@ def test_total_milled_depth_sets_or_scales_the_slice_depths():
 
     again = with_depths(stack({"Li6": np.zeros((4, 2, 2))}, pixel_size="72 nm", z=logged), total_depth="400 nm")
     np.testing.assert_allclose(again.z.values, want)
-    assert again.attrs["history"][-1]["step"] == "with_depths"
+    assert history(again)[-1]["step"] == "with_depths"
     np.testing.assert_allclose(with_depths(ds, slice_thickness="50 nm").z.values, 10 + 50 * np.arange(4))
     one = stack({"Li6": np.zeros((2, 2))}, pixel_size="72 nm", total_depth="60 nm")
     assert one.z.attrs["spacing"] == "60 nm"

@@ -164,7 +164,7 @@ def test_fuse_is_the_same_in_any_frame(small, flip):
     np.testing.assert_allclose(vol.Li6.values, ref.Li6.values, rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(vol.coverage.values, ref.coverage.values)
     np.testing.assert_array_equal(vol.Zr_La.values, ref.Zr_La.values)
-    assert vol.attrs["history"][-1]["params"]["reversed_axes"] == ({"eds": list(flip), "sims": list(flip)} if flip else {})
+    assert history(vol)[-1]["params"]["reversed_axes"] == ({"eds": list(flip), "sims": list(flip)} if flip else {})
     validate(vol)
 
 
@@ -216,7 +216,7 @@ def test_fuse_warns_or_raises_when_the_fields_barely_overlap(small):
     edge = sims.assign_coords(x=sims.x + 1e4)
     with pytest.warns(pfs.CoverageWarning, match=r"sims: the SIMS field covers 3.91 % of the target grid .*min_coverage=10 %"):
         vol = pfs.fuse(eds, edge, register=None, drift=False)
-    assert vol.attrs["history"][-1]["params"]["sims_coverage"] == pytest.approx(5 / 128)  # 5 of 128 EDS columns
+    assert history(vol)[-1]["params"]["sims_coverage"] == pytest.approx(5 / 128)  # 5 of 128 EDS columns
     assert vol.coverage.values.mean() == pytest.approx(5 / 128)  # the geometry check agrees with the mask
     with pytest.raises(pfs.GridError, match=r"sims: the SIMS field covers 3.91 % .*give an initial transform"):
         pfs.fuse(eds, edge, register=None, drift=False, strict=True)
@@ -245,5 +245,5 @@ def test_fused_counts_are_never_negative(small):
     li = vol.Li6.values[vol.coverage.values]
     assert li.min() >= 0
     assert (li == 0).any()
-    rec = [h for h in vol.attrs["history"] if h["step"] == "resample"][-1]
+    rec = [h for h in history(vol) if h["step"] == "resample"][-1]
     assert rec["params"]["clipped_at_zero"] == ["Li6"]

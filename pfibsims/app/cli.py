@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import PfibsimsError
+from ..errors import CoverageWarning, PfibsimsError
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of a command go to stderr as one line, ``pfibsims: warning: ...``."""
+    print(f"pfibsims: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     demo.add_argument("--slices", type=int, default=39, help="phantom slices (default 39, as in the paper)")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    demo.add_argument("--channels", nargs=2, metavar=("A", "B"), help="the channels to correlate (default Li6 Zr_La)")
 
     fuse = sub.add_parser("fuse", help="fuse EDS and SIMS files into one Zarr volume")
     fuse.add_argument("--eds", nargs="+", required=True, metavar="PATH", help="EDS file(s) or glob, one per slice")
@@ -47,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     fuse.add_argument("--register", default="rigid", choices=["translation", "rigid", "similarity", "affine", "none"],
                       help="registration model (default rigid)")
     fuse.add_argument("--no-drift", action="store_true", help="do not estimate and remove SIMS drift")
+    fuse.add_argument("--initial", metavar="JSON",
+                      help="first guess of the EDS -> SIMS transform: a JSON file or text, an Affine "
+                           "({\"type\": \"Affine\", \"dims\": [\"y\", \"x\"], \"matrix\": ...}) or parameters "
+                           "({\"shift\": [\"2 um\", \"-5 um\"], \"rotation\": 1.5}); with --register none, the "
+                           "transform used")
+    fuse.add_argument("--min-coverage", type=float, default=0.1,
+                      help="warn when the SIMS field covers less than this fraction of the EDS grid (default 0.1)")
+    fuse.add_argument("--strict", action="store_true", help="fail (instead of warning) below --min-coverage")
     fuse.add_argument("--scheduler", default="threads",
                       help="threads (default), processes, or the ADDRESS of a dask.distributed scheduler")
     fuse.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
@@ -55,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("store", type=Path, help="a store written by `pfibsims fuse` or `pfibsims demo`")
     report.add_argument("outdir", type=Path, help="folder for report.json, report.txt and figures/")
     report.add_argument("--scheduler", default="threads", help="threads, processes, or a scheduler ADDRESS")
+    report.add_argument("--channels", nargs=2, metavar=("A", "B"),
+                        help="the channels to correlate and draw (default Li6 Zr_La when present, else a SIMS "
+                             "isotope and an EDS line)")
     return p
 
 
@@ -87,8 +106,30 @@ def _scheduler(name: str) -> Iterator[None]:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.outdir, seed=args.seed, overwrite=args.overwrite, n_slices=args.slices)
+    run_demo(args.outdir, seed=args.seed, overwrite=args.overwrite, n_slices=args.slices, channels=args.channels)
     return 0
+
+
+def _initial(text: str | None):
+    """``--initial`` (a JSON file or JSON text) as an Affine, or None."""
+    if text is None:
+        return None
+    from ..transform import Affine
+
+    path = Path(text)
+    if len(text) < 4096 and path.is_file():
+        text = path.read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PfibsimsError(f"--initial: expected a JSON file or JSON text, got {text!r:.80} ({exc})") from None
+    if isinstance(spec, dict) and "matrix" in spec:
+        return Affine.from_dict(spec)
+    keys = {"shift", "rotation", "scale", "center"}
+    if not isinstance(spec, dict) or not spec or not set(spec) <= keys:
+        raise PfibsimsError(f"--initial: expected an Affine (with 'matrix') or parameters among {sorted(keys)}, "
+                            f"got {spec!r:.80}")
+    return Affine.from_parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
 
 def _fuse(args: argparse.Namespace) -> int:
@@ -102,9 +143,13 @@ def _fuse(args: argparse.Namespace) -> int:
     eds = read_eds(paths(args.eds), lines=args.lines, pixel_size=args.pixel_size, **common)
     sims = read_sims(paths(args.sims), pixel_size=args.sims_pixel_size, isotope=args.isotope, **common)
     sem = read_sem(paths(args.sem), pixel_size=args.pixel_size, **common) if args.sem else None
-    with _scheduler(args.scheduler):
+    initial = _initial(args.initial)
+    with _scheduler(args.scheduler), warnings.catch_warnings():
+        warnings.simplefilter("always", CoverageWarning)
+        warnings.showwarning = _print_warning
         print("-- fuse: drift, registration, Lanczos resampling", flush=True)
-        vol = fuse(eds, sims, sem, drift=not args.no_drift, register=None if args.register == "none" else args.register)
+        vol = fuse(eds, sims, sem, drift=not args.no_drift, register=None if args.register == "none" else args.register,
+                   initial=initial, min_coverage=args.min_coverage, strict=args.strict)
         print(f"-- save {args.out}", flush=True)
         save(vol, args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}")
@@ -117,7 +162,7 @@ def _report(args: argparse.Namespace) -> int:
 
     vol = open_dataset(args.store)
     with _scheduler(args.scheduler):
-        report = write_report(vol, args.outdir)
+        report = write_report(vol, args.outdir, channels=args.channels)
     print((args.outdir / "report.txt").read_text())
     print(f"wrote {args.outdir / 'report.json'} and {len(report.get('figures', {}) or {})} figures")
     return 0

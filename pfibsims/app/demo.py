@@ -58,6 +58,7 @@ def run_demo(
     overwrite: bool = False,
     n_slices: int = 39,
     phantom: Callable[..., Any] | None = None,
+    channels: Any = None,
 ) -> dict[str, Any]:
     """Build the phantom, fuse it, write the volume, figures and a report into ``outdir``.
 
@@ -75,6 +76,8 @@ def run_demo(
         Replace an existing ``fused.zarr`` and report; otherwise refuse.
     n_slices : int
         Slices of the phantom (39, as in the paper).
+    channels : (str, str), optional
+        The channels to correlate (default ``Li6`` and ``Zr_La``).
 
     Returns
     -------
@@ -106,7 +109,7 @@ def run_demo(
     with stage(f"save {store}", timings):
         save(vol, store, overwrite=overwrite)
     vol = open_dataset(store)
-    report = write_report(vol, outdir, raw={"eds": eds, "sims": sims}, truth=truth,
+    report = write_report(vol, outdir, channels=channels, raw={"eds": eds, "sims": sims}, truth=truth,
                           stage=lambda name: stage(name, timings))
     total = time.perf_counter() - t0
     report["timings_s"] = {**timings, "total": round(total, 3)}

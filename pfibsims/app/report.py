@@ -22,8 +22,9 @@ import xarray as xr
 from .._engine.moments import sum_blocks
 from .._engine.reduce import Plan, Reduction, evaluate
 from .._xr import as_array
+from ..correlate import channel_pair
 from ..correlate.moments import pearson_plan
-from ..errors import DataModelError, EstimationWarning
+from ..errors import EstimationWarning
 from ..grid import Grid
 from ..quantification import CALIBRATION, CATHODE_STANDARDS, quantify
 from ..segmentation import classify_phases, depletion_depth
@@ -89,9 +90,10 @@ def drift_error(estimated: Any, true: xr.DataArray) -> dict[str, float]:
 
 
 def _labels(vol: xr.Dataset) -> xr.DataArray | None:
+    """The volume's ``phase``, else a classification of its EDS channels (any sample), else None."""
     if "phase" in vol.data_vars:
         return vol["phase"]
-    if {"Zr_La", "Co_La"} <= set(vol.data_vars):
+    if any("line" in v.attrs for v in vol.data_vars.values()):
         return classify_phases(vol)
     return None
 
@@ -149,23 +151,32 @@ def _concentration(q: xr.DataArray, assumed: dict, stats: dict, truth: xr.Datase
     return out
 
 
-def _agreement_block(t: np.ndarray, lab: np.ndarray, *, values: tuple[int, ...]) -> np.ndarray:
-    """Per label value ``v``: voxels with ``t == v``, and those of them with ``lab == v`` (one block)."""
-    out = np.empty((len(values), 2), dtype=np.int64)
-    for k, v in enumerate(values):
-        tv = np.asarray(t) == v
-        out[k] = tv.sum(), (tv & (np.asarray(lab) == v)).sum()
+def _agreement_block(t: np.ndarray, lab: np.ndarray, *, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Per ``(true value, label value)`` pair: true voxels, labelled voxels and both (one block)."""
+    t, lab = np.asarray(t), np.asarray(lab)
+    out = np.empty((len(pairs), 3), dtype=np.int64)
+    for k, (tv, lv) in enumerate(pairs):
+        is_t, is_l = t == tv, lab == lv
+        out[k] = is_t.sum(), is_l.sum(), (is_t & is_l).sum()
     return out
 
 
 def _accuracy_plan(true: xr.DataArray, labels: xr.DataArray) -> Plan:
-    """Per true phase, the fraction of its voxels labelled alike (one pass, as a plan)."""
-    values = tuple(int(v) for v in np.atleast_1d(true.attrs["flag_values"]))
+    """Per true phase, matched BY NAME with the labels: recall (the fraction of its voxels labelled so) and
+    precision (the fraction of the voxels labelled so that are it); one pass, as a plan."""
+    have = dict(zip(str(labels.attrs["flag_meanings"]).split(), (int(v) for v in np.atleast_1d(labels.attrs["flag_values"])),
+                    strict=True))
+    names = str(true.attrs["flag_meanings"]).split()
+    values = [int(v) for v in np.atleast_1d(true.attrs["flag_values"])]
+    pairs = tuple((v, have.get(n, -1)) for n, v in zip(names, values, strict=True))  # -1: a phase not labelled
     red = Reduction(_agreement_block, (as_array(true.data), as_array(labels.transpose(*true.dims).data)),
-                    (len(values), 2), sum_blocks, np.int64, {"values": values})
+                    (len(pairs), 3), sum_blocks, np.int64, {"pairs": pairs})
     (counts,) = yield [red]
-    return {name: _finite(float(hit) / float(n)) if int(n) else None
-            for (n, hit), name in zip(counts, true.attrs["flag_meanings"].split(), strict=True)}
+    return {
+        "recall": {n: _finite(float(hit) / float(nt)) if int(nt) else None for (nt, _, hit), n in zip(counts, names, strict=True)},
+        "precision": {n: _finite(float(hit) / float(nl)) if int(nl) else None
+                      for (_, nl, hit), n in zip(counts, names, strict=True)},
+    }
 
 
 def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None = None,
@@ -189,7 +200,8 @@ def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None =
         ``pearson`` (a :class:`~pfibsims.correlate.Correlation`), and when
         computed ``phases`` (Dataset), ``profile`` (Dataset),
         ``quantified_phases`` and ``quantified_profile`` (Datasets) and
-        ``phase_accuracy`` (dict).
+        ``phase_accuracy`` (dict of ``recall`` and ``precision`` per true phase,
+        phases matched by name).
     """
     mask = vol["coverage"] if "coverage" in vol.data_vars else None
     plans = {"pearson": pearson_plan(vol[a], vol[b], mask=mask)}
@@ -206,18 +218,22 @@ def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None =
     return dict(zip(plans, evaluate(*plans.values(), step="report statistics"), strict=True))
 
 
-def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: xr.Dataset | None = None) -> dict[str, Any]:
-    """The paper's numbers for a fused volume, as a JSON-ready dict.
+def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None = None) -> dict[str, Any]:
+    """The paper's numbers for a fused volume of any sample, as a JSON-ready dict.
 
-    Pearson r of ``a`` (default the Li channel) against ``b`` with its
-    confidence interval and the covariance (eq. 3) inside the SIMS coverage;
-    per-phase statistics of ``a``; the Li depletion depth at LLZTO surfaces
-    (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um either
-    side of the surface, the first 100 nm left out); when the labels name the
-    cathode's standards (LLZTO, LCO) and ``a`` is in counts, Li in atomic
-    percent per phase and the LLZTO depletion in at. % (``li_percent``,
-    :func:`pfibsims.quantify`); and, with the phantom's ``truth``, the
-    registration and drift errors and the phase accuracy.
+    Pearson r of the two ``channels`` with its confidence interval and the
+    covariance (eq. 3) inside the SIMS coverage; per-phase statistics of the
+    first channel (the phases of ``vol["phase"]``, else
+    :func:`~pfibsims.segmentation.classify_phases` of the EDS channels, named
+    by the cathode's table only when Zr, Co, Al and C are measured); with an
+    LLZTO phase, the depletion depth of the first channel at LLZTO surfaces
+    (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um
+    either side of the surface, the first 100 nm left out); when the
+    labels name the cathode's standards (LLZTO, LCO) and the first channel
+    is in counts, Li in atomic percent per phase and the LLZTO depletion in
+    at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
+    phantom's ``truth``, the registration and drift errors and each phase's
+    recall (``phase_accuracy``) and precision, phases matched by name.
     Computes: the Li calibration (one distance transform and one pass), then
     the statistics together in two passes over the volume (:func:`statistics`).
 
@@ -225,14 +241,14 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     ----------
     vol : xarray.Dataset
         A fused volume (:func:`pfibsims.fuse`), optionally holding ``phase``.
-    a, b : str
-        Channels to correlate.
+    channels : (str, str), optional
+        The channels to correlate; default the paper's ``Li6`` and ``Zr_La``
+        when present, else a SIMS isotope and an EDS line
+        (:func:`~pfibsims.correlate.channel_pair`).
     truth : xarray.Dataset, optional
         The phantom's truth (:func:`pfibsims.synthetic.cathode`).
     """
-    a = a or next((c for c in ("Li6", "Li7") if c in vol.data_vars), None)
-    if a is None or a not in vol.data_vars or b not in vol.data_vars:
-        raise DataModelError(f"vol: expected channels {a!r} and {b!r}, found {sorted(vol.data_vars)}")
+    a, b = channel_pair(vol, channels)
     labels = _labels(vol)
     quantified = _quantified(vol[a], labels, truth)
     stats = statistics(vol, a, b, labels=labels, truth=truth, quantified=quantified and quantified[0])
@@ -256,7 +272,8 @@ def measure(vol: xr.Dataset, *, a: str | None = None, b: str = "Zr_La", truth: x
     if "profile" in stats or quantified is not None:
         out["warnings"] = caught
     if "phase_accuracy" in stats:
-        out["phase_accuracy"] = stats["phase_accuracy"]
+        scores = stats["phase_accuracy"]
+        out["phase_accuracy"], out["phase_precision"] = scores["recall"], scores["precision"]
     if truth is not None:
         grid = Grid.of(vol, dims=("y", "x"))
         if "pfibsims:affine" in vol.attrs:
@@ -313,7 +330,7 @@ def _text(report: dict[str, Any]) -> str:
     cov_units = " ".join(u for u in (ua, ub) if u != "1") if ua != ub else f"{ua}^2" if ua != "1" else ""
     lines.append(f"covariance (eq. 3) = {sig(p['covariance'], cov_units)}")
     if "llzto_depletion_depth_nm" in report:
-        lines.append(f"Li depletion depth at LLZTO surfaces: {sig(report['llzto_depletion_depth_nm'], 'nm')}"
+        lines.append(f"{p['a']} depletion depth at LLZTO surfaces: {sig(report['llzto_depletion_depth_nm'], 'nm')}"
                      + (f" (phantom truth {report['true_depletion_depth']})" if "true_depletion_depth" in report else ""))
     for name, st in report.get("phases", {}).items():
         lines.append(f"  phase {name:8s} fraction {sig(st['fraction'])}, mean {sig(st['mean'], ua)}, "
@@ -333,19 +350,22 @@ def _text(report: dict[str, Any]) -> str:
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     if "phase_accuracy" in report:
-        lines.append("phase accuracy vs truth: " + ", ".join(f"{k} {sig(v)}" for k, v in report["phase_accuracy"].items()
-                                                              if v is not None))
+        lines.append("phase recall vs truth: " + ", ".join(f"{k} {sig(v)}" for k, v in report["phase_accuracy"].items()
+                                                            if v is not None))
+        lines.append("phase precision vs truth: " + ", ".join(f"{k} {sig(v)}" for k, v in report["phase_precision"].items()
+                                                               if v is not None))
     if isinstance(report.get("volume_3d"), str):
         lines.append(f"3-D figure {report['volume_3d']}")
     return "\n".join(lines) + "\n"
 
 
 def write_report(
-    vol: xr.Dataset, outdir: str | Path, *, raw: Any = None, truth: xr.Dataset | None = None, figures: bool = True,
-    stage: Callable[[str], AbstractContextManager] | None = None,
+    vol: xr.Dataset, outdir: str | Path, *, channels: Any = None, raw: Any = None, truth: xr.Dataset | None = None,
+    figures: bool = True, stage: Callable[[str], AbstractContextManager] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.json``, ``report.txt`` and (with the ``plot`` extra) the figures into ``outdir``.
 
+    ``channels`` is the pair correlated and drawn (see :func:`measure`).
     Returns the report dict (see :func:`measure`), with ``"figures"``: the
     PNG paths written.  ``stage(name)``, when given, is entered around the
     two steps ("statistics and report", "figures"), e.g. to time them.
@@ -353,8 +373,9 @@ def write_report(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     stage = stage or (lambda name: contextlib.nullcontext())
+    a, b = channel_pair(vol, channels)
     with stage("statistics and report"):
-        report = measure(vol, truth=truth)
+        report = measure(vol, channels=(a, b), truth=truth)
     if figures:
         try:
             from ..plot import save_figures
@@ -365,7 +386,7 @@ def write_report(
 
             with stage("figures"):
                 labels = _labels(vol)  # the figures draw the phases; they classify nothing themselves
-                paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels)
+                paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels, a=a, b=b)
             report["figures"] = {k: str(v) for k, v in paths.items()}
             if not have_renderer():
                 report["volume_3d"] = "not drawn: it needs PyVista, pip install 'pfibsims[render]'"

@@ -16,7 +16,8 @@ careful reader adds:
   significance test), in 3-D;
 * :func:`local_correlation`: Pearson r in a moving window, lazily.
 
-Line profiles (:func:`pfibsims.resampling.profile`) sample as resampling does and live there.
+:func:`channel_pair` picks the two channels to correlate in a volume (the paper's
+``Li6``/``Zr_La`` when present). Line profiles (:func:`pfibsims.resampling.profile`) sample as resampling does and live there.
 
 Voxels where either channel is NaN or infinite (outside a field of view) are
 left out of every statistic, pair by pair ("pairwise complete"); a ``mask``
@@ -31,10 +32,12 @@ from .coloc import Colocalisation, colocalisation, spearman
 from .histogram import joint_histogram
 from .local import local_correlation
 from .moments import Correlation, covariance, covariance_map, pearson
+from .pairs import channel_pair
 
 __all__ = [
     "Colocalisation",
     "Correlation",
+    "channel_pair",
     "colocalisation",
     "covariance",
     "covariance_map",

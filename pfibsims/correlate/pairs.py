@@ -14,8 +14,70 @@ import xarray as xr
 from .._engine import moments as _moments
 from .._engine.reduce import Reduction, reduce_blocks
 from .._xr import as_dataarray, check_same_grid, dask_data, mask_data
-from ..errors import PfibsimsError
+from ..errors import DataModelError, PfibsimsError
 from ..units import ureg
+
+__all__ = ["PAPER_PAIR", "channel_pair"]
+
+#: The pair Sun et al. correlate (Fig. 6): SIMS 6Li (or 7Li) against EDS Zr La.
+PAPER_PAIR = (("Li6", "Li7"), ("Zr_La",))
+
+
+def _channels(ds: xr.Dataset) -> list[str]:
+    """The data channels of a volume: numeric, spatial, not a label (``flag_values``) nor a mask (bool)."""
+    return [str(n) for n, v in ds.data_vars.items()
+            if v.dtype.kind in "iuf" and "flag_values" not in v.attrs and {"y", "x"} <= set(v.dims)]
+
+
+def channel_pair(ds: xr.Dataset, channels: Any = None) -> tuple[str, str]:
+    """The two channels to correlate in ``ds``: those given, else the paper's pair when present, else a guess.
+
+    Without ``channels``: ``Li6`` (or ``Li7``) against ``Zr_La`` when ``ds``
+    holds them (Fig. 6 of the paper); otherwise its first SIMS isotope (a
+    channel with an ``isotope`` attr) against its first EDS line (a ``line``
+    attr); otherwise its first two data channels. Labels, masks and
+    ``coverage`` are never picked.
+
+    Raises
+    ------
+    DataModelError
+        When ``channels`` is not two channels of ``ds``, or ``ds`` has fewer
+        than two data channels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pfibsims.dataset import stack
+    >>> ds = stack({"O18": np.ones((2, 2)), "Fe_Ka": np.ones((2, 2)), "S_Ka": np.ones((2, 2))}, pixel_size="9 nm",
+    ...            modality="fused")
+    >>> channel_pair(ds), channel_pair(ds, ["S_Ka", "Fe_Ka"])
+    (('O18', 'Fe_Ka'), ('S_Ka', 'Fe_Ka'))
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise DataModelError(f"ds: expected a Dataset of channels, got {type(ds).__name__}")
+    have = _channels(ds)
+    if channels is not None:
+        pair = [channels] if isinstance(channels, str) else list(channels)
+        if len(pair) != 2 or any(not isinstance(c, str) for c in pair) or pair[0] == pair[1]:
+            raise DataModelError(f"channels: expected two different channel names, e.g. ('Li6', 'Zr_La'), got {channels!r}")
+        missing = [c for c in pair if c not in have]
+        if missing:
+            raise DataModelError(f"channels: {missing} not among the channels of the volume {have}")
+        return pair[0], pair[1]
+    a = next((c for c in PAPER_PAIR[0] if c in have), None)
+    b = next((c for c in PAPER_PAIR[1] if c in have), None)
+    if a and b:
+        return a, b
+    sims = [c for c in have if "isotope" in ds[c].attrs]
+    eds = [c for c in have if "line" in ds[c].attrs]
+    a = a or (sims[0] if sims else None)
+    b = b or next((c for c in eds if c != a), None)
+    rest = [c for c in have if c not in (a, b)]
+    a = a or (rest.pop(0) if rest else None)
+    b = b or (rest.pop(0) if rest else None)
+    if a is None or b is None:
+        raise DataModelError(f"ds: expected two data channels to correlate, found {have}")
+    return a, b
 
 
 # -- inputs ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import xarray as xr
 
 from .._engine.views import MAX_PIXELS, block_factor
 from .._xr import block_mean
+from ..correlate import channel_pair
 from ..errors import PfibsimsError
 from .axes import (
     DPI,
@@ -55,10 +56,6 @@ def _raw_by_modality(raw: Any) -> dict[str, xr.Dataset]:
     return out
 
 
-def _first(ds: xr.Dataset, *names: str) -> str | None:
-    return next((n for n in names if n in ds.data_vars), None)
-
-
 def save_figures(
     vol: xr.Dataset,
     outdir: str | Path,
@@ -99,7 +96,9 @@ def save_figures(
         outlines (this function classifies nothing: pass
         ``labels=pfibsims.classify_phases(vol)`` for them).
     a, b : str, optional
-        The two channels correlated (default ``Li6``/``Li7`` and ``Zr_La``).
+        The two channels correlated; default the paper's ``Li6`` (or
+        ``Li7``) and ``Zr_La`` when present, else a SIMS isotope and an EDS
+        line (:func:`pfibsims.correlate.channel_pair`).
     z : int or length, optional
         The slice of the 2-D figures; default the middle one.
     dpi : int
@@ -124,13 +123,17 @@ def save_figures(
     """
     if not isinstance(vol, xr.Dataset):
         raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
-    a = a or _first(vol, "Li6", "Li7")
-    b = b or _first(vol, "Zr_La")
     for arg, name in (("a", a), ("b", b)):
-        if name is None or name not in vol.data_vars:
+        if name is not None and name not in vol.data_vars:
             raise PfibsimsError(
                 f"{arg}: expected a channel of the volume {list(vol.data_vars)}, got {name!r}; pass {arg}='<channel>'"
             )
+    if a is None or b is None:  # the paper's pair when present, else a SIMS isotope and an EDS line
+        pa, pb = channel_pair(vol)
+        if a is None:
+            a = pb if pa == b else pa
+        if b is None:
+            b = pa if pb == a else pb
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     raws = _raw_by_modality(raw)

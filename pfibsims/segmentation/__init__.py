@@ -20,7 +20,8 @@ named (``"LLZTO"``) or given by its integer.
 
 from .boundaries import boundary_profile, depletion_depth
 from .components import particles
-from .phases import CATHODE_PHASES, classify_phases
+from .naming import CATHODE_PHASES
+from .phases import classify_phases
 from .statistics import phase_statistics
 
 __all__ = [

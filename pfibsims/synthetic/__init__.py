@@ -5,6 +5,6 @@
 * :mod:`.noise` -- counter-based Poisson noise, the same for any chunking.
 """
 
-from .phantom import EDS_COUNTS, LI7_RATIO, SIMS_COUNTS, cathode
+from .phantom import EDS_COUNTS, LI7_RATIO, MIXED_MATRIX, SIMS_COUNTS, cathode
 
-__all__ = ["EDS_COUNTS", "LI7_RATIO", "SIMS_COUNTS", "cathode"]
+__all__ = ["EDS_COUNTS", "LI7_RATIO", "MIXED_MATRIX", "SIMS_COUNTS", "cathode"]

@@ -61,6 +61,25 @@ def test_report_command_on_a_saved_volume(demo_dir, tmp_path, capsys):
     assert "Pearson r(Li6, Zr_La)" in capsys.readouterr().out
 
 
+def test_report_command_on_a_store_with_other_channel_names(demo_dir, tmp_path, capsys):
+    vol = pfibsims.open_dataset(demo_dir / "fused.zarr").drop_vars("phase")
+    names = {"Zr_La": "Fe_Ka", "Co_La": "S_Ka", "Al_Ka": "Cu_Ka", "C_Ka": "O_Ka", "Li6": "O18"}
+    other = vol.rename(names)
+    for new in names.values():
+        other[new].attrs = pfibsims.dataset.channel_attrs(new)
+    pfibsims.save(other, tmp_path / "other.zarr")
+    assert main(["report", str(tmp_path / "other.zarr"), str(tmp_path / "a")]) == 0
+    first_line = next(c for c in pfibsims.open_dataset(tmp_path / "other.zarr").data_vars if c.endswith("_Ka"))
+    assert f"Pearson r(O18, {first_line})" in capsys.readouterr().out  # no Li6, Zr_La: a SIMS isotope, an EDS line
+    assert main(["report", str(tmp_path / "other.zarr"), str(tmp_path / "b"), "--channels", "S_Ka", "Cu_Ka"]) == 0
+    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert (rep["pearson"]["a"], rep["pearson"]["b"]) == ("S_Ka", "Cu_Ka")
+    assert len(rep["figures"]) >= 4
+    assert not {"LLZTO", "LCO", "SP", "matrix"} & set(rep["phases"])
+    assert main(["report", str(tmp_path / "other.zarr"), str(tmp_path / "c"), "--channels", "Li6", "Zr_La"]) == 2
+    assert "channels: ['Li6', 'Zr_La'] not among the channels of the volume" in capsys.readouterr().err
+
+
 def _write_files(tmp: Path):
     """Per-slice H5OINA EDS maps and a multi-page SIMS TIFF of the same field (same frame, 2x finer pixels)."""
     rng = np.random.default_rng(0)
@@ -84,6 +103,47 @@ def test_fuse_command_on_files(tmp_path):
     inner = (slice(None), slice(3, -3), slice(3, -3))
     np.testing.assert_allclose(vol.Li6.values[inner].mean(), zr[inner].mean(), rtol=0.02)
     assert main(args) == 2  # no overwrite without --overwrite
+
+
+def _small_sims(tmp: Path, zr: np.ndarray) -> Path:
+    """A SIMS TIFF of a 0.4 um square of the EDS field (EDS rows 10-13, columns 20-23), 2x finer, at its own origin."""
+    li = np.repeat(np.repeat(zr, 2, axis=1), 2, axis=2)[:, 20:28, 40:48]
+    tifffile.imwrite(tmp / "small.tif", li)
+    return tmp / "small.tif"
+
+
+def test_fuse_command_with_an_initial_transform(tmp_path, capsys):
+    eds, _, zr = _write_files(tmp_path)
+    sims = _small_sims(tmp_path, zr)
+    common = ["--eds", *map(str, eds), "--sims", str(sims), "--sims-pixel-size", "50 nm", "--isotope", "6Li",
+              "--slice-thickness", "60 nm", "--register", "none", "--no-drift", "--min-coverage", "0.01"]
+    # the SIMS point of an EDS point p is p - (1 um, 2 um): given as parameters, or as an Affine in a JSON file
+    assert main(["fuse", *common, "--out", str(tmp_path / "a.zarr"), "--initial", '{"shift": ["-1 um", "-2 um"]}']) == 0
+    affine = tmp_path / "initial.json"
+    affine.write_text(pfibsims.Affine.translation((-1000.0, -2000.0)).to_json())
+    assert main(["fuse", *common, "--out", str(tmp_path / "b.zarr"), "--initial", str(affine)]) == 0
+    a, b = pfibsims.open_dataset(tmp_path / "a.zarr"), pfibsims.open_dataset(tmp_path / "b.zarr")
+    np.testing.assert_array_equal(a.Li6.values, b.Li6.values)
+    want = np.zeros(a.coverage.shape[1:], bool)
+    want[10:14, 20:24] = True  # the 0.4 um square lands where it was cut from
+    assert (a.coverage.values == want).all()
+    np.testing.assert_allclose(a.Li6.values[:, 10:14, 20:24].mean(), zr[:, 10:14, 20:24].mean(), rtol=0.1)
+    assert "warning" not in capsys.readouterr().err
+    assert main(["fuse", *common, "--out", str(tmp_path / "c.zarr"), "--initial", '{"twist": 3}']) == 2
+    assert "--initial: expected an Affine (with 'matrix') or parameters among" in capsys.readouterr().err
+
+
+def test_fuse_command_warns_or_fails_on_a_small_coverage(tmp_path, capsys):
+    eds, _, zr = _write_files(tmp_path)
+    sims = _small_sims(tmp_path, zr)
+    common = ["--eds", *map(str, eds), "--sims", str(sims), "--sims-pixel-size", "50 nm", "--isotope", "6Li",
+              "--slice-thickness", "60 nm", "--register", "none", "--no-drift"]
+    assert main(["fuse", *common, "--out", str(tmp_path / "w.zarr")]) == 0  # 16 of 768 EDS pixels: a warning
+    assert "pfibsims: warning: sims: the SIMS field covers 2.08 % of the target grid" in capsys.readouterr().err
+    assert main(["fuse", *common, "--out", str(tmp_path / "s.zarr"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "pfibsims fuse: error: sims: the SIMS field covers 2.08 %" in err
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_fuse_command_errors(tmp_path, capsys):

@@ -44,8 +44,15 @@ def test_measure_matches_numpy_and_truth(fused):
     assert rep["registration_error"]["max_error_nm"] == pytest.approx(0.0, abs=1e-6)  # the true transform was given
     assert rep["drift_error"]["rms_nm"] == pytest.approx(0.0, abs=1e-9)
     assert rep["phase_accuracy"]["LLZTO"] > 0.9
+    assert rep["phase_precision"]["LLZTO"] > 0.9
+    labels = pfs.classify_phases(vol)  # phases matched by name: recall by hand
+    lab = np.asarray(labels.values)
+    names = labels.attrs["flag_meanings"].split()
+    for k, name in enumerate(truth.phase.attrs["flag_meanings"].split()):
+        want = truth.phase.values == k
+        assert rep["phase_accuracy"][name] == pytest.approx((lab[want] == names.index(name)).mean())
     assert 100 < rep["llzto_depletion_depth_nm"] < 700
-    assert set(rep["phases"]) == {"matrix", "LLZTO", "LCO", "Al2O3", "SP"}
+    assert set(rep["phases"]) == {"unassigned", "matrix", "LLZTO", "LCO", "Al2O3", "SP"}
     # Li in at. %: one sensitivity factor per standard phase, checked against the phantom's concentration truth
     q = rep["li_percent"]
     bulk = json.loads(truth.attrs["li_percent"])["LLZTO_bulk"]  # 100 * 6.4 / 23.4
@@ -94,5 +101,33 @@ def test_write_report_writes_json_text_and_figures(fused, tmp_path):
 
 def test_measure_needs_the_channels(fused):
     vol, _, _ = fused
-    with pytest.raises(pfs.DataModelError, match=r"vol: expected channels 'Li6' and 'Nope'"):
-        measure(vol, b="Nope")
+    with pytest.raises(pfs.DataModelError, match=r"channels: \['Nope'\] not among the channels of the volume"):
+        measure(vol, channels=("Li6", "Nope"))
+    with pytest.raises(pfs.DataModelError, match="channels: expected two different channel names"):
+        measure(vol, channels=("Li6",))
+
+
+def _other_sample(vol):
+    """The fused phantom under the channel names of another sample: Fe, S, Cu and O maps and an 18O SIMS map."""
+    names = {"Zr_La": "Fe_Ka", "Co_La": "S_Ka", "Al_Ka": "Cu_Ka", "C_Ka": "O_Ka", "Li6": "O18"}
+    out = vol.rename(names)
+    for old, new in names.items():
+        out[new].attrs = pfs.dataset.channel_attrs(new)
+    return out
+
+
+def test_report_and_figures_on_a_volume_of_another_sample(fused, tmp_path):
+    vol, truth, _ = fused
+    other = _other_sample(vol)
+    rep = write_report(other, tmp_path)
+    ok = other.coverage.values
+    assert (rep["pearson"]["a"], rep["pearson"]["b"]) == ("O18", "Fe_Ka")  # a SIMS isotope and the first EDS line
+    assert rep["pearson"]["r"] == pytest.approx(np.corrcoef(other.O18.values[ok], other.Fe_Ka.values[ok])[0, 1], rel=1e-9)
+    named = [n for n in rep["phases"] if n != "unassigned"]
+    assert named and all(set(n.split("+")) <= {"Fe", "S", "Cu", "O"} for n in named)  # phases by their elements
+    assert not {"LLZTO", "LCO", "SP", "matrix"} & set(rep["phases"])  # no cathode names for other elements
+    assert "llzto_depletion_depth_nm" not in rep
+    assert {"histograms", "element_maps", "joint_histogram", "orthoslices"} <= set(rep["figures"])
+    assert "Pearson r(O18, Fe_Ka)" in (tmp_path / "report.txt").read_text()
+    chosen = write_report(other, tmp_path / "chosen", channels=("S_Ka", "O18"), figures=False)
+    assert chosen["pearson"]["r"] == pytest.approx(np.corrcoef(other.S_Ka.values[ok], other.O18.values[ok])[0, 1], rel=1e-9)

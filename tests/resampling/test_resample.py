@@ -509,7 +509,7 @@ def test_saturated_real_image_rings_below_zero_and_count_channels_are_clipped(sh
     assert np.nanmin(raw) < -1000  # Lanczos ringing: "counts" below zero next to the saturated areas
     out = resample(ds, grid.with_shape((100, 100)), transform=T)  # default: count channels clipped at 0
     np.testing.assert_array_equal(out.HAADF.values, np.maximum(raw, 0))  # NaN outside stays NaN
-    assert out.attrs["history"][-1]["params"]["clipped_at_zero"] == ["HAADF"]
+    assert history(out)[-1]["params"]["clipped_at_zero"] == ["HAADF"]
     lazy = resample(ds.chunk({"y": 20, "x": 20}), grid.with_shape((100, 100)), transform=T, chunks=30)
     np.testing.assert_array_equal(lazy.HAADF.values, out.HAADF.values)
     # normalize says where negative counts come from
@@ -526,9 +526,9 @@ def test_clip_option_on_channels_of_any_units():
     wave = _image(np.sin(np.linspace(0, 20, 48))[None].repeat(40, 0), pixel="10 nm")  # units "1": not clipped
     onto = Grid.of(wave, dims=("y", "x")).with_shape((40, 31))
     plain = resample(wave, onto)
-    assert float(plain.Li6.min()) < -0.9 and plain.attrs["history"][-1]["params"]["clipped_at_zero"] == []
+    assert float(plain.Li6.min()) < -0.9 and history(plain)[-1]["params"]["clipped_at_zero"] == []
     np.testing.assert_array_equal(resample(wave, onto, clip=True).Li6.values, np.maximum(plain.Li6.values, 0))
-    assert resample(wave, onto, clip=True).attrs["history"][-1]["params"]["clipped_at_zero"] == ["Li6"]
-    assert resample(wave, onto, kernel="nearest", clip=True).attrs["history"][-1]["params"]["clipped_at_zero"] == []
+    assert history(resample(wave, onto, clip=True))[-1]["params"]["clipped_at_zero"] == ["Li6"]
+    assert history(resample(wave, onto, kernel="nearest", clip=True))[-1]["params"]["clipped_at_zero"] == []
     with pytest.raises(pfs.PfibsimsError, match=r"clip: expected None \(clip count channels\), True or False, got 'yes'"):
         resample(wave, onto, clip="yes")

@@ -318,24 +318,36 @@ def _blocks_phantom(seed=0, shape=(12, 40, 48)):
     return truth, chans
 
 
+CATHODE_FLAGS = "unassigned LLZTO LCO Al2O3 SP matrix"
+
+
+def _by_name(labels: xr.DataArray, truth_names: str) -> np.ndarray:
+    """The labels renumbered into the truth's flags, by phase name (-1 for a name the truth lacks)."""
+    have = labels.attrs["flag_meanings"].split()
+    want = truth_names.split()
+    lut = np.array([want.index(n) if n in want else -1 for n in have])
+    return lut[np.asarray(labels.values)]
+
+
 @pytest.mark.parametrize("chunks", CHUNKINGS, ids=CHUNK_IDS)
 def test_classify_phases_recovers_blocks_from_low_count_poisson(chunks):
     truth, chans = _blocks_phantom()
     ds = _volume(chans, chunks)
-    with raise_if_dask_computes(max_computes=1):  # only the threshold sample is read
+    with raise_if_dask_computes(max_computes=1):  # only the sample is read
         ph = classify_phases(ds)
     assert ph.dtype == np.uint8
     assert ph.dims == ("z", "y", "x")
     assert isinstance(ph.data, da.Array) == (chunks is not None)
-    assert ph.attrs["flag_values"].tolist() == [0, 1, 2, 3, 4]
+    assert ph.attrs["flag_values"].tolist() == [0, 1, 2, 3, 4, 5]
     assert ph.attrs["flag_values"].dtype == ph.dtype  # CF: flags typed like the labels
-    assert ph.attrs["flag_meanings"] == "matrix LLZTO LCO Al2O3 SP"
+    assert ph.attrs["flag_meanings"] == CATHODE_FLAGS  # Zr, Co, Al and C present: the paper's table
     assert json.loads(ph.attrs["pfibsims:phase_channels"]) == {"LLZTO": "Zr_La", "LCO": "Co_La", "Al2O3": "Al_Ka", "SP": "C_Ka"}
     rec = history(ph)[-1]
     assert rec["step"] == "classify_phases"
-    assert set(rec["params"]["thresholds"]) == {"Zr_La", "Co_La", "Al_Ka", "C_Ka"}
-    assert 4 < rec["params"]["thresholds"]["Zr_La"]["threshold"] < 20
-    got = ph.values
+    assert rec["params"]["phases"] == "cathode"
+    assert rec["params"]["classes"] == len(rec["params"]["class_names"]) >= 5
+    assert set(rec["params"]["class_names"]) == {"LLZTO", "LCO", "Al2O3", "SP", "matrix"}
+    got = _by_name(ph, "matrix LLZTO LCO Al2O3 SP")
     for k in range(5):
         assert (got[truth == k] == k).mean() > 0.9, k
     np.testing.assert_allclose(ph.x, ds.x)
@@ -345,7 +357,7 @@ def test_classify_phases_lazy_equals_eager():
     truth, chans = _blocks_phantom(seed=2)
     eager = classify_phases(_volume(chans)).values
     lazy = classify_phases(_volume(chans, (5, 9, 11))).values
-    np.testing.assert_array_equal(lazy, eager)  # same kernel, same halos: identical to the bit
+    np.testing.assert_array_equal(lazy, eager)  # same sample, same classes, same kernel and halos: to the bit
 
 
 @pytest.mark.parametrize("smooth", ["50 nm", None], ids=["smoothed", "raw"])
@@ -356,39 +368,57 @@ def test_classify_phases_lazy_blocks_match_whole_volume_smoothing(smooth):
     ds = _volume(chans, (1, 8, 8))
     ds["Co_La"] = ds.Co_La.chunk({"z": 3, "y": 5, "x": 13})
     lazy = classify_phases(ds, smooth=smooth)
-    assert history(lazy)[-1]["params"]["thresholds"] == history(eager)[-1]["params"]["thresholds"]
-    assert (lazy.values == eager.values).mean() > 0.999
+    assert history(lazy)[-1]["params"]["class_centroids"] == history(eager)[-1]["params"]["class_centroids"]
+    np.testing.assert_array_equal(lazy.values, eager.values)
 
 
-@pytest.mark.parametrize(("method", "smooth"), [("rules", "100 nm"), ("kmeans", "100 nm"), ("gmm", "50 nm")])
-def test_classify_phases_methods(method, smooth):
-    # a mixture of two Gaussians suits light smoothing: strong smoothing makes the
-    # background peak narrow and the blurred edges a broad second component
+def test_classify_phases_number_of_classes_given_or_by_bic():
     truth, chans = _blocks_phantom(seed=1)
-    ph = classify_phases(_volume(chans), method=method, smooth=smooth)
-    assert (ph.values == truth).mean() > 0.9
-    assert history(ph)[-1]["params"]["method"] == method
+    ds = _volume(chans)
+    by_bic = history(classify_phases(ds))[-1]["params"]
+    assert by_bic["classes_by"].startswith("BIC")
+    bic = {int(k): v for k, v in by_bic["bic"].items()}
+    k = by_bic["classes"]
+    assert bic[k] == min(bic[j] for j in range(2, k + 1))  # the first local minimum ...
+    assert k == max(bic) or bic[k + 1] >= bic[k]  # ... or the largest k tried
+    five = classify_phases(ds, classes=5)
+    rec = history(five)[-1]["params"]
+    assert (rec["classes"], rec["classes_by"]) == (5, "given")
+    assert sorted(rec["class_names"]) == ["Al2O3", "LCO", "LLZTO", "SP", "matrix"]  # one class a phase
+    assert (_by_name(five, "matrix LLZTO LCO Al2O3 SP") == truth).mean() > 0.9
 
 
-def test_classify_phases_channels_phases_and_no_smoothing():
+def test_classify_phases_names_classes_from_a_table_or_their_elements():
     truth, chans = _blocks_phantom()
     ds = _volume(chans)
-    ph = classify_phases(ds, channels=["Co_La", "Zr_La"], phases={"Co_La": "cathode", "Zr_La": "electrolyte"}, smooth=None)
-    assert ph.attrs["flag_meanings"] == "matrix cathode electrolyte"
-    assert history(ph)[-1]["params"]["smooth"] == "0 nm"
-    assert (ph.values[truth == 2] == 1).mean() > 0.8
-    named = classify_phases(ds, channels="Al_Ka")
-    assert named.attrs["flag_meanings"] == "matrix Al2O3"
-    other = classify_phases(ds.rename(Zr_La="Fe_Ka"), channels=["Fe_Ka"])
-    assert other.attrs["flag_meanings"] == "matrix Fe"
+    # any table: a class that matches no phase is unassigned, never forced into one
+    mine = classify_phases(ds, phases={"cathode": {"Co": "high", "Zr": "absent"}, "electrolyte": {"Zr": "high"}},
+                           classes=5, smooth=None)
+    assert mine.attrs["flag_meanings"] == "unassigned cathode electrolyte"
+    got = _by_name(mine, "unassigned electrolyte cathode")
+    assert (got[truth == 2] == 2).mean() > 0.8
+    assert (got[truth == 1] == 1).mean() > 0.8
+    assert (got[(truth == 3) | (truth == 4)] == 0).mean() > 0.8  # Al and C blocks match neither phase
+    assert history(mine)[-1]["params"]["table"]["cathode"] == {"Co": [0.5, 1.0], "Zr": [0.0, 0.2]}
+    # no table: classes named by their dominant elements, in channel order
+    named = classify_phases(_volume({"Fe_Ka": chans["Zr_La"], "Al_Ka": chans["Al_Ka"]}), classes=3)
+    assert named.attrs["flag_meanings"].split()[0] == "unassigned"
+    assert set(named.attrs["flag_meanings"].split()[1:]) == {"Fe", "Al"}
+    by_elements = classify_phases(ds, phases="elements", classes=5)
+    assert set(by_elements.attrs["flag_meanings"].split()) == {"unassigned", "Zr", "Co", "Al", "C"}
+    # the cathode's names only when its four elements are measured
+    three = classify_phases(ds[["Zr_La", "Co_La", "C_Ka"]], classes=4)
+    assert not {"LLZTO", "LCO", "SP", "matrix"} & set(three.attrs["flag_meanings"].split())
+    with pytest.raises(PfibsimsError, match=r"phases: the table names elements \['Al'\] that no channel measures"):
+        classify_phases(ds[["Zr_La", "Co_La", "C_Ka"]], phases="cathode")
 
 
 def test_classify_phases_constant_channel_warns_and_claims_nothing():
     truth, chans = _blocks_phantom()
     chans["C_Ka"] = np.zeros_like(chans["C_Ka"])
-    with pytest.warns(EstimationWarning, match="channel 'C_Ka' is constant"):
+    with pytest.warns(EstimationWarning, match="channel 'C_Ka' is constant in the sample"):
         ph = classify_phases(_volume(chans))
-    assert not (ph.values == 4).any()
+    assert not (ph.values == ph.attrs["flag_meanings"].split().index("SP")).any()
 
 
 def test_classify_phases_errors():
@@ -396,41 +426,55 @@ def test_classify_phases_errors():
     ds = _volume(chans)
     with pytest.raises(DataModelError, match="ds: expected an xarray Dataset"):
         classify_phases(ds.Zr_La)
-    with pytest.raises(PfibsimsError, match=r"method: expected one of \('rules', 'gmm', 'kmeans'\)"):
-        classify_phases(ds, method="otsu")
     with pytest.raises(DataModelError, match=r"channels: \['Fe_Ka'\] not found"):
         classify_phases(ds, channels=["Fe_Ka"])
-    with pytest.raises(DataModelError, match="ds: expected at least one of the channels"):
+    with pytest.raises(DataModelError, match="ds: expected EDS element channels such as 'Zr_La' to classify"):
         classify_phases(_volume({"Li6": np.ones((2, 3, 4))}))
-    with pytest.raises(PfibsimsError, match="phases: expected distinct names"):
-        classify_phases(ds, phases={"Zr_La": "a b"})
-    with pytest.raises(PfibsimsError, match="phases: expected a mapping"):
-        classify_phases(ds, phases=["LLZTO"])
+    with pytest.raises(PfibsimsError, match="phases: expected phase names without spaces"):
+        classify_phases(ds, phases={"a b": {"Zr": "high"}})
+    with pytest.raises(PfibsimsError, match=r"phases\['LLZTO'\]\['Zr'\]: expected one of \['absent', 'high', 'low'\]"):
+        classify_phases(ds, phases={"LLZTO": {"Zr": "lots"}})
+    with pytest.raises(PfibsimsError, match="phases: expected None, 'cathode', 'elements' or a table"):
+        classify_phases(ds, phases="rules")
+    with pytest.raises(PfibsimsError, match="classes: expected None"):
+        classify_phases(ds, classes=0)
+    with pytest.raises(PfibsimsError, match=r"yielding: expected phases among"):
+        classify_phases(ds, yielding=["Fe"])
     with pytest.raises(UnitsError, match="smooth"):
         classify_phases(ds, smooth="3 nA")
 
 
-# -- the fused kernel (pfibsims.segmentation.labeller) against scipy and the previous numpy scoring ------------
-def _reference_labels(chans, sigma, scale, cut, spread, yields):
-    """Whole channels smoothed by scipy (float32, nearest, truncate 4), then the numpy scoring of
-    classify_phases before the fused kernel (commit 499f273), kept here as the reference."""
-    best = top = claimed = None
-    order = [i for i in range(len(chans)) if not yields[i]] + [i for i in range(len(chans)) if yields[i]]
-    for i in order:
-        sm = np.asarray(chans[i], dtype=np.float32)
-        if any(sigma):
-            sm = ndi.gaussian_filter(sm, sigma, mode="nearest", truncate=4.0)
-        score = (sm / np.float32(scale[i]) - np.float32(cut[i])) / np.float32(spread[i])
-        if best is None:
-            best, top, claimed = np.zeros(score.shape, np.uint8), np.zeros(score.shape, np.float32), np.zeros(score.shape, bool)
-        if yields[i] and not all(yields):
-            score[claimed] = -np.inf
-        win = score > top
-        best[win] = i + 1
-        top[win] = score[win]
-        if not yields[i]:
-            claimed |= score > 0
-    return best
+# -- the fused kernel (pfibsims.segmentation.labeller) against scipy and a numpy reference ------------
+def _reference_labels(chans, sigma, centres, lut, yields):
+    """Whole channels smoothed by scipy (float32, nearest, truncate 4), then the partial-volume nearest
+    centroid in numpy, written from its definition (the three nearest centroids and their segments)."""
+    x = np.stack([ndi.gaussian_filter(np.asarray(c, dtype=np.float32), sigma, mode="nearest", truncate=4.0)
+                  if any(sigma) else np.asarray(c, dtype=np.float32) for c in chans], axis=-1).astype(np.float64)
+    e = np.asarray(centres, dtype=np.float64)
+    m = e.shape[0]
+    need = np.full((m, m), 0.5)
+    need[np.ix_(yields, ~yields)] = 0.65
+    need[np.ix_(~yields, yields)] = 0.35
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.zeros(flat.shape[0], np.uint8)
+    for n, v in enumerate(flat):
+        if not np.isfinite(v).all():
+            continue
+        d2 = ((v[None, :] - e) ** 2).sum(axis=1)
+        near = list(np.argsort(d2, kind="stable")[:3])
+        best, win = d2[near[0]], near[0]
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            if b >= len(near):
+                continue
+            a, b = near[a], near[b]
+            t = float(np.dot(v - e[b], e[a] - e[b]))
+            length = float(((e[a] - e[b]) ** 2).sum())
+            f = min(max(t / length, 0.0), 1.0) if length > 0 else 0.0
+            r = d2[b] - 2 * f * t + f * f * length
+            if r < best:
+                best, win = r, (a if f >= need[a, b] else b)
+        out[n] = lut[win]
+    return out.reshape(x.shape[:-1])
 
 
 def _random_channels(dtype, shape=(9, 23, 31), seed=0):
@@ -440,26 +484,27 @@ def _random_channels(dtype, shape=(9, 23, 31), seed=0):
         rate = 4.0 + 30.0 * (ndi.gaussian_filter(rng.random(shape), 2.0) > 0.5 + 0.01 * k)
         c = rng.poisson(rate).astype(dtype)
         if dtype == np.float64 and k == 1:
-            c[2, 5:8, 3] = np.nan  # non-finite voxels spread through the smoothing and never win
+            c[2, 5:8, 3] = np.nan  # non-finite voxels spread through the smoothing and are label 0
         out.append(c)
     return out
 
 
 @pytest.mark.parametrize("sigma", [(50 / 60, 50 / 81.4, 50 / 81.4), (1.7, 1.23, 1.23), (0.0, 0.7, 2.6), (0.05, 0.0, 0.0), (0.0, 0.0, 0.0)])
 @pytest.mark.parametrize("dtype", [np.uint16, np.float64])
-@pytest.mark.parametrize("yields", [(False, False, True, False), (False,) * 4, (True,) * 4])
-def test_fused_kernel_equals_scipy_smoothing_and_numpy_scores_to_the_bit(sigma, dtype, yields):
-    from pfibsims.segmentation import labeller as _smooth
+@pytest.mark.parametrize("yields", [(False, False, True, False, False), (False,) * 5])
+def test_fused_kernel_equals_scipy_smoothing_and_the_numpy_reference_to_the_bit(sigma, dtype, yields):
+    from pfibsims.segmentation import labeller
 
     chans = _random_channels(dtype)
-    scale, cut, spread = [30.0, 28.0, 33.0, 31.0], [0.42, 0.5, 0.37, 0.45], [0.31, 0.29, 0.33, 0.3]
-    want = _reference_labels(chans, sigma, scale, cut, spread, yields)
+    centres = [[34, 4, 4, 4], [4, 34, 4, 4], [4, 4, 34, 4], [4, 4, 4, 34], [19, 19, 4, 4]]
+    lut, yields = np.array([1, 2, 3, 4, 3], np.uint8), np.array(yields)
+    want = _reference_labels(chans, sigma, centres, lut, yields)
     weights = tuple(gaussian_half(s) for s in sigma)
     pad = [(w.size - 1,) * 2 for w in weights]
     win = np.stack([np.pad(c, pad, mode="edge") for c in chans])
-    got = _smooth.label_window(win, depth=chans[0].shape[0], weights=weights, scale=scale, cut=cut, spread=spread, yields=yields)
+    got = labeller.label_window(win, depth=chans[0].shape[0], weights=weights, centres=centres, labels=lut, yields=yields)
     assert got.dtype == np.uint8
-    assert len(np.unique(want)) >= 3  # the case is not trivial
+    assert len(np.unique(want)) >= 4  # the case is not trivial
     np.testing.assert_array_equal(got, want)
 
 
@@ -476,7 +521,7 @@ def test_classify_phases_lazy_labels_equal_eager_to_the_bit_for_any_chunking(chu
     ds["Al_Ka"] = ds.Al_Ka.chunk({"z": 7, "y": 13, "x": 10})  # a channel chunked otherwise is aligned first
     with raise_if_dask_computes(max_computes=1):
         lazy = classify_phases(ds, smooth=smooth)
-    assert history(lazy)[-1]["params"]["thresholds"] == history(eager)[-1]["params"]["thresholds"]
+    assert history(lazy)[-1]["params"]["class_centroids"] == history(eager)[-1]["params"]["class_centroids"]
     np.testing.assert_array_equal(lazy.values, eager.values)
 
 
@@ -528,14 +573,14 @@ def test_sample_tiles_are_spread_disjoint_and_within_budget():
     assert all(t[1] == slice(0, 216) for t in thin)
 
 
-def test_threshold_sample_from_tiles_is_the_same_eager_and_lazy():
+def test_class_sample_from_tiles_is_the_same_eager_and_lazy():
     _, chans = _blocks_phantom(seed=6)
     eager = classify_phases(_volume(chans), sample=8000)
     lazy = classify_phases(_volume(chans, (1, 8, 8)), sample=8000)
     params = history(lazy)[-1]["params"]
     assert params["sample_tiles"] > 1
     assert 0 < params["sample_voxels"] <= 8000
-    assert params["thresholds"] == history(eager)[-1]["params"]["thresholds"]
+    assert params["class_centroids"] == history(eager)[-1]["params"]["class_centroids"]
     np.testing.assert_array_equal(lazy.values, eager.values)
 
 
@@ -575,21 +620,55 @@ def phantom():
     return eds, sims, truth
 
 
-def _accuracy(labels: np.ndarray, truth: np.ndarray) -> dict[int, float]:
-    return {k: float((labels[truth == k] == k).mean()) for k in range(5)}
+def _precision_recall(labels: xr.DataArray, truth: xr.DataArray) -> dict[str, tuple[float, float]]:
+    """Per truth phase (by name), the precision and recall of the labels."""
+    got, want = _by_name(labels, truth.attrs["flag_meanings"]), truth.values
+    out = {}
+    for k, name in enumerate(truth.attrs["flag_meanings"].split()):
+        hit = np.count_nonzero((got == k) & (want == k))
+        out[name] = (hit / max(np.count_nonzero(got == k), 1), hit / np.count_nonzero(want == k))
+    return out
+
+
+#: Precision and recall of the rule-based classifier this one replaced (per-channel Otsu thresholds,
+#: commit 2acecbd), measured on the same phantoms (seed 0, 39 slices); kept as the bar not to fall below.
+BEFORE = {
+    "default": {"matrix": (0.984, 0.763), "LLZTO": (0.998, 0.996), "LCO": (0.982, 0.990), "Al2O3": (0.562, 0.798),
+                "SP": (0.908, 0.973)},
+    "mixed": {"matrix": (0.689, 0.039), "LLZTO": (0.994, 0.994), "LCO": (0.982, 0.985), "Al2O3": (0.549, 0.670),
+              "SP": (0.419, 0.995)},
+}
 
 
 def test_phantom_phases_at_default_dose(phantom, capsys):
     eds, _, truth = phantom
     ph = classify_phases(eds)
-    assert ph.attrs["flag_meanings"] == truth.phase.attrs["flag_meanings"]
-    acc = _accuracy(ph.values, truth.phase.values)
+    assert ph.attrs["flag_meanings"] == CATHODE_FLAGS
+    pr = _precision_recall(ph, truth.phase)
     with capsys.disabled():  # reported, not only asserted: Al2O3 coatings are thinner than the probe
-        print(f"\nphantom phase accuracy (seed 0, default dose): { {n: round(acc[k], 3) for k, n in enumerate(ph.attrs['flag_meanings'].split())} }")
-    assert acc[1] >= 0.9  # LLZTO
-    assert acc[2] >= 0.9  # LCO
-    assert acc[4] >= 0.9  # SP
-    assert acc[3] >= 0.6  # Al2O3: reported; 50-100 nm shells under a 100 nm probe
+        print(f"\nphantom phases (seed 0, default dose), precision/recall: { {n: (round(p, 3), round(r, 3)) for n, (p, r) in pr.items()} }")
+    for name in ("LLZTO", "LCO", "SP", "matrix"):
+        assert min(pr[name]) >= 0.9, (name, pr[name])
+    assert pr["Al2O3"][1] >= 0.8  # recall: 50-100 nm shells under a 100 nm probe
+    assert pr["Al2O3"][0] >= 0.65  # precision, above the 0.56 of the threshold rules
+    for name in ("LLZTO", "LCO", "SP", "Al2O3"):  # precision never below the rules it replaced, and F1 above
+        p, r = pr[name]
+        p0, r0 = BEFORE["default"][name]
+        assert p >= p0 - 0.005 and 2 * p * r / (p + r) >= 2 * p0 * r0 / (p0 + r0) - 0.005, name
+
+
+def test_phantom_with_a_mixed_matrix():
+    # the paper: Super P is resolved only as agglomerates; between them the matrix is a fine mixture of
+    # everything, some carbon included, which per-channel thresholds labelled SP (precision 0.42)
+    from pfibsims.synthetic import MIXED_MATRIX, cathode
+
+    eds, _, truth = cathode(seed=0, matrix_mixture=MIXED_MATRIX)
+    ph = classify_phases(eds.persist())
+    pr = _precision_recall(ph, truth.phase.persist())
+    print(f"mixed-matrix phantom, precision/recall: { {n: (round(p, 3), round(r, 3)) for n, (p, r) in pr.items()} }")
+    for name in ("LLZTO", "LCO", "SP"):
+        assert min(pr[name]) >= 0.9, (name, pr[name])
+    assert min(pr["matrix"]) >= 0.85
 
 
 def test_phantom_particle_diameters_within_one_voxel(phantom):
@@ -649,18 +728,25 @@ def test_phantom_depletion_depth_from_noisy_fused_volume(phantom):
     assert got == pytest.approx(set_depth, abs=100)
 
 
-def test_classify_phases_yielding_phase_takes_only_unclaimed_voxels():
+def test_yielding_phase_needs_a_larger_share_of_a_boundary():
+    from pfibsims.segmentation import labeller
+
+    # voxels on the segment between two pure centroids, with a share f of the second (exact mixtures)
+    shares = np.array([0.3, 0.45, 0.55, 0.6, 0.64, 0.66, 0.7, 0.9])
+    win = np.stack([20.0 * (1 - shares), 20.0 * shares])[:, None, None, :]
+    one = (np.ones(1),) * 3
+    centres, lut = [[20.0, 0.0], [0.0, 20.0]], [1, 2]
+    even = labeller.label_window(win, depth=1, weights=one, centres=centres, labels=lut)[0, 0]
+    assert even.tolist() == [1, 1, 2, 2, 2, 2, 2, 2]  # the larger share wins
+    weak = labeller.label_window(win, depth=1, weights=one, centres=centres, labels=lut, yields=[False, True])[0, 0]
+    assert labeller.YIELD_SHARE == 0.65
+    assert weak.tolist() == [1, 1, 1, 1, 1, 2, 2, 2]  # the yielding class needs a 0.65 share
+    # classify_phases: the cathode's Al2O3 yields by default, any phase on request, none on request
     truth, chans = _blocks_phantom()
-    chans["Al_Ka"] = chans["Al_Ka"] + np.where(truth == 2, 30.0, 0.0)  # Al spills over the whole LCO block
     ds = _volume(chans)
-    default = classify_phases(ds)  # Al2O3 yields: LCO keeps its block
-    assert history(default)[-1]["params"]["yielding"] == ["Al2O3"]
-    assert (default.values[truth == 2] == 2).mean() > 0.9
-    greedy = classify_phases(ds, yielding=())  # otherwise Al2O3 competes by score and takes part of it
-    assert (greedy.values[truth == 2] == 3).mean() > 0.05
-    assert (default.values[truth == 2] == 3).mean() < 0.01
-    with pytest.raises(PfibsimsError, match=r"yielding: expected phases among \['LLZTO', 'LCO', 'Al2O3', 'SP'\]"):
-        classify_phases(ds, yielding=["Fe"])
+    assert history(classify_phases(ds, classes=5))[-1]["params"]["yielding"] == ["Al2O3"]
+    assert history(classify_phases(ds, classes=5, yielding=()))[-1]["params"]["yielding"] == []
+    assert history(classify_phases(ds, classes=5, yielding="SP"))[-1]["params"]["yielding"] == ["SP"]
 
 
 def test_graphs_pickle_and_have_deterministic_names():
@@ -699,3 +785,32 @@ def test_classify_phases_refuses_a_negative_or_huge_smooth_and_complex_channels(
         classify_phases(v, smooth="1 mm")
     with pytest.raises(PfibsimsError, match=r"ds\['Zr_La'\]: expected real numbers, got dtype complex128"):
         classify_phases(v.assign(Zr_La=v.Zr_La * (1 + 1j)))
+
+
+# -- a real map of another material (issue 16) --------------------------------------------------------------
+@pytest.mark.shared_data
+def test_real_non_cathode_map_is_classified_by_its_own_elements(shared_data):
+    from pfibsims.io import read_eds
+    from pfibsims.segmentation.naming import element_of
+
+    # JEOL JED-2200 element maps (C, O, S, Fe, Cu) of one TEM view, 512 x 512 px at 8.69 nm: sparse counts (0-7)
+    eds = read_eds(sorted((shared_data / "eds" / "jeol_View000").glob("*.map")))
+    ph = classify_phases(eds)
+    names = ph.attrs["flag_meanings"].split()
+    assert names[0] == "unassigned"
+    assert not set(names) & {"LLZTO", "LCO", "Al2O3", "SP", "matrix"}  # no cathode names unless asked
+    by_element = {element_of(c, eds[c].attrs): c for c in eds.data_vars}
+    assert set(by_element) == {"C", "O", "S", "Fe", "Cu"}
+    labels = ph.values[0]
+    counts = {el: ndi.uniform_filter(eds[c].values[0].astype(float), 11) for el, c in by_element.items()}
+    for value, name in enumerate(names[1:], start=1):
+        inside = labels == value
+        assert inside.any(), name
+        for el in name.split("+"):  # the raw counts agree: a phase is richer in its elements than the rest
+            assert counts[el][inside].mean() > 1.5 * counts[el][~inside].mean(), (name, el)
+    vacuum = labels[:100, :100]  # beyond the edge of the carbon film (top left in every map): almost no counts
+    assert sum(c[:100, :100].mean() for c in counts.values()) < 0.1 * sum(c.mean() for c in counts.values())
+    assert (vacuum == 0).mean() > 0.95  # rich in no element: unassigned, not forced into a phase
+    assert names[(labels[400:, 400:] == np.arange(len(names))[:, None, None]).sum(axis=(1, 2)).argmax()] == "C"  # the film
+    with pytest.raises(PfibsimsError, match=r"phases: the table names elements \['Al', 'Co', 'Zr'\] that no channel"):
+        classify_phases(eds, phases="cathode")

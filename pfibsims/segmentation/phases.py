@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dask

@@ -111,7 +111,7 @@ def _other_sample(vol):
     """The fused phantom under the channel names of another sample: Fe, S, Cu and O maps and an 18O SIMS map."""
     names = {"Zr_La": "Fe_Ka", "Co_La": "S_Ka", "Al_Ka": "Cu_Ka", "C_Ka": "O_Ka", "Li6": "O18"}
     out = vol.rename(names)
-    for old, new in names.items():
+    for new in names.values():
         out[new].attrs = pfs.dataset.channel_attrs(new)
     return out
 

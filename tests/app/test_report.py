@@ -86,7 +86,7 @@ def test_write_report_writes_json_text_and_figures(fused, tmp_path):
     # every number to 3 significant digits, with units
     r = rep["pearson"]
     assert f"Pearson r(Li6, Zr_La) = {r['r']:.3g}  [{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]" in text
-    assert f"Li depletion depth at LLZTO surfaces: {rep['llzto_depletion_depth_nm']:.3g} nm" in text
+    assert f"Li6 depletion depth at LLZTO surfaces: {rep['llzto_depletion_depth_nm']:.3g} nm" in text
     phase = rep["phases"]["LLZTO"]
     assert f"fraction {phase['fraction']:.3g}, mean {phase['mean']:.3g} counts" in text
     import re

@@ -336,10 +336,20 @@ def test_save_figures_outlines_the_volumes_own_phases(tmp_path, monkeypatch):
     assert seen["channel"] == "Zr_La"
 
 
+def test_save_figures_on_any_channels(tmp_path):
+    # no Li6, no Zr_La: a volume of two EDS lines is drawn with them (issue 16)
+    vol = _eds()
+    paths = plot.save_figures(vol, tmp_path, dpi=DPI, render=False)
+    assert {"histograms", "element_maps", "joint_histogram", "orthoslices"} <= set(paths)
+    assert all(p.stat().st_size > 0 for p in paths.values())
+
+
 def test_save_figures_errors(tmp_path):
     vol = _eds()
-    with pytest.raises(PfibsimsError, match=r"a: expected a channel of the volume \['Zr_La', 'Co_La'\], got None"):
-        plot.save_figures(vol, tmp_path)
+    with pytest.raises(PfibsimsError, match=r"a: expected a channel of the volume \['Zr_La', 'Co_La'\], got 'Li6'"):
+        plot.save_figures(vol, tmp_path, a="Li6")
+    with pytest.raises(PfibsimsError, match=r"ds: expected two data channels to correlate, found \['Zr_La'\]"):
+        plot.save_figures(vol[["Zr_La"]], tmp_path)
     with pytest.raises(PfibsimsError, match="vol: expected a Dataset"):
         plot.save_figures(vol.Zr_La, tmp_path)
     with pytest.raises(PfibsimsError, match="raw: expected Datasets"):

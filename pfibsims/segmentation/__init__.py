@@ -1,8 +1,10 @@
 """Phases, particles, and a channel versus distance from particle surfaces.
 
-* :func:`classify_phases`: a uint8 label volume from element channels (the
-  cathode default: Zr_La -> LLZTO, Co_La -> LCO, Al_Ka -> Al2O3, C_Ka -> SP,
-  the rest matrix), with CF ``flag_values`` / ``flag_meanings``;
+* :func:`classify_phases`: a uint8 label volume of any sample: k-means classes
+  of the smoothed EDS counts, named from a phase table (the paper's cathode,
+  :data:`CATHODE_PHASES`, when Zr, Co, Al and C are measured; else the
+  classes' dominant elements), unmatched classes ``"unassigned"``, with CF
+  ``flag_values`` / ``flag_meanings``;
 * :func:`phase_statistics`: per-phase voxel count, volume, fraction and the
   distribution of a channel;
 * :func:`particles`: 3-D connected components of one phase (volume,

@@ -205,6 +205,29 @@ def _drift_json(drift: xr.DataArray | None) -> list | None:
     return None if drift is None else drift.transpose("z", "component").sel(component=["y", "x"]).values.tolist()
 
 
+def _fused_attrs(eds: xr.Dataset, sims: xr.Dataset, sem: Any, sims_history: list, extra: dict) -> dict[str, Any]:
+    """The fused dataset's attrs: the inputs' histories (each record tagged with its input), their settings, ``extra``."""
+    records = []
+    for name, hist in (("eds", history(eds)), ("sims", sims_history), ("sem", [] if sem is None else history(sem))):
+        records += [{**h, "input": name} for h in hist]
+    sources = {n: {k: v for k, v in ds.attrs.items() if k not in (HISTORY, HISTORY_JSON)}
+               for n, ds in (("eds", eds), ("sims", sims), ("sem", sem)) if ds is not None}
+    return {"modality": "fused", **history_attrs(records), "sources": json.dumps(sources), **extra}
+
+
+def _check_options(normalize: Any, register: Any, initial: Any, max_pixels: Any, min_coverage: Any) -> None:
+    if normalize is not None and not isinstance(normalize, str):
+        raise PfibsimsError(f"normalize: expected None or a method name such as 'log', got {normalize!r}")
+    if not (isinstance(register, Affine) or register is None or register is False or register in _MODELS):
+        raise PfibsimsError(f"register: expected one of {_MODELS}, an Affine, or None, got {register!r}")
+    if initial is not None and not isinstance(initial, Affine):
+        raise PfibsimsError(f"initial: expected a pfibsims.Affine (EDS point -> SIMS point, nm) or None, got "
+                            f"{type(initial).__name__}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 64:
+        raise PfibsimsError(f"max_pixels: expected an integer of at least 64 (pixels a slice), got {max_pixels!r}")
+    _check_fraction(min_coverage, "min_coverage")
+
+
 def _check_fraction(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) <= 1:
         raise PfibsimsError(f"{name}: expected a fraction between 0 and 1 such as 0.1, got {value!r}")
@@ -439,17 +462,8 @@ def fuse(
             raise DataModelError(
                 f"sem: expected {eds.sizes['z']} slices (as eds: SEM images are on the EDS frame), found {sem.sizes['z']}"
             )
-    if normalize is not None and not isinstance(normalize, str):
-        raise PfibsimsError(f"normalize: expected None or a method name such as 'log', got {normalize!r}")
-    if not (isinstance(register, Affine) or register is None or register is False or register in _MODELS):
-        raise PfibsimsError(f"register: expected one of {_MODELS}, an Affine, or None, got {register!r}")
-    if initial is not None and not isinstance(initial, Affine):
-        raise PfibsimsError(f"initial: expected a pfibsims.Affine (EDS point -> SIMS point, nm) or None, got "
-                            f"{type(initial).__name__}")
+    _check_options(normalize, register, initial, max_pixels, min_coverage)
     grid, coords = _target(onto, eds)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 64:
-        raise PfibsimsError(f"max_pixels: expected an integer of at least 64 (pixels a slice), got {max_pixels!r}")
-    _check_fraction(min_coverage, "min_coverage")
     match = _pair_slices(eds, sims, pair)
     drift = _paired_drift(drift, sims, match)
     sims = _paired(sims, match.other, like=_paired(eds, match.reference))  # paired SIMS slice k: EDS z of its pair
@@ -494,21 +508,11 @@ def fuse(
         fused = fused.assign(_normalize(fused[channels].where(fused["coverage"]), method=normalize, zeros="nan"))
     if framing["map"]:  # a single map in, a single map out (its depth a scalar coordinate if it had one)
         fused = fused.isel(z=0, drop=not framing["map_z"])
-    records = []
-    for name, hist in (("eds", history(eds)), ("sims", sims_history), ("sem", [] if sem is None else history(sem))):
-        records += [{**h, "input": name} for h in hist]
-    attrs = {
-        "modality": "fused",
-        **history_attrs(records),
-        "sources": json.dumps(
-            {n: {k: v for k, v in ds.attrs.items() if k not in (HISTORY, HISTORY_JSON)}
-             for n, ds in (("eds", eds), ("sims", sims), ("sem", sem)) if ds is not None}
-        ),
+    fused.attrs = plain.to_attrs(_fused_attrs(eds, sims, sem, sims_history, {
         "pfibsims:drift": json.dumps({"units": "nm", "sims": _drift_json(sims_drift), "eds": _drift_json(eds_drift)}),
         "pfibsims:registration": json.dumps(None if report is None else report.to_dict()),
         "pfibsims:slices": json.dumps({"eds": "reference", "sims": "other", **match.to_dict()}),
-    }
-    fused.attrs = plain.to_attrs(attrs)
+    }))
     return record(
         fused, "fuse", drift="estimated" if drift is True else "given" if sims_drift is not None else "none",
         register=register if isinstance(register, str) or register is None else "given", metric=metric,

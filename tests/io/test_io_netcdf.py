@@ -95,7 +95,7 @@ def test_cf_flags_typed_like_the_labels_and_coordinate_axes(results, tmp_path):
     with xr.open_dataset(path, engine="h5netcdf") as back:
         flags = back["phase"].attrs["flag_values"]
         assert flags.dtype == back["phase"].dtype
-        assert back["phase"].attrs["flag_meanings"].split()[:2] == ["matrix", "LLZTO"]
+        assert back["phase"].attrs["flag_meanings"].split()[:2] == ["unassigned", "LLZTO"]
         assert back["x"].attrs["axis"] == "X"
 
 

@@ -46,7 +46,7 @@ def _build_fixtures() -> dict[str, Any]:
     li = 0.5 * zr + rng.normal(0, 3, shape) + 40
     eds = pfs.stack({"Zr_La": zr, "Co_La": co}, pixel_size="80 nm", slice_thickness="60 nm", modality="EDS")
     sims = pfs.stack({"Li6": li}, pixel_size="80 nm", slice_thickness="60 nm", modality="SIMS")
-    labels = pfs.classify_phases(eds, phases={"Zr_La": "LLZTO", "Co_La": "LCO"}, smooth="80 nm")
+    labels = pfs.classify_phases(eds, phases={"LLZTO": {"Zr": "high"}, "LCO": {"Co": "high"}}, smooth="80 nm")
     return {
         "eds": eds, "sims": sims, "li": sims.Li6, "zr": eds.Zr_La, "labels": labels,
         "affine": pfs.Affine.identity(("y", "x")), "grid": pfs.Grid.of(eds, dims=["y", "x"]),
@@ -80,7 +80,7 @@ TEMPLATES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "coverage": (("@sims", "@eds"), {"transform": "@affine"}),
     "estimate_drift": (("@li",), {"reference": "previous", "upsample": 4}),
     "register": (("@li", "@zr"), {"model": "translation", "metric": "phase"}),
-    "classify_phases": (("@eds",), {"phases": {"Zr_La": "LLZTO"}, "smooth": "80 nm"}),
+    "classify_phases": (("@eds",), {"phases": {"LLZTO": {"Zr": "high"}}, "smooth": "80 nm"}),
     "phase_statistics": (("@li", "@labels"), {"bins": 64}),
     "particles": (("@labels", "LLZTO"), {"connectivity": 1}),
     "boundary_profile": (("@li", "@labels", "LLZTO"), {"distances": ("-200 nm", "200 nm"), "bins": "80 nm"}),

@@ -39,6 +39,7 @@ from ..errors import PfibsimsError
 from ..grid import Grid
 from ..transform import Affine
 from ..units import LENGTH_UNIT, length_nm, lengths_nm, parse_quantity
+from .mixture import MIXED_MATRIX, check_mixture, mixed_counts
 from .noise import poisson_counts, stream_key
 from .particles import (
     FLAG_MEANINGS,
@@ -280,30 +281,6 @@ def _yields(sims_yield: Any) -> dict[str, float]:
     return {**SIMS_YIELD, **{k: float(v) for k, v in sims_yield.items()}}
 
 
-#: A matrix that is a fine mixture of every phase (see ``matrix_mixture`` of :func:`cathode`): by volume 40 %
-#: unresolved Super P, 25 % LLZTO, 25 % LCO and 10 % Al2O3.
-MIXED_MATRIX = {"LLZTO": 0.25, "LCO": 0.25, "Al2O3": 0.1, "SP": 0.4}
-
-
-def _mixture(value: Any) -> dict[str, float]:
-    if value is None:
-        return {}
-    phases = PHASES[1:]
-    ok = isinstance(value, Mapping) and all(k in phases for k in value) and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0 for v in value.values())
-    if not ok or sum(value.values()) > 1:
-        raise PfibsimsError(f"matrix_mixture: expected volume fractions of {list(phases)} (each >= 0, summing to at "
-                            f"most 1), got {value!r}")
-    return {k: float(v) for k, v in value.items()}
-
-
-def _mixed(counts: Sequence[float], mixture: Mapping[str, float]) -> tuple[float, ...]:
-    """Counts per phase with the matrix (index 0) replaced by the mixture of the phases' counts."""
-    rest = 1.0 - sum(mixture.values())
-    matrix = rest * counts[0] + sum(f * counts[PHASES.index(p)] for p, f in mixture.items())
-    return (matrix, *counts[1:])
-
-
 def _count_dtype(table: Sequence[float]) -> Any:
     top = max(table)
     return np.uint16 if top + 10 * math.sqrt(top) + 100 < np.iinfo(np.uint16).max else np.uint32
@@ -387,9 +364,8 @@ def cathode(
         probe size: the fraction of its volume taken by unresolved
         ``"LLZTO"``, ``"LCO"``, ``"Al2O3"`` and ``"SP"`` (the rest is the
         default matrix), so its EDS (and BSE) counts are that mixture of the
-        phases' counts. The paper notes that Super P is resolved only as
-        agglomerates; :data:`MIXED_MATRIX` is such a matrix (some carbon, some
-        of everything). Default: the plain matrix (no mixture).
+        phases' counts (Super P is resolved only as agglomerates, the paper
+        notes): e.g. :data:`MIXED_MATRIX`. Default: no mixture.
     eds_dose, sims_dose : float
         Multipliers of the expected counts (see :data:`EDS_COUNTS`,
         :data:`SIMS_COUNTS`).
@@ -519,11 +495,11 @@ def cathode(
         return int(4.0 * sigma_px + 0.5) if sigma_px > 0 else 0
 
     eds_sigma, sims_sigma = eds_sigma_nm / eds_px, sims_sigma_nm / sims_true
-    mixture = _mixture(matrix_mixture)
-    eds_table = [tuple(eds_dose * c for c in _mixed(EDS_COUNTS[ch], mixture)) for ch in EDS_COUNTS]
+    mixture = check_mixture(matrix_mixture)
+    eds_table = [tuple(eds_dose * c for c in mixed_counts(EDS_COUNTS[ch], mixture)) for ch in EDS_COUNTS]
     eds_names = list(EDS_COUNTS)
     if bse:
-        eds_table.append(tuple(eds_dose * c for c in _mixed(BSE_COUNTS, mixture)))
+        eds_table.append(tuple(eds_dose * c for c in mixed_counts(BSE_COUNTS, mixture)))
         eds_names.append("BSE")
     bg6, gain6 = SIMS_COUNTS["Li6"]
     sims_table = [(sims_dose * bg6, sims_dose * gain6)]
@@ -569,8 +545,7 @@ def cathode(
         "sims_dose": sims_dose, "eds_blur": f"{eds_sigma_nm:.12g} nm", "sims_blur": f"{sims_sigma_nm:.12g} nm",
         "sims_yield": yields, "li7": bool(li7), "bse": bool(bse), "supersample": ss,
     }
-    if mixture:  # recorded only when used, so the default phantom's token and history are unchanged
-        params["matrix_mixture"] = mixture
+    params.update({"matrix_mixture": mixture} if mixture else {})  # only when used: default token unchanged
     token = tokenize("pfibsims.synthetic.cathode", params)
     lazy_particles = dask.delayed(particles, name=f"pfibsims-particles-{token}", traverse=False)
 

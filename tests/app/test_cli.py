@@ -61,6 +61,7 @@ def test_report_command_on_a_saved_volume(demo_dir, tmp_path, capsys):
     assert "Pearson r(Li6, Zr_La)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_command_on_a_store_with_other_channel_names(demo_dir, tmp_path, capsys):
     vol = pfibsims.open_dataset(demo_dir / "fused.zarr").drop_vars("phase").isel(y=slice(0, 108), x=slice(0, 176))
     names = {"Zr_La": "Fe_Ka", "Co_La": "S_Ka", "Al_Ka": "Cu_Ka", "C_Ka": "O_Ka", "Li6": "O18"}

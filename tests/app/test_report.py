@@ -116,6 +116,7 @@ def _other_sample(vol):
     return out
 
 
+@pytest.mark.slow
 def test_report_and_figures_on_a_volume_of_another_sample(fused, tmp_path):
     vol, truth, _ = fused
     other = _other_sample(vol)

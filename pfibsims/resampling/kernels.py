@@ -286,6 +286,11 @@ def _coord(m, r, gi, gj):  # pragma: no cover - compiled
     return (m[r, 0] * gi + m[r, 2]) + m[r, 1] * gj
 
 
+# Longer than the ~80-line rule on purpose: the per-pixel loop of a compiled
+# kernel stays in one function. Calling a compiled helper per pixel with array
+# arguments (views, refcounts) cost ~4x the arithmetic in the EDS fit kernels
+# (issue 17, benchmarks/README), and splitting the interior fast path from the
+# clipped general path would gather each neighbourhood twice.
 @njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
 def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phase, phase_x, fill, one,
               K):  # pragma: no cover

@@ -220,6 +220,12 @@ def _fiducial_shift(template: np.ndarray, window: np.ndarray, offset: tuple[int,
     return np.array([i - offset[0] + rest[0], j - offset[1] + rest[1], max(0.0, float(ncc[i, j]))])
 
 
+def _fiducial_pixels(grid: Grid, fiducial: Any) -> int:
+    """The number of pixels of the ``fiducial`` region (what each slice's quality is measured on)."""
+    iy, ix = _roi_index(grid, fiducial, "fiducial")
+    return (iy.stop - iy.start) * (ix.stop - ix.start)
+
+
 def _fiducial_tasks(data: Any, ref_img: Any, grid: Grid, fiducial: Any, upsample: int) -> list:
     """One delayed :func:`_fiducial_shift` a slice: the region of ``ref_img`` found in a window of each slice
     (the region grown by its own size on every side, within the field)."""
@@ -515,7 +521,9 @@ def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducia
         positions = steps
         outlier = _flag_outliers(np.diff(steps, axis=0, prepend=steps[:1]), quality)
     outlier |= bad
-    noise, why = _below_noise(quality, data.shape[-2] * data.shape[-1], kind)
+    # the noise floor of the pixels each slice's estimate compares: the fiducial region's, else the slice's
+    compared = _fiducial_pixels(grid, fiducial) if fiducial is not None else data.shape[-2] * data.shape[-1]
+    noise, why = _below_noise(quality, compared, kind)
     outlier |= noise
     mode = trend or ("remove" if kind in _REFERENCES and fiducial is None else "keep")
     own = kind in _REFERENCES and fiducial is None and trend is None  # warned unless the caller chose

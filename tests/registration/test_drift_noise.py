@@ -63,3 +63,20 @@ def test_phase_registration_of_shared_structure_still_succeeds():
     assert r.report.success
     assert r.report.metric_after > 0.5  # NCC at the peak, far above the 0.312 noise floor of a 96^2 view
     np.testing.assert_allclose(r.transform.offset, [2.0 * 72, -3.0 * 72], atol=0.5 * 72)  # truth: the shift put in (pulls fixed -> moving)
+
+
+def test_fiducial_noise_floor_is_that_of_the_fiducial_region():
+    # a fiducial region that holds no mark (fresh noise on every slice) in a field with structure: the floor
+    # of its 32 x 32 pixels is 30 / 32 (capped at 0.5), not 30 / 160 of the whole slice, under which the
+    # template matching's best chance match of noise (about 0.3 here) passed as a measurement
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:160, :160]
+    field = 3 + 20 * (np.sin(yy / 5.0) * np.cos(xx / 7.0) > 0.3)
+    data = np.stack([rng.poisson(field).astype(float) for _ in range(5)])
+    data[:, 8:40, 8:40] = rng.poisson(5.0, (5, 32, 32))
+    region = {"y": ("576 nm", "2880 nm"), "x": ("576 nm", "2880 nm")}  # pixels 8-39 at 72 nm
+    with pytest.warns(EstimationWarning, match=r"correlates no better than noise \(quality .* below 0.5, the noise "
+                      r"level of a 1024-pixel view\)"):
+        d = pfs.estimate_drift(_stack(data), fiducial=region)
+    assert bool(d.outlier[1:].all())
+    assert 0.187 < float(d.quality[1:].max()) < 0.5  # above the whole slice's floor 30 / 160: the bug's pass

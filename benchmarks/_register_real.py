@@ -126,7 +126,7 @@ def simpleitk_mattes(moving, fixed, model: str):
 def pairs(data: Path):
     """(name, truth text, model, moving, fixed, truth Affine) for every benchmark pair."""
     o = rp.openmims(data)
-    maps, _ = rp.jeol_maps(data)
+    maps, image = rp.jeol_maps(data)
     tex, px = rp.zeiss_texture(data)
     haadf = pfs.read_sem(data / "eds" / "test_TEM.bcf").HAADF.isel(z=0).values.astype(float)
     ident = Affine.identity()
@@ -134,7 +134,21 @@ def pairs(data: Path):
         ("NanoSIMS 12C15N -> 12C14N (one raster)", "identity", "translation", o.C12N15, o[["C12N14"]], ident),
         ("NanoSIMS 13C -> 12C (one raster)", "identity", "rigid", o.C13, o[["C12"]], ident),
         ("JEOL Fe_Ka -> S_Ka (one spectrum image)", "identity", "translation", maps.Fe_Ka, maps[["S_Ka"]], ident),
+        ("JEOL Cu_Ka -> S_Ka (one spectrum image)", "identity", "translation", maps.Cu_Ka, maps[["S_Ka"]], ident),
     ]
+    # the maps onto the view's electron image: not recorded on the spectrum image's raster (the maps sit about
+    # (-1, +7) px from it by every method): the error against the identity shows that offset
+    for el in ("Fe_Ka", "S_Ka"):
+        out.append((f"JEOL {el} -> view image (.img)", "identity as recorded (offset ~(-1, +7) px)",
+                    "translation", maps[el], image, ident))
+    bcf = data / "eds" / "bcf_v2_50x50px.bcf"
+    eds50, img50 = pfs.read_eds(bcf), pfs.read_sem(bcf)
+    for el in ("Ag_La", "Al_Ka"):
+        out.append((f"BCF 50x50 {el} -> its SEM image (one smooth edge)", "identity", "translation", eds50[el],
+                    img50, ident))
+    tem = pfs.read_eds(data / "eds" / "test_TEM.bcf")
+    out.append(("BCF STEM-EDS Ti_Ka (0.8 counts/px) -> its HAADF", "identity", "translation", tem.Ti_Ka,
+                pfs.read_sem(data / "eds" / "test_TEM.bcf"), ident))
     for rot, sc in ((2.5, 1.02), (-3.0, 0.98)):
         m, f, t = rp.other_modality(tex[:256, :384], px, rotation=rot, scale=sc)
         out.append(("Zeiss SEM vs non-monotonic remap, 1.4x px, 30 counts", f"{rot:+g} deg, x{sc:g}, shift",

@@ -8,6 +8,12 @@ corner in fixed pixels, and the time:
 
     .venv/bin/python benchmarks/bench_register.py --real [path/to/shared/data]
 
+Significance calibration (``--calibrate``; ``benchmarks/_register_calibrate.py``): the tile
+agreement that register's significance rule reads, for matching real pairs, unrelated real pairs
+and noise, with the verdict and the error against the truth:
+
+    .venv/bin/python benchmarks/bench_register.py --calibrate [path/to/shared/data]
+
 The phantom (``--phantom``): time per model, accuracy vs dose, against a baseline.
 
 For each dose (a multiple of the phantom's default counts, EDS and SIMS alike)
@@ -83,12 +89,22 @@ def main() -> None:
     ap.add_argument("--real", nargs="?", const="", default=None, metavar="DATA",
                     help="the real pairs (from DATA, default ../shared/data)")
     ap.add_argument("--phantom", action="store_true", help="the phantom benchmark")
+    ap.add_argument("--calibrate", nargs="?", const="", default=None, metavar="DATA",
+                    help="the significance statistics of matching, unrelated and noise pairs (from DATA)")
     ap.add_argument("--slices", type=int, default=39)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--doses", type=float, nargs="+", default=[0.25, 1.0, 4.0])
     ap.add_argument("--models", nargs="+", default=["translation", "rigid", "similarity", "affine"])
     args = ap.parse_args()
-    if args.real is not None or not args.phantom:
+    if args.calibrate is not None:
+        import _register_calibrate as rc
+
+        data = Path(args.calibrate) if args.calibrate else Path(__file__).resolve().parents[2] / "shared" / "data"
+        rows = rc.run(data)
+        load = os.getloadavg()
+        print(f"\nuptime load averages {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}\n")
+        print(rc.table(rows))
+    if args.real is not None or not (args.phantom or args.calibrate is not None):
         import _register_real as rr
 
         data = Path(args.real) if args.real else Path(__file__).resolve().parents[2] / "shared" / "data"

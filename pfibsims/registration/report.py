@@ -49,13 +49,14 @@ class RegistrationReport:
         10 % of the tile's own best).  Unrelated images and noise agree in at
         most one tile (their best placement is a coincidence of one region);
         an optimum is significant when at least two tiles agree (calibrated
-        on 62 unrelated real pairs and noise images, none above 1, and 35
-        same-raster real pairs: see :data:`pfibsims.registration.search.MIN_AGREE`).
+        with ``benchmarks/bench_register.py --calibrate``: 17 unrelated real
+        pairs and noise images agreed in at most 1 tile; 20 of 28 matching
+        real pairs in 2-4: see :data:`pfibsims.registration.search.MIN_AGREE`).
         ``(0, 0)`` when no test ran (``metric="phase"``).
     prominence : float
         ``(best - runner-up) / (best - median)`` of the search surface: the
         margin of the best placement over the best distinct other one (1: no
-        rival; below 0.5 the result is flagged ``"ambiguous"``).
+        rival; below 0.2 the result is flagged ``"ambiguous"``).
     candidates : tuple of dict
         The placements the global (or local) search kept, best first:
         ``{"shift_nm": [dy, dx], "rotation_deg": a, "mi": score, "agreement": [k, n]}``.

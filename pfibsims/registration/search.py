@@ -370,15 +370,17 @@ def global_search(
 #: candidate's, or the candidate scores at least ``AGREE_SCORE`` of the way from the tile surface's
 #: median to its best (a broad peak); a candidate is significant when ``MIN_AGREE`` tiles agree.
 #:
-#: Calibration (real files of ../shared/data, coarse level of the global search, this rule): 62 pairs
-#: that share no structure -- 34 unrelated real images (SEM/NanoSIMS/JEOL/colocalisation images of other
-#: samples, non-overlapping halves of one image) and 28 Poisson noise images (0.5-30 counts, white and
-#: smoothed) against real images -- agreed in at most 1 tile (0: 54, 1: 8).  35 same-raster pairs (NanoSIMS
-#: species, JEOL maps and their view image, BCF maps and their image, colocalisation channels): where the
-#: search's best lay within 1.5 coarse px of the truth (17 pairs) 16 agreed in 2-4 tiles and one in 1;
-#: where it lay elsewhere (18 pairs: sparse maps of 0.02-3 counts a pixel) all agreed in at most 1.  So
-#: ``MIN_AGREE = 2`` refused every pair without a true match and every wrong placement, and kept 16 of the
-#: 17 right ones; 3 would have refused 5 right ones, 1 would have kept 8 noise or unrelated pairs.
+#: Calibration (``benchmarks/bench_register.py --calibrate``: register on real files of ../shared/data, this
+#: rule, 2026-12-03): 17 pairs with no true placement -- 7 unrelated real pairs (NanoSIMS, SEM, JEOL,
+#: Coloc 2 images of other samples or non-overlapping fields) and 10 Poisson noise images (0.5-30 counts,
+#: white and smoothed) against real images -- agreed in at most 1 tile (0: 14, 1: 3).  28 matching pairs
+#: (same raster, same scan, or a known transform of a real image): 20 agreed in 2-4 tiles and were kept;
+#: 19 of them lay within 3.3 fixed px of the truth (1.2 coarse px at most), one did not (JEOL C_Ka onto
+#: S_Ka: 43 px, 2 tiles, prominence 0.29).  The 8 refused hold no placeable structure: sparse maps (STEM-EDS
+#: at 0.02-0.8 counts a pixel, JEOL C_Ka), a 50 x 50 map whose only structure is one smooth edge, and two
+#: NanoSIMS species of unlike distributions (surface prominence 0.02-0.03).  ``MIN_AGREE = 2`` is the
+#: lowest threshold that refuses every pair without a true placement; 3 would have refused the wrong one
+#: and three right ones (JEOL S_Ka onto Fe_Ka 0.41 px, O_Ka onto S_Ka 3.3 px, O_Ka onto the view image).
 TILES = 2
 AGREE_PX = 1.5
 AGREE_SCORE = 0.9

@@ -122,26 +122,34 @@ def _cross_shift(
     fs = float(np.mean(fixed_grid.spacing))
     centre = fixed_grid.center
     zero = np.zeros(2)
-    base = Affine.translation(tuple(float(v) for v in start)) @ transform
+    # homogeneous matrices, no Affine per evaluation: translation(d) @ base is base with d added to its shift
+    base = transform.matrix.copy()
+    base[:2, 2] += np.asarray(start, dtype=np.float64)
+
+    def shifted(d: np.ndarray) -> np.ndarray:
+        m = base.copy()
+        m[:2, 2] += d
+        return m
+
     for factor, step, reach in _XDRIFT_GRIDS:
         level = _search.make_level(moving, moving_grid, fixed, fixed_grid, factor * fs, labels=False)
         offsets = np.arange(-reach, reach + 1) * step * fs
         best, t = -np.inf, zero
         for dy in offsets:
             for dx in offsets:
-                v, _ = _search.evaluate(level, Affine.translation((dy, dx)) @ base, "ncc")
+                v, _ = _search.evaluate_many([level], [shifted(np.array([dy, dx]))], "ncc")
                 if v > best:
                     best, t = v, np.array([dy, dx])
         if not np.isfinite(best):
             return np.array([np.nan, np.nan, 0.0])
-        base = Affine.translation(tuple(t)) @ base
+        base = shifted(t)
     level = _search.make_level(moving, moving_grid, fixed, fixed_grid, fs, labels=False)
 
     def value(x: np.ndarray) -> float:
-        return _search.evaluate(level, Affine.translation(tuple(x)) @ base, "ncc")[0]
+        return _search.evaluate_many([level], [shifted(x)], "ncc")[0]
 
     params, score, _ = _search.quadratic_peak(value, zero, 0.5 * fs, iterations=2)
-    final = Affine.translation(tuple(params)) @ base
+    final = Affine(shifted(params), ("y", "x"))
     d = np.asarray(final([centre])[0]) - np.asarray(transform([centre])[0])
     return np.array([d[0], d[1], max(0.0, float(score))])
 

@@ -29,6 +29,7 @@ __all__ = [
     "correlation_from_moments",
     "correlation_moments",
     "fixed_labels",
+    "mi_from_joint",
     "mi_surface",
     "multiple_correlation",
     "mutual_information",
@@ -158,10 +159,11 @@ def mutual_information(
     joint = np.bincount(labels * n_bins + lo, weights=1.0 - w, minlength=n_labels * n_bins)
     joint += np.bincount(labels * n_bins + hi, weights=w, minlength=n_labels * n_bins)
     joint = joint.reshape(n_labels, n_bins) / n
-    return _mi_from_joint(joint, n)
+    return mi_from_joint(joint, n)
 
 
-def _mi_from_joint(p: np.ndarray, n: float) -> float:
+def mi_from_joint(p: np.ndarray, n: float) -> float:
+    """Miller-Madow corrected mutual information (nats) of a joint distribution ``p`` (labels x bins) of ``n`` samples."""
     pl = p.sum(axis=1, keepdims=True)
     pm = p.sum(axis=0, keepdims=True)
     nz = p > 0

@@ -30,21 +30,24 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.optimize
 
+from .._engine.numba import compiled
 from .._engine.smooth import gaussian
 from ..grid import Grid
 from ..transform import Affine
+from . import kernels
 from .metrics import (
     bin_edges,
     correlation_from_moments,
     correlation_moments,
     fixed_labels,
+    mi_from_joint,
     mi_surface,
     mutual_information,
 )
 
 __all__ = [
     "MODELS", "Candidate", "Level", "SearchResult", "agreement", "evaluate", "evaluate_many", "global_search",
-    "make_level", "model_affine", "n_params", "quadratic_peak", "refine", "rotation_grid",
+    "make_level", "model_affine", "model_matrix", "n_params", "quadratic_peak", "refine", "rotation_grid",
 ]
 
 #: Parameters of each model, in order: translation (nm), rotation (deg), log scale, shear.
@@ -72,6 +75,11 @@ def n_params(model: str) -> int:
 
 def model_affine(params: np.ndarray, model: str, center: tuple[float, float]) -> Affine:
     """``P`` of the module docstring from a parameter vector (nm, deg, log scale, shear)."""
+    return Affine(model_matrix(params, model, center), ("y", "x"))
+
+
+def model_matrix(params: np.ndarray, model: str, center: tuple[float, float]) -> np.ndarray:
+    """The homogeneous 3 x 3 matrix of :func:`model_affine` (no `Affine` built: the search's inner loops)."""
     names = MODELS[model]
     v = dict(zip(names, (float(x) for x in params), strict=False))
     if "log_scale" in v:
@@ -87,7 +95,7 @@ def model_affine(params: np.ndarray, model: str, center: tuple[float, float]) ->
     m = np.eye(3)
     m[:2, :2] = lin
     m[:2, 2] = cen - lin @ cen + np.array([v["ty"], v["tx"]])
-    return Affine(m, ("y", "x"))
+    return m
 
 
 @dataclass
@@ -106,6 +114,8 @@ class Level:
     n_fixed: int = field(default=0)
     # where the moving image has data (float 0/1), None when it has data everywhere
     moving_valid: np.ndarray | None = None
+    # sums and cross products of the fixed channels over all samples (the compiled "ncc" evaluation)
+    channel_moments: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _sample(img: np.ndarray, grid: Grid, points: np.ndarray, order: int = 1) -> np.ndarray:
@@ -152,8 +162,8 @@ def make_level(
     NaN in ``moving`` or ``fixed`` (outside a field, a ``mask``) is excluded:
     fixed samples where any channel is NaN are dropped, and moving samples
     whose interpolation reaches a NaN pixel count as outside the field.
-    ``labels=False`` skips the k-means label map (enough for the ``"ncc"``
-    metric).  ``jitter=True`` takes each fixed sample at a random point of its
+    ``labels=False`` skips the k-means label map and the moving bins (enough
+    for the ``"ncc"`` metric).  ``jitter=True`` takes each fixed sample at a random point of its
     pixel (uniform, seed ``JITTER_SEED``; fixed values by cubic B-spline)
     instead of at its centre: the fractional positions at which the moving
     image is interpolated are then spread evenly whatever the transform, so
@@ -196,7 +206,8 @@ def make_level(
         n_labels=int(lab.max()) + 1,
         moving_coef=ndi.spline_filter(msm, order=3, mode="mirror"),
         moving_grid=moving_grid,
-        edges=bin_edges(np.where(mok, msm, np.nan), N_MOVING_BINS),
+        # the moving bins serve mutual information only (a level without labels scores "ncc")
+        edges=bin_edges(np.where(mok, msm, np.nan), N_MOVING_BINS) if labels else np.array([0.0, 1.0]),
         n_fixed=int(valid.sum()),
         moving_valid=None if mok.all() else mok.astype(np.float64),
     )
@@ -228,18 +239,23 @@ def evaluate(level: Level, transform: Affine, metric: str) -> tuple[float, float
     return evaluate_many([level], [transform], metric)
 
 
-def evaluate_many(levels: list[Level], transforms: list[Affine], metric: str) -> tuple[float, float]:
+def evaluate_many(levels: list[Level], transforms: list[Affine | np.ndarray], metric: str) -> tuple[float, float]:
     """(metric, overlap) of the samples of several levels pooled, each through its own transform.
 
     Several slices, each with its own transform (a registration composed with
     that slice's drift), give one metric: for ``"mi"`` the mean of each
     slice's mutual information (with its own label map and bins) weighted by
     its samples; for ``"ncc"`` one least-squares prediction of the moving
-    values from the fixed channels over all samples.
+    values from the fixed channels over all samples.  A transform is an
+    `Affine` or its homogeneous 3 x 3 matrix (the search's inner loops pass
+    matrices: no `Affine` is built per evaluation).  The compiled kernels
+    (:mod:`.kernels`) evaluate in one pass; the numpy path below is their twin.
     """
+    if compiled():
+        return _evaluate_compiled(levels, transforms, metric)
     moments, n_in, n_all, mi = None, 0, 0, 0.0
     for level, transform in zip(levels, transforms, strict=True):
-        v, inside = sample_moving(level, transform)
+        v, inside = sample_moving(level, transform if isinstance(transform, Affine) else Affine(transform, ("y", "x")))
         k = int(inside.sum())
         n_in += k
         n_all += inside.size
@@ -256,6 +272,58 @@ def evaluate_many(levels: list[Level], transforms: list[Affine], metric: str) ->
     if metric == "mi":
         return mi / n_in, overlap
     return correlation_from_moments(*moments), overlap
+
+
+def _evaluate_compiled(levels: list[Level], transforms: list, metric: str) -> tuple[float, float]:
+    """:func:`evaluate_many` by the compiled kernels: the same numbers as the numpy path, to rounding."""
+    n_in, n_all, mi = 0, 0, 0.0
+    s = zz = None
+    for level, transform in zip(levels, transforms, strict=True):
+        matrix = transform.matrix if isinstance(transform, Affine) else transform
+        g = level.moving_grid
+        m = kernels.index_map(matrix, g.spacing, g.origin)
+        n = level.points.shape[0]
+        vals, inside = np.empty(n), np.empty(n, np.bool_)
+        valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
+        k = kernels.sample(level.moving_coef, valid, level.moving_valid is not None, m, level.points, vals, inside)
+        n_in += k
+        n_all += n
+        if metric == "mi":
+            if k >= 16:
+                n_bins = level.edges.size - 1
+                joint = np.zeros(level.n_labels * n_bins)
+                centres = 0.5 * (level.edges[:-1] + level.edges[1:])
+                kernels.joint_histogram(vals, inside, level.labels, centres, n_bins, joint)
+                mi += k * mi_from_joint(joint.reshape(level.n_labels, n_bins) / k, k)
+        else:
+            part = _moments(level, vals, inside, k)
+            s, zz = part if s is None else (s + part[0], zz + part[1])
+    overlap = n_in / n_all if n_all else 0.0
+    if n_in < 16:
+        return -np.inf, overlap
+    if metric == "mi":
+        return mi / n_in, overlap
+    return correlation_from_moments(n_in, s, zz), overlap
+
+
+_NO_MASK = np.ones((1, 1))
+
+
+def _moments(level: Level, vals: np.ndarray, inside: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sums and cross products of ``[channels..., moving]`` over the inside samples (compiled): with most
+    samples inside, the channel terms are the level's totals less those of the samples outside."""
+    dt = level.design.T
+    c = dt.shape[0]
+    s, zz = np.zeros(c + 1), np.zeros((c + 1, c + 1))
+    direct = 2 * k < vals.size
+    kernels.moments(vals, inside, dt, s, zz, direct)
+    if not direct:
+        if level.channel_moments is None:
+            level.channel_moments = (dt.sum(axis=1), np.einsum("in,jn->ij", dt, dt))
+        fs, fzz = level.channel_moments
+        s[:c] = fs - s[:c]
+        zz[:c, :c] = fzz - zz[:c, :c]
+    return s, zz
 
 
 @dataclass
@@ -473,6 +541,7 @@ def refine(
 
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
+    start_matrix = initial.matrix
 
     def cost(x: np.ndarray) -> float:
         p = x * unit
@@ -480,8 +549,7 @@ def refine(
         # unbounded, because scipy's bounded line search scans the whole
         # interval and can leave the local basin).
         over = float(np.sum(np.maximum(p - hi, 0) / unit + np.maximum(lo - p, 0) / unit))
-        T = initial @ model_affine(np.clip(p, lo, hi), model, center)
-        value, _ = evaluate(level, T, metric)
+        value, _ = evaluate_many([level], [start_matrix @ model_matrix(np.clip(p, lo, hi), model, center)], metric)
         return (-value if np.isfinite(value) else 1e3) + over
 
     x0 = np.clip(start, lo, hi) / unit

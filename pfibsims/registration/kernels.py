@@ -1,0 +1,166 @@
+"""Compiled metric kernels of the registration search: sample the moving spline and reduce, in one loop.
+
+A metric evaluation (:func:`pfibsims.registration.search.evaluate_many`)
+maps the fixed sample points through a transform, samples the moving image's
+cubic B-spline there and reduces the values to a metric: the Parzen joint
+histogram of mutual information or the moments of the multiple correlation.
+In numpy that is a chain of temporaries (indices, masks, ``map_coordinates``,
+``interp``, ``bincount``, ``einsum``) over tens of thousands of points,
+evaluated hundreds of times a slice; here each is one pass with no
+temporaries.  The numpy chain stays the twin (``use_compiled(False)``) and
+gives the same numbers to rounding (tests/registration/test_registration_kernels.py):
+
+- :func:`sample` -- moving values and the inside mask, as
+  ``scipy.ndimage.map_coordinates(coef, order=3, mode="mirror", prefilter=False)``
+  (and the order-1 ``"nearest"`` validity test) of
+  :func:`~pfibsims.registration.search.sample_moving`;
+- :func:`joint_histogram` -- the soft-binned joint histogram of
+  :func:`~pfibsims.registration.metrics.mutual_information`;
+- :func:`moments` -- the sums of
+  :func:`~pfibsims.registration.metrics.correlation_moments`.
+
+``m`` is the transform in the moving image's *index* space: row ``r`` of the
+2 x 3 array gives the moving index ``m[r, 0] * y + m[r, 1] * x + m[r, 2]`` of
+the fixed point ``(y, x)`` (nm), the same products and sums as the numpy path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._engine.numba import njit
+
+__all__ = ["index_map", "joint_histogram", "moments", "sample"]
+
+
+def index_map(matrix: np.ndarray, spacing: tuple[float, float], origin: tuple[float, float]) -> np.ndarray:
+    """The 2 x 3 map (fixed nm -> moving index) of a homogeneous 3 x 3 ``matrix`` on a moving grid."""
+    m = np.empty((2, 3))
+    for ax in range(2):
+        h, o = spacing[ax], origin[ax]
+        m[ax, 0], m[ax, 1], m[ax, 2] = matrix[ax, 0] / h, matrix[ax, 1] / h, (matrix[ax, 2] - o) / h
+    return m
+
+
+@njit(nogil=True, cache=True)
+def _mirror(i, n):  # pragma: no cover - compiled
+    """scipy's ``mirror`` extension of an index (``d c b | a b c d | c b a``)."""
+    if n == 1:
+        return 0
+    period = 2 * n - 2
+    i = abs(i) % period
+    return period - i if i >= n else i
+
+
+@njit(nogil=True, cache=True)
+def _valid_at(valid, fy, fx):  # pragma: no cover - compiled
+    """Bilinear ``nearest``-mode value of the 0/1 validity image at index (fy, fx)."""
+    ny, nx = valid.shape
+    y = min(max(fy, 0.0), ny - 1.0)
+    x = min(max(fx, 0.0), nx - 1.0)
+    y0, x0 = int(np.floor(y)), int(np.floor(x))
+    y1, x1 = min(y0 + 1, ny - 1), min(x0 + 1, nx - 1)
+    ty, tx = y - y0, x - x0
+    return ((1.0 - ty) * ((1.0 - tx) * valid[y0, x0] + tx * valid[y0, x1])
+            + ty * ((1.0 - tx) * valid[y1, x0] + tx * valid[y1, x1]))
+
+
+@njit(nogil=True, cache=True)
+def _at(coef, fy, fx):  # pragma: no cover - compiled
+    """The cubic B-spline of ``coef`` at index (fy, fx), mirror extension (weights in registers)."""
+    ny, nx = coef.shape
+    y0, x0 = int(np.floor(fy)), int(np.floor(fx))
+    t, u = fy - y0, fx - x0
+    s, r = 1.0 - t, 1.0 - u
+    t2, u2 = t * t, u * u
+    wy0, wy3 = s * s * s / 6.0, t2 * t / 6.0
+    wy1, wy2 = (3.0 * t2 * t - 6.0 * t2 + 4.0) / 6.0, (-3.0 * t2 * t + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
+    wx0, wx3 = r * r * r / 6.0, u2 * u / 6.0
+    wx1, wx2 = (3.0 * u2 * u - 6.0 * u2 + 4.0) / 6.0, (-3.0 * u2 * u + 3.0 * u2 + 3.0 * u + 1.0) / 6.0
+    if y0 >= 1 and y0 + 2 < ny and x0 >= 1 and x0 + 2 < nx:  # interior: no extension
+        c0, c1, c2, c3 = x0 - 1, x0, x0 + 1, x0 + 2
+        a = coef[y0 - 1]
+        acc = wy0 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
+        a = coef[y0]
+        acc += wy1 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
+        a = coef[y0 + 1]
+        acc += wy2 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
+        a = coef[y0 + 2]
+        acc += wy3 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
+        return acc
+    c0, c1, c2, c3 = _mirror(x0 - 1, nx), _mirror(x0, nx), _mirror(x0 + 1, nx), _mirror(x0 + 2, nx)
+    acc = 0.0
+    for k in range(4):
+        a = coef[_mirror(y0 - 1 + k, ny)]
+        row = wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3]
+        acc += (wy0 if k == 0 else wy1 if k == 1 else wy2 if k == 2 else wy3) * row
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def sample(coef, valid, has_valid, m, points, values, inside):  # pragma: no cover - compiled
+    """Moving values at the mapped ``points`` (N, 2) into ``values``; ``inside`` marks those in the field
+    (and, with ``has_valid``, where the order-1 validity exceeds 0.999); returns how many are inside."""
+    ny, nx = coef.shape
+    k = 0
+    for i in range(points.shape[0]):
+        py, px = points[i, 0], points[i, 1]
+        fy = py * m[0, 0] + px * m[0, 1] + m[0, 2]
+        fx = py * m[1, 0] + px * m[1, 1] + m[1, 2]
+        ok = fy >= -0.5 and fy <= ny - 0.5 and fx >= -0.5 and fx <= nx - 0.5
+        if ok and has_valid:
+            ok = _valid_at(valid, fy, fx) > 0.999
+        inside[i] = ok
+        if ok:
+            values[i] = _at(coef, fy, fx)
+            k += 1
+    return k
+
+
+@njit(nogil=True, cache=True)
+def joint_histogram(values, inside, labels, centres, n_bins, joint):  # pragma: no cover - compiled
+    """Add the inside ``values`` to ``joint`` (labels x bins, flat), each shared between the two nearest
+    bin ``centres`` (linear weights, ``np.interp`` positions: :func:`~.metrics.soft_bins`)."""
+    nc = centres.size
+    for i in range(values.shape[0]):
+        if not inside[i]:
+            continue
+        v = values[i]
+        if v <= centres[0]:
+            pos = 0.0
+        elif v >= centres[nc - 1]:
+            pos = nc - 1.0
+        else:
+            j = np.searchsorted(centres, v, side="right") - 1
+            pos = (v - centres[j]) * (1.0 / (centres[j + 1] - centres[j])) + j
+        lo = min(max(int(np.floor(pos)), 0), max(n_bins - 2, 0))
+        w = min(max(pos - lo, 0.0), 1.0) if n_bins > 1 else 0.0
+        hi = min(lo + 1, n_bins - 1)
+        base = labels[i] * n_bins
+        joint[base + lo] += 1.0 - w
+        joint[base + hi] += w
+
+
+@njit(nogil=True, cache=True)
+def moments(values, inside, design_t, s, zz, direct):  # pragma: no cover - compiled
+    """Add the moving terms of the sums and cross products of ``[channels..., value]`` over the inside
+    points to ``s``, ``zz`` (``s[C]``, ``zz[:, C]``); the channel terms (``s[:C]``, ``zz[:C, :C]``) over the
+    inside points when ``direct``, else over the *outside* points (the caller subtracts them from the
+    level's totals: most points are inside, and the channel sums do not change with the transform)."""
+    c = design_t.shape[0]
+    for i in range(values.shape[0]):
+        if inside[i]:
+            v = values[i]
+            s[c] += v
+            zz[c, c] += v * v
+            for a in range(c):
+                zz[a, c] += design_t[a, i] * v
+        if inside[i] == direct:
+            for a in range(c):
+                d = design_t[a, i]
+                s[a] += d
+                for b in range(a, c):
+                    zz[a, b] += d * design_t[b, i]
+    for a in range(c + 1):
+        for b in range(a):
+            zz[a, b] = zz[b, a]

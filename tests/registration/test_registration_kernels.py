@@ -1,0 +1,83 @@
+"""The compiled metric kernels (registration/kernels.py) against their numpy twin (the scipy/numpy path
+of search.evaluate_many): the same metric values to rounding, on levels with and without NaN, for MI and
+NCC, rotations, and points leaving the field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from pfibsims._engine.numba import INSTALLED, use_compiled
+from pfibsims.grid import Grid
+from pfibsims.registration import kernels, search
+from pfibsims.registration.metrics import correlation_moments
+from pfibsims.transform import Affine
+
+pytestmark = pytest.mark.skipif(not INSTALLED, reason="numba not installed")
+
+
+def _level(nan: bool, labels: bool, jitter: bool):
+    rng = np.random.default_rng(3)
+    scene = ndi.gaussian_filter(rng.random((90, 110)), 3)
+    moving = np.exp(-6 * scene) + 0.02 * rng.standard_normal(scene.shape)
+    fixed = np.stack([scene[10:70, 15:95], 1 - scene[10:70, 15:95] ** 2])
+    if nan:
+        moving[:7, 40:60] = np.nan
+        fixed[:, -5:, :9] = np.nan
+    mg, fg = Grid(moving.shape, "50 nm"), Grid(fixed.shape[1:], "50 nm", origin=(500.0, 750.0))
+    return search.make_level(moving, mg, fixed, fg, 50.0 if jitter else 100.0, labels=labels, jitter=jitter)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_sampled_values_and_moments_equal_scipy(nan):
+    """The spline values equal map_coordinates' to 1e-15 and the moments einsum's to 1e-14 relative; the
+    two fixed channels here are nearly collinear, so the correlation from them (the Gram solve) amplifies
+    that rounding to ~1e-9 relative, the tolerance of the metric comparisons."""
+    level = _level(nan, False, False)
+    T = search.model_affine(np.array([-900.0, 1400.0, -4.0]), "rigid", level.fixed_grid.center)
+    ref, ref_inside = search.sample_moving(level, T)
+    g = level.moving_grid
+    n = level.points.shape[0]
+    vals, inside = np.empty(n), np.empty(n, bool)
+    valid = level.moving_valid if nan else np.ones((1, 1))
+    k = kernels.sample(level.moving_coef, valid, nan, kernels.index_map(T.matrix, g.spacing, g.origin),
+                       level.points, vals, inside)
+    assert 0 < k < n and k == ref_inside.sum() and np.array_equal(inside, ref_inside)
+    np.testing.assert_allclose(vals[inside], ref, rtol=0, atol=1e-15 * np.abs(ref).max())
+    s, zz = np.zeros(3), np.zeros((3, 3))
+    kernels.moments(vals, inside, np.ascontiguousarray(level.design.T), s, zz, True)
+    n_ref, s_ref, zz_ref = correlation_moments(ref, level.design.T[:, ref_inside])
+    np.testing.assert_allclose(s, s_ref, rtol=1e-14)
+    np.testing.assert_allclose(zz, zz_ref, rtol=1e-14)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+@pytest.mark.parametrize(("metric", "jitter"), [("mi", False), ("mi", True), ("ncc", False)])
+def test_compiled_evaluation_equals_numpy(nan, metric, jitter):
+    level = _level(nan, metric == "mi", jitter)
+    centre = level.fixed_grid.center
+    # near the truth, rotated, and shifted so that part of the fixed field leaves the moving one
+    for p in ([0.0, 0.0, 0.0], [37.0, -12.5, 1.3], [-900.0, 1400.0, -4.0], [1e6, 0.0, 0.0]):
+        T = search.model_affine(np.array(p), "rigid", centre)
+        with use_compiled(False):
+            ref = search.evaluate(level, T, metric)
+        got = search.evaluate(level, T, metric)
+        got_matrix = search.evaluate_many([level], [T.matrix], metric)
+        assert got == got_matrix
+        if not np.isfinite(ref[0]):
+            assert got[0] == ref[0] and got[1] == ref[1]
+            continue
+        assert got[1] == ref[1]  # the same points inside, to the bit
+        assert got[0] == pytest.approx(ref[0], rel=1e-8, abs=1e-14)  # see below: conditioning
+
+
+def test_compiled_pooled_slices_equal_numpy():
+    levels = [_level(False, True, False), _level(True, True, False)]
+    Ts = [search.model_affine(np.array(p), "rigid", levels[0].fixed_grid.center) for p in ([5.0, 3.0, 0.2], [0, 0, 0])]
+    for metric in ("mi", "ncc"):
+        with use_compiled(False):
+            ref = search.evaluate_many(levels, Ts, metric)
+        got = search.evaluate_many(levels, Ts, metric)
+        assert got[1] == ref[1]
+        assert got[0] == pytest.approx(ref[0], rel=1e-8)

@@ -216,3 +216,19 @@ def _upsampled(pr, pi, exr, exi, eyr, eyi, out):  # pragma: no cover - compiled
             cr, ci = eyr[i, r], eyi[i, r]
             for j in range(nxo):
                 out[i, j] += cr * ar[j] - ci * ai[j]
+
+
+@njit(nogil=True, cache=True)
+def count_stats(a):  # pragma: no cover - compiled
+    """(finite values, whether all are non-negative integers, their sum) of a 1-D array, in one pass."""
+    n = 0
+    total = 0.0
+    counts = True
+    for v in a:
+        if not np.isfinite(v):
+            continue
+        n += 1
+        total += v
+        if counts and (v < 0 or v != np.round(v)):
+            counts = False
+    return n, counts, total

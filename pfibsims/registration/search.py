@@ -139,6 +139,12 @@ def count_sigma(img: np.ndarray) -> float:
     (1.784, 0.0)
     """
     a = np.asarray(img)
+    if compiled() and a.dtype.kind == "f":  # one pass, no temporaries
+        n, counts, total = kernels.count_stats(a.ravel())
+        mean = total / n if n else 0.0
+        if not counts or not mean > 0:
+            return 0.0
+        return min(MAX_COUNT_SIGMA, math.sqrt(MIN_COUNTS / (4.0 * math.pi * mean)))
     a = a[np.isfinite(a)]
     if a.size == 0 or a.min() < 0 or not np.array_equal(a, np.round(a)) or not a.mean() > 0:
         return 0.0

@@ -105,3 +105,19 @@ def test_phase_peak_equals_scikit_image(shape):
             got, got_error = drift._phase_peak(sa[0], sb[0], shape, 20)
         np.testing.assert_allclose(got, shift, atol=1e-9)
         assert got_error == pytest.approx(float(error), abs=1e-5)
+
+
+def test_count_sigma_compiled_equals_numpy():
+    rng = np.random.default_rng(2)
+    cases = [rng.poisson(3.0, (40, 50)).astype(np.float64), rng.poisson(0.2, (40, 50)).astype(np.float32),
+             rng.random((40, 50)), -rng.poisson(3.0, (4, 5)).astype(np.float64), np.zeros((3, 3)),
+             np.full((3, 3), np.nan)]
+    with_nan = rng.poisson(5.0, (30, 30)).astype(np.float64)
+    with_nan[3:9, 4] = np.nan
+    cases.append(with_nan)
+    for a in cases:
+        with use_compiled(False):
+            ref = search.count_sigma(a)
+        # numpy takes the mean of float32 in float32 (pairwise), the kernel sums in float64
+        assert search.count_sigma(a) == pytest.approx(ref, rel=1e-12 if a.dtype == np.float64 else 1e-6)
+    assert search.count_sigma(cases[0]) > 0 and search.count_sigma(cases[2]) == 0.0

@@ -170,21 +170,16 @@ def _cross_shift(
     for factor, step, reach in _XDRIFT_GRIDS:
         level = _search.make_level(moving, moving_grid, fixed, fixed_grid, factor * fs, labels=False)
         offsets = np.arange(-reach, reach + 1) * step * fs
-        best, t = -np.inf, zero
-        for dy in offsets:
-            for dx in offsets:
-                v, _ = _search.evaluate_many([level], [shifted(np.array([dy, dx]))], "ncc")
-                if v > best:
-                    best, t = v, np.array([dy, dx])
-        if not np.isfinite(best):
+        grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 2)
+        values = _search.evaluate_shifts(level, base, grid)  # every translation of the grid in one pass
+        values[np.isnan(values)] = -np.inf
+        best = int(np.argmax(values))  # the first of equal maxima, row by row
+        if not np.isfinite(values[best]):
             return np.array([np.nan, np.nan, 0.0])
-        base = shifted(t)
+        base = shifted(grid[best])
     level = _search.make_level(moving, moving_grid, fixed, fixed_grid, fs, labels=False)
-
-    def value(x: np.ndarray) -> float:
-        return _search.evaluate_many([level], [shifted(x)], "ncc")[0]
-
-    params, score, _ = _search.quadratic_peak(value, zero, 0.5 * fs, iterations=2)
+    params, score, _ = _search.quadratic_peak(lambda x: _search.evaluate_shifts(level, base, x), zero, 0.5 * fs,
+                                              iterations=2)
     final = Affine(shifted(params), ("y", "x"))
     d = np.asarray(final([centre])[0]) - np.asarray(transform([centre])[0])
     return np.array([d[0], d[1], max(0.0, float(score))])

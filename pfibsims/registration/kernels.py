@@ -30,7 +30,9 @@ import numpy as np
 
 from .._engine.numba import compiled, njit
 
-__all__ = ["index_map", "joint_histogram", "moments", "sample", "upsampled_correlation"]
+__all__ = [
+    "count_stats", "index_map", "joint_histogram", "moments", "sample", "shifted_moments", "upsampled_correlation",
+]
 
 
 def index_map(matrix: np.ndarray, spacing: tuple[float, float], origin: tuple[float, float]) -> np.ndarray:
@@ -232,3 +234,39 @@ def count_stats(a):  # pragma: no cover - compiled
         if counts and (v < 0 or v != np.round(v)):
             counts = False
     return n, counts, total
+
+
+@njit(nogil=True, cache=True)
+def shifted_moments(coef, valid, has_valid, m, shift_y, shift_x, points, design_t, s, zz, count):  # pragma: no cover
+    """:func:`sample` and :func:`moments` (channel terms of the *outside* points) for ``K`` translations of
+    one transform in one pass over the points: translation ``k`` has the index offsets ``m[:, 2]`` replaced
+    by ``shift_y[k]``, ``shift_x[k]``.  Per translation the sums are those of the one-transform kernels
+    (the same operations in the same order); ``count[k]`` is its number of inside points."""
+    ny, nx = coef.shape
+    c = design_t.shape[0]
+    n_k = shift_y.size
+    for i in range(points.shape[0]):
+        py, px = points[i, 0], points[i, 1]
+        for k in range(n_k):
+            fy = py * m[0, 0] + px * m[0, 1] + shift_y[k]
+            fx = py * m[1, 0] + px * m[1, 1] + shift_x[k]
+            ok = fy >= -0.5 and fy <= ny - 0.5 and fx >= -0.5 and fx <= nx - 0.5
+            if ok and has_valid:
+                ok = _valid_at(valid, fy, fx) > 0.999
+            if ok:
+                v = _at(coef, fy, fx)
+                count[k] += 1
+                s[k, c] += v
+                zz[k, c, c] += v * v
+                for a in range(c):
+                    zz[k, a, c] += design_t[a, i] * v
+            else:
+                for a in range(c):
+                    d = design_t[a, i]
+                    s[k, a] += d
+                    for b in range(a, c):
+                        zz[k, a, b] += d * design_t[b, i]
+    for k in range(n_k):
+        for a in range(c + 1):
+            for b in range(a):
+                zz[k, a, b] = zz[k, b, a]

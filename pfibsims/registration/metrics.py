@@ -163,7 +163,7 @@ def mutual_information(
 
 
 def mi_from_joint(p: np.ndarray, n: float) -> float:
-    """Miller-Madow corrected mutual information (nats) of a joint distribution ``p`` (labels x bins) of ``n`` samples."""
+    """Miller-Madow corrected mutual information (nats) of a joint distribution ``p`` (labels x bins), ``n`` samples."""
     pl = p.sum(axis=1, keepdims=True)
     pm = p.sum(axis=0, keepdims=True)
     nz = p > 0

@@ -46,8 +46,9 @@ from .metrics import (
 )
 
 __all__ = [
-    "MODELS", "Candidate", "Level", "SearchResult", "agreement", "evaluate", "evaluate_many", "global_search",
-    "make_level", "model_affine", "model_matrix", "n_params", "quadratic_peak", "refine", "rotation_grid",
+    "MODELS", "Candidate", "Level", "SearchResult", "agreement", "evaluate", "evaluate_many", "evaluate_shifts",
+    "global_search", "make_level", "model_affine", "model_matrix", "n_params", "quadratic_peak", "refine",
+    "rotation_grid",
 ]
 
 #: Parameters of each model, in order: translation (nm), rotation (deg), log scale, shear.
@@ -315,6 +316,39 @@ def _evaluate_compiled(levels: list[Level], transforms: list, metric: str) -> tu
 _NO_MASK = np.ones((1, 1))
 
 
+def evaluate_shifts(level: Level, matrix: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """The ``"ncc"`` metric of ``translation(shift) @ matrix`` for each row of ``shifts`` (K, 2) nm: the values
+    :func:`evaluate_many` gives one at a time (the same numbers), in one compiled pass over the samples."""
+    shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
+    moved = np.repeat(matrix[None], shifts.shape[0], axis=0)
+    moved[:, :2, 2] += shifts
+    if not compiled():
+        return np.array([evaluate_many([level], [m], "ncc")[0] for m in moved])
+    g = level.moving_grid
+    m = kernels.index_map(matrix, g.spacing, g.origin)
+    off = [(moved[:, ax, 2] - g.origin[ax]) / g.spacing[ax] for ax in range(2)]  # as index_map of each
+    dt = level.design.T
+    n, c, k = level.points.shape[0], dt.shape[0], shifts.shape[0]
+    s, zz, count = np.zeros((k, c + 1)), np.zeros((k, c + 1, c + 1)), np.zeros(k, np.int64)
+    valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
+    kernels.shifted_moments(level.moving_coef, valid, level.moving_valid is not None, m, off[0], off[1],
+                            level.points, dt, s, zz, count)
+    if level.channel_moments is None:
+        level.channel_moments = (dt.sum(axis=1), np.einsum("in,jn->ij", dt, dt))
+    fs, fzz = level.channel_moments
+    out = np.empty(k)
+    for j in range(k):
+        if count[j] < 16:
+            out[j] = -np.inf
+        elif 2 * count[j] < n:  # mostly outside: the channel sums of the inside points directly
+            out[j] = evaluate_many([level], [moved[j]], "ncc")[0]
+        else:
+            s[j, :c] = fs - s[j, :c]
+            zz[j, :c, :c] = fzz - zz[j, :c, :c]
+            out[j] = correlation_from_moments(int(count[j]), s[j], zz[j])
+    return out
+
+
 def _moments(level: Level, vals: np.ndarray, inside: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The sums and cross products of ``[channels..., moving]`` over the inside samples (compiled): with most
     samples inside, the channel terms are the level's totals less those of the samples outside."""
@@ -569,14 +603,15 @@ def quadratic_peak(fun, x0: np.ndarray, step: float, *, iterations: int = 2) -> 
     """Maximum of a smooth 2-D function near ``x0``: (x, value, evaluations).
 
     Each iteration evaluates ``fun`` on a 3 x 3 stencil of spacing ``step``
-    around the current point, fits a quadratic (least squares, 6 terms) and
+    around the current point (one call with the nine points, ``(9, 2)``:
+    ``fun`` returns their nine values), fits a quadratic (least squares, 6 terms) and
     moves to its vertex, clamped to one step, or to the best stencil point
     when the fit has no maximum. Far fewer evaluations than a general
     optimiser for a translation near the optimum (9 per iteration).
 
     Examples
     --------
-    >>> x, v, n = quadratic_peak(lambda p: -((p[0] - 0.3) ** 2) - 2 * (p[1] + 0.2) ** 2, np.zeros(2), 0.5)
+    >>> x, v, n = quadratic_peak(lambda p: -((p[:, 0] - 0.3) ** 2) - 2 * (p[:, 1] + 0.2) ** 2, np.zeros(2), 0.5)
     >>> np.round(x, 6).tolist(), n
     ([0.3, -0.2], 18)
     """
@@ -587,7 +622,7 @@ def quadratic_peak(fun, x0: np.ndarray, step: float, *, iterations: int = 2) -> 
     best = -np.inf
     n = 0
     for _ in range(iterations):
-        vals = np.array([fun(x + step * np.array([a, b])) for a, b in zip(u, v, strict=True)])
+        vals = np.asarray(fun(x + step * np.column_stack([u, v])), dtype=np.float64)
         n += 9
         if not np.all(np.isfinite(vals)):
             k = int(np.nanargmax(np.where(np.isfinite(vals), vals, -np.inf)))

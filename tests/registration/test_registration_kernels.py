@@ -121,3 +121,21 @@ def test_count_sigma_compiled_equals_numpy():
         # numpy takes the mean of float32 in float32 (pairwise), the kernel sums in float64
         assert search.count_sigma(a) == pytest.approx(ref, rel=1e-12 if a.dtype == np.float64 else 1e-6)
     assert search.count_sigma(cases[0]) > 0 and search.count_sigma(cases[2]) == 0.0
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_evaluate_shifts_equals_one_at_a_time(nan):
+    """The batched translations of the cross-modal drift give, to the bit, what evaluate_many gives for each
+    translated transform, including translations that leave most of the field (-inf, or fewer than half
+    the samples inside)."""
+    level = _level(nan, False, False)
+    base = search.model_matrix(np.array([20.0, -35.0, 1.5]), "rigid", level.fixed_grid.center)
+    shifts = np.array([[0.0, 0.0], [40.7, -81.4], [-162.8, 0.0], [1500.0, 2600.0], [2900.0, 0.0], [1e6, 0.0]])
+    got = search.evaluate_shifts(level, base, shifts)
+    for shift, value in zip(shifts, got, strict=True):
+        m = base.copy()
+        m[:2, 2] += shift
+        assert value == search.evaluate_many([level], [m], "ncc")[0]
+    assert np.isfinite(got[:5]).all() and got[-1] == -np.inf
+    with use_compiled(False):
+        np.testing.assert_allclose(search.evaluate_shifts(level, base, shifts)[:5], got[:5], rtol=1e-8)

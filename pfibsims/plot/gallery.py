@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -171,4 +172,7 @@ def save_figures(
         path = outdir / f"{name}.png"
         fig.savefig(path, dpi=dpi)
         paths[name] = path
+        fig.clear()  # a figure's artists hold reference cycles: free them now, not at the next collection
+        del fig
+        gc.collect()
     return paths

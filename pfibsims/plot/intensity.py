@@ -82,7 +82,8 @@ def histograms(
             u8 = to_uint8(normalize(x, method=method, zeros="clip"))
             hu = histogram(u8, bins=256, range=(-0.5, 255.5)).compute()
             ax = axes[row, col]
-            ax.bar(np.arange(256), hu.values, width=1.0, color="C0" if method == "minmax" else "C3")
+            # one artist for the 256 bars (a bar a gray level, edges at the half levels)
+            ax.stairs(hu.values, np.arange(257) - 0.5, fill=True, color="C0" if method == "minmax" else "C3")
             ax.set_yscale("log")
             ax.set_xlim(-1, 256)
             ax.set_xlabel("gray level (8-bit)")

@@ -2,13 +2,21 @@
 
 Rendered off-screen by VTK through PyVista (the optional ``render`` extra:
 ``pip install 'pfibsims[render]'``), which needs no display (VTK falls back
-to EGL or OSMesa). The render is placed in a matplotlib Figure, so it is
-saved like every other figure.
+to EGL or OSMesa), in a child interpreter of its own (:mod:`pfibsims.plot._render`:
+VTK's OpenGL state, ~300 MB, is never given back by a process that held it).
+The render is placed in a matplotlib Figure, so it is saved like every other
+figure.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -29,23 +37,19 @@ MAX_VOXELS = 2**21
 
 
 def have_renderer() -> bool:
-    """True when PyVista (and so VTK) imports."""
+    """True when PyVista (and so VTK) is installed (found, not imported: it renders in a child process)."""
     try:
-        import pyvista  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("pyvista") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
-def _pyvista() -> Any:
-    try:
-        import pyvista as pv
-    except ImportError as exc:
+def _need_renderer() -> None:
+    if not have_renderer():
         raise ImportError(
             "volume_3d: expected PyVista (the optional 'render' extra), found it missing; "
             "install it with pip install 'pfibsims[render]'"
-        ) from exc
-    return pv
+        )
 
 
 def _reduced(src: xr.Dataset, max_voxels: int) -> tuple[xr.Dataset, int]:
@@ -84,14 +88,20 @@ def auto_z_scale(vol: xr.Dataset) -> float:
     return float(max(1, round(0.25 * side / depth))) if depth > 0 else 1.0
 
 
-def _image_data(pv: Any, view: xr.Dataset, z_scale: float) -> Any:
-    """A PyVista ImageData (um; z stretched by ``z_scale``) of the view's voxel centres."""
-    c = {d: np.asarray(view[d].values, dtype=np.float64) / 1e3 for d in ("z", "y", "x")}
-    step = {d: float(np.mean(np.diff(v))) if v.size > 1 else 1.0 for d, v in c.items()}
-    grid = pv.ImageData(dimensions=(c["x"].size, c["y"].size, c["z"].size),
-                        spacing=(step["x"], step["y"], step["z"] * z_scale),
-                        origin=(c["x"][0], c["y"][0], c["z"][0] * z_scale))
-    return grid
+def _render(values: np.ndarray, labels: np.ndarray | None, coords: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+    """The screenshot of :func:`pfibsims.plot._render.render`, taken in a child interpreter (see that module:
+    VTK's ~300 MB of OpenGL state are the child's and are given back when it exits)."""
+    with tempfile.TemporaryDirectory(prefix="pfibsims-render-") as folder:
+        arrays = {"values": values, **coords, **({"labels": labels} if labels is not None else {})}
+        np.savez(Path(folder) / "scene.npz", spec=json.dumps(spec), **arrays)
+        done = subprocess.run([sys.executable, "-P", str(Path(__file__).with_name("_render.py")), folder],
+                              cwd=folder, capture_output=True, text=True, check=False)
+        image = Path(folder) / "image.npy"
+        if done.returncode != 0 or not image.is_file():
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise PfibsimsError(f"volume_3d: expected the VTK render (child process {Path(__file__).with_name('_render.py')}) "
+                                f"to write {image.name}, it exited with code {done.returncode}: {tail}")
+        return np.load(image)
 
 
 def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "phase",
@@ -129,7 +139,7 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
     matplotlib.figure.Figure
         The render, with physical axes in um.
     """
-    pv = _pyvista()
+    _need_renderer()
     if not isinstance(vol, xr.Dataset):
         raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
     names = [n for n in vol.data_vars if vol[n].dtype.kind == "f" or (vol[n].dtype.kind in "iu" and "flag_values"
@@ -151,36 +161,24 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
     view, f = _reduced(src, max_voxels)
     if z_scale is None:
         z_scale = auto_z_scale(vol)
-    grid = _image_data(pv, view, z_scale)
     values = view[channel].values
-    grid.point_data[channel] = np.nan_to_num(values, nan=0.0).ravel()
-    plotter = pv.Plotter(off_screen=True, window_size=size)
-    plotter.set_background("white")
-    if labels is not None:
-        ph = view["labels"].values
-        for v, name, colour in label_colours(labels.attrs, {n: vol[n].attrs for n in names}):
-            if v == 0 or not np.any(ph == v):
-                continue
-            g = grid.copy()
-            g.point_data["m"] = (ph == v).astype(np.float32).ravel()
-            surf = g.contour([0.5], scalars="m").smooth_taubin(n_iter=30)
-            plotter.add_mesh(surf, color=[c / 255 for c in colour[:3]], opacity=0.35, label=name)
-        plotter.add_legend(bcolor="white", size=(0.15, 0.15))
+    ph = view["labels"].values if labels is not None else None
+    phases = [] if ph is None else [[int(v), name, [int(c) for c in colour[:3]]]
+                                    for v, name, colour in label_colours(labels.attrs, {n: vol[n].attrs for n in names})
+                                    if v != 0 and np.any(ph == v)]
     finite = values[np.isfinite(values)]
+    clim = None
     if finite.size:
         lo, hi = np.percentile(finite, [50, 99.5])
-        plotter.add_volume(grid, scalars=channel, cmap=cmap, clim=(lo, hi if hi > lo else lo + 1),
-                           opacity=[0.0, 0.0, 0.05, 0.2, 0.5],
-                           scalar_bar_args={"title": f"{channel} ({vol[channel].attrs.get('units', '')})"})
-    zt = "z (um)" if z_scale == 1 else f"z (um, x{z_scale:g})"
-    plotter.show_bounds(xtitle="x (um)", ytitle="y (um)", ztitle=zt, font_size=10, color="black")
-    plotter.camera_position = "iso"
-    plotter.camera.elevation = 15
-    img = plotter.screenshot(return_img=True)
-    plotter.close()
+        clim = [float(lo), float(hi if hi > lo else lo + 1)]
+    spec = {"channel": channel, "z_scale": float(z_scale), "size": list(size), "cmap": cmap, "clim": clim,
+            "bar_title": f"{channel} ({vol[channel].attrs.get('units', '')})", "phases": phases,
+            "z_title": "z (um)" if z_scale == 1 else f"z (um, x{z_scale:g})"}
+    img = _render(values, ph, {d: np.asarray(view[d].values, dtype=np.float64) for d in ("z", "y", "x")}, spec)
     fig = new_figure(size[0] / 150, size[1] / 150)
     ax = fig.add_subplot()
-    ax.imshow(img)
+    # RGBA: matplotlib resamples it in half the memory it takes for RGB (~50 instead of ~95 MB at 1200 x 800)
+    ax.imshow(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]))
     ax.set_axis_off()
     title = f"{channel}" + (" and the phases" if labels is not None else "") + " in 3-D"
     ax.set_title(title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))

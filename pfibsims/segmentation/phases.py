@@ -82,7 +82,7 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
 
     Only the tiles, each with its halo of the kernel radius, are read and
     smoothed (:func:`pfibsims._engine.views.sample_tiles`); ``nearest`` at the faces.
-    Returns the samples (float64) and the number of tiles.
+    Returns the samples (float32, the smoother's own type: 4 bytes a voxel of the sample) and the number of tiles.
     """
     shape = channels[0].shape
     r = [radius(s) for s in sigma]
@@ -101,7 +101,7 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
             pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
             block = gaussian(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
             core = tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))
-            values.append(block[core].astype(np.float64).ravel())
+            values.append(block[core].ravel())
         out.append(np.concatenate(values))
     return out, len(tiles)
 
@@ -118,7 +118,7 @@ def _yielding(yielding: Any, kind: str, flags: list[str]) -> list[str]:
 
 def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.ndarray, np.ndarray, dict]:
     """Class centroids (counts per channel) and sizes (sample fractions) of the smoothed voxels, and how ``k`` was set."""
-    x = np.stack(samples, axis=1)
+    x = np.stack(samples, axis=1)  # float32 until the fit's subsample (float64 from float32 is exact)
     x = x[np.isfinite(x).all(axis=1)]
     if x.shape[0] < 2:
         raise DataModelError(f"ds: expected finite values in the channels {names} to classify, found {x.shape[0]} voxel(s)")
@@ -126,7 +126,7 @@ def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.
         if np.ptp(x[:, j]) == 0:
             warnings.warn(f"classify_phases: channel {c!r} is constant in the sample; it separates no class",
                           EstimationWarning, stacklevel=3)
-    fit = subsample(x, FIT_VOXELS)
+    fit = subsample(x, FIT_VOXELS).astype(np.float64)
     if classes is None:
         k, bic = choose_classes(fit)
         how = {"classes_by": f"BIC (diagonal Gaussian per class), first local minimum over k = 2..{MAX_CLASSES}",

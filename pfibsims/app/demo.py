@@ -7,6 +7,8 @@ compares every estimate with the phantom's truth.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import sys
 import time
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..errors import PfibsimsError
 
-__all__ = ["peak_rss_mb", "run_demo", "stage"]
+__all__ = ["peak_rss_mb", "release_memory", "run_demo", "stage"]
 
 
 def peak_rss_mb() -> float:
@@ -30,6 +32,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def release_memory() -> None:
+    """Give what a step freed back to the system: collect reference cycles, then trim the C heap (glibc's
+    ``malloc_trim``; elsewhere only the collection). Freed memory the heap keeps would otherwise count in the
+    peak RSS of every later step (measured on the demo: 30-120 MB after each stage)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # pragma: no cover - not glibc (e.g. musl)
+            pass
+
+
 @contextmanager
 def stage(name: str, timings: dict[str, float], *, progress: bool = True) -> Iterator[None]:
     """Print a stage header, show the library's progress inside it (:mod:`pfibsims.progress`), and time it
@@ -40,6 +54,7 @@ def stage(name: str, timings: dict[str, float], *, progress: bool = True) -> Ite
     t0 = time.perf_counter()
     with config(progress=progress):
         yield
+    release_memory()
     timings[name] = round(time.perf_counter() - t0, 3)
     print(f"   {name}: {timings[name]:.1f} s (peak RSS {peak_rss_mb():.0f} MB)", flush=True)
 

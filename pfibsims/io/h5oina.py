@@ -27,9 +27,8 @@ closes it, so reading one pixel never reads a whole map or spectrum cube.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
 from ..errors import DataModelError, FileFormatError
@@ -37,6 +36,9 @@ from ._common import Frame, check_file, reading
 from ._guards import check_declared, check_pixel_size, row_blocks
 from .fitting import spectrum_maps
 from .lines import canonical_lines
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["read_h5oina"]
 
@@ -58,6 +60,8 @@ def _scalar(group: h5py.Group, name: str, default: Any = None) -> Any:
 
 def _read_rows(path: str, name: str, nx: int, row0: int, row1: int) -> np.ndarray:
     """Image rows ``row0:row1`` of the raster-order dataset ``name`` (module level: picklable)."""
+    import h5py  # here, not at import (~11 MB that only this format needs)
+
     with h5py.File(path, "r") as f:
         data = np.asarray(f[name][row0 * nx : row1 * nx])
     return data.reshape(row1 - row0, nx, *data.shape[1:]) if data.ndim > 1 and data.shape[1] > 1 else data.reshape(row1 - row0, nx)
@@ -117,6 +121,8 @@ def read_h5oina(
     Frame
         The maps (lazy), the pixel size from ``X Step``/``Y Step``.
     """
+    import h5py  # as in _read_rows
+
     p = check_file(path, suffixes=(".h5oina", ".h5", ".hdf5"), what="AZtec H5OINA file")
     with reading(p, "AZtec H5OINA file"), h5py.File(p, "r") as f:
         if "Format Version" not in f or "Index" not in f:

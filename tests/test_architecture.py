@@ -16,7 +16,7 @@ ROOT = Path(pfibsims.__file__).parent
 #: The layers, bottom to top (docs/architecture.md). A module may import from a lower layer, or from
 #: its own package; nothing else.
 LAYERS = [
-    {"errors", "_version"},
+    {"errors", "_version", "_memory"},
     {"units", "progress", "_chemistry"},
     {"grid"},
     {"transform"},

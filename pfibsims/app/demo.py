@@ -7,8 +7,6 @@ compares every estimate with the phantom's truth.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import math
 import sys
 import time
@@ -17,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._memory import release_memory
 from ..errors import PfibsimsError
 
-__all__ = ["peak_rss_mb", "release_memory", "run_demo", "stage"]
+__all__ = ["peak_rss_mb", "run_demo", "stage"]
 
 
 def peak_rss_mb() -> float:
@@ -30,18 +29,6 @@ def peak_rss_mb() -> float:
         return math.nan
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def release_memory() -> None:
-    """Give what a step freed back to the system: collect reference cycles, then trim the C heap (glibc's
-    ``malloc_trim``; elsewhere only the collection). Freed memory the heap keeps would otherwise count in the
-    peak RSS of every later step (measured on the demo: 30-120 MB after each stage)."""
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # pragma: no cover - not glibc (e.g. musl)
-            pass
 
 
 @contextmanager

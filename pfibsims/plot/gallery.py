@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import xarray as xr
 
 from .._engine.views import MAX_PIXELS, block_factor
+from .._memory import release_memory
 from .._xr import block_mean
 from ..correlate import channel_pair
 from ..errors import PfibsimsError
@@ -174,5 +174,5 @@ def save_figures(
         paths[name] = path
         fig.clear()  # a figure's artists hold reference cycles: free them now, not at the next collection
         del fig
-        gc.collect()
+        release_memory()
     return paths

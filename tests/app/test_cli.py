@@ -52,7 +52,7 @@ def test_release_memory_frees_what_a_stage_left_in_cycles():
     import gc
     import weakref
 
-    from pfibsims.app.demo import release_memory
+    from pfibsims._memory import release_memory
 
     class Node:
         pass

@@ -33,27 +33,24 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from .._engine.smooth import gaussian
 from ..dataset import history_attrs, record, stack
 from ..errors import PfibsimsError
 from ..grid import Grid
 from ..transform import Affine
 from ..units import LENGTH_UNIT, length_nm, lengths_nm, parse_quantity
+from . import blocks as kernels
 from .mixture import MIXED_MATRIX, check_mixture, mixed_counts
-from .noise import poisson_counts, stream_key
+from .noise import stream_key
 from .particles import (
     FLAG_MEANINGS,
     LI_PERCENT,
     PHASES,
     SIMS_YIELD,
-    Lattice,
     Particles,
     check_fractions,
     expected_fractions,
     generate,
     li_levels,
-    query,
-    render,
 )
 
 __all__ = ["EDS_COUNTS", "LI7_RATIO", "MIXED_MATRIX", "SIMS_COUNTS", "cathode"]
@@ -77,157 +74,6 @@ _STREAM_DRIFT = 5
 _STREAM_NOISE = 6
 
 
-@dataclass(frozen=True)
-class _Scene:
-    """Everything a block task needs besides the particles (plain numbers, picklable)."""
-
-    z: tuple[float, ...]
-    eds_origin: tuple[float, float]
-    eds_spacing: tuple[float, float]
-    sims_origin: tuple[float, float]
-    sims_spacing: tuple[float, float]  # reported
-    pull: tuple[tuple[float, float, float], tuple[float, float, float]]  # p = L q + o (rows of T^-1)
-    drift: tuple[tuple[float, float], ...]
-    ss: int
-    eds_sigma: float  # px
-    eds_halo: int
-    sims_sigma: float  # SIMS px
-    sims_halo: int
-    eds_table: tuple[tuple[float, ...], ...]  # per channel, counts per phase
-    sims_table: tuple[tuple[float, float], ...]  # per channel, (background, gain)
-    depletion_depth: float
-    li_levels: tuple[tuple[str, float], ...]  # Li signal per phase: yield x concentration
-
-    def eds_lattice(self, rows: tuple[int, int], cols: tuple[int, int], ss: int, halo: int) -> Lattice:
-        (oy, ox), (dy, dx) = self.eds_origin, self.eds_spacing
-        f = 0.5 / ss - 0.5
-        return Lattice(
-            (oy + f * dy, ox + f * dx), (dy / ss, 0.0), (0.0, dx / ss),
-            (rows[0] - halo) * ss, (rows[1] - rows[0] + 2 * halo) * ss,
-            (cols[0] - halo) * ss, (cols[1] - cols[0] + 2 * halo) * ss,
-        )
-
-    def sims_lattice(self, k: int, rows: tuple[int, int], cols: tuple[int, int]) -> Lattice:
-        """EDS-frame points seen by SIMS pixels (sub-sampled, with halo) in slice ``k``."""
-        (l0, l1, o0), (l2, l3, o1) = self.pull
-        qy = self.sims_origin[0] - self.drift[k][0]
-        qx = self.sims_origin[1] - self.drift[k][1]
-        sy, sx = self.sims_spacing
-        step_i = (l0 * sy, l2 * sy)
-        step_j = (l1 * sx, l3 * sx)
-        f = 0.5 / self.ss - 0.5
-        p0 = (l0 * qy + l1 * qx + o0 + f * (step_i[0] + step_j[0]), l2 * qy + l3 * qx + o1 + f * (step_i[1] + step_j[1]))
-        ss, h = self.ss, self.sims_halo
-        return Lattice(
-            p0, (step_i[0] / ss, step_i[1] / ss), (step_j[0] / ss, step_j[1] / ss),
-            (rows[0] - h) * ss, (rows[1] - rows[0] + 2 * h) * ss,
-            (cols[0] - h) * ss, (cols[1] - cols[0] + 2 * h) * ss,
-        )
-
-
-# -- numpy kernels (one block in, one block out) ------------------------------
-def _draw(particles: Particles, scene: _Scene, k: int, lattice: Lattice) -> tuple[np.ndarray, np.ndarray]:
-    z = scene.z[k]
-    ylo, yhi, xlo, xhi = lattice.bounds()
-    ids = query(particles, (z, z, ylo, yhi, xlo, xhi))
-    return render(particles, ids, z, lattice, depletion_depth=scene.depletion_depth, li_levels=dict(scene.li_levels))
-
-
-def _bin(a: np.ndarray, ss: int) -> np.ndarray:
-    """Mean over ``ss x ss`` sub-pixels, summed in a fixed order (bit-reproducible)."""
-    if ss == 1:
-        return a.astype(np.float64, copy=False)
-    acc = a[0::ss, 0::ss].astype(np.float64)
-    for s in range(ss):
-        for t in range(ss):
-            if s or t:
-                acc += a[s::ss, t::ss]
-    return acc / (ss * ss)
-
-
-
-
-
-
-def _blur(a: np.ndarray, sigma: float, halo: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Gaussian probe blur (sigma in px) of a halo-padded float64 array, without the halo.
-
-    The one smoother (:func:`pfibsims._engine.smooth.gaussian`, kernel radius ``halo``)
-    cropped by ``halo``, so the crop never sees the boundary mode; written into
-    ``out`` (float32 or float64) if given.
-    """
-    full = gaussian(np.asarray(a, dtype=np.float64), sigma, radius=halo) if sigma > 0 else a
-    kept = full[halo : a.shape[0] - halo, halo : a.shape[1] - halo]
-    if out is None:
-        return np.array(kept, dtype=np.float64)
-    out[...] = kept
-    return out
-
-
-def _location(block_info: dict) -> list[tuple[int, int]]:
-    return block_info[0]["array-location"]
-
-
-def _eds_field(base: np.ndarray, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
-    """Phase and Li of one EDS block on its halo-padded (sub-sampled) lattice: (2, z, Y, X)
-    float32. One drawing feeds every channel of the block and, at ``supersample == 1``, the truth."""
-    (z0, z1), rows, cols = _location(block_info)
-    lattice = scene.eds_lattice(rows, cols, scene.ss, scene.eds_halo)
-    out = np.empty((2, z1 - z0, lattice.ni, lattice.nj), dtype=np.float32)
-    for k in range(z0, z1):
-        out[:, k - z0] = _draw(particles, scene, k, lattice)
-    return out
-
-
-def _eds_truth(base: np.ndarray, field: np.ndarray | None, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
-    """Truth phase and Li at the voxel centres of one EDS block: (2, z, y, x) float32 (the
-    field cropped, or drawn again without sub-samples when ``supersample > 1``)."""
-    if field is not None:
-        h = scene.eds_halo
-        return field[:, :, h : field.shape[2] - h, h : field.shape[3] - h]
-    (z0, z1), rows, cols = _location(block_info)
-    out = np.empty((2, *base.shape), dtype=np.float32)
-    for k in range(z0, z1):
-        out[:, k - z0] = _draw(particles, scene, k, scene.eds_lattice(rows, cols, 1, 0))
-    return out
-
-
-def _eds_counts(
-    base: np.ndarray, phase: np.ndarray, c: int, scene: _Scene, key: int, shape: tuple[int, int, int], dtype: Any,
-    block_info: Any = None,
-) -> np.ndarray:
-    """Counts of EDS channel ``c`` in one block: expected counts of the block's padded phase
-    field, binned, blurred, cropped, then Poisson noise from the global voxel indices."""
-    counts = np.asarray(scene.eds_table[c], dtype=np.float64)
-    lam = np.empty(base.shape, dtype=np.float32)
-    for k in range(base.shape[0]):
-        _blur(_bin(counts[phase[k].astype(np.intp)], scene.ss), scene.eds_sigma, scene.eds_halo, out=lam[k])
-    return _counts(lam, key, shape, dtype, block_info)
-
-
-def _sims_expected(base: np.ndarray, particles: Particles, scene: _Scene, block_info: Any = None) -> np.ndarray:
-    """Expected SIMS counts of one block: (channel, z, y, x) float32."""
-    (z0, z1), rows, cols = _location(block_info)
-    out = np.empty((len(scene.sims_table), z1 - z0, rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
-    for k in range(z0, z1):
-        _, li = _draw(particles, scene, k, scene.sims_lattice(k, rows, cols))
-        li = _blur(_bin(li, scene.ss), scene.sims_sigma, scene.sims_halo)
-        for c, (background, gain) in enumerate(scene.sims_table):
-            out[c, k - z0] = background + gain * li
-    return out
-
-
-def _counts(lam: np.ndarray, key: int, shape: tuple[int, int, int], dtype: Any, block_info: Any = None) -> np.ndarray:
-    """Poisson counts of one block, from the global voxel indices (chunking-independent)."""
-    start = tuple(lo for lo, _ in _location(block_info))
-    return poisson_counts(lam, key, start, shape, dtype)
-
-
-def _percent(phase: np.ndarray, li: np.ndarray, *, yields: np.ndarray) -> np.ndarray:
-    """The Li concentration (at. %) of a truth block: the signal over the yield of each voxel's phase."""
-    return (li / yields[phase.astype(np.intp)]).astype(np.float32)
-
-
 # -- option parsing ------------------------------------------------------------
 def _shape2(value: Any, name: str) -> tuple[int, int]:
     ok = isinstance(value, Sequence) and len(value) == 2 and all(
@@ -236,6 +82,12 @@ def _shape2(value: Any, name: str) -> tuple[int, int]:
     if not ok:
         raise PfibsimsError(f"{name}: expected (ny, nx), two positive integers, got {value!r}")
     return int(value[0]), int(value[1])
+
+
+def _integer(value: Any, name: str, lo: int, hi: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo or (hi is not None and value > hi):
+        want = f"an integer from {lo} to {hi}" if hi is not None else ("a positive" if lo == 1 else "a non-negative") + " integer"
+        raise PfibsimsError(f"{name}: expected {want}, got {value!r}")
 
 
 def _positive(value: Any, name: str, *, zero: bool = False) -> float:
@@ -442,13 +294,104 @@ def cathode(
     >>> int(eds.Zr_La.sum().compute()) > 0
     True
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise PfibsimsError(f"seed: expected a non-negative integer, got {seed!r}")
-    if isinstance(n_slices, bool) or not isinstance(n_slices, numbers.Integral) or n_slices < 1:
-        raise PfibsimsError(f"n_slices: expected a positive integer, got {n_slices!r}")
-    if isinstance(supersample, bool) or not isinstance(supersample, numbers.Integral) or not 1 <= supersample <= 8:
-        raise PfibsimsError(f"supersample: expected an integer from 1 to 8, got {supersample!r}")
+    for name, value, lo, hi in (("seed", seed, 0, None), ("n_slices", n_slices, 1, None), ("supersample", supersample, 1, 8)):
+        _integer(value, name, lo, hi)
     seed, n_slices, ss = int(seed), int(n_slices), int(supersample)
+    geo = _geometry(
+        seed, n_slices, eds_shape, sims_shape, field, eds_pixel_size, sims_pixel_size, sims_scale_error,
+        slice_thickness, sims_rotation, sims_shift, drift_step,
+    )
+    depth = _positive(depletion_depth, "depletion_depth", zero=True)
+    eds_sigma_nm = _positive(eds_blur, "eds_blur", zero=True)
+    sims_sigma_nm = _positive(sims_blur, "sims_blur", zero=True)
+    eds_dose = _number(eds_dose, "eds_dose", 0.0, 1e6)
+    sims_dose = _number(sims_dose, "sims_dose", 0.0, 1e6)
+    fractions = check_fractions(volume_fractions)
+    yields = _yields(sims_yield)
+    levels = li_levels(yields)
+    mixture = check_mixture(matrix_mixture)
+    tables = _Tables.of(eds_dose, sims_dose, mixture, bse=bse, li7=li7)
+    eds_sigma, sims_sigma = eds_sigma_nm / geo.eds_px, sims_sigma_nm / geo.sims_true
+    scene = kernels.Scene(
+        z=geo.z,
+        eds_origin=geo.eds_grid.origin,
+        eds_spacing=geo.eds_grid.spacing,
+        sims_origin=geo.sims_grid.origin,
+        sims_spacing=geo.sims_grid.spacing,
+        pull=tuple(tuple(float(v) for v in row) for row in geo.T.inverse().matrix[:2]),
+        drift=tuple((float(a), float(b)) for a, b in geo.drift),
+        ss=ss,
+        eds_sigma=eds_sigma,
+        eds_halo=_halo(eds_sigma),
+        sims_sigma=sims_sigma,
+        sims_halo=_halo(sims_sigma),
+        eds_table=tuple(tables.eds),
+        sims_table=tuple(tables.sims),
+        depletion_depth=depth,
+        li_levels=tuple(levels.items()),
+    )
+    particles = generate(seed, _region(geo, scene), fractions)
+    params = {
+        "seed": seed, "n_slices": n_slices, "eds_shape": list(geo.eds_grid.shape), "sims_shape": list(geo.sims_grid.shape),
+        "eds_pixel_size": f"{geo.eds_px:.12g} nm", "sims_pixel_size": f"{geo.sims_rep:.12g} nm",
+        "sims_scale_error": geo.scale_error, "slice_thickness": f"{geo.thickness:.12g} nm",
+        "sims_rotation": f"{geo.rotation:.12g} deg", "sims_shift": [f"{v:.12g} nm" for v in geo.shift],
+        "drift_step": f"{geo.step:.12g} nm", "depletion_depth": f"{depth:.12g} nm", "volume_fractions": fractions,
+        "eds_dose": eds_dose, "sims_dose": sims_dose, "eds_blur": f"{eds_sigma_nm:.12g} nm",
+        "sims_blur": f"{sims_sigma_nm:.12g} nm", "sims_yield": yields, "li7": bool(li7), "bse": bool(bse),
+        "supersample": ss,
+    }
+    params.update({"matrix_mixture": mixture} if mixture else {})  # only when used: default token unchanged
+    token = tokenize("pfibsims.synthetic.cathode", params)
+    eds_maps, sims_maps, truth_lazy = _lazy_maps(seed, geo, scene, tables, particles, chunks, token)
+    eds = stack(
+        eds_maps, pixel_size=f"{geo.eds_px!r} nm", slice_thickness=f"{geo.thickness!r} nm", modality="EDS",
+        attrs={"beam_voltage": "5 kV", "beam_current": "1.6 nA", "binning": 4, "detector": "EDS (simulated)"},
+    )
+    sims = stack(
+        sims_maps, pixel_size=f"{geo.sims_rep!r} nm", slice_thickness=f"{geo.thickness!r} nm", modality="SIMS",
+        attrs={"primary_ion": "Xe+", "beam_energy": "30 keV", "beam_current": "1 nA", "frame_time": "5 min",
+               "polarity": "+"},
+    )
+    counts = {
+        "eds_counts": {n: list(t) for n, t in zip(tables.eds_names, tables.eds, strict=True)},
+        "sims_counts": {n: {"background": b, "gain": g} for n, (b, g) in zip(tables.sims_names, tables.sims, strict=True)},
+        "sims_yield": yields, "li_percent": dict(LI_PERCENT), "li_levels": levels,
+    }
+    truth = _truth(truth_lazy, eds, particles, geo.drift, geo.T, fractions, params, depth, geo.sims_true, counts)
+    return (
+        record(eds, "synthetic.cathode", **params),
+        record(sims, "synthetic.cathode", **params),
+        record(truth, "synthetic.cathode", **params),
+    )
+
+
+# -- the steps of cathode() ------------------------------------------------------
+@dataclass(frozen=True)
+class _Geometry:
+    """The grids, the true EDS-to-SIMS affine and the drift of one phantom (lengths in nm)."""
+
+    eds_grid: Grid
+    sims_grid: Grid  # on the reported SIMS pixel size
+    T: Affine  # EDS frame -> SIMS dataset coordinates
+    drift: np.ndarray  # (n_slices, 2) nm, drift[0] = 0
+    z: tuple[float, ...]  # slice depths, nm
+    eds_px: float
+    sims_rep: float  # reported SIMS pixel size
+    sims_true: float  # true SIMS pixel size
+    scale_error: float
+    thickness: float
+    rotation: float  # deg
+    shift: np.ndarray  # SIMS field centre - EDS field centre, nm
+    step: float  # drift random-walk step, nm
+
+
+def _geometry(
+    seed: int, n_slices: int, eds_shape: Any, sims_shape: Any, field: Any, eds_pixel_size: Any,
+    sims_pixel_size: Any, sims_scale_error: Any, slice_thickness: Any, sims_rotation: Any, sims_shift: Any,
+    drift_step: Any,
+) -> _Geometry:
+    """Parse the geometry options of :func:`cathode` and draw the drift random walk."""
     eds_px = _positive(eds_pixel_size, "eds_pixel_size")
     sims_rep = _positive(sims_pixel_size, "sims_pixel_size")
     err = _number(sims_scale_error, "sims_scale_error", -0.5, 0.5)
@@ -460,22 +403,10 @@ def cathode(
         size = _positive(field, "field")
         eds_shape = (max(1, round(size / eds_px)),) * 2
         sims_shape = (max(1, round(size / sims_rep)),) * 2
-    eds_shape = _shape2((216, 352) if eds_shape is None else eds_shape, "eds_shape")
-    sims_shape = _shape2((500, 500) if sims_shape is None else sims_shape, "sims_shape")
+    eds_grid = Grid(_shape2((216, 352) if eds_shape is None else eds_shape, "eds_shape"), eds_px, origin=eds_px / 2)
+    sims_grid = Grid(_shape2((500, 500) if sims_shape is None else sims_shape, "sims_shape"), sims_rep, origin=sims_rep / 2)
     rotation = float(parse_quantity(sims_rotation, "deg", default_unit="deg", name="sims_rotation").magnitude)
     step = _positive(drift_step, "drift_step", zero=True)
-    depth = _positive(depletion_depth, "depletion_depth", zero=True)
-    eds_sigma_nm = _positive(eds_blur, "eds_blur", zero=True)
-    sims_sigma_nm = _positive(sims_blur, "sims_blur", zero=True)
-    eds_dose = _number(eds_dose, "eds_dose", 0.0, 1e6)
-    sims_dose = _number(sims_dose, "sims_dose", 0.0, 1e6)
-    fractions = check_fractions(volume_fractions)
-    yields = _yields(sims_yield)
-    levels = li_levels(yields)
-
-    # -- geometry: grids, the true affine, the drift --------------------------
-    eds_grid = Grid(eds_shape, eds_px, origin=eds_px / 2)
-    sims_grid = Grid(sims_shape, sims_rep, origin=sims_rep / 2)
     c_eds = np.array([(lo + hi) / 2 for lo, hi in eds_grid.extent])
     c_sims = np.array([(lo + hi) / 2 for lo, hi in sims_grid.extent])
     if sims_shift is None:
@@ -485,82 +416,72 @@ def cathode(
     T = Affine.from_parameters(
         rotation=rotation, scale=sims_rep / sims_true, shift=tuple(c_sims - c_eds + shift), center=tuple(c_eds)
     )
-    pull = T.inverse()
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_DRIFT,)))
     drift = np.zeros((n_slices, 2))
     drift[1:] = np.cumsum(rng.normal(0.0, step, (n_slices - 1, 2)), axis=0) if step > 0 else 0.0
     z = tuple(float(v) for v in thickness * np.arange(n_slices, dtype=np.float64))
+    return _Geometry(eds_grid, sims_grid, T, drift, z, eds_px, sims_rep, sims_true, err, thickness, rotation, shift, step)
 
-    def halo(sigma_px: float) -> int:
-        return int(4.0 * sigma_px + 0.5) if sigma_px > 0 else 0
 
-    eds_sigma, sims_sigma = eds_sigma_nm / eds_px, sims_sigma_nm / sims_true
-    mixture = check_mixture(matrix_mixture)
-    eds_table = [tuple(eds_dose * c for c in mixed_counts(EDS_COUNTS[ch], mixture)) for ch in EDS_COUNTS]
-    eds_names = list(EDS_COUNTS)
-    if bse:
-        eds_table.append(tuple(eds_dose * c for c in mixed_counts(BSE_COUNTS, mixture)))
-        eds_names.append("BSE")
-    bg6, gain6 = SIMS_COUNTS["Li6"]
-    sims_table = [(sims_dose * bg6, sims_dose * gain6)]
-    sims_names = ["Li6"]
-    if li7:
-        sims_table.append((sims_dose * 5.0, sims_dose * gain6 * LI7_RATIO))
-        sims_names.append("Li7")
-    scene = _Scene(
-        z=z,
-        eds_origin=eds_grid.origin,
-        eds_spacing=eds_grid.spacing,
-        sims_origin=sims_grid.origin,
-        sims_spacing=sims_grid.spacing,
-        pull=tuple(tuple(float(v) for v in row) for row in pull.matrix[:2]),
-        drift=tuple((float(a), float(b)) for a, b in drift),
-        ss=ss,
-        eds_sigma=eds_sigma,
-        eds_halo=halo(eds_sigma),
-        sims_sigma=sims_sigma,
-        sims_halo=halo(sims_sigma),
-        eds_table=tuple(eds_table),
-        sims_table=tuple(sims_table),
-        depletion_depth=depth,
-        li_levels=tuple(levels.items()),
-    )
+@dataclass(frozen=True)
+class _Tables:
+    """Expected counts per phase of every channel, dose and matrix mixture included."""
 
-    # -- the particles: every EDS-frame point any map samples, plus margins ----
-    corners = np.array([[y, x] for y in sims_grid.extent[0] for x in sims_grid.extent[1]])
-    seen = np.vstack([pull(corners - d) for d in drift] + [np.array([[lo, hi] for lo, hi in eds_grid.extent]).T])
-    margin = max(scene.eds_halo * eds_px, scene.sims_halo * sims_true) + 2 * max(eds_px, sims_true) + 100.0
-    region = (
-        z[0], z[-1],
+    eds_names: list[str]
+    eds: list[tuple[float, ...]]  # per EDS channel, counts per phase
+    sims_names: list[str]
+    sims: list[tuple[float, float]]  # per SIMS channel, (background, gain)
+
+    @classmethod
+    def of(cls, eds_dose: float, sims_dose: float, mixture: dict, *, bse: bool, li7: bool) -> _Tables:
+        eds = [tuple(eds_dose * c for c in mixed_counts(EDS_COUNTS[ch], mixture)) for ch in EDS_COUNTS]
+        eds_names = list(EDS_COUNTS)
+        if bse:
+            eds.append(tuple(eds_dose * c for c in mixed_counts(BSE_COUNTS, mixture)))
+            eds_names.append("BSE")
+        bg6, gain6 = SIMS_COUNTS["Li6"]
+        sims, sims_names = [(sims_dose * bg6, sims_dose * gain6)], ["Li6"]
+        if li7:
+            sims.append((sims_dose * 5.0, sims_dose * gain6 * LI7_RATIO))
+            sims_names.append("Li7")
+        return cls(eds_names, eds, sims_names, sims)
+
+
+def _halo(sigma_px: float) -> int:
+    """Halo of a blur of ``sigma_px`` pixels: 4 sigma, at least none."""
+    return int(4.0 * sigma_px + 0.5) if sigma_px > 0 else 0
+
+
+def _region(geo: _Geometry, scene: kernels.Scene) -> tuple[float, ...]:
+    """(z0, z1, y0, y1, x0, x1) nm: every EDS-frame point any map samples, plus the blur halos and margins."""
+    pull = geo.T.inverse()
+    corners = np.array([[y, x] for y in geo.sims_grid.extent[0] for x in geo.sims_grid.extent[1]])
+    seen = np.vstack([pull(corners - d) for d in geo.drift] + [np.array([[lo, hi] for lo, hi in geo.eds_grid.extent]).T])
+    margin = max(scene.eds_halo * geo.eds_px, scene.sims_halo * geo.sims_true) + 2 * max(geo.eds_px, geo.sims_true) + 100.0
+    return (
+        geo.z[0], geo.z[-1],
         float(seen[:, 0].min() - margin), float(seen[:, 0].max() + margin),
         float(seen[:, 1].min() - margin), float(seen[:, 1].max() + margin),
     )
-    particles = generate(seed, region, fractions)
-    params = {
-        "seed": seed, "n_slices": n_slices, "eds_shape": list(eds_shape), "sims_shape": list(sims_shape),
-        "eds_pixel_size": f"{eds_px:.12g} nm", "sims_pixel_size": f"{sims_rep:.12g} nm",
-        "sims_scale_error": err, "slice_thickness": f"{thickness:.12g} nm", "sims_rotation": f"{rotation:.12g} deg",
-        "sims_shift": [f"{v:.12g} nm" for v in shift], "drift_step": f"{step:.12g} nm",
-        "depletion_depth": f"{depth:.12g} nm", "volume_fractions": fractions, "eds_dose": eds_dose,
-        "sims_dose": sims_dose, "eds_blur": f"{eds_sigma_nm:.12g} nm", "sims_blur": f"{sims_sigma_nm:.12g} nm",
-        "sims_yield": yields, "li7": bool(li7), "bse": bool(bse), "supersample": ss,
-    }
-    params.update({"matrix_mixture": mixture} if mixture else {})  # only when used: default token unchanged
-    token = tokenize("pfibsims.synthetic.cathode", params)
-    lazy_particles = dask.delayed(particles, name=f"pfibsims-particles-{token}", traverse=False)
 
-    # -- lazy maps -------------------------------------------------------------
-    eds_shape3 = (n_slices, *eds_shape)
-    sims_shape3 = (n_slices, *sims_shape)
+
+def _lazy_maps(
+    seed: int, geo: _Geometry, scene: kernels.Scene, tables: _Tables, particles: Particles, chunks: Any, token: str,
+) -> tuple[dict[str, da.Array], dict[str, da.Array], da.Array]:
+    """The lazy EDS and SIMS count maps and the (phase, Li) truth, one dask task a block."""
+    lazy_particles = dask.delayed(particles, name=f"pfibsims-particles-{token}", traverse=False)
+    n_slices = len(geo.z)
+    eds_shape3 = (n_slices, *geo.eds_grid.shape)
+    sims_shape3 = (n_slices, *geo.sims_grid.shape)
     eds_chunks, sims_chunks = _chunks(chunks, eds_shape3), _chunks(chunks, sims_shape3)
 
-    def blocks(kernel: Any, args: tuple, n: int, chunk: tuple, what: str, **kwargs: Any) -> da.Array:
+    def planes(kernel: Any, args: tuple, n: int, chunk: tuple, what: str) -> da.Array:
         """(n, z, y, x) float32 from a kernel of (z, y, x) blocks (a new leading axis unless an
         argument has it already)."""
         new_axis = None if any(isinstance(a, da.Array) and a.ndim == 4 for a in args) else 0
         return da.map_blocks(
             kernel, *args, new_axis=new_axis, chunks=((n,), *chunk), dtype=np.float32,
-            meta=np.empty((0, 0, 0, 0), np.float32), name=f"pfibsims-{what}-{token}", **kwargs,
+            meta=np.empty((0, 0, 0, 0), np.float32), name=f"pfibsims-{what}-{token}",
         )
 
     def noisy(kernel: Any, args: tuple, key: int, shape: tuple, table: Sequence[float], name: str) -> da.Array:
@@ -572,45 +493,27 @@ def cathode(
 
     # EDS: one padded phase field a block (its chunks are the blocks plus halo, sub-sampled),
     # feeding the channels (blur + noise fused) and the truth.
+    ss = scene.ss
     eds_base = da.broadcast_to(np.uint8(0), eds_shape3, chunks=eds_chunks)
     padded = tuple(tuple((n + 2 * scene.eds_halo) * ss for n in c) for c in eds_chunks[1:])
-    field = blocks(_eds_field, (eds_base, lazy_particles, scene), 2, (eds_chunks[0], *padded), "eds-field")
+    field = planes(kernels.eds_field, (eds_base, lazy_particles, scene), 2, (eds_chunks[0], *padded), "eds-field")
     own = (eds_base, field if ss == 1 else None, lazy_particles, scene)  # ss > 1: truth is drawn alone
-    truth_lazy = blocks(_eds_truth, own, 2, eds_chunks, "eds-truth")
+    truth = planes(kernels.eds_truth, own, 2, eds_chunks, "eds-truth")
     eds_maps = {
-        n: noisy(_eds_counts, (eds_base, field[0], c, scene), stream_key(seed, _STREAM_NOISE, c), eds_shape3, eds_table[c], n)
-        for c, n in enumerate(eds_names)
+        n: noisy(kernels.eds_counts, (eds_base, field[0], c, scene), stream_key(seed, _STREAM_NOISE, c), eds_shape3,
+                 tables.eds[c], n)
+        for c, n in enumerate(tables.eds_names)
     }
     sims_base = da.broadcast_to(np.uint8(0), sims_shape3, chunks=sims_chunks)
-    sims_lam = blocks(_sims_expected, (sims_base, lazy_particles, scene), len(sims_names), sims_chunks, "sims-expected")
+    lam = planes(kernels.sims_expected, (sims_base, lazy_particles, scene), len(tables.sims), sims_chunks, "sims-expected")
     sims_maps = {
         n: noisy(
-            _counts, (sims_lam[c],), stream_key(seed, _STREAM_NOISE, 100 + c), sims_shape3,
-            (sims_table[c][0] + 2 * sims_table[c][1],), n,
+            kernels.noise, (lam[c],), stream_key(seed, _STREAM_NOISE, 100 + c), sims_shape3,
+            (tables.sims[c][0] + 2 * tables.sims[c][1],), n,
         )
-        for c, n in enumerate(sims_names)
+        for c, n in enumerate(tables.sims_names)
     }
-
-    eds = stack(
-        eds_maps, pixel_size=f"{eds_px!r} nm", slice_thickness=f"{thickness!r} nm", modality="EDS",
-        attrs={"beam_voltage": "5 kV", "beam_current": "1.6 nA", "binning": 4, "detector": "EDS (simulated)"},
-    )
-    sims = stack(
-        sims_maps, pixel_size=f"{sims_rep!r} nm", slice_thickness=f"{thickness!r} nm", modality="SIMS",
-        attrs={"primary_ion": "Xe+", "beam_energy": "30 keV", "beam_current": "1 nA", "frame_time": "5 min",
-               "polarity": "+"},
-    )
-    counts = {
-        "eds_counts": {n: list(t) for n, t in zip(eds_names, eds_table, strict=False)},
-        "sims_counts": {n: {"background": b, "gain": g} for n, (b, g) in zip(sims_names, sims_table, strict=False)},
-        "sims_yield": yields, "li_percent": dict(LI_PERCENT), "li_levels": levels,
-    }
-    truth = _truth(truth_lazy, eds, particles, drift, T, fractions, params, depth, sims_true, counts)
-    return (
-        record(eds, "synthetic.cathode", **params),
-        record(sims, "synthetic.cathode", **params),
-        record(truth, "synthetic.cathode", **params),
-    )
+    return eds_maps, sims_maps, truth
 
 
 def _truth(
@@ -626,7 +529,7 @@ def _truth(
         "phase": (("z", "y", "x"), lazy[0].astype(np.uint8), {**flags, "long_name": "phase label at voxel centres"}),
         "li": (("z", "y", "x"), lazy[1], {"units": "1", "long_name": "noise-free Li signal (Li6 above background, per "
                                                                      "gain): SIMS yield x Li concentration"}),
-        "li_percent": (("z", "y", "x"), da.map_blocks(_percent, lazy[0], lazy[1], dtype=np.float32,
+        "li_percent": (("z", "y", "x"), da.map_blocks(kernels.percent, lazy[0], lazy[1], dtype=np.float32,
                                                       yields=np.array([counts["sims_yield"][p] for p in PHASES])),
                        {"units": "percent", "long_name": "Li concentration (atomic percent)"}),
         "drift": (("z", "component"), drift, {**nm, "long_name": "SIMS drift: q = T(p) + drift[k]"}),

@@ -16,7 +16,7 @@ from skimage.registration import phase_cross_correlation
 from pfibsims import Affine, PfibsimsError, UnitsError
 from pfibsims.dataset import history, validate
 from pfibsims.synthetic import EDS_COUNTS, LI7_RATIO, SIMS_COUNTS, cathode
-from pfibsims.synthetic import phantom as cathode_mod
+from pfibsims.synthetic import blocks
 from pfibsims.synthetic.noise import EXACT_MAX, poisson_counts, poisson_from_uniform, stream_key, uniform
 from pfibsims.synthetic.particles import (
     LI_LEVELS,
@@ -368,9 +368,9 @@ def test_blur_is_scipys_gaussian_filter_cropped(sigma, halo):
     a = np.random.default_rng(3).integers(0, 5, (40 + 2 * halo, 57 + 2 * halo)) * 7.3
     crop = (slice(halo, a.shape[0] - halo), slice(halo, a.shape[1] - halo))
     want = ndimage.gaussian_filter(a, sigma, mode="nearest", radius=halo)[crop] if sigma else a[crop]
-    np.testing.assert_array_equal(cathode_mod._blur(a, sigma, halo), want)
+    np.testing.assert_array_equal(blocks._blur(a, sigma, halo), want)
     out = np.empty((40, 57), np.float32)
-    cathode_mod._blur(a, sigma, halo, out=out)
+    blocks._blur(a, sigma, halo, out=out)
     np.testing.assert_array_equal(out, want.astype(np.float32))
 
 

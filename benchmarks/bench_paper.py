@@ -53,7 +53,7 @@ def one_image(shape: tuple[int, int], repeat: int) -> list[str]:
     from PIL import Image
 
     from pfibsims.grid import Grid
-    from pfibsims.resampling import interp, kernels, resample
+    from pfibsims.resampling import geometry, kernels, resample
     from pfibsims.transform import Affine
 
     cv2.setNumThreads(1)
@@ -62,7 +62,7 @@ def one_image(shape: tuple[int, int], repeat: int) -> list[str]:
     src = xr.DataArray(img, dims=("y", "x"), coords=Grid(shape, "72 nm").xr_coords(), name="Li6")
     oy, ox = round(ny * 72 / 81.4), round(nx * 72 / 81.4)
     onto = Grid.of(src).with_shape((oy, ox))
-    specs, _ = interp._geometry(src, onto, Affine.identity(("y", "x")), "lanczos", 3)
+    specs, _ = geometry.axis_specs(src, onto, Affine.identity(("y", "x")), "lanczos", 3)
     f32 = np.dtype(np.float32)
 
     def kernel_only():

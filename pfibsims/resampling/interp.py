@@ -12,13 +12,13 @@ grids with the same extent (``Grid.with_shape``) this is exactly the geometry
 of Pillow's ``Image.resize``, and with ``kernel="lanczos", a=3`` the weights
 are Pillow's LANCZOS weights.
 
-Layers: geometry in physical units (this module) -> index-space plan and the
-dask graph (``_chunking``) -> numpy/numba kernels on one window (``_kernels``).
+Layers: this front door (inputs, fill, clip, drift, coverage) -> the geometry
+(:mod:`.geometry`: physical units to one index-space spec an axis) -> the graph
+(:mod:`.graph`) -> numpy/numba kernels on one window (:mod:`.kernels`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from typing import Any
@@ -29,241 +29,24 @@ import xarray as xr
 
 from .._xr import check_not_empty, dequantify
 from ..dataset import record
-from ..errors import DataModelError, GridError, PfibsimsError, UnitsError
+from ..errors import DataModelError, GridError, PfibsimsError
 from ..grid import Grid
 from ..transform import Affine
-from ..units import length_nm
 from .drift import compose, drift_nm
-from .graph import Keep, Plan, Warp, coverage_array, resample_array, resample_numpy, warp_row_intervals
-from .kernels import KERNELS, axis_weights, filter_scale, nearest_index
+from .geometry import (
+    as_affine,
+    axis_specs,
+    check_kernel,
+    coverage_summary,
+    default_chunks,
+    out_dtype,
+    output_chunks,
+    source_axis,
+    target_grid,
+)
+from .graph import Keep, Plan, coverage_array, resample_array, resample_numpy
 
 __all__ = ["coverage", "resample"]
-
-_REGULAR_RTOL = 1e-4
-
-
-# -- the source and target geometry -----------------------------------------
-class _Axis:
-    """Voxel centres (nm) of one source axis; regular axes also keep origin and spacing."""
-
-    def __init__(self, centres: np.ndarray, spacing: float | None) -> None:
-        self.centres = centres
-        self.n = centres.size
-        steps = np.diff(centres)
-        if spacing is None:
-            spacing = float((centres[-1] - centres[0]) / (self.n - 1))
-        self.regular = self.n == 1 or bool(np.max(np.abs(steps - spacing)) <= _REGULAR_RTOL * spacing)
-        self.spacing = spacing
-        self.steps = steps
-
-    def index(self, q: np.ndarray) -> np.ndarray:
-        """Fractional index of physical points ``q`` (linear extrapolation beyond the ends)."""
-        c = self.centres
-        if self.regular:
-            return (q - c[0]) / self.spacing
-        i = np.arange(self.n, dtype=np.float64)
-        u = np.interp(q, c, i)
-        u = np.where(q < c[0], (q - c[0]) / self.steps[0], u)
-        return np.where(q > c[-1], self.n - 1 + (q - c[-1]) / self.steps[-1], u)
-
-    def local_spacing(self, u: np.ndarray) -> np.ndarray:
-        if self.regular:
-            return np.full(np.shape(u), self.spacing)
-        return np.interp(u, np.arange(self.n - 1) + 0.5, self.steps)
-
-
-@functools.lru_cache(maxsize=64)
-def _unit_nm(units: str, d: str) -> float:
-    """nm per ``units`` (parsed once per unit: the parser costs more than a small resampling)."""
-    return length_nm(f"1 {units}", name=f"data['{d}'].attrs['units']")
-
-
-def _source_axis(obj: Any, d: str) -> _Axis:
-    if isinstance(obj, Grid):
-        return _Axis(obj.coords()[d], obj.spacing[obj.dims.index(d)])
-    if d not in obj.coords:
-        raise DataModelError(f"data: expected a coordinate '{d}' of voxel centres in nm, found none")
-    coord = obj.coords[d]
-    units = coord.attrs.get("units")
-    if units is None:
-        raise UnitsError(f"data: coordinate '{d}' expected a length 'units' attribute (e.g. 'nm'), found none")
-    try:
-        scale = _unit_nm(str(units), d)
-    except UnitsError as exc:
-        raise UnitsError(f"data: {exc}") from None
-    centres = np.asarray(coord.values, dtype=np.float64) * scale
-    spacing = None
-    if centres.size == 1:
-        if "spacing" not in coord.attrs:
-            raise GridError(f"data: coordinate '{d}' of one voxel needs a 'spacing' attribute (e.g. '60 nm'), found none")
-        spacing = length_nm(coord.attrs["spacing"], default_unit=units, name=f"data['{d}'].attrs['spacing']")
-    elif np.any(np.diff(centres) <= 0):
-        raise GridError(f"data: coordinate '{d}' expected increasing values; use data.sortby('{d}')")
-    return _Axis(centres, spacing)
-
-
-def _target(onto: Any, data: Any = None) -> tuple[Grid, dict[str, Any]]:
-    """The target grid and the coordinates the output takes from it.
-
-    A target whose ``z`` is not a regular grid (one slice without a spacing,
-    or measured depths) but matches the data's ``z`` is taken as in-plane.
-    """
-    if isinstance(onto, Grid):
-        return onto, onto.xr_coords()
-    if not isinstance(onto, (xr.DataArray, xr.Dataset)):
-        raise GridError(f"onto: expected a Grid, DataArray or Dataset, got {type(onto).__name__}")
-    try:
-        grid = Grid.of(onto)
-    except PfibsimsError as exc:
-        same_z = (data is not None and "z" in onto.dims and "z" in getattr(data, "coords", {})
-                  and data.sizes["z"] == onto.sizes["z"]
-                  and np.allclose(np.asarray(data.z, float), np.asarray(onto.z, float), rtol=1e-9))
-        if not same_z or exc.args[0].startswith(("x", "y")):
-            raise type(exc)(f"onto: {exc}") from None
-        try:
-            grid = Grid.of(onto, dims=[d for d in ("y", "x") if d in onto.dims])
-        except PfibsimsError as exc2:
-            raise type(exc2)(f"onto: {exc2}") from None
-    coords = {name: c.variable for name, c in onto.coords.items() if c.dims and set(c.dims) <= set(grid.dims)}
-    return grid, coords
-
-
-def _transform(transform: Any, dims: tuple[str, ...]) -> Affine:
-    if transform is None:
-        return Affine.identity(dims)
-    if not isinstance(transform, Affine):
-        raise PfibsimsError(f"transform: expected a pfibsims.Affine (target point -> source point) or None, "
-                            f"got {type(transform).__name__}")
-    if set(transform.dims) <= set(dims):
-        return transform.embed(dims)
-    if set(dims) < set(transform.dims):
-        rest = tuple(d for d in transform.dims if d not in dims)
-        try:
-            extra = transform.restrict(rest)
-            inner = transform.restrict(dims)
-        except PfibsimsError:
-            extra = None
-        if extra is not None and extra.is_identity():
-            return inner
-        raise PfibsimsError(f"transform: acts on {transform.dims} but the target grid has only {dims}, and its "
-                            f"{rest} part is not the identity; give a target grid with {transform.dims}")
-    raise PfibsimsError(f"transform: expected dims among the target grid's {dims}, got {transform.dims}")
-
-
-def _check_kernel(kernel: Any, a: Any) -> None:
-    if kernel not in KERNELS:
-        raise PfibsimsError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    if isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1:
-        raise PfibsimsError(f"a: expected a positive whole number of Lanczos lobes such as 3, got {a!r}")
-
-
-def _geometry(source: Any, grid: Grid, T: Affine, kernel: str, a: int) -> tuple[list, Warp | None]:
-    """Per target axis a spec (Keep, AxisWeights, or None for warp axes) and the warp."""
-    dims = grid.dims
-    axes = {d: _source_axis(source, d) for d in dims}
-    lin, off = T.linear, T.offset
-    mixed = np.abs(lin - np.diag(np.diag(lin))) > 1e-12
-    warp_dims: tuple[str, ...] = ()
-    if mixed.any():
-        bad = [(dims[i], dims[j]) for i, j in zip(*np.nonzero(mixed)) if {dims[i], dims[j]} != {"y", "x"}]
-        if bad:
-            raise PfibsimsError(f"transform: mixes {bad[0][0]} with {bad[0][1]}; only in-plane (y, x) rotation and "
-                                f"shear are supported (z may only be scaled and shifted)")
-        warp_dims = ("y", "x")
-    targets = grid.coords()
-    specs: list = []
-    for k, d in enumerate(dims):
-        if d in warp_dims:
-            specs.append(None)
-            continue
-        ax = axes[d]
-        u = ax.index(lin[k, k] * targets[d] + off[k])
-        step = abs(lin[k, k]) * grid.spacing[k] / ax.local_spacing(u)
-        if u.size == ax.n and np.allclose(u, np.arange(ax.n), rtol=0, atol=1e-9) and np.allclose(step, 1, atol=1e-9):
-            specs.append(Keep())
-        elif kernel == "nearest":
-            idx, valid = nearest_index(u, ax.n)
-            specs.append(_nearest_weights(idx, valid))
-        else:
-            specs.append(axis_weights(u, filter_scale(step), ax.n, kernel, a))
-    warp = None
-    if warp_dims:
-        ky, kx = dims.index("y"), dims.index("x")
-        sy, sx = axes["y"], axes["x"]
-        for name, ax in (("y", sy), ("x", sx)):
-            if not ax.regular:
-                raise GridError(f"data: coordinate '{name}' must be regular for a rotation or shear, got uneven steps")
-        l2 = lin[np.ix_([ky, kx], [ky, kx])]
-        s_src = np.array([sy.spacing, sx.spacing])
-        o_src = np.array([sy.centres[0], sx.centres[0]])
-        s_t = np.array([grid.spacing[ky], grid.spacing[kx]])
-        o_t = np.array([grid.origin[ky], grid.origin[kx]])
-        m = np.empty((2, 3))
-        m[:, :2] = (l2 * s_t[None, :]) / s_src[:, None]
-        m[:, 2] = (l2 @ o_t + off[[ky, kx]] - o_src) / s_src
-        f = filter_scale(np.hypot(m[:, 0], m[:, 1]))
-        warp = Warp(m, (sy.n, sx.n), (float(f[0]), float(f[1])))
-    return specs, warp
-
-
-def _nearest_weights(idx: np.ndarray, valid: np.ndarray):
-    from .kernels import AxisWeights
-
-    return AxisWeights(idx, np.ones((idx.size, 1)), valid)
-
-
-def _coverage_summary(specs: list, warp: Warp | None, shape: tuple[int, ...]) -> tuple[bool, bool]:
-    """(any target point covered, every target point covered), from geometry alone."""
-    any_, all_ = True, True
-    for spec in specs:
-        if spec is not None and not isinstance(spec, Keep):
-            any_ &= bool(spec.valid.any())
-            all_ &= bool(spec.valid.all())
-    if warp is not None:
-        jlo, jhi = warp_row_intervals(warp, shape[-2:])
-        any_ &= bool(np.any(jhi > jlo))
-        all_ &= bool(np.all((jlo <= 0) & (jhi >= shape[-1])))
-    return any_, all_
-
-
-def _out_dtype(dtype: np.dtype, kernel: str) -> np.dtype:
-    if kernel == "nearest":
-        return dtype
-    if dtype.kind == "f" and dtype.itemsize <= 4 or dtype.kind in "biu" and dtype.itemsize <= 2:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
-
-
-def _chunks(chunks: Any, dims: tuple[str, ...], shape: tuple[int, ...], defaults: tuple, dtype) -> tuple:
-    if chunks is None:
-        spec: Any = defaults
-    elif isinstance(chunks, dict):
-        unknown = set(chunks) - set(dims)
-        if unknown:
-            raise PfibsimsError(f"chunks: expected dims among {dims}, got {sorted(unknown)}")
-        spec = tuple(chunks.get(d, dflt) for d, dflt in zip(dims, defaults))
-    elif isinstance(chunks, numbers.Integral):
-        spec = tuple(int(chunks) for _ in dims)
-    elif isinstance(chunks, (tuple, list)) and len(chunks) == len(dims):
-        spec = tuple(chunks)
-    else:
-        raise PfibsimsError(f"chunks: expected an int, a dict {{dim: size}} or one size per dim of {dims}, got {chunks!r}")
-    try:
-        return da.core.normalize_chunks(spec, shape=shape, dtype=dtype)
-    except (ValueError, TypeError) as exc:
-        raise PfibsimsError(f"chunks: could not chunk shape {shape} of dims {dims} with {chunks!r} ({exc})") from None
-
-
-def _default_chunks(dims, specs, src_chunks, shape) -> tuple:
-    out = []
-    for d, spec, sc, n in zip(dims, specs, src_chunks, shape):
-        if isinstance(spec, Keep):
-            out.append(sc)
-        elif d == "z":
-            out.append(min(n, 8))
-        else:
-            out.append(min(n, 1024))
-    return tuple(out)
 
 
 # -- the front door -------------------------------------------------------
@@ -300,9 +83,9 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
                              f"in {arr.name!r}")
     arr_t = arr.transpose(*order)
     out_shape = arr_t.shape[:n_keep] + grid.shape
-    dtype = _out_dtype(arr.dtype, kernel)
+    dtype = out_dtype(arr.dtype, kernel)
     if kernel == "nearest" and dtype.kind != "f":
-        covered = all(_coverage_summary(specs_r, warp, grid.shape)[1] for specs_r, warp in geometry)
+        covered = all(coverage_summary(specs_r, warp, grid.shape)[1] for specs_r, warp in geometry)
         fill = _integer_fill(fill, dtype, covered, arr.name)
     plans = [Plan(tuple([Keep()] * n_keep + list(specs_r)), out_shape, warp, kernel, int(a), fill, dtype)
              for specs_r, warp in geometry]
@@ -319,8 +102,8 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
         src_chunks = keep_defaults[:n_keep] + tuple(src.chunks[n_keep:])
         if per_slice:  # a slice a block by default, as each slice is its own resampling
             src_chunks = ((1,) * out_shape[0],) + src_chunks[1:]
-        defaults = _default_chunks(tuple(order), plans[0].axes, src_chunks, out_shape)
-        out_chunks = _chunks(chunks, tuple(order), out_shape, defaults, dtype)
+        defaults = default_chunks(tuple(order), plans[0].axes, src_chunks, out_shape)
+        out_chunks = output_chunks(chunks, tuple(order), out_shape, defaults, dtype)
         if identity:
             result = src.astype(dtype)
             result = result.rechunk(out_chunks) if chunks is not None else result
@@ -457,7 +240,7 @@ def resample(
     """
     data = dequantify(data, "data")
     onto = dequantify(onto, "onto")
-    _check_kernel(kernel, a)
+    check_kernel(kernel, a)
     _check_clip(clip)
     if not isinstance(data, (xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data: expected an xarray DataArray or Dataset, got {type(data).__name__}")
@@ -473,14 +256,14 @@ def resample(
     if per_slice:
         grid, coords, geometry = _slice_geometry(data, onto, transform, kernel, int(a))
     else:
-        grid, coords = _target(onto, data)
-        T = _transform(transform, grid.dims)
+        grid, coords = target_grid(onto, data)
+        T = as_affine(transform, grid.dims)
         missing = [d for d in grid.dims if d not in data.dims]
         if missing:
             raise DataModelError(f"data: expected dims including {grid.dims} (those of onto), found {tuple(data.dims)}")
-        geometry = [_geometry(data, grid, T, kernel, int(a))]
+        geometry = [axis_specs(data, grid, T, kernel, int(a))]
     for specs_r, warp in geometry:
-        if not _coverage_summary(specs_r, warp, grid.shape)[0]:
+        if not coverage_summary(specs_r, warp, grid.shape)[0]:
             raise GridError(f"onto: the target grid {grid} does not overlap the source field "
                             f"{_extent_text(data, grid.dims)} through the transform")
     args = (grid, coords, kernel, int(a), fill, chunks, geometry, per_slice, clip)
@@ -500,11 +283,11 @@ def resample(
         keep = {k: v.variable for k, v in data.coords.items() if not set(v.dims) & set(grid.dims)}
         out = xr.Dataset(variables, coords={**keep, **coords}, attrs=dict(data.attrs))
     if drift is not None:
-        return record(out, "resample", onto=_target(onto, data)[0], transform=base,
+        return record(out, "resample", onto=target_grid(onto, data)[0], transform=base,
                       drift_nm=drift_nm(drift, None).tolist(), kernel=kernel, a=int(a), fill=fill_,
                       clipped_at_zero=clipped)
     if per_slice:
-        return record(out, "resample", onto=_target(onto, data)[0], transform=list(transform), kernel=kernel,
+        return record(out, "resample", onto=target_grid(onto, data)[0], transform=list(transform), kernel=kernel,
                       a=int(a), fill=fill_, clipped_at_zero=clipped)
     return record(out, "resample", onto=grid, transform=None if transform is None else T, kernel=kernel,
                   a=int(a), fill=fill_, clipped_at_zero=clipped)
@@ -537,9 +320,9 @@ def _slice_target(data: Any, onto: Any, transforms: Any) -> tuple[Grid, dict]:
         raise DataModelError(
             f"transform: expected one Affine per z slice of data ({nz} slices), got a sequence of {len(transforms)}"
         )
-    grid, coords = _target(onto, data)
+    grid, coords = target_grid(onto, data)
     if "z" in grid.dims:
-        z_data = _source_axis(data, "z").centres
+        z_data = source_axis(data, "z").centres
         if grid.shape[grid.dims.index("z")] != z_data.size or not np.allclose(grid.coords()["z"], z_data, rtol=0, atol=1e-6):
             raise GridError(f"onto: per-slice transforms resample in-plane; expected a (y, x) target grid or one with "
                             f"the data's z, got {grid}")
@@ -554,13 +337,13 @@ def _slice_geometry(data: Any, onto: Any, transforms: Any, kernel: str, a: int) 
     missing = [d for d in grid.dims if d not in data.dims]
     if missing:
         raise DataModelError(f"data: expected dims including {grid.dims} (those of onto), found {tuple(data.dims)}")
-    return grid, coords, [_geometry(data, grid, _transform(t, grid.dims), kernel, a) for t in transforms]
+    return grid, coords, [axis_specs(data, grid, as_affine(t, grid.dims), kernel, a) for t in transforms]
 
 
 def _extent_text(data: Any, dims: tuple[str, ...]) -> str:
     parts = []
     for d in dims:
-        ax = _source_axis(data, d)
+        ax = source_axis(data, d)
         half = (ax.steps[0] if ax.n > 1 else ax.spacing) / 2
         parts.append(f"{d} {ax.centres[0] - half:.6g}..{ax.centres[-1] + half:.6g} nm")
     return "(" + ", ".join(parts) + ")"
@@ -615,19 +398,19 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
         shape = (z.size,) + grid.shape
         plans = [Plan((Keep(),) + tuple(specs), shape, warp, "linear", 1, np.nan, np.dtype(bool))
                  for specs, warp in geometry]
-        chunks = ((1,) * z.size,) + _chunks(None, grid.dims, grid.shape, _default_chunks(
+        chunks = ((1,) * z.size,) + output_chunks(None, grid.dims, grid.shape, default_chunks(
             grid.dims, plans[0].axes[1:], [(n,) for n in grid.shape], grid.shape), bool)
         return xr.DataArray(coverage_array(plans, chunks), dims=("z",) + grid.dims, coords={"z": z.variable, **coords},
                             name="coverage", attrs={"units": "1", "long_name": "target voxel sees the source field"})
-    grid, coords = _target(onto, None if isinstance(data_or_grid, Grid) else data_or_grid)
-    T = _transform(transform, grid.dims)
+    grid, coords = target_grid(onto, None if isinstance(data_or_grid, Grid) else data_or_grid)
+    T = as_affine(transform, grid.dims)
     have = data_or_grid.dims
     missing = [d for d in grid.dims if d not in have]
     if missing:
         raise DataModelError(f"data_or_grid: expected dims including {grid.dims} (those of onto), found {tuple(have)}")
-    specs, warp = _geometry(data_or_grid, grid, T, "linear", 1)
+    specs, warp = axis_specs(data_or_grid, grid, T, "linear", 1)
     plan = Plan(tuple(specs), grid.shape, warp, "linear", 1, np.nan, np.dtype(bool))
-    chunks = _chunks(None, grid.dims, grid.shape, _default_chunks(grid.dims, specs, [(n,) for n in grid.shape],
+    chunks = output_chunks(None, grid.dims, grid.shape, default_chunks(grid.dims, specs, [(n,) for n in grid.shape],
                                                                   grid.shape), bool)
     arr = coverage_array(plan, chunks)
     return xr.DataArray(arr, dims=grid.dims, coords=coords, name="coverage",

@@ -459,12 +459,12 @@ def test_widened_gather_fixed_taps_equal_the_general_loops(monkeypatch):
 
 def test_coverage_blocks_decided_by_their_corners_equal_the_per_pixel_test(monkeypatch):
     """Blocks wholly inside or outside the field skip the per-pixel test: the same mask as testing every pixel."""
-    from pfibsims.resampling import graph, interp
+    from pfibsims.resampling import geometry, graph
 
     onto = Grid((90, 120), "81.4 nm", origin=("-900 nm", "-500 nm"))
     src = Grid((70, 80), "72 nm")
     T = Affine.from_parameters(rotation=4.0, scale=1.02, shift=(30.0, -15.0))
-    specs, warp = interp._geometry(src, onto, T, "linear", 1)
+    specs, warp = geometry.axis_specs(src, onto, T, "linear", 1)
     plan = graph.Plan(tuple(specs), onto.shape, warp, "linear", 1, np.nan, np.dtype(bool))
     chunks = ((16,) * 5 + (10,), (16,) * 7 + (8,))
     decided = [graph._warp_block_inside(warp.at(sum(chunks[0][:i]), sum(chunks[1][:j])), (chunks[0][i], chunks[1][j]))

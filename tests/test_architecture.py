@@ -32,6 +32,9 @@ LAYERS = [
     {"app", "_deprecated"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+#: Issue 15's size rules: modules of about 600 lines, functions of about 80 code lines at most.
+MAX_MODULE_LINES = 620
+MAX_FUNCTION_LINES = 80
 
 
 def _modules():
@@ -100,4 +103,54 @@ def test_no_module_shares_the_name_of_a_function_it_exports():
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_modules_stay_small(path):
     n = len(path.read_text().splitlines())
-    assert n <= 650, f"{path.relative_to(ROOT)} has {n} lines: one idea per module (about 600 at most)"
+    assert n <= MAX_MODULE_LINES, f"{path.relative_to(ROOT)} has {n} lines: one idea per module (about 600 at most)"
+
+
+def _code_lines(src: list[str], node: ast.FunctionDef) -> int:
+    """Lines of a function that are neither blank, comments nor its docstring."""
+    body = node.body
+    first = body[0]
+    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    start = first.end_lineno if docstring else first.lineno - 1
+    return sum(1 for line in src[start : node.end_lineno] if line.strip() and not line.strip().startswith("#"))
+
+
+def _reason_above(src: list[str], node: ast.FunctionDef) -> bool:
+    """A comment block right above the function (or its decorators) that says why it is long."""
+    top = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 2
+    comment = []
+    while top >= 0 and src[top].strip().startswith("#"):
+        comment.append(src[top])
+        top -= 1
+    return any("on purpose" in line or "long because" in line.lower() for line in comment)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_functions_stay_short_or_say_why(path):
+    src = path.read_text().splitlines()
+    for node in ast.walk(ast.parse("\n".join(src))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = _code_lines(src, node)
+            assert n <= MAX_FUNCTION_LINES or _reason_above(src, node), (
+                f"{path.relative_to(ROOT)}:{node.lineno} {node.name} has {n} code lines (rule: about 80); split it, or "
+                "say why it stays whole in a comment right above it ('... on purpose: ...')"
+            )
+
+
+def test_the_length_rule_counts_code_and_finds_reasons():
+    """The counter skips docstring, blanks and comments; the reason is a comment block right above."""
+    src = [
+        "# Longer than the rule on purpose: one compiled loop.",
+        "@decorator",
+        "def f(x):",
+        '    """Doc',
+        '    string."""',
+        "    # a comment",
+        "",
+        "    y = x",
+        "    return y",
+    ]
+    node = ast.parse("\n".join(src)).body[0]
+    assert _code_lines(src, node) == 2
+    assert _reason_above(src, node)
+    assert not _reason_above(src[1:], ast.parse("\n".join(src[1:])).body[0])

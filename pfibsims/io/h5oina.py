@@ -125,89 +125,112 @@ def read_h5oina(
 
     p = check_file(path, suffixes=(".h5oina", ".h5", ".hdf5"), what="AZtec H5OINA file")
     with reading(p, "AZtec H5OINA file"), h5py.File(p, "r") as f:
-        if "Format Version" not in f or "Index" not in f:
-            raise FileFormatError(f"{p}: expected an H5OINA file (root 'Format Version' and 'Index'), found {sorted(f)[:8]}")
-        index = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(f["Index"][()]).ravel()]
-        name = slice_name or (index[0] if index else "1")
-        if name not in f:
-            raise FileFormatError(f"{p}: expected slice group '{name}' (Index lists {index}), found none")
-        sl = f[name]
-        if technique not in sl:
-            raise FileFormatError(f"{p}: expected technique group '{name}/{technique}', found {sorted(sl)}")
-        tech = sl[technique]
-        if "Data" not in tech or "Header" not in tech:
-            raise FileFormatError(f"{p}: expected 'Data' and 'Header' in '{name}/{technique}', found {sorted(tech)}")
-        header, data = tech["Header"], tech["Data"]
-        missing = [k for k in ("X Cells", "Y Cells", "X Step", "Y Step") if k not in header]
-        if missing:
-            raise FileFormatError(f"{p}: expected mandatory header datasets {missing} in '{name}/{technique}/Header', found none")
-        ny, nx = check_declared((_scalar(header, "Y Cells"), _scalar(header, "X Cells")), "uint8", p, what="map pixels (Y Cells, X Cells)")
-        step_x, step_y = float(_scalar(header, "X Step")), float(_scalar(header, "Y Step"))
-        attrs: dict[str, Any] = {"format": "AZtec H5OINA", "format_version": str(_scalar(f, "Format Version"))}
-        for key, label, unit in (
-            ("Beam Voltage", "beam_energy", "kV"),
-            ("Working Distance", "working_distance", "mm"),
-            ("Magnification", "magnification", ""),
-            ("Acquisition Date", "acquisition_date", ""),
-            ("Project Label", "project", ""),
-            ("Analysis Label", "analysis", ""),
-        ):
-            v = _scalar(header, key)
-            if v is not None:
-                attrs[label] = f"{v:.6g} {unit}" if unit else v
-        if "Stage Position" in header:
-            sp = header["Stage Position"]
-            attrs["stage_position"] = {k: f"{_scalar(sp, k):.6g} mm" for k in ("X", "Y", "Z") if k in sp}
-        pixel_size = (step_y * 1000.0, step_x * 1000.0) if step_x > 0 and step_y > 0 else None
-        check_pixel_size(pixel_size, p, shape=(ny, nx), what="pixel size (X Step, Y Step)")
-
+        where, header, data = _technique(f, p, slice_name, technique)
+        (ny, nx), pixel_size, attrs = _header(f, header, p)
         wanted = source
         if source == "auto":
             wanted = next((s for s in _SOURCES[:2] if s in data and len(data[s])), "spectrum")
         elif source not in (*_SOURCES, "spectrum"):
             raise FileFormatError(f"source: expected 'auto', 'spectrum' or one of {list(_SOURCES)}, got {source!r}")
-        channels: dict[str, Any] = {}
-        ch_attrs: dict[str, dict[str, Any]] = {}
         if wanted == "spectrum":
-            if "Spectrum" not in data:
-                raise FileFormatError(f"{p}: expected '{name}/{technique}/Data/Spectrum' or element maps, found {sorted(data)}")
-            if not lines:
-                raise DataModelError(f"lines: expected the X-ray lines to integrate from the spectra of '{p}', e.g. lines=['Zr_La', 'Al_Ka'], got {lines!r}")
-            spec = data["Spectrum"]
-            if spec.ndim != 2 or spec.shape[0] != nx * ny:
-                raise FileFormatError(f"{p}: expected {nx * ny} spectra (X Cells x Y Cells) in '{spec.name}', found shape {spec.shape}")
-            width, start = float(_scalar(header, "Channel Width")), float(_scalar(header, "Start Channel"))
-            n = spec.shape[1]
-            energy = start + width * np.arange(n)
-            dataset_path = spec.name
-            arr = row_blocks(_read_rows, p, dataset_path, nx, shape=(ny, nx, n), dtype=spec.dtype)
             fw = fwhm_mnka or "130 eV"
-            beam = attrs["beam_energy"] if "beam_energy" in attrs else None
-            beam_ev = float(str(beam).split()[0]) * 1000.0 if beam else None
-            channels, ch_attrs = spectrum_maps(
-                arr, energy, canonical_lines(lines), method=method, window=window, fwhm_mnka=fw, beam_energy_ev=beam_ev, where=str(p)
-            )
-            attrs["line_maps"] = method
-            attrs["energy_calibration"] = {"channel_width": f"{width:.6g} eV", "start_channel": f"{start:.6g} eV"}
+            channels, ch_attrs = _fitted_maps(p, where, header, data, (ny, nx), attrs, lines, method, window, fw)
             units = "counts"
         else:
-            if wanted not in data:
-                raise FileFormatError(f"{p}: expected '{name}/{technique}/Data/{wanted}', found {sorted(data)}")
-            grp = data[wanted]
-            found = {}
-            for label in grp:
-                ds = grp[label]
-                found[_channel_name(label, ds)] = ds
-            names = canonical_lines(lines) if lines else list(found)
-            absent = [n for n in names if n not in found]
-            if absent:
-                raise DataModelError(f"lines: expected channels the file '{p}' holds ({sorted(found)}), got {absent}")
-            for ch in names:
-                ds = found[ch]
-                if ds.shape[0] != nx * ny:
-                    raise FileFormatError(f"{p}: expected {nx * ny} rows (X Cells x Y Cells) in '{ds.name}', found {ds.shape[0]}")
-                channels[ch] = row_blocks(_read_rows, p, ds.name, nx, shape=(ny, nx), dtype=ds.dtype)
-                ch_attrs[ch] = {"h5oina_label": ds.name.rsplit("/", 1)[-1], "h5oina_source": wanted}
+            channels, ch_attrs = _stored_maps(p, where, data, (ny, nx), wanted, lines)
             units = _UNITS[wanted]
         attrs["units_of_maps"] = units
     return Frame(channels, pixel_size, attrs, ch_attrs, str(p), units)
+
+
+def _technique(f: h5py.File, p: Any, slice_name: str | None, technique: str) -> tuple[str, h5py.Group, h5py.Group]:
+    """('slice/technique', its Header group, its Data group), checked."""
+    if "Format Version" not in f or "Index" not in f:
+        raise FileFormatError(f"{p}: expected an H5OINA file (root 'Format Version' and 'Index'), found {sorted(f)[:8]}")
+    index = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(f["Index"][()]).ravel()]
+    name = slice_name or (index[0] if index else "1")
+    if name not in f:
+        raise FileFormatError(f"{p}: expected slice group '{name}' (Index lists {index}), found none")
+    sl = f[name]
+    if technique not in sl:
+        raise FileFormatError(f"{p}: expected technique group '{name}/{technique}', found {sorted(sl)}")
+    tech = sl[technique]
+    if "Data" not in tech or "Header" not in tech:
+        raise FileFormatError(f"{p}: expected 'Data' and 'Header' in '{name}/{technique}', found {sorted(tech)}")
+    return f"{name}/{technique}", tech["Header"], tech["Data"]
+
+
+def _header(f: h5py.File, header: h5py.Group, p: Any) -> tuple[tuple[int, int], tuple[float, float] | None, dict]:
+    """The map's (ny, nx), its pixel size in nm (from X/Y Step, um) and the acquisition attrs."""
+    missing = [k for k in ("X Cells", "Y Cells", "X Step", "Y Step") if k not in header]
+    if missing:
+        raise FileFormatError(f"{p}: expected mandatory header datasets {missing} in '{header.name.lstrip('/')}', found none")
+    ny, nx = check_declared((_scalar(header, "Y Cells"), _scalar(header, "X Cells")), "uint8", p, what="map pixels (Y Cells, X Cells)")
+    step_x, step_y = float(_scalar(header, "X Step")), float(_scalar(header, "Y Step"))
+    attrs: dict[str, Any] = {"format": "AZtec H5OINA", "format_version": str(_scalar(f, "Format Version"))}
+    for key, label, unit in (
+        ("Beam Voltage", "beam_energy", "kV"),
+        ("Working Distance", "working_distance", "mm"),
+        ("Magnification", "magnification", ""),
+        ("Acquisition Date", "acquisition_date", ""),
+        ("Project Label", "project", ""),
+        ("Analysis Label", "analysis", ""),
+    ):
+        v = _scalar(header, key)
+        if v is not None:
+            attrs[label] = f"{v:.6g} {unit}" if unit else v
+    if "Stage Position" in header:
+        sp = header["Stage Position"]
+        attrs["stage_position"] = {k: f"{_scalar(sp, k):.6g} mm" for k in ("X", "Y", "Z") if k in sp}
+    pixel_size = (step_y * 1000.0, step_x * 1000.0) if step_x > 0 and step_y > 0 else None
+    check_pixel_size(pixel_size, p, shape=(ny, nx), what="pixel size (X Step, Y Step)")
+    return (ny, nx), pixel_size, attrs
+
+
+def _fitted_maps(
+    p: Any, where: str, header: h5py.Group, data: h5py.Group, shape: tuple[int, int], attrs: dict,
+    lines: Any, method: str, window: Any, fwhm_mnka: Any,
+) -> tuple[dict, dict]:
+    """Line maps from the stored spectra (fit or window integral); notes the method in ``attrs``."""
+    ny, nx = shape
+    if "Spectrum" not in data:
+        raise FileFormatError(f"{p}: expected '{where}/Data/Spectrum' or element maps, found {sorted(data)}")
+    if not lines:
+        raise DataModelError(f"lines: expected the X-ray lines to integrate from the spectra of '{p}', e.g. lines=['Zr_La', 'Al_Ka'], got {lines!r}")
+    spec = data["Spectrum"]
+    if spec.ndim != 2 or spec.shape[0] != nx * ny:
+        raise FileFormatError(f"{p}: expected {nx * ny} spectra (X Cells x Y Cells) in '{spec.name}', found shape {spec.shape}")
+    width, start = float(_scalar(header, "Channel Width")), float(_scalar(header, "Start Channel"))
+    n = spec.shape[1]
+    energy = start + width * np.arange(n)
+    arr = row_blocks(_read_rows, p, spec.name, nx, shape=(ny, nx, n), dtype=spec.dtype)
+    beam = attrs.get("beam_energy")
+    beam_ev = float(str(beam).split()[0]) * 1000.0 if beam else None
+    channels, ch_attrs = spectrum_maps(
+        arr, energy, canonical_lines(lines), method=method, window=window, fwhm_mnka=fwhm_mnka, beam_energy_ev=beam_ev, where=str(p)
+    )
+    attrs["line_maps"] = method
+    attrs["energy_calibration"] = {"channel_width": f"{width:.6g} eV", "start_channel": f"{start:.6g} eV"}
+    return channels, ch_attrs
+
+
+def _stored_maps(p: Any, where: str, data: h5py.Group, shape: tuple[int, int], wanted: str, lines: Any) -> tuple[dict, dict]:
+    """The maps AZtec stored under ``Data/<wanted>`` (lazy, row blocks), by data-model name."""
+    ny, nx = shape
+    if wanted not in data:
+        raise FileFormatError(f"{p}: expected '{where}/Data/{wanted}', found {sorted(data)}")
+    grp = data[wanted]
+    found = {_channel_name(label, grp[label]): grp[label] for label in grp}
+    names = canonical_lines(lines) if lines else list(found)
+    absent = [n for n in names if n not in found]
+    if absent:
+        raise DataModelError(f"lines: expected channels the file '{p}' holds ({sorted(found)}), got {absent}")
+    channels: dict[str, Any] = {}
+    ch_attrs: dict[str, dict[str, Any]] = {}
+    for ch in names:
+        ds = found[ch]
+        if ds.shape[0] != nx * ny:
+            raise FileFormatError(f"{p}: expected {nx * ny} rows (X Cells x Y Cells) in '{ds.name}', found {ds.shape[0]}")
+        channels[ch] = row_blocks(_read_rows, p, ds.name, nx, shape=(ny, nx), dtype=ds.dtype)
+        ch_attrs[ch] = {"h5oina_label": ds.name.rsplit("/", 1)[-1], "h5oina_source": wanted}
+    return channels, ch_attrs

@@ -47,6 +47,10 @@ def block_factor(ny: int, nx: int, max_pixels: int) -> int:
     return max(1, math.ceil(math.sqrt(ny * nx / max_pixels)))
 
 
+#: Blocks of fewer than this many integers of up to 32 bits sum exactly in float64 (2^53 / 2^32).
+_EXACT_BLOCK = 2**21
+
+
 def _owned(chunks: tuple[int, ...], f: int, n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Per chunk along one axis: the offset of its first block start from the chunk start, and its block count.
 
@@ -68,8 +72,8 @@ def _block_means(block: np.ndarray, *, f: int, axes: tuple[int, int], first: tup
         index[ax] = slice(s[k], s[k] + c[k] * f)
         shape[ax] = c[k]
     part = block[tuple(index)]
-    if compiled() and part.dtype.kind in "biu" and part.dtype.itemsize <= 4 and tuple(axes) == (
-            part.ndim - 2, part.ndim - 1) and part.ndim >= 2:
+    if compiled() and part.dtype.kind in "biu" and part.dtype.itemsize <= 4 and f * f < _EXACT_BLOCK and tuple(
+            axes) == (part.ndim - 2, part.ndim - 1) and part.ndim >= 2:
         # integer counts: every float64 sum of f^2 values is exact, so the compiled loop is numpy's mean
         lead = part.shape[:-2]
         flat = part.reshape((math.prod(lead),) + part.shape[-2:])

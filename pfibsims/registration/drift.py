@@ -10,8 +10,6 @@ drift-free reference modality measures the whole drift.
 
 from __future__ import annotations
 
-import functools
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +17,6 @@ from typing import Any
 import dask
 import dask.array as darr
 import numpy as np
-import scipy.fft
 import scipy.ndimage as ndi
 import xarray as xr
 from skimage.feature import match_template
@@ -34,7 +31,8 @@ from ..progress import compute
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from ..units import LENGTH_UNIT
-from . import kernels as _kernels
+from . import phase as _phase
+from . import refine as _refine
 from . import search as _search
 from .pairwise import initial_transform, noise_floor
 from .report import Registration
@@ -53,86 +51,6 @@ _TREND_WARN_PX = 1.0
 _DRIFT_SIGMA = 1.0
 
 
-
-
-@functools.lru_cache(maxsize=8)
-def _hann(shape: tuple[int, int]) -> np.ndarray:
-    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
-
-
-def _spectra(img: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int]] | None:
-    """(windowed, plain) single-precision half spectra (``rfft2``) of ``img`` smoothed (Gaussian ``sigma`` px,
-    NaN filled), mean removed, and its shape; None for a constant image.  Module-level so that dask can ship
-    it to workers."""
-    a = gaussian(img, sigma).astype(np.float32)
-    a -= a.mean(dtype=np.float64)
-    if not np.any(a):
-        return None
-    return scipy.fft.rfft2(a * _hann(a.shape)), scipy.fft.rfft2(a), a.shape
-
-
-def _power(spectrum: np.ndarray, nx: int) -> float:
-    """Sum of ``|F|^2`` over the whole spectrum of a real image, from its half spectrum (Parseval)."""
-    p = (spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2).sum(axis=0)
-    return float(2.0 * p.sum() - p[0] - (p[-1] if nx % 2 == 0 else 0.0))
-
-
-def _phase_peak(ref: np.ndarray, mov: np.ndarray, shape: tuple[int, int], upsample: int) -> tuple[np.ndarray, float]:
-    """(shift px, error): scikit-image's ``phase_cross_correlation(space="fourier", normalization=None,
-    upsample_factor=upsample)`` of two half spectra: the integer peak of the cross-correlation, then the
-    matrix-multiply DFT on a 1.5 px square around it at ``1 / upsample`` px
-    (:func:`pfibsims.registration.kernels.upsampled_correlation`, half spectrum, no BLAS).  ``shift``
-    registers ``mov`` onto ``ref``; ``error`` is ``sqrt(1 - NCC^2)`` at the peak."""
-    product = ref * mov.conj()
-    cc = scipy.fft.irfft2(product, shape)
-    peak = np.array(np.unravel_index(int(np.argmax(np.abs(cc))), cc.shape), dtype=np.float64)
-    size = np.array(shape, dtype=np.float64)
-    peak[peak > np.fix(size / 2)] -= size[peak > np.fix(size / 2)]
-    shifts = np.round(peak * upsample) / upsample
-    region = math.ceil(upsample * 1.5)
-    centre = np.fix(region / 2.0)
-    steps = (np.arange(region) - centre) / upsample
-    up = _kernels.upsampled_correlation(product, shape[1], shifts[0] + steps, shifts[1] + steps)
-    i, j = np.unravel_index(int(np.argmax(np.abs(up))), up.shape)
-    shifts = shifts + (np.array([i, j]) - centre) / upsample
-    error = 1.0 - float(up[i, j]) ** 2 / (_power(ref, shape[1]) * _power(mov, shape[1]))
-    return shifts, math.sqrt(abs(error))
-
-
-def _fourier_shift(half: np.ndarray, shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``scipy.ndimage.fourier_shift(half, shift, n=shape[1])`` of a half spectrum, as one outer product of
-    the two axes' phase ramps (a third of the time)."""
-    ry = np.exp(-2j * np.pi * shift[0] * np.fft.fftfreq(shape[0]))
-    rx = np.exp(-2j * np.pi * shift[1] * np.arange(half.shape[1]) / shape[1])
-    return half * np.outer(ry, rx).astype(half.dtype)
-
-
-def _shift_of(ref: Any, mov: Any, upsample: int) -> np.ndarray:
-    """(dy, dx, quality): displacement (px) of the content of ``mov`` relative to ``ref``, from their
-    :func:`_spectra`.
-
-    Two passes: the window pulls the first estimate towards zero, so ``mov``
-    is shifted back by it (Fourier shift of its plain spectrum, windowed
-    again) and the small residual is measured and added.  Quality: the
-    normalised cross-correlation at the final peak, in [0, 1].
-    """
-    if ref is None or mov is None:
-        return np.array([0.0, 0.0, 0.0])
-    shape = ref[2]
-    first, _ = _phase_peak(ref[0], mov[0], shape, upsample)
-    back = scipy.fft.irfft2(_fourier_shift(mov[1], first, shape), shape).astype(np.float32)
-    again = scipy.fft.rfft2(back * _hann(back.shape))
-    rest, error = _phase_peak(ref[0], again, shape, upsample)
-    shift = np.asarray(first) + np.asarray(rest)
-    quality = math.sqrt(max(0.0, 1.0 - float(error) ** 2))
-    return np.array([-shift[0], -shift[1], quality])
-
-
-def _pair_shift(reference: np.ndarray, moving: np.ndarray, upsample: int, sigma: float) -> np.ndarray:
-    """(dy, dx, quality) of ``moving``'s content relative to ``reference`` (:func:`_shift_of` of their spectra)."""
-    return _shift_of(_spectra(reference, sigma), _spectra(moving, sigma), upsample)
-
-
 # Cross-modal drift search around the start, in fixed pixels: a grid of
 # (2 * reach + 1)^2 translations at each (level, step, reach), then quadratic
 # peak fits at the fixed pixel size.
@@ -148,7 +66,7 @@ def _cross_shift(
 
     Grid searches around ``start`` (``_XDRIFT_GRIDS``: +/- 3 steps of 4 fixed
     pixels on a level of 4 fixed pixels, then +/- 2 steps of 1 pixel on a level
-    of 2), then quadratic peak fits (:func:`pfibsims.registration.search.quadratic_peak`)
+    of 2), then quadratic peak fits (:func:`pfibsims.registration.refine.quadratic_peak`)
     at the fixed pixel size.  Quality: the multiple correlation at the optimum, in [0, 1].
     Module-level so that dask can ship it to workers.
     """
@@ -178,7 +96,7 @@ def _cross_shift(
             return np.array([np.nan, np.nan, 0.0])
         base = shifted(grid[best])
     level = _search.make_level(moving, moving_grid, fixed, fixed_grid, fs, labels=False)
-    params, score, _ = _search.quadratic_peak(lambda x: _search.evaluate_shifts(level, base, x), zero, 0.5 * fs,
+    params, score, _ = _refine.quadratic_peak(lambda x: _search.evaluate_shifts(level, base, x), zero, 0.5 * fs,
                                               iterations=2)
     final = Affine(shifted(params), ("y", "x"))
     d = np.asarray(final([centre])[0]) - np.asarray(transform([centre])[0])
@@ -255,7 +173,7 @@ def _fiducial_shift(template: np.ndarray, window: np.ndarray, offset: tuple[int,
     ncc = match_template(w, t)
     i, j = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
     crop = w[i:i + t.shape[0], j:j + t.shape[1]]
-    rest = _pair_shift(t, crop, upsample, 0.0)
+    rest = _phase.pair_shift(t, crop, upsample, 0.0)
     return np.array([i - offset[0] + rest[0], j - offset[1] + rest[1], max(0.0, float(ncc[i, j]))])
 
 
@@ -321,7 +239,7 @@ def _bridge(data: Any, steps: np.ndarray, quality: np.ndarray, outlier: np.ndarr
     ks = [k for k in range(1, len(steps) - 1) if outlier[k] and outlier[k + 1]]
     if not ks:
         return steps
-    spectra, shift = dask.delayed(_spectra, pure=True), dask.delayed(_shift_of, pure=True)
+    spectra, shift = dask.delayed(_phase.spectra, pure=True), dask.delayed(_phase.shift_of, pure=True)
     (res,) = dask.compute([shift(spectra(data[k - 1], _DRIFT_SIGMA), spectra(data[k + 1], _DRIFT_SIGMA), upsample)
                            for k in ks])
     steps = steps.copy()
@@ -541,8 +459,8 @@ def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducia
     if fiducial is not None:
         tasks = _fiducial_tasks(data, ref_img, grid, fiducial, upsample)
     else:  # one spectrum a slice (and one of the reference), one pair task a slice
-        spectra = dask.delayed(_spectra, pure=True)
-        shift = dask.delayed(_shift_of, pure=True)
+        spectra = dask.delayed(_phase.spectra, pure=True)
+        shift = dask.delayed(_phase.shift_of, pure=True)
         spec = [spectra(data[k], _DRIFT_SIGMA) for k in range(nz)]
         refs = [spec[max(k - 1, 0)] for k in range(nz)] if kind == "previous" else [spectra(ref_img, _DRIFT_SIGMA)] * nz
         tasks = [shift(r, spec[k], upsample) for k, r in enumerate(refs)]

@@ -35,6 +35,7 @@ from ..grid import Grid
 from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
+from . import refine as _refine
 from . import search as _search
 from .report import Registration, RegistrationReport
 from .views import View, fixed_channels, reduced_view
@@ -244,14 +245,14 @@ def _refine_stage(view: View, coarse: _search.Level, finest: _search.Level, leve
                   bounds: list) -> tuple[np.ndarray, int]:
     """Powell refinement of ``start`` on the coarse level, then level by level to the fixed pixel size
     (``finest``: jittered samples)."""
-    params, _, nfev = _search.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
+    params, _, nfev = _refine.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
     for h in levels[1:-1]:
         level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
                                    labels=metric == "mi", max_samples=_search.MAX_SAMPLES // 4)
-        params, _, n = _search.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
+        params, _, n = _refine.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
         nfev += n
     # the fixed pixel size, on jittered samples (also when the coarse level was already at it)
-    params, _, n = _search.refine(finest, init, centre, params, model, metric, bounds, xtol=0.03, ftol=1e-5)
+    params, _, n = _refine.refine(finest, init, centre, params, model, metric, bounds, xtol=0.03, ftol=1e-5)
     return params, nfev + n
 
 
@@ -264,7 +265,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     finest = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[-1],
                                 labels=ev == "mi", jitter=True, max_samples=_search.MAX_SAMPLES)
     before, _ = _search.evaluate(finest, init, ev)
-    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
+    bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
     found, nfev, used, passed = None, 0, levels, [True]
     if metric == "phase":
         params, refinement, used = _phase_only(view, init), "none (phase correlation)", [levels[-1]]
@@ -337,8 +338,8 @@ def _refine_slice(moving: Any, fixed: Any, k: int, T: Affine, model: str, metric
     level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid,
                                view.fixed_grid.spacing[0], labels=ev == "mi", jitter=True)
     before, _ = _search.evaluate(level, T, ev)
-    bounds = _search.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", 0.0))
-    params, after, n = _search.refine(level, T, centre, np.zeros(_search.n_params(model)), model, ev, bounds)
+    bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", 0.0))
+    params, after, n = _refine.refine(level, T, centre, np.zeros(_search.n_params(model)), model, ev, bounds)
     Tk = T @ _search.model_affine(params, model, centre)
     after, overlap = _search.evaluate(level, Tk, ev)
     ok = bool(after > 0)

@@ -91,18 +91,18 @@ def test_phase_peak_equals_scikit_image(shape):
     import scipy.fft
     from skimage.registration import phase_cross_correlation
 
-    from pfibsims.registration import drift
+    from pfibsims.registration import phase
 
     rng = np.random.default_rng(1)
     base = ndi.gaussian_filter(rng.random((shape[0] + 20, shape[1] + 20)), 2)
     a = base[10:-10, 10:-10]
     b = ndi.shift(base, (1.37, -2.61))[10:-10, 10:-10] + 0.01 * rng.standard_normal(shape)
-    sa, sb = drift._spectra(a, 1.0), drift._spectra(b, 1.0)
+    sa, sb = phase.spectra(a, 1.0), phase.spectra(b, 1.0)
     full = [scipy.fft.fft2(scipy.fft.irfft2(s[0], shape).astype(np.float32)) for s in (sa, sb)]
     shift, error, _ = phase_cross_correlation(*full, space="fourier", upsample_factor=20, normalization=None)
     for flag in (True, False):
         with use_compiled(flag):
-            got, got_error = drift._phase_peak(sa[0], sb[0], shape, 20)
+            got, got_error = phase.phase_peak(sa[0], sb[0], shape, 20)
         np.testing.assert_allclose(got, shift, atol=1e-9)
         assert got_error == pytest.approx(float(error), abs=1e-5)
 

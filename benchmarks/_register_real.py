@@ -168,18 +168,23 @@ def pairs(data: Path):
     return out
 
 
+def quiet_register(moving, fixed, model: str):
+    """(the Registration, or the RegistrationError it raised; seconds): ``pfs.register`` with warnings silenced."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = pfs.register(moving, fixed, model=model)
+        except RegistrationError as exc:
+            out = exc
+    return out, time.perf_counter() - t0
+
+
 def run(data: Path) -> list[dict]:
     rows = []
     for name, truth_text, model, moving, fixed, truth in pairs(data):
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                r = pfs.register(moving, fixed, model=model)
-                ours = _errors(r.transform, truth, fixed)
-            except RegistrationError:
-                ours = None
-        t_ours = time.perf_counter() - t0
+        r, t_ours = quiet_register(moving, fixed, model)
+        ours = None if isinstance(r, RegistrationError) else _errors(r.transform, truth, fixed)
         t0 = time.perf_counter()
         ski = _errors(skimage_phase(moving, fixed), truth, fixed)
         t_ski = time.perf_counter() - t0

@@ -150,9 +150,10 @@ def run_one(args) -> dict:
     veds, vsims, _ = stages.run("reduced views (block means, persisted)", eds_vox + sims_vox,
                                 _estimation_views, eds, sims, None, args.max_pixels)
     view_vox = vsims.Li6.size
-    d1 = stages.run("drift, slice to slice (view)", view_vox, pfs.estimate_drift, vsims.Li6)
+    # as fuse does when it registers: the slice-to-slice drift keeps its trend (the cross-modal drift measures the rest)
+    d1 = stages.run("drift, slice to slice (view)", view_vox, pfs.estimate_drift, vsims.Li6, trend="keep")
     T = stages.run("registration, rigid MI (view)", view_vox, pfs.register, vsims.Li6, veds, model="rigid",
-                   metric="mi", drift=d1)
+                   metric="mi", drift=d1).transform
     d2 = stages.run("drift, cross-modal vs EDS (view)", view_vox, pfs.estimate_drift, vsims.Li6, reference=veds,
                     transform=T, initial=d1)
     del veds, vsims

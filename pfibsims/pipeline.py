@@ -28,7 +28,7 @@ from .errors import CoverageWarning, DataModelError, GridError, PfibsimsError
 from .grid import Grid
 from .normalization import normalize as _normalize
 from .progress import steps
-from .registration import estimate_drift
+from .registration import Registration, estimate_drift
 from .registration import register as _register
 from .resampling import coverage, resample
 from .resampling.drift import drift_nm
@@ -382,8 +382,9 @@ def fuse(
     drift : bool or xarray.DataArray
         SIMS drift handling (see step 1); a given drift has one row per SIMS
         slice.
-    register : {"translation", "rigid", "similarity", "affine"}, Affine or None
-        Registration model, a known transform (fixed -> moving, nm), or none.
+    register : {"translation", "rigid", "similarity", "affine"}, Affine, Registration or None
+        Registration model, a known transform (fixed -> moving, nm; a
+        :class:`Registration` from :func:`register` gives its ``transform``), or none.
     metric : {"mi", "ncc", "phase"}
         Registration metric (mutual information by default).
     initial : Affine, optional
@@ -462,6 +463,7 @@ def fuse(
             raise DataModelError(
                 f"sem: expected {eds.sizes['z']} slices (as eds: SEM images are on the EDS frame), found {sem.sizes['z']}"
             )
+    register = register.transform if isinstance(register, Registration) else register
     _check_options(normalize, register, initial, max_pixels, min_coverage)
     grid, coords = _target(onto, eds)
     match = _pair_slices(eds, sims, pair)

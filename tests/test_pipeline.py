@@ -168,6 +168,18 @@ def test_fuse_is_the_same_in_any_frame(small, flip):
     validate(vol)
 
 
+def test_fuse_takes_a_registration_as_its_transform(small):
+    """register=pfs.register(...) (a Registration) fuses with its transform, as estimate_drift(transform=) takes it."""
+    from pfibsims.registration import Registration, RegistrationReport
+
+    eds, sims, truth = small
+    T = pfs.Affine.from_attrs(truth.attrs)
+    reg = Registration(T, RegistrationReport("rigid", "mi", True, 0.0, 0.5, 1.0, 0, (80.0,)))
+    one, two = (pfs.fuse(eds.isel(z=[0]), sims.isel(z=[0]), register=r, drift=False) for r in (T, reg))
+    np.testing.assert_array_equal(two.Li6.values, one.Li6.values)
+    assert pfs.Affine.from_attrs(two.attrs) == pfs.Affine.from_attrs(one.attrs)
+
+
 def test_fuse_of_two_single_maps_is_a_single_map(small):
     eds, sims, truth = small
     T = pfs.Affine.from_attrs(truth.attrs)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import xraydb
-
 from .errors import PfibsimsError
 
 __all__ = [
@@ -59,6 +57,8 @@ CELLS: dict[str, dict[str, Any]] = {
 def _composition(formula: Any, name: str) -> dict[str, float]:
     if not isinstance(formula, str) or not formula.strip():
         raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}")
+    import xraydb  # here, not at import: it loads SQLAlchemy and its database (~1 s)
+
     try:
         parsed = xraydb.chemparse(formula)
     except (ValueError, RecursionError, AssertionError) as exc:
@@ -105,6 +105,13 @@ def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:
     return {el: n / total for el, n in counts.items()}
 
 
+def _mass(counts: dict[str, float]) -> float:
+    """``sum n_i M_i`` in g/mol (``counts``: element -> number of atoms or atom fraction)."""
+    import xraydb
+
+    return sum(n * float(xraydb.atomic_mass(el)) for el, n in counts.items())
+
+
 def mean_atomic_mass(formula: str, *, name: str = "formula") -> float:
     """Mean mass of an atom of ``formula``, g/mol (``sum x_i M_i``, ``x`` atom fractions).
 
@@ -113,7 +120,7 @@ def mean_atomic_mass(formula: str, *, name: str = "formula") -> float:
     >>> round(mean_atomic_mass("LiCoO2") * 4, 2)  # the molar mass of LiCoO2
     97.87
     """
-    return sum(x * float(xraydb.atomic_mass(el)) for el, x in atom_fractions(formula, name=name).items())
+    return _mass(atom_fractions(formula, name=name))
 
 
 def theoretical_density(formula: str) -> float:
@@ -137,9 +144,7 @@ def theoretical_density(formula: str) -> float:
         )
     a = cell["a"]
     volume = a**3 if cell["system"] == "cubic" else math.sqrt(3) / 2 * a * a * cell["c"]  # angstrom^3
-    counts = _composition(formula, "formula")
-    molar = sum(n * float(xraydb.atomic_mass(el)) for el, n in counts.items())
-    return cell["Z"] * molar / (AVOGADRO * volume * 1e-24)
+    return cell["Z"] * _mass(_composition(formula, "formula")) / (AVOGADRO * volume * 1e-24)
 
 
 def atoms_per_cm3(formula: str, density: float) -> float:

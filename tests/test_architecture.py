@@ -154,3 +154,17 @@ def test_the_length_rule_counts_code_and_finds_reasons():
     assert _code_lines(src, node) == 2
     assert _reason_above(src, node)
     assert not _reason_above(src[1:], ast.parse("\n".join(src[1:])).body[0])
+
+
+# What `import pfibsims` must not load: each is imported where it is used (the reader of its format, the
+# figures, the 3-D render, the formula tables), so a notebook that only fuses does not pay its import.
+_LAZY = ("xraydb", "sqlalchemy", "matplotlib", "pyvista", "h5py", "rsciio", "hyperspy", "ome_zarr", "distributed")
+
+
+def test_import_leaves_the_optional_weight_unloaded():
+    import subprocess
+    import sys
+
+    code = f"import sys, pfibsims; print(','.join(m for m in {_LAZY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "", f"import pfibsims loaded {out.stdout.strip()}"

@@ -149,7 +149,7 @@ def axis_specs(source: Any, grid: Grid, T: Affine, kernel: str, a: int) -> tuple
     mixed = np.abs(lin - np.diag(np.diag(lin))) > 1e-12
     warp_dims: tuple[str, ...] = ()
     if mixed.any():
-        bad = [(dims[i], dims[j]) for i, j in zip(*np.nonzero(mixed)) if {dims[i], dims[j]} != {"y", "x"}]
+        bad = [(dims[i], dims[j]) for i, j in zip(*np.nonzero(mixed), strict=True) if {dims[i], dims[j]} != {"y", "x"}]
         if bad:
             raise PfibsimsError(f"transform: mixes {bad[0][0]} with {bad[0][1]}; only in-plane (y, x) rotation and "
                                 f"shear are supported (z may only be scaled and shifted)")
@@ -223,7 +223,7 @@ def output_chunks(chunks: Any, dims: tuple[str, ...], shape: tuple[int, ...], de
         unknown = set(chunks) - set(dims)
         if unknown:
             raise PfibsimsError(f"chunks: expected dims among {dims}, got {sorted(unknown)}")
-        spec = tuple(chunks.get(d, dflt) for d, dflt in zip(dims, defaults))
+        spec = tuple(chunks.get(d, dflt) for d, dflt in zip(dims, defaults, strict=True))
     elif isinstance(chunks, numbers.Integral):
         spec = tuple(int(chunks) for _ in dims)
     elif isinstance(chunks, (tuple, list)) and len(chunks) == len(dims):
@@ -238,7 +238,7 @@ def output_chunks(chunks: Any, dims: tuple[str, ...], shape: tuple[int, ...], de
 
 def default_chunks(dims, specs, src_chunks, shape) -> tuple:
     out = []
-    for d, spec, sc, n in zip(dims, specs, src_chunks, shape):
+    for d, spec, sc, n in zip(dims, specs, src_chunks, shape, strict=True):
         if isinstance(spec, Keep):
             out.append(sc)
         elif d == "z":

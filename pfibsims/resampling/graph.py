@@ -106,12 +106,17 @@ def _warp_window(w: Warp, shape: tuple[int, int], radius: float) -> tuple[tuple[
     return tuple(window)
 
 
+def _block_extent(chunks: tuple[tuple[int, ...], ...], index: tuple[int, ...]) -> tuple[list[int], tuple[int, ...]]:
+    """The first sample (per axis) and the shape of block ``index`` of an array chunked as ``chunks``."""
+    starts = [sum(c[:k]) for c, k in zip(chunks, index, strict=True)]
+    return starts, tuple(c[k] for c, k in zip(chunks, index, strict=True))
+
+
 def _localise(plan: Plan, index: tuple[int, ...], out_chunks: tuple[tuple[int, ...], ...]):
     """For one output block: its shape, source window per axis and block-local specs (None if all fill)."""
-    starts = [sum(c[:k]) for c, k in zip(out_chunks, index)]
-    shape = tuple(c[k] for c, k in zip(out_chunks, index))
+    starts, shape = _block_extent(out_chunks, index)
     window, local = [], []
-    for ax, o0, size in zip(plan.axes, starts, shape):
+    for ax, o0, size in zip(plan.axes, starts, shape, strict=True):
         if isinstance(ax, Keep):
             window.append((o0, o0 + size))
             local.append(ax)
@@ -222,7 +227,7 @@ def _warp_block_inside(w: Warp, shape: tuple[int, int], margin: float = 1e-3) ->
 def _source_keys(src: da.Array, window: tuple[tuple[int, int], ...]):
     """Nested list of the source chunk keys overlapping ``window`` and the cut within them."""
     ranges, cut = [], []
-    for (lo, hi), chunks in zip(window, src.chunks):
+    for (lo, hi), chunks in zip(window, src.chunks, strict=True):
         bounds = np.cumsum((0,) + tuple(chunks))
         c0 = int(np.searchsorted(bounds, lo, side="right")) - 1
         c1 = int(np.searchsorted(bounds, hi, side="left"))
@@ -335,10 +340,9 @@ def coverage_array(plans: Plan | Sequence[Plan], out_chunks: tuple[tuple[int, ..
     dsk = {}
     for index in itertools.product(*(range(len(c)) for c in out_chunks)):
         plan = _plan_of(plans, index)
-        starts = [sum(c[:k]) for c, k in zip(out_chunks, index)]
-        shape = tuple(c[k] for c, k in zip(out_chunks, index))
+        starts, shape = _block_extent(out_chunks, index)
         local = tuple(ax.rows(slice(o, o + s)) if isinstance(ax, AxisWeights) else ax
-                      for ax, o, s in zip(plan.axes, starts, shape))
+                      for ax, o, s in zip(plan.axes, starts, shape, strict=True))
         warp = None if plan.warp is None else plan.warp.at(starts[-2], starts[-1])
         dsk[(name, *index)] = (_coverage_block, local, warp, shape)
     return da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[]), name, chunks=out_chunks, dtype=bool)

@@ -98,7 +98,7 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
     else:
         src = data if lazy else da.from_array(np.asarray(data), chunks=data.shape)
         keep_defaults = tuple(src.chunks[k] if lazy else (1 if d == "z" else n) for k, (d, n) in
-                              enumerate(zip(order, out_shape)))
+                              enumerate(zip(order, out_shape, strict=True)))
         src_chunks = keep_defaults[:n_keep] + tuple(src.chunks[n_keep:])
         if per_slice:  # a slice a block by default, as each slice is its own resampling
             src_chunks = ((1,) * out_shape[0],) + src_chunks[1:]

@@ -125,7 +125,8 @@ def test_report_and_figures_on_a_volume_of_another_sample(fused, tmp_path):
     assert (rep["pearson"]["a"], rep["pearson"]["b"]) == ("O18", "Fe_Ka")  # a SIMS isotope and the first EDS line
     assert rep["pearson"]["r"] == pytest.approx(np.corrcoef(other.O18.values[ok], other.Fe_Ka.values[ok])[0, 1], rel=1e-9)
     named = [n for n in rep["phases"] if n != "unassigned"]
-    assert named and all(set(n.split("+")) <= {"Fe", "S", "Cu", "O"} for n in named)  # phases by their elements
+    assert named
+    assert all(set(n.split("+")) <= {"Fe", "S", "Cu", "O"} for n in named)
     assert not {"LLZTO", "LCO", "SP", "matrix"} & set(rep["phases"])  # no cathode names for other elements
     assert "llzto_depletion_depth_nm" not in rep
     assert {"histograms", "element_maps", "joint_histogram", "orthoslices"} <= set(rep["figures"])

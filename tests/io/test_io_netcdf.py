@@ -75,12 +75,14 @@ def test_history_is_a_cf_string_once_per_dataset(results):
     vol = results["fuse"]
     assert isinstance(vol.attrs["history"], str)
     steps = [h["step"] for h in history(vol)]
-    assert steps[-1] == "fuse" and "synthetic.cathode" in steps
+    assert steps[-1] == "fuse"
+    assert "synthetic.cathode" in steps
     assert vol.attrs["history"].splitlines()[-1].endswith("pfibsims " + pfs.__version__ + ": fuse")
     assert len(vol.attrs["history"].splitlines()) == len(steps)
     assert json.loads(vol.attrs[HISTORY_JSON]) == history(vol)
     for name in ("Zr_La", "Li6", "coverage"):  # the channels carry no copy of it
-        assert "history" not in vol[name].attrs and HISTORY_JSON not in vol[name].attrs
+        assert "history" not in vol[name].attrs
+        assert HISTORY_JSON not in vol[name].attrs
 
 
 def test_cf_flags_typed_like_the_labels_and_coordinate_axes(results, tmp_path):

@@ -74,7 +74,8 @@ def test_store_is_chunked_compressed_zarr_v3(tmp_path):
     assert meta["zarr_format"] == 3
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, 7, 11]
     blosc = [c for c in meta["codecs"] if c["name"] == "blosc"]
-    assert blosc and blosc[0]["configuration"]["cname"] == "lz4"
+    assert blosc
+    assert blosc[0]["configuration"]["cname"] == "lz4"
     assert blosc[0]["configuration"]["shuffle"] == "bitshuffle"
     assert meta["dimension_names"] == ["z", "y", "x"]
 
@@ -259,7 +260,8 @@ def test_a_lazy_stack_is_written_slab_by_slab(tmp_path):
     for v in expected.data_vars:
         np.testing.assert_array_equal(back[v].values, expected[v].values)
     np.testing.assert_array_equal(back["slice"].values, np.arange(13))
-    assert back.Zr_La.dtype == np.uint16 and back.coverage.dtype == bool
+    assert back.Zr_La.dtype == np.uint16
+    assert back.coverage.dtype == bool
 
 
 def test_an_eager_or_single_slice_dataset_is_written_at_once(tmp_path):

@@ -68,7 +68,8 @@ def test_pixel_centre_convention_by_hand():
                        coords={"y": ("y", [5.0], {"units": "nm", "spacing": "10 nm"}),
                                "x": ("x", 5.0 + 10 * np.arange(4), {"units": "nm"})})
     onto = Grid.of(src).with_shape((1, 8))
-    assert onto.origin[1] == 2.5 and onto.extent[1] == (0.0, 40.0)
+    assert onto.origin[1] == 2.5
+    assert onto.extent[1] == (0.0, 40.0)
     out = resample(src, onto, kernel="linear")
     np.testing.assert_allclose(out.values[0], [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
     np.testing.assert_allclose(out.x.values, 2.5 + 5 * np.arange(8))
@@ -99,7 +100,8 @@ def test_rotated_wave_matches_analytic_values(chunks):
     inner = (iy > 4) & (iy < 91) & (ix > 4) & (ix < 91)
     assert np.abs(out - truth)[inner].max() < 1e-2
     outside = (iy < -0.5) | (iy > 95.5) | (ix < -0.5) | (ix > 95.5)
-    assert np.isnan(out[outside]).all() and not np.isnan(out[~outside]).any()
+    assert np.isnan(out[outside]).all()
+    assert not np.isnan(out[~outside]).any()
 
 
 def test_lanczos_rotation_beats_scipy_spline_free_baseline():
@@ -221,12 +223,16 @@ def test_fill_and_coverage_at_the_edges(chunks):
     onto = Grid((30, 30), "81.4 nm", origin=("-500 nm", "300 nm"))
     out = _run(src.Li6, onto, chunks, fill=-1.0).values[0]
     cov = coverage(src, onto)
-    assert isinstance(cov.data, da.Array) and cov.dtype == bool and cov.dims == ("y", "x")
+    assert isinstance(cov.data, da.Array)
+    assert cov.dtype == bool
+    assert cov.dims == ("y", "x")
     c = cov.values
     np.testing.assert_array_equal(out == -1, ~c)
     np.testing.assert_allclose(out[c], 1.0, atol=1e-6)  # partition of unity up to the very edge
     # by hand: centres y = -500 + 81.4 i lie in the field [0, 2160] nm from i = 7; x = 300 + 81.4 j up to j = 22
-    assert not c[6].any() and c[7, :23].all() and not c[:, 23:].any()
+    assert not c[6].any()
+    assert c[7, :23].all()
+    assert not c[:, 23:].any()
     assert np.isnan(_run(src.Li6, onto, chunks).values[0][~c]).all()  # default fill is NaN, never 0
 
 
@@ -250,7 +256,9 @@ def test_nearest_keeps_labels_and_dtype(chunks):
     np.testing.assert_array_equal(out, labels.repeat(2, 0).repeat(2, 1))
     rot = Affine.from_parameters(rotation=30, center=_centre(onto))
     r = _run(src.phase, onto, chunks, kernel="nearest", transform=rot, fill=255).values[0]
-    assert r.dtype == np.uint8 and set(np.unique(r)) <= {0, 1, 2, 3, 4, 255} and (r == 255).any()
+    assert r.dtype == np.uint8
+    assert set(np.unique(r)) <= {0, 1, 2, 3, 4, 255}
+    assert (r == 255).any()
 
 
 def test_nearest_integer_labels_need_an_integer_fill_when_outside():
@@ -308,8 +316,10 @@ def test_dataset_every_channel_attrs_history_units():
     eds = pfs.stack({"Zr_La": np.ones((2, 15, 15))}, pixel_size="81.4 nm", slice_thickness="60 nm")
     out = resample(ds, eds)
     assert set(out.data_vars) == {"Li6", "Li7"}
-    assert out.Li6.attrs["isotope"] == "6Li" and out.attrs["beam_current"] == "1 nA"
-    assert history(out)[-1]["step"] == "resample" and history(ds) == []
+    assert out.Li6.attrs["isotope"] == "6Li"
+    assert out.attrs["beam_current"] == "1 nA"
+    assert history(out)[-1]["step"] == "resample"
+    assert history(ds) == []
     xr.testing.assert_identical(out.x, eds.x)
     assert "slice" in out.coords
     validate(out)
@@ -325,7 +335,8 @@ def test_lazy_input_builds_without_computing(no_compute):
     with no_compute():
         out = resample(ds, Grid((30, 30), "81.4 nm"), transform=Affine.from_parameters(rotation=4))
         cov = coverage(ds, Grid((30, 30), "81.4 nm"))
-    assert isinstance(out.Li6.data, da.Array) and isinstance(cov.data, da.Array)
+    assert isinstance(out.Li6.data, da.Array)
+    assert isinstance(cov.data, da.Array)
 
 
 # -- errors name the argument -------------------------------------------------------------
@@ -501,7 +512,8 @@ def test_saturated_real_image_rings_below_zero_and_count_channels_are_clipped(sh
 
     haadf = next(s for s in file_reader(str(shared_data / "eds" / "test_TEM.bcf")) if s["metadata"]["General"]["title"] == "HAADF")
     img = haadf["data"]
-    assert img.max() == 65535 and (img == 65535).mean() > 0.05  # saturated: sharp steps to the top of the range
+    assert img.max() == 65535
+    assert (img == 65535).mean() > 0.05
     ds = pfs.stack({"HAADF": img}, pixel_size="0.771 nm", modality="SEM")  # units "counts"
     grid = Grid.of(ds, dims=("y", "x"))
     T = Affine.from_parameters(rotation=10, center=_centre(grid))
@@ -526,7 +538,8 @@ def test_clip_option_on_channels_of_any_units():
     wave = _image(np.sin(np.linspace(0, 20, 48))[None].repeat(40, 0), pixel="10 nm")  # units "1": not clipped
     onto = Grid.of(wave, dims=("y", "x")).with_shape((40, 31))
     plain = resample(wave, onto)
-    assert float(plain.Li6.min()) < -0.9 and history(plain)[-1]["params"]["clipped_at_zero"] == []
+    assert float(plain.Li6.min()) < -0.9
+    assert history(plain)[-1]["params"]["clipped_at_zero"] == []
     np.testing.assert_array_equal(resample(wave, onto, clip=True).Li6.values, np.maximum(plain.Li6.values, 0))
     assert history(resample(wave, onto, clip=True))[-1]["params"]["clipped_at_zero"] == ["Li6"]
     assert history(resample(wave, onto, kernel="nearest", clip=True))[-1]["params"]["clipped_at_zero"] == []

@@ -32,7 +32,8 @@ def test_drift_correction_undoes_known_shifts_lazily(chunks):
     rel = np.abs(vals[inner] - ref[inner]) / ref[inner].mean()
     assert rel.max() < 0.01  # integer shifts: Lanczos reproduces the samples up to the Poisson-free noise
     rec = history(out)[-1]
-    assert rec["step"] == "resample" and rec["params"]["drift_nm"] == (np.asarray(shifts) * 72).tolist()
+    assert rec["step"] == "resample"
+    assert rec["params"]["drift_nm"] == (np.asarray(shifts) * 72).tolist()
     assert out.Li6.attrs["units"] == "counts"
     assert out.attrs["modality"] == "SIMS"
     assert np.array_equal(out.z.values, ds.z.values)

@@ -15,8 +15,7 @@ from skimage.registration import phase_cross_correlation
 
 from pfibsims import Affine, PfibsimsError, UnitsError
 from pfibsims.dataset import history, validate
-from pfibsims.synthetic import EDS_COUNTS, LI7_RATIO, SIMS_COUNTS, cathode
-from pfibsims.synthetic import blocks
+from pfibsims.synthetic import EDS_COUNTS, LI7_RATIO, SIMS_COUNTS, blocks, cathode
 from pfibsims.synthetic.noise import EXACT_MAX, poisson_counts, poisson_from_uniform, stream_key, uniform
 from pfibsims.synthetic.particles import (
     LI_LEVELS,

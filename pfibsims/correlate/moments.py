@@ -8,9 +8,9 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import scipy.stats as st
 import xarray as xr
 from dask.base import tokenize
+from scipy.special import betainc
 
 from .._engine.reduce import Plan, evaluate
 from .._xr import warn_infinite
@@ -118,8 +118,9 @@ def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidenc
             )
     r = float(np.clip(cab / math.sqrt(m2a * m2b), -1.0, 1.0))
     lo, hi = fisher_ci(r, n, confidence)
-    # exact two-sided p-value of r under independence (as scipy.stats.pearsonr)
-    p = float(2 * st.beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2).sf(abs(r)))
+    # exact two-sided p-value of r under independence (as scipy.stats.pearsonr): (r + 1) / 2 follows
+    # Beta(n/2 - 1, n/2 - 1), symmetric, so P(|r'| >= |r|) = 2 I_{(1 - |r|)/2}(n/2 - 1, n/2 - 1)
+    p = float(2 * betainc(n / 2 - 1, n / 2 - 1, (1 - abs(r)) / 2))
     return Correlation(r=r, ci_low=lo, ci_high=hi, p_value=min(p, 1.0), n=n, confidence=confidence,
                        method="pearson", covariance=cab / (n - 1), mean_a=ma, mean_b=mb,
                        std_a=math.sqrt(m2a / (n - 1)), std_b=math.sqrt(m2b / (n - 1)), view=view)

@@ -8,8 +8,8 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import scipy.stats as st
 import xarray as xr
+from scipy.special import ndtri
 
 from .._engine import moments as _moments
 from .._engine.reduce import Reduction, reduce_blocks
@@ -126,7 +126,7 @@ def fisher_ci(r: float, n: int, confidence: float, se_factor: float = 1.0) -> tu
         return -1.0, 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.arctanh(r)
-    half = st.norm.ppf(0.5 + confidence / 2) * math.sqrt(se_factor / (n - 3))
+    half = ndtri(0.5 + confidence / 2) * math.sqrt(se_factor / (n - 3))
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 

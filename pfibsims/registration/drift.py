@@ -19,7 +19,6 @@ import dask.array as darr
 import numpy as np
 import scipy.ndimage as ndi
 import xarray as xr
-from skimage.feature import match_template
 
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
@@ -166,6 +165,8 @@ def _fiducial_shift(template: np.ndarray, window: np.ndarray, offset: tuple[int,
     normalised cross-correlation at the peak, in [0, 1].  Module-level so that
     dask can ship it to workers.
     """
+    from skimage.feature import match_template  # here: skimage.feature loads scipy.signal and scipy.stats (~20 MB)
+
     t = gaussian(template, sigma)
     w = gaussian(window, sigma)
     if t.shape[0] > w.shape[0] or t.shape[1] > w.shape[1] or not np.ptp(t) > 0:

@@ -318,3 +318,19 @@ def test_integer_options_are_checked(call, match):
     a, b, _, _ = _pair(None)
     with pytest.raises(PfibsimsError, match=match):
         call(a, b)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 10, 50, 500])
+def test_pearson_p_value_and_interval_equal_scipy_at_small_n(n):
+    """The exact p-value (incomplete beta) and Fisher interval (inverse normal) match scipy.stats.pearsonr,
+    also where p is far from 0 (a weak correlation over few voxels)."""
+    rng = np.random.default_rng(n)
+    for trial in range(3):
+        a = rng.normal(size=n)
+        b = 0.3 * trial * a + rng.normal(size=n)
+        ref = st.pearsonr(a, b)
+        r = pearson(xr.DataArray(a, dims="x"), xr.DataArray(b, dims="x"))
+        np.testing.assert_allclose(r.p_value, ref.pvalue, rtol=1e-10, atol=1e-300)
+        if n > 3:
+            ci = ref.confidence_interval(confidence_level=0.95)
+            np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)

@@ -19,7 +19,7 @@ from .axes import (
 from .intensity import histograms, normalization
 from .maps import element_maps, joint_histogram
 from .overlay import registration_overlay
-from .scene import have_renderer, volume_3d
+from .scene import have_renderer, start_volume_3d
 from .volume import orthoslices
 
 
@@ -105,7 +105,7 @@ def save_figures(
     dpi : int
         Resolution of the PNGs.
     render : bool, optional
-        Write ``volume_3d`` (the 3-D figure, :func:`volume_3d`); default:
+        Write ``volume_3d`` (the 3-D figure, :func:`~pfibsims.plot.scene.volume_3d`; its child render starts first and runs while the other figures are drawn); default:
         when its renderer (PyVista, the ``render`` extra) is installed.
 
     Returns
@@ -164,15 +164,22 @@ def save_figures(
     }
     if "SIMS" in raws and a in raws["SIMS"]:
         figures["registration"] = lambda: registration_overlay(vol[b], raws["SIMS"][a], after=vol[a], z=z)
+    scene = None
     if render or (render is None and have_renderer()):
-        figures["volume_3d"] = lambda: volume_3d(vol, channel=a, labels=labels)
+        # started first: its child process renders on the other core while the figures above are drawn
+        scene = start_volume_3d(vol, channel=a, labels=labels)
+        figures["volume_3d"] = scene.figure
     paths = {}
-    for name, make in figures.items():
-        fig = make()
-        path = outdir / f"{name}.png"
-        fig.savefig(path, dpi=dpi)
-        paths[name] = path
-        fig.clear()  # a figure's artists hold reference cycles: free them now, not at the next collection
-        del fig
-        release_memory()
+    try:
+        for name, make in figures.items():
+            fig = make()
+            path = outdir / f"{name}.png"
+            fig.savefig(path, dpi=dpi)
+            paths[name] = path
+            fig.clear()  # a figure's artists hold reference cycles: free them now, not at the next collection
+            del fig
+            release_memory()
+    finally:
+        if scene is not None:
+            scene.close()
     return paths

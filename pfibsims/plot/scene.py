@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,23 +90,61 @@ def auto_z_scale(vol: xr.Dataset) -> float:
     return float(max(1, round(0.25 * side / depth))) if depth > 0 else 1.0
 
 
-def _render(values: np.ndarray, labels: np.ndarray | None, coords: dict[str, np.ndarray], spec: dict) -> np.ndarray:
+class _Render:
     """The screenshot of :func:`pfibsims.plot._render.render`, taken in a child interpreter (see that module:
-    VTK's ~300 MB of OpenGL state are the child's and are given back when it exits)."""
-    with tempfile.TemporaryDirectory(prefix="pfibsims-render-") as folder:
+    VTK's ~300 MB of OpenGL state are the child's and are given back when it exits).
+
+    The child starts at construction and runs while the caller does other work (``save_figures`` draws the
+    other figures meanwhile: the render takes the second core); :meth:`image` waits for it. :meth:`close`
+    (also called by :meth:`image`) stops a child still running and removes its folder.
+    """
+
+    def __init__(self, values: np.ndarray, labels: np.ndarray | None, coords: dict[str, np.ndarray], spec: dict,
+                 title: str = ""):
+        self.size, self.title = spec["size"], title
+        self.folder = Path(tempfile.mkdtemp(prefix="pfibsims-render-"))
+        self.script = Path(__file__).with_name("_render.py")
         arrays = {"values": values, **coords, **({"labels": labels} if labels is not None else {})}
-        np.savez(Path(folder) / "scene.npz", spec=json.dumps(spec), **arrays)
+        np.savez(self.folder / "scene.npz", spec=json.dumps(spec), **arrays)
         # Mesa's llvmpipe rasterises in the calling thread (unless the user set LP_NUM_THREADS): its worker
         # threads keep scene bins of their own, ~110 MB more at the demo's 1200 x 800 px for one frame
         env = {"LP_NUM_THREADS": "0", **os.environ}
-        done = subprocess.run([sys.executable, "-P", str(Path(__file__).with_name("_render.py")), folder],
-                              cwd=folder, env=env, capture_output=True, text=True, check=False)
-        image = Path(folder) / "image.npy"
-        if done.returncode != 0 or not image.is_file():
-            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise PfibsimsError(f"volume_3d: expected the VTK render (child process {Path(__file__).with_name('_render.py')}) "
-                                f"to write {image.name}, it exited with code {done.returncode}: {tail}")
-        return np.load(image)
+        self.log = open(self.folder / "stderr.txt", "w+")  # a file, not a pipe: a chatty child never blocks
+        self.proc = subprocess.Popen([sys.executable, "-P", str(self.script), str(self.folder)], cwd=self.folder,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def image(self) -> np.ndarray:
+        """The render, (height, width, 3) uint8 (waits for the child)."""
+        try:
+            code = self.proc.wait()
+            image = self.folder / "image.npy"
+            if code != 0 or not image.is_file():
+                self.log.seek(0)
+                tail = "\n".join(self.log.read().strip().splitlines()[-5:])
+                raise PfibsimsError(f"volume_3d: expected the VTK render (child process {self.script}) "
+                                    f"to write {image.name}, it exited with code {code}: {tail}")
+            return np.load(image)
+        finally:
+            self.close()
+
+    def figure(self) -> Figure:
+        """The render in a matplotlib Figure, titled (waits for the child)."""
+        img = self.image()
+        fig = new_figure(self.size[0] / 150, self.size[1] / 150)
+        ax = fig.add_subplot()
+        # RGBA: matplotlib resamples it in half the memory it takes for RGB (~50 instead of ~95 MB at 1200 x 800)
+        ax.imshow(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]))
+        ax.set_axis_off()
+        ax.set_title(self.title)
+        return fig
+
+    def close(self) -> None:
+        """Stop the child if it still runs; remove its folder."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "phase",
@@ -143,6 +182,18 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
     matplotlib.figure.Figure
         The render, with physical axes in um.
     """
+    return start_volume_3d(vol, channel=channel, labels=labels, z_scale=z_scale, max_voxels=max_voxels, size=size,
+                           cmap=cmap).figure()
+
+
+def start_volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "phase",
+                    z_scale: float | None = None, max_voxels: int = MAX_VOXELS, size: tuple[int, int] = (1200, 800),
+                    cmap: str = "Reds") -> _Render:
+    """:func:`volume_3d` started: its child render runs while the caller goes on (same arguments and errors).
+
+    Returns the running render; its ``figure()`` waits and gives the Figure of :func:`volume_3d`, its
+    ``close()`` stops it (``figure()`` closes it too).
+    """
     _need_renderer()
     if not isinstance(vol, xr.Dataset):
         raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
@@ -178,12 +229,6 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
     spec = {"channel": channel, "z_scale": float(z_scale), "size": list(size), "cmap": cmap, "clim": clim,
             "bar_title": f"{channel} ({vol[channel].attrs.get('units', '')})", "phases": phases,
             "z_title": "z (um)" if z_scale == 1 else f"z (um, x{z_scale:g})"}
-    img = _render(values, ph, {d: np.asarray(view[d].values, dtype=np.float64) for d in ("z", "y", "x")}, spec)
-    fig = new_figure(size[0] / 150, size[1] / 150)
-    ax = fig.add_subplot()
-    # RGBA: matplotlib resamples it in half the memory it takes for RGB (~50 instead of ~95 MB at 1200 x 800)
-    ax.imshow(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]))
-    ax.set_axis_off()
+    coords = {d: np.asarray(view[d].values, dtype=np.float64) for d in ("z", "y", "x")}
     title = f"{channel}" + (" and the phases" if labels is not None else "") + " in 3-D"
-    ax.set_title(title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))
-    return fig
+    return _Render(values, ph, coords, spec, title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))

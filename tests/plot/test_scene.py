@@ -75,3 +75,36 @@ def test_save_figures_writes_volume_3d(tmp_path):
     paths = pfs.plot.save_figures(vol, tmp_path, a="Li6", b="Zr_La", labels=vol.phase, dpi=40)
     assert paths["volume_3d"].is_file()
     assert "volume_3d" not in pfs.plot.save_figures(vol, tmp_path / "flat", a="Li6", b="Zr_La", dpi=40, render=False)
+
+
+def test_the_render_runs_while_the_caller_works_and_close_stops_it(tmp_path, monkeypatch):
+    from pfibsims.plot import gallery
+    from pfibsims.plot.scene import start_volume_3d
+
+    vol = _volume()
+    running = start_volume_3d(vol, labels=None, size=(240, 180))
+    assert running.proc.poll() is None  # the child works; the caller is free
+    folder = running.folder
+    running.close()  # stopped (killed) before it finished: nothing left behind
+    assert running.proc.returncode is not None
+    assert not folder.exists()
+    # save_figures starts the render before drawing the 2-D figures, and stops it when a figure fails
+    order = []
+    started = []
+
+    def start_spy(*args, **kwargs):
+        order.append("volume_3d started")
+        started.append(start_volume_3d(*args, **kwargs))
+        return started[-1]
+
+    def failing(*args, **kwargs):
+        order.append("orthoslices")
+        raise RuntimeError("a figure failed")
+
+    monkeypatch.setattr(gallery, "start_volume_3d", start_spy)
+    monkeypatch.setattr(gallery, "orthoslices", failing)
+    with pytest.raises(RuntimeError, match="a figure failed"):
+        gallery.save_figures(vol, tmp_path, dpi=40, render=True)
+    assert order == ["volume_3d started", "orthoslices"]
+    assert started[0].proc.returncode is not None
+    assert not started[0].folder.exists()

@@ -728,6 +728,37 @@ def test_phantom_depletion_depth_from_noisy_fused_volume(phantom):
     assert got == pytest.approx(set_depth, abs=100)
 
 
+
+def test_fused_kernel_filter_keeps_the_full_test_labels_on_phantom_blocks_and_at_ties(phantom):
+    # most voxels are labelled by a filter on their squared distances (labeller._label_row, issue 18): the labels
+    # must stay those of the full three-segment test, the numpy reference, on phantom blocks, at exact ties and
+    # shares, and between two equal centroids (a segment that is a point)
+    from pfibsims.segmentation import labeller
+
+    eds, _, _ = phantom
+    sigma = (50 / 60, 50 / 81.4, 50 / 81.4)  # the classifier's default smoothing on the phantom's grid
+    weights = tuple(gaussian_half(s) for s in sigma)
+    pad = [(w.size - 1,) * 2 for w in weights]
+    centres = [[0.57, 21.61, 1.45, 0.77], [19.43, 0.75, 0.83, 0.67], [0.52, 0.75, 0.99, 10.74], [2.03, 1.96, 0.93, 2.88],
+               [0.83, 5.49, 4.91, 2.98]]  # the 700 um field's phase centroids (LCO, LLZTO, SP, matrix, Al2O3)
+    lut, yields = np.array([2, 1, 4, 5, 3], np.uint8), np.array([False, False, False, False, True])
+    for z, y, x in ((0, 60, 100), (20, 150, 280)):
+        chans = [eds[c].values[z:z + 6, y:y + 40, x:x + 40] for c in ("Zr_La", "Co_La", "Al_Ka", "C_Ka")]
+        win = np.stack([np.pad(c, pad, mode="edge") for c in chans])
+        got = labeller.label_window(win, depth=6, weights=weights, centres=centres, labels=lut, yields=yields)
+        want = _reference_labels(chans, sigma, centres, lut, yields)
+        assert len(np.unique(want)) >= 3  # boundaries in the block
+        np.testing.assert_array_equal(got, want)
+    # ties: a grid of points on and between four centroids, two of them equal, every share a multiple of 1/8
+    grid = np.stack(np.meshgrid(np.arange(-8, 41) / 4, np.arange(-8, 41) / 4, indexing="ij"))[:, None]
+    centres = [[0.0, 0.0], [8.0, 0.0], [4.0, 4.0], [4.0, 4.0]]
+    one = (np.ones(1),) * 3
+    for yields in (np.array([False] * 4), np.array([False, True, False, True])):
+        lut = np.array([1, 2, 3, 4], np.uint8)
+        got = labeller.label_window(grid, depth=1, weights=one, centres=centres, labels=lut, yields=yields)
+        want = _reference_labels(list(grid), (0.0, 0.0, 0.0), centres, lut, yields)
+        np.testing.assert_array_equal(got, want)
+
 def test_yielding_phase_needs_a_larger_share_of_a_boundary():
     from pfibsims.segmentation import labeller
 

@@ -6,9 +6,11 @@ own): open the store with ``pfibsims.open_dataset``, take the first
 field), ``classify_phases`` the EDS channels (the threshold sample is read
 there), then ``dask.array.store`` the lazy labels into a preallocated Zarr
 array with the input's chunks (dask threads, ``--threads``).  Prints a
-Markdown table: wall time of the sample and of the store, channel voxels per
-second (channels x voxels / total time) and peak RSS, with the per-label
-voxel counts so that runs can be compared.
+Markdown table: wall and CPU time (user + system, all threads) of the sample
+and of the store, channel voxels per second (channels x voxels / total
+time), the process's CPU time (imports included) and peak RSS, the 1-minute
+load before and after each run, with the per-label voxel counts so that runs
+can be compared.
 
 ``--pythonpath DIR`` runs a case with another pfibsims first on the path,
 e.g. the code before a change: ``git archive <commit> pfibsims | tar -x -C
@@ -87,16 +89,17 @@ def _child(store: str, slices: int, crop: int | None, out: str, threads: int, st
     ds = ds.isel(y=_rows(rows))
     load = os.getloadavg()[0]
     chunks = tuple(c[0] for c in ds[CHANNELS[0]].data.chunks)
-    t0 = time.perf_counter()
+    cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # noqa: E731 - user + system, all threads
+    t0, c0 = time.perf_counter(), cpu()
     with dask.config.set(scheduler="threads", num_workers=threads):
         labels = classify_phases(ds)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), cpu()
         target = zarr.create_array(out, shape=labels.shape, chunks=chunks, dtype="uint8", overwrite=True)
         data = labels.data
         if any(len(set(c[:-1])) > 1 or (c and c[0] % s) for c, s in zip(data.chunks, chunks, strict=True)):
             data = data.rechunk(chunks)  # only if not aligned with the store's chunks
         da.store(data, target, lock=False)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), cpu()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the check below
     counts = np.zeros(256, np.int64)
     for k in range(labels.shape[0]):  # a block of rows at a time: bincount makes int64 copies
@@ -107,7 +110,9 @@ def _child(store: str, slices: int, crop: int | None, out: str, threads: int, st
         "store_s": t2 - t1,
         "total_s": t2 - t0,
         "peak_mb": peak_mb,
-        "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+        "cpu_s": c2,
+        "sample_cpu_s": c1 - c0,
+        "store_cpu_s": c2 - c1,
         "shape": list(labels.shape),
         "label_chunks": [c[0] for c in labels.data.chunks],
         "counts": counts[:6].tolist(),
@@ -168,16 +173,18 @@ def main() -> None:
     print(f"field {shape} ({len(CHANNELS)} uint16 channels, {vox / 1e9:.2f} G channel voxels), {args.threads} threads, "
           f"load before {tuple(round(x, 2) for x in load)}, after {tuple(round(x, 2) for x in os.getloadavg())}")
     print()
-    print("| code | sample (s) | labels to zarr (s) | total (s) | Mvoxel/s | CPU (s) | peak RSS (MB) | load (1 min) | "
-          "label chunks | voxels per label |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+    print("| code | sample (s) | labels to zarr (s) | total (s) | Mvoxel/s | sample CPU (s) | labels CPU (s) | process CPU (s) | "
+          "peak RSS (MB) | load (1 min) | label chunks | voxels per label |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
     for impl in impls:
         rs = runs[impl]
-        med = {k: statistics.median(r[k] for r in rs) for k in ("sample_s", "store_s", "total_s", "cpu_s")}
+        med = {k: statistics.median(r[k] for r in rs)
+               for k in ("sample_s", "store_s", "total_s", "cpu_s", "sample_cpu_s", "store_cpu_s")}
         peak = max(r["peak_mb"] for r in rs)
         loads = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in (r["load"] for r in rs))
         print(f"| {impl} | {med['sample_s']:.2f} | {med['store_s']:.2f} | {med['total_s']:.2f} | "
-              f"{vox / med['total_s'] / 1e6:.1f} | {med['cpu_s']:.1f} | {peak:.0f} | {loads} | {tuple(rs[0]['label_chunks'])} | "
+              f"{vox / med['total_s'] / 1e6:.1f} | {med['sample_cpu_s']:.2f} | {med['store_cpu_s']:.2f} | {med['cpu_s']:.1f} | "
+              f"{peak:.0f} | {loads} | {tuple(rs[0]['label_chunks'])} | "
               f"{rs[0]['counts']} |")
     print(f"\n{args.repeats} run(s) a case, medians; code: " + ", ".join(f"{i} {runs[i][0]['module']}" for i in impls))
     if "old" in impls:

@@ -10,10 +10,11 @@ Stages (each recorded in the :class:`~pfibsims.registration.report.RegistrationR
 3. the significance test of the best placements (:func:`.search.agreement`):
    the tiles of the fixed field must agree on it;
 4. local refinement (Powell) level by level down to the fixed pixel size with
-   the chosen metric, on jittered samples at the finest level (no
-   interpolation bias);
-5. for 3-D data, a final pooled stage on raw slices (each through its drift),
-   kept only when it does not lower the metric that found the answer.
+   the chosen metric, at the finest level on 2 x 2 jittered samples a fixed
+   pixel (no interpolation bias; the draw of the positions averaged out).
+
+Every stage maximises the requested metric (the search: mutual information):
+no stage of another metric moves the answer.
 """
 
 from __future__ import annotations
@@ -413,9 +414,9 @@ def register(
     drift : xarray.DataArray, optional
         The moving stack's drift ``(z, component)`` nm (:func:`estimate_drift`):
         slice ``k``'s fixed point ``p`` is at ``T(p) + drift[k]``.  The z-mean
-        is then of the drift-corrected stack and the final stage samples each
-        raw slice through its own drift.  The transform returned excludes the
-        drift: ``resample(moving, onto=fixed, transform=T, drift=drift)``.
+        is then of the drift-corrected stack (each slice shifted back by its
+        drift).  The transform returned excludes the drift:
+        ``resample(moving, onto=fixed, transform=T, drift=drift)``.
     max_pixels : int
         Register at most about this many pixels a slice per modality (default
         :data:`pfibsims._engine.views.MAX_PIXELS`): a larger field is first
@@ -458,9 +459,9 @@ def register(
     -----
     Only a reduced view is computed (of the block means when a field has more
     than ``max_pixels`` pixels a slice), in one pass: the z-mean of the moving
-    image (drift-corrected through :func:`pfibsims.resampling.resample` when
-    ``drift`` is given) and of each fixed channel, at their own pixel sizes,
-    plus up to 6 evenly spaced raw slices of both (3-D data).  Then:
+    image (each slice shifted back by its drift, bilinear, when ``drift`` is
+    given) and of each fixed channel, at their own pixel sizes; 2-D maps as
+    they are.  Then:
 
     1. search on a grid of ``max(pixel sizes, largest field / 128)``: the
        mutual information of every translation at once by FFT of
@@ -482,14 +483,20 @@ def register(
        the best's margin over the runner-up (below 0.2: flagged
        ``"ambiguous"``);
     3. refinement (Powell, scipy) at halving spacings down to the fixed pixel
-       size with ``metric``; at the fixed pixel size each fixed sample is
-       taken at a random point of its pixel (seeded) so that interpolating
-       the moving image does not favour half-pixel shifts of noisy maps;
-       the moving image is sampled with a cubic B-spline of the in-memory
-       reduced view (``scipy.ndimage.map_coordinates``);
-    4. 3-D data: the multiple correlation over the raw slices (each through
-       its drift), kept only when it does not lower ``metric`` (the report's
-       ``refinement`` says which stage stands and why).
+       size with ``metric`` (``"mi"`` or ``"ncc"``: the search's mutual
+       information finds the placement, every refinement maximises
+       ``metric``, and no stage of another metric moves the answer; the
+       report's ``refinement`` says what the last stage maximised).  At the
+       fixed pixel size each fixed pixel is sampled at 2 x 2 random points,
+       one in each quarter (stratified jitter, seeded; the fixed values by
+       cubic B-spline): interpolating the moving image then does not favour
+       half-pixel shifts of noisy maps, and the answer does not hang on one
+       draw of the positions (with one point a pixel, the optimum's rotation
+       on the 12-slice phantom scattered by 0.014-0.024 deg over draws; with
+       four, 0.003-0.012 deg: :data:`.search.JITTER_CELLS`).  The moving
+       image is Gaussian-smoothed to each level's spacing (count maps to at
+       least 20 counts under the kernel) and sampled with a cubic B-spline
+       of the in-memory reduced view.
 
     Bounds: rotation +/- 5 deg, scales within 10 %, shear within 0.1.
 

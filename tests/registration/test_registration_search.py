@@ -19,19 +19,31 @@ def _pair(noise=False, seed=0):
     return moving, Grid(moving.shape, 10.0, (5.0, 5.0)), fixed[None], Grid(fixed.shape, 10.0, (5.0, 5.0))
 
 
-def test_jittered_samples_lie_in_their_pixels_and_hold_the_interpolated_fixed_values():
+def test_jittered_samples_are_stratified_in_their_pixels_and_hold_the_interpolated_fixed_values():
     fixed = texture((16, 20), 1)
-    fg = Grid(fixed.shape, 10.0, (5.0, 5.0))
-    plain = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False)
+    fg = Grid(fixed.shape, 10.0, (5.0, 5.0))  # pixel (i, j) spans [10 i, 10 i + 10] x [10 j, 10 j + 10] nm
     lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
     again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
     np.testing.assert_array_equal(lv.points, again.points)  # seeded: reproducible
-    off = lv.points - plain.points
-    assert np.all(np.abs(off) <= 5.0) and off.std() > 2.0  # within the pixel, spread over it
+    k = search.JITTER_CELLS
+    assert k >= 2 and lv.points.shape == (16 * 20 * k * k, 2)
+    # one point in each of the k x k cells of every pixel, anywhere in its cell
+    cell = np.floor(lv.points / (10.0 / k)).astype(int)
+    assert len({tuple(c) for c in cell}) == lv.points.shape[0]
+    assert cell.min(axis=0).tolist() == [0, 0] and cell.max(axis=0).tolist() == [16 * k - 1, 20 * k - 1]
+    frac = lv.points / (10.0 / k) - cell
+    assert 0.25 < frac.std() < 0.33  # uniform over the cell: 0.29
     smoothed = ndi.gaussian_filter(fixed, 0.5, mode="nearest", truncate=4.0)
     idx = fg.to_index(lv.points)
     expect = ndi.map_coordinates(smoothed, [idx[:, 0], idx[:, 1]], order=3, mode="nearest")
     np.testing.assert_allclose(lv.design[:, 0], expect, rtol=1e-10)
+
+
+def test_jittered_sample_cap_counts_every_cell():
+    fixed = texture((64, 64), 2)
+    fg = Grid(fixed.shape, 10.0)
+    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True, max_samples=1000)
+    assert lv.points.shape == (1000 * search.JITTER_CELLS**2, 2)
 
 
 def test_level_sample_cap_is_a_seeded_subset():

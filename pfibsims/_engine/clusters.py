@@ -37,6 +37,25 @@ def subsample(x: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return x[idx]
 
 
+def _lloyd(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``kmeans2(x, k, iter=iterations, minit="++", missing="raise", seed=rng)``, stopped once it is at a fixed point.
+
+    scipy's loop always runs ``iterations`` steps; a step whose labels equal the previous step's leaves the
+    centroids as they were (the same means of the same rows), so every later step repeats it. Run one step at a
+    time (``minit="matrix"`` continues from the centroids, the same operations as scipy's own loop) and stop
+    there: the same centroids and labels to the bit, in the steps it takes to converge (a few to ~20, not 50).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "one of the clusters is empty": raised by missing="raise"
+        centres, labels = kmeans2(x, k, iter=1, minit="++", missing="raise", seed=rng)
+        for _ in range(iterations - 1):
+            previous = labels
+            centres, labels = kmeans2(x, centres, iter=1, minit="matrix", missing="raise", check_finite=False)
+            if np.array_equal(labels, previous):
+                break
+    return centres, labels
+
+
 def kmeans(x: np.ndarray, k: int, *, restarts: int = 4, iterations: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """``k`` centroids of the rows of ``x`` (Euclidean), their labels and the within-class sum of squares.
 
@@ -59,10 +78,7 @@ def kmeans(x: np.ndarray, k: int, *, restarts: int = 4, iterations: int = 50, se
     best = None
     for r in range(restarts):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "one of the clusters is empty": raised below
-                centres, labels = kmeans2(x, k, iter=iterations, minit="++", missing="raise",
-                                          seed=np.random.default_rng(seed + r))
+            centres, labels = _lloyd(x, k, iterations, np.random.default_rng(seed + r))
         except ClusterError:
             continue
         sse = float(((x - centres[labels]) ** 2).sum())

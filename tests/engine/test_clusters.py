@@ -1,0 +1,48 @@
+"""k-means and the number of classes (pfibsims._engine.clusters) against scipy's kmeans2 and by hand."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.cluster.vq import ClusterError, kmeans2
+
+from pfibsims._engine.clusters import _lloyd, choose_classes, class_bic, kmeans
+
+
+def _blobs(n, d, k, spread, seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, (k, d))
+    return centres[rng.integers(0, k, n)] + rng.normal(0, spread, (n, d))
+
+
+@pytest.mark.parametrize(("n", "d", "k", "spread"), [(2000, 2, 3, 0.3), (20000, 5, 7, 1.0), (5000, 4, 12, 3.0),
+                                                     (300, 3, 10, 5.0)])
+@pytest.mark.parametrize("iterations", [3, 50])
+def test_lloyd_stopped_at_its_fixed_point_is_scipys_kmeans2_to_the_bit(n, d, k, spread, iterations):
+    x = _blobs(n, d, k, spread, seed=n + k)
+    for seed in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                ref = kmeans2(x, k, iter=iterations, minit="++", missing="raise", seed=np.random.default_rng(seed))
+        except ClusterError:
+            with pytest.raises(ClusterError):
+                _lloyd(x, k, iterations, np.random.default_rng(seed))
+            continue
+        centres, labels = _lloyd(x, k, iterations, np.random.default_rng(seed))
+        np.testing.assert_array_equal(centres, ref[0])
+        np.testing.assert_array_equal(labels, ref[1])
+
+
+def test_kmeans_finds_separated_classes_and_bic_counts_them():
+    x = np.concatenate([np.random.default_rng(1).normal(m, 0.5, (300, 2)) for m in (0, 6, 12)])
+    centres, labels, sse = kmeans(x, 3)
+    np.testing.assert_allclose(np.sort(centres[:, 0]), [0, 6, 12], atol=0.1)
+    assert sse == pytest.approx(float(((x - centres[labels]) ** 2).sum()))
+    k, table = choose_classes(x)
+    assert k == 3
+    assert table[3] < table[2]
+    assert table[4] >= table[3]  # stopped one past the first local minimum
+    assert class_bic(x, labels, 3) == pytest.approx(table[3], rel=0.05)

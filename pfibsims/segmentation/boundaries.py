@@ -57,6 +57,7 @@ def boundary_profile(
     bins: Any = "20 nm",
     mask: xr.DataArray | None = None,
     hist_bins: int = 1024,
+    distance: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """A channel's mean, spread and count versus signed distance from a phase boundary.
 
@@ -96,6 +97,10 @@ def boundary_profile(
         is still measured in the whole volume.
     hist_bins : int
         Histogram bins per distance bin for median and quartiles.
+    distance : xarray.DataArray, optional
+        The signed distance already computed by :func:`boundary_distance`
+        (for the same phase, reaching at least as far), e.g. once for the
+        profiles of several channels; default computed here.
 
     Returns
     -------
@@ -128,8 +133,47 @@ def boundary_profile(
     >>> p.distance.values.tolist(), p["mean"].values.tolist()
     ([-150.0, -50.0, 50.0, 150.0], [350.0, 450.0, 550.0, 650.0])
     """
-    (out,) = evaluate(_checked_plan(da, labels, phase, distances, bins, mask, hist_bins))
+    (out,) = evaluate(_checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance))
     return out
+
+
+def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[Any] = ("-0.5 um", "1 um"),
+                      bins: Any = "20 nm") -> xr.DataArray:
+    """The signed distance (nm) from the boundary of ``phase`` that :func:`boundary_profile` bins, lazy as ``labels``.
+
+    Compute it once (and persist it, if it fits in memory) to profile
+    several channels from one distance transform: pass it as
+    ``boundary_profile(..., distance=)`` with the same ``distances`` and
+    ``bins`` (or a narrower range). Exact up to the reach the profile needs,
+    the largest ``|distance|`` plus a bin; ``+/-inf`` beyond (attr
+    ``reach_nm``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pfibsims.dataset import stack
+    >>> lab = stack({"p": (np.arange(6) < 2).astype(np.uint8)[None, None]}, pixel_size="100 nm").p
+    >>> lab.attrs.update(flag_values=[0, 1], flag_meanings="matrix LLZTO")
+    >>> boundary_distance(lab, "LLZTO", distances=("-200 nm", "200 nm"), bins="100 nm").values.ravel().tolist()
+    [-150.0, -50.0, 50.0, 150.0, 250.0, inf]
+    """
+    dims = spatial_dims(labels, "labels")
+    value, name = phase_value(labels, phase)
+    lo, hi, width, _ = _range(distances, bins)
+    reach = max(abs(lo), abs(hi)) + width
+    dist = signed_distance(as_array(labels.transpose(*dims).data) == value, sampling=spacing_nm(labels, "labels"), reach=reach)
+    coords = {k: v for k, v in labels.coords.items() if set(v.dims) <= set(dims)}
+    return xr.DataArray(dist, dims=dims, coords=coords, name="distance",
+                        attrs={"units": LENGTH_UNIT, "phase": name, "reach_nm": reach, "sign": "negative inside the phase"})
+
+
+def _range(distances: Sequence[Any], bins: Any) -> tuple[float, float, float, int]:
+    """``lo``, ``hi`` (nm, ``hi`` on the last bin edge), bin width (nm) and number of bins."""
+    lo, hi = lengths_nm(distances, 2, name="distances")
+    if not hi > lo:
+        raise PfibsimsError(f"distances: expected (lower, upper) with lower < upper, got {distances!r}")
+    width, n = _bins(bins, lo, hi)
+    return lo, lo + n * width, width, n
 
 
 def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **options: Any) -> Plan:
@@ -144,19 +188,23 @@ def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **
     return _checked_plan(*args.arguments.values())
 
 
-def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins) -> Plan:
+def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=None) -> Plan:
     dims = spatial_dims(da, "da")
     check_real(da, "da")
     value, name = phase_value(labels, phase)
     check_same_grid(da, labels, name="labels", ref="the data")
     spacing = spacing_nm(da, "da")
-    lo, hi = lengths_nm(distances, 2, name="distances")
-    if not hi > lo:
-        raise PfibsimsError(f"distances: expected (lower, upper) with lower < upper, got {distances!r}")
-    width, n = _bins(bins, lo, hi)
-    hi = lo + n * width
-    phase_mask = as_array(labels.transpose(*dims).data) == value
-    dist = signed_distance(phase_mask, sampling=spacing, reach=max(abs(lo), abs(hi)) + width)
+    lo, hi, width, n = _range(distances, bins)
+    if distance is None:
+        distance = boundary_distance(labels, phase, distances=distances, bins=bins)
+    elif not isinstance(distance, xr.DataArray) or distance.attrs.get("phase") != name or \
+            not float(distance.attrs.get("reach_nm", -1)) >= max(abs(lo), abs(hi)) + width:
+        raise PfibsimsError(f"distance: expected boundary_distance(labels, {name!r}) reaching at least "
+                            f"{max(abs(lo), abs(hi)) + width:g} nm, got "
+                            f"{getattr(distance, 'attrs', {}).get('phase')!r} reaching "
+                            f"{getattr(distance, 'attrs', {}).get('reach_nm')!r} nm")
+    check_same_grid(da, distance, name="distance", ref="the data")
+    dist = as_array(distance.transpose(*dims).data)
     if isinstance(dist, darr.Array):
         groups = darr.map_blocks(_bin_block, dist, dtype=np.min_scalar_type(-max(n, 1)), lo=lo, width=width, n=n)
     else:

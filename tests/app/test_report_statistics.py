@@ -50,3 +50,23 @@ def test_statistics_of_a_quantified_map_join_the_same_two_passes(lazy_volume):
     prof = pfs.boundary_profile(q, vol.phase, "LLZTO", mask=vol.coverage, distances=("-1 um", "1 um"))
     for key in prof.data_vars:
         np.testing.assert_array_equal(st["quantified_profile"][key].values, prof[key].values)
+
+
+def test_the_profiles_take_one_distance_transform_computed_beforehand(lazy_volume, monkeypatch):
+    # issue 18: measure() computes the LLZTO signed distance once and both profiles, in both passes, read it
+    from pfibsims.app import report
+    from pfibsims.segmentation import distance
+
+    vol, _ = lazy_volume
+    q = pfs.quantify(vol.Li6, vol.phase, interior="300 nm")
+    own = statistics(vol, "Li6", "Zr_La", labels=vol.phase, quantified=q)
+    calls = []
+    block = distance.signed_distance_block
+    monkeypatch.setattr(distance, "signed_distance_block", lambda m, **kw: calls.append(m.size) or block(m, **kw))
+    dist = report._llzto_distance(vol.phase)  # held: the volume is small
+    with raise_if_dask_computes(max_computes=2):
+        st = statistics(vol, "Li6", "Zr_La", labels=vol.phase, quantified=q, distance=dist)
+    assert sum(1 for n in calls if n) == len(dist.data.chunks[0]) * len(dist.data.chunks[1]) * len(dist.data.chunks[2])
+    for key in ("profile", "quantified_profile"):
+        for var in own[key].data_vars:
+            np.testing.assert_array_equal(st[key][var].values, own[key][var].values)

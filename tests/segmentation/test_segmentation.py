@@ -23,6 +23,7 @@ from pfibsims.segmentation import (
     particles,
     phase_statistics,
 )
+from pfibsims.segmentation.boundaries import boundary_distance
 from pfibsims.segmentation.distance import signed_distance, signed_distance_block
 
 SPACING = (60.0, 81.4, 81.4)  # z, y, x nm: the EDS voxel of the paper
@@ -140,6 +141,28 @@ def test_boundary_profile_counts_and_mask_match_numpy_binning():
         assert float(p["std"][i]) == pytest.approx(values[sel].std())
         assert float(p["sem"][i]) == pytest.approx(values[sel].std() / math.sqrt(sel.sum()))
 
+
+
+@pytest.mark.parametrize("chunks", [None, (5, 9, 9)], ids=["numpy", "dask"])
+def test_boundary_profile_from_a_distance_computed_once_equals_its_own(chunks):
+    # the report computes the LLZTO distance once for two channels' profiles (issue 18): same numbers, one transform
+    mask, truth = _sphere(shape=(20, 24, 24), radius=500.0)
+    ds = _volume({"Li6": truth, "Li7": np.random.default_rng(2).normal(size=mask.shape)}, chunks)
+    lab = _labels(mask, "matrix LLZTO", chunks)
+    opts = {"distances": ("-300 nm", "300 nm"), "bins": "50 nm"}
+    dist = boundary_distance(lab, "LLZTO", **opts).persist()
+    sd = signed_distance_block(mask, sampling=SPACING)
+    np.testing.assert_allclose(np.where(np.abs(dist.values) <= 350, dist.values, 0), np.where(np.abs(sd) <= 350, sd, 0),
+                               rtol=1e-12)  # exact within its reach (chunks: to rounding, as signed_distance)
+    for name in ("Li6", "Li7"):
+        own = boundary_profile(ds[name], lab, "LLZTO", **opts)
+        with raise_if_dask_computes(max_computes=2):
+            given = boundary_profile(ds[name], lab, "LLZTO", distance=dist, **opts)
+        xr.testing.assert_identical(given.drop_attrs(), own.drop_attrs())
+    with pytest.raises(PfibsimsError, match=r"distance: expected boundary_distance\(labels, 'LLZTO'\) reaching at least 370 nm, got 'LLZTO' reaching 350"):
+        boundary_profile(ds.Li6, lab, "LLZTO", distance=dist, distances=("-350 nm", "300 nm"))
+    with pytest.raises(PfibsimsError, match=r"got 'matrix' reaching 350"):
+        boundary_profile(ds.Li6, lab, "LLZTO", distance=boundary_distance(lab, "matrix", **opts), **opts)
 
 def test_boundary_profile_errors():
     mask, truth = _sphere(shape=(6, 8, 8), radius=200.0)

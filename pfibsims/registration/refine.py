@@ -37,7 +37,7 @@ def _units(model: str, level: Level, radius: float) -> np.ndarray:
 
 
 def refine(
-    level: Level,
+    level: Level | list[Level],
     initial: Affine,
     center: tuple[float, float],
     start: np.ndarray,
@@ -49,10 +49,15 @@ def refine(
     ftol: float = 1e-5,
     maxfev: int = 400,
 ) -> tuple[np.ndarray, float, int]:
-    """Local refinement of the parameters (Powell); (params, score, evaluations)."""
-    g = level.fixed_grid
+    """Local refinement of the parameters (Powell); (params, score, evaluations).
+
+    ``level`` is one level, or several on the same fixed grid pooled through the
+    same transform (:func:`~.search.evaluate_many`: the means of groups of slices).
+    """
+    levels = level if isinstance(level, list) else [level]
+    g = levels[0].fixed_grid
     radius = 0.5 * math.hypot(*(n * s for n, s in zip(g.shape, g.spacing, strict=False)))
-    unit = _units(model, level, radius)
+    unit = _units(model, levels[0], radius)
 
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
@@ -64,7 +69,8 @@ def refine(
         # unbounded, because scipy's bounded line search scans the whole
         # interval and can leave the local basin).
         over = float(np.sum(np.maximum(p - hi, 0) / unit + np.maximum(lo - p, 0) / unit))
-        value, _ = evaluate_many([level], [start_matrix @ model_matrix(np.clip(p, lo, hi), model, center)], metric)
+        value, _ = evaluate_many(levels, [start_matrix @ model_matrix(np.clip(p, lo, hi), model, center)] * len(levels),
+                                 metric)
         return (-value if np.isfinite(value) else 1e3) + over
 
     x0 = np.clip(start, lo, hi) / unit

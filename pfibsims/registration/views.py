@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
@@ -26,6 +26,8 @@ class View:
     fixed: np.ndarray  # (C, H, W)
     fixed_grid: Grid
     description: str
+    #: with ``groups``: (moving mean, fixed channel means) of each group of slices, same grids
+    groups: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 def moving_image(moving: Any) -> xr.DataArray:
@@ -58,41 +60,55 @@ def _shift_slice(block: np.ndarray, shifts: np.ndarray, block_info: Any = None) 
     return out[None].astype(np.float32)
 
 
-def _drift_mean(m: xr.DataArray, shifts: np.ndarray) -> Any:
-    """The z-mean (lazy) of ``m`` with each slice shifted back by its drift ``shifts`` (px, one row a slice).
+def _drift_corrected(m: xr.DataArray, shifts: np.ndarray) -> Any:
+    """The stack ``m`` (lazy, ``(z, y, x)``) with each slice shifted back by its drift ``shifts`` (px, one row a
+    slice): bilinear, NaN where a slice leaves the field.
 
     An estimate's view, not data: bilinear interpolation of whole slices (a
-    reduced view holds at most ``MAX_PIXELS`` a slice), NaN-aware mean.  The
-    data path is :func:`pfibsims.resampling.resample` with ``drift=``.
+    reduced view holds at most ``MAX_PIXELS`` a slice), averaged NaN-aware by
+    the caller.  The data path is :func:`pfibsims.resampling.resample` with ``drift=``.
     """
     data = dask_data(m.transpose("z", "y", "x")).rechunk({0: 1, 1: -1, 2: -1})
-    shifted = data.map_blocks(_shift_slice, shifts, dtype=np.float32)
-    return da.nanmean(shifted, axis=0)
+    return data.map_blocks(_shift_slice, shifts, dtype=np.float32)
 
 
-def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarray | None = None) -> View:
+def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarray | None = None,
+                 groups: list[np.ndarray] | None = None) -> View:
     """The z-mean (or slice ``z``) of each modality at its own pixel size, computed in one pass.
 
     With ``drift`` (nm, one row per slice) the z-mean is of the drift-corrected
-    moving stack (each slice shifted back by its drift, :func:`_drift_mean`).
+    moving stack (each slice shifted back by its drift, :func:`_drift_corrected`).
+    With ``groups`` (slice indices, e.g. consecutive runs) the view also holds
+    the mean of each group, both modalities, in the same pass (``View.groups``).
     """
     m = moving_image(moving)
     f = fixed_channels(fixed)
     mg, fg = plane_grid(m, "moving"), plane_grid(fixed, "fixed")
+    groups = list(groups) if groups is not None and z is None and "z" in m.dims else []
 
-    def reduce(a: xr.DataArray) -> Any:
+    def reduce(a: Any, sel: Any = None) -> Any:
+        """Slice ``z``, or the mean of the slices ``sel`` (all by default) of a DataArray or a dask stack."""
+        if not isinstance(a, xr.DataArray):  # the drift-corrected moving stack
+            return da.nanmean(a if sel is None else a[np.asarray(sel)], axis=0)
         if "z" in a.dims:
-            a = a.isel(z=z) if z is not None else a.mean("z", skipna=True)
+            a = a.isel(z=z) if z is not None else (a if sel is None else a.isel(z=np.asarray(sel))).mean("z", skipna=True)
         return a.transpose("y", "x").data
 
-    mean = reduce(m) if drift is None or z is not None else _drift_mean(m, drift / np.asarray(mg.spacing))
-
-    mi, *fi = dask.compute(mean, *[reduce(c) for c in f])
+    mstack = m if drift is None or z is not None else _drift_corrected(m, drift / np.asarray(mg.spacing))
+    parts = [reduce(mstack), *[reduce(c) for c in f]]
+    for g in groups:
+        parts += [reduce(mstack, g), *[reduce(c, g) for c in f]]
+    mi, *rest = (np.asarray(a, np.float64) for a in dask.compute(*parts))
+    n = len(f)
+    fi, rest = rest[:n], rest[n:]
+    pairs = [(rest[k * (n + 1)], np.stack(rest[k * (n + 1) + 1:(k + 1) * (n + 1)])) for k in range(len(groups))]
     what = "the z-mean" if z is None and "z" in m.dims else (f"slice {z}" if z is not None else "the map")
     if drift is not None and z is None:
         what += " (drift-corrected)"
+    if groups:
+        what += f" and the means of {len(groups)} groups of {'-'.join(str(k) for k in sorted({len(g) for g in groups}))} slices"
     desc = (
         f"{what} of the moving image ({mg.shape[0]} x {mg.shape[1]} px) and of the {len(f)} fixed channel(s) "
         f"({fg.shape[0]} x {fg.shape[1]} px), each at its own pixel size"
     )
-    return View(np.asarray(mi, np.float64), mg, np.stack([np.asarray(a, np.float64) for a in fi]), fg, desc)
+    return View(mi, mg, np.stack(fi), fg, desc, pairs)

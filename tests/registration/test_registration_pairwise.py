@@ -241,10 +241,10 @@ def test_register_phantom_accuracy(seed, model, scale_error):
 
 @pytest.mark.slow
 def test_register_phantom_rotation_does_not_hang_on_the_draw_of_the_jittered_samples(monkeypatch):
-    # 12-slice phantom, seed 1, true drift. With one jittered point a fixed pixel, draws 0-3 of the positions
-    # put the MI rotation at +0.024, -0.006, -0.007, +0.005 deg off and the worst field corner at 22.7, 12.5,
-    # 12.8, 11.7 nm; with 2 x 2 cells a pixel at +0.006, +0.002, +0.002, +0.009 deg and 8.9-13.0 nm
-    # (benchmarks/README.md, issue 22).
+    # 12-slice phantom, seed 1, true drift. With one jittered point a fixed pixel (and the z-mean), draws 0-3 of
+    # the positions put the MI rotation at +0.024, -0.006, -0.007, +0.005 deg off and the worst field corner at
+    # 22.7, 12.5, 12.8, 11.7 nm; with 2 x 2 cells a pixel (and the means of 2 groups of 6 slices) at +0.014,
+    # +0.011, +0.021, +0.025 deg and 9.8-14.0 nm (benchmarks/README.md, issue 22).
     eds, sims, truth = phantom(1, 12)
     T = Affine.from_attrs(truth.attrs)
     rotations = []
@@ -253,7 +253,7 @@ def test_register_phantom_rotation_does_not_hang_on_the_draw_of_the_jittered_sam
         r = reg.register(sims.Li6, eds, model="rigid", drift=truth.drift)
         assert field_errors(r.transform, T, eds)["corners"] <= 16.0, draw
         rotations.append(r.transform.decompose()["rotation"] - T.decompose()["rotation"])
-    assert np.ptp(rotations) <= 0.015, rotations
+    assert np.ptp(rotations) <= 0.02, rotations
 
 
 def test_register_phantom_noise_fails():
@@ -264,3 +264,39 @@ def test_register_phantom_noise_fails():
             reg.register(sims.Li6.copy(data=data), eds, model="rigid")
         assert info.value.report.agreement[0] < 2
         assert "failed" in info.value.report.flags
+
+
+def test_reduced_view_holds_the_means_of_groups_of_slices():
+    from pfibsims.registration.pairwise import slice_groups
+    from pfibsims.registration.views import reduced_view
+
+    drifts = [(7.0 * k, -4.0 * k) for k in range(14)]
+    moving, fixed = scene_stack(CROSS_T, drifts)
+    groups = slice_groups(14)
+    assert [len(g) for g in groups] == [5, 5, 4]
+    assert slice_groups(6) is None
+    view = reduced_view(moving.Li6, fixed, groups=groups)
+    assert len(view.groups) == 3 and "means of 3 groups of 4-5 slices" in view.description
+    m = moving.Li6.transpose("z", "y", "x").values.astype(float)
+    f = np.stack([fixed[c].transpose("z", "y", "x").values.astype(float) for c in fixed.data_vars])
+    for g, (gm, gf) in zip(groups, view.groups, strict=True):
+        np.testing.assert_allclose(gm, m[g].mean(0))
+        np.testing.assert_allclose(gf, f[:, g].mean(1))
+    np.testing.assert_allclose(view.moving, m.mean(0))
+    # drift-corrected: the groups are of the same corrected slices as the z-mean (no NaN here: the size-weighted
+    # mean of the group means is the z-mean)
+    small = [(0.0, 0.0)] * 14
+    dv = reduced_view(moving.Li6, fixed, groups=groups, drift=np.asarray(small))
+    np.testing.assert_allclose(sum(len(g) * gm for g, (gm, _) in zip(groups, dv.groups, strict=True)) / 14,
+                               dv.moving, rtol=1e-6)
+    # a slice, not a stack: no groups
+    assert reduced_view(moving.Li6, fixed, z=3, groups=groups).groups == []
+
+
+def test_register_refines_a_deep_stack_on_groups_of_slices():
+    drifts = [(0.0, 0.0)] * 8
+    moving, fixed = scene_stack(CROSS_T, drifts)
+    r = reg.register(moving.Li6, fixed, model="rigid")
+    assert max_error(r.transform, CROSS_T, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    assert "pooled over the means of 2 groups of slices" in r.report.refinement
+    assert "means of 2 groups of 4 slices" in r.report.reduced_view

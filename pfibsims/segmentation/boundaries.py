@@ -152,7 +152,7 @@ def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[A
     --------
     >>> import numpy as np
     >>> from pfibsims.dataset import stack
-    >>> lab = stack({"p": (np.arange(6) < 2).astype(np.uint8)[None, None]}, pixel_size="100 nm").p
+    >>> lab = stack({"p": (np.arange(6) < 2).astype(np.uint8)[None, None]}, pixel_size="100 nm", modality="EDS").p
     >>> lab.attrs.update(flag_values=[0, 1], flag_meanings="matrix LLZTO")
     >>> boundary_distance(lab, "LLZTO", distances=("-200 nm", "200 nm"), bins="100 nm").values.ravel().tolist()
     [-150.0, -50.0, 50.0, 150.0, 250.0, inf]

@@ -209,21 +209,29 @@ def make_level(
         max_samples *= JITTER_CELLS**2
     sig = float(np.mean(0.5 * spacing / np.asarray(fixed_grid.spacing)))
     chans = np.stack([gaussian(c, max(sig, count_sigma(c))) for c in fixed])
-    if grid is not fixed_grid or jitter:
-        chans = np.stack([_sample(c, fixed_grid, pts, order=3 if jitter else 1) for c in chans])
+    interpolate = grid is not fixed_grid or jitter
+    order = 3 if jitter else 1
     # Only where every fixed channel has data; the smoothing fills NaN, so the mask comes from the input.
     ok = np.all(np.isfinite(fixed), axis=0)
     if ok.all():
         ok = np.True_
-    elif grid is not fixed_grid or jitter:
+    elif interpolate:
         ok = _sample(ok.astype(np.float64), fixed_grid, pts) > 0.999
-    valid = np.all(np.isfinite(chans), axis=0) & ok
+    # Interpolating finite channels gives finite values: then the subset of samples is drawn first and only it
+    # is interpolated (the same samples as interpolating all of them, a fraction of the work).
+    late = interpolate and bool(np.isfinite(chans).all())
+    if interpolate and not late:
+        chans = np.stack([_sample(c, fixed_grid, pts, order=order) for c in chans])
+    valid = np.broadcast_to(ok, pts.shape[:-1]) if late else np.all(np.isfinite(chans), axis=0) & ok
     if max_samples is not None and valid.sum() > max_samples:
         rng = np.random.default_rng(JITTER_SEED + 1)
         keep = np.zeros(valid.size, bool)
         keep[rng.choice(np.flatnonzero(valid), max_samples, replace=False)] = True
         valid = keep.reshape(valid.shape)
-    lab = fixed_labels(chans, valid, n_labels=N_LABELS) if labels else np.zeros(valid.shape, np.intp)
+    chans = np.stack([_sample(c, fixed_grid, pts[valid], order=order) for c in chans]) if late else \
+        np.ascontiguousarray(chans[:, valid])  # (C, N) channel-major, as the kernels read it
+    lab = fixed_labels(chans, np.ones(chans.shape[1], bool), n_labels=N_LABELS) if labels else \
+        np.zeros(chans.shape[1], np.intp)
     msig = max(0.5 * spacing / float(np.mean(moving_grid.spacing)), count_sigma(moving))
     msm = gaussian(moving, msig)
     mok = np.isfinite(moving)
@@ -231,9 +239,9 @@ def make_level(
         spacing=spacing,
         fixed_grid=grid,
         points=pts[valid],
-        labels=lab[valid],
-        design=chans[:, valid].T,
-        n_labels=int(lab.max()) + 1,
+        labels=lab,
+        design=chans.T,
+        n_labels=int(lab.max(initial=-1)) + 1 if labels else 1,
         moving_coef=ndi.spline_filter(msm, order=3, mode="mirror"),
         moving_grid=moving_grid,
         # the moving bins serve mutual information only (a level without labels scores "ncc")

@@ -55,6 +55,31 @@ def test_level_sample_cap_is_a_seeded_subset():
     np.testing.assert_array_equal(lv.points, again.points)
 
 
+def test_capped_jittered_level_holds_the_drawn_subset_of_all_interpolated_samples():
+    # The level interpolates only the drawn subset: the same samples, values and labels as interpolating every
+    # jittered point first and drawing from those (the rule written out here), with and without NaN.
+    fixed = np.stack([texture((48, 56), 3), texture((48, 56), 4)])
+    fg = Grid(fixed.shape[1:], 10.0, (5.0, 5.0))
+    holed = fixed.copy()
+    holed[:, :9, :] = np.nan
+    for f in (fixed, holed):
+        lv = search.make_level(fixed[0], fg, f, fg, 10.0, jitter=True, max_samples=300)
+        pts = search._sample_points(fg, search.JITTER_CELLS)
+        smoothed = np.stack([search.gaussian(c, 0.5) for c in f])
+        chans = np.stack([search._sample(c, fg, pts, order=3) for c in smoothed])
+        ok = search._sample(np.isfinite(f).all(axis=0).astype(float), fg, pts) > 0.999
+        valid = np.isfinite(chans).all(axis=0) & ok
+        keep = np.zeros(valid.size, bool)
+        rng = np.random.default_rng(search.JITTER_SEED + 1)
+        keep[rng.choice(np.flatnonzero(valid), 300 * search.JITTER_CELLS**2, replace=False)] = True
+        keep = keep.reshape(valid.shape)
+        np.testing.assert_array_equal(lv.points, pts[keep])
+        np.testing.assert_array_equal(lv.design, chans[:, keep].T)
+        assert lv.design.T.flags.c_contiguous  # channel-major, as the compiled kernels read it
+        np.testing.assert_array_equal(lv.labels, search.fixed_labels(chans, keep, n_labels=search.N_LABELS)[keep])
+        assert lv.points[:, 0].min() > 90.0 if f is holed else lv.points[:, 0].min() < 10.0
+
+
 def test_nan_moving_pixels_count_as_outside():
     img = texture((32, 32), 3)
     g = Grid(img.shape, 10.0, (5.0, 5.0))

@@ -49,9 +49,9 @@ _METRICS = ("mi", "ncc", "phase")
 _SEARCHES = ("global", "local")
 
 #: Flags: a runner-up within this prominence is "ambiguous" (the tile test decides significance; this flags
-#: a distinct placement almost as good: real matches measured 0.19-0.89); less than this overlap is "low_overlap".
+#: a distinct placement almost as good: real matches measured 0.19-0.89; below search.MIN_PROMINENCE it is
+#: refused); an overlap below search.MIN_COVER of what the moving field can cover is "low_overlap".
 _AMBIGUOUS_PROMINENCE = 0.2
-_LOW_OVERLAP = 0.5
 #: A local search covers this many coarse pixels around ``initial`` on each side, and at least this
 #: fraction of the smaller field.
 _LOCAL_REACH_PX = 4
@@ -146,11 +146,12 @@ def _levels(view: View) -> list[float]:
 
 
 def _search_range(view: View, search: str, coarse: float) -> tuple[float, float]:
-    """Translations searched around the initial (nm per axis): half the smaller field, or the local reach."""
-    half = [0.5 * min(f[1] - f[0], m[1] - m[0])
-            for f, m in zip(view.fixed_grid.extent, view.moving_grid.extent, strict=True)]
+    """Translations searched around the initial (nm per axis): half the fixed field (a smaller moving field
+    anywhere over it), or the local reach (a fraction of the smaller field)."""
+    fixed = [0.5 * (f[1] - f[0]) for f in view.fixed_grid.extent]
     if search == "global":
-        return tuple(half)  # type: ignore[return-value]
+        return tuple(fixed)  # type: ignore[return-value]
+    half = [min(h, 0.5 * (m[1] - m[0])) for h, m in zip(fixed, view.moving_grid.extent, strict=True)]
     return tuple(min(h, max(_LOCAL_REACH_PX * coarse, 2 * _LOCAL_REACH_FRACTION * min(half))) for h in half)  # type: ignore[return-value]
 
 
@@ -211,7 +212,7 @@ def _flags(model, params, bounds, level, initial, centre, metric, score, overlap
         flags.append("flat")
     if prominence < _AMBIGUOUS_PROMINENCE:
         flags.append("ambiguous")
-    if overlap < _LOW_OVERLAP:
+    if overlap < _search.MIN_COVER * _search.coverable(level[0]):
         flags.append("low_overlap")
     return flags
 
@@ -265,6 +266,8 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
         if cand.agreement[0] >= _search.MIN_AGREE:
             passed.append(cand)
             break
+    if found.prominence < _search.MIN_PROMINENCE:
+        passed = []  # two distinct placements score alike: neither is decidable
     return found, passed
 
 
@@ -362,11 +365,19 @@ def _failure(report: RegistrationReport, found: Any, search: str, floor: float) 
                  f"{found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
                  f"start, mutual information at {report.levels[0]:.4g} nm)")
         best = report.candidates[0]
-        why = (f"no significant placement after {tried}: the best, shift {np.round(best['shift_nm'], 1).tolist()} "
-               f"nm and rotation {best['rotation_deg']:.3g} deg (MI {best['mi']:.3g} nats), is agreed on by "
-               f"{best['agreement'][0]} of {best['agreement'][1]} tiles of the fixed field (needs "
-               f"{_search.MIN_AGREE}); check that the channels show the same region, or give initial= near the "
-               f"answer for a local search")
+        said = (f"the best, shift {np.round(best['shift_nm'], 1).tolist()} nm and rotation "
+                f"{best['rotation_deg']:.3g} deg (MI {best['mi']:.3g} nats), ")
+        said += (f"is agreed on by {best['agreement'][0]} of {best['agreement'][1]} tiles of the fixed field (needs "
+                 f"{_search.MIN_AGREE})" if best["agreement"][1] else
+                 f"could not be tested: it covers less than {_search.MIN_COVER:g} of what the moving field can "
+                 f"cover of the fixed field, or the part it covers has no structure")
+        if report.prominence < _search.MIN_PROMINENCE:
+            rival = (f", shift {np.round(report.candidates[1]['shift_nm'], 1).tolist()} nm"
+                     if len(report.candidates) > 1 else "")
+            said += (f"; it scores alike with a distinct runner-up{rival} (prominence {report.prominence:.2g}, "
+                     f"needs {_search.MIN_PROMINENCE})")
+        why = (f"no significant placement after {tried}: {said}; check that the channels show the same region, "
+               f"or give initial= near the answer for a local search")
     exc = RegistrationError(f"moving, fixed: expected images that share structure, found {why}; the exception's "
                             f".report lists what was tried")
     exc.report = report  # type: ignore[attr-defined]
@@ -506,24 +517,32 @@ def register(
     they are.  Then:
 
     1. search on a grid of ``max(pixel sizes, largest field / 128)``: the
-       mutual information of every translation at once by FFT of
-       bin-indicator images, at each angle (global: +/- 5 deg in steps of at
-       most 1 deg); the four best distinct peaks are kept;
-    2. significance: the fixed field is cut into 2 x 2 tiles and each is
-       searched alone over the same translations; a placement is accepted
-       when at least 2 tiles agree on it (their own best within 1.5 coarse
-       pixels, or the placement within 10 % of a broad tile peak).  Of the
-       best two placements the significant ones are refined.  The threshold
-       is the lowest that refused every real pair without a true placement
-       (``benchmarks/bench_register.py --calibrate``: 7 unrelated real pairs
-       and 10 noise images against real images agreed in 0 or 1 tile), and
-       kept 20 of 28 matching real pairs (2-4 tiles; one of them, a sparse
-       JEOL C map, 43 px off with 2 tiles); the refused matches hold no
-       placeable structure (maps of 0.02-0.8 counts a pixel, a field with one
-       smooth edge).  The report's ``agreement`` is ``(agreeing, tested)``
-       tiles for the answer, ``candidates`` each placement's, ``prominence``
-       the best's margin over the runner-up (below 0.2: flagged
-       ``"ambiguous"``);
+       mutual information of every translation up to half the fixed field at
+       once by FFT of bin-indicator images, at each angle (global: +/- 5 deg
+       in steps of at most 1 deg); the four best distinct peaks are kept;
+    2. significance: the part of the fixed field that the placement covers
+       with moving data is cut into 2 x 2 tiles (the quarters of the fixed
+       field when the moving field covers it) and each is searched alone
+       over the same translations; a placement is accepted when at least 2
+       tiles agree on it (their own best within 1.5 coarse pixels, or the
+       placement within 10 % of a broad tile peak), it stands out from the
+       distinct runner-up (prominence ``(best - runner-up) / (best -
+       median)`` at least 0.1) and it covers at least half of what the moving
+       field can cover of the fixed one.  Of the best two placements the
+       first significant one is refined.  Calibration
+       (``benchmarks/bench_register.py --calibrate``, 45 real pairs): the
+       7 unrelated real pairs and 10 noise images against real images were
+       all refused (no tile agreed, or their best placement hung half off the
+       field), 19 of 28 matching real pairs were accepted, all within 3.2
+       fixed pixels of the truth; the refused matches hold no placeable
+       structure (maps of 0.02-0.8 counts a pixel, a field with one smooth
+       edge, a sparse JEOL C map whose best placement is 43 px off).
+       Unrelated crops of real SEM images smaller than the fixed field:
+       3 of 72 had 2 agreeing tiles, all with prominence 0.01-0.05, refused.
+       The report's ``agreement`` is ``(agreeing, tested)`` tiles for the
+       answer (``(0, 0)``: not tested), ``candidates`` each placement's,
+       ``prominence`` the best's margin over the runner-up (below 0.2:
+       flagged ``"ambiguous"``);
     3. refinement (Powell, scipy) at halving spacings down to the fixed pixel
        size with ``metric`` (``"mi"`` or ``"ncc"``: the search's mutual
        information finds the placement, every refinement maximises

@@ -10,7 +10,7 @@ import pytest
 import scipy.ndimage as ndi
 from conftest import raise_if_dask_computes
 from scenes import CROSS_DRIFT, CROSS_T, field_errors, max_error, phantom, scene_pair, scene_stack
-from stacks import drift_table
+from stacks import drift_table, texture
 
 import pfibsims.registration as reg
 from pfibsims.registration import search
@@ -300,3 +300,25 @@ def test_register_refines_a_deep_stack_on_groups_of_slices():
     assert max_error(r.transform, CROSS_T, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
     assert "pooled over the means of 2 groups of slices" in r.report.refinement
     assert "means of 2 groups of 4 slices" in r.report.reduced_view
+
+
+@pytest.mark.parametrize("corner", [(20, 150), (110, 5)])
+def test_register_a_moving_field_smaller_than_the_fixed_one(corner):
+    # a moving field of a sixth of the fixed field, near one of its corners, another contrast and Poisson noise:
+    # the search reaches the whole fixed field and the tiles are the quarters of the part it covers (before,
+    # no translation "overlapped a quarter of the fixed field" and register refused)
+    big = texture((200, 260), 5, sigma=2.0)
+    fixed = stack({"SE": big}, pixel_size="10 nm", modality="SEM")
+    s = np.array([23.0, -17.0])  # nm: the moving frame's point of a fixed point p is p + s
+    y0, x0 = corner
+    crop = big[y0:y0 + 80, x0:x0 + 105]
+    lam = 4.0 + 30.0 * np.sin(2.5 * (crop - crop.min()) / np.ptp(crop)) ** 2
+    origin = np.array([fixed.y.values[y0], fixed.x.values[x0]]) + s
+    moving = stack({"Li6": np.random.default_rng(1).poisson(lam).astype(float)}, pixel_size="10 nm",
+                   origin=tuple(f"{float(o)!r} nm" for o in origin), modality="SIMS")
+    r = reg.register(moving.Li6, fixed, model="rigid")
+    # over the part of the fixed field the moving field covers (its rotation, 0.1 deg at most, is fitted there)
+    assert max_error(r.transform, Affine.translation(tuple(s)), Grid.of(moving, ("y", "x"))) < 0.25 * 10
+    assert r.report.agreement[0] >= 3 and r.report.overlap < 0.2
+    assert search.coverable(search.make_level(moving.Li6.values[0], Grid.of(moving, ("y", "x")), big[None],
+                                              Grid.of(fixed, ("y", "x")), 10.0)) == pytest.approx(80 * 105 / (200 * 260))

@@ -65,6 +65,47 @@ def test_jeol_maps_onto_each_other_and_onto_the_view_image(shared_data):
         assert abs(dy + 1.0) <= 1.5 and abs(dx - 7.0) <= 1.5, (dy, dx)
 
 
+def test_a_sparse_carbon_map_without_the_structure_of_the_other_is_refused(shared_data):
+    # JEOL C_Ka (0.24 counts a pixel: the arc of a carbon support film, little of the particles) onto S_Ka of
+    # the same spectrum image (truth: identity). The search's best placement is 43 px off; when the tiles were
+    # quarters of the whole fixed field, two of them agreed on it and the wrong answer was accepted. The tiles
+    # are quarters of the fixed samples the placement covers: one agrees, and register refuses.
+    maps, _ = jeol_maps(shared_data)
+    with pytest.raises(RegistrationError, match="no significant placement") as info:
+        pfs.register(maps.C_Ka, maps[["S_Ka"]], model="translation")
+    assert info.value.report.agreement[0] <= 1
+
+
+@pytest.mark.parametrize(("part", "corner"), [(1.0, None), (0.4, (0, 0)), (0.3, (1, 1))])
+def test_a_moving_field_smaller_than_the_fixed_one(shared_data, part, corner):
+    # a second modality of a real SEM image whose field covers 41 % of the fixed field (centred), or a crop of
+    # it at a corner of the fixed field (7-13 %): the search reaches the whole fixed field, the overlap test
+    # counts what the moving field can cover, and the tiles are quarters of the part it covers. Before, these
+    # were refused ("no significant placement", or "no translation ... overlaps a quarter of the fixed field"),
+    # also with the true transform as initial=.
+    tex, px = zeiss_texture(shared_data)
+    moving, fixed, truth = other_modality(tex[:240, :352], px, rotation=2.0, scale=1.0,
+                                          margin=0.18 if corner is None else 0.05)
+    if corner is not None:
+        ny, nx = (int(n * part) for n in (moving.sizes["y"], moving.sizes["x"]))
+        moving = moving.isel(y=slice(-ny, None) if corner[0] else slice(0, ny),
+                             x=slice(-nx, None) if corner[1] else slice(0, nx))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EstimationWarning)  # not flagged "low_overlap": it covers what it can
+        r = pfs.register(moving, fixed, model="rigid")
+    assert r.report.agreement[0] >= 3
+    assert r.report.overlap < 0.45
+    assert max(field_error(r.transform, truth, fixed)) <= 0.3
+    # unrelated content of the same small size is still refused: a crop of another part of the image (before
+    # MIN_PROMINENCE, this one was accepted at a corner: 2 tiles, prominence 0.0, flagged at_bound, ambiguous)
+    other = stack({"Li6": tex[250:250 + moving.sizes["y"], 380:380 + moving.sizes["x"]]}, pixel_size=f"{px} nm",
+                  modality="SIMS").Li6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EstimationWarning)
+        with pytest.raises(RegistrationError, match="no significant placement"):
+            pfs.register(other, fixed, model="rigid")
+
+
 def test_bcf_map_on_its_own_image_with_one_smooth_edge_is_refused(shared_data):
     # bcf_v2_50x50px.bcf: 50 x 50 EDS maps and the electron image of the same scan (identity). Ag (50 counts a
     # pixel) correlates with the image at r = 0.89 (0.98 after a 1 px Gaussian), but the field holds one broad

@@ -607,4 +607,4 @@ def agreement(level: Level, initial: Affine, center: tuple[float, float], search
         med = float(np.median(finite))
         rel = (mi[i0, j0] - med) / max(float(mi[i, j]) - med, 1e-12)
         agree += math.hypot(i - i0, j - j0) <= AGREE_PX or rel >= AGREE_SCORE
-    return agree, len(tiles)
+    return int(agree), len(tiles)

@@ -89,7 +89,8 @@ def test_cf_flags_typed_like_the_labels_and_coordinate_axes(results, tmp_path):
     for name in ("classify_phases", "cathode.truth", "open_dataset"):
         obj = results[name]
         lab = obj if isinstance(obj, xr.DataArray) else obj["phase"]
-        assert isinstance(lab.attrs["flag_values"], np.ndarray) and lab.attrs["flag_values"].dtype == lab.dtype, name
+        assert isinstance(lab.attrs["flag_values"], np.ndarray), name
+        assert lab.attrs["flag_values"].dtype == lab.dtype, name
     vol = results["fuse"]
     assert [vol[d].attrs["axis"] for d in ("z", "y", "x")] == ["Z", "Y", "X"]
     path = tmp_path / "phase.nc"

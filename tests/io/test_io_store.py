@@ -44,8 +44,10 @@ def _same_attrs(a: dict, b: dict, where: str) -> None:
     for k, va in a.items():
         vb = b[k]
         if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
-            assert isinstance(va, np.ndarray) and isinstance(vb, np.ndarray), (where, k)
-            assert va.dtype == vb.dtype and np.array_equal(va, vb), (where, k)
+            assert isinstance(va, np.ndarray), (where, k)
+            assert isinstance(vb, np.ndarray), (where, k)
+            assert va.dtype == vb.dtype, (where, k)
+            assert np.array_equal(va, vb), (where, k)
         else:
             assert va == vb, (where, k)
 

@@ -12,7 +12,6 @@ from pfibsims._engine.numba import INSTALLED, use_compiled
 from pfibsims.grid import Grid
 from pfibsims.registration import kernels, search
 from pfibsims.registration.metrics import correlation_moments
-from pfibsims.transform import Affine
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="numba not installed")
 
@@ -43,7 +42,9 @@ def test_sampled_values_and_moments_equal_scipy(nan):
     valid = level.moving_valid if nan else np.ones((1, 1))
     k = kernels.sample(level.moving_coef, valid, nan, kernels.index_map(T.matrix, g.spacing, g.origin),
                        level.points, vals, inside)
-    assert 0 < k < n and k == ref_inside.sum() and np.array_equal(inside, ref_inside)
+    assert 0 < k < n
+    assert k == ref_inside.sum()
+    assert np.array_equal(inside, ref_inside)
     np.testing.assert_allclose(vals[inside], ref, rtol=0, atol=1e-15 * np.abs(ref).max())
     s, zz = np.zeros(3), np.zeros((3, 3))
     kernels.moments(vals, inside, np.ascontiguousarray(level.design.T), s, zz, True)
@@ -66,7 +67,8 @@ def test_compiled_evaluation_equals_numpy(nan, metric, jitter):
         got_matrix = search.evaluate_many([level], [T.matrix], metric)
         assert got == got_matrix
         if not np.isfinite(ref[0]):
-            assert got[0] == ref[0] and got[1] == ref[1]
+            assert got[0] == ref[0]
+            assert got[1] == ref[1]
             continue
         assert got[1] == ref[1]  # the same points inside, to the bit
         assert got[0] == pytest.approx(ref[0], rel=1e-8, abs=1e-14)  # see below: conditioning
@@ -120,7 +122,8 @@ def test_count_sigma_compiled_equals_numpy():
             ref = search.count_sigma(a)
         # numpy takes the mean of float32 in float32 (pairwise), the kernel sums in float64
         assert search.count_sigma(a) == pytest.approx(ref, rel=1e-12 if a.dtype == np.float64 else 1e-6)
-    assert search.count_sigma(cases[0]) > 0 and search.count_sigma(cases[2]) == 0.0
+    assert search.count_sigma(cases[0]) > 0
+    assert search.count_sigma(cases[2]) == 0.0
 
 
 @pytest.mark.parametrize("nan", [False, True])
@@ -136,6 +139,7 @@ def test_evaluate_shifts_equals_one_at_a_time(nan):
         m = base.copy()
         m[:2, 2] += shift
         assert value == search.evaluate_many([level], [m], "ncc")[0]
-    assert np.isfinite(got[:5]).all() and got[-1] == -np.inf
+    assert np.isfinite(got[:5]).all()
+    assert got[-1] == -np.inf
     with use_compiled(False):
         np.testing.assert_allclose(search.evaluate_shifts(level, base, shifts)[:5], got[:5], rtol=1e-8)

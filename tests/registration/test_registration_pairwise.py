@@ -13,9 +13,9 @@ from scenes import CROSS_DRIFT, CROSS_T, field_errors, max_error, phantom, scene
 from stacks import drift_table, texture
 
 import pfibsims.registration as reg
-from pfibsims.registration import search
 from pfibsims import Affine, Grid, Registration, stack
 from pfibsims.errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError, UnitsError
+from pfibsims.registration import search
 
 
 @pytest.mark.parametrize(("model", "truth"), [
@@ -29,14 +29,20 @@ def test_register_recovers_known_transforms(model, truth):
     moving, fixed = scene_pair(truth)
     r = reg.register(moving.Li6, fixed, model=model)
     assert isinstance(r, Registration)
-    assert r.transform.dims == ("y", "x") and type(r.transform) is Affine
+    assert r.transform.dims == ("y", "x")
+    assert type(r.transform) is Affine
     assert max_error(r.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
     rep = r.report
-    assert rep.success and rep.model == model and rep.metric == "mi" and rep.search == "global"
+    assert rep.success
+    assert rep.model == model
+    assert rep.metric == "mi"
+    assert rep.search == "global"
     assert rep.metric_after > rep.metric_before
-    assert rep.overlap > 0.9 and rep.iterations > 0
+    assert rep.overlap > 0.9
+    assert rep.iterations > 0
     assert rep.flags == ()
-    assert rep.agreement[0] >= 3 and rep.agreement[1] == 4
+    assert rep.agreement[0] >= 3
+    assert rep.agreement[1] == 4
     assert rep.candidates[0]["agreement"] == list(rep.agreement)
     assert "z-mean" in rep.reduced_view  # stack() gives a one-slice z
     assert "jittered" in rep.refinement
@@ -70,9 +76,12 @@ def test_register_unrelated_images_fail_with_what_was_tried():
     with pytest.raises(RegistrationError, match=r"no significant placement after a global search \(11 angle") as info:
         reg.register(noise, fixed)
     rep = info.value.report
-    assert rep.success is False and "failed" in rep.flags
-    assert rep.agreement[0] < 2 and len(rep.candidates) >= 2
-    assert "best, shift" in str(info.value) and "tiles" in str(info.value)
+    assert rep.success is False
+    assert "failed" in rep.flags
+    assert rep.agreement[0] < 2
+    assert len(rep.candidates) >= 2
+    assert "best, shift" in str(info.value)
+    assert "tiles" in str(info.value)
 
 
 def test_register_warns_at_a_search_bound():
@@ -276,7 +285,8 @@ def test_reduced_view_holds_the_means_of_groups_of_slices():
     assert [len(g) for g in groups] == [5, 5, 4]
     assert slice_groups(6) is None
     view = reduced_view(moving.Li6, fixed, groups=groups)
-    assert len(view.groups) == 3 and "means of 3 groups of 4-5 slices" in view.description
+    assert len(view.groups) == 3
+    assert "means of 3 groups of 4-5 slices" in view.description
     m = moving.Li6.transpose("z", "y", "x").values.astype(float)
     f = np.stack([fixed[c].transpose("z", "y", "x").values.astype(float) for c in fixed.data_vars])
     for g, (gm, gf) in zip(groups, view.groups, strict=True):
@@ -319,6 +329,7 @@ def test_register_a_moving_field_smaller_than_the_fixed_one(corner):
     r = reg.register(moving.Li6, fixed, model="rigid")
     # over the part of the fixed field the moving field covers (its rotation, 0.1 deg at most, is fitted there)
     assert max_error(r.transform, Affine.translation(tuple(s)), Grid.of(moving, ("y", "x"))) < 0.25 * 10
-    assert r.report.agreement[0] >= 3 and r.report.overlap < 0.2
+    assert r.report.agreement[0] >= 3
+    assert r.report.overlap < 0.2
     assert search.coverable(search.make_level(moving.Li6.values[0], Grid.of(moving, ("y", "x")), big[None],
                                               Grid.of(fixed, ("y", "x")), 10.0)) == pytest.approx(80 * 105 / (200 * 260))

@@ -26,11 +26,13 @@ def test_jittered_samples_are_stratified_in_their_pixels_and_hold_the_interpolat
     again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
     np.testing.assert_array_equal(lv.points, again.points)  # seeded: reproducible
     k = search.JITTER_CELLS
-    assert k >= 2 and lv.points.shape == (16 * 20 * k * k, 2)
+    assert k >= 2
+    assert lv.points.shape == (16 * 20 * k * k, 2)
     # one point in each of the k x k cells of every pixel, anywhere in its cell
     cell = np.floor(lv.points / (10.0 / k)).astype(int)
     assert len({tuple(c) for c in cell}) == lv.points.shape[0]
-    assert cell.min(axis=0).tolist() == [0, 0] and cell.max(axis=0).tolist() == [16 * k - 1, 20 * k - 1]
+    assert cell.min(axis=0).tolist() == [0, 0]
+    assert cell.max(axis=0).tolist() == [16 * k - 1, 20 * k - 1]
     frac = lv.points / (10.0 / k) - cell
     assert 0.25 < frac.std() < 0.33  # uniform over the cell: 0.29
     smoothed = ndi.gaussian_filter(fixed, 0.5, mode="nearest", truncate=4.0)
@@ -50,7 +52,8 @@ def test_level_sample_cap_is_a_seeded_subset():
     fixed = texture((64, 64), 2)
     fg = Grid(fixed.shape, 10.0)
     lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
-    assert lv.points.shape == (1000, 2) and lv.n_fixed == 1000
+    assert lv.points.shape == (1000, 2)
+    assert lv.n_fixed == 1000
     again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
     np.testing.assert_array_equal(lv.points, again.points)
 
@@ -92,13 +95,15 @@ def test_nan_moving_pixels_count_as_outside():
     assert inside[x < 140].all()  # columns 0..13: their interpolation reaches no NaN
     assert not inside[x > 160].any()  # columns 16..: no data
     value, overlap = search.evaluate(lv, Affine.identity(), "ncc")
-    assert overlap < 0.55 and value > 0.99  # the half with data matches itself
+    assert overlap < 0.55
+    assert value > 0.99
 
 
 def test_rotation_grid_in_one_degree_steps():
     assert search.rotation_grid(False).tolist() == [0.0]
     angles = search.rotation_grid(True)
-    assert angles[0] == -search.ROTATION_BOUND and angles[-1] == search.ROTATION_BOUND
+    assert angles[0] == -search.ROTATION_BOUND
+    assert angles[-1] == search.ROTATION_BOUND
     np.testing.assert_allclose(np.diff(angles), search.ROTATION_STEP)
 
 
@@ -115,6 +120,7 @@ def test_global_search_and_tile_agreement_on_a_true_pair_and_on_noise():
         if expect:
             T = init @ search.model_affine(np.r_[best.params[:2]], "translation", fg.center)
             np.testing.assert_allclose(T([[5.0, 5.0]])[0], [5.0 + 60.0, 5.0 - 40.0], atol=10.0)
-            assert agree == tested and found.prominence > 0.5
+            assert agree == tested
+            assert found.prominence > 0.5
         else:
             assert agree < search.MIN_AGREE

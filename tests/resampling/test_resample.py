@@ -363,10 +363,10 @@ def test_errors_name_the_argument():
         resample(np.ones((10, 10)), g)
     with pytest.raises(PfibsimsError, match="transform: expected a pfibsims.Affine"):
         resample(src, g, transform=np.eye(3))
+    m = np.eye(4)
+    m[0, 2] = 0.1
+    src3 = pfs.stack({"Li6": np.ones((2, 10, 10))}, pixel_size="72 nm", slice_thickness="60 nm")
     with pytest.raises(PfibsimsError, match="transform: mixes"):
-        m = np.eye(4)
-        m[0, 2] = 0.1
-        src3 = pfs.stack({"Li6": np.ones((2, 10, 10))}, pixel_size="72 nm", slice_thickness="60 nm")
         resample(src3, Grid((1, 10, 10), ("60 nm", "72 nm", "72 nm")), transform=Affine(m))
     with pytest.raises(PfibsimsError, match="chunks: expected"):
         resample(src, g, chunks="big")

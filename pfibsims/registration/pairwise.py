@@ -170,11 +170,13 @@ def _check_reachable(view: View, init: Affine, search: tuple[float, float]) -> N
             )
 
 
-def _params_from_search(model: str, found: np.ndarray) -> np.ndarray:
+def _params_from_search(model: str, found: np.ndarray) -> np.ndarray:  # from (ty, tx, rotation, log_scale)
     p = np.zeros(_search.n_params(model))
     p[:2] = found[:2]
     if model != "translation":
         p[2] = found[2]
+    if model in ("similarity", "affine"):
+        p[3:5 if model == "affine" else 4] = found[3]  # log_scale, or log_scale_y and log_scale_x
     return p
 
 
@@ -187,9 +189,9 @@ def _parameters(T: Affine) -> dict[str, Any]:
 def _candidate_dicts(found: _search.SearchResult, init: Affine, centre: Any) -> tuple[dict, ...]:
     out = []
     for c in found.candidates:
-        T = init @ _search.model_affine(c.params, "rigid", centre)
+        T = init @ _search.model_affine(c.params, "similarity", centre)
         out.append({"shift_nm": [float(v) for v in T.offset], "rotation_deg": float(c.params[2]),
-                    "mi": float(c.score), "agreement": list(c.agreement)})
+                    "scale": math.exp(c.log_scale), "mi": float(c.score), "agreement": list(c.agreement)})
     return tuple(out)
 
 
@@ -256,7 +258,8 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
     rng = _search_range(view, search, coarse.spacing)
     _check_reachable(view, init, rng)
     angles = _search.rotation_grid(model != "translation" and search == "global")
-    found = _search.global_search(coarse, init, centre, rng, angles)
+    scales = _search.SEARCH_LOG_SCALES if model in ("similarity", "affine") and search == "global" else (0.0,)
+    found = _search.global_search(coarse, init, centre, rng, angles, log_scales=scales)
     if not found.candidates:
         raise GridError("moving, fixed: no translation within the search range overlaps a quarter of the fixed "
                         "field; give an initial transform")
@@ -361,8 +364,8 @@ def _failure(report: RegistrationReport, found: Any, search: str, floor: float) 
         why = (f"no correlation above noise at the phase-correlation peak (NCC {report.metric_after:.3g}, needs >= "
                f"{floor:.3g}); check that the channels show the same region, or use metric='mi'")
     else:
-        tried = (f"a {search} search ({len(found.angles)} angle(s), translations up to "
-                 f"{found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
+        tried = (f"a {search} search ({len(found.angles)} angle(s) x {len(found.log_scales)} scale(s), translations "
+                 f"up to {found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
                  f"start, mutual information at {report.levels[0]:.4g} nm)")
         best = report.candidates[0]
         said = (f"the best, shift {np.round(best['shift_nm'], 1).tolist()} nm and rotation "
@@ -519,7 +522,8 @@ def register(
     1. search on a grid of ``max(pixel sizes, largest field / 128)``: the
        mutual information of every translation up to half the fixed field at
        once by FFT of bin-indicator images, at each angle (global: +/- 5 deg
-       in steps of at most 1 deg); the four best distinct peaks are kept;
+       in steps of at most 1 deg) and, for the similarity and affine models,
+       scale (0.94, 1, 1.06); the four best distinct peaks are kept;
     2. significance: the part of the fixed field that the placement covers
        with moving data is cut into 2 x 2 tiles (the quarters of the fixed
        field when the moving field covers it) and each is searched alone
@@ -537,8 +541,6 @@ def register(
        fixed pixels of the truth; the refused matches hold no placeable
        structure (maps of 0.02-0.8 counts a pixel, a field with one smooth
        edge, a sparse JEOL C map whose best placement is 43 px off).
-       Unrelated crops of real SEM images smaller than the fixed field:
-       3 of 72 had 2 agreeing tiles, all with prominence 0.01-0.05, refused.
        The report's ``agreement`` is ``(agreeing, tested)`` tiles for the
        answer (``(0, 0)``: not tested), ``candidates`` each placement's,
        ``prominence`` the best's margin over the runner-up (below 0.2:

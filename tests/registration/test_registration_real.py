@@ -134,12 +134,18 @@ def test_real_sem_texture_against_a_simulated_second_modality(shared_data, rotat
     assert "ncc" not in r.report.refinement  # no stage of another metric moved the MI answer
 
 
-def test_a_scale_beyond_the_search_is_found_from_an_initial_scale(shared_data):
-    # the global search has rotations and no scale: 8 % is beyond what it places (the guide says so); an
-    # initial transform holding the scale alone (no rotation, no shift) is enough for the local search
+@pytest.mark.parametrize("scale", [0.92, 1.08])
+def test_a_pixel_size_several_percent_off_is_found_by_the_search(shared_data, scale):
+    # the global search of the similarity model tries scales 0.94, 1 and 1.06: before, it had rotations only,
+    # and the remap of a real SEM image at 0.93 was refused (0 tiles agreed)
     tex, px = zeiss_texture(shared_data)
-    moving, fixed, truth = other_modality(tex[:200, :300], px, rotation=-2.0, scale=0.92)
-    init = Affine.from_parameters(scale=0.92, center=pfs.Grid.of(fixed, ("y", "x")).center)
+    moving, fixed, truth = other_modality(tex[:200, :300], px, rotation=-2.0, scale=scale)
+    r = pfs.register(moving, fixed, model="similarity")
+    assert r.report.agreement[0] >= 3
+    assert r.report.candidates[0]["scale"] == pytest.approx(0.94 if scale < 1 else 1.06)
+    assert max(field_error(r.transform, truth, fixed)) <= 0.15
+    # an initial transform holding the scale alone (no rotation, no shift) starts a local search that finds it
+    init = Affine.from_parameters(scale=scale, center=pfs.Grid.of(fixed, ("y", "x")).center)
     r = pfs.register(moving, fixed, model="similarity", initial=init)
     assert r.report.search == "local"
     assert max(field_error(r.transform, truth, fixed)) <= 0.15

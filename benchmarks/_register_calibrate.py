@@ -14,7 +14,7 @@ Classes of pairs (files of ../shared/data, see SOURCES.md):
   fields (no true placement);
 - ``noise``: Poisson noise (white and smoothed) against real images.
 
-The rule (:data:`pfibsims.registration.search.MIN_AGREE`): accepted when at
+The rule (:data:`pfibsims.registration.significance.MIN_AGREE`): accepted when at
 least 2 of the 2 x 2 tiles of the fixed field agree on the placement.
 """
 
@@ -34,7 +34,7 @@ from _register_real import quiet_register  # noqa: E402
 import pfibsims as pfs  # noqa: E402
 from pfibsims import Affine  # noqa: E402
 from pfibsims.errors import GridError, RegistrationError  # noqa: E402
-from pfibsims.registration.search import MIN_AGREE  # noqa: E402
+from pfibsims.registration.significance import MIN_AGREE  # noqa: E402
 
 
 def _on(values, px: float, name: str = "SE", modality: str = "SEM"):

@@ -7,7 +7,7 @@ Stages (each recorded in the :class:`~pfibsims.registration.report.RegistrationR
 2. a search on a coarse level (:mod:`.search`): mutual information of every
    translation at once by FFT, at each angle of a rotation grid
    (``search="global"``) or around ``initial`` only (``search="local"``);
-3. the significance test of the best placements (:func:`.search.agreement`):
+3. the significance test of the best placements (:func:`.significance.agreement`):
    the tiles of the fixed field must agree on it;
 4. local refinement (Powell) level by level down to the fixed pixel size with
    the chosen metric, at the finest level on 2 x 2 jittered samples a fixed
@@ -33,13 +33,14 @@ from skimage.registration import phase_cross_correlation
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
 from .._xr import block_mean, check_dims, dequantify, mask_data
-from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError
+from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import Grid
 from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from . import refine as _refine
 from . import search as _search
+from . import significance as _significance
 from .report import Registration, RegistrationReport
 from .views import View, fixed_channels, reduced_view
 
@@ -49,8 +50,8 @@ _METRICS = ("mi", "ncc", "phase")
 _SEARCHES = ("global", "local")
 
 #: Flags: a runner-up within this prominence is "ambiguous" (the tile test decides significance; this flags
-#: a distinct placement almost as good: real matches measured 0.19-0.89; below search.MIN_PROMINENCE it is
-#: refused); an overlap below search.MIN_COVER of what the moving field can cover is "low_overlap".
+#: a distinct placement almost as good: real matches measured 0.19-0.89; below significance.MIN_PROMINENCE it is
+#: refused); an overlap below significance.MIN_COVER of what the moving field can cover is "low_overlap".
 _AMBIGUOUS_PROMINENCE = 0.2
 #: A local search covers this many coarse pixels around ``initial`` on each side, and at least this
 #: fraction of the smaller field.
@@ -214,7 +215,7 @@ def _flags(model, params, bounds, level, initial, centre, metric, score, overlap
         flags.append("flat")
     if prominence < _AMBIGUOUS_PROMINENCE:
         flags.append("ambiguous")
-    if overlap < _search.MIN_COVER * _search.coverable(level[0]):
+    if overlap < _significance.MIN_COVER * _search.coverable(level[0]):
         flags.append("low_overlap")
     return flags
 
@@ -248,10 +249,6 @@ def _phase_only(view: View, initial: Affine) -> np.ndarray:
     return -np.asarray(shift) * np.asarray(fg.spacing)
 
 
-class _Failed(Exception):
-    """Internal: the search found no significant placement (carries what to report)."""
-
-
 def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, model: str,
                   search: str) -> tuple[_search.SearchResult, list[_search.Candidate]]:
     """The first of the search's two best candidates that passes the significance test (or none)."""
@@ -263,15 +260,7 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
     if not found.candidates:
         raise GridError("moving, fixed: no translation within the search range overlaps a quarter of the fixed "
                         "field; give an initial transform")
-    passed = []
-    for cand in found.candidates[:2]:  # the runner-up is tested only when the best fails
-        cand.agreement = _search.agreement(coarse, init, centre, _search_range(view, "global", coarse.spacing), cand)
-        if cand.agreement[0] >= _search.MIN_AGREE:
-            passed.append(cand)
-            break
-    if found.prominence < _search.MIN_PROMINENCE:
-        passed = []  # two distinct placements score alike: neither is decidable
-    return found, passed
+    return found, _significance.significant(coarse, init, centre, _search_range(view, "global", coarse.spacing), found)
 
 
 def _pooled(levels: list[_search.Level], T: Affine, metric: str) -> tuple[float, float]:
@@ -350,41 +339,12 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
         parameters=_parameters(T), flags=tuple(flags), reduced_view=view.description, refinement=refinement,
     )
     if failed:
-        raise _failure(report, found, search, floor)
+        raise _significance.failure(report, found, search, floor)
     warn = [f for f in flags if f in ("at_bound", "flat", "ambiguous", "low_overlap")]
     if warn:
         warnings.warn(f"register: the result is doubtful ({', '.join(warn)}); see the report: {report.to_dict()}",
                       EstimationWarning, stacklevel=3)
     return Registration(T, report)
-
-
-def _failure(report: RegistrationReport, found: Any, search: str, floor: float) -> RegistrationError:
-    """The RegistrationError of a failed registration: what was tried and the best candidate, with the report."""
-    if found is None:  # metric="phase": one correlation, no search
-        why = (f"no correlation above noise at the phase-correlation peak (NCC {report.metric_after:.3g}, needs >= "
-               f"{floor:.3g}); check that the channels show the same region, or use metric='mi'")
-    else:
-        tried = (f"a {search} search ({len(found.angles)} angle(s) x {len(found.log_scales)} scale(s), translations "
-                 f"up to {found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
-                 f"start, mutual information at {report.levels[0]:.4g} nm)")
-        best = report.candidates[0]
-        said = (f"the best, shift {np.round(best['shift_nm'], 1).tolist()} nm and rotation "
-                f"{best['rotation_deg']:.3g} deg (MI {best['mi']:.3g} nats), ")
-        said += (f"is agreed on by {best['agreement'][0]} of {best['agreement'][1]} tiles of the fixed field (needs "
-                 f"{_search.MIN_AGREE})" if best["agreement"][1] else
-                 f"could not be tested: it covers less than {_search.MIN_COVER:g} of what the moving field can "
-                 f"cover of the fixed field, or the part it covers has no structure")
-        if report.prominence < _search.MIN_PROMINENCE:
-            rival = (f", shift {np.round(report.candidates[1]['shift_nm'], 1).tolist()} nm"
-                     if len(report.candidates) > 1 else "")
-            said += (f"; it scores alike with a distinct runner-up{rival} (prominence {report.prominence:.2g}, "
-                     f"needs {_search.MIN_PROMINENCE})")
-        why = (f"no significant placement after {tried}: {said}; check that the channels show the same region, "
-               f"or give initial= near the answer for a local search")
-    exc = RegistrationError(f"moving, fixed: expected images that share structure, found {why}; the exception's "
-                            f".report lists what was tried")
-    exc.report = report  # type: ignore[attr-defined]
-    return exc
 
 
 def _refine_slice(moving: Any, fixed: Any, k: int, T: Affine, model: str, metric: str) -> Registration:

@@ -51,7 +51,7 @@ class RegistrationReport:
         an optimum is significant when at least two tiles agree (calibrated
         with ``benchmarks/bench_register.py --calibrate``: 17 unrelated real
         pairs and noise images agreed in at most 1 tile; 20 of 28 matching
-        real pairs in 2-4: see :data:`pfibsims.registration.search.MIN_AGREE`).
+        real pairs in 2-4: see :data:`pfibsims.registration.significance.MIN_AGREE`).
         ``(0, 0)`` when no test ran (``metric="phase"``).
     prominence : float
         ``(best - runner-up) / (best - median)`` of the search surface: the

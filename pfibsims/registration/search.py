@@ -11,7 +11,8 @@ The transform searched is ``T = initial @ P`` with ``P(p) = L (p - c) + c + t``,
 1. global search (:func:`global_search`) on a coarse grid: for each angle of
    a rotation grid, the moving image is pulled into a canvas of the fixed frame
    and the mutual information of every integer translation is computed at once
-   by FFT (:func:`pfibsims._metrics.mi_surface`);
+   by FFT (:func:`.metrics.mi_surface`); the placements are then tested by
+   :mod:`.significance`;
 2. local refinement (:func:`refine`), level by level from the coarse spacing
    down to the fixed pixel size, with ``scipy.optimize.minimize(method="Powell")``
    on the chosen metric.  At every level the moving image is Gaussian-smoothed
@@ -46,7 +47,7 @@ from .metrics import (
 )
 
 __all__ = [
-    "MODELS", "Candidate", "Level", "SearchResult", "agreement", "evaluate", "evaluate_many", "evaluate_shifts",
+    "MODELS", "Candidate", "Level", "SearchResult", "coverable", "evaluate", "evaluate_many", "evaluate_shifts",
     "global_search", "make_level", "model_affine", "model_matrix", "n_params",
     "rotation_grid",
 ]
@@ -529,92 +530,3 @@ def global_search(
     second = cands[1].score if len(cands) > 1 else med
     prominence = (cands[0].score - second) / max(cands[0].score - med, 1e-12)
     return SearchResult(cands, med, float(prominence), angles, pad, tuple(log_scales))
-
-
-#: The significance test (:func:`agreement`): the part of the fixed field a candidate covers with moving data
-#: is cut into ``TILES x TILES`` tiles; a tile agrees with the candidate when its own best placement is within
-#: ``AGREE_PX`` level pixels of the candidate's, or the candidate scores at least ``AGREE_SCORE`` of the way
-#: from the tile surface's median to its best (a broad peak); a candidate is significant when ``MIN_AGREE``
-#: tiles agree.
-#:
-#: Calibration (``benchmarks/bench_register.py --calibrate``: register on real files of ../shared/data, these
-#: rules, 2026-12-03): 17 pairs with no true placement -- 7 unrelated real pairs (NanoSIMS, SEM, JEOL,
-#: Coloc 2 images of other samples or non-overlapping fields) and 10 Poisson noise images (0.5-30 counts,
-#: white and smoothed) against real images -- all refused: their best placement covers less than
-#: ``MIN_COVER`` of what the moving field can cover, and no tile agreed on it either.  28 matching pairs
-#: (same raster, same scan, or a known transform of a real image): 19 agreed in 2-4 tiles and were kept, all
-#: within 3.2 fixed px of the truth.  The 9 refused hold no placeable structure: sparse maps (STEM-EDS at
-#: 0.02-0.8 counts a pixel, JEOL C_Ka), a 50 x 50 map whose only structure is one smooth edge, and two
-#: NanoSIMS species of unlike distributions (surface prominence 0.02-0.03).  With the tiles cut from the
-#: whole fixed field (before), JEOL C_Ka onto S_Ka was accepted 43 px off (2 tiles, prominence 0.29) and 3 of
-#: the 17 agreed in 1 tile; with the tiles of the covered part, 1 tile and 0.  ``MIN_AGREE = 2``: 3 would
-#: have refused three right answers (JEOL S_Ka onto Fe_Ka 0.79 px, O_Ka onto S_Ka 3.1 px, O_Ka onto the
-#: view image).
-TILES = 2
-AGREE_PX = 1.5
-AGREE_SCORE = 0.9
-MIN_AGREE = 2
-#: ... and its prominence over the runner-up (:class:`SearchResult`) at least this: two distinct placements that
-#: score alike cannot be told apart, whatever the tiles say.  Measured: matching real pairs 0.22-0.89 (the
-#: calibration above), phantoms 0.87-0.92; unrelated crops of real SEM images smaller than the fixed field that
-#: 2 tiles agreed on (3 of 72, scratch sweep of 2026-12-03, benchmarks/README.md) 0.01-0.05.
-MIN_PROMINENCE = 0.1
-#: A placement covering less than this fraction of what the moving field can cover of the fixed one
-#: (:func:`coverable`: half of the smaller field hangs outside the other) is not tested: too little is shared.
-MIN_COVER = 0.5
-
-
-def agreement(level: Level, initial: Affine, center: tuple[float, float], search: tuple[float, float],
-              cand: Candidate) -> tuple[int, int]:
-    """(agreeing, tested) tiles for ``cand``: each tile of the fixed field searched alone over translations
-    up to ``search`` (nm per axis; the global range, also for a candidate of a local search, so that the
-    test means the same thing), at the candidate's angle.
-
-    The tiles split the valid fixed samples that the candidate puts on moving
-    data at the quantiles of their rows and columns (the field's quarters when
-    the moving field covers it and nothing is masked; the quarters of the part
-    it covers when it is smaller).  A candidate that covers less than
-    :data:`MIN_COVER` of what the moving field can cover (:func:`coverable`)
-    is not tested: ``(0, 0)``.  A tile is tested
-    when it holds a tenth of its share of samples in two or more labels (a
-    featureless tile can agree with nothing).  Unrelated
-    images and noise agree in at most one tile: their best placement is a
-    coincidence of one region of the field, which the other regions do not
-    share.
-    """
-    pad = tuple(int(round(r / h)) for r, h in zip(search, level.fixed_grid.spacing, strict=True))
-    i0, j0 = cand.offset[0] + pad[0], cand.offset[1] + pad[1]
-    labels = _label_image(level)
-    canvas, ok = _canvas(level, initial, cand.angle, pad, center, cand.log_scale)
-    h, w = labels.shape
-    if not (0 <= i0 <= ok.shape[0] - h and 0 <= j0 <= ok.shape[1] - w):
-        return 0, 0
-    valid = (labels >= 0) & ok[i0:i0 + h, j0:j0 + w]  # the fixed samples the candidate covers
-    rows, cols = np.nonzero(valid)
-    if rows.size == 0 or rows.size < MIN_COVER * coverable(level) * level.n_fixed:
-        return 0, 0
-    # tiles of the valid samples (quantiles of their rows and columns): a mask or NaN leaves them balanced
-    qs = np.linspace(0.0, 1.0, TILES + 1)[1:-1]
-    ycut = np.r_[-np.inf, np.quantile(rows, qs), np.inf]
-    xcut = np.r_[-np.inf, np.quantile(cols, qs), np.inf]
-    yy, xx = np.indices(labels.shape)
-    tiles = []
-    for a in range(TILES):
-        for b in range(TILES):
-            inside = valid & (yy >= ycut[a]) & (yy < ycut[a + 1]) & (xx >= xcut[b]) & (xx < xcut[b + 1])
-            part = labels[inside]
-            if part.size >= max(16, 0.1 * rows.size / TILES**2) and np.unique(part).size > 1:
-                tiles.append(np.where(inside, labels, -1))
-    if not tiles:
-        return 0, 0
-    agree = 0
-    for tile, (mi, count) in zip(tiles, mi_surface(canvas, ok, tiles, level.edges, level.n_labels), strict=True):
-        mi = np.where(count >= 0.5 * (tile >= 0).sum(), mi, -np.inf)
-        finite = mi[np.isfinite(mi)]
-        if finite.size == 0 or not (0 <= i0 < mi.shape[0] and 0 <= j0 < mi.shape[1]) or not np.isfinite(mi[i0, j0]):
-            continue
-        i, j = np.unravel_index(np.argmax(mi), mi.shape)
-        med = float(np.median(finite))
-        rel = (mi[i0, j0] - med) / max(float(mi[i, j]) - med, 1e-12)
-        agree += math.hypot(i - i0, j - j0) <= AGREE_PX or rel >= AGREE_SCORE
-    return int(agree), len(tiles)

@@ -7,7 +7,7 @@ import scipy.ndimage as ndi
 from stacks import texture
 
 from pfibsims import Affine, Grid
-from pfibsims.registration import search
+from pfibsims.registration import search, significance
 
 
 def _pair(noise=False, seed=0):
@@ -115,12 +115,12 @@ def test_global_search_and_tile_agreement_on_a_true_pair_and_on_noise():
         rng = (200.0, 200.0)
         found = search.global_search(level, init, fg.center, rng, np.array([0.0]))
         best = found.candidates[0]
-        agree, tested = search.agreement(level, init, fg.center, rng, best)
-        assert tested == search.TILES ** 2
+        agree, tested = significance.agreement(level, init, fg.center, rng, best)
+        assert tested == significance.TILES ** 2
         if expect:
             T = init @ search.model_affine(np.r_[best.params[:2]], "translation", fg.center)
             np.testing.assert_allclose(T([[5.0, 5.0]])[0], [5.0 + 60.0, 5.0 - 40.0], atol=10.0)
             assert agree == tested
             assert found.prominence > 0.5
         else:
-            assert agree < search.MIN_AGREE
+            assert agree < significance.MIN_AGREE

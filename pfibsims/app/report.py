@@ -96,6 +96,11 @@ def drift_error(estimated: Any, true: xr.DataArray) -> dict[str, float]:
     return {"rms_nm": float(np.sqrt(np.mean(err**2))), "max_nm": float(err.max())}
 
 
+def _held(x: xr.DataArray) -> xr.DataArray:
+    """``x`` computed and held in memory when it fits in ``_HOLD_BYTES``, else left lazy (computed where read)."""
+    return x.persist() if x.nbytes <= _HOLD_BYTES else x
+
+
 def _labels(vol: xr.Dataset) -> xr.DataArray | None:
     """The volume's ``phase``, else a classification of its EDS channels (any sample), else None."""
     if "phase" in vol.data_vars:
@@ -126,7 +131,7 @@ def _quantified(li: xr.DataArray, labels: xr.DataArray | None, truth: xr.Dataset
     The SIMS background and probe size from the phantom's truth when given,
     otherwise no background and no mixing correction (stated in the second
     item). None when the labels lack a standard phase or ``li`` is not in
-    counts. Computes the calibration (one distance transform, one pass).
+    counts. Computes the calibration (one distance transform, one pass) and, when it fits in memory, the map.
     """
     names = labels.attrs.get("flag_meanings", "").split() if labels is not None else []
     if not set(CATHODE_STANDARDS) <= set(names) or li.attrs.get("units") != "counts":
@@ -135,8 +140,8 @@ def _quantified(li: xr.DataArray, labels: xr.DataArray | None, truth: xr.Dataset
     if truth is not None:
         bg = float(json.loads(truth.attrs.get("sims_counts", "{}")).get(str(li.name), {}).get("background", 0.0))
         psf = truth.attrs.get("sims_blur")
-    return quantify(li, labels, background=bg, psf=psf), {"background_counts": bg, "psf": psf,
-                                                          "standards": dict(CATHODE_STANDARDS)}
+    q = _held(quantify(li, labels, background=bg, psf=psf))  # both passes of the statistics read it
+    return q, {"background_counts": bg, "psf": psf, "standards": dict(CATHODE_STANDARDS)}
 
 
 def _concentration(q: xr.DataArray, assumed: dict, stats: dict, truth: xr.Dataset | None, caught: list[str]) -> dict:
@@ -191,7 +196,7 @@ def _llzto_distance(labels: xr.DataArray | None) -> xr.DataArray | None:
     if labels is None or "LLZTO" not in labels.attrs.get("flag_meanings", "").split():
         return None
     dist = boundary_distance(labels, "LLZTO", distances=_PROFILE_RANGE)
-    return dist.persist() if dist.nbytes <= _HOLD_BYTES else dist
+    return _held(dist)
 
 
 def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None = None,
@@ -254,8 +259,9 @@ def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None =
     at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
     phantom's ``truth``, the registration and drift errors and each phase's
     recall (``phase_accuracy``) and precision, phases matched by name.
-    Computes: the Li calibration (one distance transform and one pass), the
-    LLZTO signed distance once (held when it fits in memory), then the
+    Computes: the Li calibration (one distance transform and one pass) and
+    the Li map, the LLZTO signed distance once (each held when it fits in
+    memory), then the
     statistics together in two passes over the volume (:func:`statistics`).
 
     Parameters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,12 @@ def save_figures(
         scene = start_volume_3d(vol, channel=a, labels=labels)
         figures["volume_3d"] = scene.figure
     paths = {}
+    # what exists now outlives the figures: out of the collector's reach, the collection after each figure
+    # traverses only what the figures made (0.01 s instead of 0.15-0.2 s: some 260 000 objects in the demo);
+    # not when the caller froze objects already (unfreezing would release theirs too)
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     try:
         for name, make in figures.items():
             fig = make()
@@ -180,6 +187,8 @@ def save_figures(
             del fig
             release_memory()
     finally:
+        if frozen:
+            gc.unfreeze()
         if scene is not None:
             scene.close()
     return paths

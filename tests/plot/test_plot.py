@@ -116,6 +116,19 @@ def test_histograms_png_and_counts(tmp_path, chunking):
     assert bars.get_data().values.tolist() == expected.tolist()
 
 
+def test_histograms_count_axes_are_ticked_at_the_decades_only():
+    fig = plot.histograms([_eds().Zr_La])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.get_yscale() == "log"
+        assert ax.yaxis.get_minorticklocs().size == 0
+        lo, hi = ax.get_ylim()
+        major = [t for t in ax.yaxis.get_majorticklocs() if lo <= t <= hi]
+        # a labelled tick at every decade the axis spans
+        assert np.allclose(np.log10(major), np.round(np.log10(major)))
+        assert len(major) == int(np.floor(np.log10(hi))) - int(np.ceil(np.log10(lo))) + 1
+
+
 def test_histograms_of_a_dataset_selects_channels():
     fig = plot.histograms(_eds(), channels=["Co_La"], methods=("log",))
     assert len(fig.axes) == 2
@@ -321,6 +334,21 @@ def test_save_figures_writes_every_figure(tmp_path):
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
         assert rgb.std() > 0
+
+
+def test_save_figures_leaves_the_cycle_collector_as_it_found_it(tmp_path):
+    import gc
+
+    vol = _eds()
+    assert gc.get_freeze_count() == 0
+    plot.save_figures(vol, tmp_path / "a", dpi=DPI, render=False)
+    assert gc.get_freeze_count() == 0  # what it froze for its loop is given back
+    gc.freeze()  # a caller's own freeze is left alone (not given back: a few of its objects may die meanwhile)
+    try:
+        plot.save_figures(vol, tmp_path / "b", dpi=DPI, render=False)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_save_figures_outlines_the_volumes_own_phases(tmp_path, monkeypatch):

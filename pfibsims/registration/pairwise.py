@@ -38,6 +38,7 @@ from ..grid import Grid
 from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
+from . import flags as _flags
 from . import refine as _refine
 from . import search as _search
 from . import significance as _significance
@@ -49,10 +50,6 @@ __all__ = ["initial_transform", "register"]
 _METRICS = ("mi", "ncc", "phase")
 _SEARCHES = ("global", "local")
 
-#: Flags: a runner-up within this prominence is "ambiguous" (the tile test decides significance; this flags
-#: a distinct placement almost as good: real matches measured 0.19-0.89; below significance.MIN_PROMINENCE it is
-#: refused); an overlap below significance.MIN_COVER of what the moving field can cover is "low_overlap".
-_AMBIGUOUS_PROMINENCE = 0.2
 #: A local search covers this many coarse pixels around ``initial`` on each side, and at least this
 #: fraction of the smaller field.
 _LOCAL_REACH_PX = 4
@@ -196,30 +193,6 @@ def _candidate_dicts(found: _search.SearchResult, init: Affine, centre: Any) -> 
     return tuple(out)
 
 
-def _flags(model, params, bounds, level, initial, centre, metric, score, overlap, prominence, step) -> list[str]:
-    flags = []
-    for v, (lo, hi) in zip(params, bounds, strict=False):
-        tol = 0.005 * (hi - lo)
-        if v <= lo + tol or v >= hi - tol:
-            flags.append("at_bound")
-            break
-    # Flat: moving by ``step`` (a fixed pixel, or the smoothing of a sparse count map) must lower the metric.
-    drops = []
-    for dy, dx in ((step, 0), (-step, 0), (0, step), (0, -step)):
-        p = params.copy()
-        p[0] += dy
-        p[1] += dx
-        v, _ = _pooled(level, initial @ _search.model_affine(p, model, centre), metric)
-        drops.append(score - v)
-    if min(drops) <= 1e-3 * abs(score):
-        flags.append("flat")
-    if prominence < _AMBIGUOUS_PROMINENCE:
-        flags.append("ambiguous")
-    if overlap < _significance.MIN_COVER * _search.coverable(level[0]):
-        flags.append("low_overlap")
-    return flags
-
-
 def noise_floor(n_pixels: int) -> float:
     """The phase-correlation quality two images of pure noise reach, with margin: ``30 / sqrt(n_pixels)``.
 
@@ -322,8 +295,8 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     after, overlap = _pooled(finest, T, ev)
     prominence = found.prominence if found is not None else float("nan")
     step = max(finest[0].spacing, 2.0 * _search.count_sigma(view.moving) * float(np.mean(view.moving_grid.spacing)))
-    flags = _flags(model, params, bounds, finest, init, centre, ev, after, overlap,
-                   prominence if np.isfinite(prominence) else 1.0, step)
+    flags, scale = _flags.flags(model, params, bounds, finest, init, centre, ev, after, overlap,
+                                prominence if np.isfinite(prominence) else 1.0, step)
     floor = noise_floor(math.prod(view.fixed_grid.shape))
     # "phase" has no search to test: a correlation no higher than noise gives is no registration (issue 21)
     failed = not after >= floor if metric == "phase" else not passed or not after > 0
@@ -343,6 +316,12 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     warn = [f for f in flags if f in ("at_bound", "flat", "ambiguous", "low_overlap")]
     if warn:
         warnings.warn(f"register: the result is doubtful ({', '.join(warn)}); see the report: {report.to_dict()}",
+                      EstimationWarning, stacklevel=3)
+    if scale is not None:
+        warnings.warn(f"register: the images fit a scale of {scale:g} (about the field centre; of those tried, "
+                      f"{_flags.SCALE_PROBES}) better than the {model} model's 1: are both pixel sizes right? The "
+                      f"{model} answer is off by a growing amount towards the field's edges; give "
+                      f"model='similarity' to fit the scale",
                       EstimationWarning, stacklevel=3)
     return Registration(T, report)
 

@@ -63,7 +63,9 @@ class RegistrationReport:
     parameters : dict
         Rotation (deg), scale, shear, shift (nm, about the origin) of the result.
     flags : tuple of str
-        ``"at_bound"``, ``"flat"``, ``"ambiguous"``, ``"low_overlap"``, ``"failed"``.
+        ``"at_bound"``, ``"flat"``, ``"ambiguous"``, ``"low_overlap"``, ``"scale"``, ``"failed"``
+        (:mod:`pfibsims.registration.flags` says when each is set; all but
+        ``"failed"`` come with an ``EstimationWarning``).
     reduced_view : str
         What was computed to estimate the transform.
     refinement : str

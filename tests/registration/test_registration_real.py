@@ -151,6 +151,31 @@ def test_a_pixel_size_several_percent_off_is_found_by_the_search(shared_data, sc
     assert max(field_error(r.transform, truth, fixed)) <= 0.15
 
 
+@pytest.mark.parametrize(("scale", "flagged"), [(0.97, True), (1.02, True), (1.0, False), (0.995, False)])
+def test_a_rigid_answer_to_a_pair_of_unlike_pixel_sizes_is_flagged(shared_data, scale, flagged):
+    # a pixel size off by 2-3 %: the rigid model cannot fit it, its answer is 4-7 px off at the corners of a
+    # 300 px field (measured 4.2-6.7 px) and was accepted with no flag; now flagged "scale" with a warning that
+    # names the scale probed and model="similarity". Right (1.0) or nearly right (0.5 %: 1 px at the corners)
+    # pixel sizes are not flagged.
+    tex, px = zeiss_texture(shared_data)
+    moving, fixed, truth = other_modality(tex[:200, :300], px, rotation=-2.0, scale=scale)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = pfs.register(moving, fixed, model="rigid")
+    said = [str(w.message) for w in caught if issubclass(w.category, EstimationWarning)]
+    assert ("scale" in r.report.flags) == flagged
+    assert any("model='similarity'" in m for m in said) == flagged
+    if flagged:
+        assert max(field_error(r.transform, truth, fixed)) > 3.0  # what the flag is for
+        probed = float(said[0].split("fit a scale of ")[1].split(" ")[0])
+        assert abs(probed - scale) <= 0.011  # the probe nearest the truth, or its neighbour
+        r = pfs.register(moving, fixed, model="similarity")  # what the warning advises
+        assert "scale" not in r.report.flags
+        assert max(field_error(r.transform, truth, fixed)) <= 0.15
+    else:
+        assert max(field_error(r.transform, truth, fixed)) <= 1.2
+
+
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.5, 0.5)])
 def test_noisy_eds_map_on_its_haadf_image_has_no_half_pixel_pull(shared_data, shift):
     # the HAADF image of a real STEM-EDS scan and a count map of it at 3 counts a pixel, same raster: the

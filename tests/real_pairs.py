@@ -40,6 +40,28 @@ def jeol_maps(data: Path):
     return maps, image
 
 
+def jeol_structure(data: Path) -> tuple[np.ndarray, float]:
+    """A smooth real structure: the JEOL Fe + S maps of one spectrum image, Gaussian-smoothed by 1.5 px; its
+    pixel size (nm)."""
+    maps, _ = jeol_maps(data)
+    fe_s = (maps.Fe_Ka.values.astype(np.float64) + maps.S_Ka.values).reshape(maps.sizes["y"], maps.sizes["x"])
+    return ndi.gaussian_filter(fe_s, 1.5), float(maps.x[1] - maps.x[0])
+
+
+def sparse_pair(structure: np.ndarray, px: float, *, shift: tuple[float, float], seed: int,
+                counts: tuple[float, float] = (0.17, 0.16)):
+    """Two independent Poisson count maps of ``structure`` as sparse as the JEOL maps (``counts`` a pixel on
+    average, moving and fixed: 80-90 % zeros), the moving one's content moved by ``shift`` pixels: ``(moving,
+    fixed, truth)``."""
+    rng = np.random.default_rng(seed)
+    moved = np.clip(ndi.shift(structure, shift, order=3, mode="nearest"), 0.0, None)
+    lam = [a * c / structure.mean() for a, c in zip((moved, structure), counts, strict=True)]
+    moving, fixed = (rng.poisson(a).astype(np.float64) for a in lam)
+    moving = pfs.stack({"Fe_Ka": moving}, pixel_size=f"{px!r} nm", modality="EDS").Fe_Ka
+    fixed = pfs.stack({"S_Ka": fixed}, pixel_size=f"{px!r} nm", modality="EDS")
+    return moving, fixed, Affine.translation((shift[0] * px, shift[1] * px))
+
+
 def zeiss_texture(data: Path) -> tuple[np.ndarray, float]:
     """A real SEM image (Zeiss InLens, 11.65 nm pixels), rows 0-349 (below is the data bar)."""
     img = tifffile.imread(data / "sem" / "test_tiff_Zeiss_SEM_512pix.tif")[:350].astype(np.float64)

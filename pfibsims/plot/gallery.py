@@ -176,6 +176,7 @@ def save_figures(
     # not when the caller froze objects already (unfreezing would release theirs too)
     frozen = gc.get_freeze_count() == 0
     if frozen:
+        release_memory()  # the garbage of the views first: frozen, it would be held until the end
         gc.freeze()
     try:
         for name, make in figures.items():

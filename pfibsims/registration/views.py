@@ -72,6 +72,14 @@ def _drift_corrected(m: xr.DataArray, shifts: np.ndarray) -> Any:
     return data.map_blocks(_shift_slice, shifts, dtype=np.float32)
 
 
+def _one_chunk(a: Any) -> Any:
+    """``a`` (a DataArray or a dask stack) in one chunk along ``z``: the means of many groups of slices then
+    cost one task each, not a reduction tree over every slice (it is reduced to a few planes in memory)."""
+    if isinstance(a, xr.DataArray):
+        return a.chunk({"z": -1}) if isinstance(a.data, da.Array) and "z" in a.dims else a
+    return a.rechunk({0: -1})
+
+
 def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarray | None = None,
                  groups: list[np.ndarray] | None = None) -> View:
     """The z-mean (or slice ``z``) of each modality at its own pixel size, computed in one pass.
@@ -95,6 +103,8 @@ def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarra
         return a.transpose("y", "x").data
 
     mstack = m if drift is None or z is not None else _drift_corrected(m, drift / np.asarray(mg.spacing))
+    if groups:
+        mstack, f = _one_chunk(mstack), [_one_chunk(c) for c in f]
     parts = [reduce(mstack), *[reduce(c) for c in f]]
     for g in groups:
         parts += [reduce(mstack, g), *[reduce(c, g) for c in f]]

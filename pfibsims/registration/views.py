@@ -72,12 +72,16 @@ def _drift_corrected(m: xr.DataArray, shifts: np.ndarray) -> Any:
     return data.map_blocks(_shift_slice, shifts, dtype=np.float32)
 
 
-def _one_chunk(a: Any) -> Any:
-    """``a`` (a DataArray or a dask stack) in one chunk along ``z``: the means of many groups of slices then
-    cost one task each, not a reduction tree over every slice (it is reduced to a few planes in memory)."""
+def _group_chunks(a: Any, groups: list[np.ndarray]) -> Any:
+    """``a`` (a DataArray or a dask stack) chunked along ``z`` as the ``groups`` run (when they are consecutive
+    runs covering every slice in order): a group's mean is then one task, not a reduction tree over each of
+    its slices, and a chunk holds a group (a few slices), so memory is bounded at any field size."""
+    runs = tuple(len(g) for g in groups)
+    if not np.array_equal(np.concatenate(groups), np.arange(sum(runs))):
+        return a
     if isinstance(a, xr.DataArray):
-        return a.chunk({"z": -1}) if isinstance(a.data, da.Array) and "z" in a.dims else a
-    return a.rechunk({0: -1})
+        return a.chunk({"z": runs}) if isinstance(a.data, da.Array) and a.sizes.get("z") == sum(runs) else a
+    return a.rechunk({0: runs}) if a.shape[0] == sum(runs) else a
 
 
 def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarray | None = None,
@@ -104,7 +108,7 @@ def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarra
 
     mstack = m if drift is None or z is not None else _drift_corrected(m, drift / np.asarray(mg.spacing))
     if groups:
-        mstack, f = _one_chunk(mstack), [_one_chunk(c) for c in f]
+        mstack, f = _group_chunks(mstack, groups), [_group_chunks(c, groups) for c in f]
     parts = [reduce(mstack), *[reduce(c) for c in f]]
     for g in groups:
         parts += [reduce(mstack, g), *[reduce(c, g) for c in f]]

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+import xarray as xr
 from conftest import raise_if_dask_computes
 from scenes import CROSS_DRIFT, CROSS_T, field_errors, max_error, phantom, scene_pair, scene_stack
 from stacks import drift_table, texture
@@ -301,6 +302,22 @@ def test_reduced_view_holds_the_means_of_groups_of_slices():
                                dv.moving, rtol=1e-6)
     # a slice, not a stack: no groups
     assert reduced_view(moving.Li6, fixed, z=3, groups=groups).groups == []
+
+
+def test_a_grouped_view_reads_its_stacks_in_chunks_of_a_group():
+    import dask.array as da
+
+    from pfibsims.registration.pairwise import slice_groups
+    from pfibsims.registration.views import _group_chunks
+
+    groups = slice_groups(14)  # 5, 5, 4
+    stack = da.zeros((14, 8, 8), chunks=(1, 8, 8))
+    assert _group_chunks(stack, groups).chunks[0] == (5, 5, 4)  # a group's mean: one task over one chunk
+    arr = xr.DataArray(stack, dims=("z", "y", "x"))
+    assert _group_chunks(arr, groups).chunks[0] == (5, 5, 4)
+    assert _group_chunks(arr.compute(), groups).chunks is None  # in memory: left as it is
+    shuffled = [groups[1], groups[0], groups[2]]  # not consecutive runs in order: left as it is
+    assert _group_chunks(stack, shuffled).chunks[0] == (1,) * 14
 
 
 def test_register_refines_a_deep_stack_on_groups_of_slices():

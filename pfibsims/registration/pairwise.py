@@ -448,7 +448,10 @@ def register(
     -----
     EstimationWarning
         When the optimum is flat, at a search bound, ambiguous (a distinct
-        runner-up almost as good) or the overlap is below half the fixed field.
+        runner-up almost as good) or the overlap is below half of what the
+        moving field can cover; and when a ``"translation"`` or ``"rigid"``
+        answer fits better at a scale 1-3 % off (flag ``"scale"``: a pixel
+        size is probably wrong; :mod:`pfibsims.registration.flags`).
 
     Notes
     -----

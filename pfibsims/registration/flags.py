@@ -42,10 +42,6 @@ SCALE_PROBES = (0.97, 0.99, 1.01, 1.03)
 SCALE_MARGIN = 0.05
 
 
-def _metric(levels: list[_search.Level], T: Affine | np.ndarray, metric: str) -> float:
-    return _search.evaluate_many(levels, [T] * len(levels), metric)[0]
-
-
 def scale_probe(levels: list[_search.Level], T: Affine, centre: Any, metric: str, score: float) -> float | None:
     """The scale (about ``centre``, nm) of :data:`SCALE_PROBES` that fits better than ``T``'s own, else None.
 
@@ -59,7 +55,7 @@ def scale_probe(levels: list[_search.Level], T: Affine, centre: Any, metric: str
     best, best_value = None, score + SCALE_MARGIN * abs(score)
     for s in SCALE_PROBES:
         S = _search.model_matrix(np.array([0.0, 0.0, 0.0, math.log(s)]), "similarity", centre)
-        v = _metric(levels, T.matrix @ S, metric)
+        v, _ = _search.evaluate_pooled(levels, T.matrix @ S, metric)
         if v > best_value:
             best, best_value = s, v
     return best
@@ -86,7 +82,7 @@ def flags(model: str, params: np.ndarray, bounds: list, levels: list[_search.Lev
         p = params.copy()
         p[0] += dy
         p[1] += dx
-        drops.append(score - _metric(levels, initial @ _search.model_affine(p, model, centre), metric))
+        drops.append(score - _search.evaluate_pooled(levels, initial @ _search.model_affine(p, model, centre), metric)[0])
     if min(drops) <= 1e-3 * abs(score):
         out.append("flat")
     if prominence < AMBIGUOUS_PROMINENCE:

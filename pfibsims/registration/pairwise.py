@@ -236,11 +236,6 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
     return found, _significance.significant(coarse, init, centre, _search_range(view, "global", coarse.spacing), found)
 
 
-def _pooled(levels: list[_search.Level], T: Affine, metric: str) -> tuple[float, float]:
-    """(metric, overlap) of the finest levels pooled, all through ``T``."""
-    return _search.evaluate_many(levels, [T] * len(levels), metric)
-
-
 def _finest_levels(view: View, spacing: float, metric: str) -> list[_search.Level]:
     """The levels of the last refinement, at the fixed pixel size on jittered samples: one of the z-mean, or
     one of each group of slices (``view.groups``), the sample budget shared among them."""
@@ -273,7 +268,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     levels = _levels(view)
     ev = "ncc" if metric == "phase" else metric
     finest = _finest_levels(view, levels[-1], ev)
-    before, _ = _pooled(finest, init, ev)
+    before, _ = _search.evaluate_pooled(finest, init, ev)
     bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
     found, nfev, used, passed = None, 0, levels, [True]
     if metric == "phase":
@@ -292,7 +287,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
             refinement = "none: no significant placement in the search"
     advance()
     T = init @ _search.model_affine(params, model, centre)
-    after, overlap = _pooled(finest, T, ev)
+    after, overlap = _search.evaluate_pooled(finest, T, ev)
     prominence = found.prominence if found is not None else float("nan")
     step = max(finest[0].spacing, 2.0 * _search.count_sigma(view.moving) * float(np.mean(view.moving_grid.spacing)))
     flags, scale = _flags.flags(model, params, bounds, finest, init, centre, ev, after, overlap,

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.optimize
 
 from ..transform import Affine
-from .search import LOG_SCALE_BOUND, MODELS, ROTATION_BOUND, SHEAR_BOUND, Level, evaluate_many, model_matrix
+from .search import LOG_SCALE_BOUND, MODELS, ROTATION_BOUND, SHEAR_BOUND, Level, evaluate_pooled, model_matrix
 
 __all__ = ["bounds_for", "quadratic_peak", "refine"]
 
@@ -52,7 +52,7 @@ def refine(
     """Local refinement of the parameters (Powell); (params, score, evaluations).
 
     ``level`` is one level, or several on the same fixed grid pooled through the
-    same transform (:func:`~.search.evaluate_many`: the means of groups of slices).
+    same transform (:func:`~.search.evaluate_pooled`: the means of groups of slices).
     """
     levels = level if isinstance(level, list) else [level]
     g = levels[0].fixed_grid
@@ -69,8 +69,7 @@ def refine(
         # unbounded, because scipy's bounded line search scans the whole
         # interval and can leave the local basin).
         over = float(np.sum(np.maximum(p - hi, 0) / unit + np.maximum(lo - p, 0) / unit))
-        value, _ = evaluate_many(levels, [start_matrix @ model_matrix(np.clip(p, lo, hi), model, center)] * len(levels),
-                                 metric)
+        value, _ = evaluate_pooled(levels, start_matrix @ model_matrix(np.clip(p, lo, hi), model, center), metric)
         return (-value if np.isfinite(value) else 1e3) + over
 
     x0 = np.clip(start, lo, hi) / unit

@@ -47,7 +47,7 @@ from .metrics import (
 )
 
 __all__ = [
-    "MODELS", "Candidate", "Level", "SearchResult", "coverable", "evaluate", "evaluate_many", "evaluate_shifts",
+    "MODELS", "Candidate", "Level", "SearchResult", "coverable", "evaluate", "evaluate_many", "evaluate_pooled", "evaluate_shifts",
     "global_search", "make_level", "model_affine", "model_matrix", "n_params",
     "rotation_grid",
 ]
@@ -315,6 +315,11 @@ def evaluate_many(levels: list[Level], transforms: list[Affine | np.ndarray], me
     if metric == "mi":
         return mi / n_in, overlap
     return correlation_from_moments(*moments), overlap
+
+
+def evaluate_pooled(levels: list[Level], transform: Affine | np.ndarray, metric: str) -> tuple[float, float]:
+    """(metric, overlap) of the samples of ``levels`` pooled, all through one ``transform`` (:func:`evaluate_many`)."""
+    return evaluate_many(levels, [transform] * len(levels), metric)
 
 
 def _evaluate_compiled(levels: list[Level], transforms: list, metric: str) -> tuple[float, float]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._engine.numba import njit
+from .._engine.numba import njit, stack_array
 
 __all__ = [
     "KERNELS",
@@ -297,7 +297,8 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
     """The 2-D gather; ``K`` (a compile-time literal) > 0 enables the fixed ``K x K`` interior path.
 
     A pixel whose whole ``K x K`` neighbourhood lies in the field runs loops
-    of constant length (unrolled and vectorised by LLVM), with the weights of
+    of constant length (unrolled by LLVM; their weights and column sums in
+    stack buffers, which it keeps in registers), with the weights of
     an axis from two rows of its phase table (``phase`` along y, ``phase_x``
     along x; :func:`phase_table`); the others run the general clipped loops.
     ``K = 2 radius`` when the kernel is not widened (``fy = fx = 1``); a
@@ -313,8 +314,10 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
     wy = np.empty(int(2 * math.ceil(sup_y)) + 2, dtype=np.float64)
     wxd = np.empty(int(2 * math.ceil(sup_x)) + 2, dtype=np.float64)
     wx = np.zeros(wxd.size, dtype=type(one))
-    wyk = np.zeros(max(K, 1), dtype=type(one))
-    col = np.zeros(max(K, 1), dtype=type(one))
+    # the fixed path's taps and column sums on the stack: LLVM keeps them in registers (heap arrays may alias src)
+    wyk = stack_array(max(K, 1), type(one))
+    wxk = stack_array(max(K, 1), type(one))
+    col = stack_array(max(K, 1), type(one))
     zero = one * 0
     tol = 1e-6
     ify = 1.0 / fy
@@ -355,7 +358,7 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                         b0 = phase_x[iv, t]
                         b_ = b0 + rv * (phase_x[iv + np.uint64(1), t] - b0)
                         wyk[t] = a_
-                        wx[t] = b_
+                        wxk[t] = b_
                         sy += a_
                         sx += b_
                     inv = 1.0 / (sy * sx)
@@ -372,7 +375,7 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                                 col[s] += wt * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
                         acc = zero
                         for s in range(K):
-                            acc += wx[s] * col[s]
+                            acc += wxk[s] * col[s]
                         out[b, i, j] = acc * inv
                         finite &= acc - acc == 0.0
                     if finite or not widened:

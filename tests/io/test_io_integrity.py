@@ -40,7 +40,7 @@ def _flip(b):
 
 
 DAMAGE = {
-    "flipped": (_flip, r"chunk 'Li6/c/1/1/1' is corrupt and does not decode \(ValueError: Stored and computed checksum"),
+    "flipped": (_flip, r"chunk 'Li6/c/1/1/1' is corrupt and does not decode \(its CRC-32C does not match its bytes\)"),
     "zeroed": (lambda b: bytes(len(b)), "chunk 'Li6/c/1/1/1' is not the chunk the store was written with"),
     "truncated": (lambda b: bytes(b[:10]), "chunk 'Li6/c/1/1/1' is not the chunk the store was written with"),
     "emptied": (lambda b: b"", "chunk 'Li6/c/1/1/1' is not the chunk the store was written with"),
@@ -55,6 +55,51 @@ def test_a_damaged_chunk_is_an_error_naming_store_and_chunk(store, damage):
     assert float(ds.Li6[0].sum()) == float(_ds().Li6[0].sum())  # other chunks still read
     with pytest.raises(FileFormatError, match=f"run.zarr: {message}"):
         ds.Li6.load()
+
+
+def test_chunks_read_directly_equal_zarrs_reads_whole_edge_and_part(pristine, monkeypatch):
+    # a chunk in the layout save writes is read from its file (one read, the checksum, Blosc); the values are
+    # Zarr's own, for whole chunks, the short chunks at the edges (20 = 7 + 7 + 6, 30 = 11 + 11 + 8) and parts
+    want = zarr.open_array(str(pristine / "Li6"), mode="r")[...]
+    ds = pfs.open_dataset(pristine)
+    np.testing.assert_array_equal(ds.Li6.values, want)
+    np.testing.assert_array_equal(ds.Li6[1, 14:, 22:].values, want[1, 14:, 22:])
+    np.testing.assert_array_equal(ds.Li6[1, 15, 23:27].values, want[1, 15, 23:27])
+    np.testing.assert_array_equal(ds.Li6[:, 3:12, 5:25].values, want[:, 3:12, 5:25])  # spans chunks: Zarr reads
+    # the direct path is the one taken for whole chunks: with Zarr's reads broken, they still read
+    import pfibsims.io._integrity as integrity
+
+    def broken(self, key):
+        raise AssertionError("read through Zarr")
+
+    monkeypatch.setattr(integrity._Verified, "_read_zarr", broken)
+    reader = integrity._Verified(pristine, "Li6", json.loads((pristine / MANIFEST).read_text())["arrays"]["Li6"]["tails"])
+    assert reader._direct
+    np.testing.assert_array_equal(reader[(1, slice(14, 20), slice(22, 30))], want[1, 14:, 22:])
+    monkeypatch.setattr(integrity, "_saved_layout", lambda arr: False)  # another layout: Zarr reads it
+    assert not integrity._Verified(pristine, "Li6", None)._direct
+
+
+def test_a_chunk_whose_blosc_header_lies_is_refused_before_decoding(store):
+    # a chunk whose header declares more bytes than the chunk holds, with a valid checksum and manifest (as a
+    # hostile store would have): refused from the sizes, no buffer of the declared size is made
+    import google_crc32c
+
+    from pfibsims.io._integrity import write_manifest
+
+    path = store / "Li6/c/0/1/1"
+    body = bytearray(path.read_bytes()[:-4])
+    body[4:8] = (2**31 - 1).to_bytes(4, "little")
+    path.write_bytes(bytes(body) + google_crc32c.value(bytes(body)).to_bytes(4, "little"))
+    write_manifest(store)
+    with pytest.raises(FileFormatError, match=r"chunk 'Li6/c/0/1/1' is corrupt and does not decode \(its Blosc "
+                                              r"header declares 2147483647 bytes in \d+, expected 308 in \d+\)"):
+        pfs.open_dataset(store).Li6.load()
+    path.write_bytes(path.read_bytes() + bytes(400))  # longer than any Blosc chunk of 7 x 11 float32
+    write_manifest(store)
+    with pytest.raises(FileFormatError, match=r"chunk 'Li6/c/0/1/1' is corrupt and does not decode \(\d+ bytes, "
+                                              r"expected 20 to 328\)"):
+        pfs.open_dataset(store).Li6.load()
 
 
 def test_every_chunk_is_written_and_recorded(pristine):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import sys
+from collections.abc import Iterator
 
-__all__ = ["release_memory"]
+__all__ = ["frozen_heap", "release_memory"]
+
+#: How many :func:`frozen_heap` blocks are open (the outermost gives the frozen objects back).
+_depth = [0]
 
 
 def release_memory() -> None:
@@ -23,3 +28,30 @@ def release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # pragma: no cover - not glibc (e.g. musl)
             pass
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Within the block, collections skip the objects that exist at its start (``gc.freeze``), given back after.
+
+    For a long job that collects between its steps (:func:`release_memory`): a
+    full collection traverses every tracked object, some 190 000 after the
+    package's imports alone (0.15-0.3 s each on the paper-sized demo); with
+    what outlives the steps frozen, it traverses what the steps made. Garbage
+    is collected first. Blocks nest: an inner block freezes what exists at its
+    start too, and the outermost gives everything back when it ends. When the
+    caller froze objects of its own (outside any such block), the heap is left
+    as it is: unfreezing would give theirs back too.
+    """
+    if gc.get_freeze_count() and not _depth[0]:
+        yield
+        return
+    release_memory()
+    gc.freeze()
+    _depth[0] += 1
+    try:
+        yield
+    finally:
+        _depth[0] -= 1
+        if not _depth[0]:
+            gc.unfreeze()

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._memory import release_memory
+from .._memory import frozen_heap, release_memory
 from ..errors import PfibsimsError
 
 __all__ = ["peak_rss_mb", "run_demo", "stage"]
@@ -101,18 +101,19 @@ def run_demo(
     outdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with stage("phantom (synthetic cathode)", timings):
-        eds, sims, truth = (phantom or synthetic.cathode)(seed=seed, n_slices=n_slices)
-        eds, sims, truth = eds.persist(), sims.persist(), truth.persist()
-    with stage("fuse: drift, registration, Lanczos resampling", timings):
-        vol = fuse(eds, sims)
-    with stage("phases", timings):
-        vol["phase"] = classify_phases(vol)
-    with stage(f"save {store}", timings):
-        save(vol, store, overwrite=overwrite)
-    vol = open_dataset(store)
-    report = write_report(vol, outdir, channels=channels, raw={"eds": eds, "sims": sims}, truth=truth,
-                          stage=lambda name: stage(name, timings))
+    with frozen_heap():  # the collection after each stage skips the imported modules (0.2 -> 0.05 s each)
+        with stage("phantom (synthetic cathode)", timings):
+            eds, sims, truth = (phantom or synthetic.cathode)(seed=seed, n_slices=n_slices)
+            eds, sims, truth = eds.persist(), sims.persist(), truth.persist()
+        with stage("fuse: drift, registration, Lanczos resampling", timings):
+            vol = fuse(eds, sims)
+        with stage("phases", timings):
+            vol["phase"] = classify_phases(vol)
+        with stage(f"save {store}", timings):
+            save(vol, store, overwrite=overwrite)
+        vol = open_dataset(store)
+        report = write_report(vol, outdir, channels=channels, raw={"eds": eds, "sims": sims}, truth=truth,
+                              stage=lambda name: stage(name, timings))
     total = time.perf_counter() - t0
     report["timings_s"] = {**timings, "total": round(total, 3)}
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -1,0 +1,56 @@
+"""pfibsims._memory: collections between the steps of a long job."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from pfibsims._memory import frozen_heap, release_memory
+
+
+class _Node:
+    def __init__(self):
+        self.me = self  # a reference cycle: only the collector frees it
+
+
+def test_frozen_heap_skips_what_exists_and_still_collects_what_the_block_makes():
+    assert gc.get_freeze_count() == 0
+    before = _Node()
+    old = weakref.ref(before)
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        del before
+        release_memory()
+        assert old() is not None  # frozen: a collection inside the block does not free it
+        made = _Node()
+        new = weakref.ref(made)
+        del made
+        release_memory()
+        assert new() is None  # made inside the block: collected as usual
+    assert gc.get_freeze_count() == 0  # given back
+    release_memory()
+    assert old() is None
+
+
+def test_frozen_heap_blocks_nest_and_the_outermost_gives_back():
+    with frozen_heap():
+        outer = gc.get_freeze_count()
+        kept = [_Node() for _ in range(100)]
+        with frozen_heap():
+            assert gc.get_freeze_count() >= outer + 100  # the inner block froze what exists at its start
+        assert gc.get_freeze_count() >= outer + 100  # not given back by the inner block
+        del kept
+    assert gc.get_freeze_count() == 0
+
+
+def test_frozen_heap_leaves_a_callers_own_freeze_alone():
+    gc.freeze()
+    try:
+        n = gc.get_freeze_count()
+        with frozen_heap():
+            made = _Node()
+            assert gc.get_freeze_count() == n  # nothing more frozen
+        assert gc.get_freeze_count() == n  # and nothing given back
+        del made
+    finally:
+        gc.unfreeze()

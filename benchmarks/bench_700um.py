@@ -49,7 +49,7 @@ import pfibsims as pfs
 from pfibsims._engine.reduce import evaluate
 from pfibsims.correlate.histogram import joint_histogram_plan
 from pfibsims.correlate.moments import pearson_plan
-from pfibsims.io.store import _compressor
+from pfibsims.io._chunks import compressor as _compressor
 from pfibsims.pipeline import _estimation_views
 from pfibsims.segmentation.statistics import phase_statistics_plan
 

@@ -1,6 +1,6 @@
 """Chunk codecs for the pfibsims store: compression ratio and one-core encode/decode speed.
 
-Why the store writes Blosc LZ4 with bit shuffling (``pfibsims.io.store._compressor``): the chunks
+Why the store writes Blosc LZ4 with bit shuffling (``pfibsims.io._chunks.compressor``): the chunks
 of a 700 um pipeline are written and read several times (input store, fused store, labels), and
 zstd level 3 (the first choice) encoded at 50-130 Mvoxel/s a core, slower than the resampling.
 
@@ -90,7 +90,8 @@ def main() -> None:
             td = median_seconds(lambda c=codec, e=enc: c.decode(e), args.repeats)
             print(f"| {name} | {label} | {arr.nbytes / len(enc):.2f} | {arr.size / te / 1e6:.0f} | "
                   f"{arr.size / td / 1e6:.0f} |", flush=True)
-    from pfibsims.io.store import _codecs, _compressor
+    from pfibsims.io._chunks import codecs as _codecs
+    from pfibsims.io._chunks import compressor as _compressor
 
     print("\n| zarr array | chunk | write ms | read ms |")
     print("| --- | --- | ---: | ---: |")

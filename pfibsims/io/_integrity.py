@@ -17,11 +17,9 @@ Stores written before the manifest existed open without these checks (errors sti
 chunk). The extra cost is one 4-byte read per chunk and the CRC-32C (about 2 GB/s a core) of its
 compressed bytes.
 
-A chunk of an array in the layout :func:`pfibsims.save` writes (bytes, Blosc, CRC-32C; no sharding;
-listed in a manifest) is read directly: one read of its file, the checksum, the Blosc header's sizes
-checked against the chunk's, and Blosc's decoder into an array of the chunk's size. The same bytes
-and decoder as Zarr's, without the trip through Zarr's event loop (~1.5 ms a 1024^2 chunk, and it did
-not overlap between dask threads; benchmarks/README.md, "Reading a store"). Anything else is read by Zarr.
+A chunk of an array in the layout :func:`pfibsims.save` writes, listed in a manifest, is read
+straight from its file and decoded by :func:`._chunks.decode` (its sizes checked before any
+buffer is made); anything else is read by Zarr.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ import dask.base
 import numpy as np
 
 from ..errors import FileFormatError
+from ._chunks import BLOSC_HEADER, decode, in_saved_layout
 
 __all__ = ["MANIFEST", "check_chunks", "read_json", "read_manifest", "verified_array", "write_manifest"]
 
@@ -182,7 +181,7 @@ class _Verified:
         self.chunk = arr.chunks
         self._keys = arr.metadata.encode_chunk_key
         self._arr: Any = arr
-        self._direct = tails is not None and _saved_layout(arr)
+        self._direct = tails is not None and in_saved_layout(arr)
 
     def __getstate__(self) -> dict[str, Any]:  # the zarr handle is reopened where the task runs
         return {k: v for k, v in self.__dict__.items() if k not in ("_arr", "_keys")}
@@ -244,14 +243,10 @@ class _Verified:
             )
 
     def _read_direct(self, idx: tuple[int, ...], key: tuple[Any, ...]) -> np.ndarray | None:
-        """``key`` (inside chunk ``idx``) from the chunk's file, checked and Blosc-decoded (see the module);
+        """``key`` (inside chunk ``idx``) from the chunk's file, checked and decoded (:func:`._chunks.decode`);
         None when the file is missing and the manifest expects none (Zarr's fill values then)."""
-        import google_crc32c
-        from numcodecs import blosc
-
-        out = np.empty(self.chunk, self.dtype)
         rel = f"{self.rel}/{self._keys(idx)}"
-        limit = out.nbytes + _BLOSC_HEADER + 4  # Blosc stores at most the raw bytes and its header
+        limit = math.prod(self.chunk) * self.dtype.itemsize + BLOSC_HEADER + 4  # Blosc's raw bytes and its header
         try:
             with open(Path(self.store) / rel, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
@@ -259,45 +254,17 @@ class _Verified:
         except FileNotFoundError:
             self._check(idx, None)
             return None
+        out, problem = None, f"{size} bytes, expected {BLOSC_HEADER + 4} to {limit}"
         if size <= limit:
             self._check(idx, int.from_bytes(data[-4:], "little") if len(data) >= 4 else -1)
-        declared = int.from_bytes(data[4:8], "little"), int.from_bytes(data[12:16], "little")
-        body = np.frombuffer(data, np.uint8)[:-4]
-        if not _BLOSC_HEADER + 4 <= size <= limit:
-            problem = f"{size} bytes, expected {_BLOSC_HEADER + 4} to {limit}"
-        elif google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
-            problem = "its CRC-32C does not match its bytes"
-        elif declared != (out.nbytes, body.size):
-            problem = f"its Blosc header declares {declared[0]} bytes in {declared[1]}, expected {out.nbytes} in {body.size}"
-        else:
             try:
-                blosc.decompress(body, out)
-                problem = None
-            except Exception as exc:
-                problem = f"{type(exc).__name__}: {str(exc)[:120]}"
-        if problem is not None:
+                out = decode(data, self.chunk, self.dtype)
+            except ValueError as exc:
+                problem = str(exc)
+        if out is None:
             raise FileFormatError(f"{self.store}: chunk '{rel}' is corrupt and does not decode ({problem}); the store "
                                   "was damaged after it was written")
         return out[tuple(_local(k, n, i * c) for k, n, i, c in zip(key, self.shape, idx, self.chunk, strict=True))]
-
-
-#: Bytes of a Blosc (1.x) header: version, flags, type size, then the raw, block and compressed sizes.
-_BLOSC_HEADER = 16
-
-
-def _saved_layout(arr: Any) -> bool:
-    """The array is in the layout :func:`pfibsims.save` writes: little-endian bytes, Blosc, CRC-32C, unsharded."""
-    import sys
-
-    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
-
-    codecs = getattr(arr.metadata, "codecs", None)
-    if codecs is None or len(codecs) != 3 or sys.byteorder != "little" or arr.dtype.kind not in "biuf":
-        return False
-    first, second, third = codecs
-    endian = getattr(getattr(first, "endian", None), "value", None)
-    return (type(first) is BytesCodec and (endian == "little" or arr.dtype.itemsize == 1)
-            and type(second) is BloscCodec and type(third) is Crc32cCodec)
 
 
 def _local(k: Any, n: int, origin: int) -> Any:

@@ -76,7 +76,7 @@ def dataset_name(ds: xr.Dataset, path: Path) -> str:
 
 
 def _v2_compressor() -> Any:
-    """The Zarr v2 form of the store's codec (Blosc LZ4 level 5, bit shuffle; see ``store._compressor``)."""
+    """The Zarr v2 form of the store's codec (Blosc LZ4 level 5, bit shuffle; see ``_chunks.compressor``)."""
     import numcodecs
 
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)

@@ -40,6 +40,7 @@ from ..errors import DataModelError, FileFormatError, PfibsimsError
 from ..progress import steps
 from . import ome
 from ._atomic import clean_stale, is_temporary, is_zarr_store, place, remove_tree, temp_path
+from ._chunks import ChunkWriter, codecs, in_saved_layout
 from ._integrity import check_chunks, read_json, read_manifest, verified_array, write_manifest
 
 __all__ = ["open_dataset", "save"]
@@ -65,31 +66,6 @@ def _target(path: Any) -> Path:
     return p
 
 
-def _compressor() -> Any:
-    """The chunk codec of every array written: Blosc, LZ4 (level 5) after bit shuffling.
-
-    Measured on 1024^2 phantom chunks, one core (``benchmarks/bench_codecs.py``, table in
-    benchmarks/README.md): it compresses EDS counts 4.13x and SIMS counts 2.83x (zstd level 3:
-    3.71x, 2.60x), and encodes counts 7-14x (float32 2.2x) and decodes 3.5-4.5x faster than zstd 3, whose
-    100-175 Mvoxel/s a core made writing and reading the store the slowest part of a 700 um
-    pipeline.
-    """
-    import zarr.codecs
-
-    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-
-
-def _codecs() -> tuple[Any, ...]:
-    """The bytes-to-bytes codecs of every array written: :func:`_compressor`, then a CRC-32C checksum.
-
-    Zarr checks the checksum on every read (see :mod:`pfibsims.io._integrity`), so a damaged chunk
-    is an error, never wrong numbers; it costs about 1 ms of a 4-7 ms read of a 1024^2 chunk.
-    """
-    import zarr.codecs
-
-    return (_compressor(), zarr.codecs.Crc32cCodec())
-
-
 def _chunks(arr: Any) -> tuple[int, ...]:
     if isinstance(arr, da.Array):
         return tuple(c[0] for c in arr.chunks)
@@ -104,24 +80,49 @@ def _write_zarr(ds: xr.Dataset, tmp: Path) -> None:
         out[name].attrs = jsonable(dict(var.attrs), name=f"{name}.attrs")
         var.encoding = {}
         if name in out.data_vars:
-            encoding[name] = {"chunks": _chunks(var.data), "compressors": _codecs()}
+            encoding[name] = {"chunks": _chunks(var.data), "compressors": codecs()}
     # dask chunks must line up with the zarr chunks to write in parallel without locks
     for name, enc in encoding.items():
         if isinstance(out[name].data, da.Array):
             out[name] = out[name].chunk(dict(zip(out[name].dims, enc["chunks"], strict=True)))
     slabs = _slabs(out)
+    lazy = [n for n in out.data_vars if _lazy_along_z(out.variables[n])]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        if not slabs:
+        if not lazy:
             out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding, write_empty_chunks=True)
             return
         out.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding, compute=False,
-                    write_empty_chunks=True)
-        body = out.drop_vars([n for n in out.variables if not _lazy_along_z(out.variables[n])])
+                    write_empty_chunks=True)  # the metadata and the variables in memory; the lazy ones below
+        body = out.drop_vars([n for n in out.variables if n not in lazy])
+        writers = {n: _writer(tmp, str(n), body[n]) for n in lazy}
+        slabs = slabs or [slice(0, out.sizes["z"])]
         with steps("save: slabs along z", len(slabs)) as advance:
             for s in slabs:
-                body.isel(z=s).to_zarr(tmp, region={"z": s}, zarr_format=3, consolidated=False, write_empty_chunks=True)
+                _write_slab(body, s, writers, tmp)
                 advance()
+
+
+def _writer(tmp: Path, name: str, var: xr.DataArray) -> ChunkWriter | None:
+    """A direct writer of the variable's chunks (:mod:`._chunks`), or None when its array is not in save's layout."""
+    import zarr
+
+    arr = zarr.open_array(str(tmp / name), mode="r")
+    if not in_saved_layout(arr) or arr.dtype != var.dtype or tuple(arr.shape) != var.shape:
+        return None
+    return ChunkWriter(tmp / name, tuple(arr.shape), tuple(arr.chunks), arr.dtype, arr.fill_value)
+
+
+def _write_slab(body: xr.Dataset, s: slice, writers: dict[Any, ChunkWriter | None], tmp: Path) -> None:
+    """z range ``s`` of the lazy variables: chunk files written directly where it can, by xarray otherwise."""
+    direct = [n for n in body.data_vars if writers[n] is not None]
+    if direct:
+        regions = [tuple(s if d == "z" else slice(None) for d in body[n].dims) for n in direct]
+        da.store([body[n].data[r] for n, r in zip(direct, regions, strict=True)], [writers[n] for n in direct],
+                 regions=regions, lock=False)
+    rest = body.drop_vars(direct)
+    if rest.data_vars:
+        rest.isel(z=s).to_zarr(tmp, region={"z": s}, zarr_format=3, consolidated=False, write_empty_chunks=True)
 
 
 def _lazy_along_z(var: xr.Variable) -> bool:
@@ -226,7 +227,7 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
             _write_zarr(ds, tmp)
         else:
             ome.write(ds, tmp, levels=levels, version=ngff_version, name=ome.dataset_name(ds, target),
-                      compressors=_codecs(), config=_ARRAY_CONFIG)
+                      compressors=codecs(), config=_ARRAY_CONFIG)
         write_manifest(tmp)
         place(tmp, target, overwrite=overwrite)
     except FileExistsError:

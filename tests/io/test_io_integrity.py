@@ -76,7 +76,7 @@ def test_chunks_read_directly_equal_zarrs_reads_whole_edge_and_part(pristine, mo
     reader = integrity._Verified(pristine, "Li6", json.loads((pristine / MANIFEST).read_text())["arrays"]["Li6"]["tails"])
     assert reader._direct
     np.testing.assert_array_equal(reader[(1, slice(14, 20), slice(22, 30))], want[1, 14:, 22:])
-    monkeypatch.setattr(integrity, "_saved_layout", lambda arr: False)  # another layout: Zarr reads it
+    monkeypatch.setattr(integrity, "in_saved_layout", lambda arr: False)  # another layout: Zarr reads it
     assert not integrity._Verified(pristine, "Li6", None)._direct
 
 

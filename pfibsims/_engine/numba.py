@@ -54,7 +54,7 @@ else:
         accumulators): an array from ``np.empty`` is heap memory that LLVM must
         assume may alias the kernel's input arrays, so it stores every partial
         sum; a stack buffer it can keep in registers (the 2-D gather's
-        accumulators: ~15 % faster, the same numbers). Inlined, so the buffer
+        accumulators: 54-61 -> 45-48 ns a pixel, the same numbers). Inlined, so the buffer
         lives as long as the caller's frame; never return it.
         """
         if n > STACK_MAX:

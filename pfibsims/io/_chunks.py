@@ -14,13 +14,15 @@ threads; :func:`encode` and :func:`decode` do the same bytes directly (benchmark
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOSC_HEADER", "chunk_key", "codecs", "compressor", "decode", "encode", "in_saved_layout"]
+__all__ = ["BLOSC_HEADER", "chunk_key", "codecs", "compressor", "decode", "encode", "in_saved_layout", "read"]
 
 #: Bytes of a Blosc (1.x) header: version, flags, type size, then the raw, block and compressed sizes.
 BLOSC_HEADER = 16
@@ -84,6 +86,27 @@ def encode(block: np.ndarray) -> bytes:
     return bytes(body) + google_crc32c.value(bytes(body)).to_bytes(4, "little")
 
 
+def _limit(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The longest a chunk file can be: Blosc stores at most the raw bytes and its header; then the checksum."""
+    return math.prod(shape) * np.dtype(dtype).itemsize + BLOSC_HEADER + 4
+
+
+def _check_length(n: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """A chunk file holds a Blosc header and a checksum, and at most the raw bytes besides (``ValueError``)."""
+    if not BLOSC_HEADER + 4 <= n <= _limit(shape, dtype):
+        raise ValueError(f"{n} bytes, expected {BLOSC_HEADER + 4} to {_limit(shape, dtype)}")
+
+
+def read(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The bytes of a chunk's file; ``ValueError`` before reading a file longer than such a chunk can be
+    (a short one is read: :func:`decode` refuses it)."""
+    with open(path, "rb") as fh:
+        n = os.fstat(fh.fileno()).st_size
+        if n > _limit(shape, dtype):
+            _check_length(n, shape, dtype)
+        return fh.read()
+
+
 def decode(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A chunk's file back to its array; ``ValueError`` saying what is wrong when it is not one.
 
@@ -93,10 +116,8 @@ def decode(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import google_crc32c
     from numcodecs import blosc
 
+    _check_length(len(data), shape, dtype)
     out = np.empty(shape, dtype)
-    limit = out.nbytes + BLOSC_HEADER + 4
-    if not BLOSC_HEADER + 4 <= len(data) <= limit:
-        raise ValueError(f"{len(data)} bytes, expected {BLOSC_HEADER + 4} to {limit}")
     body = np.frombuffer(data, np.uint8)[:-4]
     if google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
         raise ValueError("its CRC-32C does not match its bytes")

@@ -37,7 +37,7 @@ import dask.base
 import numpy as np
 
 from ..errors import FileFormatError
-from ._chunks import BLOSC_HEADER, decode, in_saved_layout
+from ._chunks import decode, in_saved_layout, read
 
 __all__ = ["MANIFEST", "check_chunks", "read_json", "read_manifest", "verified_array", "write_manifest"]
 
@@ -243,27 +243,21 @@ class _Verified:
             )
 
     def _read_direct(self, idx: tuple[int, ...], key: tuple[Any, ...]) -> np.ndarray | None:
-        """``key`` (inside chunk ``idx``) from the chunk's file, checked and decoded (:func:`._chunks.decode`);
+        """``key`` (inside chunk ``idx``) from the chunk's file, checked and decoded (:mod:`._chunks`);
         None when the file is missing and the manifest expects none (Zarr's fill values then)."""
         rel = f"{self.rel}/{self._keys(idx)}"
-        limit = math.prod(self.chunk) * self.dtype.itemsize + BLOSC_HEADER + 4  # Blosc's raw bytes and its header
         try:
-            with open(Path(self.store) / rel, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                data = fh.read() if size <= limit else b""  # never more than a chunk can take
+            data = read(Path(self.store) / rel, self.chunk, self.dtype)
+            self._check(idx, int.from_bytes(data[-4:], "little") if len(data) >= 4 else -1)
+            out = decode(data, self.chunk, self.dtype)
         except FileNotFoundError:
             self._check(idx, None)
             return None
-        out, problem = None, f"{size} bytes, expected {BLOSC_HEADER + 4} to {limit}"
-        if size <= limit:
-            self._check(idx, int.from_bytes(data[-4:], "little") if len(data) >= 4 else -1)
-            try:
-                out = decode(data, self.chunk, self.dtype)
-            except ValueError as exc:
-                problem = str(exc)
-        if out is None:
-            raise FileFormatError(f"{self.store}: chunk '{rel}' is corrupt and does not decode ({problem}); the store "
-                                  "was damaged after it was written")
+        except FileFormatError:  # the manifest's check (a ValueError too): its own message
+            raise
+        except ValueError as exc:
+            raise FileFormatError(f"{self.store}: chunk '{rel}' is corrupt and does not decode ({exc}); the store "
+                                  "was damaged after it was written") from None
         return out[tuple(_local(k, n, i * c) for k, n, i, c in zip(key, self.shape, idx, self.chunk, strict=True))]
 
 

@@ -1,7 +1,7 @@
 """Classes of feature vectors: k-means with restarts, the number of classes by BIC (numpy and scipy).
 
 * :func:`kmeans` -- Lloyd's k-means from k-means++ seeds (``scipy.cluster.vq.kmeans2``),
-  the best of a few seeded restarts, deterministic;
+  the best of a few seeded restarts (run on the machine's cores), deterministic;
 * :func:`class_bic` -- the Bayesian information criterion of a hard partition
   under one diagonal Gaussian per class;
 * :func:`choose_classes` -- the number of classes: the first local minimum of
@@ -17,6 +17,9 @@ import warnings
 
 import numpy as np
 from scipy.cluster.vq import ClusterError, kmeans2
+
+from .numba import compiled, njit
+from .threads import thread_map
 
 __all__ = ["BIC_VOXELS", "MAX_CLASSES", "choose_classes", "class_bic", "kmeans", "subsample"]
 
@@ -41,19 +44,75 @@ def _lloyd(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> 
     """``kmeans2(x, k, iter=iterations, minit="++", missing="raise", seed=rng)``, stopped once it is at a fixed point.
 
     scipy's loop always runs ``iterations`` steps; a step whose labels equal the previous step's leaves the
-    centroids as they were (the same means of the same rows), so every later step repeats it. Run one step at a
-    time (``minit="matrix"`` continues from the centroids, the same operations as scipy's own loop) and stop
-    there: the same centroids and labels to the bit, in the steps it takes to converge (a few to ~20, not 50).
+    centroids as they were (the same means of the same rows), so every later step repeats it. The first step
+    (k-means++ seeds, then one step) is scipy's; the later steps stop there: the same centroids and labels to
+    the bit, in the steps it takes to converge (a few to ~20, not 50). Compiled, the later steps are
+    :func:`_lloyd_steps` (scipy's own loop, which holds the GIL, otherwise).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "one of the clusters is empty": raised by missing="raise"
         centres, labels = kmeans2(x, k, iter=1, minit="++", missing="raise", seed=rng)
+        if iterations > 1 and compiled():
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            if not _lloyd_steps(x, centres, labels, iterations - 1):
+                raise ClusterError("One of the clusters is empty. Re-run kmeans with a different initialization.")
+            return centres, labels
         for _ in range(iterations - 1):
             previous = labels
             centres, labels = kmeans2(x, centres, iter=1, minit="matrix", missing="raise", check_finite=False)
             if np.array_equal(labels, previous):
                 break
     return centres, labels
+
+
+@njit(nogil=True, cache=True)
+def _lloyd_steps(x, centres, labels, steps):  # pragma: no cover - compiled
+    """Up to ``steps`` Lloyd steps from ``centres`` and their ``labels`` (updated in place), stopped when a
+    step's labels repeat the previous step's; False when a step empties a class.
+
+    Each step is scipy's: ``vq``'s nearest centroid by the summed squared
+    differences feature by feature, the first of equal distances (its direct
+    loop, used for fewer than 5 features; for more, scipy expands the
+    distance into dot products by BLAS, which rounds differently), then
+    ``update_cluster_means``: the rows' sums in row order divided by their
+    count. The same operations in the same order, so the same bits; without
+    the GIL, so restarts run side by side.
+    """
+    n, d = x.shape
+    k = centres.shape[0]
+    new = np.empty(n, labels.dtype)
+    sums = np.empty((k, d))
+    counts = np.empty(k, np.int64)
+    for _ in range(steps):
+        same = True
+        for i in range(n):
+            best, arg = np.inf, 0
+            for j in range(k):
+                dist = 0.0
+                for f in range(d):
+                    diff = centres[j, f] - x[i, f]
+                    dist += diff * diff
+                if dist < best:
+                    best, arg = dist, j
+            new[i] = arg
+            same = same and arg == labels[i]
+        sums[:] = 0.0
+        counts[:] = 0
+        for i in range(n):
+            j = new[i]
+            for f in range(d):
+                sums[j, f] += x[i, f]
+            counts[j] += 1
+        for j in range(k):
+            if counts[j] == 0:
+                return False
+        for j in range(k):
+            for f in range(d):
+                centres[j, f] = sums[j, f] / counts[j]
+        labels[:] = new
+        if same:
+            break
+    return True
 
 
 def kmeans(x: np.ndarray, k: int, *, restarts: int = 4, iterations: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
@@ -75,15 +134,17 @@ def kmeans(x: np.ndarray, k: int, *, restarts: int = 4, iterations: int = 50, se
     >>> sorted(c[:, 0].tolist()), sse
     ([0.0, 10.0], 0.0)
     """
-    best = None
-    for r in range(restarts):
+    def run(r: int) -> tuple[np.ndarray, np.ndarray, float] | None:
         try:
             centres, labels = _lloyd(x, k, iterations, np.random.default_rng(seed + r))
         except ClusterError:
-            continue
-        sse = float(((x - centres[labels]) ** 2).sum())
-        if best is None or sse < best[2]:
-            best = (centres, labels, sse)
+            return None
+        return centres, labels, float(((x - centres[labels]) ** 2).sum())
+
+    best = None
+    for found in thread_map(run, range(restarts)):  # in the restarts' order: the first of equal sums wins
+        if found is not None and (best is None or found[2] < best[2]):
+            best = found
     if best is None:
         raise ValueError(f"k-means found no {k} non-empty classes in {x.shape[0]} rows")
     return best

@@ -31,6 +31,7 @@ import xarray as xr
 from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
+from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, check_max_pixels
 from .._xr import block_mean, check_dims, dequantify, mask_data
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
@@ -238,11 +239,12 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
 
 def _finest_levels(view: View, spacing: float, metric: str) -> list[_search.Level]:
     """The levels of the last refinement, at the fixed pixel size on jittered samples: one of the z-mean, or
-    one of each group of slices (``view.groups``), the sample budget shared among them."""
+    one of each group of slices (``view.groups``), the sample budget shared among them; the groups' levels are
+    made on the machine's cores (scipy.ndimage and the kernels release the GIL)."""
     parts = view.groups or [(view.moving, view.fixed)]
     cap = max(_search.MAX_SAMPLES // len(parts), 1)
-    return [_search.make_level(m, view.moving_grid, f, view.fixed_grid, spacing, labels=metric == "mi", jitter=True,
-                               max_samples=cap) for m, f in parts]
+    return thread_map(lambda mf: _search.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, spacing,
+                                                    labels=metric == "mi", jitter=True, max_samples=cap), parts)
 
 
 def _refine_stage(view: View, coarse: _search.Level, finest: list[_search.Level], levels: list[float], init: Affine,

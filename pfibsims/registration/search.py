@@ -27,12 +27,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
 
 from .._engine.numba import compiled
 from .._engine.smooth import gaussian
+from .._engine.threads import thread_map
 from ..grid import Grid
 from ..transform import Affine
 from . import kernels
@@ -323,28 +325,20 @@ def evaluate_pooled(levels: list[Level], transform: Affine | np.ndarray, metric:
 
 
 def _evaluate_compiled(levels: list[Level], transforms: list, metric: str) -> tuple[float, float]:
-    """:func:`evaluate_many` by the compiled kernels: the same numbers as the numpy path, to rounding."""
+    """:func:`evaluate_many` by the compiled kernels: the same numbers as the numpy path, to rounding.
+
+    The levels are evaluated on the machine's cores (:func:`~pfibsims._engine.threads.thread_map`: the
+    kernels release the GIL) and their terms added in the levels' order, so the numbers do not depend on
+    the number of threads."""
+    terms = thread_map(lambda lt: _level_terms(lt[0], lt[1], metric), list(zip(levels, transforms, strict=True)))
     n_in, n_all, mi = 0, 0, 0.0
     s = zz = None
-    for level, transform in zip(levels, transforms, strict=True):
-        matrix = transform.matrix if isinstance(transform, Affine) else transform
-        g = level.moving_grid
-        m = kernels.index_map(matrix, g.spacing, g.origin)
-        n = level.points.shape[0]
-        vals, inside = np.empty(n), np.empty(n, np.bool_)
-        valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
-        k = kernels.sample(level.moving_coef, valid, level.moving_valid is not None, m, level.points, vals, inside)
+    for k, n, part in terms:
         n_in += k
         n_all += n
         if metric == "mi":
-            if k >= 16:
-                n_bins = level.edges.size - 1
-                joint = np.zeros(level.n_labels * n_bins)
-                centres = 0.5 * (level.edges[:-1] + level.edges[1:])
-                kernels.joint_histogram(vals, inside, level.labels, centres, n_bins, joint)
-                mi += k * mi_from_joint(joint.reshape(level.n_labels, n_bins) / k, k)
+            mi += part
         else:
-            part = _moments(level, vals, inside, k)
             s, zz = part if s is None else (s + part[0], zz + part[1])
     overlap = n_in / n_all if n_all else 0.0
     if n_in < 16:
@@ -352,6 +346,27 @@ def _evaluate_compiled(levels: list[Level], transforms: list, metric: str) -> tu
     if metric == "mi":
         return mi / n_in, overlap
     return correlation_from_moments(n_in, s, zz), overlap
+
+
+def _level_terms(level: Level, transform: Any, metric: str) -> tuple[int, int, Any]:
+    """(samples inside, samples, term) of one level: the term is ``k`` times its mutual information for
+    ``"mi"`` (0.0 under 16 samples inside), else its sums and cross products (:func:`_moments`)."""
+    matrix = transform.matrix if isinstance(transform, Affine) else transform
+    g = level.moving_grid
+    m = kernels.index_map(matrix, g.spacing, g.origin)
+    n = level.points.shape[0]
+    vals, inside = np.empty(n), np.empty(n, np.bool_)
+    valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
+    k = kernels.sample(level.moving_coef, valid, level.moving_valid is not None, m, level.points, vals, inside)
+    if metric != "mi":
+        return k, n, _moments(level, vals, inside, k)
+    if k < 16:
+        return k, n, 0.0
+    n_bins = level.edges.size - 1
+    joint = np.zeros(level.n_labels * n_bins)
+    centres = 0.5 * (level.edges[:-1] + level.edges[1:])
+    kernels.joint_histogram(vals, inside, level.labels, centres, n_bins, joint)
+    return k, n, k * mi_from_joint(joint.reshape(level.n_labels, n_bins) / k, k)
 
 
 _NO_MASK = np.ones((1, 1))

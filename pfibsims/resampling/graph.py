@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dask.array as da
@@ -32,6 +30,7 @@ from dask.array.core import concatenate3
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from .._engine.threads import cores, thread_map
 from .kernels import EDGE_TOL, AxisWeights, kernel_radius, pass_axis, warp2d, warp2d_nearest, warp_source_index
 
 __all__ = ["Keep", "Plan", "Warp", "coverage_array", "resample_array", "resample_numpy", "warp_row_intervals"]
@@ -298,7 +297,7 @@ def resample_numpy(src: np.ndarray, plans: Plan | Sequence[Plan], threads: int |
     plan0 = _plan_of(plans, (0,))
     shape = plan0.out_shape
     axis = max(len(shape) - 2, 0) if isinstance(plans, Plan) else 0
-    n_threads = threads or os.cpu_count() or 1
+    n_threads = threads or cores()
     bands = max(1, min(n_threads, math.prod(shape) // EAGER_BAND, shape[axis]))
     if not isinstance(plans, Plan):
         bands = shape[0]  # a slice a block (its own plan); the blocks are shared among the threads
@@ -323,13 +322,7 @@ def resample_numpy(src: np.ndarray, plans: Plan | Sequence[Plan], threads: int |
     def store(b: int) -> None:
         out[tuple(slice(edges[b], edges[b + 1]) if k == axis else slice(None) for k in range(out.ndim))] = band(b)
 
-    workers = max(1, min(n_threads, bands, math.prod(shape) // EAGER_BAND))
-    if workers == 1:
-        for b in range(bands):
-            store(b)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(store, range(bands)))
+    thread_map(store, range(bands), workers=max(1, min(n_threads, bands, math.prod(shape) // EAGER_BAND)))
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 from scipy.cluster.vq import ClusterError, kmeans2
 
 from pfibsims._engine.clusters import _lloyd, choose_classes, class_bic, kmeans
+from pfibsims._engine.numba import use_compiled
 
 
 def _blobs(n, d, k, spread, seed):
@@ -20,8 +21,14 @@ def _blobs(n, d, k, spread, seed):
 @pytest.mark.parametrize(("n", "d", "k", "spread"), [(2000, 2, 3, 0.3), (20000, 5, 7, 1.0), (5000, 4, 12, 3.0),
                                                      (300, 3, 10, 5.0)])
 @pytest.mark.parametrize("iterations", [3, 50])
-def test_lloyd_stopped_at_its_fixed_point_is_scipys_kmeans2_to_the_bit(n, d, k, spread, iterations):
+@pytest.mark.parametrize("numba", [True, False], ids=["compiled", "scipy"])
+def test_lloyd_stopped_at_its_fixed_point_is_scipys_kmeans2_to_the_bit(n, d, k, spread, iterations, numba):
     x = _blobs(n, d, k, spread, seed=n + k)
+    with use_compiled(numba):
+        _check_lloyd(x, k, iterations)
+
+
+def _check_lloyd(x, k, iterations):
     for seed in range(3):
         try:
             with warnings.catch_warnings():
@@ -46,3 +53,20 @@ def test_kmeans_finds_separated_classes_and_bic_counts_them():
     assert table[3] < table[2]
     assert table[4] >= table[3]  # stopped one past the first local minimum
     assert class_bic(x, labels, 3) == pytest.approx(table[3], rel=0.05)
+
+
+def test_kmeans_restarts_on_threads_give_the_sequential_answer():
+    """The restarts run side by side; the best is the first of the least sums of squares, as in a loop."""
+    x = _blobs(3000, 4, 6, 2.0, seed=7)
+    got = kmeans(x, 6, restarts=5, seed=3)
+    runs = []
+    for r in range(5):
+        try:
+            c, lab = _lloyd(x, 6, 50, np.random.default_rng(3 + r))
+        except ClusterError:
+            continue
+        runs.append((float(((x - c[lab]) ** 2).sum()), r, c, lab))
+    sse, _, c, lab = min(runs, key=lambda t: (t[0], t[1]))
+    assert got[2] == sse
+    np.testing.assert_array_equal(got[0], c)
+    np.testing.assert_array_equal(got[1], lab)

@@ -1,5 +1,5 @@
-"""``python -m pfibsims`` runs the command line (see :mod:`pfibsims.cli`)."""
+"""``python -m pfibsims`` runs the command line (see :mod:`pfibsims.app.cli`)."""
 
-from .app.cli import main
+from .app.cli import run
 
-raise SystemExit(main())
+run()

@@ -24,6 +24,36 @@ def test_python_dash_m_runs():
     assert out.stdout.strip() == f"pfibsims {pfibsims.__version__}"
 
 
+def _run_script(argv, tmp_path):
+    """``pfibsims.app.cli.run`` in a child process with an exit handler that writes a file and unflushed output."""
+    mark = tmp_path / "handler-ran"
+    code = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(lambda: pathlib.Path({str(mark)!r}).write_text('yes'))\n"
+        "sys.stdout.write('unflushed line\\n')\n"
+        f"sys.argv = ['pfibsims', *{list(argv)!r}]\n"
+        "from pfibsims.app.cli import run\n"
+        "run()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return out, mark
+
+
+def test_the_console_script_runs_exit_handlers_and_flushes_before_it_ends(tmp_path):
+    out, mark = _run_script([], tmp_path)
+    assert out.returncode == 2  # no command: help and exit code 2, as main returns
+    assert "unflushed line" in out.stdout
+    assert "demo" in out.stdout
+    assert mark.read_text() == "yes"
+
+
+def test_the_console_script_reports_a_library_error_with_its_exit_code(tmp_path):
+    out, mark = _run_script(["report", str(tmp_path / "missing.zarr"), str(tmp_path / "r")], tmp_path)
+    assert out.returncode == 2
+    assert "pfibsims report: error:" in out.stderr
+    assert mark.read_text() == "yes"
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out

@@ -22,6 +22,9 @@ from .overlay import registration_overlay
 from .scene import have_renderer, start_volume_3d
 from .volume import orthoslices
 
+#: zlib level of the PNGs :func:`save_figures` writes: the demo's seven figures encode in ~0.27 s at 2
+#: against ~0.53 s at Pillow's default 6, for files ~12 % larger (2.8 against 2.5 MB).
+PNG_COMPRESSION = 2
 
 # -- in-memory views ---------------------------------------------------------------
 def in_memory_view(ds: xr.Dataset, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
@@ -103,7 +106,7 @@ def save_figures(
     z : int or length, optional
         The slice of the 2-D figures; default the middle one.
     dpi : int
-        Resolution of the PNGs.
+        Resolution of the PNGs (zlib level :data:`PNG_COMPRESSION`).
     render : bool, optional
         Write ``volume_3d`` (the 3-D figure, :func:`~pfibsims.plot.scene.volume_3d`; its child render starts first and runs while the other figures are drawn); default:
         when its renderer (PyVista, the ``render`` extra) is installed.
@@ -177,7 +180,7 @@ def save_figures(
             for name, make in figures.items():
                 fig = make()
                 path = outdir / f"{name}.png"
-                fig.savefig(path, dpi=dpi)
+                fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESSION})
                 paths[name] = path
                 fig.clear()  # a figure's artists hold reference cycles: free them now, not at the next collection
                 del fig

@@ -408,6 +408,12 @@ def test_save_figures_on_the_phantom(tmp_path):
              "registration": (10, 4.5)}
     for name, size in sizes.items():
         _check_png(paths[name], size)
+    # the faster zlib level loses nothing: the pixels and the resolution of Matplotlib's default encoding
+    fig = plot.joint_histogram(vol.Li6, vol.Zr_La)
+    fig.savefig(tmp_path / "default.png", dpi=DPI)
+    with Image.open(paths["joint_histogram"]) as ours, Image.open(tmp_path / "default.png") as ref:
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+        assert ours.info["dpi"] == pytest.approx(ref.info["dpi"])
     # the overlay shows the registration: with the true Li map (EDS grid) in red, the SIMS Li in green
     # agrees far better after than before
     fig = plot.registration_overlay(truth.li, sims.Li6, after=vol.Li6)

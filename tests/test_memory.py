@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
+
+import pytest
 
 from pfibsims._memory import frozen_heap, release_memory
 
@@ -59,3 +63,30 @@ def test_frozen_heap_leaves_a_callers_own_freeze_alone():
         del made
     finally:
         gc.unfreeze()
+
+
+
+def _arenas_used(limit):
+    """Arenas glibc made for six threads allocating at once (``malloc_stats``' "Arena N:" lines)."""
+    code = (
+        "import ctypes, threading, numpy as np\n"
+        "from pfibsims._memory import limit_arenas\n"
+        f"assert limit_arenas({limit}) if {limit} else True\n"
+        "gate = threading.Barrier(6, timeout=30)\n"
+        "def work():\n"
+        "    keep = [np.ones(1000) for _ in range(50)]  # small blocks: from the thread's arena\n"
+        "    gate.wait()\n"
+        "    assert sum(float(k.sum()) for k in keep) == 50000.0\n"
+        "ts = [threading.Thread(target=work) for _ in range(6)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "ctypes.CDLL('libc.so.6').malloc_stats()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return sum(line.startswith("Arena ") for line in res.stderr.splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and malloc_stats")
+def test_limit_arenas_caps_the_heaps_threads_allocate_from():
+    assert _arenas_used(2) <= 2
+    assert _arenas_used(0) > 2  # the default: an arena a thread (up to 8 a core)

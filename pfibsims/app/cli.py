@@ -172,6 +172,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pfibsims`` console script; returns the exit code."""
+    from .._engine.threads import cores
+    from .._memory import limit_arenas
+
+    limit_arenas(max(2, cores()))  # before the command's threads start: see limit_arenas
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -17,7 +17,10 @@ gives the same numbers to rounding (tests/registration/test_registration_kernels
 - :func:`joint_histogram` -- the soft-binned joint histogram of
   :func:`~pfibsims.registration.metrics.mutual_information`;
 - :func:`moments` -- the sums of
-  :func:`~pfibsims.registration.metrics.correlation_moments`.
+  :func:`~pfibsims.registration.metrics.correlation_moments`;
+- :func:`shifted_moments` and :func:`grid_moments` -- those sums for many
+  translations of one transform in one pass (the cross-modal drift's search
+  grids and peak stencils; a grid shares the B-spline weights and row sums).
 
 ``m`` is the transform in the moving image's *index* space: row ``r`` of the
 2 x 3 array gives the moving index ``m[r, 0] * y + m[r, 1] * x + m[r, 2]`` of
@@ -31,7 +34,8 @@ import numpy as np
 from .._engine.numba import compiled, njit
 
 __all__ = [
-    "count_stats", "index_map", "joint_histogram", "moments", "sample", "shifted_moments", "upsampled_correlation",
+    "count_stats", "grid_moments", "index_map", "joint_histogram", "moments", "sample", "shifted_moments",
+    "upsampled_correlation",
 ]
 
 
@@ -67,28 +71,33 @@ def _valid_at(valid, fy, fx):  # pragma: no cover - compiled
             + ty * ((1.0 - tx) * valid[y1, x0] + tx * valid[y1, x1]))
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _weights(t):  # pragma: no cover - compiled
+    """The four cubic B-spline weights of the taps at offsets -1, 0, 1, 2 for the fraction ``t`` in [0, 1)."""
+    s = 1.0 - t
+    t2 = t * t
+    return (s * s * s / 6.0, (3.0 * t2 * t - 6.0 * t2 + 4.0) / 6.0, (-3.0 * t2 * t + 3.0 * t2 + 3.0 * t + 1.0) / 6.0,
+            t2 * t / 6.0)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _row(a, c0, wx0, wx1, wx2, wx3):  # pragma: no cover - compiled
+    """One row's weighted sum of the four taps from column ``c0`` (no extension)."""
+    return wx0 * a[c0] + wx1 * a[c0 + 1] + wx2 * a[c0 + 2] + wx3 * a[c0 + 3]
+
+
 @njit(nogil=True, cache=True)
 def _at(coef, fy, fx):  # pragma: no cover - compiled
     """The cubic B-spline of ``coef`` at index (fy, fx), mirror extension (weights in registers)."""
     ny, nx = coef.shape
     y0, x0 = int(np.floor(fy)), int(np.floor(fx))
-    t, u = fy - y0, fx - x0
-    s, r = 1.0 - t, 1.0 - u
-    t2, u2 = t * t, u * u
-    wy0, wy3 = s * s * s / 6.0, t2 * t / 6.0
-    wy1, wy2 = (3.0 * t2 * t - 6.0 * t2 + 4.0) / 6.0, (-3.0 * t2 * t + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
-    wx0, wx3 = r * r * r / 6.0, u2 * u / 6.0
-    wx1, wx2 = (3.0 * u2 * u - 6.0 * u2 + 4.0) / 6.0, (-3.0 * u2 * u + 3.0 * u2 + 3.0 * u + 1.0) / 6.0
+    wy0, wy1, wy2, wy3 = _weights(fy - y0)
+    wx0, wx1, wx2, wx3 = _weights(fx - x0)
     if y0 >= 1 and y0 + 2 < ny and x0 >= 1 and x0 + 2 < nx:  # interior: no extension
-        c0, c1, c2, c3 = x0 - 1, x0, x0 + 1, x0 + 2
-        a = coef[y0 - 1]
-        acc = wy0 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
-        a = coef[y0]
-        acc += wy1 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
-        a = coef[y0 + 1]
-        acc += wy2 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
-        a = coef[y0 + 2]
-        acc += wy3 * (wx0 * a[c0] + wx1 * a[c1] + wx2 * a[c2] + wx3 * a[c3])
+        acc = wy0 * _row(coef[y0 - 1], x0 - 1, wx0, wx1, wx2, wx3)
+        acc += wy1 * _row(coef[y0], x0 - 1, wx0, wx1, wx2, wx3)
+        acc += wy2 * _row(coef[y0 + 1], x0 - 1, wx0, wx1, wx2, wx3)
+        acc += wy3 * _row(coef[y0 + 2], x0 - 1, wx0, wx1, wx2, wx3)
         return acc
     c0, c1, c2, c3 = _mirror(x0 - 1, nx), _mirror(x0, nx), _mirror(x0 + 1, nx), _mirror(x0 + 2, nx)
     acc = 0.0
@@ -236,6 +245,36 @@ def count_stats(a):  # pragma: no cover - compiled
     return n, counts, total
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _add_inside(k, v, i, design_t, s, zz, count):  # pragma: no cover - compiled
+    """Translation ``k``'s moving terms of point ``i`` (inside, value ``v``)."""
+    c = design_t.shape[0]
+    count[k] += 1
+    s[k, c] += v
+    zz[k, c, c] += v * v
+    for a in range(c):
+        zz[k, a, c] += design_t[a, i] * v
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_outside(k, i, design_t, s, zz):  # pragma: no cover - compiled
+    """Translation ``k``'s channel terms of point ``i`` (outside: subtracted from the level's totals)."""
+    c = design_t.shape[0]
+    for a in range(c):
+        d = design_t[a, i]
+        s[k, a] += d
+        for b in range(a, c):
+            zz[k, a, b] += d * design_t[b, i]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _symmetric(zz):  # pragma: no cover - compiled
+    for k in range(zz.shape[0]):
+        for a in range(zz.shape[1]):
+            for b in range(a):
+                zz[k, a, b] = zz[k, b, a]
+
+
 @njit(nogil=True, cache=True)
 def shifted_moments(coef, valid, has_valid, m, shift_y, shift_x, points, design_t, s, zz, count):  # pragma: no cover
     """:func:`sample` and :func:`moments` (channel terms of the *outside* points) for ``K`` translations of
@@ -243,30 +282,78 @@ def shifted_moments(coef, valid, has_valid, m, shift_y, shift_x, points, design_
     by ``shift_y[k]``, ``shift_x[k]``.  Per translation the sums are those of the one-transform kernels
     (the same operations in the same order); ``count[k]`` is its number of inside points."""
     ny, nx = coef.shape
-    c = design_t.shape[0]
-    n_k = shift_y.size
     for i in range(points.shape[0]):
         py, px = points[i, 0], points[i, 1]
-        for k in range(n_k):
+        for k in range(shift_y.size):
             fy = py * m[0, 0] + px * m[0, 1] + shift_y[k]
             fx = py * m[1, 0] + px * m[1, 1] + shift_x[k]
             ok = fy >= -0.5 and fy <= ny - 0.5 and fx >= -0.5 and fx <= nx - 0.5
             if ok and has_valid:
                 ok = _valid_at(valid, fy, fx) > 0.999
             if ok:
-                v = _at(coef, fy, fx)
-                count[k] += 1
-                s[k, c] += v
-                zz[k, c, c] += v * v
-                for a in range(c):
-                    zz[k, a, c] += design_t[a, i] * v
+                _add_inside(k, _at(coef, fy, fx), i, design_t, s, zz, count)
             else:
-                for a in range(c):
-                    d = design_t[a, i]
-                    s[k, a] += d
-                    for b in range(a, c):
-                        zz[k, a, b] += d * design_t[b, i]
-    for k in range(n_k):
-        for a in range(c + 1):
-            for b in range(a):
-                zz[k, a, b] = zz[k, b, a]
+                _add_outside(k, i, design_t, s, zz)
+    _symmetric(zz)
+
+
+@njit(nogil=True, cache=True)
+def grid_moments(coef, m, ys, xs, points, design_t, s, zz, count):  # pragma: no cover - compiled
+    """:func:`shifted_moments` (no validity mask) of the ``Ky x Kx`` translations of a grid: translation
+    ``k = ky * Kx + kx`` has the index offsets ``ys[ky]``, ``xs[kx]``.
+
+    The same numbers as :func:`shifted_moments` of those translations: the
+    same operations in the same order. A point whose every translation lands
+    in the interior computes the B-spline weights of each ``ys`` and each
+    ``xs`` once (not of each pair) and the weighted row sums of each
+    (row, ``xs``) once, shared by the ``ys`` that read that row; any other
+    point takes :func:`shifted_moments`' path.
+    """
+    ny, nx = coef.shape
+    nky, nkx = ys.size, xs.size
+    span = int(np.floor(ys.max() - ys.min())) + 6  # rows a point's translations read (+1 for rounding)
+    rows = np.empty((span, nkx))
+    wy, wx = np.empty((nky, 4)), np.empty((nkx, 4))
+    y0s, x0s = np.empty(nky, np.int64), np.empty(nkx, np.int64)
+    fys, fxs = np.empty(nky), np.empty(nkx)
+    for i in range(points.shape[0]):
+        py, px = points[i, 0], points[i, 1]
+        by = py * m[0, 0] + px * m[0, 1]
+        bx = py * m[1, 0] + px * m[1, 1]
+        interior = True
+        for ky in range(nky):
+            fy = by + ys[ky]
+            y0 = int(np.floor(fy))
+            fys[ky], y0s[ky] = fy, y0
+            wy[ky, 0], wy[ky, 1], wy[ky, 2], wy[ky, 3] = _weights(fy - y0)
+            interior = interior and fy >= -0.5 and fy <= ny - 0.5 and y0 >= 1 and y0 + 2 < ny
+        for kx in range(nkx):
+            fx = bx + xs[kx]
+            x0 = int(np.floor(fx))
+            fxs[kx], x0s[kx] = fx, x0
+            wx[kx, 0], wx[kx, 1], wx[kx, 2], wx[kx, 3] = _weights(fx - x0)
+            interior = interior and fx >= -0.5 and fx <= nx - 0.5 and x0 >= 1 and x0 + 2 < nx
+        if not interior:
+            for ky in range(nky):
+                for kx in range(nkx):
+                    k = ky * nkx + kx
+                    fy, fx = fys[ky], fxs[kx]
+                    if fy >= -0.5 and fy <= ny - 0.5 and fx >= -0.5 and fx <= nx - 0.5:
+                        _add_inside(k, _at(coef, fy, fx), i, design_t, s, zz, count)
+                    else:
+                        _add_outside(k, i, design_t, s, zz)
+            continue
+        top = y0s.min() - 1
+        for r in range(y0s.max() + 3 - top):
+            a = coef[top + r]
+            for kx in range(nkx):
+                rows[r, kx] = _row(a, x0s[kx] - 1, wx[kx, 0], wx[kx, 1], wx[kx, 2], wx[kx, 3])
+        for ky in range(nky):
+            r0 = y0s[ky] - 1 - top
+            for kx in range(nkx):
+                v = wy[ky, 0] * rows[r0, kx]
+                v += wy[ky, 1] * rows[r0 + 1, kx]
+                v += wy[ky, 2] * rows[r0 + 2, kx]
+                v += wy[ky, 3] * rows[r0 + 3, kx]
+                _add_inside(ky * nkx + kx, v, i, design_t, s, zz, count)
+    _symmetric(zz)

@@ -386,9 +386,15 @@ def evaluate_shifts(level: Level, matrix: np.ndarray, shifts: np.ndarray) -> np.
     dt = level.design.T
     n, c, k = level.points.shape[0], dt.shape[0], shifts.shape[0]
     s, zz, count = np.zeros((k, c + 1)), np.zeros((k, c + 1, c + 1)), np.zeros(k, np.int64)
-    valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
-    kernels.shifted_moments(level.moving_coef, valid, level.moving_valid is not None, m, off[0], off[1],
-                            level.points, dt, s, zz, count)
+    grid = _product_grid(shifts)
+    if grid is not None and level.moving_valid is None:  # a grid of translations: weights and rows shared
+        ny_, nx_ = grid
+        kernels.grid_moments(level.moving_coef, m, off[0][::nx_].copy(), off[1][:nx_].copy(), level.points, dt,
+                             s, zz, count)
+    else:
+        valid = level.moving_valid if level.moving_valid is not None else _NO_MASK
+        kernels.shifted_moments(level.moving_coef, valid, level.moving_valid is not None, m, off[0], off[1],
+                                level.points, dt, s, zz, count)
     if level.channel_moments is None:
         level.channel_moments = (dt.sum(axis=1), np.einsum("in,jn->ij", dt, dt))
     fs, fzz = level.channel_moments
@@ -403,6 +409,18 @@ def evaluate_shifts(level: Level, matrix: np.ndarray, shifts: np.ndarray) -> np.
             zz[j, :c, :c] = fzz - zz[j, :c, :c]
             out[j] = correlation_from_moments(int(count[j]), s[j], zz[j])
     return out
+
+
+def _product_grid(shifts: np.ndarray) -> tuple[int, int] | None:
+    """``(Ky, Kx)`` when the rows of ``shifts`` are the grid of ``Ky`` y by ``Kx`` x values in ``ij`` order (each
+    y with every x; a search grid, a 3 x 3 stencil), else None."""
+    ys, xs = np.unique(shifts[:, 0]), np.unique(shifts[:, 1])
+    if ys.size * xs.size != shifts.shape[0] or ys.size * xs.size < 2:
+        return None
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    if not (np.array_equal(shifts[:, 0], yy.ravel()) and np.array_equal(shifts[:, 1], xx.ravel())):
+        return None
+    return ys.size, xs.size
 
 
 def _moments(level: Level, vals: np.ndarray, inside: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

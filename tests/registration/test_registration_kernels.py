@@ -143,3 +143,47 @@ def test_evaluate_shifts_equals_one_at_a_time(nan):
     assert got[-1] == -np.inf
     with use_compiled(False):
         np.testing.assert_allclose(search.evaluate_shifts(level, base, shifts)[:5], got[:5], rtol=1e-8)
+
+
+@pytest.mark.parametrize(("ky", "kx", "step"), [(7, 7, 4.5), (5, 5, 1.13), (3, 3, 0.565), (3, 1, 0.5)])
+def test_grid_moments_equal_shifted_moments_to_the_bit(ky, kx, step):
+    """A grid of translations shares the B-spline weights and row sums among them: the sums are still
+    those of one translation at a time, to the bit, for points inside, at the edges and outside."""
+    rng = np.random.default_rng(ky * 10 + kx)
+    coef = rng.random((60, 70))
+    n = 4000
+    pts = np.column_stack([rng.uniform(-300, 62 * 50, n), rng.uniform(-300, 72 * 50, n)])  # some leave the field
+    th = np.deg2rad(1.7)
+    m = np.array([[np.cos(th) / 50, -np.sin(th) / 50, 0.7], [np.sin(th) / 50, np.cos(th) / 50, -1.3]])
+    design_t = np.ascontiguousarray(rng.random((3, n)))
+    ys, xs = (np.arange(ky) - ky // 2) * step + 0.31, (np.arange(kx) - kx // 2) * step - 0.17
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    k, c = yy.size, design_t.shape[0]
+    out = []
+    for grid in (False, True):
+        s, zz, count = np.zeros((k, c + 1)), np.zeros((k, c + 1, c + 1)), np.zeros(k, np.int64)
+        if grid:
+            kernels.grid_moments(coef, m, ys, xs, pts, design_t, s, zz, count)
+        else:
+            kernels.shifted_moments(coef, np.ones((1, 1)), False, m, yy.ravel().copy(), xx.ravel().copy(), pts,
+                                    design_t, s, zz, count)
+        out.append((s, zz, count))
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert 0 < out[0][2].min() < n  # some points inside and some outside for every translation
+
+
+def test_evaluate_shifts_takes_the_grid_path_only_for_a_grid():
+    level = _level(False, False, False)
+    base = search.model_matrix(np.array([20.0, -35.0, 1.5]), "rigid", level.fixed_grid.center)
+    offsets = np.array([-81.4, 0.0, 81.4])
+    grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 2)
+    assert search._product_grid(grid) == (3, 3)
+    assert search._product_grid(grid[::-1]) is None  # not in ij order
+    assert search._product_grid(grid[:-1]) is None  # not a whole grid
+    assert search._product_grid(grid[:1]) is None  # a single translation
+    got = search.evaluate_shifts(level, base, grid)
+    for shift, value in zip(grid, got, strict=True):
+        m = base.copy()
+        m[:2, 2] += shift
+        assert value == search.evaluate_many([level], [m], "ncc")[0]

@@ -8,5 +8,7 @@
   the partial results in a tree;
 * :mod:`.smooth` -- the one Gaussian smoother (separable, with one NaN policy);
 * :mod:`.views` -- reduced in-plane views (block means, spread sample tiles) under one
-  pixel budget, for every step that estimates.
+  pixel budget, for every step that estimates;
+* :mod:`.clusters` -- k-means classes and their number by BIC;
+* :mod:`.threads` -- the one pool of threads for in-memory work outside dask graphs.
 """

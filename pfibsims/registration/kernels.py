@@ -297,6 +297,20 @@ def shifted_moments(coef, valid, has_valid, m, shift_y, shift_x, points, design_
     _symmetric(zz)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _axis_taps(base, shifts, n, f, first, w):  # pragma: no cover - compiled
+    """Along one axis of length ``n``, for each shift: the index ``base + shift`` (``f``), its floor (``first``)
+    and the four B-spline weights (``w``); True when every one is in the interior (no extension)."""
+    interior = True
+    for k in range(shifts.size):
+        v = base + shifts[k]
+        v0 = int(np.floor(v))
+        f[k], first[k] = v, v0
+        w[k, 0], w[k, 1], w[k, 2], w[k, 3] = _weights(v - v0)
+        interior = interior and v >= -0.5 and v <= n - 0.5 and v0 >= 1 and v0 + 2 < n
+    return interior
+
+
 @njit(nogil=True, cache=True)
 def grid_moments(coef, m, ys, xs, points, design_t, s, zz, count):  # pragma: no cover - compiled
     """:func:`shifted_moments` (no validity mask) of the ``Ky x Kx`` translations of a grid: translation
@@ -320,20 +334,9 @@ def grid_moments(coef, m, ys, xs, points, design_t, s, zz, count):  # pragma: no
         py, px = points[i, 0], points[i, 1]
         by = py * m[0, 0] + px * m[0, 1]
         bx = py * m[1, 0] + px * m[1, 1]
-        interior = True
-        for ky in range(nky):
-            fy = by + ys[ky]
-            y0 = int(np.floor(fy))
-            fys[ky], y0s[ky] = fy, y0
-            wy[ky, 0], wy[ky, 1], wy[ky, 2], wy[ky, 3] = _weights(fy - y0)
-            interior = interior and fy >= -0.5 and fy <= ny - 0.5 and y0 >= 1 and y0 + 2 < ny
-        for kx in range(nkx):
-            fx = bx + xs[kx]
-            x0 = int(np.floor(fx))
-            fxs[kx], x0s[kx] = fx, x0
-            wx[kx, 0], wx[kx, 1], wx[kx, 2], wx[kx, 3] = _weights(fx - x0)
-            interior = interior and fx >= -0.5 and fx <= nx - 0.5 and x0 >= 1 and x0 + 2 < nx
-        if not interior:
+        inner_y = _axis_taps(by, ys, ny, fys, y0s, wy)
+        inner_x = _axis_taps(bx, xs, nx, fxs, x0s, wx)
+        if not (inner_y and inner_x):
             for ky in range(nky):
                 for kx in range(nkx):
                     k = ky * nkx + kx

@@ -29,7 +29,7 @@ import xarray as xr
 
 from ._engine import moments as _moments
 from ._engine.reduce import Plan, Reduction, block_reduce, evaluate, reduce_blocks
-from ._xr import as_dataarray, dask_data, dequantify, mask_data, warn_infinite
+from ._xr import as_dataarray, dequantify, mask_data, warn_infinite
 from .dataset import history, record
 from .errors import PfibsimsError
 
@@ -41,13 +41,9 @@ _ZEROS = ("raise", "nan", "clip")
 
 # -- value ranges and bins (also used by pfibsims.correlate) -----------------
 def range_reduction(x: xr.DataArray, mask: da.Array | None = None) -> Reduction:
-    """``[min, max]`` of the finite values of ``x`` where ``mask``, as a reduction of the one statistics engine."""
-    return Reduction(_moments.range_block, (dask_data(x), mask), (2,), _moments.merge_ranges, np.float64)
-
-
-def range_graph(x: xr.DataArray, mask: da.Array | None = None) -> da.Array:
-    """Lazy ``[min, max]`` of the finite values of ``x`` where ``mask`` (one pass; ``[inf, -inf]`` if none)."""
-    return reduce_blocks([range_reduction(x, mask)], name="pfibsims-range")[0]
+    """``[min, max]`` of the finite values of ``x`` where ``mask``, as a reduction of the one statistics engine
+    (in memory, without dask, when ``x`` and ``mask`` are)."""
+    return Reduction(_moments.range_block, (x.data, mask), (2,), _moments.merge_ranges, np.float64)
 
 
 def infinite_reduction(x: Any, mask: da.Array | None = None) -> Reduction:
@@ -459,11 +455,11 @@ def histogram(data: xr.DataArray, *, bins: int = 256, range: Any = None, mask: A
     m = mask_data(mask, x)
     rng = check_range(range) or value_range(x, m, name=str(x.name or "data"), step="histogram")
     edges = uniform_edges(*rng, nbins)
-    counts = block_reduce(
-        _moments.histogram_block, [dask_data(x), m], out_shape=(nbins,), merge=_moments.sum_blocks,
+    counts = block_reduce(  # in memory, without dask, when the data and the mask are
+        _moments.histogram_block, [x.data, m], out_shape=(nbins,), merge=_moments.sum_blocks,
         dtype=np.int64, name="pfibsims-histogram", lo=float(edges[0]), hi=float(edges[-1]), bins=nbins,
     )
-    if not isinstance(x.data, da.Array):
+    if not isinstance(x.data, da.Array) and isinstance(counts, da.Array):  # in memory, a lazy mask: computed
         counts = counts.compute()
     name = str(x.name) if x.name is not None else "data"
     out = xr.DataArray(

@@ -191,6 +191,20 @@ def test_histogram_is_lazy():
     assert h.values.sum() == 48
 
 
+def test_histogram_of_data_in_memory_needs_no_dask(counts):
+    """In memory, the range and the counts are computed directly (the same numbers), not through dask."""
+    c = counts.copy()
+    c[0, 0, :3] = np.nan
+    x = xr.DataArray(c, dims=("z", "y", "x"), attrs={"units": "counts"})
+    with raise_if_dask_computes():
+        h = histogram(x, bins=17)
+    assert isinstance(h.data, np.ndarray)
+    want, edges = np.histogram(c[np.isfinite(c)], bins=17)
+    np.testing.assert_array_equal(h.values, want)
+    np.testing.assert_allclose(h.bin_lower.values, edges[:-1])
+    np.testing.assert_array_equal(h.values, histogram(x.chunk({"z": 1}), bins=17).values)  # as from dask
+
+
 def test_histogram_errors():
     x = xr.DataArray(np.arange(4.0), dims="x")
     with pytest.raises(PfibsimsError, match="bins: expected a positive"):

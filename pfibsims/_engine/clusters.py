@@ -52,9 +52,8 @@ def _lloyd(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "one of the clusters is empty": raised by missing="raise"
         centres, labels = kmeans2(x, k, iter=1, minit="++", missing="raise", seed=rng)
-        if iterations > 1 and compiled():
-            x = np.ascontiguousarray(x, dtype=np.float64)
-            if not _lloyd_steps(x, centres, labels, iterations - 1):
+        if iterations > 1 and compiled() and x.dtype == np.float64:  # scipy keeps float32 rows in float32
+            if not _lloyd_steps(np.ascontiguousarray(x), centres, labels, iterations - 1):
                 raise ClusterError("One of the clusters is empty. Re-run kmeans with a different initialization.")
             return centres, labels
         for _ in range(iterations - 1):

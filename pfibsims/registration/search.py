@@ -388,7 +388,7 @@ def evaluate_shifts(level: Level, matrix: np.ndarray, shifts: np.ndarray) -> np.
     s, zz, count = np.zeros((k, c + 1)), np.zeros((k, c + 1, c + 1)), np.zeros(k, np.int64)
     grid = _product_grid(shifts)
     if grid is not None and level.moving_valid is None:  # a grid of translations: weights and rows shared
-        ny_, nx_ = grid
+        nx_ = grid[1]
         kernels.grid_moments(level.moving_coef, m, off[0][::nx_].copy(), off[1][:nx_].copy(), level.points, dt,
                              s, zz, count)
     else:

@@ -70,3 +70,15 @@ def test_kmeans_restarts_on_threads_give_the_sequential_answer():
     assert got[2] == sse
     np.testing.assert_array_equal(got[0], c)
     np.testing.assert_array_equal(got[1], lab)
+
+
+def test_lloyd_of_float32_rows_is_scipys_float32_loop():
+    """scipy keeps float32 rows in float32: the compiled float64 steps are not used for them."""
+    x = _blobs(3000, 3, 5, 1.0, seed=11).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = kmeans2(x, 5, iter=50, minit="++", missing="raise", seed=np.random.default_rng(2))
+    centres, labels = _lloyd(x, 5, 50, np.random.default_rng(2))
+    assert centres.dtype == np.float32
+    np.testing.assert_array_equal(centres, ref[0])
+    np.testing.assert_array_equal(labels, ref[1])

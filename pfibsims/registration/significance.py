@@ -146,8 +146,10 @@ def failure(report: RegistrationReport, found: SearchResult | None, search: str,
                      if len(report.candidates) > 1 else "")
             said += (f"; it scores alike with a distinct runner-up{rival} (prominence {report.prominence:.2g}, "
                      f"needs {MIN_PROMINENCE})")
-        why = (f"no significant placement after {tried}: {said}; check that the channels show the same region, "
-               f"or give initial= near the answer for a local search")
+        advice = ("or give initial= near the answer for a local search" if search == "global" else
+                  "and that initial= is within the local reach of the answer, or search the whole field "
+                  "(search='global')")
+        why = f"no significant placement after {tried}: {said}; check that the channels show the same region, {advice}"
     exc = RegistrationError(f"moving, fixed: expected images that share structure, found {why}; the exception's "
                             f".report lists what was tried")
     exc.report = report  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import xarray as xr
 
 from .._engine.clusters import MAX_CLASSES, choose_classes, kmeans, subsample
 from .._engine.smooth import gaussian, gaussian_half, radius
+from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
 from .._xr import as_array, dequantify, spacing_nm, spatial_dims
 from ..dataset import channel_attrs, history, history_attrs, record
@@ -81,7 +82,7 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
     """The smoothed voxels of a few tiles spread over the (z, y, x) channels (the same voxels of each).
 
     Only the tiles, each with its halo of the kernel radius, are read and
-    smoothed (:func:`pfibsims._engine.views.sample_tiles`); ``nearest`` at the faces.
+    smoothed (:func:`pfibsims._engine.views.sample_tiles`), on the shared threads; ``nearest`` at the faces.
     Returns the samples (float32, the smoother's own type: 4 bytes a voxel of the sample) and the number of tiles.
     """
     shape = channels[0].shape
@@ -93,17 +94,19 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
     parts = [[c[w] for w in windows] for c in channels]
     lazy = [p for ps in parts for p in ps if isinstance(p, darr.Array)]
     done = iter(dask.compute(*lazy)) if lazy else iter(())
-    out = []
-    for ps in parts:
-        values = []
-        for tile, w, p in zip(tiles, windows, ps, strict=True):
-            block = np.asarray(next(done) if isinstance(p, darr.Array) else p, dtype=np.float32)
-            pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
-            block = gaussian(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
-            core = tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))
-            values.append(block[core].ravel())
-        out.append(np.concatenate(values))
-    return out, len(tiles)
+    blocks = [(next(done) if isinstance(p, darr.Array) else p, tile, w) for ps in parts
+              for tile, w, p in zip(tiles, windows, ps, strict=True)]
+
+    def smoothed(item: tuple[Any, tuple[slice, ...], tuple[slice, ...]]) -> np.ndarray:
+        block, tile, w = item
+        block = np.asarray(block, dtype=np.float32)
+        pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
+        block = gaussian(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
+        return block[tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))].ravel()
+
+    values = thread_map(smoothed, blocks)  # scipy.ndimage releases the GIL: the blocks smooth on every core
+    n = len(tiles)
+    return [np.concatenate(values[i:i + n]) for i in range(0, len(values), n)], n
 
 
 def _yielding(yielding: Any, kind: str, flags: list[str]) -> list[str]:

@@ -106,8 +106,10 @@ def test_register_local_search_from_initial():
     assert r2.report.search == "global"
     assert max_error(r2.transform, truth, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
     # a local search does not look beyond its reach: a start 2.5 um off finds nothing significant there
-    with pytest.raises(RegistrationError, match="after a local search"):
+    with pytest.raises(RegistrationError, match="after a local search") as info:
         reg.register(moving.Li6, fixed, model="translation", initial=Affine.translation((-1400.0, -2100.0)))
+    assert "search='global'" in str(info.value)  # advice that applies to a local search
+    assert "give initial=" not in str(info.value)
 
 
 def test_register_3d_z_mean_and_per_slice():

@@ -14,6 +14,12 @@ and noise, with the verdict and the error against the truth:
 
     .venv/bin/python benchmarks/bench_register.py --calibrate [path/to/shared/data]
 
+Precision on noisy count maps against the Cramér-Rao bound (``--precision``;
+``benchmarks/_register_precision.py``): Poisson maps of a real HAADF image at 1-30
+counts a pixel, many draws, beside the bound and a maximum-likelihood oracle:
+
+    .venv/bin/python benchmarks/bench_register.py --precision [path/to/shared/data]
+
 The phantom (``--phantom``): time per model, accuracy vs dose, against a baseline.
 
 For each dose (a multiple of the phantom's default counts, EDS and SIMS alike)
@@ -91,6 +97,8 @@ def main() -> None:
     ap.add_argument("--phantom", action="store_true", help="the phantom benchmark")
     ap.add_argument("--calibrate", nargs="?", const="", default=None, metavar="DATA",
                     help="the significance statistics of matching, unrelated and noise pairs (from DATA)")
+    ap.add_argument("--precision", nargs="?", const="", default=None, metavar="DATA",
+                    help="the precision on noisy count maps against the Cramér-Rao bound (from DATA)")
     ap.add_argument("--slices", type=int, default=39)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--doses", type=float, nargs="+", default=[0.25, 1.0, 4.0])
@@ -104,7 +112,13 @@ def main() -> None:
         load = os.getloadavg()
         print(f"\nuptime load averages {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}\n")
         print(rc.table(rows))
-    if args.real is not None or not (args.phantom or args.calibrate is not None):
+    if args.precision is not None:
+        import _register_precision as rpr
+
+        data = Path(args.precision) if args.precision else Path(__file__).resolve().parents[2] / "shared" / "data"
+        rows = rpr.run(data)
+        print(rpr.table(rows))
+    if args.real is not None or not (args.phantom or args.calibrate is not None or args.precision is not None):
         import _register_real as rr
 
         data = Path(args.real) if args.real else Path(__file__).resolve().parents[2] / "shared" / "data"

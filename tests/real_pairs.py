@@ -114,6 +114,28 @@ def noisy_map(tex: np.ndarray, px: float, *, shift: tuple[float, float], counts:
     return moving.Ti_Ka, fixed, Affine.translation((shift[0] * px, shift[1] * px))
 
 
+def noisy_map_bound(tex: np.ndarray, *, shift: tuple[float, float], counts: float) -> np.ndarray:
+    """The Cramér-Rao bound of :func:`noisy_map`'s shift, px an axis (y, x): the smallest standard deviation any
+    unbiased estimator can have, even one told the HAADF image and that the counts are Poisson of
+    ``a + b t(p - s)`` (``t`` the image scaled to [0, 1]; ``a``, ``b`` unknown, as a detector's offset and gain).
+
+    Fisher information ``I = sum_p J(p) J(p)^T / lambda(p)``, ``J`` the derivatives of the mean counts
+    ``lambda`` by ``(a, b, s_y, s_x)`` (the shift's by central differences of the cubic spline, 1e-3 px);
+    the bound is the shift block of ``I^-1``.  Depends on the image, the shift and ``counts`` only.
+    """
+    t = (tex - tex.min()) / np.ptp(tex)
+    scale = counts / (0.2 + t).mean()
+    a, b = 0.2 * scale, scale
+    moved = ndi.shift(t, shift, order=3, mode="nearest")
+    lam = a + b * moved
+    h = 1e-3
+    ds = [b * (ndi.shift(t, np.add(shift, e), order=3, mode="nearest")
+               - ndi.shift(t, np.subtract(shift, e), order=3, mode="nearest")) / (2 * h) for e in ((h, 0), (0, h))]
+    jac = np.stack([np.ones_like(lam), moved, *ds]).reshape(4, -1)
+    info = (jac / lam.ravel()) @ jac.T
+    return np.sqrt(np.diag(np.linalg.inv(info))[2:])
+
+
 def leaning_stack(tex: np.ndarray, *, n: int = 40, lean: tuple[float, float] = (0.35, -0.2), wobble: float = 0.15,
                   counts: float = 50.0, seed: int = 0) -> np.ndarray:
     """``n`` slices of a real image whose structures lean through the stack, with no drift: ``(n, y, x)`` counts.

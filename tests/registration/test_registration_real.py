@@ -16,6 +16,7 @@ from real_pairs import (
     jeol_maps,
     jeol_structure,
     noisy_map,
+    noisy_map_bound,
     openmims,
     other_modality,
     sparse_pair,
@@ -220,8 +221,9 @@ def test_noisy_eds_map_on_its_haadf_image_has_no_half_pixel_pull(shared_data, sh
 def test_noisy_eds_map_on_its_haadf_image_no_pull_over_many_noise_draws(shared_data, shift):
     # the same pair over 12 Poisson draws: one draw is 0.0-0.35 px off (the counts of a 64 x 64 map at 3 a
     # pixel), but the mean error, the bias, is not a pull towards or away from the half pixel (the issue:
-    # 0.47 px). Measured over 16 draws: mean within 0.06 px, RMS 0.12-0.17 px (0.18-0.22 px with one jittered
-    # sample a pixel instead of 2 x 2)
+    # 0.47 px), and the spread is near the least any unbiased estimator can have: the Cramér-Rao bound of
+    # this map, 0.08-0.09 px an axis (noisy_map_bound). Measured over 24 draws: SD 1.17-1.25 times the bound,
+    # mean within 0.05 px; here, RMS over both axes 1.2-1.3 times the bound's (0.12-0.17 px)
     haadf = pfs.read_sem(shared_data / "eds" / "test_TEM.bcf").HAADF.isel(z=0).values.astype(float)
     errors = []
     for seed in range(1, 13):
@@ -230,7 +232,9 @@ def test_noisy_eds_map_on_its_haadf_image_no_pull_over_many_noise_draws(shared_d
         errors.append((np.asarray(r.transform.offset) - np.asarray(truth.offset)) / 0.771)
     errors = np.array(errors)
     assert np.all(np.abs(errors.mean(axis=0)) <= 0.1), errors.mean(axis=0)
-    assert np.sqrt((errors**2).sum(axis=1).mean()) <= 0.25, errors
+    bound = noisy_map_bound(haadf, shift=shift, counts=3.0)
+    assert np.all((bound > 0.07) & (bound < 0.1)), bound  # 0.15 px on every draw is beyond what the data hold
+    assert np.sqrt((errors**2).sum(axis=1).mean()) <= 1.6 * np.sqrt((bound**2).sum()), (errors, bound)
 
 
 @pytest.mark.slow

@@ -56,6 +56,16 @@ def test_covariance_large_offset_is_stable():
 
 
 @pytest.mark.parametrize("chunks", CHUNKS)
+def test_pearson_of_a_large_offset_is_not_called_constant(chunks):
+    # a spread of 2e-9 of the mean was refused as "constant" (the test was std/mean < 3e-7), though
+    # the shifted one-pass moments give scipy's r; a constant channel, chunked, is still refused
+    xa, xb, a, b = _pair(chunks, nan=False, offset=1e10)
+    np.testing.assert_allclose(float(pearson(xa, xb)), st.pearsonr(a.ravel(), b.ravel()).statistic, rtol=1e-8)
+    with pytest.raises(PfibsimsError, match=r"Li6: constant over the 960 valid voxels \(value 0.1\)"):
+        pearson(xa * 0 + 0.1, xb)
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
 def test_pearson_equals_scipy(chunks):
     xa, xb, a, b = _pair(chunks)
     ok = np.isfinite(a) & np.isfinite(b)

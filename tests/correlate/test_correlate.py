@@ -223,6 +223,9 @@ def test_local_correlation_errors():
         local_correlation(xa, xb, window=("1 um", "1 um"))
     with pytest.raises(GridError, match="needs a coordinate with units"):
         local_correlation(np.ones((3, 3)), np.ones((3, 3)))
+    # a dim the data lack (here a capital X) was ignored: 1-voxel windows, a map of NaN only
+    with pytest.raises(PfibsimsError, match=r"window: expected dims among \('z', 'y', 'x'\), got \['X'\]"):
+        local_correlation(xa, xb, window={"y": "1 um", "X": "1 um"})
 
 
 def _ramp(chunks=None):

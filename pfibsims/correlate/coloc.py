@@ -100,7 +100,9 @@ class Colocalisation:
 
     Costes' significance test: ``p_value = Phi((r - mean) / std)`` of the
     ``n_iter`` randomised r (Coloc 2's "Costes P-Value": the probability that
-    ``r`` is above the randomised ones; high, e.g. > 0.95, means significant);
+    ``r`` is above the randomised ones; high, e.g. > 0.95, means significant;
+    NaN, with an EstimationWarning, when one ``psf`` block covers every valid
+    voxel, so the shuffle moves nothing);
     ``n_randomised_at_least_r`` counts randomised r within 1e-5 of ``r`` or
     above (Coloc 2's "ratio" is ``n_iter`` over it).
     """
@@ -307,6 +309,11 @@ def _shuffle_blocks(x: np.ndarray, block: tuple[int, ...], rng: np.random.Genera
     return out[tuple(slice(0, n) for n in shape)]
 
 
+def _one_block(valid: np.ndarray, block: tuple[int, ...]) -> bool:
+    """True if the valid voxels' bounding box fits in one block (a shuffle of one block is no randomisation)."""
+    return all(int(i.max()) - int(i.min()) < s for i, s in zip(np.nonzero(valid), block, strict=True))
+
+
 def _costes_randomised(va, vb, valid, psf, n_iter, rng) -> np.ndarray:
     """r of B with A block-shuffled (blocks of ``psf``, over the valid voxels' bounding box, zero
     outside it) and smoothed by a Gaussian of sigma ``psf``, over the valid voxels, as Coloc 2's
@@ -411,7 +418,10 @@ def colocalisation(
     below, above = _pearson_below(av, bv, ta, tb), _pearson_above(av, bv, ta, tb)
     block = _psf_voxels(psf, xa, va.shape)
     rs = np.array([])
-    if n_iter:
+    if n_iter and _one_block(valid, block):
+        warnings.warn(f"psf: one block of {block} voxels covers the valid voxels, so Costes' shuffle moves nothing "
+                      "and its p-value is undefined (NaN); give a smaller psf", EstimationWarning, stacklevel=2)
+    elif n_iter:
         rs = _costes_randomised(va, vb, valid, block, int(n_iter), np.random.default_rng(seed))
     p = math.nan
     if rs.size > 1 and np.isfinite(rs).all():

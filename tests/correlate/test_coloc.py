@@ -260,3 +260,22 @@ def test_pearson_of_offset_float_channels_equals_scipy():
     below, above = (a < 100) | (b < 50), (a > 100) | (b > 50)
     assert c.pearson_below == pytest.approx(np.corrcoef(a[below], b[below])[0, 1], abs=1e-12)
     assert c.pearson_above == pytest.approx(np.corrcoef(a[above], b[above])[0, 1], abs=1e-12)
+
+
+def test_costes_p_value_of_a_single_block_is_nan():
+    # a psf block covering every valid voxel shuffles nothing: p was a confident 0.0 (or 1.0)
+    from pfibsims.errors import EstimationWarning
+
+    rng = np.random.default_rng(2)
+    a = rng.random((2, 2))
+    xa, xb = xr.DataArray(a, dims=("y", "x")), xr.DataArray(a + rng.random((2, 2)), dims=("y", "x"))
+    with pytest.warns(EstimationWarning, match=r"psf: one block of \(3, 3\) voxels covers the valid voxels"):
+        c = colocalisation(xa, xb, n_iter=5)
+    assert math.isnan(c.p_value)
+    assert math.isfinite(c.r)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 5:8] = True  # a small region of a larger image: one block too
+    big = xr.DataArray(rng.random((8, 8)), dims=("y", "x"))
+    with pytest.warns(EstimationWarning, match="one block"):
+        assert math.isnan(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5).p_value)
+    assert math.isfinite(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5, psf=2).p_value)

@@ -195,8 +195,9 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     until the step is below one unit), ``"costes"`` steps down one unit at a
     time (until r < 1e-4 or r rises). The last evaluated pair is returned.
     Integer data: unit 1, thresholds rounded half up and clamped to the
-    dtype's range, exactly as Coloc 2; float data: no rounding, unit =
-    1/255 of the channel's range.
+    dtype's range, exactly as Coloc 2 (whose stepper stops below 1: signed
+    data with negative values walk on to their minimum); float data: no
+    rounding, unit = 1/255 of the channel's range.
     """
     m, b0 = _orthogonal_regression(a, b)
     if not math.isfinite(m) or m == 0:
@@ -233,12 +234,13 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
             step = abs(t - last)  # NaN or 0: the step vanishes and the walk ends, as Coloc 2's
     else:
         t, current = hi_x, 1.0
+        stop = min(1.0, lo_x + 1.0) if integer else lo_x + unit  # Coloc 2's t < 1, unless the data go below 0
         while True:
             ta, tb = thresholds(t)
             r = _pearson_below(a, b, ta, tb)
             previous, current = current, r
             t -= unit
-            if t < (unit if integer else lo_x + unit) or r < 1e-4 or r > previous:
+            if t < stop or r < 1e-4 or r > previous:
                 break
     return float(ta), float(tb), float(m), float(b0)
 

@@ -279,3 +279,17 @@ def test_costes_p_value_of_a_single_block_is_nan():
     with pytest.warns(EstimationWarning, match="one block"):
         assert math.isnan(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5).p_value)
     assert math.isfinite(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5, psf=2).p_value)
+
+
+def test_costes_stepper_walks_below_zero_on_signed_integers():
+    # Coloc 2's stepper stops at t < 1 (unsigned images); on int16 data with negative values it stopped
+    # there, at thresholds where r below was still 0.7: a shift of both channels shifts the thresholds
+    rng = np.random.default_rng(2)
+    a = (rng.random((2, 40, 40)) * 200).astype(np.uint8)
+    b = (a * 0.5 + rng.random(a.shape) * 50).astype(np.uint8)
+    dims = ("z", "y", "x")
+    ref = colocalisation(xr.DataArray(a, dims=dims), xr.DataArray(b, dims=dims), n_iter=0, thresholds="costes")
+    c = colocalisation(xr.DataArray(a.astype(np.int16) - 100, dims=dims), xr.DataArray(b.astype(np.int16) - 60, dims=dims),
+                       n_iter=0, thresholds="costes")
+    assert (c.threshold_a, c.threshold_b) == (ref.threshold_a - 100, ref.threshold_b - 60)
+    assert c.pearson_below == pytest.approx(ref.pearson_below, abs=1e-9)

@@ -347,3 +347,9 @@ def test_pearson_p_value_and_interval_equal_scipy_at_small_n(n):
         if n > 3:
             ci = ref.confidence_interval(confidence_level=0.95)
             np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)
+
+
+def test_joint_histogram_of_a_range_wider_than_float64_is_an_error_not_zeros():
+    x = xr.DataArray(np.array([-1e308, 0.0, 1e308]), dims="x")
+    with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
+        joint_histogram(x, x, bins=4)

@@ -92,7 +92,15 @@ def uniform_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     """``numpy.histogram``'s edges for ``bins`` equal bins over ``[lo, hi]`` (widened if ``lo == hi``)."""
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
+    check_span(lo, hi)
     return np.linspace(lo, hi, bins + 1)
+
+
+def check_span(lo: float, hi: float) -> None:
+    """An error if ``hi - lo`` overflows float64 (bins and scales over such a range are inf wide)."""
+    if not math.isfinite(hi - lo):
+        raise PfibsimsError(f"range: the span from {lo:.6g} to {hi:.6g} overflows float64; give a narrower range "
+                            "or scale the data down")
 
 
 #: Most bins (or joint-histogram cells) a histogram may have: 2^24 int64 counts are 128 MiB.
@@ -226,6 +234,9 @@ def _normalize_array(x: xr.DataArray, method: str, red: tuple[str, ...], low: fl
                 f"(value {float(lo.where(hi <= lo).min()):.6g}){_describe_group(hi <= lo)}; "
                 f"a constant image has no contrast to scale"
             )
+        if bool(np.isinf(hi - lo).any()):
+            raise PfibsimsError(f"data: {name} spans {float(lo.min()):.6g} to {float(hi.max()):.6g}, which overflows "
+                                f"float64{_describe_group(np.isinf(hi - lo))}; scale the data down")
         out = (work - lo) / (hi - lo)
         if method == "percentile":
             out = out.clip(0.0, 1.0)
@@ -336,6 +347,7 @@ def _uint8_one(x: xr.DataArray, range_: tuple[float, float] | None, fill: int) -
     if range_ is None:
         range_ = (0.0, 1.0) if x.attrs.get("units") == "1" else value_range(x, name=str(x.name or "data"))
     lo, hi = range_
+    check_span(lo, hi)
     if hi == lo:
         raise PfibsimsError(f"range: {x.name or 'data'} is constant ({lo:.6g}); give range=(low, high) explicitly")
     scale = (hi - lo) / 255.0

@@ -133,7 +133,7 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
             continue
         c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
         table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
-                       "sem_counts": float(s / math.sqrt(c)) if c > 0 else math.nan}
+                       "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.nan}  # s: population std
     b = table[background]["mean_counts"] if isinstance(background, str) else background
     for row in table.values():
         row["level"] = row["mean_counts"] - b  # counts above background

@@ -232,3 +232,15 @@ def test_empty_data_is_refused():
     ds = stack({"Li6": np.arange(1.0, 13.0).reshape(3, 4)}, pixel_size="72 nm")
     with pytest.raises(PfibsimsError, match="data: expected at least one voxel along every axis, found 'y' of size 0"):
         normalize(ds.Li6.isel(y=slice(0, 0)))
+
+
+def test_a_range_wider_than_float64_is_an_error_not_zeros():
+    # -1e308 .. 1e308: hi - lo overflows; histogram counted nothing, to_uint8 gave 0s, minmax gave NaN
+    x = xr.DataArray(np.array([-1e308, 0.0, 1e308]), dims="x", name="Li6")
+    with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
+        histogram(x, bins=4)
+    with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
+        to_uint8(x)
+    with pytest.raises(PfibsimsError, match=r"data: Li6 spans -1e\+308 to 1e\+308, which overflows float64"):
+        normalize(x, method="minmax")
+    assert histogram(x / 4, bins=4).values.tolist() == np.histogram(x.values / 4, bins=4)[0].tolist()

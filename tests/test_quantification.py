@@ -103,6 +103,30 @@ def test_quantify_exact_per_phase_factors(lazy):
     np.testing.assert_allclose(q.uncertainty.values, np.sqrt(li.values) / np.where(ph == 0, 2.0, 0.8), rtol=1e-4)
 
 
+def test_quantify_calibration_by_hand_with_sample_standard_error():
+    # the standard error of a standard's interior mean is s / sqrt(n) with the sample s (ddof 1);
+    # the population s understated it (by 1.7 % at the 30-voxel minimum)
+    rng = np.random.default_rng(3)
+    lab = np.zeros((1, 40, 40), np.uint8)
+    lab[:, :, 20:] = 1
+    counts = np.where(lab == 0, 50.0, 20.0) + rng.poisson(5, lab.shape)
+    ds = stack({"Li6": counts}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords,
+                      attrs={"flag_values": [0, 1], "flag_meanings": "LCO LLZTO"})
+    q = quantify(ds.Li6, ph, interior="500 nm", background=3.0)
+    cal = json.loads(q.attrs[pfs.quantification.CALIBRATION])["phases"]
+    inner = counts[:, :, :15]  # deeper than 500 nm: centres (19 - j) * 100 + 50 nm from the face
+    assert cal["LCO"]["voxels"] == inner.size
+    assert cal["LCO"]["mean_counts"] == pytest.approx(inner.mean(), rel=1e-12)
+    assert cal["LCO"]["sem_counts"] == pytest.approx(inner.std(ddof=1) / np.sqrt(inner.size), rel=1e-9)
+    s = (inner.mean() - 3.0) / 25.0
+    np.testing.assert_allclose(q.values[lab == 0], (counts[lab == 0] - 3.0) / s, rtol=1e-6)
+    u_rel = inner.std(ddof=1) / np.sqrt(inner.size) / (inner.mean() - 3.0)
+    c = (counts - 3.0) / s
+    want = np.sqrt(counts / s**2 + (c * u_rel) ** 2)
+    np.testing.assert_allclose(q.uncertainty.values[lab == 0], want[lab == 0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_quantify_mixing_model_recovers_blurred_boundaries(lazy):
     li, ph, conc = _two_phase(blur_px=1.2)

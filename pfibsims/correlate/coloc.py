@@ -100,7 +100,9 @@ class Colocalisation:
 
     Costes' significance test: ``p_value = Phi((r - mean) / std)`` of the
     ``n_iter`` randomised r (Coloc 2's "Costes P-Value": the probability that
-    ``r`` is above the randomised ones; high, e.g. > 0.95, means significant);
+    ``r`` is above the randomised ones; high, e.g. > 0.95, means significant;
+    NaN, with an EstimationWarning, when one ``psf`` block covers every valid
+    voxel, so the shuffle moves nothing);
     ``n_randomised_at_least_r`` counts randomised r within 1e-5 of ``r`` or
     above (Coloc 2's "ratio" is ``n_iter`` over it).
     """
@@ -144,10 +146,15 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _pearson_fast(a: np.ndarray, b: np.ndarray) -> float:
-    """Coloc 2's "fast" Pearson (sums of products); NaN when undefined, as its sanity check."""
+    """Coloc 2's "fast" Pearson (sums of products); NaN when undefined, as its sanity check.
+
+    The sums are taken about the means (the same r): raw sums of products cancel catastrophically
+    when a channel sits on a large offset (r off in the third digit at an offset of 1e8).
+    """
     n = a.size
     if n < 2:
         return math.nan
+    a, b = a - a.mean(), b - b.mean()
     sa, sb = float(a.sum()), float(b.sum())
     num = _dot(a, b) - sa * sb / n
     den = (_dot(a, a) - sa * sa / n) * (_dot(b, b) - sb * sb / n)
@@ -188,8 +195,9 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     until the step is below one unit), ``"costes"`` steps down one unit at a
     time (until r < 1e-4 or r rises). The last evaluated pair is returned.
     Integer data: unit 1, thresholds rounded half up and clamped to the
-    dtype's range, exactly as Coloc 2; float data: no rounding, unit =
-    1/255 of the channel's range.
+    dtype's range, exactly as Coloc 2 (whose stepper stops below 1: signed
+    data with negative values walk on to their minimum); float data: no
+    rounding, unit = 1/255 of the channel's range.
     """
     m, b0 = _orthogonal_regression(a, b)
     if not math.isfinite(m) or m == 0:
@@ -226,12 +234,13 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
             step = abs(t - last)  # NaN or 0: the step vanishes and the walk ends, as Coloc 2's
     else:
         t, current = hi_x, 1.0
+        stop = min(1.0, lo_x + 1.0) if integer else lo_x + unit  # Coloc 2's t < 1, unless the data go below 0
         while True:
             ta, tb = thresholds(t)
             r = _pearson_below(a, b, ta, tb)
             previous, current = current, r
             t -= unit
-            if t < (unit if integer else lo_x + unit) or r < 1e-4 or r > previous:
+            if t < stop or r < 1e-4 or r > previous:
                 break
     return float(ta), float(tb), float(m), float(b0)
 
@@ -300,6 +309,11 @@ def _shuffle_blocks(x: np.ndarray, block: tuple[int, ...], rng: np.random.Genera
     order = [i for pair in zip(range(nd), range(nd, 2 * nd), strict=True) for i in pair]
     out = blocks.reshape(*counts, *block).transpose(*order).reshape([c * s for c, s in zip(counts, block, strict=True)])
     return out[tuple(slice(0, n) for n in shape)]
+
+
+def _one_block(valid: np.ndarray, block: tuple[int, ...]) -> bool:
+    """True if the valid voxels' bounding box fits in one block (a shuffle of one block is no randomisation)."""
+    return all(int(i.max()) - int(i.min()) < s for i, s in zip(np.nonzero(valid), block, strict=True))
 
 
 def _costes_randomised(va, vb, valid, psf, n_iter, rng) -> np.ndarray:
@@ -406,7 +420,10 @@ def colocalisation(
     below, above = _pearson_below(av, bv, ta, tb), _pearson_above(av, bv, ta, tb)
     block = _psf_voxels(psf, xa, va.shape)
     rs = np.array([])
-    if n_iter:
+    if n_iter and _one_block(valid, block):
+        warnings.warn(f"psf: one block of {block} voxels covers the valid voxels, so Costes' shuffle moves nothing "
+                      "and its p-value is undefined (NaN); give a smaller psf", EstimationWarning, stacklevel=2)
+    elif n_iter:
         rs = _costes_randomised(va, vb, valid, block, int(n_iter), np.random.default_rng(seed))
     p = math.nan
     if rs.size > 1 and np.isfinite(rs).all():

@@ -28,6 +28,9 @@ def _window_sizes(x: xr.DataArray, window: Any) -> tuple[int, ...]:
     """Odd window sizes in voxels per dim from a physical window length."""
     if isinstance(window, Mapping):
         per = dict(window)
+        unknown = [d for d in per if d not in x.dims]
+        if unknown:
+            raise PfibsimsError(f"window: expected dims among {x.dims}, got {unknown} (e.g. {{'y': '1 um', 'x': '1 um'}})")
     elif isinstance(window, (tuple, list)):
         if len(window) != x.ndim:
             raise PfibsimsError(f"window: expected one length or {x.ndim} lengths for dims {x.dims}, got {window!r}")

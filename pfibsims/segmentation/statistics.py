@@ -52,8 +52,12 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     chunk, one ``dask.compute`` each; memory bounded by a chunk): moments,
     minimum and maximum per phase, then a per-phase histogram of ``bins``
     bins between that phase's minimum and maximum. Median and quartiles are
-    interpolated in that histogram, so they are exact to ``(max - min) /
-    bins`` of the phase; mean and std are exact.
+    interpolated in that histogram: within ``(max - min) / bins`` of the
+    phase of the sample quantile ``x_(k)``, ``k = ceil(q n)`` (numpy's
+    ``method="inverted_cdf"``; between ``x_(k)`` and ``x_(k+1)`` when ``q n``
+    is whole), which can differ from numpy's default (linear between order
+    statistics) by the gap between neighbouring values, e.g. half a count
+    for the median of an even number of integers; mean and std are exact.
 
     Parameters
     ----------

@@ -246,3 +246,50 @@ def test_colocalisation_errors():
         colocalisation(a, a, n_iter=-1)
     with pytest.raises(PfibsimsError, match="at least 3 valid voxel pairs"):
         colocalisation(a[:2], a[:2])
+
+
+def test_pearson_of_offset_float_channels_equals_scipy():
+    # Coloc 2's "fast" sums of products cancel catastrophically when a channel sits on a large offset
+    # (r was 0.7932 for 0.7944 at 1e8): the sums are taken about the means
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (4, 30, 40)).astype(float)
+    b = a // 2 + rng.integers(0, 100, a.shape)
+    xa, xb = xr.DataArray(a + 1e8, dims=("z", "y", "x")), xr.DataArray(b, dims=("z", "y", "x"))
+    c = colocalisation(xa, xb, thresholds=(1e8 + 100, 50), n_iter=0)
+    assert c.r == pytest.approx(st.pearsonr(a.ravel(), b.ravel()).statistic, abs=1e-12)
+    below, above = (a < 100) | (b < 50), (a > 100) | (b > 50)
+    assert c.pearson_below == pytest.approx(np.corrcoef(a[below], b[below])[0, 1], abs=1e-12)
+    assert c.pearson_above == pytest.approx(np.corrcoef(a[above], b[above])[0, 1], abs=1e-12)
+
+
+def test_costes_p_value_of_a_single_block_is_nan():
+    # a psf block covering every valid voxel shuffles nothing: p was a confident 0.0 (or 1.0)
+    from pfibsims.errors import EstimationWarning
+
+    rng = np.random.default_rng(2)
+    a = rng.random((2, 2))
+    xa, xb = xr.DataArray(a, dims=("y", "x")), xr.DataArray(a + rng.random((2, 2)), dims=("y", "x"))
+    with pytest.warns(EstimationWarning, match=r"psf: one block of \(3, 3\) voxels covers the valid voxels"):
+        c = colocalisation(xa, xb, n_iter=5)
+    assert math.isnan(c.p_value)
+    assert math.isfinite(c.r)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 5:8] = True  # a small region of a larger image: one block too
+    big = xr.DataArray(rng.random((8, 8)), dims=("y", "x"))
+    with pytest.warns(EstimationWarning, match="one block"):
+        assert math.isnan(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5).p_value)
+    assert math.isfinite(colocalisation(big, big + rng.random((8, 8)), mask=mask, n_iter=5, psf=2).p_value)
+
+
+def test_costes_stepper_walks_below_zero_on_signed_integers():
+    # Coloc 2's stepper stops at t < 1 (unsigned images); on int16 data with negative values it stopped
+    # there, at thresholds where r below was still 0.7: a shift of both channels shifts the thresholds
+    rng = np.random.default_rng(2)
+    a = (rng.random((2, 40, 40)) * 200).astype(np.uint8)
+    b = (a * 0.5 + rng.random(a.shape) * 50).astype(np.uint8)
+    dims = ("z", "y", "x")
+    ref = colocalisation(xr.DataArray(a, dims=dims), xr.DataArray(b, dims=dims), n_iter=0, thresholds="costes")
+    c = colocalisation(xr.DataArray(a.astype(np.int16) - 100, dims=dims), xr.DataArray(b.astype(np.int16) - 60, dims=dims),
+                       n_iter=0, thresholds="costes")
+    assert (c.threshold_a, c.threshold_b) == (ref.threshold_a - 100, ref.threshold_b - 60)
+    assert c.pearson_below == pytest.approx(ref.pearson_below, abs=1e-9)

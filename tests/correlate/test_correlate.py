@@ -56,6 +56,16 @@ def test_covariance_large_offset_is_stable():
 
 
 @pytest.mark.parametrize("chunks", CHUNKS)
+def test_pearson_of_a_large_offset_is_not_called_constant(chunks):
+    # a spread of 2e-9 of the mean was refused as "constant" (the test was std/mean < 3e-7), though
+    # the shifted one-pass moments give scipy's r; a constant channel, chunked, is still refused
+    xa, xb, a, b = _pair(chunks, nan=False, offset=1e10)
+    np.testing.assert_allclose(float(pearson(xa, xb)), st.pearsonr(a.ravel(), b.ravel()).statistic, rtol=1e-8)
+    with pytest.raises(PfibsimsError, match=r"Li6: constant over the 960 valid voxels \(value 0.1\)"):
+        pearson(xa * 0 + 0.1, xb)
+
+
+@pytest.mark.parametrize("chunks", CHUNKS)
 def test_pearson_equals_scipy(chunks):
     xa, xb, a, b = _pair(chunks)
     ok = np.isfinite(a) & np.isfinite(b)
@@ -213,6 +223,9 @@ def test_local_correlation_errors():
         local_correlation(xa, xb, window=("1 um", "1 um"))
     with pytest.raises(GridError, match="needs a coordinate with units"):
         local_correlation(np.ones((3, 3)), np.ones((3, 3)))
+    # a dim the data lack (here a capital X) was ignored: 1-voxel windows, a map of NaN only
+    with pytest.raises(PfibsimsError, match=r"window: expected dims among \('z', 'y', 'x'\), got \['X'\]"):
+        local_correlation(xa, xb, window={"y": "1 um", "X": "1 um"})
 
 
 def _ramp(chunks=None):
@@ -334,3 +347,9 @@ def test_pearson_p_value_and_interval_equal_scipy_at_small_n(n):
         if n > 3:
             ci = ref.confidence_interval(confidence_level=0.95)
             np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)
+
+
+def test_joint_histogram_of_a_range_wider_than_float64_is_an_error_not_zeros():
+    x = xr.DataArray(np.array([-1e308, 0.0, 1e308]), dims="x")
+    with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
+        joint_histogram(x, x, bins=4)

@@ -26,7 +26,7 @@ from typing import Any
 import xarray as xr
 
 from ..errors import FileFormatError
-from ._common import Frame, build, expand_paths, natural_key
+from ._common import Frame, build, expand_paths, files_in
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
@@ -168,7 +168,8 @@ def read_eds(
         own grid, as a second dataset: ``eds, sem = read_eds(path,
         images=True)``, ready for ``fuse(eds, sims, sem)``.
     chunks : optional
-        Dask chunks of the result.
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------
@@ -196,10 +197,10 @@ def read_eds(
         frames = _per_channel(path_or_paths, read_map_file)
     else:
         p = Path(os.fspath(path_or_paths)) if isinstance(path_or_paths, (str, os.PathLike)) else None
-        if p is not None and p.is_dir() and any(p.glob("*.map")):
-            frames = [read_jeol(sorted(p.glob("*.map"), key=natural_key), lines=lines)]
+        if p is not None and p.is_dir() and files_in(p, ("*.map",)):
+            frames = [read_jeol(files_in(p, ("*.map",)), lines=lines)]
             if images:
-                img = sorted(p.glob("*.img"), key=natural_key)
+                img = files_in(p, ("*.img",))
                 if not img:
                     raise FileFormatError(f"images: expected a JEOL view image (.img) in '{p}', found none")
                 image_frames = [read_jeol_image(img[0])]
@@ -252,7 +253,8 @@ def read_sims(
         For text/TIFF: ``"6Li"``, mass in u, ``"+"``/``"-"`` (override the
         file header).
     chunks : optional
-        Dask chunks of the result.
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------
@@ -297,6 +299,10 @@ def _sem_frames(paths: list[Path], *, channel: str | None, image: str) -> list[F
     if len(suffixes) > 1:
         raise FileFormatError(f"path_or_paths: expected files of one format, got {sorted(suffixes)}")
     suffix = suffixes.pop()
+    if image not in ("map", "overview"):
+        raise FileFormatError(f"image: expected 'map' or 'overview', got {image!r}")
+    if suffix != ".bcf" and image != "map":
+        raise FileFormatError(f"image: expected 'map' (the default) for TIFF and JEOL .img files, got {image!r}; only a .bcf holds an overview")
     if suffix == ".bcf":
         frames = [read_bcf_images(q, image=image) for q in paths]
         if channel is not None:
@@ -349,6 +355,9 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         Auto Slice & View project (``EMProject.emxml``) giving the z of
         ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
         images is used (their folder or two above).
+    chunks : optional
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------

@@ -8,6 +8,7 @@ dataset of the data model with :func:`pfibsims.dataset.stack`.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import math
 import os
@@ -28,7 +29,7 @@ from ..units import lengths_nm
 
 __all__ = [
     "Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths",
-    "natural_key", "reading",
+    "files_in", "natural_key", "reading",
 ]
 
 
@@ -164,11 +165,22 @@ def natural_key(path: Any) -> tuple[Any, ...]:
     return tuple((0, int(t), t) if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
+def files_in(directory: Path, patterns: Sequence[str]) -> list[Path]:
+    """The files of ``directory`` matching any of ``patterns``, whatever the case, sorted naturally.
+
+    Instrument PCs write upper-case extensions (``SLICE_1.TIF``, ``View000_0000001.MAP``);
+    ``"*.tif"`` finds them as it finds ``slice_1.tif``.
+    """
+    pats = [pat.lower() for pat in patterns]
+    found = [q for q in directory.iterdir() if q.is_file() and any(fnmatch.fnmatchcase(q.name.lower(), pat) for pat in pats)]
+    return sorted(found, key=natural_key)
+
+
 def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Path]:
     """A path, a glob pattern, a directory or a list of paths as a sorted list of files.
 
     A directory expands to the files matching ``patterns`` (e.g.
-    ``("*.map",)``); a glob pattern to its matches. Both are sorted
+    ``("*.map",)``, whatever the case: :func:`files_in`); a glob pattern to its matches. Both are sorted
     naturally (:func:`natural_key`: ``slice_2`` before ``slice_10``); a
     list keeps its order.
 
@@ -186,7 +198,7 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
     text = os.fspath(path_or_paths)
     p = Path(text).expanduser()
     if p.is_dir():
-        found = sorted({q for pat in patterns for q in p.glob(pat) if q.is_file()}, key=natural_key)
+        found = files_in(p, patterns)
         if not found:
             raise FileFormatError(f"path: expected files matching {list(patterns)} in directory '{text}', found none")
         return found

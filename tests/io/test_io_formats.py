@@ -192,7 +192,7 @@ def test_nanosims_image_sun():
     assert dict(ds.sizes) == {"z": 2, "y": 256, "x": 256}
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(7011 / 256)
     assert ds.C12N14.attrs["label"] == "12C 14N"
-    assert ds.C12N14.attrs["polarity"] == "+"
+    assert ds.C12N14.attrs["polarity"] == "-"  # Cs+ primary, sample at -8 kV: negative secondary ions (CN-)
     assert ds.C12.dtype == np.uint16
     assert ds.C12.dtype.isnative
     assert int(max(ds[v].max() for v in ds.data_vars)) == 11646
@@ -207,6 +207,28 @@ def test_nanosims_rti_empty_label_and_uint32():
     assert ds.C12C12.dtype == np.uint32
     assert int(ds.C12C12.max()) <= 39
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(5007 / 256)
+
+
+@needs_data
+@pytest.mark.parametrize("rel", ["sims/image_sun.im", "sims/OpenMIMS_doc_051117_05-32dRe-03b.im", "sims/RTIimage.im"])
+def test_nanosims_polarity_is_that_of_the_secondary_ions(rel):
+    """The sign of the secondary ions is the sign of the sample's extraction voltage E0W: a sample at
+    -8 kV (these Cs+ runs) extracts negative ions. (The sims package's header 'polarity' is the
+    machine mode, '+' for these files, the opposite sign.)"""
+    import sims
+
+    e0w = sims.SIMS(str(data_file(rel))).header["SecondaryBeam"]["E0W"]
+    ds = pfs.read_sims(data_file(rel), slice_thickness="10 nm")
+    expected = "-" if e0w < 0 else "+"
+    assert expected == "-"
+    assert ds.attrs["polarity"] == expected
+    assert {ds[v].attrs["polarity"] for v in ds.data_vars} == {expected}
+
+
+@needs_data
+def test_nanosims_no_species_is_an_error():
+    with pytest.raises(DataModelError, match=r"species: expected at least one channel or label of '.*RTIimage\.im'"):
+        pfs.read_sims(data_file("sims/RTIimage.im"), species=[])
 
 
 @needs_data

@@ -237,3 +237,58 @@ def test_asv_slices_in_a_run_folder(tmp_path):
     bad.write_text("<EMProject><ZCutSpacing>x</ZCutSpacing></EMProject>")
     with pytest.raises(FileFormatError, match=r"bad\.emxml: expected a number in <ZCutSpacing>, found 'x'"):
         pfs.read_sem(other, project=bad)
+
+
+# ---------------------------------------------------------------- odd but legal inputs
+
+
+def test_directory_with_upper_case_extensions_reads_every_file(tmp_path):
+    """Instrument PCs write 'SLICE_1.TIF' and 'View000_0000001.MAP': a directory finds them as it finds '.tif'."""
+    view = tmp_path / "view"
+    view.mkdir()
+    for src in sorted(data_file("eds/jeol_View000").iterdir()):
+        shutil.copy(src, view / src.name.upper())
+    maps, img = pfs.read_eds(view, images=True)
+    ref = pfs.read_eds(data_file("eds/jeol_View000"))
+    assert list(maps.data_vars) == list(ref.data_vars)
+    np.testing.assert_array_equal(maps.Fe_Ka.values, ref.Fe_Ka.values)
+    assert list(img.data_vars) == ["IMG1"]
+    sem = tmp_path / "sem"
+    sem.mkdir()
+    (sem / "SLICE_1.TIF").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    (sem / "slice_2.tif").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    ds = pfs.read_sem(sem, slice_thickness="60 nm")
+    assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == ["SLICE_1.TIF", "slice_2.tif"]
+    ims = tmp_path / "sims"
+    ims.mkdir()
+    (ims / "RUN_1.IM").symlink_to(data_file("sims/RTIimage.im"))
+    (ims / "run_2.im").symlink_to(data_file("sims/RTIimage.im"))
+    assert pfs.read_sims(ims, slice_thickness="10 nm").sizes["z"] == 2
+
+
+def test_chunks_by_dimension_name_are_applied_or_refused():
+    """chunks={'y': 64} means what it means in xarray, for numpy-backed (.im) and dask-backed (.map) readers alike."""
+    sims = pfs.read_sims(data_file("sims/RTIimage.im"), chunks={"y": 64})
+    assert sims.C12C12.data.chunks == ((1,), (64, 64, 64, 64), (256,))
+    eds = pfs.read_eds(data_file("eds/jeol_View000"), lines=["Fe_Ka"], chunks={"x": 128, "y": -1})
+    assert eds.Fe_Ka.data.chunks == ((1,), (512,), (128, 128, 128, 128))
+    with pytest.raises(pfs.DataModelError, match=r"chunks: expected dimension names among \['z', 'y', 'x'\], got 'q'"):
+        pfs.read_sims(data_file("sims/RTIimage.im"), chunks={"q": 3})
+
+
+def test_bcf_working_distance_of_minus_one_is_not_a_distance():
+    """A STEM map's TRTSEMData has WD = -1 (Esprit's 'not recorded'); an SEM map's 7.69 mm is kept."""
+    from rsciio.bruker import file_reader
+
+    path = data_file("eds/test_TEM.bcf")
+    wd = file_reader(str(path), select_type="image")[0]["original_metadata"]["Microscope"]["WD"]
+    assert float(wd) == -1
+    assert "working_distance" not in pfs.read_sem(path).attrs
+    assert pfs.read_sem(data_file("eds/P45_the_default_job.bcf")).attrs["working_distance"] == "7.69044 mm"
+
+
+def test_image_option_is_refused_where_it_means_nothing():
+    with pytest.raises(FileFormatError, match=r"image: expected 'map' \(the default\) for TIFF and JEOL \.img files"):
+        pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="overview")
+    with pytest.raises(FileFormatError, match=r"image: expected 'map' or 'overview', got 'big'"):
+        pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="big")

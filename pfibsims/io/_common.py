@@ -176,11 +176,22 @@ def files_in(directory: Path, patterns: Sequence[str]) -> list[Path]:
     return sorted(found, key=natural_key)
 
 
+def _glob_files(pattern: str) -> list[Path]:
+    """The files a glob pattern matches, sorted naturally; a folder named with glob characters
+    (``run [1]/*.tif``) is taken literally when the pattern as a whole matches nothing."""
+    found = [Path(q) for q in glob.glob(pattern)]
+    head, tail = os.path.split(pattern)
+    if not found and head and glob.has_magic(head) and Path(head).is_dir():
+        found = [Path(q) for q in glob.glob(os.path.join(glob.escape(head), tail))]
+    return sorted((q for q in found if q.is_file()), key=natural_key)
+
+
 def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Path]:
     """A path, a glob pattern, a directory or a list of paths as a sorted list of files.
 
     A directory expands to the files matching ``patterns`` (e.g.
-    ``("*.map",)``, whatever the case: :func:`files_in`); a glob pattern to its matches. Both are sorted
+    ``("*.map",)``, whatever the case: :func:`files_in`); a glob pattern to its matches
+    (an existing file is read as named, even with ``[`` or ``*`` in its name). Both are sorted
     naturally (:func:`natural_key`: ``slice_2`` before ``slice_10``); a
     list keeps its order.
 
@@ -202,8 +213,8 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
         if not found:
             raise FileFormatError(f"path: expected files matching {list(patterns)} in directory '{text}', found none")
         return found
-    if glob.has_magic(text):
-        found = sorted((Path(q) for q in glob.glob(os.path.expanduser(text)) if Path(q).is_file()), key=natural_key)
+    if glob.has_magic(text) and not p.is_file():  # an existing 'scan[1].tif' is a path, not a pattern
+        found = _glob_files(os.path.expanduser(text))
         if not found:
             raise FileFormatError(f"path: expected files matching the pattern '{text}', found none")
         return found

@@ -292,3 +292,19 @@ def test_image_option_is_refused_where_it_means_nothing():
         pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="overview")
     with pytest.raises(FileFormatError, match=r"image: expected 'map' or 'overview', got 'big'"):
         pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="big")
+
+
+def test_names_with_glob_characters_are_read_as_named(tmp_path):
+    """'scan[1].tif' or a run folder 'run [1]' (Windows acquisition software writes such names) is a path, not a pattern."""
+    src = data_file("sem/test_tiff_FEI_SEM.tif")
+    (tmp_path / "scan[1].tif").symlink_to(src)
+    folder = tmp_path / "run [1]"
+    folder.mkdir()
+    for i in (2, 1):
+        (folder / f"slice_{i}.tif").symlink_to(src)
+    ref = pfs.read_sem(src)
+    for path in (str(tmp_path / "scan[1].tif"), tmp_path / "scan[1].tif", folder / "slice_1.tif"):
+        ds = pfs.read_sem(path)
+        np.testing.assert_array_equal(ds.SE.values, ref.SE.values)
+    ds = pfs.read_sem(str(folder / "slice_*.tif"), slice_thickness="60 nm")
+    assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == ["slice_1.tif", "slice_2.tif"]

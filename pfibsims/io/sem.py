@@ -39,7 +39,7 @@ from ._guards import check_pixel_size, tiff_array
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
-_BSE_WORDS = ("BSE", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
+_BSE_WORDS = ("BSE", "BSD", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
 
 
 def find_data_bar(image: np.ndarray) -> int:

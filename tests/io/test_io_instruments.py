@@ -333,3 +333,16 @@ def test_names_with_glob_characters_are_read_as_named(tmp_path):
         np.testing.assert_array_equal(ds.SE.values, ref.SE.values)
     ds = pfs.read_sem(str(folder / "slice_*.tif"), slice_thickness="60 nm")
     assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == ["slice_1.tif", "slice_2.tif"]
+
+
+@pytest.mark.parametrize(("detector", "channel"), [(b"CZ BSD", "BSE"), (b"QBSD  ", "BSE"), (b"SE2   ", "SE")])
+def test_zeiss_backscatter_detectors_give_bse(tmp_path, detector, channel):
+    """Zeiss names its backscatter detectors BSD (CZ BSD, QBSD, AsB, EsB): the real Zeiss file with
+    'Signal A = InLens' changed to another detector, byte for byte, is read as that detector's signal."""
+    raw = data_file("sem/test_tiff_Zeiss_SEM_512pix.tif").read_bytes()
+    assert raw.count(b"Signal A = InLens") == 1
+    path = tmp_path / "zeiss.tif"
+    path.write_bytes(raw.replace(b"Signal A = InLens", b"Signal A = " + detector))
+    ds = pfs.read_sem(path)
+    assert list(ds.data_vars) == [channel]
+    assert ds.attrs["detector"] == detector.decode().strip()

@@ -113,17 +113,27 @@ def _guarded(func: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarr
 
 
 def check_tiff_complete(tif: Any, path: Path) -> None:
-    """Raise FileFormatError if a TIFF's pixel data run past the end of the file, or do not hold what it declares.
+    """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
+    or are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
     it may not exceed what the best compressor can pack into them (1100:1); see
     :func:`pfibsims.io._guards.check_declared`.
     """
+    from tifffile import TIFF
+
     from ._guards import MAX_ELEMENTS, MAX_RATIO
 
     size = path.stat().st_size
     for i, page in enumerate(tif.pages):
+        codec = getattr(page, "keyframe", page).compression
+        if codec != 1 and codec not in TIFF.DECOMPRESSORS:  # e.g. LZW without imagecodecs
+            name = getattr(codec, "name", codec)
+            raise FileFormatError(
+                f"{path}: TIFF page {i} is compressed with {name}, which tifffile decodes only with the "
+                "'imagecodecs' package (pip install imagecodecs); it is not installed"
+            )
         ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
         if ends and max(ends) > size:
             raise FileFormatError(

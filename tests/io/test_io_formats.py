@@ -444,3 +444,20 @@ def test_sims_mapping_names_the_isotope_of_each_series(tmp_path):
     assert list(ds.data_vars) == ["Li6", "Li7"]
     assert int(ds.Li7.max()) == 2
     assert ds.Li6.attrs["element"] == "Li"
+
+
+@needs_data
+def test_tiff_compressed_with_a_codec_tifffile_lacks_is_refused_at_read():
+    """Coloc 2's mandersA.tiff is LZW-compressed: without imagecodecs tifffile cannot decode it. That is said
+    when the file is read, naming the codec and the package, not later at compute as 'truncated or corrupt'."""
+    path = data_file("coloc2/mandersA.tiff")
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        with pytest.raises(FileFormatError, match=r"mandersA\.tiff: TIFF page 0 is compressed with LZW, which tifffile decodes only with the 'imagecodecs' package"):
+            pfs.read_sims(path, isotope="Li6", pixel_size="72 nm")
+    else:
+        import tifffile
+
+        ds = pfs.read_sims(path, isotope="Li6", pixel_size="72 nm")
+        np.testing.assert_array_equal(ds.Li6.values[0], tifffile.imread(path))

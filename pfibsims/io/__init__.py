@@ -250,8 +250,8 @@ def read_sims(
     species : list of str, optional
         For ``.im``: channels to keep (``"C12"`` or the label ``"12C"``).
     isotope, mass, polarity : optional
-        For text/TIFF: ``"6Li"``, mass in u, ``"+"``/``"-"`` (override the
-        file header).
+        For text/TIFF: ``"6Li"`` (``"6Li+"`` also gives the polarity), mass
+        in u, ``"+"``/``"-"`` (override the file header).
     chunks : optional
         Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
         name (``{"y": 512}``).

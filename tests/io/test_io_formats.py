@@ -437,6 +437,20 @@ def test_sims_text_needs_an_isotope_and_multiblock_is_z(tmp_path):
         pfs.read_sims(p, isotope="Li7", pixel_size="72 nm", slice_thickness="20 nm", polarity="up")
 
 
+def test_sims_isotope_with_a_sign_gives_the_polarity(tmp_path):
+    """'6Li+' (as the paper writes it) says the polarity: it is kept, not dropped; a contradicting polarity= is an error."""
+    p = tmp_path / "plain.csv"
+    p.write_text("1,2\n3,4\n")
+    ds = pfs.read_sims(p, isotope="6Li+", pixel_size="72 nm")
+    assert list(ds.data_vars) == ["Li6"]
+    assert ds.Li6.attrs["polarity"] == "+"
+    assert ds.attrs["polarity"] == "+"
+    q = write_csv(tmp_path / "o.txt", np.ones((2, 2)), header="Species: 16O-\n\n", sep="\t", trailing=False)
+    assert pfs.read_sims(q, pixel_size="72 nm").O16.attrs["polarity"] == "-"
+    with pytest.raises(DataModelError, match=r"polarity: expected the sign of isotope '6Li\+' \('\+'\), got '-'"):
+        pfs.read_sims(p, isotope="6Li+", polarity="-", pixel_size="72 nm")
+
+
 def test_sims_mapping_names_the_isotope_of_each_series(tmp_path):
     a = write_tiff(tmp_path / "a.tif", np.ones((3, 4), np.uint16))
     b = write_tiff(tmp_path / "b.tif", 2 * np.ones((3, 4), np.uint16))

@@ -371,6 +371,18 @@ def test_ripple_single_map_and_header_errors(tmp_path):
 # ---------------------------------------------------------------- AZtec exports
 
 
+def test_channel_mapping_names_lines_as_lines_does_and_must_not_be_empty(tmp_path):
+    """{'Fe_K': files} is Fe_Ka, as lines=['Fe_K'] is (one naming rule); an empty mapping is a clean error."""
+    p = write_tiff(tmp_path / "a.tif", np.arange(6, dtype=np.uint16).reshape(2, 3))
+    ds = pfs.read_eds({"Fe_K": p, "Zr_La": p}, pixel_size="81.4 nm")
+    assert list(ds.data_vars) == ["Fe_Ka", "Zr_La"]
+    assert ds.Fe_Ka.attrs["line"] == "Ka"
+    with pytest.raises(FileFormatError, match=r"path_or_paths: expected at least one channel in the mapping, got \{\}"):
+        pfs.read_eds({}, pixel_size="81.4 nm")
+    with pytest.raises(FileFormatError, match=r"path_or_paths: expected at least one channel in the mapping, got \{\}"):
+        pfs.read_sims({}, pixel_size="72 nm")
+
+
 def test_aztec_tiff_and_csv_exports_group_by_channel(tmp_path):
     rng = np.random.default_rng(4)
     truth = {}

@@ -179,10 +179,14 @@ def files_in(directory: Path, patterns: Sequence[str]) -> list[Path]:
     """The files of ``directory`` matching any of ``patterns``, whatever the case, sorted naturally.
 
     Instrument PCs write upper-case extensions (``SLICE_1.TIF``, ``View000_0000001.MAP``);
-    ``"*.tif"`` finds them as it finds ``slice_1.tif``.
+    ``"*.tif"`` finds them as it finds ``slice_1.tif``. Hidden files (``._slice_1.tif``, the
+    metadata a Mac leaves beside copies) are left out, as a glob pattern leaves them out.
     """
     pats = [pat.lower() for pat in patterns]
-    found = [q for q in directory.iterdir() if q.is_file() and any(fnmatch.fnmatchcase(q.name.lower(), pat) for pat in pats)]
+    found = [
+        q for q in directory.iterdir()
+        if not q.name.startswith(".") and q.is_file() and any(fnmatch.fnmatchcase(q.name.lower(), pat) for pat in pats)
+    ]
     return sorted(found, key=natural_key)
 
 

@@ -319,6 +319,16 @@ def test_image_option_is_refused_where_it_means_nothing():
         pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="big")
 
 
+def test_directory_skips_hidden_files_as_a_pattern_does(tmp_path):
+    """A folder copied from a Mac holds '._slice_1.tif' (AppleDouble metadata, not an image): a directory,
+    like the pattern 'folder/*.tif', leaves hidden files out."""
+    (tmp_path / "slice_1.tif").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    (tmp_path / "._slice_1.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    by_dir = pfs.read_sem(tmp_path)
+    by_glob = pfs.read_sem(str(tmp_path / "*.tif"))
+    assert by_dir.attrs["source_files"] == by_glob.attrs["source_files"] == [str(tmp_path / "slice_1.tif")]
+
+
 def test_names_with_glob_characters_are_read_as_named(tmp_path):
     """'scan[1].tif' or a run folder 'run [1]' (Windows acquisition software writes such names) is a path, not a pattern."""
     src = data_file("sem/test_tiff_FEI_SEM.tif")

@@ -202,6 +202,15 @@ def test_zeiss_multipage_is_a_stack():
         pfs.read_sem(path)
 
 
+def test_zeiss_magnification_is_a_number_as_bruker_and_jeol_give_it():
+    """SmartSEM writes 'Mag = 50.00 K X'; the dataset holds 50000.0 (Bruker and JEOL give floats, 131.14 and 40000.0)."""
+    with tifffile.TiffFile(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")) as tif:
+        assert tif.sem_metadata["ap_mag"][1] == "50.00 K X"
+    assert pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")).attrs["magnification"] == 50000.0
+    assert pfs.read_sem(data_file("sem/ZEISS_SEM_multipage.tif"), slice_thickness="60 nm").attrs["magnification"] == 4530.0
+    assert pfs.read_sem(data_file("eds/jeol_View000/View000_0000000.img")).attrs["magnification"] == 40000.0
+
+
 def test_zeiss_data_bar_found_in_the_image():
     ds = pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"))
     assert ds.attrs["data_bar_rows"] == 34

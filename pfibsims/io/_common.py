@@ -114,7 +114,8 @@ def _guarded(func: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarr
 
 def check_tiff_complete(tif: Any, path: Path) -> None:
     """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
-    or are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``).
+    are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), or if its chain
+    of pages points past the end of the file (a truncated stack that would read as fewer slices).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
@@ -149,6 +150,24 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
                 f"{path}: TIFF page {i} declares {cols} x {rows} pixels ({need} bytes), but holds {stored} bytes of "
                 f"{'compressed ' if packed else ''}pixel data; its ImageWidth/ImageLength are corrupt"
             )
+    following = _next_ifd(tif, tif.pages[len(tif.pages) - 1]) if len(tif.pages) else 0
+    if following >= size:  # tifffile stops, silently, at a page chain cut short (an ImageJ stack keeps its IFDs at the end)
+        raise FileFormatError(
+            f"{path}: its TIFF page {len(tif.pages) - 1} points to a next page at byte {following}, past the end of the "
+            f"file ({size} bytes); the file is truncated (pages after the first {len(tif.pages)} are lost)"
+        )
+
+
+def _next_ifd(tif: Any, page: Any) -> int:
+    """The offset of the image directory after ``page``'s (0 at the last page of a complete file)."""
+    import struct
+
+    fmt, fh = tif.tiff, tif.filehandle
+    fh.seek(page.offset)
+    count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+    fh.seek(page.offset + fmt.tagnosize + count * fmt.tagsize)
+    raw = fh.read(fmt.offsetsize)
+    return int(struct.unpack(fmt.offsetformat, raw)[0]) if len(raw) == fmt.offsetsize else 0
 
 
 def delayed_array(func: Callable[..., np.ndarray], path: Path, *args: Any, shape: tuple[int, ...], dtype: Any) -> da.Array:

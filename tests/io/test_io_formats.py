@@ -487,3 +487,19 @@ def test_tiff_compressed_with_a_codec_tifffile_lacks_is_refused_at_read():
 
         ds = pfs.read_sims(path, isotope="Li6", pixel_size="72 nm")
         np.testing.assert_array_equal(ds.Li6.values[0], tifffile.imread(path))
+
+
+@needs_data
+def test_truncated_imagej_stack_is_not_read_as_fewer_slices(tmp_path):
+    """ImageJ writes a stack's page directories after the pixels: greenZstack.tif (10 slices) cut in half keeps
+    one readable page, and tifffile stops there without an error. The cut is found, not read as one slice."""
+    import tifffile
+
+    src = data_file("coloc2/greenZstack.tif")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with tifffile.TiffFile(cut) as tif:
+        assert len(tif.pages) == 1  # what tifffile alone sees
+    with pytest.raises(FileFormatError, match=r"cut\.tif: its TIFF page 0 points to a next page at byte \d+, past the end"):
+        pfs.read_sims(cut, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm")
+    assert pfs.read_sims(src, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm").sizes["z"] == 10

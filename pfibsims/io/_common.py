@@ -332,7 +332,10 @@ def build(
         )
     except (DataModelError, UnitsError) as exc:
         where = frames[0].path if len(frames) == 1 else f"{len(frames)} files from '{frames[0].path}'"
-        raise type(exc)(f"{exc} (reading {where})") from None
+        # the readers' arguments are depths= (stack's z=) and have no total_depth=
+        msg = str(exc).replace("z= depths or a total_depth", "or depths= (measured slice depths)")
+        msg = msg if depths is None else re.sub(r"(?<![\w'\"])z(?=: |, | or | may |$)", "depths", msg)
+        raise type(exc)(f"{msg} (reading {where})") from None
     for name in ds.data_vars:
         extra = frames[0].channel_attrs.get(name, {})
         ds[name].attrs.update(jsonable(extra, name=f"{name}.attrs"))

@@ -226,6 +226,20 @@ def test_nanosims_polarity_is_that_of_the_secondary_ions(rel):
 
 
 @needs_data
+def test_reader_errors_name_depths_as_the_reader_calls_it():
+    """read_*(depths=...) passes them to stack(z=...); a wrong value is reported as depths=, the argument given."""
+    path = data_file("sims/image_sun.im")  # 2 frames
+    with pytest.raises(DataModelError, match=r"^slice_thickness: expected a length \(e\.g\. '60 nm'\), or depths= \(measured"):
+        pfs.read_sims(path)
+    with pytest.raises(UnitsError, match=r"^depths: expected one length or 2 lengths, got 3"):
+        pfs.read_sims(path, depths=["0 nm", "5 nm", "9 nm"])
+    with pytest.raises(DataModelError, match=r"^depths: expected increasing slice depths, got \[5\.0, 0\.0\] nm"):
+        pfs.read_sims(path, depths=["5 nm", "0 nm"])
+    with pytest.raises(DataModelError, match=r"^slice_thickness, depths: expected one of them"):
+        pfs.read_sims(path, depths=["0 nm", "5 nm"], slice_thickness="5 nm")
+
+
+@needs_data
 def test_nanosims_no_species_is_an_error():
     with pytest.raises(DataModelError, match=r"species: expected at least one channel or label of '.*RTIimage\.im'"):
         pfs.read_sims(data_file("sims/RTIimage.im"), species=[])

@@ -188,7 +188,8 @@ def stack(
         Acquisition settings; pint quantities are stored as strings
         (``"30 kV"``).
     chunks : optional
-        Dask chunks for the result; arrays given as dask keep their chunks.
+        Dask chunks for the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``); arrays given as dask keep their chunks.
 
     Returns
     -------
@@ -251,7 +252,17 @@ def stack(
 
 
 def _chunked(arr: Any, chunks: Any) -> da.Array:
-    """``arr`` as a dask array in ``chunks``; chunks dask cannot read are a DataModelError naming them."""
+    """``arr`` (dims z, y, x) as a dask array in ``chunks``; chunks dask cannot read are a DataModelError naming them.
+
+    A mapping may name the dimensions, as in xarray (``{"y": 512}``); dimensions it leaves out keep
+    their chunks (one chunk for an array in memory).
+    """
+    if isinstance(chunks, Mapping):
+        named = [k for k in chunks if isinstance(k, str)]
+        absent = [k for k in named if k not in ("z", "y", "x")]
+        if absent:
+            raise DataModelError(f"chunks: expected dimension names among ['z', 'y', 'x'], got {absent[0]!r}")
+        chunks = {("z", "y", "x").index(k) if isinstance(k, str) else k: v for k, v in chunks.items()}
     if isinstance(chunks, (bool, float)) or (isinstance(chunks, numbers.Integral) and chunks < 1 and chunks != -1):
         raise DataModelError(f"chunks: expected a chunk size per axis such as (1, 1024, 1024) or 'auto', got {chunks!r}")
     try:

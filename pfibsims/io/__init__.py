@@ -25,8 +25,8 @@ from typing import Any
 
 import xarray as xr
 
-from ..errors import FileFormatError
-from ._common import Frame, build, expand_paths, natural_key
+from ..errors import FileFormatError, PfibsimsError
+from ._common import Frame, build, expand_paths, files_in
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
@@ -35,7 +35,7 @@ from .h5oina import read_h5oina
 from .hiden import read_sims_matrix
 from .hyperspy import from_hyperspy, to_hyperspy
 from .jeol import read_jeol, read_jeol_image
-from .lines import canonical_lines
+from .lines import canonical_line, canonical_lines
 from .ripple import read_ripple
 from .sem import read_sem_tiff
 from .store import open_dataset, save
@@ -64,12 +64,28 @@ def _merge_channels(frames: list[Frame]) -> Frame:
 
 def _per_channel(mapping: Mapping[str, Any], reader: Any, **kw: Any) -> list[Frame]:
     """{'Zr_La': path-or-list-or-glob, ...} -> one merged frame per slice."""
+    if not mapping:
+        raise FileFormatError(f"path_or_paths: expected at least one channel in the mapping, got {dict(mapping)}")
     per = {name: expand_paths(v) for name, v in mapping.items()}
     counts = {n: len(v) for n, v in per.items()}
     if len(set(counts.values())) > 1:
         raise FileFormatError(f"path_or_paths: expected the same number of slice files for each channel, got {counts}")
     n = next(iter(counts.values()))
     return [_merge_channels([reader(per[name][i], channel=name, **kw) for name in per]) for i in range(n)]
+
+
+def _line_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Channel names of a mapping named as ``lines=`` names them (``Fe_K`` -> ``Fe_Ka``); other names kept."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        try:
+            name = canonical_line(str(key))
+        except PfibsimsError:
+            name = str(key)
+        if name in out:
+            raise FileFormatError(f"path_or_paths: expected each channel once in the mapping, got '{key}' and another '{name}'")
+        out[name] = value
+    return out
 
 
 def _eds_frames(paths: list[Path], *, lines: Any, method: str, window: Any, fwhm_mnka: Any, source: str) -> list[Frame]:
@@ -134,7 +150,8 @@ def read_eds(
         ``.map`` files); per-element exports, either named by element and
         line (``"slice01_Zr La1.tif"``: files are grouped by channel, each
         channel's sorted files are its slices) or given as a mapping
-        ``{"Zr_La": "zr_*.tif", "Co_La": [...]}``.
+        ``{"Zr_La": "zr_*.tif", "Co_La": [...]}`` (keys named as ``lines``
+        names them: ``Fe_K`` is ``Fe_Ka``).
     lines : list of str, optional
         Lines to return (``["Zr_La", "Co_La", "Al_Ka", "C_Ka"]``; a bare
         family letter is its alpha line: ``Fe_K`` is ``Fe_Ka``). For a
@@ -168,7 +185,8 @@ def read_eds(
         own grid, as a second dataset: ``eds, sem = read_eds(path,
         images=True)``, ready for ``fuse(eds, sims, sem)``.
     chunks : optional
-        Dask chunks of the result.
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------
@@ -193,13 +211,13 @@ def read_eds(
     lines = canonical_lines(lines)
     image_frames: list[Frame] | None = None
     if isinstance(path_or_paths, Mapping):
-        frames = _per_channel(path_or_paths, read_map_file)
+        frames = _per_channel(_line_keys(path_or_paths), read_map_file)
     else:
         p = Path(os.fspath(path_or_paths)) if isinstance(path_or_paths, (str, os.PathLike)) else None
-        if p is not None and p.is_dir() and any(p.glob("*.map")):
-            frames = [read_jeol(sorted(p.glob("*.map"), key=natural_key), lines=lines)]
+        if p is not None and p.is_dir() and files_in(p, ("*.map",)):
+            frames = [read_jeol(files_in(p, ("*.map",)), lines=lines)]
             if images:
-                img = sorted(p.glob("*.img"), key=natural_key)
+                img = files_in(p, ("*.img",))
                 if not img:
                     raise FileFormatError(f"images: expected a JEOL view image (.img) in '{p}', found none")
                 image_frames = [read_jeol_image(img[0])]
@@ -249,10 +267,11 @@ def read_sims(
     species : list of str, optional
         For ``.im``: channels to keep (``"C12"`` or the label ``"12C"``).
     isotope, mass, polarity : optional
-        For text/TIFF: ``"6Li"``, mass in u, ``"+"``/``"-"`` (override the
-        file header).
+        For text/TIFF: ``"6Li"`` (``"6Li+"`` also gives the polarity), mass
+        in u, ``"+"``/``"-"`` (override the file header).
     chunks : optional
-        Dask chunks of the result.
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------
@@ -297,6 +316,10 @@ def _sem_frames(paths: list[Path], *, channel: str | None, image: str) -> list[F
     if len(suffixes) > 1:
         raise FileFormatError(f"path_or_paths: expected files of one format, got {sorted(suffixes)}")
     suffix = suffixes.pop()
+    if image not in ("map", "overview"):
+        raise FileFormatError(f"image: expected 'map' or 'overview', got {image!r}")
+    if suffix != ".bcf" and image != "map":
+        raise FileFormatError(f"image: expected 'map' (the default) for TIFF and JEOL .img files, got {image!r}; only a .bcf holds an overview")
     if suffix == ".bcf":
         frames = [read_bcf_images(q, image=image) for q in paths]
         if channel is not None:
@@ -349,6 +372,9 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         Auto Slice & View project (``EMProject.emxml``) giving the z of
         ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
         images is used (their folder or two above).
+    chunks : optional
+        Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
+        name (``{"y": 512}``).
 
     Returns
     -------

@@ -8,6 +8,7 @@ dataset of the data model with :func:`pfibsims.dataset.stack`.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import math
 import os
@@ -28,7 +29,7 @@ from ..units import lengths_nm
 
 __all__ = [
     "Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths",
-    "natural_key", "reading",
+    "files_in", "natural_key", "reading",
 ]
 
 
@@ -112,17 +113,28 @@ def _guarded(func: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarr
 
 
 def check_tiff_complete(tif: Any, path: Path) -> None:
-    """Raise FileFormatError if a TIFF's pixel data run past the end of the file, or do not hold what it declares.
+    """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
+    are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), or if its chain
+    of pages points past the end of the file (a truncated stack that would read as fewer slices).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
     it may not exceed what the best compressor can pack into them (1100:1); see
     :func:`pfibsims.io._guards.check_declared`.
     """
+    from tifffile import TIFF
+
     from ._guards import MAX_ELEMENTS, MAX_RATIO
 
     size = path.stat().st_size
     for i, page in enumerate(tif.pages):
+        codec = getattr(page, "keyframe", page).compression
+        if codec != 1 and codec not in TIFF.DECOMPRESSORS:  # e.g. LZW without imagecodecs
+            name = getattr(codec, "name", codec)
+            raise FileFormatError(
+                f"{path}: TIFF page {i} is compressed with {name}, which tifffile decodes only with the "
+                "'imagecodecs' package (pip install imagecodecs); it is not installed"
+            )
         ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
         if ends and max(ends) > size:
             raise FileFormatError(
@@ -138,6 +150,24 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
                 f"{path}: TIFF page {i} declares {cols} x {rows} pixels ({need} bytes), but holds {stored} bytes of "
                 f"{'compressed ' if packed else ''}pixel data; its ImageWidth/ImageLength are corrupt"
             )
+    following = _next_ifd(tif, tif.pages[len(tif.pages) - 1]) if len(tif.pages) else 0
+    if following >= size:  # tifffile stops, silently, at a page chain cut short (an ImageJ stack keeps its IFDs at the end)
+        raise FileFormatError(
+            f"{path}: its TIFF page {len(tif.pages) - 1} points to a next page at byte {following}, past the end of the "
+            f"file ({size} bytes); the file is truncated (pages after the first {len(tif.pages)} are lost)"
+        )
+
+
+def _next_ifd(tif: Any, page: Any) -> int:
+    """The offset of the image directory after ``page``'s (0 at the last page of a complete file)."""
+    import struct
+
+    fmt, fh = tif.tiff, tif.filehandle
+    fh.seek(page.offset)
+    count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+    fh.seek(page.offset + fmt.tagnosize + count * fmt.tagsize)
+    raw = fh.read(fmt.offsetsize)
+    return int(struct.unpack(fmt.offsetformat, raw)[0]) if len(raw) == fmt.offsetsize else 0
 
 
 def delayed_array(func: Callable[..., np.ndarray], path: Path, *args: Any, shape: tuple[int, ...], dtype: Any) -> da.Array:
@@ -164,11 +194,37 @@ def natural_key(path: Any) -> tuple[Any, ...]:
     return tuple((0, int(t), t) if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
+def files_in(directory: Path, patterns: Sequence[str]) -> list[Path]:
+    """The files of ``directory`` matching any of ``patterns``, whatever the case, sorted naturally.
+
+    Instrument PCs write upper-case extensions (``SLICE_1.TIF``, ``View000_0000001.MAP``);
+    ``"*.tif"`` finds them as it finds ``slice_1.tif``. Hidden files (``._slice_1.tif``, the
+    metadata a Mac leaves beside copies) are left out, as a glob pattern leaves them out.
+    """
+    pats = [pat.lower() for pat in patterns]
+    found = [
+        q for q in directory.iterdir()
+        if not q.name.startswith(".") and q.is_file() and any(fnmatch.fnmatchcase(q.name.lower(), pat) for pat in pats)
+    ]
+    return sorted(found, key=natural_key)
+
+
+def _glob_files(pattern: str) -> list[Path]:
+    """The files a glob pattern matches, sorted naturally; a folder named with glob characters
+    (``run [1]/*.tif``) is taken literally when the pattern as a whole matches nothing."""
+    found = [Path(q) for q in glob.glob(pattern)]
+    head, tail = os.path.split(pattern)
+    if not found and head and glob.has_magic(head) and Path(head).is_dir():
+        found = [Path(q) for q in glob.glob(os.path.join(glob.escape(head), tail))]
+    return sorted((q for q in found if q.is_file()), key=natural_key)
+
+
 def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Path]:
     """A path, a glob pattern, a directory or a list of paths as a sorted list of files.
 
     A directory expands to the files matching ``patterns`` (e.g.
-    ``("*.map",)``); a glob pattern to its matches. Both are sorted
+    ``("*.map",)``, whatever the case: :func:`files_in`); a glob pattern to its matches
+    (an existing file is read as named, even with ``[`` or ``*`` in its name). Both are sorted
     naturally (:func:`natural_key`: ``slice_2`` before ``slice_10``); a
     list keeps its order.
 
@@ -186,12 +242,12 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
     text = os.fspath(path_or_paths)
     p = Path(text).expanduser()
     if p.is_dir():
-        found = sorted({q for pat in patterns for q in p.glob(pat) if q.is_file()}, key=natural_key)
+        found = files_in(p, patterns)
         if not found:
             raise FileFormatError(f"path: expected files matching {list(patterns)} in directory '{text}', found none")
         return found
-    if glob.has_magic(text):
-        found = sorted((Path(q) for q in glob.glob(os.path.expanduser(text)) if Path(q).is_file()), key=natural_key)
+    if glob.has_magic(text) and not p.is_file():  # an existing 'scan[1].tif' is a path, not a pattern
+        found = _glob_files(os.path.expanduser(text))
         if not found:
             raise FileFormatError(f"path: expected files matching the pattern '{text}', found none")
         return found
@@ -276,7 +332,10 @@ def build(
         )
     except (DataModelError, UnitsError) as exc:
         where = frames[0].path if len(frames) == 1 else f"{len(frames)} files from '{frames[0].path}'"
-        raise type(exc)(f"{exc} (reading {where})") from None
+        # the readers' arguments are depths= (stack's z=) and have no total_depth=
+        msg = str(exc).replace("z= depths or a total_depth", "or depths= (measured slice depths)")
+        msg = msg if depths is None else re.sub(r"(?<![\w'\"])z(?=: |, | or | may |$)", "depths", msg)
+        raise type(exc)(f"{msg} (reading {where})") from None
     for name in ds.data_vars:
         extra = frames[0].channel_attrs.get(name, {})
         ds[name].attrs.update(jsonable(extra, name=f"{name}.attrs"))

@@ -86,6 +86,13 @@ def _fwhm_mnka(spectrum: dict[str, Any]) -> str | None:
     return f"{_SIGMA_TO_FWHM * np.sqrt(var) * 1000.0:.6g} eV" if var > 0 else None
 
 
+def _positive(value: Any) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _attrs(md: dict[str, Any], om: dict[str, Any]) -> dict[str, Any]:
     micro, stage = om.get("Microscope", {}), om.get("Stage", {})
     inst = md.get("Acquisition_instrument", {})
@@ -95,7 +102,7 @@ def _attrs(md: dict[str, Any], om: dict[str, Any]) -> dict[str, Any]:
         attrs["beam_energy"] = f"{float(sem['beam_energy']):.6g} kV"
     if "magnification" in sem:
         attrs["magnification"] = float(sem["magnification"])
-    if "WD" in micro:
+    if _positive(micro.get("WD")):  # Esprit writes WD = -1 when none was recorded (a STEM map)
         attrs["working_distance"] = f"{float(micro['WD']):.6g} mm"
     if stage:
         attrs["stage_position"] = {k: f"{float(stage[k]):.6g} um" for k in ("X", "Y", "Z") if k in stage}

@@ -18,7 +18,10 @@ label    channel
 so single isotopes follow the data model (``Li6``) and molecules stay
 readable and unambiguous. The original label is kept in the channel attrs
 (``label``) with the nominal ``mass`` (sum of the isotope masses) and the
-``polarity`` of the secondary ions. Frames (planes in depth) become ``z``.
+``polarity`` of the secondary ions: the sign of the sample's extraction
+voltage ``E0W`` (a sample at -8 kV, as under a Cs+ beam, extracts negative
+ions: ``"-"``). The ``sims`` package's header ``polarity`` is the machine
+mode, the opposite sign, and is not used. Frames (planes in depth) become ``z``.
 The pixel size is the raster (``Image.raster``, nm) over the image width.
 """
 
@@ -72,6 +75,15 @@ def channel_name(label: str, index: int) -> tuple[str, dict[str, Any]]:
     return "".join(parts), attrs
 
 
+def _secondary_polarity(header: dict[str, Any]) -> str:
+    """``"-"`` or ``"+"``: the secondary ions' sign, that of the extraction voltage E0W; ``""`` if unknown."""
+    try:
+        e0w = float((header.get("SecondaryBeam") or {})["E0W"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return "-" if e0w < 0 else "+" if e0w > 0 else ""
+
+
 def read_im(path: Any, *, species: Any = None) -> Frame:
     """Read one NanoSIMS ``.im`` file.
 
@@ -106,7 +118,7 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
         arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
     channels: dict[str, Any] = {}
     ch_attrs: dict[str, dict[str, Any]] = {}
-    polarity = str(header.get("polarity", "") or "")
+    polarity = _secondary_polarity(header)
     for i, label in enumerate(labels):
         name, attrs = channel_name(label, i)
         if name in channels:
@@ -117,6 +129,8 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
         ch_attrs[name] = attrs
     if species is not None:
         want = [species] if isinstance(species, str) else list(species)
+        if not want:
+            raise DataModelError(f"species: expected at least one channel or label of '{p}' ({sorted(channels)} / {labels}), got none")
         by_label = {a["label"]: n for n, a in ch_attrs.items()}
         keep = []
         for w in want:

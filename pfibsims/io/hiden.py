@@ -48,11 +48,12 @@ def read_sims_matrix(
     path : path
         ``.csv``, ``.txt``, ``.dat``, ``.asc`` or ``.tif``.
     isotope : str, optional
-        e.g. ``"6Li"`` or ``"Li6"``; default from the header.
+        e.g. ``"6Li"`` or ``"Li6"``; default from the header. A sign
+        (``"6Li+"``) gives the polarity.
     mass : float, optional
         Mass in u; default from the header or the isotope.
     polarity : {"+", "-"}, optional
-        Secondary-ion polarity; default from the header.
+        Secondary-ion polarity; default from the isotope's sign, else the header.
     """
     p = check_file(path, suffixes=(".csv", ".txt", ".dat", ".asc") + _TIFF, what="SIMS map (text matrix or TIFF)")
     header: dict[str, str] = {}
@@ -87,6 +88,7 @@ def read_sims_matrix(
             + (f" (it gives mass {m})" if m else "")
         )
     iso_s = str(iso).strip().rstrip("+-")
+    sign = str(iso).strip()[len(iso_s):][:1]  # '6Li+' says its polarity
     m = re.fullmatch(r"([A-Z][a-z]?)(\d{1,3})", iso_s)
     if m:  # 'Li6' -> '6Li'
         iso_s = f"{m[2]}{m[1]}"
@@ -97,11 +99,13 @@ def read_sims_matrix(
             ch["mass"] = float(str(mass_v).split()[0])
         except ValueError:
             raise DataModelError(f"mass: expected a number of u, got {mass_v!r}") from None
-    pol = polarity or _first(header, "polarity", "ion polarity")
+    pol = polarity or sign or _first(header, "polarity", "ion polarity")
     if pol:
         pol = {"positive": "+", "negative": "-", "pos": "+", "neg": "-"}.get(pol.strip().lower(), pol.strip())
         if pol not in ("+", "-"):
             raise DataModelError(f"polarity: expected '+' or '-', got {pol!r}")
+        if sign and pol != sign:
+            raise DataModelError(f"polarity: expected the sign of isotope '{str(iso).strip()}' ('{sign}'), got {pol!r}")
         ch["polarity"] = pol
         attrs["polarity"] = pol
     dwell = _first(header, "dwell time", "dwell")

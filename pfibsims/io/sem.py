@@ -26,6 +26,7 @@ detector's signal, ``SE`` or ``BSE``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dask.array as da
@@ -39,7 +40,7 @@ from ._guards import check_pixel_size, tiff_array
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
-_BSE_WORDS = ("BSE", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
+_BSE_WORDS = ("BSE", "BSD", "BACKSCATTER", "CBS", "ABS", "ASB", "T1", "DBS", "ESB", "NBS")
 
 
 def find_data_bar(image: np.ndarray) -> int:
@@ -126,6 +127,14 @@ def _value(md: dict[str, Any], key: str) -> tuple[Any, str]:
     return v[1], (v[2] if len(v) > 2 else "")
 
 
+def _magnification(text: Any) -> float | str:
+    """SmartSEM's ``"50.00 K X"`` as 50000.0 (``"600 X"``, ``"1.20 M X"``); text it does not parse is kept."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*[xX]?\s*", str(text))
+    if m is None:
+        return str(text)
+    return float(m[1]) * {"": 1.0, "k": 1e3, "m": 1e6}[m[2].lower()]
+
+
 def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     width, wunit = _value(md, "ap_width")
     if width is None:
@@ -150,7 +159,7 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
         attrs["working_distance"] = f"{float(wd):.6g} {wdu}"
     mag, _ = _value(md, "ap_mag")
     if mag is not None:
-        attrs["magnification"] = str(mag)
+        attrs["magnification"] = _magnification(mag)
     det, _ = _value(md, "dp_detector_channel")
     attrs["detector"] = str(det or "")
     pos = {}

@@ -192,7 +192,7 @@ def test_nanosims_image_sun():
     assert dict(ds.sizes) == {"z": 2, "y": 256, "x": 256}
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(7011 / 256)
     assert ds.C12N14.attrs["label"] == "12C 14N"
-    assert ds.C12N14.attrs["polarity"] == "+"
+    assert ds.C12N14.attrs["polarity"] == "-"  # Cs+ primary, sample at -8 kV: negative secondary ions (CN-)
     assert ds.C12.dtype == np.uint16
     assert ds.C12.dtype.isnative
     assert int(max(ds[v].max() for v in ds.data_vars)) == 11646
@@ -207,6 +207,42 @@ def test_nanosims_rti_empty_label_and_uint32():
     assert ds.C12C12.dtype == np.uint32
     assert int(ds.C12C12.max()) <= 39
     assert float(ds.x[1] - ds.x[0]) == pytest.approx(5007 / 256)
+
+
+@needs_data
+@pytest.mark.parametrize("rel", ["sims/image_sun.im", "sims/OpenMIMS_doc_051117_05-32dRe-03b.im", "sims/RTIimage.im"])
+def test_nanosims_polarity_is_that_of_the_secondary_ions(rel):
+    """The sign of the secondary ions is the sign of the sample's extraction voltage E0W: a sample at
+    -8 kV (these Cs+ runs) extracts negative ions. (The sims package's header 'polarity' is the
+    machine mode, '+' for these files, the opposite sign.)"""
+    import sims
+
+    e0w = sims.SIMS(str(data_file(rel))).header["SecondaryBeam"]["E0W"]
+    ds = pfs.read_sims(data_file(rel), slice_thickness="10 nm")
+    expected = "-" if e0w < 0 else "+"
+    assert expected == "-"
+    assert ds.attrs["polarity"] == expected
+    assert {ds[v].attrs["polarity"] for v in ds.data_vars} == {expected}
+
+
+@needs_data
+def test_reader_errors_name_depths_as_the_reader_calls_it():
+    """read_*(depths=...) passes them to stack(z=...); a wrong value is reported as depths=, the argument given."""
+    path = data_file("sims/image_sun.im")  # 2 frames
+    with pytest.raises(DataModelError, match=r"^slice_thickness: expected a length \(e\.g\. '60 nm'\), or depths= \(measured"):
+        pfs.read_sims(path)
+    with pytest.raises(UnitsError, match=r"^depths: expected one length or 2 lengths, got 3"):
+        pfs.read_sims(path, depths=["0 nm", "5 nm", "9 nm"])
+    with pytest.raises(DataModelError, match=r"^depths: expected increasing slice depths, got \[5\.0, 0\.0\] nm"):
+        pfs.read_sims(path, depths=["5 nm", "0 nm"])
+    with pytest.raises(DataModelError, match=r"^slice_thickness, depths: expected one of them"):
+        pfs.read_sims(path, depths=["0 nm", "5 nm"], slice_thickness="5 nm")
+
+
+@needs_data
+def test_nanosims_no_species_is_an_error():
+    with pytest.raises(DataModelError, match=r"species: expected at least one channel or label of '.*RTIimage\.im'"):
+        pfs.read_sims(data_file("sims/RTIimage.im"), species=[])
 
 
 @needs_data
@@ -349,6 +385,18 @@ def test_ripple_single_map_and_header_errors(tmp_path):
 # ---------------------------------------------------------------- AZtec exports
 
 
+def test_channel_mapping_names_lines_as_lines_does_and_must_not_be_empty(tmp_path):
+    """{'Fe_K': files} is Fe_Ka, as lines=['Fe_K'] is (one naming rule); an empty mapping is a clean error."""
+    p = write_tiff(tmp_path / "a.tif", np.arange(6, dtype=np.uint16).reshape(2, 3))
+    ds = pfs.read_eds({"Fe_K": p, "Zr_La": p}, pixel_size="81.4 nm")
+    assert list(ds.data_vars) == ["Fe_Ka", "Zr_La"]
+    assert ds.Fe_Ka.attrs["line"] == "Ka"
+    with pytest.raises(FileFormatError, match=r"path_or_paths: expected at least one channel in the mapping, got \{\}"):
+        pfs.read_eds({}, pixel_size="81.4 nm")
+    with pytest.raises(FileFormatError, match=r"path_or_paths: expected at least one channel in the mapping, got \{\}"):
+        pfs.read_sims({}, pixel_size="72 nm")
+
+
 def test_aztec_tiff_and_csv_exports_group_by_channel(tmp_path):
     rng = np.random.default_rng(4)
     truth = {}
@@ -415,6 +463,20 @@ def test_sims_text_needs_an_isotope_and_multiblock_is_z(tmp_path):
         pfs.read_sims(p, isotope="Li7", pixel_size="72 nm", slice_thickness="20 nm", polarity="up")
 
 
+def test_sims_isotope_with_a_sign_gives_the_polarity(tmp_path):
+    """'6Li+' (as the paper writes it) says the polarity: it is kept, not dropped; a contradicting polarity= is an error."""
+    p = tmp_path / "plain.csv"
+    p.write_text("1,2\n3,4\n")
+    ds = pfs.read_sims(p, isotope="6Li+", pixel_size="72 nm")
+    assert list(ds.data_vars) == ["Li6"]
+    assert ds.Li6.attrs["polarity"] == "+"
+    assert ds.attrs["polarity"] == "+"
+    q = write_csv(tmp_path / "o.txt", np.ones((2, 2)), header="Species: 16O-\n\n", sep="\t", trailing=False)
+    assert pfs.read_sims(q, pixel_size="72 nm").O16.attrs["polarity"] == "-"
+    with pytest.raises(DataModelError, match=r"polarity: expected the sign of isotope '6Li\+' \('\+'\), got '-'"):
+        pfs.read_sims(p, isotope="6Li+", polarity="-", pixel_size="72 nm")
+
+
 def test_sims_mapping_names_the_isotope_of_each_series(tmp_path):
     a = write_tiff(tmp_path / "a.tif", np.ones((3, 4), np.uint16))
     b = write_tiff(tmp_path / "b.tif", 2 * np.ones((3, 4), np.uint16))
@@ -422,3 +484,36 @@ def test_sims_mapping_names_the_isotope_of_each_series(tmp_path):
     assert list(ds.data_vars) == ["Li6", "Li7"]
     assert int(ds.Li7.max()) == 2
     assert ds.Li6.attrs["element"] == "Li"
+
+
+@needs_data
+def test_tiff_compressed_with_a_codec_tifffile_lacks_is_refused_at_read():
+    """Coloc 2's mandersA.tiff is LZW-compressed: without imagecodecs tifffile cannot decode it. That is said
+    when the file is read, naming the codec and the package, not later at compute as 'truncated or corrupt'."""
+    path = data_file("coloc2/mandersA.tiff")
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        with pytest.raises(FileFormatError, match=r"mandersA\.tiff: TIFF page 0 is compressed with LZW, which tifffile decodes only with the 'imagecodecs' package"):
+            pfs.read_sims(path, isotope="Li6", pixel_size="72 nm")
+    else:
+        import tifffile
+
+        ds = pfs.read_sims(path, isotope="Li6", pixel_size="72 nm")
+        np.testing.assert_array_equal(ds.Li6.values[0], tifffile.imread(path))
+
+
+@needs_data
+def test_truncated_imagej_stack_is_not_read_as_fewer_slices(tmp_path):
+    """ImageJ writes a stack's page directories after the pixels: greenZstack.tif (10 slices) cut in half keeps
+    one readable page, and tifffile stops there without an error. The cut is found, not read as one slice."""
+    import tifffile
+
+    src = data_file("coloc2/greenZstack.tif")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with tifffile.TiffFile(cut) as tif:
+        assert len(tif.pages) == 1  # what tifffile alone sees
+    with pytest.raises(FileFormatError, match=r"cut\.tif: its TIFF page 0 points to a next page at byte \d+, past the end"):
+        pfs.read_sims(cut, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm")
+    assert pfs.read_sims(src, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm").sizes["z"] == 10

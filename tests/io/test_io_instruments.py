@@ -159,6 +159,31 @@ def test_jeol_pts_window_maps_equal_the_sum_of_rosettasciio_cube():
     assert 0.5 * float(win.Fe_Ka.sum()) < total < 1.5 * float(win.Fe_Ka.sum())
 
 
+@pytest.mark.slow
+def test_jeol_maps_are_the_pts_counts_in_their_rois():
+    """Two independent decodings agree: each JEOL .map (read by pfibsims) is, pixel for pixel, the sum
+    of the view's .pts spectrum image (RosettaSciIO's event-stream decoder, all sweeps) over the map's
+    own ROI (StartRoi..EndRoi, 10 eV channels from 0 eV), once the .pts energy axis that pfibsims
+    reports (offset -960.66 eV, 9.999 eV per channel) places the ROI."""
+    from rsciio.jeol import file_reader
+
+    pts = data_file("eds/jeol_spectrum_image/View000_0000006.pts")
+    maps = pfs.read_eds(data_file("eds/jeol_View000"))
+    head = pfs.read_eds(pts, lines=["C_Ka"], method="window")
+    cal = head.attrs["energy_calibration"]
+    offset, width = (float(cal[k].split()[0]) for k in ("offset", "channel_width"))
+    cube = np.asarray(file_reader(str(pts), cutoff_at_kV=9.0)[0]["data"])
+    for name in maps.data_vars:
+        src = data_file("eds/jeol_View000") / maps[name].attrs["source_file"]
+        roi = file_reader(str(src))[0]["original_metadata"]["Map"]
+        zero = round(-offset / width)  # the .pts channel of 0 eV: 96
+        lo, hi = int(roi["StartRoi"]) + zero, int(roi["EndRoi"]) + zero + 1
+        own = maps[name].values[0]
+        # exact over StartRoi..EndRoi for O, S, Fe and Cu; JEOL's C K map holds one channel more at its low end
+        assert any(np.array_equal(own, cube[..., start:hi].sum(-1, dtype=np.int64)) for start in (lo, lo - 1)), name
+        assert (offset + lo * width) == pytest.approx(int(roi["StartRoi"]) * 10.0, abs=width)
+
+
 # ---------------------------------------------------------------- SEM TIFF: pages, data bars, order, ASV
 
 
@@ -175,6 +200,15 @@ def test_zeiss_multipage_is_a_stack():
             np.testing.assert_array_equal(sub[k], tif.pages[k].asarray()[:8])
     with pytest.raises(pfs.DataModelError, match="slice_thickness"):
         pfs.read_sem(path)
+
+
+def test_zeiss_magnification_is_a_number_as_bruker_and_jeol_give_it():
+    """SmartSEM writes 'Mag = 50.00 K X'; the dataset holds 50000.0 (Bruker and JEOL give floats, 131.14 and 40000.0)."""
+    with tifffile.TiffFile(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")) as tif:
+        assert tif.sem_metadata["ap_mag"][1] == "50.00 K X"
+    assert pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")).attrs["magnification"] == 50000.0
+    assert pfs.read_sem(data_file("sem/ZEISS_SEM_multipage.tif"), slice_thickness="60 nm").attrs["magnification"] == 4530.0
+    assert pfs.read_sem(data_file("eds/jeol_View000/View000_0000000.img")).attrs["magnification"] == 40000.0
 
 
 def test_zeiss_data_bar_found_in_the_image():
@@ -237,3 +271,97 @@ def test_asv_slices_in_a_run_folder(tmp_path):
     bad.write_text("<EMProject><ZCutSpacing>x</ZCutSpacing></EMProject>")
     with pytest.raises(FileFormatError, match=r"bad\.emxml: expected a number in <ZCutSpacing>, found 'x'"):
         pfs.read_sem(other, project=bad)
+
+
+# ---------------------------------------------------------------- odd but legal inputs
+
+
+def test_directory_with_upper_case_extensions_reads_every_file(tmp_path):
+    """Instrument PCs write 'SLICE_1.TIF' and 'View000_0000001.MAP': a directory finds them as it finds '.tif'."""
+    view = tmp_path / "view"
+    view.mkdir()
+    for src in sorted(data_file("eds/jeol_View000").iterdir()):
+        shutil.copy(src, view / src.name.upper())
+    maps, img = pfs.read_eds(view, images=True)
+    ref = pfs.read_eds(data_file("eds/jeol_View000"))
+    assert list(maps.data_vars) == list(ref.data_vars)
+    np.testing.assert_array_equal(maps.Fe_Ka.values, ref.Fe_Ka.values)
+    assert list(img.data_vars) == ["IMG1"]
+    sem = tmp_path / "sem"
+    sem.mkdir()
+    (sem / "SLICE_1.TIF").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    (sem / "slice_2.tif").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    ds = pfs.read_sem(sem, slice_thickness="60 nm")
+    assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == ["SLICE_1.TIF", "slice_2.tif"]
+    ims = tmp_path / "sims"
+    ims.mkdir()
+    (ims / "RUN_1.IM").symlink_to(data_file("sims/RTIimage.im"))
+    (ims / "run_2.im").symlink_to(data_file("sims/RTIimage.im"))
+    assert pfs.read_sims(ims, slice_thickness="10 nm").sizes["z"] == 2
+
+
+def test_chunks_by_dimension_name_are_applied_or_refused():
+    """chunks={'y': 64} means what it means in xarray, for numpy-backed (.im) and dask-backed (.map) readers alike."""
+    sims = pfs.read_sims(data_file("sims/RTIimage.im"), chunks={"y": 64})
+    assert sims.C12C12.data.chunks == ((1,), (64, 64, 64, 64), (256,))
+    eds = pfs.read_eds(data_file("eds/jeol_View000"), lines=["Fe_Ka"], chunks={"x": 128, "y": -1})
+    assert eds.Fe_Ka.data.chunks == ((1,), (512,), (128, 128, 128, 128))
+    with pytest.raises(pfs.DataModelError, match=r"chunks: expected dimension names among \['z', 'y', 'x'\], got 'q'"):
+        pfs.read_sims(data_file("sims/RTIimage.im"), chunks={"q": 3})
+
+
+def test_bcf_working_distance_of_minus_one_is_not_a_distance():
+    """A STEM map's TRTSEMData has WD = -1 (Esprit's 'not recorded'); an SEM map's 7.69 mm is kept."""
+    from rsciio.bruker import file_reader
+
+    path = data_file("eds/test_TEM.bcf")
+    wd = file_reader(str(path), select_type="image")[0]["original_metadata"]["Microscope"]["WD"]
+    assert float(wd) == -1
+    assert "working_distance" not in pfs.read_sem(path).attrs
+    assert pfs.read_sem(data_file("eds/P45_the_default_job.bcf")).attrs["working_distance"] == "7.69044 mm"
+
+
+def test_image_option_is_refused_where_it_means_nothing():
+    with pytest.raises(FileFormatError, match=r"image: expected 'map' \(the default\) for TIFF and JEOL \.img files"):
+        pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="overview")
+    with pytest.raises(FileFormatError, match=r"image: expected 'map' or 'overview', got 'big'"):
+        pfs.read_sem(data_file("sem/test_tiff_FEI_SEM.tif"), image="big")
+
+
+def test_directory_skips_hidden_files_as_a_pattern_does(tmp_path):
+    """A folder copied from a Mac holds '._slice_1.tif' (AppleDouble metadata, not an image): a directory,
+    like the pattern 'folder/*.tif', leaves hidden files out."""
+    (tmp_path / "slice_1.tif").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    (tmp_path / "._slice_1.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    by_dir = pfs.read_sem(tmp_path)
+    by_glob = pfs.read_sem(str(tmp_path / "*.tif"))
+    assert by_dir.attrs["source_files"] == by_glob.attrs["source_files"] == [str(tmp_path / "slice_1.tif")]
+
+
+def test_names_with_glob_characters_are_read_as_named(tmp_path):
+    """'scan[1].tif' or a run folder 'run [1]' (Windows acquisition software writes such names) is a path, not a pattern."""
+    src = data_file("sem/test_tiff_FEI_SEM.tif")
+    (tmp_path / "scan[1].tif").symlink_to(src)
+    folder = tmp_path / "run [1]"
+    folder.mkdir()
+    for i in (2, 1):
+        (folder / f"slice_{i}.tif").symlink_to(src)
+    ref = pfs.read_sem(src)
+    for path in (str(tmp_path / "scan[1].tif"), tmp_path / "scan[1].tif", folder / "slice_1.tif"):
+        ds = pfs.read_sem(path)
+        np.testing.assert_array_equal(ds.SE.values, ref.SE.values)
+    ds = pfs.read_sem(str(folder / "slice_*.tif"), slice_thickness="60 nm")
+    assert [p.rsplit("/", 1)[-1] for p in ds.attrs["source_files"]] == ["slice_1.tif", "slice_2.tif"]
+
+
+@pytest.mark.parametrize(("detector", "channel"), [(b"CZ BSD", "BSE"), (b"QBSD  ", "BSE"), (b"SE2   ", "SE")])
+def test_zeiss_backscatter_detectors_give_bse(tmp_path, detector, channel):
+    """Zeiss names its backscatter detectors BSD (CZ BSD, QBSD, AsB, EsB): the real Zeiss file with
+    'Signal A = InLens' changed to another detector, byte for byte, is read as that detector's signal."""
+    raw = data_file("sem/test_tiff_Zeiss_SEM_512pix.tif").read_bytes()
+    assert raw.count(b"Signal A = InLens") == 1
+    path = tmp_path / "zeiss.tif"
+    path.write_bytes(raw.replace(b"Signal A = InLens", b"Signal A = " + detector))
+    ds = pfs.read_sem(path)
+    assert list(ds.data_vars) == [channel]
+    assert ds.attrs["detector"] == detector.decode().strip()

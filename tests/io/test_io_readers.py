@@ -41,6 +41,13 @@ def _rng(seed=0):
     return np.random.default_rng(seed)
 
 
+def _upper_copy(src: Path, tmp: Path) -> Path:
+    """A real file under an upper-case name, as instrument PCs write them ('VIEW000_0000004.MAP')."""
+    dst = tmp / src.name.upper()
+    shutil.copy(src, dst)
+    return dst
+
+
 CASES = {
     "bcf-P45": Case(lambda t: data_file("eds/P45_the_default_job.bcf"), lambda p: pfs.read_eds(p, lines=["Al_Ka", "C_Ka"]), True),
     "bcf-30x30": Case(lambda t: data_file("eds/30x30_instructively_packed_16bit_compressed.bcf"), lambda p: pfs.read_eds(p), True),
@@ -59,6 +66,13 @@ CASES = {
     "sem-multipage": Case(lambda t: data_file("sem/ZEISS_SEM_multipage.tif"), lambda p: pfs.read_sem(p, slice_thickness="50 nm"), True),
     "asv-emxml": Case(lambda t: data_file("sem/EMProject.emxml"),  # the project gives the slice's depth
                       lambda p: pfs.read_sem(data_file("sem/SEM_Image-SliceImage-001.tif"), project=p), True),
+    "bcf-tem": Case(lambda t: data_file("eds/test_TEM.bcf"), lambda p: pfs.read_eds(p, lines=["Cu_Ka", "O_Ka"]), True),
+    "bcf-v2": Case(lambda t: data_file("eds/bcf_v2_50x50px.bcf"), lambda p: pfs.read_eds(p, lines=["Al_Ka"]), True),
+    "bcf-overview": Case(lambda t: data_file("eds/bcf_v2_50x50px.bcf"), lambda p: pfs.read_sem(p, image="overview"), False),
+    "jeol-map-upper": Case(lambda t: _upper_copy(data_file("eds/jeol_View000/View000_0000004.map"), t),
+                           lambda p: pfs.read_eds([p]), False),
+    "coloc-tiff": Case(lambda t: data_file("coloc2/greenZstack.tif"),
+                       lambda p: pfs.read_sims(p, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm"), True),
     "h5oina": Case(
         lambda t: write_h5oina(t / "m.h5oina", {"Zr_La": _rng().random((6, 8)), "Al_Ka": _rng(1).random((6, 8))}),
         lambda p: pfs.read_eds(p), True),

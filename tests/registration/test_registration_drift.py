@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import tifffile
 from conftest import raise_if_dask_computes
 from real_pairs import leaning_stack, shift_slices, zeiss_texture
@@ -272,3 +273,75 @@ def test_drift_pipeline_phantom_24_slices():
     assert not d.outlier.any()
     # the slice-to-slice estimate accumulates error along the stack: the cross-modal one is far better
     assert rms(rough.values, truth.drift.values) > 2 * err
+
+
+def _cut(tex, px, shifts, origin, counts=None, seed=0):
+    """Slices of the central 80 % of a real image, the content of slice k moved by ``shifts[k]`` px (cubic), the
+    field's first pixel centre at ``origin`` nm plus its place in the image; Poisson counts when ``counts``."""
+    ny, nx = tex.shape
+    cy, cx = ny // 10, nx // 10
+    yy, xx = np.mgrid[cy:ny - cy, cx:nx - cx].astype(float)
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in shifts:
+        v = ndi.map_coordinates(tex, [yy - d[0], xx - d[1]], order=3, mode="nearest")
+        if counts is not None:
+            v = rng.poisson(counts * (0.05 + np.clip((v - tex.min()) / np.ptp(tex), 0, 1)))
+        out.append(v)
+    o = (origin[0] + (cy + 0.5) * px, origin[1] + (cx + 0.5) * px)
+    return stack({"Li6": np.stack(out).astype(float)}, pixel_size=f"{px!r} nm", slice_thickness="50 nm",
+                 origin=(f"{o[0]!r} nm", f"{o[1]!r} nm"), modality="SIMS").Li6
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("origin", [(0.0, 0.0), (1.0e6, 1.0e6), (-5.0e4, 3.0e5)])
+def test_fiducial_drift_of_a_real_image_far_from_the_origin(shared_data, origin):
+    # 10 slices of a real SEM image with a known smooth drift and +/- 2.5 px jitter; the fiducial given in the
+    # stack's own coordinates (a stage position of +1 mm, or -50 um / +0.3 mm): the same drift as at the origin
+    # (measured: 0.039 px at most, noise-free; 0.19 px at 20 counts a pixel)
+    tex, px = zeiss_texture(shared_data)
+    rng = np.random.default_rng(3)
+    k = np.arange(10)
+    truth = np.column_stack([0.8 * k + 0.05 * k**2, -1.3 * k]) + rng.uniform(-2.5, 2.5, (10, 2)) * (k > 0)[:, None]
+    da = _cut(tex, px, truth, origin)
+    y, x = da.y.values, da.x.values
+    region = {"y": (f"{float(y[int(0.35 * y.size)])!r} nm", f"{float(y[int(0.65 * y.size)])!r} nm"),
+              "x": (f"{float(x[int(0.35 * x.size)])!r} nm", f"{float(x[int(0.65 * x.size)])!r} nm")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EstimationWarning)
+        d = reg.estimate_drift(da, fiducial=region)
+    assert np.abs(d.sel(component=["y", "x"]).values / px - truth).max() < 0.1
+    assert not d.outlier.any()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("contrast", ["same", "inverted"])
+def test_cross_modal_drift_of_a_real_image_through_a_rigid_transform(shared_data, contrast):
+    # the reference: a real SEM image (drift-free, 8 slices); the moving stack: its view through a known rigid
+    # transform (2 deg, a shift), at 1.3x the pixel size, 30 counts a pixel, same or inverted contrast (a linear
+    # relation either way), with a known drift of +/- 4 px a slice (measured: 0.01-0.02 px at most)
+    tex, px = zeiss_texture(shared_data)
+    tex = tex[:200, :300]
+    n, mpx = 8, 1.3 * px
+    drift = np.random.default_rng(7).uniform(-4.0, 4.0, (n, 2)) * px  # nm
+    centre = (100 * px, 150 * px)
+    T = Affine.from_parameters(rotation=2.0, shift=(2.7 * px, -1.3 * px), center=centre)
+    my, mx = np.arange(0.1 * 200 * px / mpx, 0.9 * 200 * px / mpx), np.arange(0.1 * 300 * px / mpx, 0.9 * 300 * px / mpx)
+    q = np.stack(np.meshgrid(my * mpx, mx * mpx, indexing="ij"), -1).reshape(-1, 2)
+    smooth = ndi.gaussian_filter(tex, 0.65, mode="nearest")
+    rng = np.random.default_rng(0)
+    slices = []
+    for d in drift:
+        p = (Affine.translation(tuple(d)) @ T).inverse()(q) / px - 0.5  # fixed pixel index of each moving point
+        v = ndi.map_coordinates(smooth, [p[:, 0], p[:, 1]], order=3, mode="nearest").reshape(my.size, mx.size)
+        v = np.clip((v - tex.min()) / np.ptp(tex), 0, 1)
+        slices.append(rng.poisson(30 * (0.05 + (1 - v if contrast == "inverted" else v)) / 0.55))
+    moving = stack({"Li6": np.stack(slices).astype(float)}, pixel_size=f"{mpx!r} nm", slice_thickness="50 nm",
+                   origin=(f"{float(my[0] * mpx)!r} nm", f"{float(mx[0] * mpx)!r} nm"), modality="SIMS").Li6
+    reference = stack({"SE": np.stack([tex] * n)}, pixel_size=f"{px!r} nm", slice_thickness="50 nm", modality="SEM")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EstimationWarning)
+        d = reg.estimate_drift(moving, reference=reference, transform=T)
+    assert np.abs(d.sel(component=["y", "x"]).values - drift).max() / px < 0.1
+    assert d.quality.min() > 0.7
+    assert not d.outlier.any()

@@ -291,3 +291,54 @@ def test_unrelated_real_images_and_noise_are_refused(shared_data):
             with pytest.raises(RegistrationError, match="no significant placement") as info:
                 pfs.register(moving, fixed, model="rigid")
         assert info.value.report.agreement[0] <= 1
+
+
+def _moved_by(da, offset):
+    """``da`` with its (y, x) coordinates moved by ``offset`` nm (units kept)."""
+    out = da.assign_coords(y=da.y + offset[0], x=da.x + offset[1])
+    out.y.attrs.update(da.y.attrs)
+    out.x.attrs.update(da.x.attrs)
+    return out
+
+
+@pytest.mark.parametrize("offset", [(1.0e6, 1.0e6), pytest.param((-5.0e4, 3.0e6), marks=pytest.mark.slow)])
+def test_fields_far_from_the_origin_register_as_at_the_origin(shared_data, offset):
+    # both fields' coordinates moved by a stage position (+1 mm, or -50 um / +3 mm): the transform is the same one
+    # conjugated by that translation (rotation and scale act about the fixed field's centre, wherever it is), found
+    # to the same precision as at the origin (measured: 0.002-0.014 px at the corners on the whole image)
+    tex, px = zeiss_texture(shared_data)
+    moving, fixed, truth = other_modality(tex[:160, :256], px, rotation=2.0, scale=1.0)
+    at_origin = max(field_error(pfs.register(moving, fixed, model="rigid").transform, truth, fixed))
+    shift = Affine.translation(offset)
+    far_fixed = _moved_by(fixed, offset)
+    far_truth = shift @ truth @ shift.inverse()
+    r = pfs.register(_moved_by(moving, offset), far_fixed, model="rigid")
+    far = max(field_error(r.transform, far_truth, far_fixed))
+    assert at_origin <= 0.15
+    assert far <= 0.15
+    assert abs(far - at_origin) <= 0.05
+
+
+@pytest.mark.slow
+def test_rotations_beyond_the_search_bound_are_flagged_or_refused_never_accepted_silently(shared_data):
+    # the global search covers +/- 5 deg: a real image turned 7 deg is answered at the bound and flagged (corners
+    # 11 px off on the whole image), one turned 10 deg is refused; within the bound (4 deg) no flag and 0.01 px
+    tex, px = zeiss_texture(shared_data)
+    for rotation, outcome in [(4.0, "exact"), (7.0, "at_bound"), (10.0, "refused")]:
+        moving, fixed, truth = other_modality(tex[:200, :300], px, rotation=rotation, scale=1.0, factor=1.2,
+                                              margin=0.08)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                r = pfs.register(moving, fixed, model="rigid")
+            except RegistrationError:
+                assert outcome == "refused", rotation
+                continue
+        error = max(field_error(r.transform, truth, fixed))
+        if outcome == "exact":
+            assert r.report.flags == ()
+            assert error <= 0.15, error
+        else:
+            assert outcome != "refused", rotation
+            assert "at_bound" in r.report.flags
+            assert any(issubclass(w.category, EstimationWarning) for w in caught)

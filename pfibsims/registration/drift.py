@@ -236,8 +236,13 @@ def _split_trend(positions: np.ndarray, outlier: np.ndarray, mode: str, relative
 def _bridge(data: Any, steps: np.ndarray, quality: np.ndarray, outlier: np.ndarray, upsample: int) -> np.ndarray:
     """Slice to slice, a bad slice ``k`` spoils both steps into and out of it (both flagged) and so every
     later position.  Such a slice is bridged: slice ``k + 1`` measured against ``k - 1`` directly, slice
-    ``k`` put half-way; ``k`` stays flagged, ``k + 1`` takes the bridge's quality (both in place)."""
-    ks = [k for k in range(1, len(steps) - 1) if outlier[k] and outlier[k + 1]]
+    ``k`` put half-way; ``k`` stays flagged, ``k + 1`` takes the bridge's quality (both in place).  Bridges do
+    not overlap: in a run of flagged steps, ``k + 1`` is not bridged again after ``k`` (its step is the first
+    bridge's half; a second would overwrite it)."""
+    ks: list[int] = []
+    for k in range(1, len(steps) - 1):
+        if outlier[k] and outlier[k + 1] and not (ks and ks[-1] == k - 1):
+            ks.append(k)
     if not ks:
         return steps
     spectra, shift = dask.delayed(_phase.spectra, pure=True), dask.delayed(_phase.shift_of, pure=True)

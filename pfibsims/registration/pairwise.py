@@ -100,7 +100,10 @@ def initial_transform(initial: Any, mg: Grid, fg: Grid) -> Affine:
         inner = initial.restrict(("y", "x"))
     except (PfibsimsError, ValueError):
         inner = None
-    if inner is None or not initial.restrict(tuple(d for d in initial.dims if d not in ("y", "x"))).is_identity():
+    m, n = np.asarray(initial.matrix, dtype=np.float64), len(initial.dims)
+    out_of_plane = [i for i, d in enumerate(initial.dims) if d not in ("y", "x")]
+    unit = np.eye(n + 1)
+    if inner is None or not all(np.allclose(m[i], unit[i]) and np.allclose(m[:, i], unit[:, i]) for i in out_of_plane):
         raise PfibsimsError(f"initial: expected an in-plane (y, x) transform, got one on {initial.dims} that "
                             f"moves z")
     return inner

@@ -112,6 +112,20 @@ def test_register_local_search_from_initial():
     assert "give initial=" not in str(info.value)
 
 
+def test_register_initial_on_z_y_x_that_keeps_z_is_the_in_plane_start():
+    # a 3-D Affine that does not move z (Affine.embed of the in-plane one) is the same start; it was refused with
+    # a message about a (2, 2) matrix (the check built a one-axis Affine). One that moves z is refused
+    truth = Affine.translation((1130.0, 400.0))
+    moving, fixed = scene_pair(truth)
+    start = Affine.translation((1000.0, 500.0))
+    r2 = reg.register(moving.Li6, fixed, model="translation", initial=start)
+    r3 = reg.register(moving.Li6, fixed, model="translation", initial=start.embed(("z", "y", "x")))
+    assert r3.transform.isclose(r2.transform)
+    tilted = Affine(np.array([[1.0, 0, 0, 5.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), ("z", "y", "x"))
+    with pytest.raises(PfibsimsError, match="moves z"):
+        reg.register(moving.Li6, fixed, model="translation", initial=tilted @ start.embed(("z", "y", "x")))
+
+
 def test_register_3d_z_mean_and_per_slice():
     truth = Affine.translation((480.0, 240.0))
     m2, f2 = scene_pair(truth)

@@ -444,6 +444,15 @@ def estimate_drift(
     return out.squeeze("z").drop_vars("z") if flat else out
 
 
+def _check_on_grid(ref: Grid, grid: Grid) -> None:
+    """A DataModelError unless an image reference lies on the stack's in-plane grid (to 1 % of a pixel)."""
+    tol = 0.01 * min(grid.spacing)
+    if not (np.allclose(ref.spacing, grid.spacing, rtol=0, atol=tol) and np.allclose(ref.origin, grid.origin, rtol=0, atol=tol)):
+        raise DataModelError(f"reference: expected an image on the stack's (y, x) grid (spacing {grid.spacing} nm, first "
+                             f"pixel at {grid.origin} nm), got spacing {ref.spacing} nm, first pixel at {ref.origin} nm; "
+                             f"resample it onto the stack first (pfibsims.resample)")
+
+
 def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducial: Any, trend: Any,
                upsample: int, roi: Any) -> xr.DataArray:
     """estimate_drift against the stack itself, an image, or a fiducial region (see its Notes)."""
@@ -457,6 +466,7 @@ def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducia
                 f"reference: expected a 2-D (y, x) image of shape {(arr.sizes['y'], arr.sizes['x'])}, "
                 f"got dims {tuple(reference.dims)} and shape {reference.shape}"
             )
+        _check_on_grid(plane_grid(reference, "reference"), grid)
         ref_img = reference.transpose("y", "x").data[iy, ix]
     elif kind == "mean":
         ref_img = data.mean(axis=0) if isinstance(data, darr.Array) else np.nanmean(data, axis=0)

@@ -74,6 +74,21 @@ def test_estimate_drift_with_image_reference_and_roi():
     assert np.allclose(d.values, np.asarray(SHIFTS[:3]) * 72, atol=15)
 
 
+def test_an_image_reference_must_lie_on_the_stack_grid():
+    # a reference of the right shape but another field (y moved by 5 px) or pixel size was used as if it were
+    # on the stack's grid: the same drift, silently. The same grid in other length units is that grid
+    ds = shifted_stack(SHIFTS[:3])
+    ref = ds.Li6.isel(z=0)
+    moved = ref.assign_coords(y=ref.y + 5 * 72.0)
+    coarse = ref.assign_coords(x=ref.x * 2)
+    for bad in (moved, coarse):
+        with pytest.raises(DataModelError, match="reference: expected an image on the stack's"):
+            reg.estimate_drift(ds.Li6, reference=bad)
+    in_um = ref.assign_coords(y=("y", ref.y.values / 1000, {"units": "um"}), x=("x", ref.x.values / 1000, {"units": "um"}))
+    np.testing.assert_allclose(reg.estimate_drift(ds.Li6, reference=in_um).values,
+                               reg.estimate_drift(ds.Li6, reference=ref).values, atol=1e-6)
+
+
 def test_estimate_drift_of_a_2d_map_against_an_image():
     ds = shifted_stack(SHIFTS[:2])
     d = reg.estimate_drift(ds.Li6.isel(z=1), reference=ds.Li6.isel(z=0))

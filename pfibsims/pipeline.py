@@ -136,7 +136,7 @@ def _target(onto: Any, eds: xr.Dataset) -> tuple[Grid, dict[str, Any]]:
         onto = eds
     if isinstance(onto, (xr.Dataset, xr.DataArray)):
         onto, _ = ascending(onto)
-    grid = Grid.of(onto)
+    grid = Grid.of(onto, dims=None if isinstance(onto, Grid) else ("y", "x"))  # in-plane only: z may be uneven
     if "y" not in grid.dims or "x" not in grid.dims:
         raise PfibsimsError(f"onto: expected a grid with y and x, got dims {grid.dims}")
     grid = grid.select(("y", "x"))

@@ -259,3 +259,28 @@ def test_fused_counts_are_never_negative(small):
     assert (li == 0).any()
     rec = [h for h in history(vol) if h["step"] == "resample"][-1]
     assert rec["params"]["clipped_at_zero"] == ["Li6"]
+
+
+def test_fuse_on_unevenly_milled_eds_off_the_origin_equals_scipy():
+    """Regression: measured (uneven) EDS depths made fuse raise a GridError on the target's z."""
+    scipy_ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    depths = ["0 nm", "70 nm", "130 nm"]  # measured depths, not a regular spacing
+    eds = pfs.stack({"Si_Ka": rng.poisson(20, (3, 30, 40))}, pixel_size=("40 nm", "55 nm"), z=depths,
+                    origin=("-37500 nm", "1.2 mm"), modality="EDS")
+    li = scipy_ndimage.gaussian_filter(rng.random((3, 28, 30)) * 100, (0, 2, 2))
+    sims = pfs.stack({"Li7": li}, pixel_size=("61.7 nm", "87.3 nm"), z=depths, origin=("-37800 nm", "1.1995 mm"),
+                     modality="SIMS", units="1")
+    T = pfs.Affine.from_parameters(rotation=1.5, shift=("-120 nm", "80 nm"))
+    T = pfs.Affine.translation((-37500.0, 1.2e6)) @ T @ pfs.Affine.translation((37500.0, -1.2e6))
+    vol = pfs.fuse(eds, sims, register=T, drift=False, kernel="linear")
+    np.testing.assert_array_equal(vol.z.values, eds.z.values)
+    np.testing.assert_array_equal(vol.Si_Ka.values, eds.Si_Ka.values)
+    yy, xx = np.meshgrid(eds.y.values, eds.x.values, indexing="ij")
+    q = T(np.stack([yy.ravel(), xx.ravel()], -1))
+    iy, ix = (q[:, 0] + 37800.0) / 61.7, (q[:, 1] - 1.1995e6) / 87.3  # SIMS pixel indices of the pulled points
+    inside = ((iy >= 0) & (iy <= 27) & (ix >= 0) & (ix <= 29)).reshape(yy.shape)
+    assert inside.mean() > 0.5
+    for k in range(3):  # an upsampling: linear interpolation is scipy's order-1 map_coordinates
+        ref = scipy_ndimage.map_coordinates(li[k], [iy, ix], order=1).reshape(yy.shape)
+        np.testing.assert_allclose(vol.Li7.values[k][inside], ref[inside], rtol=1e-9, atol=1e-9)

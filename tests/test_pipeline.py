@@ -284,3 +284,21 @@ def test_fuse_on_unevenly_milled_eds_off_the_origin_equals_scipy():
     for k in range(3):  # an upsampling: linear interpolation is scipy's order-1 map_coordinates
         ref = scipy_ndimage.map_coordinates(li[k], [iy, ix], order=1).reshape(yy.shape)
         np.testing.assert_allclose(vol.Li7.values[k][inside], ref[inside], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, bool])
+def test_fuse_nearest_on_integer_sims_partly_covering_the_eds(dtype):
+    """Regression: kernel='nearest' kept the integer dtype, so NaN could not mark the EDS voxels the SIMS field
+    misses and fuse raised 'pass e.g. fill=0', an argument fuse does not have."""
+    rng = np.random.default_rng(0)
+    eds = pfs.stack({"Fe_Ka": rng.poisson(5, (2, 30, 40))}, pixel_size="50 nm", slice_thickness="50 nm",
+                    origin=("-37.5 um", "1.2 mm"))
+    counts = rng.poisson(20, (2, 25, 30)).astype(dtype)
+    sims = pfs.stack({"Li6": counts}, pixel_size="70 nm", slice_thickness="50 nm", origin=("-37.4 um", "1.2001 mm"))
+    vol = pfs.fuse(eds, sims, register=None, drift=False, kernel="nearest")
+    ref = pfs.fuse(eds, sims.astype(np.float64), register=None, drift=False, kernel="nearest")
+    assert vol.Li6.dtype.kind == "f"
+    np.testing.assert_array_equal(vol.Li6.values, ref.Li6.values)  # the counts themselves, NaN outside the field
+    assert 0 < vol.coverage.values.mean() < 1
+    np.testing.assert_array_equal(np.isnan(vol.Li6.values), ~vol.coverage.values)
+    assert set(np.unique(vol.Li6.values[vol.coverage.values])) <= set(np.unique(counts.astype(np.float64)))

@@ -390,7 +390,8 @@ def fuse(
         the EDS drift and kept as channels.
     drift : bool or xarray.DataArray
         SIMS drift handling (see step 1); a given drift has one row per SIMS
-        slice.
+        slice. ``False`` (or None) also skips the EDS drift from ``sem``:
+        no drift is corrected at all.
     register : {"translation", "rigid", "similarity", "affine"}, Affine, Registration or None
         Registration model, a known transform (fixed -> moving, nm; a
         :class:`Registration` from :func:`register` gives its ``transform``), or none.

@@ -90,6 +90,10 @@ def test_fuse_with_sem_estimates_eds_drift():
     assert np.abs(eds_drift).max() < 81.4
     ref = pfs.resample(eds, eds, drift=pfs.estimate_drift(sem.BSE))
     np.testing.assert_array_equal(vol.Zr_La.values, ref.Zr_La.values)
+    # drift=False corrects no drift at all, the EDS drift from SEM included (as documented)
+    none = pfs.fuse(eds, sims, sem, register=pfs.Affine.from_attrs(truth.attrs), drift=False)
+    assert json.loads(none.attrs["pfibsims:drift"]) == {"units": "nm", "sims": None, "eds": None}
+    np.testing.assert_array_equal(none.Zr_La.values, eds.Zr_La.values)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import xarray as xr
 
 from .._engine.views import MAX_PIXELS, block_factor
 from .._memory import frozen_heap, release_memory
-from .._xr import block_mean
+from .._xr import as_stack, block_mean
 from ..correlate import channel_pair
 from ..errors import PfibsimsError
 from .axes import (
@@ -97,7 +97,8 @@ def save_figures(
     ----------
     vol : Dataset
         Fused volume (e.g. from ``fuse``): channels on one grid, optionally a
-        boolean ``coverage`` variable (used as the joint histogram's mask).
+        boolean ``coverage`` variable (used as the joint histogram's mask); a
+        single 2-D map is drawn as a stack of one slice.
     outdir : path
         Folder to write into (created if missing; existing PNGs of the same
         names are replaced).
@@ -156,6 +157,9 @@ def save_figures(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     raws = _raw_by_modality(raw)
+    vol, _ = as_stack(vol)  # a single 2-D map (as fuse gives back for 2-D inputs) is drawn as a stack of one slice
+    if labels is not None:
+        labels, _ = as_stack(labels)
     if labels is None and "phase" in vol.data_vars:
         labels = vol["phase"]
     if labels is None and truth is not None and "phase" in truth and truth["phase"].sizes == vol[b].sizes:

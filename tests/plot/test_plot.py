@@ -417,6 +417,32 @@ def test_save_figures_draws_a_slice_with_sims_data_when_the_middle_has_none(tmp_
     plot.save_figures(vol, tmp_path, z=2, dpi=DPI, render=False)  # a slice asked for is drawn as asked
 
 
+def test_save_figures_of_a_single_2d_map(tmp_path, monkeypatch):
+    """Regression: a fused single map without a z dim (fuse gives one back for 2-D inputs) made save_figures
+    fail: a raw KeyError 'z' in the 3-D figure, and 'expected a 3-D (z, y, x) volume' from the orthoslices."""
+    eds, sims = _eds().isel(z=0, drop=True), _sims().isel(z=0, drop=True)
+    vol = pfs.fuse(eds, sims, register=None, drift=False)
+    assert "z" not in vol.dims
+    phase = (vol.Zr_La > 20).astype(np.uint8).assign_attrs(flag_values=[0, 1], flag_meanings="matrix Zr")
+    started = {}
+    monkeypatch.setattr(plot.gallery, "have_renderer", lambda: True)  # the 3-D figure's inputs, without VTK
+    monkeypatch.setattr(plot.gallery, "start_volume_3d", lambda v, **kw: started.update(v=v, **kw) or _NoScene())
+    paths = plot.save_figures(vol.assign(phase=phase), tmp_path, raw={"eds": eds, "sims": sims}, dpi=DPI)
+    assert {"element_maps", "orthoslices", "registration", "volume_3d"} <= set(paths)
+    assert dict(started["v"].sizes) == {"z": 1, "y": 24, "x": 36}
+    assert started["labels"].dims == ("z", "y", "x")
+
+
+class _NoScene:
+    def figure(self):
+        from matplotlib.figure import Figure
+
+        return Figure()
+
+    def close(self):
+        pass
+
+
 def test_save_figures_errors(tmp_path):
     vol = _eds()
     with pytest.raises(PfibsimsError, match=r"a: expected a channel of the volume \['Zr_La', 'Co_La'\], got 'Li6'"):

@@ -409,7 +409,10 @@ def fuse(
         channels resampled come out as floats (float32 up to 16 bits, exact),
         NaN where the field misses the target.
     normalize : {"log", "minmax", "percentile"}, optional
-        Normalise every channel after fusion.
+        Normalise every channel after fusion, over the voxels the SIMS field
+        covers: every channel, EDS included, is NaN outside the ``coverage``,
+        and under ``"log"`` counts of 0 or less are NaN (``zeros="nan"`` of
+        :func:`~pfibsims.normalization.normalize`).
     onto : "eds", Grid or Dataset
         Target grid (in-plane): the EDS grid by default.
     pair : {"z", "index"} or length

@@ -76,6 +76,9 @@ def test_fuse_normalizes_and_takes_another_grid(small):
     assert vol.Zr_La.attrs["units"] == "1"
     zr = vol.Zr_La.values[np.isfinite(vol.Zr_La.values)]
     assert zr.max() == pytest.approx(1.0)
+    # as documented: normalised over the SIMS coverage, every channel (EDS too) NaN outside it
+    assert not vol.coverage.values.all()
+    assert np.isnan(vol.Zr_La.values[~vol.coverage.values]).all()
 
 
 def test_fuse_with_sem_estimates_eds_drift():

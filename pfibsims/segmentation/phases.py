@@ -155,7 +155,7 @@ def _phases(centres: np.ndarray, sizes: np.ndarray, noise: np.ndarray, names: li
     """Class names, the labels (flag order), and one endmember per phase (its classes' mean) for the labeller.
 
     The classes' levels (:func:`~pfibsims.segmentation.naming.class_levels`) take a channel whose class
-    means span no more than its within-class ``noise`` allows as flat: an absent element names no class."""
+    means span no more than its within-class ``noise`` as flat: an absent element names no class."""
     levels = class_levels(centres, noise)
     class_names = dominant_names(levels, elements) if table is None else name_classes(levels, elements, table)
     if table is not None:
@@ -208,7 +208,7 @@ def classify_phases(
        class, on 10 000 of the sampled voxels.
     3. Each class is named from its level in each element (0 for the
        poorest class, 1 for the richest; 0 in every class for a channel
-       whose class means span at most twice its within-class standard
+       whose class means span at most its within-class standard
        deviation, an element absent from the sample) by the phase table (see
        :mod:`pfibsims.segmentation.naming`): the phase it matches with the
        largest margin, else ``"unassigned"`` (never forced into a phase).

@@ -136,7 +136,7 @@ def _target(onto: Any, eds: xr.Dataset) -> tuple[Grid, dict[str, Any]]:
         onto = eds
     if isinstance(onto, (xr.Dataset, xr.DataArray)):
         onto, _ = ascending(onto)
-    grid = Grid.of(onto)
+    grid = Grid.of(onto, dims=None if isinstance(onto, Grid) else ("y", "x"))  # in-plane only: z may be uneven
     if "y" not in grid.dims or "x" not in grid.dims:
         raise PfibsimsError(f"onto: expected a grid with y and x, got dims {grid.dims}")
     grid = grid.select(("y", "x"))
@@ -269,6 +269,15 @@ def _check_coverage(sims: xr.Dataset, grid: Grid, T: Affine, drift: Any, min_cov
     return fraction
 
 
+def _nan_fillable(ds: xr.Dataset, kernel: str) -> xr.Dataset:
+    """``ds`` with integer and boolean channels as floats (exactly: float32 up to 16 bits) for ``kernel="nearest"``,
+    which keeps the dtype: NaN then marks the target voxels the field misses, as with the other kernels."""
+    if kernel != "nearest":
+        return ds
+    return ds.assign({v: ds[v].astype(np.float32 if ds[v].dtype.itemsize <= 2 else np.float64)
+                      for v in ds.data_vars if ds[v].dtype.kind in "biu"})
+
+
 def _assemble(eds: xr.Dataset, sem: Any, sims: xr.Dataset, match: SliceMatch, grid: Grid, coords: dict,
               T: Affine, sims_drift: Any, eds_drift: Any, *, kernel: str, a: int, chunks: Any) -> tuple[xr.Dataset, list]:
     """Every channel on the target grid and the EDS z, with the target's own coordinates: one exact merge.
@@ -278,14 +287,14 @@ def _assemble(eds: xr.Dataset, sem: Any, sims: xr.Dataset, match: SliceMatch, gr
     SIMS partner get NaN SIMS channels and no coverage. Returns the merged dataset
     and the history of the SIMS resampling.
     """
-    sims_on = resample(sims, grid, transform=T, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
+    sims_on = resample(_nan_fillable(sims, kernel), grid, transform=T, drift=sims_drift, kernel=kernel, a=a, chunks=chunks)
     covered = coverage(sims, grid, transform=T, drift=sims_drift).rename("coverage")
     if "z" not in covered.dims:
         covered = covered.expand_dims(z=sims.sizes["z"])
     parts = []
     for ds in (eds, sem):
         if ds is not None and (eds_drift is not None or Grid.of(ds, dims=("y", "x")) != grid):
-            ds = resample(ds, grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
+            ds = resample(_nan_fillable(ds, kernel), grid, drift=eds_drift, kernel=kernel, a=a, chunks=chunks)
         if ds is not None:
             parts.append(ds)
     z = eds.coords["z"].variable
@@ -381,7 +390,8 @@ def fuse(
         the EDS drift and kept as channels.
     drift : bool or xarray.DataArray
         SIMS drift handling (see step 1); a given drift has one row per SIMS
-        slice.
+        slice. ``False`` (or None) also skips the EDS drift from ``sem``:
+        no drift is corrected at all.
     register : {"translation", "rigid", "similarity", "affine"}, Affine, Registration or None
         Registration model, a known transform (fixed -> moving, nm; a
         :class:`Registration` from :func:`register` gives its ``transform``), or none.
@@ -395,9 +405,14 @@ def fuse(
         Resampling kernel (Lanczos, ``a=3`` lobes by default). Count
         channels are clipped at 0 after resampling
         (:func:`~pfibsims.resampling.resample`, ``clip=None``): Lanczos
-        ringing would make negative counts.
+        ringing would make negative counts. With ``"nearest"`` the integer
+        channels resampled come out as floats (float32 up to 16 bits, exact),
+        NaN where the field misses the target.
     normalize : {"log", "minmax", "percentile"}, optional
-        Normalise every channel after fusion.
+        Normalise every channel after fusion, over the voxels the SIMS field
+        covers: every channel, EDS included, is NaN outside the ``coverage``,
+        and under ``"log"`` counts of 0 or less are NaN (``zeros="nan"`` of
+        :func:`~pfibsims.normalization.normalize`).
     onto : "eds", Grid or Dataset
         Target grid (in-plane): the EDS grid by default.
     pair : {"z", "index"} or length

@@ -76,6 +76,9 @@ def test_fuse_normalizes_and_takes_another_grid(small):
     assert vol.Zr_La.attrs["units"] == "1"
     zr = vol.Zr_La.values[np.isfinite(vol.Zr_La.values)]
     assert zr.max() == pytest.approx(1.0)
+    # as documented: normalised over the SIMS coverage, every channel (EDS too) NaN outside it
+    assert not vol.coverage.values.all()
+    assert np.isnan(vol.Zr_La.values[~vol.coverage.values]).all()
 
 
 def test_fuse_with_sem_estimates_eds_drift():
@@ -90,6 +93,10 @@ def test_fuse_with_sem_estimates_eds_drift():
     assert np.abs(eds_drift).max() < 81.4
     ref = pfs.resample(eds, eds, drift=pfs.estimate_drift(sem.BSE))
     np.testing.assert_array_equal(vol.Zr_La.values, ref.Zr_La.values)
+    # drift=False corrects no drift at all, the EDS drift from SEM included (as documented)
+    none = pfs.fuse(eds, sims, sem, register=pfs.Affine.from_attrs(truth.attrs), drift=False)
+    assert json.loads(none.attrs["pfibsims:drift"]) == {"units": "nm", "sims": None, "eds": None}
+    np.testing.assert_array_equal(none.Zr_La.values, eds.Zr_La.values)
 
 
 @pytest.mark.parametrize(
@@ -259,3 +266,46 @@ def test_fused_counts_are_never_negative(small):
     assert (li == 0).any()
     rec = [h for h in history(vol) if h["step"] == "resample"][-1]
     assert rec["params"]["clipped_at_zero"] == ["Li6"]
+
+
+def test_fuse_on_unevenly_milled_eds_off_the_origin_equals_scipy():
+    """Regression: measured (uneven) EDS depths made fuse raise a GridError on the target's z."""
+    scipy_ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    depths = ["0 nm", "70 nm", "130 nm"]  # measured depths, not a regular spacing
+    eds = pfs.stack({"Si_Ka": rng.poisson(20, (3, 30, 40))}, pixel_size=("40 nm", "55 nm"), z=depths,
+                    origin=("-37500 nm", "1.2 mm"), modality="EDS")
+    li = scipy_ndimage.gaussian_filter(rng.random((3, 28, 30)) * 100, (0, 2, 2))
+    sims = pfs.stack({"Li7": li}, pixel_size=("61.7 nm", "87.3 nm"), z=depths, origin=("-37800 nm", "1.1995 mm"),
+                     modality="SIMS", units="1")
+    T = pfs.Affine.from_parameters(rotation=1.5, shift=("-120 nm", "80 nm"))
+    T = pfs.Affine.translation((-37500.0, 1.2e6)) @ T @ pfs.Affine.translation((37500.0, -1.2e6))
+    vol = pfs.fuse(eds, sims, register=T, drift=False, kernel="linear")
+    np.testing.assert_array_equal(vol.z.values, eds.z.values)
+    np.testing.assert_array_equal(vol.Si_Ka.values, eds.Si_Ka.values)
+    yy, xx = np.meshgrid(eds.y.values, eds.x.values, indexing="ij")
+    q = T(np.stack([yy.ravel(), xx.ravel()], -1))
+    iy, ix = (q[:, 0] + 37800.0) / 61.7, (q[:, 1] - 1.1995e6) / 87.3  # SIMS pixel indices of the pulled points
+    inside = ((iy >= 0) & (iy <= 27) & (ix >= 0) & (ix <= 29)).reshape(yy.shape)
+    assert inside.mean() > 0.5
+    for k in range(3):  # an upsampling: linear interpolation is scipy's order-1 map_coordinates
+        ref = scipy_ndimage.map_coordinates(li[k], [iy, ix], order=1).reshape(yy.shape)
+        np.testing.assert_allclose(vol.Li7.values[k][inside], ref[inside], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, bool])
+def test_fuse_nearest_on_integer_sims_partly_covering_the_eds(dtype):
+    """Regression: kernel='nearest' kept the integer dtype, so NaN could not mark the EDS voxels the SIMS field
+    misses and fuse raised 'pass e.g. fill=0', an argument fuse does not have."""
+    rng = np.random.default_rng(0)
+    eds = pfs.stack({"Fe_Ka": rng.poisson(5, (2, 30, 40))}, pixel_size="50 nm", slice_thickness="50 nm",
+                    origin=("-37.5 um", "1.2 mm"))
+    counts = rng.poisson(20, (2, 25, 30)).astype(dtype)
+    sims = pfs.stack({"Li6": counts}, pixel_size="70 nm", slice_thickness="50 nm", origin=("-37.4 um", "1.2001 mm"))
+    vol = pfs.fuse(eds, sims, register=None, drift=False, kernel="nearest")
+    ref = pfs.fuse(eds, sims.astype(np.float64), register=None, drift=False, kernel="nearest")
+    assert vol.Li6.dtype.kind == "f"
+    np.testing.assert_array_equal(vol.Li6.values, ref.Li6.values)  # the counts themselves, NaN outside the field
+    assert 0 < vol.coverage.values.mean() < 1
+    np.testing.assert_array_equal(np.isnan(vol.Li6.values), ~vol.coverage.values)
+    assert set(np.unique(vol.Li6.values[vol.coverage.values])) <= set(np.unique(counts.astype(np.float64)))

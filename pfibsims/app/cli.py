@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     fuse.add_argument("--slice-thickness", help="distance between slices, e.g. '60 nm'")
     fuse.add_argument("--register", default="rigid", choices=["translation", "rigid", "similarity", "affine", "none"],
                       help="registration model (default rigid)")
-    fuse.add_argument("--no-drift", action="store_true", help="do not estimate and remove SIMS drift")
+    fuse.add_argument("--no-drift", action="store_true", help="do not estimate and remove SIMS drift (nor, with --sem, EDS drift)")
     fuse.add_argument("--initial", metavar="JSON",
                       help="first guess of the EDS -> SIMS transform: a JSON file or text, an Affine "
                            "({\"type\": \"Affine\", \"dims\": [\"y\", \"x\"], \"matrix\": ...}) or parameters "

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from .._engine.views import MAX_PIXELS, block_factor
 from .._memory import frozen_heap, release_memory
-from .._xr import block_mean
+from .._xr import as_stack, block_mean
 from ..correlate import channel_pair
 from ..errors import PfibsimsError
 from .axes import (
@@ -45,6 +46,18 @@ def in_memory_view(ds: xr.Dataset, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
         ds = means.assign({v: ds[v].isel(picks).assign_coords(y=means.y, x=means.x) for v in sampled})
     ds = ds.compute()
     return ds.chunk({"z": 1}) if "z" in ds.dims else ds
+
+
+def _covered_slice(mask: xr.DataArray | None) -> int | None:
+    """The slice the 2-D figures draw by default: the middle one (None), unless it has no SIMS data
+    (``coverage`` False throughout, e.g. SIMS on every other slice), then the covered slice nearest it."""
+    if mask is None or "z" not in mask.dims or mask.sizes["z"] < 2:
+        return None
+    covered = np.flatnonzero(np.asarray(mask.any([d for d in mask.dims if d != "z"]).values))
+    middle = mask.sizes["z"] // 2
+    if covered.size == 0 or middle in covered:
+        return None
+    return int(covered[np.argmin(np.abs(covered - middle))])
 
 
 # -- all figures of a volume ---------------------------------------------------
@@ -84,7 +97,8 @@ def save_figures(
     ----------
     vol : Dataset
         Fused volume (e.g. from ``fuse``): channels on one grid, optionally a
-        boolean ``coverage`` variable (used as the joint histogram's mask).
+        boolean ``coverage`` variable (used as the joint histogram's mask); a
+        single 2-D map is drawn as a stack of one slice.
     outdir : path
         Folder to write into (created if missing; existing PNGs of the same
         names are replaced).
@@ -104,7 +118,9 @@ def save_figures(
         ``Li7``) and ``Zr_La`` when present, else a SIMS isotope and an EDS
         line (:func:`pfibsims.correlate.channel_pair`).
     z : int or length, optional
-        The slice of the 2-D figures; default the middle one.
+        The slice of the 2-D figures; default the middle one, or, when it has
+        no SIMS data (``coverage`` False throughout: SIMS on every other
+        slice), the slice with SIMS data nearest it.
     dpi : int
         Resolution of the PNGs (zlib level :data:`PNG_COMPRESSION`).
     render : bool, optional
@@ -141,6 +157,9 @@ def save_figures(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     raws = _raw_by_modality(raw)
+    vol, _ = as_stack(vol)  # a single 2-D map (as fuse gives back for 2-D inputs) is drawn as a stack of one slice
+    if labels is not None:
+        labels, _ = as_stack(labels)
     if labels is None and "phase" in vol.data_vars:
         labels = vol["phase"]
     if labels is None and truth is not None and "phase" in truth and truth["phase"].sizes == vol[b].sizes:
@@ -155,6 +174,8 @@ def save_figures(
     if labels is not None:
         labels, vol = vol["_labels"].rename(name), vol.drop_vars("_labels")
     mask = vol["coverage"] if "coverage" in vol.data_vars else None
+    if z is None:
+        z = _covered_slice(mask)
     raws = {m: in_memory_view(ds[[c for c in (a, b) if c in ds.data_vars]]) for m, ds in raws.items()}
     hist_src = [raws[m][c] for m, c in (("EDS", b), ("SIMS", a)) if m in raws and c in raws[m]] or [vol[b], vol[a]]
     norm_src = raws["EDS"][b] if "EDS" in raws and b in raws["EDS"] else vol[b]

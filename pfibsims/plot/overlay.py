@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from ..errors import PfibsimsError
 from ..grid import Grid
+from ..units import length_nm
 from .axes import (
     channel_of,
     draw_image,
@@ -32,6 +33,29 @@ def _on_grid(moving: xr.DataArray, fixed: xr.DataArray, transform: Any) -> xr.Da
     from ..resampling import resample
 
     return resample(moving, Grid.of(fixed, dims=("y", "x")), transform=transform)
+
+
+def _depths_nm(data: xr.DataArray) -> np.ndarray | None:
+    """The ``z`` coordinate of ``data`` in nm, or None without one (or without length units)."""
+    if "z" not in data.coords:
+        return None
+    try:
+        scale = length_nm(f"1 {data.z.attrs.get('units', 'nm')}", name="z.attrs['units']")
+    except PfibsimsError:
+        return None
+    return np.asarray(data.z.values, dtype=float) * scale
+
+
+def _same_depth(data: xr.DataArray, fixed: xr.DataArray, k: int | None) -> int:
+    """The slice of ``data`` to draw with slice ``k`` of ``fixed``: ``k`` itself when the stacks have as many
+    slices, else the one nearest in depth (a SIMS stack of every other slice), else the middle one."""
+    n = data.sizes["z"]
+    if k is not None and n == fixed.sizes.get("z"):
+        return k
+    depths, at = _depths_nm(data), _depths_nm(fixed)
+    if k is None or depths is None or at is None:
+        return n // 2
+    return int(np.argmin(np.abs(depths - at[k])))
 
 
 def _rgb(fixed: np.ndarray, moving: np.ndarray, style: str, tiles: int) -> np.ndarray:
@@ -71,7 +95,9 @@ def registration_overlay(
         The reference channel, e.g. ``eds.Zr_La`` (its in-plane grid is the
         frame of the figure).
     moving : DataArray
-        The channel to align, on its own grid, e.g. ``sims.Li6``.
+        The channel to align, on its own grid, e.g. ``sims.Li6``; a stack of
+        other slices than ``fixed`` (SIMS on every other slice) is drawn at
+        its slice nearest in depth to the fixed one.
     after : DataArray, optional
         The aligned moving channel on the fixed grid.
     transform : Affine, optional
@@ -108,7 +134,7 @@ def registration_overlay(
 
     def pick(data: xr.DataArray) -> xr.DataArray:
         if "z" in data.dims:
-            data = data.isel(z=k if k is not None and data.sizes["z"] == fixed.sizes.get("z") else data.sizes["z"] // 2)
+            data = data.isel(z=_same_depth(data, fixed, k))
         return data
 
     before = plane_of(_on_grid(pick(moving), ref, None), ("y", "x"))

@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
+from .._xr import as_stack
 from ..errors import PfibsimsError
 from ..grid import Grid
 from ..io.ome import coarsen
@@ -155,8 +156,8 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
     Parameters
     ----------
     vol : xarray.Dataset
-        A fused volume with dims ``(z, y, x)``; its ``coverage`` (if any)
-        masks the channel.
+        A fused volume with dims ``(z, y, x)`` (a single 2-D map is drawn as
+        one slice); its ``coverage`` (if any) masks the channel.
     channel : str, optional
         The channel rendered as a volume; default ``Li6`` or ``Li7``, else the first channel.
     labels : str, DataArray or None
@@ -197,6 +198,9 @@ def start_volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any 
     _need_renderer()
     if not isinstance(vol, xr.Dataset):
         raise PfibsimsError(f"vol: expected a Dataset (a fused volume), got {type(vol).__name__}")
+    vol, _ = as_stack(vol)  # a single 2-D map: a stack of one slice
+    if isinstance(labels, xr.DataArray):
+        labels, _ = as_stack(labels)
     names = [n for n in vol.data_vars if vol[n].dtype.kind == "f" or (vol[n].dtype.kind in "iu" and "flag_values"
                                                                         not in vol[n].attrs)]
     if channel is None:

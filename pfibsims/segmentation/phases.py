@@ -119,8 +119,9 @@ def _yielding(yielding: Any, kind: str, flags: list[str]) -> list[str]:
     return weak
 
 
-def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Class centroids (counts per channel) and sizes (sample fractions) of the smoothed voxels, and how ``k`` was set."""
+def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Class centroids (counts per channel), sizes (sample fractions) and the within-class standard deviation
+    per channel (counts) of the smoothed voxels, and how ``k`` was set."""
     x = np.stack(samples, axis=1)  # float32 until the fit's subsample (float64 from float32 is exact)
     x = x[np.isfinite(x).all(axis=1)]
     if x.shape[0] < 2:
@@ -148,12 +149,17 @@ def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.
     else:
         centres, labels, _ = kmeans(fit, k)
     sizes = np.bincount(labels, minlength=k) / labels.size
-    return centres, sizes, {"classes": k, **how, "fit_voxels": int(fit.shape[0])}
+    noise = np.sqrt(np.mean((fit - centres[labels]) ** 2, axis=0))
+    return centres, sizes, noise, {"classes": k, **how, "fit_voxels": int(fit.shape[0])}
 
 
-def _phases(centres: np.ndarray, sizes: np.ndarray, names: list[str], elements: list[str], table: dict | None) -> dict:
-    """Class names, the labels (flag order), and one endmember per phase (its classes' mean) for the labeller."""
-    levels = class_levels(centres)
+def _phases(centres: np.ndarray, sizes: np.ndarray, noise: np.ndarray, names: list[str], elements: list[str],
+            table: dict | None) -> dict:
+    """Class names, the labels (flag order), and one endmember per phase (its classes' mean) for the labeller.
+
+    The classes' levels (:func:`~pfibsims.segmentation.naming.class_levels`) take a channel whose class
+    means span no more than its within-class ``noise`` as flat: an absent element names no class."""
+    levels = class_levels(centres, noise)
     class_names = dominant_names(levels, elements) if table is None else name_classes(levels, elements, table)
     if table is not None:
         flags = [UNASSIGNED, *table]
@@ -173,8 +179,8 @@ def _phases(centres: np.ndarray, sizes: np.ndarray, names: list[str], elements: 
             ends.append(np.average(centres[g], axis=0, weights=w))
             lut.append(flags.index(phase))
         if phase != UNASSIGNED:
-            top = int(np.argmax(class_levels(centres)[members].max(axis=0)))
-            if class_levels(centres)[members, top].max() >= 0.5:
+            top = int(np.argmax(levels[members].max(axis=0)))
+            if levels[members, top].max() >= 0.5:
                 defining[phase] = names[top]
     return {"class_names": class_names, "flags": flags, "endmembers": np.array(ends), "lut": np.array(lut, np.uint8),
             "defining": defining, "levels": levels}
@@ -204,7 +210,9 @@ def classify_phases(
        minimum over ``k = 2 ... 12`` of the BIC of one diagonal Gaussian per
        class, on 10 000 of the sampled voxels.
     3. Each class is named from its level in each element (0 for the
-       poorest class, 1 for the richest) by the phase table (see
+       poorest class, 1 for the richest; 0 in every class for a channel
+       whose class means span at most its within-class standard
+       deviation, an element absent from the sample) by the phase table (see
        :mod:`pfibsims.segmentation.naming`): the phase it matches with the
        largest margin, else ``"unassigned"`` (never forced into a phase).
        Without a table, a class is named by its elements at level 0.5 or
@@ -322,8 +330,8 @@ def classify_phases(
     if lazy is not None:  # one chunking for all, so blocks of every channel line up
         arrays = [darr.asarray(a).rechunk(lazy.chunks) for a in arrays]
     samples, n_tiles = _sample(arrays, sigma, int(sample))
-    centres, sizes, how = _fit(samples, names, classes)
-    named = _phases(centres, sizes, names, elements, table)
+    centres, sizes, noise, how = _fit(samples, names, classes)
+    named = _phases(centres, sizes, noise, names, elements, table)
     weak = _yielding(yielding, kind, named["flags"])
     params = {"centres": named["endmembers"], "labels": named["lut"],
               "yields": np.array([named["flags"][int(v)] in weak for v in named["lut"]])}
@@ -356,6 +364,7 @@ def classify_phases(
         table={p: {el: list(r) for el, r in sig.items()} for p, sig in (table or {}).items()},
         **how,
         class_centroids=[counts(c) for c in centres],
+        within_class_std=counts(noise),
         class_levels=[counts(q) for q in named["levels"]],
         class_fractions=[round(float(w), 6) for w in sizes],
         class_names=named["class_names"],

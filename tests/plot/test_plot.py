@@ -311,6 +311,21 @@ def test_registration_overlay_resamples_with_the_transform(tmp_path):
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])  # grey checkerboard
 
 
+def test_registration_overlay_before_takes_the_moving_slice_at_the_fixed_depth():
+    """Regression: a moving stack of fewer slices (SIMS on every other EDS slice) was drawn at its own middle
+    slice, whatever the fixed slice shown; the slice at the same depth is the one to compare."""
+    eds = _eds(nz=4)
+    li = np.zeros((2, 24, 36))
+    li[0, :, :18] = 100.0  # the SIMS slice at z = 60 nm: left half bright
+    li[1, :, 18:] = 100.0  # the one at z = 180 nm: right half bright
+    sims = pfs.stack({"Li6": li}, pixel_size="81.4 nm", z=["60 nm", "180 nm"])
+    for k, bright in ((1, np.s_[:, :18]), (3, np.s_[:, 18:])):
+        fig = plot.registration_overlay(eds.Zr_La, sims.Li6, after=eds.Zr_La, z=k)
+        green = np.asarray(fig.axes[0].images[0].get_array())[..., 1]
+        assert green[bright].min() == 1.0, k
+        assert green.sum() == green[bright].sum(), k
+
+
 def test_registration_overlay_errors():
     eds = _eds()
     with pytest.raises(PfibsimsError, match="style: expected 'redgreen' or 'checkerboard', got 'blend'"):
@@ -373,6 +388,59 @@ def test_save_figures_on_any_channels(tmp_path):
     paths = plot.save_figures(vol, tmp_path, dpi=DPI, render=False)
     assert {"histograms", "element_maps", "joint_histogram", "orthoslices"} <= set(paths)
     assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+def test_save_figures_draws_a_slice_with_sims_data_when_the_middle_has_none(tmp_path, monkeypatch):
+    """Regression: with SIMS on every other EDS slice (39 slices: the middle one, 19, has none) the element
+    maps and the registration overlay were drawn at the middle slice, all NaN: blank Li panels."""
+    eds = _eds(nz=5)
+    rng = np.random.default_rng(3)
+    sims = pfs.stack({"Li6": 20.0 + rng.poisson(5.0, (2, 24, 36))}, pixel_size="81.4 nm", z=["60 nm", "180 nm"])
+    with pytest.warns(pfs.CoverageWarning, match=r"eds slices \[0, 2, 4\] have no sims slice"):
+        vol = pfs.fuse(eds, sims, register=None, drift=False)
+    seen = {}
+
+    def spy(name):
+        real = getattr(plot.gallery, name)
+
+        def drawn(*args, **kwargs):
+            seen[name] = kwargs.get("z")
+            return real(*args, **kwargs)
+        return drawn
+
+    for name in ("element_maps", "registration_overlay"):
+        monkeypatch.setattr(plot.gallery, name, spy(name))
+    plot.save_figures(vol, tmp_path, raw={"eds": eds, "sims": sims}, dpi=DPI, render=False)
+    assert seen["element_maps"] in (1, 3)  # nearest the middle (2) among the slices with SIMS data
+    assert seen["registration_overlay"] == seen["element_maps"]
+    assert bool(vol.coverage.isel(z=seen["element_maps"]).any())
+    plot.save_figures(vol, tmp_path, z=2, dpi=DPI, render=False)  # a slice asked for is drawn as asked
+
+
+def test_save_figures_of_a_single_2d_map(tmp_path, monkeypatch):
+    """Regression: a fused single map without a z dim (fuse gives one back for 2-D inputs) made save_figures
+    fail: a raw KeyError 'z' in the 3-D figure, and 'expected a 3-D (z, y, x) volume' from the orthoslices."""
+    eds, sims = _eds().isel(z=0, drop=True), _sims().isel(z=0, drop=True)
+    vol = pfs.fuse(eds, sims, register=None, drift=False)
+    assert "z" not in vol.dims
+    phase = (vol.Zr_La > 20).astype(np.uint8).assign_attrs(flag_values=[0, 1], flag_meanings="matrix Zr")
+    started = {}
+    monkeypatch.setattr(plot.gallery, "have_renderer", lambda: True)  # the 3-D figure's inputs, without VTK
+    monkeypatch.setattr(plot.gallery, "start_volume_3d", lambda v, **kw: started.update(v=v, **kw) or _NoScene())
+    paths = plot.save_figures(vol.assign(phase=phase), tmp_path, raw={"eds": eds, "sims": sims}, dpi=DPI)
+    assert {"element_maps", "orthoslices", "registration", "volume_3d"} <= set(paths)
+    assert dict(started["v"].sizes) == {"z": 1, "y": 24, "x": 36}
+    assert started["labels"].dims == ("z", "y", "x")
+
+
+class _NoScene:
+    def figure(self):
+        from matplotlib.figure import Figure
+
+        return Figure()
+
+    def close(self):
+        pass
 
 
 def test_save_figures_errors(tmp_path):

@@ -70,6 +70,16 @@ def test_errors_and_a_missing_renderer(monkeypatch):
         volume_3d(vol)
 
 
+def test_a_single_2d_map_renders_as_one_slice():
+    """Regression: a map without a z dim (fuse of 2-D inputs) raised a raw KeyError 'z'."""
+    one = _volume().isel(z=[3])
+    flat = one.isel(z=0, drop=True)
+    assert "z" not in flat.dims
+    np.testing.assert_array_equal(_pixels(volume_3d(flat, size=(240, 180))),
+                                  _pixels(volume_3d(one.assign_coords(z=[0.0]).assign_coords(z=one.z.attrs and
+                                          ("z", [0.0], {"units": "nm"})), size=(240, 180))))
+
+
 def test_save_figures_writes_volume_3d(tmp_path):
     vol = _volume()
     paths = pfs.plot.save_figures(vol, tmp_path, a="Li6", b="Zr_La", labels=vol.phase, dpi=40)

@@ -444,6 +444,24 @@ def test_classify_phases_constant_channel_warns_and_claims_nothing():
     assert not (ph.values == ph.attrs["flag_meanings"].split().index("SP")).any()
 
 
+def test_classify_phases_noise_only_channel_names_no_phase():
+    """Regression: an element absent from the sample (its channel Poisson noise about one mean) had its class
+    means, a few hundredths of a count apart, stretched to levels 0..1, so classes were named by it: the
+    carbon of a cathode without an Al2O3 coating came out as 'Al2O3', an Fe/Ni sample as 'Fe+Mn'."""
+    truth, chans = _blocks_phantom()
+    chans["Al_Ka"] = np.random.default_rng(7).poisson(4.0, truth.shape).astype(np.float64)  # no Al anywhere
+    ph = classify_phases(_volume(chans))
+    names = ph.attrs["flag_meanings"].split()
+    rec = history(ph)[-1]["params"]
+    assert "Al2O3" not in rec["class_names"]
+    assert all(q["Al_Ka"] == 0 for q in rec["class_levels"])  # no class stands out from the noise in Al
+    got = _by_name(ph, "matrix LLZTO LCO Al2O3 SP")
+    for k in (1, 2, 4):  # LLZTO, LCO and the carbon (SP) blocks
+        assert (got[truth == k] == k).mean() > 0.9, names
+    other = classify_phases(_volume({"Fe_Ka": chans["Zr_La"], "Ni_Ka": chans["Co_La"], "Mn_Ka": chans["Al_Ka"]}))
+    assert sorted(other.attrs["flag_meanings"].split()) == ["Fe", "Ni", "unassigned"]
+
+
 def test_classify_phases_errors():
     truth, chans = _blocks_phantom()
     ds = _volume(chans)

@@ -40,6 +40,10 @@ __all__ = [
 def bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     """Quantile bin edges (``n_bins + 1``) of finite ``values``, strictly increasing.
 
+    Where one value holds several quantiles (a saturated or empty background), the bins it
+    would have taken go to quantiles of the other values, so the image's structure keeps
+    its bins (fewer than ``n_bins`` only when there are fewer distinct values).
+
     Examples
     --------
     >>> bin_edges(np.arange(10.0), 2)
@@ -49,8 +53,12 @@ def bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return np.array([0.0, 1.0])
-    edges = np.quantile(v, np.linspace(0.0, 1.0, n_bins + 1))
-    edges = np.unique(edges)
+    edges = np.unique(np.quantile(v, np.linspace(0.0, 1.0, n_bins + 1)))
+    if 2 <= edges.size < n_bins + 1:  # a value (saturation, background) holds several quantiles: bin the others
+        rest = v[~np.isin(v, edges)]
+        if rest.size:
+            more = np.quantile(rest, np.linspace(0.0, 1.0, n_bins + 3 - edges.size)[1:-1])
+            edges = np.unique(np.concatenate([edges, more]))
     if edges.size < 2:
         edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
     return edges

@@ -84,3 +84,18 @@ def test_mi_surface_of_tiles_equals_each_tile_alone():
         assert count.max() == 12 * 24
         direct, _ = _direct_mi(canvas, t, edges, 8, 12)
         assert mi[8, 12] == pytest.approx(direct, abs=1e-6)
+
+
+def test_bin_edges_of_a_dominant_value_keep_bins_for_the_rest():
+    # 90 % of the pixels at one value (a saturated or empty background): the quantile edges collapsed to 2 bins
+    # (np.unique of 9 quantiles at 0), leaving the structure one bin; the others now bin the rest by its quantiles
+    v = np.r_[np.zeros(900), np.linspace(1.0, 50.0, 100)]
+    edges = bin_edges(v, 8)
+    assert edges.size == 9
+    assert edges[0] == 0.0
+    assert edges[-1] == 50.0
+    rest = np.histogram(v[v > 0], edges[1:])[0]
+    assert rest.max() - rest.min() <= 2  # the others equally populated
+    np.testing.assert_array_equal(bin_edges(np.arange(10.0), 2), [0.0, 4.5, 9.0])  # no tie: plain quantiles
+    two = np.r_[np.zeros(50), np.ones(50)]  # two values: nothing else to bin, the plain quantile edges
+    np.testing.assert_array_equal(bin_edges(two, 8), np.unique(np.quantile(two, np.linspace(0, 1, 9))))

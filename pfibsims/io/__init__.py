@@ -26,7 +26,7 @@ from typing import Any
 import xarray as xr
 
 from ..errors import FileFormatError
-from ._common import Frame, build, expand_paths, natural_key
+from ._common import Frame, build, expand_paths, is_dir, natural_key
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
@@ -196,7 +196,7 @@ def read_eds(
         frames = _per_channel(path_or_paths, read_map_file)
     else:
         p = Path(os.fspath(path_or_paths)) if isinstance(path_or_paths, (str, os.PathLike)) else None
-        if p is not None and p.is_dir() and any(p.glob("*.map")):
+        if p is not None and is_dir(p) and any(p.glob("*.map")):
             frames = [read_jeol(sorted(p.glob("*.map"), key=natural_key), lines=lines)]
             if images:
                 img = sorted(p.glob("*.img"), key=natural_key)

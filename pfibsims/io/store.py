@@ -41,6 +41,7 @@ from ..progress import steps
 from . import ome
 from ._atomic import clean_stale, is_temporary, is_zarr_store, place, remove_tree, temp_path
 from ._chunks import ChunkWriter, codecs, in_saved_layout
+from ._common import path_mode
 from ._integrity import check_chunks, read_json, read_manifest, verified_array, write_manifest
 
 __all__ = ["open_dataset", "save"]
@@ -61,8 +62,9 @@ def _target(path: Any) -> Path:
     p = Path(path).expanduser()
     if not p.name or p.name in (".", ".."):
         raise FileFormatError(f"path: expected a store name such as 'run.zarr', got '{path}'")
-    if not p.parent.exists():
+    if path_mode(p.parent, path) is None:
         raise FileFormatError(f"path: expected the parent directory of '{path}' to exist, found none")
+    path_mode(p, path)  # a name too long, a link loop: a FileFormatError now, not an OSError later
     return p
 
 
@@ -305,7 +307,7 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
             f"path: '{path}' is the temporary of an interrupted or running save (.NAME.pfibsims-tmp-/-old-), "
             "not a store; the next save to NAME deletes it"
         )
-    if not p.exists():
+    if path_mode(p, path) is None:
         raise FileFormatError(f"path: expected a Zarr store, got '{path}', which does not exist")
     meta = p / "zarr.json"
     if not meta.is_file() and not (p / ".zattrs").is_file():

@@ -134,11 +134,15 @@ def as_affine(transform: Any, dims: tuple[str, ...]) -> Affine:
     raise PfibsimsError(f"transform: expected dims among the target grid's {dims}, got {transform.dims}")
 
 
+#: Most Lanczos lobes: the kernel's tables grow with ``a`` (4096 samples per source pixel of its support).
+MAX_LOBES = 64
+
+
 def check_kernel(kernel: Any, a: Any) -> None:
     if kernel not in KERNELS:
         raise PfibsimsError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    if isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1:
-        raise PfibsimsError(f"a: expected a positive whole number of Lanczos lobes such as 3, got {a!r}")
+    if isinstance(a, bool) or not isinstance(a, numbers.Integral) or not 1 <= a <= MAX_LOBES:
+        raise PfibsimsError(f"a: expected a whole number of Lanczos lobes from 1 to {MAX_LOBES} such as 3, got {a!r}")
 
 
 def axis_specs(source: Any, grid: Grid, T: Affine, kernel: str, a: int) -> tuple[list, Warp | None]:

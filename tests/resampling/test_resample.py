@@ -135,7 +135,7 @@ def test_lanczos_rotation_with_many_lobes_follows_the_band_limited_truth(a):
 def test_lanczos_lobes_are_bounded_before_any_table_is_made(a):
     src = _image(_wave(16, 16), pixel="10 nm")
     T = Affine.from_parameters(rotation=5.0)
-    with pytest.raises(PfibsimsError, match=f"a: expected a whole number of Lanczos lobes from 1 to 64 such as 3, got {a}"):
+    with pytest.raises(PfibsimsError, match=f"a: expected a positive whole number of Lanczos lobes \\(at most 64\\) such as 3, got {a}"):
         resample(src.Li6, Grid.of(src, dims=("y", "x")), transform=T, a=a)
 
 

@@ -363,6 +363,8 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         A file of another format, or without pixel calibration (give
         ``pixel_size=``).
     """
+    if channel is not None and not (isinstance(channel, str) and channel.strip()):
+        raise FileFormatError(f"channel: expected a channel name such as 'SE' or 'BSE', got {channel!r:.60}")
     paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
     frames = _sem_frames(paths, channel=channel, image=image)
     params: dict[str, Any] = {"path": [f.path for f in frames]}

@@ -309,7 +309,8 @@ def build(
         )
     except (DataModelError, UnitsError) as exc:
         where = frames[0].path if len(frames) == 1 else f"{len(frames)} files from '{frames[0].path}'"
-        raise type(exc)(f"{exc} (reading {where})") from None
+        text = f"depths{str(exc)[1:]}" if str(exc).startswith("z:") else str(exc)  # stack's z= is the readers' depths=
+        raise type(exc)(f"{text} (reading {where})") from None
     for name in ds.data_vars:
         extra = frames[0].channel_attrs.get(name, {})
         ds[name].attrs.update(jsonable(extra, name=f"{name}.attrs"))

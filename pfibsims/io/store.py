@@ -25,6 +25,7 @@ restores the full-resolution dataset.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -213,6 +214,10 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         raise FileFormatError(f"format: expected one of {_FORMATS}, got {format!r}")
     if ngff_version not in ome.NGFF_VERSIONS:
         raise FileFormatError(f"ngff_version: expected one of {ome.NGFF_VERSIONS}, got {ngff_version!r}")
+    if not isinstance(overwrite, (bool, np.bool_)):  # overwrite="no" is truthy: it would replace the store
+        raise FileFormatError(f"overwrite: expected True or False, got {overwrite!r}")
+    if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise FileFormatError(f"levels: expected a whole number of pyramid levels of at least 1 such as 3, got {levels!r:.60}")
     ds = dequantify(ds, "ds")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset, got {type(ds).__name__}")
@@ -320,12 +325,12 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
         check_chunks(p, manifest)
         found = ome.ome_attrs(p)
         if found is not None:
-            ds = _restored(ome.read(p, found[1], chunks))
+            ds = _restored(ome.read(p, found[1], None))
         elif not meta.is_file():
             raise FileFormatError(f"{p}: expected a Zarr v3 store (a directory with zarr.json) or OME-Zarr 0.4, "
                                   "found a Zarr v2 group without OME metadata")
         else:
-            ds = _restored(_open_zarr(p, manifest, chunks))
+            ds = _restored(_open_zarr(p, manifest, None))
         _check_opened(ds, p)
     except (FileFormatError, DataModelError):
         raise
@@ -333,7 +338,23 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
         raise FileFormatError(
             f"{p}: expected a readable Zarr v3 store of a dataset, but opening it failed ({type(exc).__name__}: {str(exc)[:200]})"
         ) from exc
-    return ds
+    return _rechunked(ds, chunks, ome_store=found is not None)
+
+
+def _rechunked(ds: xr.Dataset, chunks: Any, *, ome_store: bool) -> xr.Dataset:
+    """``ds`` in the ``chunks`` asked for (None: the store's); chunks dask cannot use are an error naming ``chunks``."""
+    if chunks in (None, {}) or (ome_store and chunks == "auto"):
+        return ds
+    try:
+        out = ds.chunk(chunks)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise FileFormatError(
+            f"chunks: expected dask chunks for the dims {dict(ds.sizes)}, such as {{'z': 1}} or 'auto', got {chunks!r:.60} "
+            f"({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+    if any(c < 1 for var in out.data_vars.values() if var.size and var.chunks for axis in var.chunks for c in axis):
+        raise FileFormatError(f"chunks: expected positive chunk sizes, got {chunks!r:.60}")
+    return out
 
 
 def _open_zarr(p: Path, manifest: dict[str, Any] | None, chunks: Any) -> xr.Dataset:

@@ -37,6 +37,11 @@ def _first(header: dict[str, str], *keys: str) -> str | None:
     return None
 
 
+def _in_file(given: Any, path: Any) -> str:
+    """Where a value came from, for a message: nothing when the caller gave it, else the file's header."""
+    return "" if given is not None else f" in the header of '{path}'"
+
+
 def _check_options(isotope: Any, mass: Any, polarity: Any) -> None:
     """The caller's isotope, mass and polarity, before they override a file's."""
     for name, value in (("isotope", isotope), ("polarity", polarity)):
@@ -109,12 +114,12 @@ def read_sims_matrix(
         try:
             ch["mass"] = float(str(mass_v).split()[0])
         except ValueError:
-            raise DataModelError(f"mass: expected a number of u, got {mass_v!r}") from None
+            raise DataModelError(f"mass: expected a number of u, got {mass_v!r}" + _in_file(mass, p)) from None
     pol = polarity or _first(header, "polarity", "ion polarity")
     if pol:
         pol = {"positive": "+", "negative": "-", "pos": "+", "neg": "-"}.get(pol.strip().lower(), pol.strip())
         if pol not in ("+", "-"):
-            raise DataModelError(f"polarity: expected '+' or '-', got {pol!r}")
+            raise DataModelError(f"polarity: expected '+' or '-', got {pol!r}" + _in_file(polarity, p))
         ch["polarity"] = pol
         attrs["polarity"] = pol
     dwell = _first(header, "dwell time", "dwell")

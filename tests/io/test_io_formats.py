@@ -415,6 +415,14 @@ def test_sims_text_needs_an_isotope_and_multiblock_is_z(tmp_path):
         pfs.read_sims(p, isotope="Li7", pixel_size="72 nm", slice_thickness="20 nm", polarity="up")
 
 
+@pytest.mark.parametrize(("line", "match"), [("Polarity: sideways", "polarity: expected '\\+' or '-', got 'sideways' in the header of '.*li6.txt'"),
+                                           ("Mass: heavy", "mass: expected a number of u, got 'heavy' in the header of '.*li6.txt'")])
+def test_a_bad_header_value_names_the_file(tmp_path, line, match):
+    p = write_csv(tmp_path / "li6.txt", np.ones((4, 5)), header=f"Isotope: 6Li\n{line}\n", sep="\t", trailing=False)
+    with pytest.raises(DataModelError, match=match):
+        pfs.read_sims(p, pixel_size="72 nm")
+
+
 @pytest.mark.parametrize("cols", [1, 300])
 def test_text_matrix_holds_8_bytes_a_value_while_reading(tmp_path, cols):
     """A text matrix is parsed into float64 as it is read: a one-column file of 300000 rows (0.6 MB) took

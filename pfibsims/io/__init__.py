@@ -365,6 +365,8 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     """
     if channel is not None and not (isinstance(channel, str) and channel.strip()):
         raise FileFormatError(f"channel: expected a channel name such as 'SE' or 'BSE', got {channel!r:.60}")
+    if project is not None and not isinstance(project, (str, os.PathLike)):
+        raise FileFormatError(f"project: expected the path of an Auto Slice & View project (EMProject.emxml), got {type(project).__name__}")
     paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
     frames = _sem_frames(paths, channel=channel, image=image)
     params: dict[str, Any] = {"path": [f.path for f in frames]}

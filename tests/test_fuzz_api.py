@@ -264,6 +264,8 @@ def _option_cases(t: Any) -> list[tuple[str, Any, str]]:
         cases.append((f"isotope={value!r}", lambda v=value: pfs.read_sims(txt, pixel_size="72 nm", isotope=v), "isotope: expected"))
         cases.append((f"channel={value!r}", lambda v=value: pfs.read_sem(tif, pixel_size="80 nm", channel=v), "channel: expected"))
     cases.append(("channel=['SE']", lambda: pfs.read_sem(tif, pixel_size="80 nm", channel=["SE"]), "channel: expected"))
+    cases.append(("read_eds({})", lambda: pfs.read_eds({}, pixel_size="80 nm"), "path_or_paths: expected"))
+    cases.append(("read_sims({})", lambda: pfs.read_sims({}, pixel_size="80 nm"), "path_or_paths: expected"))
     for value in (5, ["EMProject.emxml"]):
         cases.append((f"project={value!r}", lambda v=value: pfs.read_sem(tif, pixel_size="80 nm", project=v), "project: expected"))
     for value in (-5, 0, float("nan"), float("inf"), True, "6"):

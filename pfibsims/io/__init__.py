@@ -64,6 +64,8 @@ def _merge_channels(frames: list[Frame]) -> Frame:
 
 def _per_channel(mapping: Mapping[str, Any], reader: Any, **kw: Any) -> list[Frame]:
     """{'Zr_La': path-or-list-or-glob, ...} -> one merged frame per slice."""
+    if not mapping:
+        raise FileFormatError("path_or_paths: expected a mapping of at least one channel to its files, such as {'Li6': 'li6_*.txt'}, got {}")
     per = {name: expand_paths(v) for name, v in mapping.items()}
     counts = {n: len(v) for n, v in per.items()}
     if len(set(counts.values())) > 1:

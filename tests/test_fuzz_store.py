@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from typing import Any
@@ -169,3 +170,47 @@ def test_concurrent_overwrites_leave_one_complete_store(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert _value_at(target) in (0.0, 1.0, 2.0, 3.0)
     assert _leftovers(tmp_path) == []
+
+
+def save_as(path: str, value: float, overwrite: bool, user: int | None) -> str:
+    """``pfs.save`` as ``user`` (an effective uid) when given (runs in a child: see fuzz_helpers)."""
+    if user is not None:
+        os.setegid(user)
+        os.seteuid(user)
+    try:
+        return str(pfs.save(_ds(value), path, overwrite=overwrite))
+    finally:
+        if user is not None:
+            os.seteuid(0)
+            os.setegid(0)
+
+
+def test_a_save_where_it_cannot_write_is_refused_naming_the_path_and_keeps_the_store():
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from fuzz_helpers import run_cases
+
+    base = Path(tempfile.mkdtemp(prefix="pfibsims-readonly-"))  # pytest's folders are private to their user
+    try:
+        base.chmod(0o755)
+        (base / "afile").write_text("not a folder")
+        pfs.save(_ds(1.0), base / "run.zarr")
+        base.chmod(0o555)  # the store's folder: read-only for everyone but root
+        user = 65534 if os.geteuid() == 0 else None
+        cases = [(save_as, (str(base / "afile" / "x.zarr"), 2.0, False, None)),
+                 (save_as, (str(base / "new.zarr"), 2.0, False, user)),
+                 (save_as, (str(base / "run.zarr"), 2.0, True, user))]
+        outcomes = run_cases(cases, timeout=60)
+        expected = ["expected the parent of '.*afile/x.zarr' to be a directory, found a file",
+                    "expected a parent directory this user may write in, got '.*pfibsims-readonly-.*' \\(permission denied\\)",
+                    "expected a parent directory this user may write in"]
+        for o, want in zip(outcomes, expected, strict=True):
+            assert (o.kind, o.error) == ("error", "FileFormatError"), str(o)
+            assert re.search(want, o.message.splitlines()[0]), str(o)
+        assert _value_at(base / "run.zarr") == 1.0
+        assert sorted(p.name for p in base.iterdir()) == ["afile", "run.zarr"]
+    finally:
+        base.chmod(0o755)
+        shutil.rmtree(base)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,13 @@ def _target(path: Any) -> Path:
     p = Path(path).expanduser()
     if not p.name or p.name in (".", ".."):
         raise FileFormatError(f"path: expected a store name such as 'run.zarr', got '{path}'")
-    if path_mode(p.parent, path) is None:
+    parent = path_mode(p.parent, path)
+    if parent is None:
         raise FileFormatError(f"path: expected the parent directory of '{path}' to exist, found none")
+    if not stat.S_ISDIR(parent):
+        raise FileFormatError(f"path: expected the parent of '{path}' to be a directory, found a file")
+    if not os.access(p.parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise FileFormatError(f"path: expected a parent directory this user may write in, got '{p.parent}' (permission denied)")
     path_mode(p, path)  # a name too long, a link loop: a FileFormatError now, not an OSError later
     return p
 

@@ -214,3 +214,26 @@ def test_a_save_where_it_cannot_write_is_refused_naming_the_path_and_keeps_the_s
     finally:
         base.chmod(0o755)
         shutil.rmtree(base)
+
+
+def save_full(path: str, value: float, fmt: str, limit: int) -> str:
+    """``pfs.save`` with files limited to ``limit`` bytes, as on a full disk (runs in a child)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return str(pfs.save(_ds(value), path, overwrite=True, format=fmt))
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "ome-zarr"])
+def test_a_save_that_cannot_write_its_chunks_is_a_file_format_error_and_keeps_the_store(tmp_path, fmt):
+    from fuzz_helpers import run_cases
+
+    target = tmp_path / "run.zarr"
+    pfs.save(_ds(1.0), target, format=fmt)
+    outcomes = run_cases([(save_full, (str(target), 2.0, fmt, limit)) for limit in (0, 300)], timeout=60)
+    for o in outcomes:
+        assert (o.kind, o.error) == ("error", "FileFormatError"), str(o)
+        assert re.search(f"path: expected to write the store '{target}', but writing failed \\(OSError: .*File too large", o.message), str(o)
+    assert _value_at(target) == 1.0
+    assert _leftovers(tmp_path) == []

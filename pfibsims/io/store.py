@@ -253,6 +253,12 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         remove_tree(tmp)
         _check_replaceable(target)
         raise
+    except OSError as exc:  # a full disk, a quota, a file-size limit: the new store is incomplete and removed
+        remove_tree(tmp)
+        raise FileFormatError(
+            f"path: expected to write the store '{target}', but writing failed ({type(exc).__name__}: {exc}); "
+            "the disk may be full or the folder read-only"
+        ) from exc
     except BaseException:
         remove_tree(tmp)
         raise

@@ -239,3 +239,76 @@ def test_bad_arguments_return_or_raise_a_pfibsims_error():
     bad = [(c, o) for c, o in zip(cases, outcomes, strict=True) if not _clean(o)]
     labels = [f"{n}[{w}={h!r}]" for (n, w, h), _ in bad]
     assert not bad, f"{len(bad)} of {len(cases)} cases were not clean:\n" + summary([o for _, o in bad], labels)
+
+
+# ------------------------------------------------------------------ options of the readers, save and open_dataset
+
+
+def _option_cases(t: Any) -> list[tuple[str, Any, str]]:
+    """(label, call, expected first words of the message) for hostile options outside TEMPLATES."""
+    from io_helpers import DATA, write_csv, write_tiff
+
+    import pfibsims as pfs
+
+    rng = np.random.default_rng(0)
+    fx = _fixtures()
+    tif = write_tiff(t / "Zr La1.tif", rng.integers(0, 99, (6, 8)).astype(np.uint16))
+    txt = write_csv(t / "li.txt", rng.integers(0, 99, (6, 8)), header="Isotope: 6Li\n", sep="\t", trailing=False)
+    store = pfs.save(fx["eds"], t / "s.zarr")
+    im = DATA / "sims/OpenMIMS_doc_051117_05-32dRe-03b.im"
+    cases: list[tuple[str, Any, str]] = []
+    for value in (0, 3.5, True, object()):
+        cases.append((f"lines={value!r}", lambda v=value: pfs.read_eds(tif, pixel_size="80 nm", lines=v), "lines: expected"))
+    for value in (1, 1.5, ("+",), True):
+        cases.append((f"polarity={value!r}", lambda v=value: pfs.read_sims(txt, pixel_size="72 nm", polarity=v), "polarity: expected"))
+        cases.append((f"isotope={value!r}", lambda v=value: pfs.read_sims(txt, pixel_size="72 nm", isotope=v), "isotope: expected"))
+        cases.append((f"channel={value!r}", lambda v=value: pfs.read_sem(tif, pixel_size="80 nm", channel=v), "channel: expected"))
+    cases.append(("channel=['SE']", lambda: pfs.read_sem(tif, pixel_size="80 nm", channel=["SE"]), "channel: expected"))
+    cases.append(("read_eds({})", lambda: pfs.read_eds({}, pixel_size="80 nm"), "path_or_paths: expected"))
+    cases.append(("read_sims({})", lambda: pfs.read_sims({}, pixel_size="80 nm"), "path_or_paths: expected"))
+    for value in (5, ["EMProject.emxml"]):
+        cases.append((f"project={value!r}", lambda v=value: pfs.read_sem(tif, pixel_size="80 nm", project=v), "project: expected"))
+    for value in (-5, 0, float("nan"), float("inf"), True, "6"):
+        cases.append((f"mass={value!r}", lambda v=value: pfs.read_sims(txt, pixel_size="72 nm", mass=v), "mass: expected"))
+    for value in ("inf nm", "5 kg", float("nan")):
+        cases.append((f"depths={value!r}", lambda v=value: pfs.read_sims(txt, pixel_size="72 nm", depths=v), "depths: expected"))
+    if im.exists():
+        for value in ([], 5, [5], True):
+            cases.append((f"species={value!r}", lambda v=value: pfs.read_sims(im, species=v), "species: expected"))
+    for value in (None, "3", 0, -5, 1.5, float("nan"), float("inf"), True, (2, 2)):
+        cases.append((f"levels={value!r}", lambda v=value: pfs.save(fx["eds"], t / "o.ome.zarr", format="ome-zarr", levels=v),
+                      "levels: expected"))
+    for value in ("no", 1, None):
+        cases.append((f"overwrite={value!r}", lambda v=value: pfs.save(fx["eds"], store, overwrite=v), "overwrite: expected"))
+    for value in (0, -5, False, "garbage", 1.5, {"a": 1}, {"z": "1 nm"}):
+        cases.append((f"open_dataset(chunks={value!r})", lambda v=value: pfs.open_dataset(store, chunks=v), "chunks: expected"))
+    for value in (0, -5, False, -(2**63)):
+        cases.append((f"resample(chunks={value!r})", lambda v=value: pfs.resample(fx["sims"], fx["eds"], chunks=v), "chunks: "))
+    return cases
+
+
+def test_reader_and_store_options_raise_a_pfibsims_error_naming_the_option(tmp_path):
+    import dask
+
+    from pfibsims.errors import PfibsimsError
+
+    wrong = []
+    for label, call, expected in _option_cases(tmp_path):
+        try:
+            with dask.config.set(scheduler="synchronous"):
+                dask.compute(call())
+        except PfibsimsError as exc:
+            if not str(exc).startswith(expected):
+                wrong.append(f"{label}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any other exception is the defect reported
+            wrong.append(f"{label}: {type(exc).__name__}: {exc}")
+        else:
+            wrong.append(f"{label}: accepted")
+    assert not wrong, "\n".join(wrong)
+    assert pfs_open_values(tmp_path / "s.zarr") == _fixtures()["eds"].Zr_La.values.tolist()  # the store is still there
+
+
+def pfs_open_values(path: Any) -> list:
+    import pfibsims as pfs
+
+    return pfs.open_dataset(path).Zr_La.values.tolist()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +279,112 @@ def test_hostile_headers_are_refused_before_anything_is_allocated(tmp_path):
         if not (_clean(o) and o.kind == "error" and re.search(expected, first) and path.parent.name in first):
             wrong.append(f"{label}: {o}")
     assert not wrong, "\n".join(wrong)
+
+
+# ------------------------------------------------------------------ hostile paths: what the file system holds there
+
+
+def read_path(kind: str, path: Any, kwargs: dict, user: int | None) -> tuple[str, ...]:
+    """``pfs.<kind>(path, **kwargs)`` fully computed, as ``user`` (an effective uid) when given (runs in the child)."""
+    if user is None:
+        return read_file(kind.removeprefix("read_"), path, kwargs) if kind != "open_dataset" else _opened(path)
+    os.setegid(user)
+    os.seteuid(user)
+    try:
+        return read_path(kind, path, kwargs, None)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def _opened(path: Any) -> tuple[str, ...]:
+    import pfibsims as pfs
+
+    return tuple(pfs.open_dataset(path).compute().data_vars)
+
+
+def _path_cases(t: Path) -> list[tuple[str, str, Any, dict, str]]:
+    """(label, reader, path, kwargs, expected message) for paths that are not a readable regular file."""
+    from io_helpers import write_tiff
+
+    tif = write_tiff(_dir(t / "ok") / "Zr La1.tif", np.ones((6, 8), np.uint16))
+    loop = _dir(t / "loop")
+    os.symlink(loop / "b.tif", loop / "a.tif")
+    os.symlink(loop / "a.tif", loop / "b.tif")
+    os.symlink(loop / "b.zarr", loop / "a.zarr")
+    os.symlink(loop / "a.zarr", loop / "b.zarr")
+    dev = _dir(t / "dev")
+    os.symlink("/dev/zero", dev / "li.csv")
+    os.mkfifo(dev / "se.tif")
+    (_dir(t / "dirs") / "x.tif").mkdir()
+    long = str(t / ("x" * 300 + ".tif"))
+    eds = {"pixel_size": "80 nm"}
+    return [
+        ("symlink-loop", "read_eds", loop / "a.tif", eds, "a symbolic-link loop"),
+        ("symlink-loop-store", "open_dataset", loop / "a.zarr", {}, "a symbolic-link loop"),
+        ("dev-zero", "read_sims", dev / "li.csv", {"isotope": "6Li"}, "expected a regular file, .* a device, a pipe or a socket"),
+        ("fifo", "read_sem", dev / "se.tif", {}, "expected a regular file, .* a device, a pipe or a socket"),
+        ("directory-named-tif", "read_sem", [t / "dirs" / "x.tif"], {}, "which is a directory"),
+        ("name-too-long", "read_sem", long, {}, "expected a path this user can look at, .*File name too long"),
+        ("name-too-long-store", "open_dataset", long[:-4] + ".zarr", {}, "File name too long"),
+        ("nul-byte", "read_sem", str(tif).replace("Zr", "Z\x00r"), {}, "embedded null byte"),
+        ("bcf-named-tif", "read_eds", _copy("eds/P45_the_default_job.bcf", t / "bcf" / "Zr La1.tif"), eds, "expected a readable TIFF map"),
+        ("tif-named-bcf", "read_eds", _copy("sem/test_tiff_FEI_SEM.tif", t / "tif" / "x.bcf"), {}, "expected a Bruker .bcf"),
+    ]
+
+
+def _copy(name: str, dst: Path) -> Path:
+    from io_helpers import DATA
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes((DATA / name).read_bytes() if (DATA / name).exists() else b"not a real file")
+    return dst
+
+
+def _unreadable_cases(t: Path) -> list[tuple[str, str, Any, dict, str]]:
+    """Files and folders this user may not read (run as 'nobody' when the tests run as root)."""
+    from io_helpers import write_h5oina, write_tiff
+
+    rng = np.random.default_rng(0)
+    made = {
+        "tif": (write_tiff(_dir(t / "u1") / "se.tif", rng.integers(0, 99, (6, 8)).astype(np.uint16)), "read_sims", {"isotope": "6Li", "pixel_size": "72 nm"}),
+        "bcf": (_copy("eds/P45_the_default_job.bcf", t / "u2" / "m.bcf"), "read_eds", {}),
+        "h5oina": (write_h5oina(_dir(t / "u3") / "m.h5oina", {"Zr_La": rng.random((6, 8))}), "read_eds", {}),
+        "emxml": (_copy("sem/EMProject.emxml", t / "u4" / "EMProject.emxml"), "read_sem", {}),
+    }
+    cases = []
+    for label, (path, kind, kw) in made.items():
+        path.chmod(0)
+        if label == "emxml":  # the project of a slice image
+            kw, path = {"project": str(path)}, _copy("sem/SEM_Image-SliceImage-001.tif", t / "u4" / "s.tif")
+        cases.append((f"unreadable-{label}", kind, path, kw, "expected a readable file, .* which this user may not read"))
+    folder = write_tiff(_dir(t / "u5") / "se.tif", np.ones((6, 8), np.uint16)).parent
+    folder.chmod(0)
+    cases.append(("unreadable-folder", "read_sims", folder, {"isotope": "6Li", "pixel_size": "72 nm"}, "expected a directory this user may list"))
+    cases.append(("file-in-unreadable-folder", "read_sims", folder / "se.tif", {"isotope": "6Li", "pixel_size": "72 nm"},
+                  "expected a path this user can look at, .*Permission denied"))
+    return cases
+
+
+def test_paths_that_are_not_readable_files_are_refused_naming_the_path(tmp_path):
+    cases = [(*c, None) for c in _path_cases(tmp_path)]
+    user = 65534 if os.geteuid() == 0 else None  # root reads anything: the unreadable cases run as 'nobody'
+    shared = Path(tempfile.mkdtemp(prefix="pfibsims-unreadable-"))  # pytest's folders are private to their user
+    shared.chmod(0o755)
+    cases += [(*c, user) for c in _unreadable_cases(shared)]
+    try:
+        outcomes = _run_paths(cases)
+    finally:
+        shutil.rmtree(shared)
+    wrong = []
+    for (label, _, path, kw, expected, _), o in zip(cases, outcomes, strict=True):
+        first = o.message.splitlines()[0] if o.message else ""
+        named = Path(kw.get("project") or (path[0] if isinstance(path, list) else path)).name.split("\x00")[0][:40]
+        if not (o.kind == "error" and _clean(o) and re.search(expected, first) and named in first):
+            wrong.append(f"{label}: {o}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _run_paths(cases: list) -> list[Outcome]:
+    return run_cases([(read_path, (kind, str(p) if isinstance(p, Path) else [str(q) for q in p] if isinstance(p, list) else p, kw, u))
+                      for _, kind, p, kw, _, u in cases], timeout=TIMEOUT)

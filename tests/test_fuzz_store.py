@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from typing import Any
@@ -168,4 +169,71 @@ def test_concurrent_overwrites_leave_one_complete_store(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     assert _value_at(target) in (0.0, 1.0, 2.0, 3.0)
+    assert _leftovers(tmp_path) == []
+
+
+def save_as(path: str, value: float, overwrite: bool, user: int | None) -> str:
+    """``pfs.save`` as ``user`` (an effective uid) when given (runs in a child: see fuzz_helpers)."""
+    if user is not None:
+        os.setegid(user)
+        os.seteuid(user)
+    try:
+        return str(pfs.save(_ds(value), path, overwrite=overwrite))
+    finally:
+        if user is not None:
+            os.seteuid(0)
+            os.setegid(0)
+
+
+def test_a_save_where_it_cannot_write_is_refused_naming_the_path_and_keeps_the_store():
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from fuzz_helpers import run_cases
+
+    base = Path(tempfile.mkdtemp(prefix="pfibsims-readonly-"))  # pytest's folders are private to their user
+    try:
+        base.chmod(0o755)
+        (base / "afile").write_text("not a folder")
+        pfs.save(_ds(1.0), base / "run.zarr")
+        base.chmod(0o555)  # the store's folder: read-only for everyone but root
+        user = 65534 if os.geteuid() == 0 else None
+        cases = [(save_as, (str(base / "afile" / "x.zarr"), 2.0, False, None)),
+                 (save_as, (str(base / "new.zarr"), 2.0, False, user)),
+                 (save_as, (str(base / "run.zarr"), 2.0, True, user))]
+        outcomes = run_cases(cases, timeout=60)
+        expected = ["expected the parent of '.*afile/x.zarr' to be a directory, found a file",
+                    "expected a parent directory this user may write in, got '.*pfibsims-readonly-.*' \\(permission denied\\)",
+                    "expected a parent directory this user may write in"]
+        for o, want in zip(outcomes, expected, strict=True):
+            assert (o.kind, o.error) == ("error", "FileFormatError"), str(o)
+            assert re.search(want, o.message.splitlines()[0]), str(o)
+        assert _value_at(base / "run.zarr") == 1.0
+        assert sorted(p.name for p in base.iterdir()) == ["afile", "run.zarr"]
+    finally:
+        base.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def save_full(path: str, value: float, fmt: str, limit: int) -> str:
+    """``pfs.save`` with files limited to ``limit`` bytes, as on a full disk (runs in a child)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return str(pfs.save(_ds(value), path, overwrite=True, format=fmt))
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "ome-zarr"])
+def test_a_save_that_cannot_write_its_chunks_is_a_file_format_error_and_keeps_the_store(tmp_path, fmt):
+    from fuzz_helpers import run_cases
+
+    target = tmp_path / "run.zarr"
+    pfs.save(_ds(1.0), target, format=fmt)
+    outcomes = run_cases([(save_full, (str(target), 2.0, fmt, limit)) for limit in (0, 300)], timeout=60)
+    for o in outcomes:
+        assert (o.kind, o.error) == ("error", "FileFormatError"), str(o)
+        assert re.search(f"path: expected to write the store '{target}', but writing failed \\(OSError: .*File too large", o.message), str(o)
+    assert _value_at(target) == 1.0
     assert _leftovers(tmp_path) == []

@@ -26,7 +26,7 @@ from typing import Any
 import xarray as xr
 
 from ..errors import FileFormatError, PfibsimsError
-from ._common import Frame, build, expand_paths, files_in
+from ._common import Frame, build, expand_paths, files_in, is_dir
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
@@ -214,7 +214,7 @@ def read_eds(
         frames = _per_channel(_line_keys(path_or_paths), read_map_file)
     else:
         p = Path(os.fspath(path_or_paths)) if isinstance(path_or_paths, (str, os.PathLike)) else None
-        if p is not None and p.is_dir() and files_in(p, ("*.map",)):
+        if p is not None and is_dir(p) and files_in(p, ("*.map",)):
             frames = [read_jeol(files_in(p, ("*.map",)), lines=lines)]
             if images:
                 img = files_in(p, ("*.img",))
@@ -389,6 +389,10 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         A file of another format, or without pixel calibration (give
         ``pixel_size=``).
     """
+    if channel is not None and not (isinstance(channel, str) and channel.strip()):
+        raise FileFormatError(f"channel: expected a channel name such as 'SE' or 'BSE', got {channel!r:.60}")
+    if project is not None and not isinstance(project, (str, os.PathLike)):
+        raise FileFormatError(f"project: expected the path of an Auto Slice & View project (EMProject.emxml), got {type(project).__name__}")
     paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
     frames = _sem_frames(paths, channel=channel, image=image)
     params: dict[str, Any] = {"path": [f.path for f in frames]}

@@ -8,11 +8,13 @@ dataset of the data model with :func:`pfibsims.dataset.stack`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import glob
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from ..units import lengths_nm
 
 __all__ = [
     "Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths",
-    "files_in", "natural_key", "reading",
+    "files_in", "is_dir", "natural_key", "path_mode", "reading",
 ]
 
 
@@ -70,13 +72,42 @@ def check_file(path: Any, *, suffixes: Sequence[str] | None = None, what: str = 
     if not isinstance(path, (str, os.PathLike)):
         raise FileFormatError(f"path: expected a file path (str or Path), got {type(path).__name__}")
     p = Path(path).expanduser()
-    if not p.exists():
+    mode = path_mode(p, path)
+    if mode is None:
         raise FileFormatError(f"path: expected an existing file, got '{path}', which does not exist")
-    if not p.is_file():
+    if stat.S_ISDIR(mode):
         raise FileFormatError(f"path: expected a file, got '{path}', which is a directory")
+    if not stat.S_ISREG(mode):  # a pipe would block the reader, a device never end
+        raise FileFormatError(f"path: expected a regular file, got '{path}', which is a device, a pipe or a socket")
     if suffixes is not None and p.suffix.lower() not in suffixes:
         raise FileFormatError(f"path: expected a {what} ({', '.join(suffixes)}), got '{path}'")
+    if not os.access(p, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise FileFormatError(f"path: expected a readable file, got '{path}', which this user may not read (permission denied)")
     return p
+
+
+def path_mode(p: Path, given: Any) -> int | None:
+    """The ``st_mode`` of ``p`` (links followed), or None when nothing is there.
+
+    A path that cannot be looked at (a symbolic-link loop, a name too long, a folder this user
+    may not enter) is a ``FileFormatError`` naming ``given`` and the reason, never an OSError.
+    """
+    try:
+        return p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = "a symbolic-link loop" if getattr(exc, "errno", None) == errno.ELOOP else (
+            getattr(exc, "strerror", None) or str(exc))
+        raise FileFormatError(f"path: expected a path this user can look at, got '{given}' ({reason})") from None
+
+
+def is_dir(p: Path) -> bool:
+    """``p.is_dir()`` that is False, not an OSError, when ``p`` cannot be looked at (then reading it says why)."""
+    try:
+        return stat.S_ISDIR(p.stat().st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
@@ -241,7 +272,9 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
         raise FileFormatError(f"path_or_paths: expected a path, a glob pattern or a list of paths, got {type(path_or_paths).__name__}")
     text = os.fspath(path_or_paths)
     p = Path(text).expanduser()
-    if p.is_dir():
+    if is_dir(p):
+        if not os.access(p, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise FileFormatError(f"path: expected a directory this user may list, got '{text}' (permission denied)")
         found = files_in(p, patterns)
         if not found:
             raise FileFormatError(f"path: expected files matching {list(patterns)} in directory '{text}', found none")

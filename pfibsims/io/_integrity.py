@@ -24,6 +24,7 @@ buffer is made); anything else is read by Zarr.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -109,8 +110,10 @@ def _tail(path: Path) -> int | None:
             return int.from_bytes(fh.read(4), "little")
     except FileNotFoundError:
         return None
-    except OSError:  # shorter than 4 bytes
-        return -1
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # shorter than 4 bytes
+            return -1
+        raise FileFormatError(f"{path}: expected a readable chunk file, but reading it failed ({exc.strerror or exc})") from None
 
 
 def write_manifest(store: Path) -> str:
@@ -258,6 +261,9 @@ class _Verified:
         except ValueError as exc:
             raise FileFormatError(f"{self.store}: chunk '{rel}' is corrupt and does not decode ({exc}); the store "
                                   "was damaged after it was written") from None
+        except OSError as exc:  # a folder, a file this user may not read, an I/O error
+            raise FileFormatError(f"{Path(self.store) / rel}: expected a readable chunk file, but reading it failed "
+                                  f"({exc.strerror or exc})") from None
         return out[tuple(_local(k, n, i * c) for k, n, i, c in zip(key, self.shape, idx, self.chunk, strict=True))]
 
 

@@ -28,6 +28,7 @@ The pixel size is the raster (``Image.raster``, nm) over the image width.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,9 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
         One channel per species, ``(frame, y, x)`` counts in the file's
         dtype (byte order made native); pixel size from the raster.
     """
+    want = None if species is None else [species] if isinstance(species, str) else list(species) if isinstance(species, Iterable) else []
+    if want is not None and (not want or not all(isinstance(w, str) for w in want)):
+        raise DataModelError(f"species: expected channel names or labels such as ['Li6', '16O'], got {species!r:.60}")
     p = check_file(path, suffixes=(".im",), what="Cameca NanoSIMS .im file")
     with reading(p, "Cameca NanoSIMS .im file"):
         import sims
@@ -127,10 +131,7 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
             attrs["polarity"] = polarity
         channels[name] = arr[i]
         ch_attrs[name] = attrs
-    if species is not None:
-        want = [species] if isinstance(species, str) else list(species)
-        if not want:
-            raise DataModelError(f"species: expected at least one channel or label of '{p}' ({sorted(channels)} / {labels}), got none")
+    if want is not None:
         by_label = {a["label"]: n for n, a in ch_attrs.items()}
         keep = []
         for w in want:

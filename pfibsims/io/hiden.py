@@ -10,9 +10,12 @@ multi-block text file becomes ``z``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from typing import Any
 
+import numpy as np
 import tifffile
 
 from ..errors import DataModelError, UnitsError
@@ -32,6 +35,20 @@ def _first(header: dict[str, str], *keys: str) -> str | None:
         if header.get(k):
             return header[k]
     return None
+
+
+def _in_file(given: Any, path: Any) -> str:
+    """Where a value came from, for a message: nothing when the caller gave it, else the file's header."""
+    return "" if given is not None else f" in the header of '{path}'"
+
+
+def _check_options(isotope: Any, mass: Any, polarity: Any) -> None:
+    """The caller's isotope, mass and polarity, before they override a file's."""
+    for name, value in (("isotope", isotope), ("polarity", polarity)):
+        if value is not None and not isinstance(value, str):
+            raise DataModelError(f"{name}: expected text such as {'6Li' if name == 'isotope' else '+'!r}, got {value!r:.60}")
+    if mass is not None and (isinstance(mass, (bool, np.bool_)) or not isinstance(mass, numbers.Real) or not 0 < mass < math.inf):
+        raise DataModelError(f"mass: expected a positive number of u such as 6.015, got {mass!r:.60}")
 
 
 def read_sims_matrix(
@@ -55,6 +72,7 @@ def read_sims_matrix(
     polarity : {"+", "-"}, optional
         Secondary-ion polarity; default from the isotope's sign, else the header.
     """
+    _check_options(isotope, mass, polarity)
     p = check_file(path, suffixes=(".csv", ".txt", ".dat", ".asc") + _TIFF, what="SIMS map (text matrix or TIFF)")
     header: dict[str, str] = {}
     attrs: dict[str, Any] = {}
@@ -98,12 +116,12 @@ def read_sims_matrix(
         try:
             ch["mass"] = float(str(mass_v).split()[0])
         except ValueError:
-            raise DataModelError(f"mass: expected a number of u, got {mass_v!r}") from None
+            raise DataModelError(f"mass: expected a number of u, got {mass_v!r}" + _in_file(mass, p)) from None
     pol = polarity or sign or _first(header, "polarity", "ion polarity")
     if pol:
         pol = {"positive": "+", "negative": "-", "pos": "+", "neg": "-"}.get(pol.strip().lower(), pol.strip())
         if pol not in ("+", "-"):
-            raise DataModelError(f"polarity: expected '+' or '-', got {pol!r}")
+            raise DataModelError(f"polarity: expected '+' or '-', got {pol!r}" + _in_file(polarity, p))
         if sign and pol != sign:
             raise DataModelError(f"polarity: expected the sign of isotope '{str(iso).strip()}' ('{sign}'), got {pol!r}")
         ch["polarity"] = pol

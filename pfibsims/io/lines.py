@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dask.array as da
@@ -73,6 +73,8 @@ def canonical_lines(lines: Any) -> list[str] | None:
     """``lines=`` as a list of canonical names (None stays None); a repeated line is an error."""
     if lines is None:
         return None
+    if not isinstance(lines, Iterable):  # a number, a bool: not a list of names
+        raise DataModelError(f"lines: expected a list of line names such as ['Zr_La', 'Al_Ka'], got {lines!r:.60}")
     names = [canonical_line(n) for n in ([lines] if isinstance(lines, str) else list(lines))]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -25,7 +25,9 @@ restores the full-resolution dataset.
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from ..progress import steps
 from . import ome
 from ._atomic import clean_stale, is_temporary, is_zarr_store, place, remove_tree, temp_path
 from ._chunks import ChunkWriter, codecs, in_saved_layout
+from ._common import path_mode
 from ._integrity import check_chunks, read_json, read_manifest, verified_array, write_manifest
 
 __all__ = ["open_dataset", "save"]
@@ -61,8 +64,14 @@ def _target(path: Any) -> Path:
     p = Path(path).expanduser()
     if not p.name or p.name in (".", ".."):
         raise FileFormatError(f"path: expected a store name such as 'run.zarr', got '{path}'")
-    if not p.parent.exists():
+    parent = path_mode(p.parent, path)
+    if parent is None:
         raise FileFormatError(f"path: expected the parent directory of '{path}' to exist, found none")
+    if not stat.S_ISDIR(parent):
+        raise FileFormatError(f"path: expected the parent of '{path}' to be a directory, found a file")
+    if not os.access(p.parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise FileFormatError(f"path: expected a parent directory this user may write in, got '{p.parent}' (permission denied)")
+    path_mode(p, path)  # a name too long, a link loop: a FileFormatError now, not an OSError later
     return p
 
 
@@ -211,6 +220,10 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         raise FileFormatError(f"format: expected one of {_FORMATS}, got {format!r}")
     if ngff_version not in ome.NGFF_VERSIONS:
         raise FileFormatError(f"ngff_version: expected one of {ome.NGFF_VERSIONS}, got {ngff_version!r}")
+    if not isinstance(overwrite, (bool, np.bool_)):  # overwrite="no" is truthy: it would replace the store
+        raise FileFormatError(f"overwrite: expected True or False, got {overwrite!r}")
+    if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, numbers.Integral) or levels < 1:
+        raise FileFormatError(f"levels: expected a whole number of pyramid levels of at least 1 such as 3, got {levels!r:.60}")
     ds = dequantify(ds, "ds")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset, got {type(ds).__name__}")
@@ -240,6 +253,12 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         remove_tree(tmp)
         _check_replaceable(target)
         raise
+    except OSError as exc:  # a full disk, a quota, a file-size limit: the new store is incomplete and removed
+        remove_tree(tmp)
+        raise FileFormatError(
+            f"path: expected to write the store '{target}', but writing failed ({type(exc).__name__}: {exc}); "
+            "the disk may be full or the folder read-only"
+        ) from exc
     except BaseException:
         remove_tree(tmp)
         raise
@@ -305,7 +324,7 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
             f"path: '{path}' is the temporary of an interrupted or running save (.NAME.pfibsims-tmp-/-old-), "
             "not a store; the next save to NAME deletes it"
         )
-    if not p.exists():
+    if path_mode(p, path) is None:
         raise FileFormatError(f"path: expected a Zarr store, got '{path}', which does not exist")
     meta = p / "zarr.json"
     if not meta.is_file() and not (p / ".zattrs").is_file():
@@ -318,12 +337,12 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
         check_chunks(p, manifest)
         found = ome.ome_attrs(p)
         if found is not None:
-            ds = _restored(ome.read(p, found[1], chunks))
+            ds = _restored(ome.read(p, found[1], None))
         elif not meta.is_file():
             raise FileFormatError(f"{p}: expected a Zarr v3 store (a directory with zarr.json) or OME-Zarr 0.4, "
                                   "found a Zarr v2 group without OME metadata")
         else:
-            ds = _restored(_open_zarr(p, manifest, chunks))
+            ds = _restored(_open_zarr(p, manifest, None))
         _check_opened(ds, p)
     except (FileFormatError, DataModelError):
         raise
@@ -331,7 +350,23 @@ def open_dataset(path: Any, *, chunks: Any = None) -> xr.Dataset:
         raise FileFormatError(
             f"{p}: expected a readable Zarr v3 store of a dataset, but opening it failed ({type(exc).__name__}: {str(exc)[:200]})"
         ) from exc
-    return ds
+    return _rechunked(ds, chunks, ome_store=found is not None)
+
+
+def _rechunked(ds: xr.Dataset, chunks: Any, *, ome_store: bool) -> xr.Dataset:
+    """``ds`` in the ``chunks`` asked for (None: the store's); chunks dask cannot use are an error naming ``chunks``."""
+    if chunks in (None, {}) or (ome_store and chunks == "auto"):
+        return ds
+    try:
+        out = ds.chunk(chunks)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise FileFormatError(
+            f"chunks: expected dask chunks for the dims {dict(ds.sizes)}, such as {{'z': 1}} or 'auto', got {chunks!r:.60} "
+            f"({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+    if any(c < 1 for var in out.data_vars.values() if var.size and var.chunks for axis in var.chunks for c in axis):
+        raise FileFormatError(f"chunks: expected positive chunk sizes, got {chunks!r:.60}")
+    return out
 
 
 def _open_zarr(p: Path, manifest: dict[str, Any] | None, chunks: Any) -> xr.Dataset:

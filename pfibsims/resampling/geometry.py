@@ -134,11 +134,15 @@ def as_affine(transform: Any, dims: tuple[str, ...]) -> Affine:
     raise PfibsimsError(f"transform: expected dims among the target grid's {dims}, got {transform.dims}")
 
 
+#: Most Lanczos lobes: the kernel's tables grow with ``a`` (4096 samples per source pixel of its support).
+MAX_LOBES = 64
+
+
 def check_kernel(kernel: Any, a: Any) -> None:
     if kernel not in KERNELS:
         raise PfibsimsError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    if isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1:
-        raise PfibsimsError(f"a: expected a positive whole number of Lanczos lobes such as 3, got {a!r}")
+    if isinstance(a, bool) or not isinstance(a, numbers.Integral) or not 1 <= a <= MAX_LOBES:
+        raise PfibsimsError(f"a: expected a positive whole number of Lanczos lobes (at most {MAX_LOBES}) such as 3, got {a!r}")
 
 
 def axis_specs(source: Any, grid: Grid, T: Affine, kernel: str, a: int) -> tuple[list, Warp | None]:
@@ -224,16 +228,19 @@ def output_chunks(chunks: Any, dims: tuple[str, ...], shape: tuple[int, ...], de
         if unknown:
             raise PfibsimsError(f"chunks: expected dims among {dims}, got {sorted(unknown)}")
         spec = tuple(chunks.get(d, dflt) for d, dflt in zip(dims, defaults, strict=True))
-    elif isinstance(chunks, numbers.Integral):
+    elif isinstance(chunks, numbers.Integral) and not isinstance(chunks, bool):
         spec = tuple(int(chunks) for _ in dims)
     elif isinstance(chunks, (tuple, list)) and len(chunks) == len(dims):
         spec = tuple(chunks)
     else:
         raise PfibsimsError(f"chunks: expected an int, a dict {{dim: size}} or one size per dim of {dims}, got {chunks!r}")
     try:
-        return da.core.normalize_chunks(spec, shape=shape, dtype=dtype)
-    except (ValueError, TypeError) as exc:
+        out = da.core.normalize_chunks(spec, shape=shape, dtype=dtype)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
         raise PfibsimsError(f"chunks: could not chunk shape {shape} of dims {dims} with {chunks!r} ({exc})") from None
+    if any(c < 1 for axis, n in zip(out, shape, strict=True) if n for c in axis):  # -5 "fits" a shape as -5 chunks of -1
+        raise PfibsimsError(f"chunks: expected positive chunk sizes (or -1: a whole axis), got {chunks!r}")
+    return out
 
 
 def default_chunks(dims, specs, src_chunks, shape) -> tuple:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._engine.numba import njit, stack_array
+from .._engine.numba import STACK_MAX, njit, stack_array
 
 __all__ = [
     "KERNELS",
@@ -474,8 +474,9 @@ _MAX_FIXED_TAPS = 12
 
 def fixed_taps(radius: float, f: tuple[float, float]) -> int:
     """Taps per axis of the gather's fixed interior path (0: the general loops only)."""
-    if f[0] == 1.0 and f[1] == 1.0:
-        return int(2 * radius) if float(radius).is_integer() else 0
+    if f[0] == 1.0 and f[1] == 1.0:  # the stack holds STACK_MAX taps: more lobes take the general loops
+        k = int(2 * radius) if float(radius).is_integer() else 0
+        return k if k <= STACK_MAX else 0
     k = 2 * int(math.floor(radius * max(f))) + 2
     return k if k <= _MAX_FIXED_TAPS else 0
 

@@ -241,7 +241,7 @@ def test_reader_errors_name_depths_as_the_reader_calls_it():
 
 @needs_data
 def test_nanosims_no_species_is_an_error():
-    with pytest.raises(DataModelError, match=r"species: expected at least one channel or label of '.*RTIimage\.im'"):
+    with pytest.raises(DataModelError, match=r"species: expected channel names or labels"):
         pfs.read_sims(data_file("sims/RTIimage.im"), species=[])
 
 
@@ -475,6 +475,36 @@ def test_sims_isotope_with_a_sign_gives_the_polarity(tmp_path):
     assert pfs.read_sims(q, pixel_size="72 nm").O16.attrs["polarity"] == "-"
     with pytest.raises(DataModelError, match=r"polarity: expected the sign of isotope '6Li\+' \('\+'\), got '-'"):
         pfs.read_sims(p, isotope="6Li+", polarity="-", pixel_size="72 nm")
+
+
+@pytest.mark.parametrize(("line", "match"), [("Polarity: sideways", "polarity: expected '\\+' or '-', got 'sideways' in the header of '.*li6.txt'"),
+                                           ("Mass: heavy", "mass: expected a number of u, got 'heavy' in the header of '.*li6.txt'")])
+def test_a_bad_header_value_names_the_file(tmp_path, line, match):
+    p = write_csv(tmp_path / "li6.txt", np.ones((4, 5)), header=f"Isotope: 6Li\n{line}\n", sep="\t", trailing=False)
+    with pytest.raises(DataModelError, match=match):
+        pfs.read_sims(p, pixel_size="72 nm")
+
+
+@pytest.mark.parametrize("cols", [1, 300])
+def test_text_matrix_holds_8_bytes_a_value_while_reading(tmp_path, cols):
+    """A text matrix is parsed into float64 as it is read: a one-column file of 300000 rows (0.6 MB) took
+    ~50 MB of Python floats and lists (~85 bytes a file byte); numpy's loadtxt is the reference for the values."""
+    import tracemalloc
+
+    from pfibsims.io.text import read_text_matrix
+
+    rows = 300000 // cols
+    m = np.random.default_rng(3).integers(0, 9, (rows, cols))
+    p = tmp_path / "m.csv"
+    np.savetxt(p, m, fmt="%d", delimiter=",")
+    tracemalloc.start()
+    try:
+        _, data = read_text_matrix(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(data, np.loadtxt(p, delimiter=",", ndmin=2))
+    assert peak < 3 * 8 * m.size + 2**20  # the values (an array that grows by doubling) and one line
 
 
 def test_sims_mapping_names_the_isotope_of_each_series(tmp_path):

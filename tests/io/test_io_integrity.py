@@ -119,6 +119,17 @@ def test_a_deleted_chunk_is_an_error_at_open_and_at_compute(store):
         pfs.open_dataset(store)
 
 
+def test_a_chunk_that_cannot_be_read_is_said_so_at_open_and_at_compute(store):
+    # a chunk file replaced by a folder (as one this user may not read): not "overwritten by another save"
+    ds = pfs.open_dataset(store)
+    (store / "Li6/c/0/2/1").unlink()
+    (store / "Li6/c/0/2/1").mkdir()
+    with pytest.raises(FileFormatError, match=r"run.zarr/Li6/c/0/2/1: expected a readable chunk file, but reading it failed \(Is a directory\)"):
+        ds.Li6.load()
+    with pytest.raises(FileFormatError, match=r"run.zarr: chunk 'Li6/c/0/2/1' is missing"):  # not a file
+        pfs.open_dataset(store)
+
+
 def test_a_deleted_variable_is_an_error(store):
     shutil.rmtree(store / "Li6")
     with pytest.raises(FileFormatError, match="expected the array 'Li6' the manifest lists, found none"):

@@ -117,6 +117,28 @@ def test_lanczos_rotation_beats_scipy_spline_free_baseline():
     assert err[4] < err[3] < err[2]
 
 
+@pytest.mark.parametrize("a", [8, 9, 12])
+def test_lanczos_rotation_with_many_lobes_follows_the_band_limited_truth(a):
+    # more than 8 lobes do not fit the gather's fixed stack taps: the general loops take them (was a ValueError)
+    src = _image(_wave(64, 64), pixel="10 nm")
+    grid = Grid.of(src, dims=("y", "x"))
+    T = Affine.from_parameters(rotation=33, center=_centre(grid))
+    pts = T(np.stack(np.meshgrid(*grid.coords().values(), indexing="ij"), -1))
+    iy, ix = pts[..., 0] / 10 - 0.5, pts[..., 1] / 10 - 0.5
+    inner = (iy > a + 2) & (iy < 61 - a) & (ix > a + 2) & (ix < 61 - a)
+    err = np.abs(resample(src.Li6, grid, transform=T, a=a).values[0] - _wave_at(pts, 10.0))[inner]
+    assert inner.sum() > 200
+    assert err.max() < 0.02
+
+
+@pytest.mark.parametrize("a", [65, 1000, 10**30])
+def test_lanczos_lobes_are_bounded_before_any_table_is_made(a):
+    src = _image(_wave(16, 16), pixel="10 nm")
+    T = Affine.from_parameters(rotation=5.0)
+    with pytest.raises(PfibsimsError, match=f"a: expected a positive whole number of Lanczos lobes \\(at most 64\\) such as 3, got {a}"):
+        resample(src.Li6, Grid.of(src, dims=("y", "x")), transform=T, a=a)
+
+
 def test_identity_returns_input_lazily(no_compute):
     src = _image(_wave(30, 40).astype(np.float32), chunks=8)
     with no_compute():

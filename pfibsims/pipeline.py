@@ -24,12 +24,13 @@ import xarray as xr
 from ._engine.views import MAX_PIXELS, block_factor
 from ._xr import as_stack, ascending, block_mean, dequantify
 from .dataset import HISTORY, HISTORY_JSON, history, history_attrs, record, validate
-from .errors import CoverageWarning, DataModelError, GridError, PfibsimsError
+from .errors import CoverageWarning, DataModelError, EstimationWarning, GridError, PfibsimsError
 from .grid import Grid
 from .normalization import normalize as _normalize
 from .progress import steps
 from .registration import Registration, estimate_drift
 from .registration import register as _register
+from .registration.drift import WEAK_LINEAR
 from .resampling import coverage, resample
 from .resampling.drift import drift_nm
 from .resampling.slices import SliceMatch, describe, match_slices
@@ -350,7 +351,13 @@ def fuse(
        through the transform (cross-modal
        :func:`~pfibsims.registration.estimate_drift`), so no error accumulates
        along the stack, and the transform is refined through it by a local
-       search from the first answer (the global search runs once). The
+       search from the first answer (the global search runs once). Where
+       the EDS channels predict SIMS poorly by a linear relation (median
+       multiple correlation below
+       :data:`~pfibsims.registration.drift.WEAK_LINEAR`, e.g. a
+       non-monotonic contrast), that drift can be pixels off: it is not
+       used, the slice-to-slice drift (trend kept) and the first
+       registration stand, with an EstimationWarning. The
        drift is then expressed relative to slice 0 (the data model's
        convention), its slice-0 offset folded into the transform.
     4. Resampling (:func:`~pfibsims.resampling.resample`) of every SIMS channel
@@ -506,10 +513,20 @@ def fuse(
         T, report = found.transform, found.report
     # 3. an estimated SIMS drift is measured again against the matching EDS slices
     if drift is True and sims_drift is not None and isinstance(register, str):
-        sims_drift = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
-        # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
-        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")
-        T, report = found.transform, found.report
+        cross = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
+        if float(np.median(cross.quality)) >= WEAK_LINEAR:
+            sims_drift = cross
+            # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
+            found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")
+            T, report = found.transform, found.report
+        else:  # a linear prediction this weak can put the drift pixels off (a non-monotonic contrast): not used
+            warnings.warn(
+                f"fuse: the cross-modal drift is not used (the EDS channels predict SIMS poorly by a linear relation: "
+                f"median multiple correlation {float(np.median(cross.quality)):.2f}, below {WEAK_LINEAR}); the "
+                "slice-to-slice drift, its smooth trend kept, and the first registration stand. Slice-to-slice "
+                "correlation cannot tell a smooth drift from structures that lean through the stack: give drift= "
+                "(e.g. estimate_drift(sims[...], fiducial=...)) if that matters",
+                EstimationWarning, stacklevel=2)
         # the data model's gauge: drift relative to slice 0, its offset folded into the transform
         d0 = sims_drift.isel(z=0).sel(component=["y", "x"]).values
         T = Affine.translation(tuple(float(v) for v in d0)) @ T

@@ -136,6 +136,33 @@ def noisy_map_bound(tex: np.ndarray, *, shift: tuple[float, float], counts: floa
     return np.sqrt(np.diag(np.linalg.inv(info))[2:])
 
 
+def cross_modal_stacks(data: Path, contrast: str):
+    """A real SEM image as the drift-free reference (8 slices) and its view through a known rigid transform (2 deg,
+    a shift), at 1.3x the pixel size, 30 counts a pixel, in the given contrast, with a known drift of +/- 4 px a
+    slice: ``(moving, reference, T, drift nm, px)``."""
+    tex, px = zeiss_texture(data)
+    tex = tex[:200, :300]
+    n, mpx = 8, 1.3 * px
+    drift = np.random.default_rng(7).uniform(-4.0, 4.0, (n, 2)) * px  # nm
+    centre = (100 * px, 150 * px)
+    T = Affine.from_parameters(rotation=2.0, shift=(2.7 * px, -1.3 * px), center=centre)
+    my, mx = np.arange(0.1 * 200 * px / mpx, 0.9 * 200 * px / mpx), np.arange(0.1 * 300 * px / mpx, 0.9 * 300 * px / mpx)
+    q = np.stack(np.meshgrid(my * mpx, mx * mpx, indexing="ij"), -1).reshape(-1, 2)
+    smooth = ndi.gaussian_filter(tex, 0.65, mode="nearest")
+    rng = np.random.default_rng(0)
+    look = {"same": lambda v: v, "inverted": lambda v: 1 - v, "remap": remap}[contrast]
+    slices = []
+    for d in drift:
+        p = (Affine.translation(tuple(d)) @ T).inverse()(q) / px - 0.5  # fixed pixel index of each moving point
+        v = ndi.map_coordinates(smooth, [p[:, 0], p[:, 1]], order=3, mode="nearest").reshape(my.size, mx.size)
+        v = np.clip((v - tex.min()) / np.ptp(tex), 0, 1)
+        slices.append(rng.poisson(30 * (0.05 + look(v)) / 0.55))
+    moving = pfs.stack({"Li6": np.stack(slices).astype(float)}, pixel_size=f"{mpx!r} nm", slice_thickness="50 nm",
+                   origin=(f"{float(my[0] * mpx)!r} nm", f"{float(mx[0] * mpx)!r} nm"), modality="SIMS").Li6
+    reference = pfs.stack({"SE": np.stack([tex] * n)}, pixel_size=f"{px!r} nm", slice_thickness="50 nm", modality="SEM")
+    return moving, reference, T, drift, px
+
+
 def leaning_stack(tex: np.ndarray, *, n: int = 40, lean: tuple[float, float] = (0.35, -0.2), wobble: float = 0.15,
                   counts: float = 50.0, seed: int = 0) -> np.ndarray:
     """``n`` slices of a real image whose structures lean through the stack, with no drift: ``(n, y, x)`` counts.

@@ -11,7 +11,7 @@ import scipy.ndimage as ndi
 import tifffile
 import xarray as xr
 from conftest import raise_if_dask_computes
-from real_pairs import leaning_stack, remap, shift_slices, zeiss_texture
+from real_pairs import cross_modal_stacks, leaning_stack, shift_slices, zeiss_texture
 from scenes import CROSS_DRIFT, CROSS_T, field_errors, phantom, scene_stack
 from stacks import drift_table, shifted_stack
 
@@ -330,38 +330,11 @@ def test_fiducial_drift_of_a_real_image_far_from_the_origin(shared_data, origin)
     assert not d.outlier.any()
 
 
-def _cross_modal_case(shared_data, contrast):
-    """A real SEM image as the drift-free reference (8 slices) and its view through a known rigid transform (2 deg,
-    a shift), at 1.3x the pixel size, 30 counts a pixel, in the given contrast, with a known drift of +/- 4 px a
-    slice: ``(moving, reference, T, drift nm, px)``."""
-    tex, px = zeiss_texture(shared_data)
-    tex = tex[:200, :300]
-    n, mpx = 8, 1.3 * px
-    drift = np.random.default_rng(7).uniform(-4.0, 4.0, (n, 2)) * px  # nm
-    centre = (100 * px, 150 * px)
-    T = Affine.from_parameters(rotation=2.0, shift=(2.7 * px, -1.3 * px), center=centre)
-    my, mx = np.arange(0.1 * 200 * px / mpx, 0.9 * 200 * px / mpx), np.arange(0.1 * 300 * px / mpx, 0.9 * 300 * px / mpx)
-    q = np.stack(np.meshgrid(my * mpx, mx * mpx, indexing="ij"), -1).reshape(-1, 2)
-    smooth = ndi.gaussian_filter(tex, 0.65, mode="nearest")
-    rng = np.random.default_rng(0)
-    look = {"same": lambda v: v, "inverted": lambda v: 1 - v, "remap": remap}[contrast]
-    slices = []
-    for d in drift:
-        p = (Affine.translation(tuple(d)) @ T).inverse()(q) / px - 0.5  # fixed pixel index of each moving point
-        v = ndi.map_coordinates(smooth, [p[:, 0], p[:, 1]], order=3, mode="nearest").reshape(my.size, mx.size)
-        v = np.clip((v - tex.min()) / np.ptp(tex), 0, 1)
-        slices.append(rng.poisson(30 * (0.05 + look(v)) / 0.55))
-    moving = stack({"Li6": np.stack(slices).astype(float)}, pixel_size=f"{mpx!r} nm", slice_thickness="50 nm",
-                   origin=(f"{float(my[0] * mpx)!r} nm", f"{float(mx[0] * mpx)!r} nm"), modality="SIMS").Li6
-    reference = stack({"SE": np.stack([tex] * n)}, pixel_size=f"{px!r} nm", slice_thickness="50 nm", modality="SEM")
-    return moving, reference, T, drift, px
-
-
 @pytest.mark.shared_data
 @pytest.mark.parametrize("contrast", ["same", "inverted"])
 def test_cross_modal_drift_of_a_real_image_through_a_rigid_transform(shared_data, contrast):
     # a linear relation either way (measured: 0.01-0.02 px at most)
-    moving, reference, T, drift, px = _cross_modal_case(shared_data, contrast)
+    moving, reference, T, drift, px = cross_modal_stacks(shared_data, contrast)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EstimationWarning)
         d = reg.estimate_drift(moving, reference=reference, transform=T)
@@ -375,7 +348,7 @@ def test_cross_modal_drift_under_a_non_monotonic_contrast_warns_and_flags(shared
     # the same stack in a non-monotonic contrast: the linear prediction the cross-modal drift maximises is weak
     # (multiple correlation ~0.4) and its optimum is pixels off, up to the search bound; it was returned with no
     # warning and no slice flagged (found by a bug hunt: 14.7 px off on the 512 px image)
-    moving, reference, T, drift, px = _cross_modal_case(shared_data, "remap")
+    moving, reference, T, drift, px = cross_modal_stacks(shared_data, "remap")
     with pytest.warns(EstimationWarning, match="predict the slices poorly by a linear relation"):
         d = reg.estimate_drift(moving, reference=reference, transform=T)
     assert float(np.median(d.quality)) < 0.5
@@ -387,7 +360,7 @@ def test_cross_modal_drift_under_a_non_monotonic_contrast_warns_and_flags(shared
 def test_cross_modal_drift_at_its_search_bound_is_flagged(shared_data):
     # started 20 px from the truth, beyond the search's reach (14 reference pixels): every slice stops at the bound,
     # pixels off; they were returned unflagged
-    moving, reference, T, drift, px = _cross_modal_case(shared_data, "same")
+    moving, reference, T, drift, px = cross_modal_stacks(shared_data, "same")
     start = xr.DataArray(drift + 20 * px, dims=("z", "component"), coords={"component": ["y", "x"]},
                          attrs={"units": "nm"})
     with pytest.warns(EstimationWarning) as said:  # also: a weak linear prediction (misplaced, it is)

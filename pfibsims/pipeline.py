@@ -30,7 +30,7 @@ from .normalization import normalize as _normalize
 from .progress import steps
 from .registration import Registration, estimate_drift
 from .registration import register as _register
-from .registration.drift import WEAK_LINEAR
+from .registration.drift import WEAK_LINEAR, weak_linear
 from .resampling import coverage, resample
 from .resampling.drift import drift_nm
 from .resampling.slices import SliceMatch, describe, match_slices
@@ -514,7 +514,7 @@ def fuse(
     # 3. an estimated SIMS drift is measured again against the matching EDS slices
     if drift is True and sims_drift is not None and isinstance(register, str):
         cross = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
-        if float(np.median(cross.quality)) >= WEAK_LINEAR:
+        if not weak_linear(cross.quality):
             sims_drift = cross
             # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
             found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")

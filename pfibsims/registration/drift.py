@@ -446,8 +446,7 @@ def estimate_drift(
 
 def _check_on_grid(ref: Grid, grid: Grid) -> None:
     """A DataModelError unless an image reference lies on the stack's in-plane grid (to 1 % of a pixel)."""
-    tol = 0.01 * min(grid.spacing)
-    if not (np.allclose(ref.spacing, grid.spacing, rtol=0, atol=tol) and np.allclose(ref.origin, grid.origin, rtol=0, atol=tol)):
+    if not grid.isclose(ref, rtol=0.01):
         raise DataModelError(f"reference: expected an image on the stack's (y, x) grid (spacing {grid.spacing} nm, first "
                              f"pixel at {grid.origin} nm), got spacing {ref.spacing} nm, first pixel at {ref.origin} nm; "
                              f"resample it onto the stack first (pfibsims.resample)")
@@ -541,8 +540,15 @@ def _drift_array(arr: xr.DataArray, drift: np.ndarray, quality: np.ndarray, outl
 WEAK_LINEAR = 0.5
 
 
+def weak_linear(quality: Any) -> bool:
+    """True when the median multiple correlation of a cross-modal drift is below :data:`WEAK_LINEAR`: the
+    reference channels predict the slices too poorly by a linear relation for its answer to be trusted."""
+    q = np.asarray(quality, dtype=np.float64)
+    return bool(q.size) and float(np.median(q)) < WEAK_LINEAR
+
+
 def _warn_weak_linear(quality: np.ndarray) -> None:
-    if quality.size and float(np.median(quality)) < WEAK_LINEAR:
+    if weak_linear(quality):
         warnings.warn(
             f"estimate_drift: the reference channels predict the slices poorly by a linear relation (median "
             f"multiple correlation {float(np.median(quality)):.2f}, below {WEAK_LINEAR}): where the contrast of "

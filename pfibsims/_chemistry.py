@@ -15,7 +15,10 @@ percent into atoms per cm^3.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from .errors import PfibsimsError
@@ -54,13 +57,39 @@ CELLS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The private module name of xraydb's formula parser loaded alone (:func:`_chemparse`).
+_PARSER = "pfibsims._xraydb_chemparser"
+
+
+def _chemparse() -> Any:
+    """:func:`xraydb.chemparse`, loaded without the rest of xraydb while xraydb is not imported.
+
+    The parser is a module of its own (``xraydb/chemparser.py``, the standard library only), but
+    ``import xraydb`` also loads SQLAlchemy and the X-ray database (0.5-1 s), which parsing a formula
+    does not need. The module is loaded from its file under a private name (importlib's "importing a
+    source file directly"); from xraydb itself when that is imported already or the file is not there.
+    """
+    if _PARSER not in sys.modules and "xraydb" not in sys.modules:
+        spec = importlib.util.find_spec("xraydb")  # finds the package without importing it
+        path = Path(spec.origin).with_name("chemparser.py") if spec is not None and spec.origin else None
+        parser = importlib.util.spec_from_file_location(_PARSER, path) if path is not None and path.is_file() else None
+        if parser is not None and parser.loader is not None:
+            module = importlib.util.module_from_spec(parser)
+            parser.loader.exec_module(module)
+            sys.modules[_PARSER] = module
+    if _PARSER in sys.modules:
+        return sys.modules[_PARSER].chemparse
+    import xraydb
+
+    return xraydb.chemparse
+
+
+
 def _composition(formula: Any, name: str) -> dict[str, float]:
     if not isinstance(formula, str) or not formula.strip():
         raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}")
-    import xraydb  # here, not at import: it loads SQLAlchemy and its database (~1 s)
-
     try:
-        parsed = xraydb.chemparse(formula)
+        parsed = _chemparse()(formula)
     except (ValueError, RecursionError, AssertionError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None

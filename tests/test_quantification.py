@@ -41,6 +41,35 @@ def test_atom_fractions_by_hand():
     assert mean_atomic_mass("LiCoO2") == pytest.approx((6.94 + 58.933 + 2 * 15.999) / 4, rel=1e-4)
 
 
+
+def test_formula_parser_is_xraydbs_without_the_database():
+    """Parsing a formula loads xraydb's parser alone (not SQLAlchemy and the database: 0.5-1 s), and it is
+    xraydb's own chemparse: the same answers and the same errors (a fresh process: nothing imported before)."""
+    import subprocess
+    import sys
+
+    import xraydb
+
+    formulas = ["Li6.4La3Zr1.4Ta0.6O12", "Ca3(PO4)2", "Mn(SO4)2(H2O)7", "Zn1.e-5Fe3O4", "LiNi0.8Mn0.1Co0.1O2",
+                "co", "Xx2", "Li(CoO2"]
+
+    def parse(fn, f):
+        try:
+            return fn(f)
+        except ValueError as exc:
+            return f"ValueError: {exc}"
+
+    code = ("import json, sys; from pfibsims._chemistry import _chemparse\n"
+            "def parse(f):\n try:\n  return _chemparse()(f)\n except ValueError as exc:\n  return f'ValueError: {exc}'\n"
+            f"print(json.dumps([[parse(f) for f in {formulas!r}], [m for m in ('xraydb', 'sqlalchemy') if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    parsed, loaded = json.loads(out)
+    assert loaded == []
+    assert parsed == [parse(xraydb.chemparse, f) for f in formulas]
+    assert parsed[0] == {"Li": 6.4, "La": 3.0, "Zr": 1.4, "Ta": 0.6, "O": 12.0}
+    assert parsed[-1].startswith("ValueError")
+
+
 def test_theoretical_densities_match_literature():
     # X-ray densities: LiCoO2 5.05 g/cm^3, corundum 3.987 g/cm^3, cubic LLZO 5.1 g/cm^3
     assert theoretical_density("LiCoO2") == pytest.approx(5.05, abs=0.01)

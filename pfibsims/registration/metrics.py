@@ -24,6 +24,8 @@ import numpy as np
 import scipy.fft
 from scipy.cluster.vq import kmeans2
 
+from .._engine.threads import thread_map
+
 __all__ = [
     "bin_edges",
     "correlation_from_moments",
@@ -286,13 +288,15 @@ def mi_surface(
     mbin = np.where(moving_valid & np.isfinite(moving), mbin, -1)
     fm = scipy.fft.rfft2(np.stack([mbin == a for a in range(n_bins)]).astype(np.float32), fshape)
     sl = (slice(None), slice(hf - 1, hc), slice(wf - 1, wc))
-    out = []
-    for lab in images:
+
+    def one(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fl = scipy.fft.rfft2(np.stack([lab[::-1, ::-1] == b for b in range(n_labels)]).astype(np.float32), fshape)
         joint = np.empty((n_labels, n_bins, hc - hf + 1, wc - wf + 1))
         for b in range(n_labels):
             joint[b] = scipy.fft.irfft2(fm * fl[b], fshape)[sl]
-        out.append(_mi_of_counts(np.maximum(np.rint(joint), 0.0)))
+        return _mi_of_counts(np.maximum(np.rint(joint), 0.0))
+
+    out = thread_map(one, images)  # the label images (tiles) on the machine's cores; inline inside the pool
     return out if many else out[0]
 
 

@@ -539,12 +539,14 @@ def global_search(
     pad = tuple(int(round(s / hh)) for s, hh in zip(search, h, strict=False))
     labels = _label_image(level)
     need = min_overlap * coverable(level) * level.n_fixed
-    surfaces = []
-    for log_scale in log_scales:
-        for angle in angles:
-            canvas, ok = _canvas(level, initial, float(angle), pad, center, float(log_scale))
-            mi, count = mi_surface(canvas, ok, labels, level.edges, level.n_labels)
-            surfaces.append(np.where(count >= need, mi, -np.inf))
+
+    def surface(pose: tuple[float, float]) -> np.ndarray:
+        canvas, ok = _canvas(level, initial, pose[1], pad, center, pose[0])
+        mi, count = mi_surface(canvas, ok, labels, level.edges, level.n_labels)
+        return np.where(count >= need, mi, -np.inf)
+
+    # each pose on the machine's cores (the FFTs, map_coordinates and numpy's large ufuncs release the GIL)
+    surfaces = thread_map(surface, [(float(s), float(a)) for s in log_scales for a in angles])
     surf = np.stack(surfaces).reshape(len(log_scales), len(angles), *surfaces[0].shape)
     finite = surf[np.isfinite(surf)]
     if finite.size == 0:

@@ -320,6 +320,32 @@ def test_reduced_view_holds_the_means_of_groups_of_slices():
     assert reduced_view(moving.Li6, fixed, z=3, groups=groups).groups == []
 
 
+
+def test_a_small_view_is_reduced_in_memory_as_the_graph_reduces_it(monkeypatch):
+    """A view of at most IN_MEMORY_VALUES values is reduced with numpy (no graph of small tasks); the same
+    means as the dask path, drift-corrected (NaN where a slice leaves the field) and by groups."""
+    from pfibsims.registration import views
+    from pfibsims.registration.pairwise import slice_groups
+
+    drifts = [(7.0 * k, -4.0 * k) for k in range(14)]
+    moving, fixed = scene_stack(CROSS_T, drifts)
+    moving, fixed = moving.chunk({"z": 1}), fixed.chunk({"z": 1})
+    groups = slice_groups(14)
+    drift = np.asarray(drifts) * 1.3  # off the truth: the shifted slices leave the field (NaN there)
+    assert moving.Li6.size + sum(c.size for c in fixed.data_vars.values()) <= views.IN_MEMORY_VALUES
+    with raise_if_dask_computes(max_computes=1):
+        small = views.reduced_view(moving.Li6, fixed, drift=drift, groups=groups)
+    monkeypatch.setattr(views, "IN_MEMORY_VALUES", 0)
+    graph = views.reduced_view(moving.Li6, fixed, drift=drift, groups=groups)
+    assert np.isnan(graph.moving).any() or np.isnan(graph.groups[-1][0]).any()
+    np.testing.assert_allclose(small.moving, graph.moving, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(small.fixed, graph.fixed, rtol=1e-12)
+    for (sm, sf), (gm, gf) in zip(small.groups, graph.groups, strict=True):
+        np.testing.assert_allclose(sm, gm, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(sf, gf, rtol=1e-12)
+    assert small.description == graph.description
+
+
 def test_a_grouped_view_reads_its_stacks_in_chunks_of_a_group():
     import dask.array as da
 

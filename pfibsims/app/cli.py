@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,37 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import CoverageWarning, PfibsimsError
+
+#: The option each keyword argument of a library call is given by, by call: an error the library raises
+#: names the argument (``min_coverage: expected ...``), the command reports the option the user typed
+#: (``--min-coverage: expected ...``). Keyed by call because one argument comes from different options
+#: (``pixel_size``: ``--pixel-size`` for read_eds and read_sem, ``--sims-pixel-size`` for read_sims).
+_OPTIONS: dict[str, dict[str, str]] = {
+    "read_eds": {"path_or_paths": "--eds", "lines": "--lines", "pixel_size": "--pixel-size",
+                 "slice_thickness": "--slice-thickness"},
+    "read_sims": {"path_or_paths": "--sims", "pixel_size": "--sims-pixel-size", "isotope": "--isotope",
+                  "slice_thickness": "--slice-thickness"},
+    "read_sem": {"path_or_paths": "--sem", "pixel_size": "--pixel-size", "slice_thickness": "--slice-thickness"},
+    "fuse": {"min_coverage": "--min-coverage", "register": "--register", "initial": "--initial", "strict": "--strict"},
+    "save": {"path": "--out"},
+    "demo": {"n_slices": "--slices", "seed": "--seed", "channels": "--channels"},
+    "report": {"channels": "--channels"},
+}
+
+
+@contextlib.contextmanager
+def _options(call: str) -> Iterator[None]:
+    """Re-raise a PfibsimsError of ``call`` with the arguments it names (``name:`` as a word, not inside a
+    path or a quote) spelt as the command's options (:data:`_OPTIONS`)."""
+    try:
+        yield
+    except PfibsimsError as exc:
+        text = str(exc)
+        for name, option in _OPTIONS[call].items():
+            text = re.sub(rf"(?<![\w\-./\\'\"]){re.escape(name)}(?=:(?:\s|$))", option, text)
+        if text == str(exc):
+            raise
+        raise type(exc)(text) from exc
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -142,18 +174,23 @@ def _fuse(args: argparse.Namespace) -> int:
         raise PfibsimsError(f"--out: expected a new path, found an existing {args.out}; pass --overwrite to replace it")
     common = {"slice_thickness": args.slice_thickness} if args.slice_thickness else {}
     paths = lambda v: v if len(v) > 1 else v[0]  # noqa: E731 - one path or a list/glob
-    eds = read_eds(paths(args.eds), lines=args.lines, pixel_size=args.pixel_size, **common)
-    sims = read_sims(paths(args.sims), pixel_size=args.sims_pixel_size, isotope=args.isotope, **common)
-    sem = read_sem(paths(args.sem), pixel_size=args.pixel_size, **common) if args.sem else None
+    with _options("read_eds"):
+        eds = read_eds(paths(args.eds), lines=args.lines, pixel_size=args.pixel_size, **common)
+    with _options("read_sims"):
+        sims = read_sims(paths(args.sims), pixel_size=args.sims_pixel_size, isotope=args.isotope, **common)
+    with _options("read_sem"):
+        sem = read_sem(paths(args.sem), pixel_size=args.pixel_size, **common) if args.sem else None
     initial = _initial(args.initial)
     with _scheduler(args.scheduler), warnings.catch_warnings():
         warnings.simplefilter("always", CoverageWarning)
         warnings.showwarning = _print_warning
         print("-- fuse: drift, registration, Lanczos resampling", flush=True)
-        vol = fuse(eds, sims, sem, drift=not args.no_drift, register=None if args.register == "none" else args.register,
-                   initial=initial, min_coverage=args.min_coverage, strict=args.strict)
+        with _options("fuse"):
+            vol = fuse(eds, sims, sem, drift=not args.no_drift, register=None if args.register == "none" else args.register,
+                       initial=initial, min_coverage=args.min_coverage, strict=args.strict)
         print(f"-- save {args.out}", flush=True)
-        save(vol, args.out, overwrite=args.overwrite)
+        with _options("save"):
+            save(vol, args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return 0
 
@@ -182,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"demo": _demo, "fuse": _fuse, "report": _report}[args.command](args)
+        with _options(args.command):
+            return {"demo": _demo, "fuse": _fuse, "report": _report}[args.command](args)
     except PfibsimsError as exc:
         print(f"pfibsims {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -203,8 +203,8 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     ------
     FileFormatError
         When ``path`` exists (or appears while writing: another save) and ``overwrite`` is
-        False; when it is something other than a Zarr store (never replaced); when its parent
-        is missing.
+        False; when it is something other than a Zarr store (never replaced) or a symbolic
+        link (neither the link nor its store is replaced); when its parent is missing.
     DataModelError
         When ``ds`` does not follow the data model.
 
@@ -233,6 +233,7 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise FileFormatError(f"path: '{target}' already exists; pass overwrite=True to replace it")
+        _check_not_a_link(target)
         _check_replaceable(target)
     tmp = temp_path(target)
     try:
@@ -275,6 +276,17 @@ def _restored(ds: xr.Dataset) -> xr.Dataset:
         if isinstance(obj.attrs.get(HISTORY), list):
             obj.attrs.update(history_attrs(history(obj)))
     return ds
+
+
+def _check_not_a_link(target: Path) -> None:
+    """The exchange of :func:`~pfibsims.io._atomic.place` swaps directory entries: on a symbolic link it would
+    replace the link, not the store the link points to, so a link is not overwritten (which one was meant?)."""
+    if target.is_symlink():
+        to = os.path.realpath(target)
+        raise FileFormatError(
+            f"path: '{target}' is a symbolic link to '{to}'; overwrite=True would replace the link, not the store: "
+            f"save to '{to}' to replace that store (the link then shows it), or remove the link"
+        )
 
 
 def _check_replaceable(target: Path) -> None:

@@ -209,6 +209,29 @@ def test_fuse_command_errors(tmp_path, capsys):
     assert "--scheduler: expected threads, processes or a scheduler address" in capsys.readouterr().err
 
 
+def test_fuse_command_errors_name_the_options_typed_not_the_keyword_arguments(tmp_path, capsys):
+    """The library names its arguments (``min_coverage: expected ...``); the command names the option the user
+    typed, also where one argument comes from two options (``pixel_size``: --pixel-size or --sims-pixel-size)."""
+    eds, sims, _ = _write_files(tmp_path)
+    base = ["fuse", "--eds", *map(str, eds), "--sims", str(sims), "--out", str(tmp_path / "o.zarr"), "--isotope", "6Li",
+            "--register", "none", "--no-drift"]
+    good = {"--sims-pixel-size": "50 nm", "--slice-thickness": "60 nm"}
+    cases = [
+        ({"--min-coverage": "5"}, "--min-coverage: expected a fraction between 0 and 1 such as 0.1, got 5.0"),
+        ({"--sims-pixel-size": "50 banana"}, "--sims-pixel-size: expected a length such as '81.4 nm', got '50 banana'"),
+        ({"--pixel-size": "x"}, "--pixel-size: expected a length such as '81.4 nm', got 'x'"),
+        ({"--slice-thickness": "-60 nm"}, "--slice-thickness: expected a positive length, got '-60 nm'"),
+        ({"--lines": "Qq_Ka"}, "--lines: expected channels the file"),
+    ]
+    for bad, message in cases:
+        options = [t for k, v in {**good, **bad}.items() for t in (k, v)]
+        assert main(base + options) == 2
+        err = capsys.readouterr().err
+        assert f"pfibsims fuse: error: {message}" in err
+        assert not any(f"{name}:" in err for name in ("min_coverage", "pixel_size", "slice_thickness", " lines"))
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_fuse_command_on_a_distributed_scheduler_address(tmp_path, dask_cluster):
     eds, sims, zr = _write_files(tmp_path)
     common = ["--sims-pixel-size", "50 nm", "--isotope", "6Li", "--slice-thickness", "60 nm", "--register", "none",

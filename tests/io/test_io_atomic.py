@@ -73,14 +73,22 @@ def test_overwrite_never_replaces_user_files(tmp_path, kind, mode):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
 
 
-def test_a_symlink_to_a_store_is_replaced_by_the_store_not_followed(tmp_path, mode):
+def test_overwrite_of_a_symlink_to_a_store_is_refused_and_both_are_kept(tmp_path, mode):
+    """The atomic exchange swaps directory entries: on a link it replaced the link by a directory and left the
+    store it pointed to as it was, which neither reading of "overwrite the store at this path" expects.
+    Refused, naming both paths; the link and its store are untouched."""
     real = pfs.save(_ds(1.0), tmp_path / "real.zarr")
     link = tmp_path / "link.zarr"
     link.symlink_to(real)
-    pfs.save(_ds(2.0), link, overwrite=True)
-    assert not link.is_symlink()
+    with pytest.raises(FileFormatError, match=r"link\.zarr' is a symbolic link to '.*real\.zarr'.*save to '.*real\.zarr'"):
+        pfs.save(_ds(2.0), link, overwrite=True)
+    assert link.is_symlink()
+    assert link.resolve() == real.resolve()
+    assert float(pfs.open_dataset(link).Li6.max()) == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zarr", "real.zarr"]  # no temporary left
+    pfs.save(_ds(2.0), link.resolve(), overwrite=True)  # the way the message gives: the store replaced, the link kept
+    assert link.is_symlink()
     assert float(pfs.open_dataset(link).Li6.max()) == 2.0
-    assert float(pfs.open_dataset(real).Li6.max()) == 1.0  # what the link pointed to is untouched
 
 
 def test_stale_temporaries_are_cleaned_by_the_next_save_and_live_ones_kept(tmp_path, mode):

@@ -184,6 +184,67 @@ def test_jeol_maps_are_the_pts_counts_in_their_rois():
         assert (offset + lo * width) == pytest.approx(int(roi["StartRoi"]) * 10.0, abs=width)
 
 
+def _pts_with_events(path, real, sweeps, channel):
+    """A JEOL .pts: the real file's header (calibration, 512 x 512, 14 sweeps declared), then an event stream of
+    ``len(sweeps)`` complete sweeps, sweep k holding ``sweeps[k]`` X-rays of ``channel`` at pixel (0, 0).
+
+    The stream words are those RosettaSciIO's decoder reads: 0x9000 | y and 0x8000 | x in 4096 scan steps
+    (8 a pixel here), 0xB000 | channel for an X-ray; a sweep is complete when its last y is the last row."""
+    head = real.read_bytes()
+    data_pos = int(np.frombuffer(head, "<u4", 6, 12)[4])
+    words = []
+    for n in sweeps:
+        words += [0x9000, 0x8000] + [0xB000 | channel] * n + [0x9000 | 4088, 0x8000 | 4088]
+    stream = np.asarray(words, "<u2").tobytes()
+    fields = np.frombuffer(head, "<u4", 6, 12).copy()
+    fields[5] = len(stream)  # data_len
+    path.write_bytes(head[:12] + fields.tobytes() + head[36:data_pos] + stream)
+    return path
+
+
+def test_jeol_pts_counts_of_255_and_more_in_one_channel_are_read_not_refused(tmp_path):
+    """RosettaSciIO decodes a .pts into uint8 by default and stops at 255 counts in a pixel's channel: two sweeps of
+    300 and 200 C K X-rays in one pixel were refused as a corrupt file. The reference: the sum of the sweeps
+    read one by one (``frame_list=[k]``) in a dtype that cannot overflow."""
+    from rsciio.jeol import file_reader
+
+    real = data_file("eds/jeol_spectrum_image/View000_0000006.pts")
+    path = _pts_with_events(tmp_path / "hot.pts", real, [300, 200], 124)  # channel 124: 279 eV, C K
+    per_sweep = [file_reader(str(path), cutoff_at_kV=0.5, frame_list=[k], SI_dtype=np.uint32)[0]["data"] for k in range(2)]
+    assert [int(c[0, 0, 124]) for c in per_sweep] == [300, 200]
+    assert sum(int(c.sum()) for c in per_sweep) == 500
+    ds = pfs.read_eds(path, lines=["C_Ka"], method="window")
+    c = ds.C_Ka.values[0]
+    assert c[0, 0] == 500 == (per_sweep[0] + per_sweep[1])[0, 0].sum()
+    assert c.sum() == 500
+
+
+def test_jeol_pts_a_channel_that_fills_16_bits_is_a_clear_error(tmp_path):
+    path = _pts_with_events(tmp_path / "full.pts", data_file("eds/jeol_spectrum_image/View000_0000006.pts"), [65535], 124)
+    with pytest.raises(FileFormatError, match=r"full\.pts: expected fewer than 65535 X-rays in one energy channel of one pixel"):
+        pfs.read_eds(path, lines=["C_Ka"], method="window")
+
+
+@pytest.mark.slow
+def test_jeol_pts_real_sweeps_summed_equal_the_sum_of_each_sweep_read_alone():
+    """The 14 complete sweeps of the real .pts, each decoded alone by RosettaSciIO (``frame_list=[k]``, uint32) and
+    added, give pfibsims' C K window map pixel for pixel (the 15th, incomplete sweep is left out by both)."""
+    from rsciio.jeol import file_reader
+
+    path = data_file("eds/jeol_spectrum_image/View000_0000006.pts")
+    ds = pfs.read_eds(path, lines=["C_Ka"], method="window")
+    cal = ds.attrs["energy_calibration"]
+    offset, width = (float(cal[k].split()[0]) for k in ("offset", "channel_width"))
+    lo, hi = line_window("C_Ka", fwhm_mnka=ds.attrs["detector_fwhm_mnka"])
+    energy = offset + width * np.arange(146)
+    sel = (energy >= lo) & (energy <= hi)
+    total = np.zeros((512, 512), np.int64)
+    for k in range(15):
+        total += file_reader(str(path), cutoff_at_kV=0.5, frame_list=[k], SI_dtype=np.uint32)[0]["data"][..., sel].sum(-1, dtype=np.int64)
+    assert total.sum() > 10000
+    np.testing.assert_array_equal(ds.C_Ka.values[0], total)
+
+
 # ---------------------------------------------------------------- SEM TIFF: pages, data bars, order, ASV
 
 

@@ -83,6 +83,8 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
 
     Only the tiles, each with its halo of the kernel radius, are read and
     smoothed (:func:`pfibsims._engine.views.sample_tiles`), on the shared threads; ``nearest`` at the faces.
+    A voxel whose own value is not finite (or with less than 1e-3 of the kernel weight finite) is NaN, as
+    in the labels: :func:`_fit` leaves it out.
     Returns the samples (float32, the smoother's own type: 4 bytes a voxel of the sample) and the number of tiles.
     """
     shape = channels[0].shape
@@ -101,8 +103,12 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
         block, tile, w = item
         block = np.asarray(block, dtype=np.float32)
         pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
-        block = gaussian(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
-        return block[tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))].ravel()
+        block = np.pad(block, pads, mode="edge") if any(map(any, pads)) else block
+        core = tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))
+        out = gaussian(block, sigma, fill=np.nan)[core]  # NaN where no finite value is in reach, as the labeller
+        if not np.isfinite(block[core]).all():
+            out[~np.isfinite(block[core])] = np.nan  # a voxel with no value of its own is no sample (nor labelled)
+        return out.ravel()
 
     values = thread_map(smoothed, blocks)  # scipy.ndimage releases the GIL: the blocks smooth on every core
     n = len(tiles)
@@ -202,6 +208,12 @@ def classify_phases(
        ``smooth`` (a physical length: ``smooth / spacing`` voxels per axis,
        the values of ``scipy.ndimage.gaussian_filter`` with
        ``mode="nearest"``, ``truncate=4.0`` on float32, to the bit).
+       Non-finite values (a masked region, a missing tile) carry no
+       weight: a voxel whose kernel reaches one is smoothed from its finite
+       neighbours (normalised convolution,
+       :func:`pfibsims._engine.smooth.gaussian`); a voxel with a
+       non-finite value of its own is left out of the class fit and
+       labelled 0 (``"unassigned"``).
     2. The smoothed counts of a sample of voxels are split into classes by
        k-means (Euclidean, on the counts as measured: a boundary voxel, a
        mixture of two phases blurred by the probe, lies on the straight line

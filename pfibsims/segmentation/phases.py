@@ -19,7 +19,7 @@ from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
 from .._xr import as_array, dequantify, spacing_nm, spatial_dims
 from ..dataset import channel_attrs, history, history_attrs, record
-from ..errors import DataModelError, EstimationWarning, PfibsimsError
+from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import SPATIAL_DIMS
 from ..units import LENGTH_UNIT, length_nm
 from . import labeller as _labeller
@@ -208,6 +208,12 @@ def classify_phases(
        ``smooth`` (a physical length: ``smooth / spacing`` voxels per axis,
        the values of ``scipy.ndimage.gaussian_filter`` with
        ``mode="nearest"``, ``truncate=4.0`` on float32, to the bit).
+       At measured, uneven slice depths the z kernel is in slice steps of
+       the *median* step (``smooth / median step`` slices; recorded as
+       ``z_step`` in the history): the labels are those of the same stack
+       at regular depths of that step, and a slice whose neighbours are
+       nearer or farther than the median is smoothed with them as if they
+       were one median step away. The labels keep the measured depths.
        Non-finite values (a masked region, a missing tile) carry no
        weight: a voxel whose kernel reaches one is smoothed from its finite
        neighbours (normalised convolution,
@@ -328,7 +334,10 @@ def classify_phases(
         name_classes(np.zeros((1, len(elements))), elements, table)  # every element the table names is measured
     first = ds[names[0]]
     dims = spatial_dims(first, f"ds['{names[0]}']")
-    spacing = spacing_nm(first, f"ds['{names[0]}']")
+    try:
+        spacing, uneven = spacing_nm(first, f"ds['{names[0]}']"), False
+    except GridError:  # measured, uneven depths: the z kernel is in steps of their median
+        spacing, uneven = spacing_nm(first, f"ds['{names[0]}']", uneven_z="median"), True
     sigma_nm = 0.0 if smooth is None or (isinstance(smooth, numbers.Real) and smooth == 0) else length_nm(smooth, name="smooth")
     if not 0 <= sigma_nm <= MAX_SMOOTH_PX * min(spacing_ for spacing_ in spacing if spacing_ == spacing_):
         raise PfibsimsError(f"smooth: expected a length from 0 to {MAX_SMOOTH_PX} pixels, got {smooth!r} ({sigma_nm:.6g} nm)")
@@ -372,6 +381,8 @@ def classify_phases(
         "classify_phases",
         channels=names,
         smooth=f"{sigma_nm:.6g} {LENGTH_UNIT}",
+        z_step=("median of uneven steps, " if uneven else "") + f"{spacing[0]:.6g} {LENGTH_UNIT}"
+        if "z" in dims and first.sizes["z"] > 1 else None,
         phases=kind,
         table={p: {el: list(r) for el, r in sig.items()} for p, sig in (table or {}).items()},
         **how,

@@ -260,6 +260,32 @@ def test_phase_statistics_match_numpy(chunks):
     st.pint.quantify()  # units parse
 
 
+def _uneven(ds: xr.Dataset, seed=0) -> tuple[xr.Dataset, np.ndarray]:
+    """``ds`` at measured slice depths: steps of 50-70 nm (nm, as a slice-and-view run records them)."""
+    steps = np.random.default_rng(seed).uniform(50.0, 70.0, ds.sizes["z"] - 1)
+    z = np.concatenate([[0.0], np.cumsum(steps)])
+    return ds.assign_coords(z=("z", z, {"units": "nm", "axis": "Z"})), steps
+
+
+@pytest.mark.parametrize("chunks", [None, (5, 9, 11)], ids=["numpy", "dask"])
+def test_phase_statistics_at_uneven_depths_take_the_mean_slice_step(chunks):
+    # real slice-and-view depths are uneven: the voxel volume is dx dy times the mean step (what the slices span
+    # over n - 1 steps), i.e. the run's total depth over n; everything else is per voxel and does not change
+    rng = np.random.default_rng(4)
+    lab = rng.integers(0, 3, (8, 12, 14)).astype(np.uint8)
+    values = rng.gamma(3.0, 2.0, lab.shape) + 5 * lab
+    ds, steps = _uneven(_volume({"Li6": values}, chunks))
+    labels = _labels(lab, "matrix LLZTO LCO", chunks, like=ds)
+    st = phase_statistics(ds.Li6, labels)
+    regular = phase_statistics(_volume({"Li6": values}, chunks).Li6, _labels(lab, "matrix LLZTO LCO", chunks))
+    for k in range(3):
+        n = int((lab == k).sum())
+        assert int(st["count"][k]) == n
+        assert float(st["volume"][k]) == pytest.approx(n * SPACING[1] * SPACING[2] * steps.mean() * 1e-9, rel=1e-12)
+    for name in ("count", "fraction", "mean", "std", "min", "q25", "median", "q75", "max"):
+        np.testing.assert_array_equal(st[name].values, regular[name].values)
+
+
 def test_phase_statistics_errors():
     ds = _volume({"Li6": np.ones((2, 3, 4))})
     lab = _labels(np.zeros((2, 3, 4)), "matrix")
@@ -619,6 +645,24 @@ def test_classify_phases_a_nan_hole_leaves_only_its_own_voxels_unassigned(chunks
     outside = ~hole & ~ring
     assert (got[outside] == whole[outside]).mean() > 0.999
     assert (got[ring] == whole[ring]).mean() > 0.8
+
+
+@pytest.mark.parametrize("chunks", [None, (2, 16, 16)], ids=["numpy", "dask"])
+def test_classify_phases_at_uneven_depths_smooths_with_the_median_slice_step(chunks):
+    # measured (uneven) depths: the z kernel is in slice steps of the median step; the labels are those of the
+    # same stack at regular depths of that step, to the bit (the algorithm sees only sigma / step per axis)
+    _, chans = _blocks_phantom(seed=7)
+    ds, steps = _uneven(_volume(chans, chunks))
+    step = float(np.median(steps))
+    regular = ds.assign_coords(z=("z", step * np.arange(ds.sizes["z"]), {"units": "nm", "axis": "Z"}))
+    got = classify_phases(ds)
+    want = classify_phases(regular)
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.z.values, ds.z.values)  # the measured depths kept
+    assert history(got)[-1]["params"]["z_step"] == f"median of uneven steps, {step:.6g} nm"
+    assert history(want)[-1]["params"]["z_step"] == f"{step:.6g} nm"
+    with pytest.raises(GridError, match="z: expected increasing coordinates"):
+        classify_phases(ds.assign_coords(z=("z", ds.z.values[::-1].copy(), {"units": "nm"})))
 
 
 def test_classify_phases_fits_no_class_to_a_masked_region():

@@ -21,6 +21,7 @@ from dask.base import tokenize
 from ._engine.views import MAX_PIXELS, block_factor, dask_block_mean
 from .errors import DataModelError, DataWarning, GridError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
+from .units import length_nm
 
 __all__ = [
     "dequantify",
@@ -154,8 +155,14 @@ def plane_grid(obj: Any, name: str) -> Grid:
         raise GridError(f"{name}: {exc}") from None
 
 
-def spacing_nm(obj: Any, name: str) -> tuple[float, ...]:
-    """Spacing per spatial axis in nm; NaN for a one-voxel axis that does not state its spacing."""
+def spacing_nm(obj: Any, name: str, *, uneven_z: str | None = None) -> tuple[float, ...]:
+    """Spacing per spatial axis in nm; NaN for a one-voxel axis that does not state its spacing.
+
+    ``uneven_z`` (``"median"`` or ``"mean"``): measured slice depths that
+    increase unevenly give that statistic of their steps (the mean is what
+    the slices span over their ``n - 1`` steps, the spacing of a regular
+    ``z``); by default they raise :class:`GridError`, as any irregular axis.
+    """
     out = []
     for d in spatial_dims(obj, name):
         if obj.sizes[d] == 1 and d in obj.coords and "spacing" not in obj.coords[d].attrs:
@@ -164,8 +171,24 @@ def spacing_nm(obj: Any, name: str) -> tuple[float, ...]:
         try:
             out.append(Grid.of(obj, (d,)).spacing[0])
         except PfibsimsError as exc:
-            raise GridError(f"{name}: {exc}") from None
+            step = _uneven_step(obj.coords[d], uneven_z) if d == "z" and uneven_z and d in obj.coords else None
+            if step is None:
+                raise GridError(f"{name}: {exc}") from None
+            out.append(step)
     return tuple(out)
+
+
+def _uneven_step(coord: Any, how: str) -> float | None:
+    """The median or mean step (nm) of increasing, finite depths with length units; None for any other ``z``."""
+    units = coord.attrs.get("units")
+    try:
+        z = np.asarray(coord.values, dtype=np.float64) * length_nm(f"1 {units}", name="z.attrs['units']")
+    except (PfibsimsError, TypeError, ValueError):
+        return None
+    steps = np.diff(z)
+    if units is None or steps.size == 0 or not (np.isfinite(steps).all() and (steps > 0).all()):
+        return None
+    return float(np.median(steps)) if how == "median" else float((z[-1] - z[0]) / steps.size)
 
 
 def ascending(obj: Any) -> tuple[Any, tuple[str, ...]]:

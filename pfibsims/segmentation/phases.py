@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import numbers
 import warnings
 from collections.abc import Sequence
@@ -11,6 +13,7 @@ from typing import Any
 import dask
 import dask.array as darr
 import numpy as np
+import scipy.ndimage as ndi
 import xarray as xr
 
 from .._engine.clusters import MAX_CLASSES, choose_classes, kmeans, subsample
@@ -19,7 +22,7 @@ from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
 from .._xr import as_array, dequantify, spacing_nm, spatial_dims
 from ..dataset import channel_attrs, history, history_attrs, record
-from ..errors import DataModelError, EstimationWarning, PfibsimsError
+from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import SPATIAL_DIMS
 from ..units import LENGTH_UNIT, length_nm
 from . import labeller as _labeller
@@ -36,6 +39,14 @@ _SAMPLE = SAMPLE_SLICES * MAX_PIXELS
 
 #: The class centroids are fitted on at most this many of the sampled voxels.
 FIT_VOXELS = 100_000
+
+
+#: A class named by two phases' elements together is their boundary mixture when at most this share of
+#: its sampled voxels lies ``MIXTURE_REACH`` px or more from either of them (see :func:`_mixtures`).
+MIXTURE_CORE = 0.05
+
+#: In-plane reach (px) of a boundary mixture to the two phases it mixes (one slice along z).
+MIXTURE_REACH = 3
 
 
 def _feature_channels(ds: xr.Dataset, channels: Any) -> list[str]:
@@ -83,6 +94,8 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
 
     Only the tiles, each with its halo of the kernel radius, are read and
     smoothed (:func:`pfibsims._engine.views.sample_tiles`), on the shared threads; ``nearest`` at the faces.
+    A voxel whose own value is not finite (or with less than 1e-3 of the kernel weight finite) is NaN, as
+    in the labels: :func:`_fit` leaves it out.
     Returns the samples (float32, the smoother's own type: 4 bytes a voxel of the sample) and the number of tiles.
     """
     shape = channels[0].shape
@@ -101,8 +114,12 @@ def _sample(channels: list[Any], sigma: tuple[float, ...], budget: int) -> tuple
         block, tile, w = item
         block = np.asarray(block, dtype=np.float32)
         pads = [(a.start - (t.start - k), (t.stop + k) - a.stop) for a, t, k in zip(w, tile, r, strict=True)]
-        block = gaussian(np.pad(block, pads, mode="edge") if any(map(any, pads)) else block, sigma)
-        return block[tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))].ravel()
+        block = np.pad(block, pads, mode="edge") if any(map(any, pads)) else block
+        core = tuple(slice(k, k + t.stop - t.start) for t, k in zip(tile, r, strict=True))
+        out = gaussian(block, sigma, fill=np.nan)[core]  # NaN where no finite value is in reach, as the labeller
+        if not np.isfinite(block[core]).all():
+            out[~np.isfinite(block[core])] = np.nan  # a voxel with no value of its own is no sample (nor labelled)
+        return out.ravel()
 
     values = thread_map(smoothed, blocks)  # scipy.ndimage releases the GIL: the blocks smooth on every core
     n = len(tiles)
@@ -154,13 +171,14 @@ def _fit(samples: list[np.ndarray], names: list[str], classes: Any) -> tuple[np.
 
 
 def _phases(centres: np.ndarray, sizes: np.ndarray, noise: np.ndarray, names: list[str], elements: list[str],
-            table: dict | None) -> dict:
+            table: dict | None, mixtures: dict | None = None) -> dict:
     """Class names, the labels (flag order), and one endmember per phase (its classes' mean) for the labeller.
 
     The classes' levels (:func:`~pfibsims.segmentation.naming.class_levels`) take a channel whose class
     means span no more than its within-class ``noise`` as flat: an absent element names no class."""
     levels = class_levels(centres, noise)
     class_names = dominant_names(levels, elements) if table is None else name_classes(levels, elements, table)
+    class_names = [(mixtures or {}).get(j, n) for j, n in enumerate(class_names)]  # boundary mixtures: see _mixtures
     if table is not None:
         flags = [UNASSIGNED, *table]
     else:  # phases by the sample fraction of their classes, largest first
@@ -186,6 +204,57 @@ def _phases(centres: np.ndarray, sizes: np.ndarray, noise: np.ndarray, names: li
             "defining": defining, "levels": levels}
 
 
+def _sample_classes(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The nearest class of each sampled voxel (-1 where a channel is not finite), a block of rows at a time."""
+    out = np.full(x.shape[0], -1, np.intp)
+    for i in range(0, x.shape[0], 1 << 16):
+        d2 = sum((x[i:i + (1 << 16), c, None].astype(np.float64) - centres[None, :, c]) ** 2 for c in range(x.shape[1]))
+        ok = np.isfinite(d2).all(axis=1)
+        out[i:i + (1 << 16)][ok] = np.argmin(d2[ok], axis=1)
+    return out
+
+
+def _mixtures(samples: list[np.ndarray], tiles: list, centres: np.ndarray, noise: np.ndarray, named: dict) -> dict:
+    """Classes named by the elements of two phases together that are their boundary mixture: {class: phase}.
+
+    Without a table, a class of boundary voxels between an ``Fe`` and an ``Ni`` phase can be rich in both (when a
+    third phase, e.g. pores, sets the floor of both levels) and would make a phase ``Fe+Ni`` of the boundaries.
+    Such a class is a mixture when its centroid lies on the segment between the two phases' centroids (within
+    twice the within-class noise) and its sampled voxels have no core: at most :data:`MIXTURE_CORE` of them
+    lie :data:`MIXTURE_REACH` px or more from either phase. It then takes the phase of its larger share, as
+    its voxels do in the labeller. A compound (its counts lie between its elements' phases too) fills volumes:
+    it keeps its name.
+    """
+    names = named["class_names"]
+    ends = {named["flags"][int(v)]: e for e, v in zip(named["endmembers"], named["lut"], strict=True) if int(v)}
+    elements = {p: set(p.split("+")) for p in ends}
+    found = {}
+    for j, n in enumerate(names):
+        for a, b in itertools.combinations(ends, 2):
+            if n in (a, b) or n not in elements or elements[a] & elements[b] or elements[a] | elements[b] != elements[n]:
+                continue
+            d = ends[a] - ends[b]
+            if not np.dot(d, d) > 0:
+                continue
+            f = float(np.dot(centres[j] - ends[b], d) / np.dot(d, d))
+            if 0 < f < 1 and np.linalg.norm(centres[j] - ends[b] - f * d) <= 2 * np.linalg.norm(noise):
+                found[j] = (a, b, f)
+    if not found:
+        return {}
+    labels, start = _sample_classes(np.stack(samples, axis=1), centres), 0
+    core = {j: [0, 0] for j in found}
+    win = np.ones((3, 2 * MIXTURE_REACH + 1, 2 * MIXTURE_REACH + 1), bool)
+    for tile in tiles:
+        shape = tuple(t.stop - t.start for t in tile)
+        lab = labels[start:start + math.prod(shape)].reshape(shape)
+        start += math.prod(shape)
+        for j, (a, b, _) in found.items():
+            near = [ndi.binary_dilation(np.isin(lab, [k for k, m in enumerate(names) if m == p]), win) for p in (a, b)]
+            core[j][0] += int(np.count_nonzero((lab == j) & ~(near[0] & near[1])))
+            core[j][1] += int(np.count_nonzero(lab == j))
+    return {j: (a if f >= 0.5 else b) for j, (a, b, f) in found.items() if core[j][0] <= MIXTURE_CORE * core[j][1]}
+
+
 def classify_phases(
     ds: xr.Dataset,
     *,
@@ -202,6 +271,18 @@ def classify_phases(
        ``smooth`` (a physical length: ``smooth / spacing`` voxels per axis,
        the values of ``scipy.ndimage.gaussian_filter`` with
        ``mode="nearest"``, ``truncate=4.0`` on float32, to the bit).
+       At measured, uneven slice depths the z kernel is in slice steps of
+       the *median* step (``smooth / median step`` slices; recorded as
+       ``z_step`` in the history): the labels are those of the same stack
+       at regular depths of that step, and a slice whose neighbours are
+       nearer or farther than the median is smoothed with them as if they
+       were one median step away. The labels keep the measured depths.
+       Non-finite values (a masked region, a missing tile) carry no
+       weight: a voxel whose kernel reaches one is smoothed from its finite
+       neighbours (normalised convolution,
+       :func:`pfibsims._engine.smooth.gaussian`); a voxel with a
+       non-finite value of its own is left out of the class fit and
+       labelled 0 (``"unassigned"``).
     2. The smoothed counts of a sample of voxels are split into classes by
        k-means (Euclidean, on the counts as measured: a boundary voxel, a
        mixture of two phases blurred by the probe, lies on the straight line
@@ -216,7 +297,11 @@ def classify_phases(
        :mod:`pfibsims.segmentation.naming`): the phase it matches with the
        largest margin, else ``"unassigned"`` (never forced into a phase).
        Without a table, a class is named by its elements at level 0.5 or
-       more (``"Fe+S"``).
+       more (``"Fe+S"``), except a boundary mixture: a class named by the
+       elements of two phases together, whose centroid lies between theirs
+       and whose sampled voxels all lie within 3 px of both (no core, see
+       :data:`MIXTURE_CORE`), takes the phase of its larger share (recorded
+       as ``mixture_classes``); a compound, which fills volumes, keeps its name.
     4. The classes of one phase merge into one centroid (their mean); an
        unassigned class keeps its own. Every voxel then takes the phase of
        its partial-volume nearest centroid
@@ -316,7 +401,10 @@ def classify_phases(
         name_classes(np.zeros((1, len(elements))), elements, table)  # every element the table names is measured
     first = ds[names[0]]
     dims = spatial_dims(first, f"ds['{names[0]}']")
-    spacing = spacing_nm(first, f"ds['{names[0]}']")
+    try:
+        spacing, uneven = spacing_nm(first, f"ds['{names[0]}']"), False
+    except GridError:  # measured, uneven depths: the z kernel is in steps of their median
+        spacing, uneven = spacing_nm(first, f"ds['{names[0]}']", uneven_z="median"), True
     sigma_nm = 0.0 if smooth is None or (isinstance(smooth, numbers.Real) and smooth == 0) else length_nm(smooth, name="smooth")
     if not 0 <= sigma_nm <= MAX_SMOOTH_PX * min(spacing_ for spacing_ in spacing if spacing_ == spacing_):
         raise PfibsimsError(f"smooth: expected a length from 0 to {MAX_SMOOTH_PX} pixels, got {smooth!r} ({sigma_nm:.6g} nm)")
@@ -332,6 +420,9 @@ def classify_phases(
     samples, n_tiles = _sample(arrays, sigma, int(sample))
     centres, sizes, noise, how = _fit(samples, names, classes)
     named = _phases(centres, sizes, noise, names, elements, table)
+    mixtures = {} if table is not None else _mixtures(samples, sample_tiles(arrays[0].shape, int(sample)), centres, noise, named)
+    if mixtures:
+        named = _phases(centres, sizes, noise, names, elements, table, mixtures)
     weak = _yielding(yielding, kind, named["flags"])
     params = {"centres": named["endmembers"], "labels": named["lut"],
               "yields": np.array([named["flags"][int(v)] in weak for v in named["lut"]])}
@@ -360,6 +451,8 @@ def classify_phases(
         "classify_phases",
         channels=names,
         smooth=f"{sigma_nm:.6g} {LENGTH_UNIT}",
+        z_step=("median of uneven steps, " if uneven else "") + f"{spacing[0]:.6g} {LENGTH_UNIT}"
+        if "z" in dims and first.sizes["z"] > 1 else None,
         phases=kind,
         table={p: {el: list(r) for el, r in sig.items()} for p, sig in (table or {}).items()},
         **how,
@@ -368,6 +461,7 @@ def classify_phases(
         class_levels=[counts(q) for q in named["levels"]],
         class_fractions=[round(float(w), 6) for w in sizes],
         class_names=named["class_names"],
+        mixture_classes=sorted(mixtures),
         yielding=weak,
         phase_centroids={named["flags"][int(v)]: counts(e) for e, v in zip(named["endmembers"], named["lut"], strict=True)
                          if int(v) != 0},

@@ -74,7 +74,11 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
     -------
     xarray.Dataset
         Along ``phase`` (the names; coordinate ``label`` the integers):
-        ``count`` (voxels with a finite value), ``volume`` (um^3),
+        ``count`` (voxels with a finite value), ``volume`` (um^3; the
+        count times the voxel volume, whose depth at measured, uneven
+        slice depths is their mean step, ``(z[-1] - z[0]) / (n - 1)``, so
+        that the volumes add up to the run's; a phase's own volume is then
+        exact only if it is spread evenly over thick and thin slices),
         ``fraction`` (of the counted voxels), ``mean``, ``std`` (population),
         ``min``, ``q25``, ``median``, ``q75``, ``max`` in the channel's units;
         NaN for a phase with no voxel.
@@ -119,7 +123,7 @@ def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int =
 
 def _phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, values: list[int], names: list[str],
                            bins: int) -> Plan:
-    spacing = spacing_nm(da, "da")
+    spacing = spacing_nm(da, "da", uneven_z="mean")  # measured, uneven depths: their mean step
     groups, lut = _groups(labels, values)
     stats = yield from grouped_plan(as_array(da.data), groups, len(values), bins=bins, quantiles=QUANTILES, lut=lut)
     total = stats["count"].sum()

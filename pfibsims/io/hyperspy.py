@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._xr import dequantify
 from ..dataset import channel_attrs, history_attrs, jsonable, validate
 from ..errors import DataModelError, GridError, UnitsError
 from ..grid import SPATIAL_DIMS, Grid
@@ -50,14 +51,15 @@ def _hyperspy() -> Any:
 
 
 def _axis(da: xr.DataArray, dim: str) -> dict[str, Any]:
-    """One HyperSpy axis: uniform (scale, offset from the dataset's grid) or, for uneven slices, the values."""
-    axis: dict[str, Any] = {"name": dim, "units": str(da[dim].attrs.get("units", LENGTH_UNIT)), "navigate": dim == "z"}
+    """One HyperSpy axis in nm: uniform (scale, offset from the dataset's grid) or, for uneven slices, the values."""
+    axis: dict[str, Any] = {"name": dim, "units": LENGTH_UNIT, "navigate": dim == "z"}
     try:
         g = Grid.of(da, dims=[dim])
     except GridError:
         if dim != "z":
             raise
-        return {**axis, "axis": np.asarray(da[dim].values, dtype=np.float64)}
+        f = length_nm(f"1 {da[dim].attrs.get('units', LENGTH_UNIT)}", name=f"{dim}.attrs['units']")
+        return {**axis, "axis": np.asarray(da[dim].values, dtype=np.float64) * f}
     return {**axis, "size": g.shape[0], "offset": g.origin[0], "scale": g.spacing[0]}
 
 
@@ -117,6 +119,7 @@ def to_hyperspy(obj: xr.DataArray | xr.Dataset) -> Any:
     >>> [(a.name, a.scale, a.offset, a.units) for a in s.axes_manager.signal_axes]
     [('x', 72.0, 36.0, 'nm'), ('y', 72.0, 36.0, 'nm')]
     """
+    obj = dequantify(obj, "obj")  # pint-xarray's quantities: numbers with 'units' attrs
     if isinstance(obj, xr.Dataset):
         validate(obj)
         return [_signal(obj[n], str(n), dict(obj.attrs)) for n in obj.data_vars]
@@ -153,6 +156,12 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
     for d, a in zip(dims, axes, strict=True):
         f = _units_nm(a, "navigation" if a.navigate else "signal")
         if a.is_uniform:
+            if not a.scale > 0:
+                raise DataModelError(
+                    f"signal: expected a positive scale on axis {a.name!r}, found {a.scale!r} {a.units}; "
+                    "reverse that axis first with a step of -1 (s.isig[::-1] for the first signal axis), "
+                    "which makes its scale positive"
+                )
             coords.update(Grid((a.size,), (a.scale * f,), (a.offset * f,), (d,)).xr_coords())
         elif d == "z":
             coords[d] = (d, np.asarray(a.axis, dtype=np.float64) * f, {"units": LENGTH_UNIT})

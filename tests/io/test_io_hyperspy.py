@@ -101,3 +101,40 @@ def test_errors():
         to_hyperspy(np.ones((3, 3)))
     with pytest.raises(DataModelError, match=r"expected dims \('z', 'y', 'x'\) or \('y', 'x'\)"):
         to_hyperspy(_dataset().Li6.isel(y=0))
+
+
+def test_coordinates_in_micrometres_give_axes_in_nanometres():
+    """Axes of a dataset in um were labelled 'um' with scale and offset in nm (1000x off; back 1000x again)."""
+    ds = _dataset()
+    um = ds.assign_coords({d: (d, ds[d].values / 1000.0, {**ds[d].attrs, "units": "um"}) for d in ("z", "y", "x")})
+    s = to_hyperspy(um.Li6)
+    for d in ("z", "y", "x"):
+        axis = s.axes_manager[d]
+        assert axis.units == "nm", d
+        np.testing.assert_allclose(axis.axis, ds[d].values, rtol=1e-12, err_msg=d)
+    back = from_hyperspy(s)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)
+    uneven = _dataset(z=["0 nm", "55 nm", "130 nm"])
+    uneven = uneven.assign_coords(z=("z", uneven.z.values / 1000.0, {**uneven.z.attrs, "units": "um"}))
+    z = to_hyperspy(uneven.Li6).axes_manager["z"]
+    assert z.units == "nm"
+    np.testing.assert_allclose(z.axis, [0.0, 55.0, 130.0])
+
+
+def test_pint_quantified_input():
+    pytest.importorskip("pint_xarray")
+    ds = _dataset()
+    s = to_hyperspy(ds.pint.quantify().Li6)
+    assert s.metadata.Signal.quantity in ("Li6 (counts)", "Li6 (count)")  # pint's name after dequantify
+    np.testing.assert_array_equal(s.axes_manager["x"].axis, ds.x.values)
+    assert [t.metadata.General.title for t in to_hyperspy(ds.pint.quantify())] == ["Zr_La", "Li6"]
+
+
+def test_a_negative_or_zero_scale_is_refused_naming_the_axis():
+    s = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in s.axes_manager.signal_axes:
+        a.units, a.scale, a.name = "nm", 10.0, "width" if a.index_in_array == 1 else "height"
+    s.axes_manager["width"].scale = -10.0
+    with pytest.raises(DataModelError, match=r"signal: expected a positive scale on axis 'width', found -10.0 nm"):
+        from_hyperspy(s)

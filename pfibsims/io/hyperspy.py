@@ -185,6 +185,14 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
 def from_hyperspy(signal: Any) -> xr.DataArray | xr.Dataset:
     """pfibsims data from HyperSpy signal(s): axes, scale, offset, units and laziness kept.
 
+    An axis' values (``offset + scale * i``) are pixel centres in HyperSpy
+    (its images span ``axis[0] - scale / 2`` to ``axis[-1] + scale / 2``),
+    as pfibsims' coordinates are: they become the coordinates unchanged.
+    For a file that states no origin (a Bruker ``.bcf``) RosettaSciIO gives
+    ``offset = 0`` (the first pixel's centre at 0) where pfibsims' readers
+    put the first pixel's corner at 0, so the same file read both ways is
+    half a pixel apart; ``assign_coords`` moves one onto the other.
+
     Parameters
     ----------
     signal : hyperspy signal or list of signals

@@ -138,3 +138,19 @@ def test_a_negative_or_zero_scale_is_refused_naming_the_axis():
     s.axes_manager["width"].scale = -10.0
     with pytest.raises(DataModelError, match=r"signal: expected a positive scale on axis 'width', found -10.0 nm"):
         from_hyperspy(s)
+
+
+def test_a_real_bcf_through_hyperspy_and_through_read_eds():
+    """HyperSpy's axis values are pixel centres (taken as coordinates unchanged); RosettaSciIO gives a BCF
+    offset 0 (first centre at 0), pfibsims' reader the first corner at 0: same spacing, half a pixel apart."""
+    from io_helpers import data_file
+
+    path = data_file("eds/30x30_instructively_packed_16bit_compressed.bcf")
+    image = next(s for s in hs.load(path) if s.axes_manager.signal_dimension == 2)
+    ours = pfs.read_eds(path)
+    back = from_hyperspy(image)
+    for d, name in (("y", "height"), ("x", "width")):
+        axis = image.axes_manager[name]
+        np.testing.assert_allclose(back[d].values, axis.axis * 1000.0, rtol=1e-9)  # um -> nm, centres as given
+        np.testing.assert_allclose(np.diff(back[d].values), np.diff(ours[d].values), rtol=1e-9)
+        np.testing.assert_allclose(ours[d].values - back[d].values, axis.scale * 1000.0 / 2, rtol=1e-9)

@@ -5,8 +5,11 @@ predate 0.5, such as Fiji's MoBIE/BigDataViewer and OMERO's older tools):
 
 * arrays ``0``, ``1``, ... of axes ``(c, z, y, x)``: the image channels,
   each level halving ``y`` and ``x`` by a 2x2 mean (rounded for integers);
-  units ``nanometer``, scale and translation transforms of voxel centres
-  (the level-0 translation is the first voxel centre);
+  units ``nanometer`` (coordinates in other length units are converted),
+  scale and translation transforms of voxel centres (the level-0
+  translation is the first voxel centre; NGFF holds one step an axis, so
+  uneven slices get their mean step there and their exact ``z`` under
+  ``pfibsims``, and a single slice its ``spacing`` attr);
 * ``omero`` channels: the channel name, its colour from the fixed palette of
   :mod:`pfibsims.io.palette`, and a display window whose ``start``/``end``
   are the 0.5th and 99.5th percentiles (``min``/``max`` the extremes) of a

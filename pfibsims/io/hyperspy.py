@@ -173,6 +173,8 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
     name = saved.get("name") or (title if title else "signal")
     m = _QUANTITY.match(str(s.metadata.get_item("Signal.quantity", "") or ""))
     attrs = json.loads(saved["attrs"]) if "attrs" in saved else channel_attrs(name, m["units"] if m else "1")
+    if "flag_values" in attrs and np.dtype(s.data.dtype).kind in "iu":  # CF: flags typed like the labels (JSON: a list)
+        attrs["flag_values"] = np.asarray(attrs["flag_values"], dtype=s.data.dtype)
     out = xr.DataArray(s.data, dims=dims, coords=coords, attrs=attrs, name=name)
     if "z" not in dims:
         out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT}))

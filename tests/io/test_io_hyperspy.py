@@ -154,3 +154,16 @@ def test_a_real_bcf_through_hyperspy_and_through_read_eds():
         np.testing.assert_allclose(back[d].values, axis.axis * 1000.0, rtol=1e-9)  # um -> nm, centres as given
         np.testing.assert_allclose(np.diff(back[d].values), np.diff(ours[d].values), rtol=1e-9)
         np.testing.assert_allclose(ours[d].values - back[d].values, axis.scale * 1000.0 / 2, rtol=1e-9)
+
+
+def test_cf_flags_come_back_typed_like_the_labels(tmp_path):
+    """flag_values came back a list (JSON): not the labels' type, so to_netcdf wrote int64 flags on uint8 labels."""
+    ds = _dataset()
+    ds["phase"] = xr.DataArray(np.arange(48, dtype=np.uint8).reshape(1, 6, 8).repeat(3, 0) % 3, dims=("z", "y", "x"),
+                               attrs={"units": "1", "flag_values": np.array([0, 1, 2], np.uint8),
+                                      "flag_meanings": "matrix LLZTO LCO"})
+    for back in (from_hyperspy(to_hyperspy(ds)).phase, from_hyperspy(to_hyperspy(ds.phase))):
+        flags = back.attrs["flag_values"]
+        assert isinstance(flags, np.ndarray)
+        assert flags.dtype == np.uint8
+        np.testing.assert_array_equal(flags, [0, 1, 2])

@@ -356,6 +356,17 @@ def _transform(meta: dict[str, Any], kind: str, ndim: int, default: float) -> li
     return [float(v) for v in values]
 
 
+def _axis_nm(axis: dict[str, Any]) -> float:
+    """Factor from a space axis' NGFF ``unit`` (``"micrometer"``; none: nm) to nm."""
+    unit = axis.get("unit", "nanometer")
+    try:
+        return length_nm(f"1 {unit}", name=f"axis {axis.get('name')!r} unit")
+    except PfibsimsError:
+        raise FileFormatError(
+            f"axis {axis.get('name')!r}: expected a length unit such as 'nanometer', found {unit!r:.60}"
+        ) from None
+
+
 def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
     """The full-resolution dataset of an OME-Zarr store written by :func:`write` (lazy)."""
     arrays, meta = pyramid(path)
@@ -364,6 +375,8 @@ def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
     if axes != ["c", *_SPATIAL] or arr.ndim != 4:
         raise FileFormatError(f"{path}: expected an OME-Zarr image of axes ['c', 'z', 'y', 'x'], found {axes} ({arr.ndim}-D)")
     scale, trans = _transform(meta, "scale", 4, 1.0), _transform(meta, "translation", 4, 0.0)
+    nm = [1.0] + [_axis_nm(a) for a in meta["axes"][1:]]
+    scale, trans = [v * f for v, f in zip(scale, nm, strict=True)], [v * f for v, f in zip(trans, nm, strict=True)]
     extra = _pfibsims_attrs(path, version)
     found = ome_attrs(path)
     omero = (found[0] if found else {}).get("omero", {}).get("channels", [])

@@ -463,3 +463,28 @@ def test_ome_single_slice_keeps_its_thickness_as_the_z_scale(tmp_path):
     t = zarr.open_group(str(path), mode="r").attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
     assert t[0]["scale"] == [1.0, 60.0, 72.0, 72.0]
     assert t[1]["translation"] == [0.0, 30.0, 0.0, 0.0]
+
+
+def test_ome_zarr_of_another_writer_in_micrometres_opens_in_nanometres(tmp_path):
+    """open_dataset took an OME-Zarr's scale and translation as nm whatever its axes' unit (1000x off in um)."""
+    ds = _labelled()[["Zr_La", "Li6"]]
+    path = pfs.save(ds, tmp_path / "other.ome.zarr", format="ome-zarr", levels=2)
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["pfibsims"]  # as another writer leaves it: OME metadata only
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    for axis in ms["axes"][1:]:
+        axis["unit"] = "micrometer"
+    for level in ms["datasets"]:
+        for t in level["coordinateTransformations"]:
+            key = t["type"]
+            t[key] = [t[key][0]] + [v / 1000.0 for v in t[key][1:]]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    back = pfs.open_dataset(path)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)
+        assert back[d].attrs["units"] == "nm"
+    np.testing.assert_array_equal(back.Li6.values, ds.Li6.values)
+    ms["axes"][-1]["unit"] = "second"
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match=r"axis 'x': expected a length unit such as 'nanometer', found 'second'"):
+        pfs.open_dataset(path)

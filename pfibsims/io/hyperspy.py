@@ -164,7 +164,7 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
                 )
             coords.update(Grid((a.size,), (a.scale * f,), (a.offset * f,), (d,)).xr_coords())
         elif d == "z":
-            coords[d] = (d, np.asarray(a.axis, dtype=np.float64) * f, {"units": LENGTH_UNIT})
+            coords[d] = (d, np.asarray(a.axis, dtype=np.float64) * f, {"units": LENGTH_UNIT, "axis": "Z"})
         else:
             raise DataModelError(f"signal: expected uniform signal axes (a regular pixel grid), found axis '{a.name}' non-uniform")
     saved = s.original_metadata.get_item("pfibsims") if s.original_metadata.has_item("pfibsims") else None
@@ -177,7 +177,7 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
         attrs["flag_values"] = np.asarray(attrs["flag_values"], dtype=s.data.dtype)
     out = xr.DataArray(s.data, dims=dims, coords=coords, attrs=attrs, name=name)
     if "z" not in dims:
-        out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT}))
+        out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT, "axis": "Z"}))
     for c, info in json.loads(saved.get("coords", "{}")).items():
         out = out.assign_coords({c: (tuple(info["dims"]), np.asarray(info["values"]), info["attrs"])})
     dataset_attrs = json.loads(saved["dataset_attrs"]) if "dataset_attrs" in saved else {"modality": "image", **history_attrs([])}

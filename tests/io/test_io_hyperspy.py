@@ -167,3 +167,15 @@ def test_cf_flags_come_back_typed_like_the_labels(tmp_path):
         assert isinstance(flags, np.ndarray)
         assert flags.dtype == np.uint8
         np.testing.assert_array_equal(flags, [0, 1, 2])
+
+
+def test_single_maps_and_uneven_slices_round_trip_with_the_cf_axis():
+    """A single map (z of one, as every reader gives a map) and uneven slices lost z's CF axis 'Z'."""
+    one = pfs.stack({"Li6": np.arange(12.0).reshape(3, 4)}, pixel_size="72 nm")
+    xr.testing.assert_identical(from_hyperspy(to_hyperspy(one)).compute(), one)
+    uneven = _dataset(z=["0 nm", "55 nm", "130 nm"])
+    xr.testing.assert_identical(from_hyperspy(to_hyperspy(uneven)).compute(), uneven.compute())
+    plain = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in plain.axes_manager.signal_axes:
+        a.units, a.scale = "nm", 10.0
+    assert from_hyperspy(plain).z.attrs == one.z.attrs

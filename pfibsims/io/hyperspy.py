@@ -32,11 +32,32 @@ from .._xr import dequantify
 from ..dataset import channel_attrs, history_attrs, jsonable, validate
 from ..errors import DataModelError, GridError, UnitsError
 from ..grid import SPATIAL_DIMS, Grid
-from ..units import LENGTH_UNIT, length_nm
+from ..units import LENGTH_UNIT, length_nm, parse_unit
 
 __all__ = ["from_hyperspy", "to_hyperspy"]
 
 _QUANTITY = re.compile(r"^\s*(?P<name>.*?)\s*\((?P<units>[^()]*)\)\s*$")
+#: HyperSpy's and RosettaSciIO's spellings of units (``"X-rays (Counts)"``, ``"X-rays (CPS)"``) in the data model's.
+_SPELLINGS = {"cps": "counts/s", "a.u.": "1", "au": "1", "arb. units": "1", "arbitrary units": "1"}
+
+
+def _quantity_units(quantity: str) -> str:
+    """The units of ``metadata.Signal.quantity`` (``"X-rays (Counts)"`` -> ``"counts"``; none: ``"1"``)."""
+    m = _QUANTITY.match(quantity)
+    if not m:
+        return "1"
+    units = m["units"].strip()
+    for candidate in (units, _SPELLINGS.get(units.lower()), units.lower()):  # 'cps' would parse as a frequency
+        try:
+            if candidate is not None:
+                parse_unit(candidate)
+                return candidate
+        except UnitsError:
+            continue
+    raise DataModelError(
+        f"signal: expected units in metadata.Signal.quantity such as 'Li6 (counts)', found {units!r:.40}; "
+        "set s.metadata.Signal.quantity first"
+    )
 
 
 def _hyperspy() -> Any:
@@ -171,8 +192,8 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
     saved = saved.as_dictionary() if saved is not None else {}
     title = str(s.metadata.get_item("General.title", "") or "")
     name = saved.get("name") or (title if title else "signal")
-    m = _QUANTITY.match(str(s.metadata.get_item("Signal.quantity", "") or ""))
-    attrs = json.loads(saved["attrs"]) if "attrs" in saved else channel_attrs(name, m["units"] if m else "1")
+    quantity = str(s.metadata.get_item("Signal.quantity", "") or "")
+    attrs = json.loads(saved["attrs"]) if "attrs" in saved else channel_attrs(name, _quantity_units(quantity))
     if "flag_values" in attrs and np.dtype(s.data.dtype).kind in "iu":  # CF: flags typed like the labels (JSON: a list)
         attrs["flag_values"] = np.asarray(attrs["flag_values"], dtype=s.data.dtype)
     out = xr.DataArray(s.data, dims=dims, coords=coords, attrs=attrs, name=name)

@@ -179,3 +179,28 @@ def test_single_maps_and_uneven_slices_round_trip_with_the_cf_axis():
     for a in plain.axes_manager.signal_axes:
         a.units, a.scale = "nm", 10.0
     assert from_hyperspy(plain).z.attrs == one.z.attrs
+
+
+@pytest.mark.parametrize(("quantity", "units"), [
+    ("X-rays (Counts)", "counts"), ("X-rays (CPS)", "counts/s"), ("Intensity (a.u.)", "1"), ("Li6 (counts/s)", "counts/s")])
+def test_hyperspy_quantity_spellings(quantity, units):
+    """RosettaSciIO's EDS signals say 'X-rays (Counts)': a map summed from a real BCF was refused ('Counts')."""
+    s = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in s.axes_manager.signal_axes:
+        a.units, a.scale = "nm", 10.0
+    s.metadata.Signal.quantity = quantity
+    assert from_hyperspy(s).attrs["units"] == units
+
+
+def test_a_window_map_of_a_real_bcf_spectrum_image():
+    from io_helpers import data_file
+
+    cube = next(s for s in hs.load(data_file("eds/bcf_v2_50x50px.bcf")) if s.axes_manager.signal_dimension == 1)
+    window = cube.isig[100:120].sum(axis=-1).T  # counts of channels 100-119 per pixel, as an image
+    assert window.metadata.Signal.quantity == "X-rays (Counts)"
+    out = from_hyperspy(window)
+    assert out.attrs["units"] == "counts"
+    np.testing.assert_array_equal(out.values[0], np.asarray(cube.data)[:, :, 100:120].sum(axis=-1))
+    window.metadata.Signal.quantity = "X-rays (bananas)"
+    with pytest.raises(DataModelError, match=r"signal: expected units in metadata.Signal.quantity such as 'Li6 \(counts\)', found 'bananas'"):
+        from_hyperspy(window)

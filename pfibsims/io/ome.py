@@ -356,6 +356,20 @@ def _transform(meta: dict[str, Any], kind: str, ndim: int, default: float) -> li
     return [float(v) for v in values]
 
 
+def _then(t: Any, scale: list[float], trans: list[float]) -> tuple[list[float], list[float]]:
+    """``x = scale * i + trans`` followed by the multiscale-level transform ``t`` (a scale or a translation)."""
+    kind = t.get("type") if isinstance(t, dict) else None
+    values = t.get(kind) if kind in ("scale", "translation") else None
+    if kind == "identity":
+        return scale, trans
+    if not isinstance(values, list) or len(values) != len(scale) or not all(isinstance(v, (int, float)) for v in values):
+        raise FileFormatError(f"multiscales coordinateTransformations: expected a scale or translation of {len(scale)} "
+                              f"numbers, found {t!r:.80}")
+    if kind == "scale":
+        return [a * v for a, v in zip(scale, values, strict=True)], [b * v for b, v in zip(trans, values, strict=True)]
+    return scale, [b + v for b, v in zip(trans, values, strict=True)]
+
+
 def _axis_nm(axis: dict[str, Any]) -> float:
     """Factor from a space axis' NGFF ``unit`` (``"micrometer"``; none: nm) to nm."""
     unit = axis.get("unit", "nanometer")
@@ -375,6 +389,8 @@ def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
     if axes != ["c", *_SPATIAL] or arr.ndim != 4:
         raise FileFormatError(f"{path}: expected an OME-Zarr image of axes ['c', 'z', 'y', 'x'], found {axes} ({arr.ndim}-D)")
     scale, trans = _transform(meta, "scale", 4, 1.0), _transform(meta, "translation", 4, 0.0)
+    for t in meta.get("coordinateTransformations") or []:  # NGFF: after each dataset's own
+        scale, trans = _then(t, scale, trans)
     nm = [1.0] + [_axis_nm(a) for a in meta["axes"][1:]]
     scale, trans = [v * f for v, f in zip(scale, nm, strict=True)], [v * f for v, f in zip(trans, nm, strict=True)]
     extra = _pfibsims_attrs(path, version)

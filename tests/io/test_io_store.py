@@ -488,3 +488,23 @@ def test_ome_zarr_of_another_writer_in_micrometres_opens_in_nanometres(tmp_path)
     (path / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(FileFormatError, match=r"axis 'x': expected a length unit such as 'nanometer', found 'second'"):
         pfs.open_dataset(path)
+
+
+def test_ome_zarr_multiscale_level_transforms_apply_after_the_datasets(tmp_path):
+    """NGFF: a multiscale's own coordinateTransformations apply after each dataset's; they were ignored."""
+    ds = _labelled()[["Zr_La", "Li6"]]
+    path = pfs.save(ds, tmp_path / "top.ome.zarr", format="ome-zarr", levels=2)
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["pfibsims"]
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    level0 = ms["datasets"][0]["coordinateTransformations"]
+    scale, trans = level0[0]["scale"], level0[1]["translation"]
+    for k, level in enumerate(ms["datasets"]):  # the same geometry, split: pixels at the dataset, nm at the multiscale
+        f = 2**k
+        level["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 1.0, f, f]},
+                                              {"type": "translation", "translation": [0.0, 0.0, (f - 1) / 2, (f - 1) / 2]}]
+    ms["coordinateTransformations"] = [{"type": "scale", "scale": scale}, {"type": "translation", "translation": trans}]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    back = pfs.open_dataset(path)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)

@@ -27,7 +27,7 @@ import xarray as xr
 
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
-from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, parse_unit
+from .units import LENGTH_UNIT, format_quantity, length_nm, lengths_nm, parse_unit, ureg
 
 __all__ = ["HISTORY", "HISTORY_JSON", "channel_attrs", "history", "history_attrs", "jsonable", "record", "stack", "validate",
            "with_depths"]
@@ -79,10 +79,24 @@ def _infer_modality(names: Sequence[str]) -> str | None:
     return kinds.pop() if len(kinds) == 1 and "?" not in kinds else None
 
 
-def _as_3d(name: str, value: Any) -> Any:
-    """A channel as a 3-D (z, y, x) numpy or dask array."""
+def _magnitude(name: str, data: Any, units: str) -> Any:
+    """The numbers of a pint quantity (any registry's) in ``units``; anything else as it is."""
+    if not (hasattr(data, "magnitude") and hasattr(data, "units")):
+        return data
+    try:
+        factor = float(ureg.Quantity(1.0, str(data.units)).to(parse_unit(units, name="units")).magnitude)
+    except (pint.DimensionalityError, pint.UndefinedUnitError):
+        raise UnitsError(
+            f"channels['{name}']: expected values in {units!r} (the units argument), got a quantity in {data.units}; "
+            "pass units= with its units"
+        ) from None
+    return data.magnitude if factor == 1.0 else data.magnitude * factor
+
+
+def _as_3d(name: str, value: Any, units: str = "counts") -> Any:
+    """A channel as a 3-D (z, y, x) numpy or dask array (a pint quantity's numbers in ``units``)."""
     if isinstance(value, (list, tuple)):
-        slices = [_as_3d(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        slices = [_as_3d(f"{name}[{i}]", v, units) for i, v in enumerate(value)]
         if not slices:
             raise DataModelError(f"channels['{name}']: expected at least one slice, got an empty list")
         shapes = {s.shape[1:] for s in slices}
@@ -92,6 +106,7 @@ def _as_3d(name: str, value: Any) -> Any:
         return da.concatenate(slices, axis=0) if lazy else np.concatenate(slices, axis=0)
     if isinstance(value, xr.DataArray):
         value = value.data
+    value = _magnitude(name, value, units)
     arr = value if isinstance(value, da.Array) else np.asarray(value)
     if arr.ndim == 2:
         arr = arr[None]
@@ -216,7 +231,8 @@ def stack(
     """
     if not isinstance(channels, Mapping) or not channels:
         raise DataModelError(f"channels: expected a non-empty mapping of name to array, got {channels!r:.60}")
-    arrays = {str(k): _as_3d(str(k), v) for k, v in channels.items()}
+    parse_unit(units, name="units")
+    arrays = {str(k): _as_3d(str(k), v, units) for k, v in channels.items()}
     shapes = {k: a.shape for k, a in arrays.items()}
     if len(set(shapes.values())) > 1:
         raise DataModelError(f"channels: expected arrays of one shape, got {shapes}")
@@ -240,7 +256,6 @@ def stack(
     ds_attrs = {"modality": str(modality)}
     ds_attrs.update({str(k): _acquisition_attr(str(k), v) for k, v in (attrs or {}).items()})
     ds_attrs.update(history_attrs([]))
-    parse_unit(units, name="units")
     grid = Grid((ny, nx), (py, px), origin_yx, ("y", "x"))
     coords: dict[str, Any] = {"z": ("z", zs, z_attrs), **grid.xr_coords(), "slice": ("z", np.arange(nz))}
     data_vars = {}

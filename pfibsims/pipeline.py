@@ -477,10 +477,12 @@ def fuse(
     """
     eds, sims, sem = (None if ds is None else dequantify(ds, n) for ds, n in ((eds, "eds"), (sims, "sims"), (sem, "sem")))
     eds, sims, sem, framing = _frame_inputs(eds, sims, sem)
-    validate(eds)
-    validate(sims)
+    for ds, name in ((eds, "eds"), (sims, "sims"), (sem, "sem")):
+        try:
+            validate(ds) if ds is not None else None
+        except DataModelError as exc:  # validate's message names a variable or coordinate, not the argument
+            raise DataModelError(f"{name}: {exc}") from None
     if sem is not None:
-        validate(sem)
         if sem.sizes["z"] != eds.sizes["z"]:
             raise DataModelError(
                 f"sem: expected {eds.sizes['z']} slices (as eds: SEM images are on the EDS frame), found {sem.sizes['z']}"

@@ -28,7 +28,7 @@ from scipy.special import betaincinv
 from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, theoretical_density
 from ._engine.grouped import grouped_moments
 from ._engine.smooth import gaussian
-from ._xr import as_array, check_same_grid, spacing_nm, spatial_dims
+from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
 from .dataset import history, history_attrs, record
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .segmentation.distance import label_distance
@@ -49,6 +49,7 @@ _MIN_INTERIOR = 30
 
 # -- inputs ------------------------------------------------------------------------
 def _counts(x: Any, name: str) -> xr.DataArray:
+    x = dequantify(x, name)  # pint-xarray's quantified counts: numbers with a 'units' attr
     if not isinstance(x, xr.DataArray):
         raise DataModelError(f"{name}: expected an xarray DataArray of SIMS counts, got {type(x).__name__}")
     spatial_dims(x, name)

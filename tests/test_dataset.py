@@ -236,3 +236,21 @@ def test_depth_errors_name_the_argument():
         with_depths(np.zeros(3), total_depth="1 um")
     with pytest.raises(DataModelError, match="z, slice_thickness, total_depth: expected one of them, got none"):
         with_depths(_eds(), z=None)
+
+
+def test_stack_takes_pint_quantities_in_their_units():
+    """A pint quantity (or a pint-xarray channel) lost its units silently: one in nm was stored as 'counts'."""
+    pint_xarray = pytest.importorskip("pint_xarray")  # noqa: F841
+    import pint
+
+    app = pint.get_application_registry()  # pint-xarray's, not pfibsims' own registry
+    counts = np.arange(12.0).reshape(3, 4)
+    plain = stack({"Li6": counts}, pixel_size="72 nm")
+    for given in (app.Quantity(counts, "count"), plain.Li6.pint.quantify(), [app.Quantity(counts, "count")]):
+        ds = stack({"Li6": given}, pixel_size="72 nm")
+        np.testing.assert_array_equal(ds.Li6.values, plain.Li6.values)
+        assert ds.Li6.attrs["units"] == "counts"
+    kilo = stack({"Li6": app.Quantity(counts / 1000.0, "kilocount")}, pixel_size="72 nm")
+    np.testing.assert_allclose(kilo.Li6.values, plain.Li6.values, rtol=1e-12)
+    with pytest.raises(UnitsError, match=r"channels\['Li6'\]: expected values in 'counts' \(the units argument\), got a quantity in nanometer"):
+        stack({"Li6": app.Quantity(counts, "nm")}, pixel_size="72 nm")

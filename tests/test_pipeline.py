@@ -114,6 +114,17 @@ def test_fuse_errors_name_the_argument(small, kwargs, match):
         pfs.fuse(eds, sims, **kwargs)
 
 
+def test_fuse_names_the_input_whose_coordinates_are_not_lengths(small):
+    """validate's message did not say which of eds, sims, sem had coordinates in seconds."""
+    pytest.importorskip("pint_xarray")
+    eds, sims, _ = small
+    seconds = sims.assign_coords(x=sims.x.assign_attrs(units="s"))
+    with pytest.raises(pfs.DataModelError, match=r"^sims: x.attrs\['units'\]: expected a length .* \(a time\)"):
+        pfs.fuse(eds, seconds, register=None, drift=False)
+    with pytest.raises(pfs.DataModelError, match=r"^eds: x.attrs\['units'\]: expected a length"):
+        pfs.fuse(eds.assign_coords(x=eds.x.assign_attrs(units="s")).pint.quantify(), sims, register=None, drift=False)
+
+
 def test_fuse_by_index_rejects_mismatched_slices(small):
     eds, sims, _ = small
     with pytest.raises(pfs.DataModelError, match=r"sims: expected 4 slices \(as eds: pair='index'"):

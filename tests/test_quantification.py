@@ -389,3 +389,19 @@ def test_depletion_profile_in_atomic_percent(phantom):
                    rsf={"LLZTO": "LCO"})
     bulk_one = float(pfs.depletion_depth(pfs.boundary_profile(one, truth.phase, "LLZTO", distances=("-1 um", "1 um")))["bulk"])
     assert 0.4 * LLZTO_PERCENT < bulk_one < 0.6 * LLZTO_PERCENT
+
+
+def test_quantify_and_isotope_ratio_take_pint_quantified_counts():
+    """pint-xarray's quantified counts were refused ("got units None"): they are dequantified at the edge."""
+    pint_xarray = pytest.importorskip("pint_xarray")  # noqa: F841
+    li, ph, _ = _two_phase(background=3.0)
+    q = quantify(li.pint.quantify(), ph, interior="500 nm", background=3.0)
+    plain = quantify(li, ph, interior="500 nm", background=3.0)
+    np.testing.assert_array_equal(q.values, plain.values)
+    np.testing.assert_array_equal(q.uncertainty.values, plain.uncertainty.values)
+    assert q.attrs["units"] == "percent"
+    twice = li.copy(data=2 * li.values)
+    r = isotope_ratio(li.pint.quantify(), twice.pint.quantify())
+    xr.testing.assert_equal(r, isotope_ratio(li, twice))
+    with pytest.raises(UnitsError, match=r"li: expected raw SIMS counts .* got units 'percent'"):
+        quantify(li.assign_attrs(units="percent").pint.quantify(), ph, interior="500 nm")

@@ -381,7 +381,8 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     xarray.Dataset
         ``modality="SEM"``; attrs ``beam_energy``, ``beam_current``,
         ``working_distance``, ``dwell_time``, ``detector``,
-        ``stage_position``, ``data_bar_rows`` as far as the file gives them.
+        ``stage_position_x``, ``_y``, ``_z``, ``_rotation``, ``_tilt``, ``data_bar_rows`` as far as
+        the file gives them (flat attrs, so that ``to_netcdf`` writes them).
 
     Raises
     ------

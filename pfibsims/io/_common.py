@@ -31,7 +31,7 @@ from ..units import lengths_nm
 
 __all__ = [
     "Frame", "axes_pixel_size", "build", "check_file", "check_tiff_complete", "delayed_array", "expand_paths",
-    "files_in", "is_dir", "natural_key", "path_mode", "reading",
+    "files_in", "flat_attrs", "is_dir", "natural_key", "path_mode", "reading",
 ]
 
 
@@ -321,6 +321,26 @@ def _check_consistent(frames: Sequence[Frame]) -> None:
             )
 
 
+def flat_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` with each mapping spread into ``<key>_<sub>`` entries (sub-keys lower-cased), empty ones dropped.
+
+    netCDF attributes are numbers, strings or flat lists: a dict attr (the stage position, the energy
+    calibration) made ``to_netcdf`` fail.
+
+    Examples
+    --------
+    >>> flat_attrs({"stage_position": {"X": "1 mm", "Y": "2 mm"}, "empty": {}, "beam_energy": "5 kV"})
+    {'stage_position_x': '1 mm', 'stage_position_y': '2 mm', 'beam_energy': '5 kV'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, Mapping):
+            out.update(flat_attrs({f"{key}_{str(k).lower()}": v for k, v in value.items()}))
+        else:
+            out[key] = value
+    return out
+
+
 def build(
     frames: Sequence[Frame],
     *,
@@ -346,7 +366,7 @@ def build(
         oy, ox = frames[0].origin_px
         origin = (f"{(oy + 0.5) * py!r} nm", f"{(ox + 0.5) * px!r} nm")
     channels: dict[str, Any] = {name: [f.channels[name] for f in frames] for name in frames[0].channels}
-    attrs = dict(frames[0].attrs)
+    attrs = flat_attrs(frames[0].attrs)
     if source == "user" and frames[0].pixel_size is not None:
         attrs["file_pixel_size"] = [f"{v:.12g} nm" for v in frames[0].pixel_size]
     attrs["pixel_size_source"] = source

@@ -28,14 +28,36 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._xr import dequantify
 from ..dataset import channel_attrs, history_attrs, jsonable, validate
 from ..errors import DataModelError, GridError, UnitsError
 from ..grid import SPATIAL_DIMS, Grid
-from ..units import LENGTH_UNIT, length_nm
+from ..units import LENGTH_UNIT, length_nm, parse_unit
 
 __all__ = ["from_hyperspy", "to_hyperspy"]
 
 _QUANTITY = re.compile(r"^\s*(?P<name>.*?)\s*\((?P<units>[^()]*)\)\s*$")
+#: HyperSpy's and RosettaSciIO's spellings of units (``"X-rays (Counts)"``, ``"X-rays (CPS)"``) in the data model's.
+_SPELLINGS = {"cps": "counts/s", "a.u.": "1", "au": "1", "arb. units": "1", "arbitrary units": "1"}
+
+
+def _quantity_units(quantity: str) -> str:
+    """The units of ``metadata.Signal.quantity`` (``"X-rays (Counts)"`` -> ``"counts"``; none: ``"1"``)."""
+    m = _QUANTITY.match(quantity)
+    if not m:
+        return "1"
+    units = m["units"].strip()
+    for candidate in (units, _SPELLINGS.get(units.lower()), units.lower()):  # 'cps' would parse as a frequency
+        try:
+            if candidate is not None:
+                parse_unit(candidate)
+                return candidate
+        except UnitsError:
+            continue
+    raise DataModelError(
+        f"signal: expected units in metadata.Signal.quantity such as 'Li6 (counts)', found {units!r:.40}; "
+        "set s.metadata.Signal.quantity first"
+    )
 
 
 def _hyperspy() -> Any:
@@ -50,14 +72,15 @@ def _hyperspy() -> Any:
 
 
 def _axis(da: xr.DataArray, dim: str) -> dict[str, Any]:
-    """One HyperSpy axis: uniform (scale, offset from the dataset's grid) or, for uneven slices, the values."""
-    axis: dict[str, Any] = {"name": dim, "units": str(da[dim].attrs.get("units", LENGTH_UNIT)), "navigate": dim == "z"}
+    """One HyperSpy axis in nm: uniform (scale, offset from the dataset's grid) or, for uneven slices, the values."""
+    axis: dict[str, Any] = {"name": dim, "units": LENGTH_UNIT, "navigate": dim == "z"}
     try:
         g = Grid.of(da, dims=[dim])
     except GridError:
         if dim != "z":
             raise
-        return {**axis, "axis": np.asarray(da[dim].values, dtype=np.float64)}
+        f = length_nm(f"1 {da[dim].attrs.get('units', LENGTH_UNIT)}", name=f"{dim}.attrs['units']")
+        return {**axis, "axis": np.asarray(da[dim].values, dtype=np.float64) * f}
     return {**axis, "size": g.shape[0], "offset": g.origin[0], "scale": g.spacing[0]}
 
 
@@ -117,6 +140,7 @@ def to_hyperspy(obj: xr.DataArray | xr.Dataset) -> Any:
     >>> [(a.name, a.scale, a.offset, a.units) for a in s.axes_manager.signal_axes]
     [('x', 72.0, 36.0, 'nm'), ('y', 72.0, 36.0, 'nm')]
     """
+    obj = dequantify(obj, "obj")  # pint-xarray's quantities: numbers with 'units' attrs
     if isinstance(obj, xr.Dataset):
         validate(obj)
         return [_signal(obj[n], str(n), dict(obj.attrs)) for n in obj.data_vars]
@@ -153,20 +177,28 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
     for d, a in zip(dims, axes, strict=True):
         f = _units_nm(a, "navigation" if a.navigate else "signal")
         if a.is_uniform:
+            if not a.scale > 0:
+                raise DataModelError(
+                    f"signal: expected a positive scale on axis {a.name!r}, found {a.scale!r} {a.units}; "
+                    "reverse that axis first with a step of -1 (s.isig[::-1] for the first signal axis), "
+                    "which makes its scale positive"
+                )
             coords.update(Grid((a.size,), (a.scale * f,), (a.offset * f,), (d,)).xr_coords())
         elif d == "z":
-            coords[d] = (d, np.asarray(a.axis, dtype=np.float64) * f, {"units": LENGTH_UNIT})
+            coords[d] = (d, np.asarray(a.axis, dtype=np.float64) * f, {"units": LENGTH_UNIT, "axis": "Z"})
         else:
             raise DataModelError(f"signal: expected uniform signal axes (a regular pixel grid), found axis '{a.name}' non-uniform")
     saved = s.original_metadata.get_item("pfibsims") if s.original_metadata.has_item("pfibsims") else None
     saved = saved.as_dictionary() if saved is not None else {}
     title = str(s.metadata.get_item("General.title", "") or "")
     name = saved.get("name") or (title if title else "signal")
-    m = _QUANTITY.match(str(s.metadata.get_item("Signal.quantity", "") or ""))
-    attrs = json.loads(saved["attrs"]) if "attrs" in saved else channel_attrs(name, m["units"] if m else "1")
+    quantity = str(s.metadata.get_item("Signal.quantity", "") or "")
+    attrs = json.loads(saved["attrs"]) if "attrs" in saved else channel_attrs(name, _quantity_units(quantity))
+    if "flag_values" in attrs and np.dtype(s.data.dtype).kind in "iu":  # CF: flags typed like the labels (JSON: a list)
+        attrs["flag_values"] = np.asarray(attrs["flag_values"], dtype=s.data.dtype)
     out = xr.DataArray(s.data, dims=dims, coords=coords, attrs=attrs, name=name)
     if "z" not in dims:
-        out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT}))
+        out = out.expand_dims("z").assign_coords(z=("z", [0.0], {"units": LENGTH_UNIT, "axis": "Z"}))
     for c, info in json.loads(saved.get("coords", "{}")).items():
         out = out.assign_coords({c: (tuple(info["dims"]), np.asarray(info["values"]), info["attrs"])})
     dataset_attrs = json.loads(saved["dataset_attrs"]) if "dataset_attrs" in saved else {"modality": "image", **history_attrs([])}
@@ -175,6 +207,14 @@ def _from_signal(s: Any) -> tuple[str, xr.DataArray, dict[str, Any]]:
 
 def from_hyperspy(signal: Any) -> xr.DataArray | xr.Dataset:
     """pfibsims data from HyperSpy signal(s): axes, scale, offset, units and laziness kept.
+
+    An axis' values (``offset + scale * i``) are pixel centres in HyperSpy
+    (its images span ``axis[0] - scale / 2`` to ``axis[-1] + scale / 2``),
+    as pfibsims' coordinates are: they become the coordinates unchanged.
+    For a file that states no origin (a Bruker ``.bcf``) RosettaSciIO gives
+    ``offset = 0`` (the first pixel's centre at 0) where pfibsims' readers
+    put the first pixel's corner at 0, so the same file read both ways is
+    half a pixel apart; ``assign_coords`` moves one onto the other.
 
     Parameters
     ----------

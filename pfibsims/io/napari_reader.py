@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from ..grid import Grid
-from .ome import display_windows, is_label, ome_attrs, pyramid
+from .ome import display_windows, is_label, ome_attrs, pyramid, z_axis
 from .palette import channel_colours, label_colours, rgba
 
 __all__ = ["get_reader", "read_layers"]
@@ -75,9 +75,8 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
 
 def _geometry(ds: xr.Dataset) -> dict[str, Any]:
     grid = Grid.of(ds, dims=["y", "x"])
-    zs = np.asarray(ds["z"].values, dtype=np.float64)
-    dz = float(np.mean(np.diff(zs))) if zs.size > 1 else 1.0  # napari needs one z step; uneven slices use the mean
-    return {"scale": (dz, *grid.spacing), "translate": (float(zs[0]), *grid.origin),
+    dz, z0 = z_axis(ds)  # in nm; napari needs one z step: uneven slices use the mean
+    return {"scale": (dz, *grid.spacing), "translate": (z0, *grid.origin),
             "units": ("nm", "nm", "nm"), "axis_labels": ("z", "y", "x")}
 
 

@@ -5,8 +5,11 @@ predate 0.5, such as Fiji's MoBIE/BigDataViewer and OMERO's older tools):
 
 * arrays ``0``, ``1``, ... of axes ``(c, z, y, x)``: the image channels,
   each level halving ``y`` and ``x`` by a 2x2 mean (rounded for integers);
-  units ``nanometer``, scale and translation transforms of voxel centres
-  (the level-0 translation is the first voxel centre);
+  units ``nanometer`` (coordinates in other length units are converted),
+  scale and translation transforms of voxel centres (the level-0
+  translation is the first voxel centre; NGFF holds one step an axis, so
+  uneven slices get their mean step there and their exact ``z`` under
+  ``pfibsims``, and a single slice its ``spacing`` attr);
 * ``omero`` channels: the channel name, its colour from the fixed palette of
   :mod:`pfibsims.io.palette`, and a display window whose ``start``/``end``
   are the 0.5th and 99.5th percentiles (``min``/``max`` the extremes) of a
@@ -35,13 +38,15 @@ import numpy as np
 import xarray as xr
 
 from ..dataset import history_attrs, jsonable
-from ..errors import DataModelError, FileFormatError
+from ..errors import DataModelError, FileFormatError, GridError, PfibsimsError
 from ..grid import Grid
 from ..progress import compute
+from ..units import length_nm
 from ._integrity import read_manifest, verified_array
 from .palette import channel_colours, label_colours
 
-__all__ = ["NGFF_VERSIONS", "coarsen", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write"]
+__all__ = ["NGFF_VERSIONS", "coarsen", "dataset_name", "display_windows", "is_label", "ome_attrs", "pyramid", "read", "write",
+           "z_axis"]
 
 NGFF_VERSIONS = ("0.5", "0.4")
 #: Percentiles of a reduced view that set each channel's display window (``start``, ``end``).
@@ -112,6 +117,26 @@ def coarsen(data: da.Array, factor: int, *, label: bool) -> da.Array:
         return da.coarsen(_mode, part, axes, trim_excess=True).astype(data.dtype)
     blocks = da.coarsen(np.mean, part.astype(np.float64), axes, trim_excess=True)
     return (da.round(blocks) if data.dtype.kind in "biu" else blocks).astype(data.dtype)
+
+
+def z_axis(ds: xr.Dataset | xr.DataArray) -> tuple[float, float]:
+    """The ``z`` step and first slice centre of ``ds`` in nm, for metadata that holds one step (OME, napari).
+
+    The grid's when the slices are regular (a single slice takes its thickness from the coordinate's
+    ``spacing`` attr); uneven slices give their mean step, a single slice of no stated thickness 1 nm.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> z_axis(xr.Dataset(coords={"z": ("z", [0.1, 0.16], {"units": "um"})}))
+    (60.0, 100.0)
+    """
+    try:
+        g = Grid.of(ds, dims=["z"])
+        return g.spacing[0], g.origin[0]
+    except GridError:
+        zs = np.asarray(ds["z"].values, dtype=np.float64) * length_nm(f"1 {ds['z'].attrs.get('units', 'nm')}", name="z.attrs['units']")
+        return (float(np.mean(np.diff(zs))) if zs.size > 1 else 1.0), float(zs[0])
 
 
 def _n_levels(shape: tuple[int, ...], levels: int) -> int:
@@ -207,9 +232,8 @@ def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, co
     if not images:
         raise DataModelError(f"ds: expected at least one image channel to save as OME-Zarr, found only labels {labels}")
     grid = Grid.of(ds, dims=["y", "x"])
-    zs = np.asarray(ds["z"].values, dtype=np.float64)
-    spacing = (float(np.mean(np.diff(zs))) if zs.size > 1 else 1.0, *grid.spacing)
-    first = (float(zs[0]), *grid.origin)
+    dz, z0 = z_axis(ds)
+    spacing, first = (dz, *grid.spacing), (z0, *grid.origin)
     fmt = 3 if version == "0.5" else 2
     root = zarr.open_group(str(tmp), mode="w-", zarr_format=fmt)
     dtype = np.result_type(*[ds[n].dtype for n in images])
@@ -248,10 +272,26 @@ def write(ds: xr.Dataset, tmp: Path, *, levels: int, version: str, name: str, co
         "order": [str(c) for c in ds.data_vars],
         "coords": {
             c: {"dims": list(ds[c].dims), "attrs": jsonable(dict(ds[c].attrs), name=c), "dtype": str(ds[c].dtype),
-                **({"values": np.asarray(ds[c].values).tolist()} if ds[c].dims == ("z",) else {})}
+                **({"values": np.asarray(ds[c].values).tolist()} if _exact_values(ds[c]) else {})}
             for c in ds.coords
         },
     }})
+
+
+def _exact_values(coord: xr.DataArray) -> bool:
+    """Whether the pfibsims attrs keep ``coord``'s values: a 0-D or 1-D coordinate, but not a ``y``/``x`` in nm.
+
+    A ``y``/``x`` in nm is the transforms' own; in other units (``um``) the transforms hold it in nm
+    and its values are kept so that it reopens in its own units.
+    """
+    if coord.ndim > 1:
+        return False
+    if coord.name not in ("y", "x") or coord.dims != (coord.name,):
+        return True
+    try:
+        return length_nm(f"1 {coord.attrs.get('units', 'nm')}", name=f"{coord.name}.attrs['units']") != 1.0
+    except PfibsimsError:
+        return True
 
 
 def ome_attrs(path: Path) -> tuple[dict[str, Any], str] | None:
@@ -316,6 +356,31 @@ def _transform(meta: dict[str, Any], kind: str, ndim: int, default: float) -> li
     return [float(v) for v in values]
 
 
+def _then(t: Any, scale: list[float], trans: list[float]) -> tuple[list[float], list[float]]:
+    """``x = scale * i + trans`` followed by the multiscale-level transform ``t`` (a scale or a translation)."""
+    kind = t.get("type") if isinstance(t, dict) else None
+    values = t.get(kind) if kind in ("scale", "translation") else None
+    if kind == "identity":
+        return scale, trans
+    if not isinstance(values, list) or len(values) != len(scale) or not all(isinstance(v, (int, float)) for v in values):
+        raise FileFormatError(f"multiscales coordinateTransformations: expected a scale or translation of {len(scale)} "
+                              f"numbers, found {t!r:.80}")
+    if kind == "scale":
+        return [a * v for a, v in zip(scale, values, strict=True)], [b * v for b, v in zip(trans, values, strict=True)]
+    return scale, [b + v for b, v in zip(trans, values, strict=True)]
+
+
+def _axis_nm(axis: dict[str, Any]) -> float:
+    """Factor from a space axis' NGFF ``unit`` (``"micrometer"``; none: nm) to nm."""
+    unit = axis.get("unit", "nanometer")
+    try:
+        return length_nm(f"1 {unit}", name=f"axis {axis.get('name')!r} unit")
+    except PfibsimsError:
+        raise FileFormatError(
+            f"axis {axis.get('name')!r}: expected a length unit such as 'nanometer', found {unit!r:.60}"
+        ) from None
+
+
 def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
     """The full-resolution dataset of an OME-Zarr store written by :func:`write` (lazy)."""
     arrays, meta = pyramid(path)
@@ -324,6 +389,10 @@ def read(path: Path, version: str, chunks: Any) -> xr.Dataset:
     if axes != ["c", *_SPATIAL] or arr.ndim != 4:
         raise FileFormatError(f"{path}: expected an OME-Zarr image of axes ['c', 'z', 'y', 'x'], found {axes} ({arr.ndim}-D)")
     scale, trans = _transform(meta, "scale", 4, 1.0), _transform(meta, "translation", 4, 0.0)
+    for t in meta.get("coordinateTransformations") or []:  # NGFF: after each dataset's own
+        scale, trans = _then(t, scale, trans)
+    nm = [1.0] + [_axis_nm(a) for a in meta["axes"][1:]]
+    scale, trans = [v * f for v, f in zip(scale, nm, strict=True)], [v * f for v, f in zip(trans, nm, strict=True)]
     extra = _pfibsims_attrs(path, version)
     found = ome_attrs(path)
     omero = (found[0] if found else {}).get("omero", {}).get("channels", [])

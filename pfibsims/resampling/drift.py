@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .._xr import dequantify
 from ..errors import DataModelError, PfibsimsError, UnitsError
 from ..transform import Affine
 from ..units import length_nm
@@ -62,6 +63,7 @@ def slice_transforms(transform: Affine, drift: xr.DataArray) -> list[Affine]:
 
 
 def drift_nm(drift: Any, nz: int | None) -> np.ndarray:
+    drift = dequantify(drift, "drift")  # pint-xarray's quantities: numbers with a 'units' attr
     if not isinstance(drift, xr.DataArray) or set(drift.dims) != {"z", "component"}:
         raise DataModelError(
             f"drift: expected a DataArray with dims (z, component) as estimate_drift returns, got "

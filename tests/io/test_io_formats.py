@@ -314,7 +314,7 @@ def test_h5oina_window_integral_maps(tmp_path):
     assert ds.Zr_La.attrs["units"] == "counts/s"
     assert ds.Zr_La.attrs["h5oina_label"] == "Zr La1"
     assert ds.attrs["beam_energy"] == "5 kV"
-    assert ds.attrs["stage_position"]["X"] == "12.5 mm"
+    assert ds.attrs["stage_position_x"] == "12.5 mm"  # flat: a netCDF attribute
     assert ds.attrs["format_version"] == "6.0"
     ds = pfs.read_eds(p, lines=["Al_Ka"])
     assert list(ds.data_vars) == ["Al_Ka"]

@@ -101,3 +101,106 @@ def test_errors():
         to_hyperspy(np.ones((3, 3)))
     with pytest.raises(DataModelError, match=r"expected dims \('z', 'y', 'x'\) or \('y', 'x'\)"):
         to_hyperspy(_dataset().Li6.isel(y=0))
+
+
+def test_coordinates_in_micrometres_give_axes_in_nanometres():
+    """Axes of a dataset in um were labelled 'um' with scale and offset in nm (1000x off; back 1000x again)."""
+    ds = _dataset()
+    um = ds.assign_coords({d: (d, ds[d].values / 1000.0, {**ds[d].attrs, "units": "um"}) for d in ("z", "y", "x")})
+    s = to_hyperspy(um.Li6)
+    for d in ("z", "y", "x"):
+        axis = s.axes_manager[d]
+        assert axis.units == "nm", d
+        np.testing.assert_allclose(axis.axis, ds[d].values, rtol=1e-12, err_msg=d)
+    back = from_hyperspy(s)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)
+    uneven = _dataset(z=["0 nm", "55 nm", "130 nm"])
+    uneven = uneven.assign_coords(z=("z", uneven.z.values / 1000.0, {**uneven.z.attrs, "units": "um"}))
+    z = to_hyperspy(uneven.Li6).axes_manager["z"]
+    assert z.units == "nm"
+    np.testing.assert_allclose(z.axis, [0.0, 55.0, 130.0])
+
+
+def test_pint_quantified_input():
+    pytest.importorskip("pint_xarray")
+    ds = _dataset()
+    s = to_hyperspy(ds.pint.quantify().Li6)
+    assert s.metadata.Signal.quantity in ("Li6 (counts)", "Li6 (count)")  # pint's name after dequantify
+    np.testing.assert_array_equal(s.axes_manager["x"].axis, ds.x.values)
+    assert [t.metadata.General.title for t in to_hyperspy(ds.pint.quantify())] == ["Zr_La", "Li6"]
+
+
+def test_a_negative_or_zero_scale_is_refused_naming_the_axis():
+    s = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in s.axes_manager.signal_axes:
+        a.units, a.scale, a.name = "nm", 10.0, "width" if a.index_in_array == 1 else "height"
+    s.axes_manager["width"].scale = -10.0
+    with pytest.raises(DataModelError, match=r"signal: expected a positive scale on axis 'width', found -10.0 nm"):
+        from_hyperspy(s)
+
+
+def test_a_real_bcf_through_hyperspy_and_through_read_eds():
+    """HyperSpy's axis values are pixel centres (taken as coordinates unchanged); RosettaSciIO gives a BCF
+    offset 0 (first centre at 0), pfibsims' reader the first corner at 0: same spacing, half a pixel apart."""
+    from io_helpers import data_file
+
+    path = data_file("eds/30x30_instructively_packed_16bit_compressed.bcf")
+    image = next(s for s in hs.load(path) if s.axes_manager.signal_dimension == 2)
+    ours = pfs.read_eds(path)
+    back = from_hyperspy(image)
+    for d, name in (("y", "height"), ("x", "width")):
+        axis = image.axes_manager[name]
+        np.testing.assert_allclose(back[d].values, axis.axis * 1000.0, rtol=1e-9)  # um -> nm, centres as given
+        np.testing.assert_allclose(np.diff(back[d].values), np.diff(ours[d].values), rtol=1e-9)
+        np.testing.assert_allclose(ours[d].values - back[d].values, axis.scale * 1000.0 / 2, rtol=1e-9)
+
+
+def test_cf_flags_come_back_typed_like_the_labels(tmp_path):
+    """flag_values came back a list (JSON): not the labels' type, so to_netcdf wrote int64 flags on uint8 labels."""
+    ds = _dataset()
+    ds["phase"] = xr.DataArray(np.arange(48, dtype=np.uint8).reshape(1, 6, 8).repeat(3, 0) % 3, dims=("z", "y", "x"),
+                               attrs={"units": "1", "flag_values": np.array([0, 1, 2], np.uint8),
+                                      "flag_meanings": "matrix LLZTO LCO"})
+    for back in (from_hyperspy(to_hyperspy(ds)).phase, from_hyperspy(to_hyperspy(ds.phase))):
+        flags = back.attrs["flag_values"]
+        assert isinstance(flags, np.ndarray)
+        assert flags.dtype == np.uint8
+        np.testing.assert_array_equal(flags, [0, 1, 2])
+
+
+def test_single_maps_and_uneven_slices_round_trip_with_the_cf_axis():
+    """A single map (z of one, as every reader gives a map) and uneven slices lost z's CF axis 'Z'."""
+    one = pfs.stack({"Li6": np.arange(12.0).reshape(3, 4)}, pixel_size="72 nm")
+    xr.testing.assert_identical(from_hyperspy(to_hyperspy(one)).compute(), one)
+    uneven = _dataset(z=["0 nm", "55 nm", "130 nm"])
+    xr.testing.assert_identical(from_hyperspy(to_hyperspy(uneven)).compute(), uneven.compute())
+    plain = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in plain.axes_manager.signal_axes:
+        a.units, a.scale = "nm", 10.0
+    assert from_hyperspy(plain).z.attrs == one.z.attrs
+
+
+@pytest.mark.parametrize(("quantity", "units"), [
+    ("X-rays (Counts)", "counts"), ("X-rays (CPS)", "counts/s"), ("Intensity (a.u.)", "1"), ("Li6 (counts/s)", "counts/s")])
+def test_hyperspy_quantity_spellings(quantity, units):
+    """RosettaSciIO's EDS signals say 'X-rays (Counts)': a map summed from a real BCF was refused ('Counts')."""
+    s = hs.signals.Signal2D(np.ones((4, 5)))
+    for a in s.axes_manager.signal_axes:
+        a.units, a.scale = "nm", 10.0
+    s.metadata.Signal.quantity = quantity
+    assert from_hyperspy(s).attrs["units"] == units
+
+
+def test_a_window_map_of_a_real_bcf_spectrum_image():
+    from io_helpers import data_file
+
+    cube = next(s for s in hs.load(data_file("eds/bcf_v2_50x50px.bcf")) if s.axes_manager.signal_dimension == 1)
+    window = cube.isig[100:120].sum(axis=-1).T  # counts of channels 100-119 per pixel, as an image
+    assert window.metadata.Signal.quantity == "X-rays (Counts)"
+    out = from_hyperspy(window)
+    assert out.attrs["units"] == "counts"
+    np.testing.assert_array_equal(out.values[0], np.asarray(cube.data)[:, :, 100:120].sum(axis=-1))
+    window.metadata.Signal.quantity = "X-rays (bananas)"
+    with pytest.raises(DataModelError, match=r"signal: expected units in metadata.Signal.quantity such as 'Li6 \(counts\)', found 'bananas'"):
+        from_hyperspy(window)

@@ -170,8 +170,7 @@ def test_jeol_maps_are_the_pts_counts_in_their_rois():
     pts = data_file("eds/jeol_spectrum_image/View000_0000006.pts")
     maps = pfs.read_eds(data_file("eds/jeol_View000"))
     head = pfs.read_eds(pts, lines=["C_Ka"], method="window")
-    cal = head.attrs["energy_calibration"]
-    offset, width = (float(cal[k].split()[0]) for k in ("offset", "channel_width"))
+    offset, width = (float(head.attrs[f"energy_calibration_{k}"].split()[0]) for k in ("offset", "channel_width"))
     cube = np.asarray(file_reader(str(pts), cutoff_at_kV=9.0)[0]["data"])
     for name in maps.data_vars:
         src = data_file("eds/jeol_View000") / maps[name].attrs["source_file"]

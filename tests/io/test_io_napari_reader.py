@@ -110,3 +110,16 @@ def test_layers_build_in_napari_when_it_is_installed(store):
     assert [str(u) for u in built[0].units] == ["nanometer"] * 3
     phase = next(b for b in built if b.name == "phase")
     assert phase.colormap.map(np.array([1]))[0].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "ome-zarr"])
+def test_layers_of_a_store_in_micrometres_or_of_one_slice_are_scaled_in_nanometres(fmt, tmp_path):
+    """z coordinates in um gave a z scale in um labelled nm; one slice of 60 nm a z scale of 1 nm."""
+    ds = _volume()
+    um = ds.assign_coords({d: (d, ds[d].values / 1000.0, {**ds[d].attrs, "units": "um"}) for d in ("z", "y", "x")})
+    for vol, scale, translate in ((um, (60.0, 81.4, 81.4), (60.0, 500.0, 900.0)),
+                                  (ds.isel(z=[1]), (60.0, 81.4, 81.4), (120.0, 500.0, 900.0))):
+        path = pfs.save(vol, tmp_path / f"{len(vol.z)}.{fmt}", format=fmt, levels=2)
+        for _, kwargs, _ in read_layers(str(path)):
+            assert kwargs["scale"] == pytest.approx(scale), kwargs["name"]
+            assert kwargs["translate"] == pytest.approx(translate), kwargs["name"]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from io_helpers import data_file
 
 import pfibsims as pfs
 from pfibsims.dataset import HISTORY_JSON, history
@@ -109,3 +110,36 @@ def test_every_output_quantifies_with_pint_xarray(results, name):
     q = results[name].pint.quantify()
     variables = q.data_vars.values() if isinstance(q, xr.Dataset) else [q]
     assert any(hasattr(v.data, "units") for v in variables), name
+
+
+#: Real files and the reader options they need (the readers' outputs are datasets pfibsims returns too).
+REAL = {
+    "eds/30x30_instructively_packed_16bit_compressed.bcf": ("read_eds", {}),
+    "eds/bcf_v2_50x50px.bcf": ("read_eds", {}),
+    "eds/test_TEM.bcf": ("read_eds", {}),
+    "eds/jeol_View000": ("read_eds", {}),
+    "eds/jeol_spectrum_image/View000_0000006.pts": ("read_eds", {"lines": ["Fe_Ka"]}),
+    "sem/FEI-Helios-Ebeam-16bits.tif": ("read_sem", {}),
+    "sem/test_tiff_Zeiss_SEM_512pix.tif": ("read_sem", {}),
+    "sem/ZEISS_SEM_multipage.tif": ("read_sem", {"slice_thickness": "60 nm"}),
+    "sims/RTIimage.im": ("read_sims", {}),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(REAL))
+def test_readers_outputs_of_real_files_round_trip_through_netcdf(rel, tmp_path):
+    """The readers' attrs are netCDF attributes (a dict such as stage_position could not be written)."""
+    reader, kw = REAL[rel]
+    ds = getattr(pfs, reader)(data_file(rel), **kw)
+    path = tmp_path / "read.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    with xr.open_dataset(path, engine="h5netcdf") as back:
+        back = back.load()
+    for v in ds.variables:
+        np.testing.assert_array_equal(back[v].values, ds[v].values, err_msg=v)
+        assert back[v].dtype == ds[v].dtype, v
+    for k, v in ds.attrs.items():  # netCDF has no one-element list: a list of one string comes back as the string
+        want = v[0] if isinstance(v, list) and len(v) == 1 else v
+        assert np.asarray(back.attrs[k]).tolist() == np.asarray(want).tolist(), k
+    assert history(back) == history(ds)
+    back.pint.quantify()

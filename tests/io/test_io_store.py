@@ -429,3 +429,82 @@ def test_ome_errors(tmp_path):
     (path / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(FileFormatError, match=r"expected dataset paths inside the group, found '\.\./\.\./etc'"):
         pfs.open_dataset(path)
+
+
+def _in_micrometres(ds):
+    """``ds`` with its z, y, x coordinates in um (the same positions)."""
+    return ds.assign_coords({d: (d, ds[d].values / 1000.0, {**ds[d].attrs, "units": "um"}) for d in ("z", "y", "x")})
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_ome_coordinates_in_micrometres_are_written_in_nanometres_and_reopen_exactly(tmp_path, version):
+    """A dataset in um: every axis's scale and translation in nm (z was written in um), and it reopens in um."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    nm = _labelled()
+    ds = _in_micrometres(nm)
+    path = pfs.save(ds, tmp_path / "um.ome.zarr", format="ome-zarr", levels=2, ngff_version=version)
+    image = next(iter(Reader(parse_url(str(path)))()))
+    for lv, (scale, trans) in zip(image.data, image.metadata["coordinateTransformations"], strict=True):
+        centres = [trans["translation"][i] + scale["scale"][i] * np.arange(lv.shape[i]) for i in (1, 2, 3)]
+        k = (lv.shape[-1] != nm.sizes["x"]) + 1
+        for d, c in zip(("z", "y", "x"), centres, strict=True):
+            ref = nm[d].values if d == "z" else nm[d].coarsen({d: k}, boundary="trim").mean().values
+            np.testing.assert_allclose(c, ref, rtol=0, atol=1e-9, err_msg=d)  # in nm, as the axes' unit says
+    _assert_exact(ds, pfs.open_dataset(path))
+
+
+def test_ome_single_slice_keeps_its_thickness_as_the_z_scale(tmp_path):
+    import zarr
+
+    ds = pfs.stack({"Li6": np.ones((1, 4, 6))}, pixel_size="72 nm", slice_thickness="60 nm", origin=("30 nm", "0 nm", "0 nm"))
+    path = pfs.save(ds, tmp_path / "one.ome.zarr", format="ome-zarr", levels=1)
+    t = zarr.open_group(str(path), mode="r").attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    assert t[0]["scale"] == [1.0, 60.0, 72.0, 72.0]
+    assert t[1]["translation"] == [0.0, 30.0, 0.0, 0.0]
+
+
+def test_ome_zarr_of_another_writer_in_micrometres_opens_in_nanometres(tmp_path):
+    """open_dataset took an OME-Zarr's scale and translation as nm whatever its axes' unit (1000x off in um)."""
+    ds = _labelled()[["Zr_La", "Li6"]]
+    path = pfs.save(ds, tmp_path / "other.ome.zarr", format="ome-zarr", levels=2)
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["pfibsims"]  # as another writer leaves it: OME metadata only
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    for axis in ms["axes"][1:]:
+        axis["unit"] = "micrometer"
+    for level in ms["datasets"]:
+        for t in level["coordinateTransformations"]:
+            key = t["type"]
+            t[key] = [t[key][0]] + [v / 1000.0 for v in t[key][1:]]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    back = pfs.open_dataset(path)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)
+        assert back[d].attrs["units"] == "nm"
+    np.testing.assert_array_equal(back.Li6.values, ds.Li6.values)
+    ms["axes"][-1]["unit"] = "second"
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(FileFormatError, match=r"axis 'x': expected a length unit such as 'nanometer', found 'second'"):
+        pfs.open_dataset(path)
+
+
+def test_ome_zarr_multiscale_level_transforms_apply_after_the_datasets(tmp_path):
+    """NGFF: a multiscale's own coordinateTransformations apply after each dataset's; they were ignored."""
+    ds = _labelled()[["Zr_La", "Li6"]]
+    path = pfs.save(ds, tmp_path / "top.ome.zarr", format="ome-zarr", levels=2)
+    meta = json.loads((path / "zarr.json").read_text())
+    del meta["attributes"]["pfibsims"]
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    level0 = ms["datasets"][0]["coordinateTransformations"]
+    scale, trans = level0[0]["scale"], level0[1]["translation"]
+    for k, level in enumerate(ms["datasets"]):  # the same geometry, split: pixels at the dataset, nm at the multiscale
+        f = 2**k
+        level["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 1.0, f, f]},
+                                              {"type": "translation", "translation": [0.0, 0.0, (f - 1) / 2, (f - 1) / 2]}]
+    ms["coordinateTransformations"] = [{"type": "scale", "scale": scale}, {"type": "translation", "translation": trans}]
+    (path / "zarr.json").write_text(json.dumps(meta))
+    back = pfs.open_dataset(path)
+    for d in ("z", "y", "x"):
+        np.testing.assert_allclose(back[d].values, ds[d].values, rtol=1e-12, err_msg=d)

@@ -111,3 +111,17 @@ def test_coverage_with_drift_is_the_mask_of_that_resampling():
     np.testing.assert_array_equal(cov, np.isfinite(out))
     assert 0 < cov.mean() < 1  # the drift moves the field edge differently on each slice
     assert not np.array_equal(cov[0], cov[2])
+
+
+def test_a_pint_quantified_drift_is_taken_in_its_units():
+    """A drift table quantified by pint-xarray was refused ("found none"): dequantified at the edge, in its units."""
+    pytest.importorskip("pint_xarray")
+    shifts = [(0.0, 0.0), (2.0, -3.0), (-1.0, 4.0)]
+    ds = shifted_stack(shifts, counts=1e6)
+    table = drift_table(np.asarray(shifts) * 72)
+    um = table.copy(data=table.values / 1000.0).assign_attrs(units="um")
+    ref = resample(ds, ds, drift=table)
+    for drift in (table.pint.quantify(), um.pint.quantify()):
+        np.testing.assert_allclose(resample(ds, ds, drift=drift).Li6.values, ref.Li6.values, rtol=1e-12)
+    with pytest.raises(UnitsError, match=r"drift.attrs\['units'\]: expected a length .* \(a time\)"):
+        resample(ds, ds, drift=table.assign_attrs(units="s").pint.quantify())

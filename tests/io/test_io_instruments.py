@@ -232,8 +232,7 @@ def test_jeol_pts_real_sweeps_summed_equal_the_sum_of_each_sweep_read_alone():
 
     path = data_file("eds/jeol_spectrum_image/View000_0000006.pts")
     ds = pfs.read_eds(path, lines=["C_Ka"], method="window")
-    cal = ds.attrs["energy_calibration"]
-    offset, width = (float(cal[k].split()[0]) for k in ("offset", "channel_width"))
+    offset, width = (float(ds.attrs[f"energy_calibration_{k}"].split()[0]) for k in ("offset", "channel_width"))
     lo, hi = line_window("C_Ka", fwhm_mnka=ds.attrs["detector_fwhm_mnka"])
     energy = offset + width * np.arange(146)
     sel = (energy >= lo) & (energy <= hi)

@@ -33,8 +33,8 @@ def render(values: np.ndarray, labels: np.ndarray | None, coords: dict[str, np.n
     """The off-screen screenshot (uint8, height x width x 3) of the phases as surfaces and ``values`` as a volume.
 
     ``spec`` holds ``channel`` (the scalar name), ``z_scale``, ``size`` (width, height px), ``cmap``,
-    ``clim`` ((lo, hi) or None: no volume render), ``bar_title``, ``z_title`` and ``phases``
-    (``[value, name, [r, g, b]]`` each, colours 0-255).
+    ``clim`` ((lo, hi) or None: no volume render), ``opacity`` (the volume's lookup table of opacities, 0-255,
+    one an entry), ``bar_title``, ``z_title`` and ``phases`` (``[value, name, [r, g, b]]`` each, colours 0-255).
     """
     import pyvista as pv
 
@@ -51,7 +51,8 @@ def render(values: np.ndarray, labels: np.ndarray | None, coords: dict[str, np.n
         plotter.add_legend(bcolor="white", size=(0.15, 0.15))
     if spec["clim"] is not None:
         plotter.add_volume(grid, scalars=spec["channel"], cmap=spec["cmap"], clim=tuple(spec["clim"]),
-                           opacity=[0.0, 0.0, 0.05, 0.2, 0.5], scalar_bar_args={"title": spec["bar_title"]})
+                           n_colors=len(spec["opacity"]), opacity=np.asarray(spec["opacity"], np.uint8),
+                           scalar_bar_args={"title": spec["bar_title"]})
     plotter.show_bounds(xtitle="x (um)", ytitle="y (um)", ztitle=spec["z_title"], font_size=10, color="black")
     plotter.camera_position = "iso"
     plotter.camera.elevation = 15

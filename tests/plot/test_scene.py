@@ -118,3 +118,15 @@ def test_the_render_runs_while_the_caller_works_and_close_stops_it(tmp_path, mon
     assert order == ["volume_3d started", "orthoslices"]
     assert started[0].proc.returncode is not None
     assert not started[0].folder.exists()
+
+
+def test_the_opacity_table_is_pyvistas_own():
+    """The render's opacity lookup table, made in the parent (the child would import scipy.interpolate for it),
+    holds the numbers PyVista's ``LookupTable.apply_opacity`` makes of the same points (quadratic; linear for
+    two points), entry by entry."""
+    from pfibsims.plot.scene import OPACITY, opacity_table
+
+    for points in (OPACITY, (0.0, 1.0), (0.1, 0.9, 0.3), (0.0, 0.2, 0.2, 1.0)):
+        lut = pv.LookupTable(cmap="viridis", n_values=256)
+        lut.apply_opacity(list(points))
+        np.testing.assert_array_equal(opacity_table(points, 256), np.asarray(lut.values[:, -1]))

@@ -402,23 +402,35 @@ def write_report(
     outdir.mkdir(parents=True, exist_ok=True)
     stage = stage or (lambda name: contextlib.nullcontext())
     a, b = channel_pair(vol, channels)
-    with stage("statistics and report"):
-        report = measure(vol, channels=(a, b), truth=truth)
-    if figures:
-        try:
-            from ..plot import save_figures
-        except ImportError as exc:  # the plot extra is optional
-            report["figures"] = f"not drawn: {exc}"
-        else:
-            from ..plot.scene import have_renderer
-
-            with stage("figures"):
+    try:
+        from ..plot import save_figures
+        from ..plot.gallery import drawn
+        from ..plot.scene import have_renderer, start_volume_3d
+    except ImportError as exc:  # the plot extra is optional
+        save_figures, missing = None, exc
+    labels = scene = None
+    try:
+        with stage("statistics and report"):
+            if figures and save_figures is not None and have_renderer():
+                # the 3-D figure's child render starts first and runs on the core the statistics leave idle
                 labels = _labels(vol)  # the figures draw the phases; they classify nothing themselves
-                paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels, a=a, b=b)
+                scene = start_volume_3d(vol[drawn(vol, a, b)], channel=a, labels=labels)
+            report = measure(vol, channels=(a, b), truth=truth)
+        if figures and save_figures is None:
+            report["figures"] = f"not drawn: {missing}"
+        elif figures:
+            with stage("figures"):
+                labels = _labels(vol) if labels is None else labels
+                paths = save_figures(vol, outdir / "figures", raw=raw, truth=truth, labels=labels, a=a, b=b,
+                                     render=scene if scene is not None else False)
+                scene = None  # save_figures closed it
             report["figures"] = {k: str(v) for k, v in paths.items()}
             if not have_renderer():
                 report["volume_3d"] = "not drawn: it needs PyVista, pip install 'pfibsims[render]'"
                 print(f"figures/volume_3d.png skipped: {report['volume_3d']}", flush=True)
+    finally:
+        if scene is not None:  # the statistics failed: the render is not waited for
+            scene.close()
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (outdir / "report.txt").write_text(_text(report))
     return report

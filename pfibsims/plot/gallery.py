@@ -20,7 +20,7 @@ from .axes import (
 from .intensity import histograms, normalization
 from .maps import element_maps, joint_histogram
 from .overlay import registration_overlay
-from .scene import have_renderer, start_volume_3d
+from .scene import Render, have_renderer, start_volume_3d
 from .volume import orthoslices
 
 #: zlib level of the PNGs :func:`save_figures` writes: the demo's seven figures encode in ~0.27 s at 2
@@ -84,6 +84,12 @@ def _raw_by_modality(raw: Any) -> dict[str, xr.Dataset]:
     return out
 
 
+def drawn(vol: xr.Dataset, a: str, b: str) -> list[str]:
+    """The variables of ``vol`` the figures draw: the channels ``a`` and ``b``, and ``coverage`` when present
+    (the 3-D figure's phase colours come from these channels' elements)."""
+    return [v for v in dict.fromkeys((a, b, "coverage")) if v in vol.data_vars]
+
+
 def save_figures(
     vol: xr.Dataset,
     outdir: str | Path,
@@ -134,9 +140,11 @@ def save_figures(
         slice), the slice with SIMS data nearest it.
     dpi : int
         Resolution of the PNGs (zlib level :data:`PNG_COMPRESSION`).
-    render : bool, optional
+    render : bool or a started render, optional
         Write ``volume_3d`` (the 3-D figure, :func:`~pfibsims.plot.scene.volume_3d`; its child render starts first and runs while the other figures are drawn); default:
-        when its renderer (PyVista, the ``render`` extra) is installed.
+        when its renderer (PyVista, the ``render`` extra) is installed. A render already started by
+        :func:`~pfibsims.plot.scene.start_volume_3d` (e.g. before the statistics, to run beside them) is
+        drawn as ``volume_3d`` instead of starting one; it is closed here in any case.
 
     Returns
     -------
@@ -176,7 +184,7 @@ def save_figures(
     if labels is None and truth is not None and "phase" in truth and truth["phase"].sizes == vol[b].sizes:
         labels = truth["phase"]
     # every figure draws from in-memory views, read once (one compute for the volume, one per raw stack)
-    keep = [v for v in dict.fromkeys((a, b, "coverage")) if v in vol.data_vars]
+    keep = drawn(vol, a, b)
     name = None if labels is None else labels.name
     if labels is not None:  # the labels' own values on the volume's grid (no alignment of coordinates)
         vol = vol.assign(_labels=(labels.dims, labels.data, labels.attrs))
@@ -199,10 +207,11 @@ def save_figures(
     }
     if "SIMS" in raws and a in raws["SIMS"]:
         figures["registration"] = lambda: registration_overlay(vol[b], raws["SIMS"][a], after=vol[a], z=z)
-    scene = None
-    if render or (render is None and have_renderer()):
+    scene = render if isinstance(render, Render) else None
+    if scene is None and (render or (render is None and have_renderer())):
         # started first: its child process renders on the other core while the figures above are drawn
         scene = start_volume_3d(vol, channel=a, labels=labels)
+    if scene is not None:
         figures["volume_3d"] = scene.figure
     paths = {}
     # what exists now outlives the figures: out of the collector's reach, the collection after each figure

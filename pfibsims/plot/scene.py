@@ -114,7 +114,7 @@ def auto_z_scale(vol: xr.Dataset) -> float:
     return float(max(1, round(0.25 * side / depth))) if depth > 0 else 1.0
 
 
-class _Render:
+class Render:
     """The screenshot of :func:`pfibsims.plot._render.render`, taken in a child interpreter (see that module:
     VTK's ~300 MB of OpenGL state are the child's and are given back when it exits).
 
@@ -212,7 +212,7 @@ def volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "pha
 
 def start_volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any = "phase",
                     z_scale: float | None = None, max_voxels: int = MAX_VOXELS, size: tuple[int, int] = (1200, 800),
-                    cmap: str = "Reds") -> _Render:
+                    cmap: str = "Reds") -> Render:
     """:func:`volume_3d` started: its child render runs while the caller goes on (same arguments and errors).
 
     Returns the running render; its ``figure()`` waits and gives the Figure of :func:`volume_3d`, its
@@ -259,4 +259,4 @@ def start_volume_3d(vol: xr.Dataset, *, channel: str | None = None, labels: Any 
             "z_title": "z (um)" if z_scale == 1 else f"z (um, x{z_scale:g})"}
     coords = {d: np.asarray(view[d].values, dtype=np.float64) for d in ("z", "y", "x")}
     title = f"{channel}" + (" and the phases" if labels is not None else "") + " in 3-D"
-    return _Render(values, ph, coords, spec, title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))
+    return Render(values, ph, coords, spec, title + (f", in-plane blocks of {f} x {f} voxels" if f > 1 else ""))

@@ -133,3 +133,47 @@ def test_report_and_figures_on_a_volume_of_another_sample(fused, tmp_path):
     assert "Pearson r(O18, Fe_Ka)" in (tmp_path / "report.txt").read_text()
     chosen = write_report(other, tmp_path / "chosen", channels=("S_Ka", "O18"), figures=False)
     assert chosen["pearson"]["r"] == pytest.approx(np.corrcoef(other.S_Ka.values[ok], other.O18.values[ok])[0, 1], rel=1e-9)
+
+
+def test_the_3d_render_runs_beside_the_statistics_and_is_closed_if_they_fail(fused, tmp_path, monkeypatch):
+    """write_report starts the 3-D figure's child render before the statistics (it runs on the core they leave
+    idle), save_figures draws that render (no second one), and a failure of the statistics stops it."""
+    scene = pytest.importorskip("pfibsims.plot.scene")
+    if not scene.have_renderer():
+        pytest.skip("the 3-D figure needs PyVista (the render extra)")
+    import pfibsims.app.report as report_module
+    import pfibsims.plot as plot
+
+    vol, truth, raw = fused
+    events, started = [], []
+    real_start, real_measure, real_save = scene.start_volume_3d, report_module.measure, plot.save_figures
+
+    def start(*args, **kwargs):
+        events.append("render started")
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    def measure(*args, **kwargs):
+        events.append("statistics")
+        return real_measure(*args, **kwargs)
+
+    def save(*args, render=None, **kwargs):
+        events.append("figures given " + ("the started render" if render is started[-1] else repr(render)))
+        return real_save(*args, render=render, **kwargs)
+
+    monkeypatch.setattr(scene, "start_volume_3d", start)
+    monkeypatch.setattr(report_module, "measure", measure)
+    monkeypatch.setattr(plot, "save_figures", save)
+    rep = write_report(vol, tmp_path, raw=raw, truth=truth)
+    assert events == ["render started", "statistics", "figures given the started render"]
+    assert "volume_3d" in rep["figures"]
+    assert not started[-1].folder.exists()  # drawn, then closed
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the statistics failed")
+
+    monkeypatch.setattr(report_module, "measure", failing)
+    with pytest.raises(RuntimeError, match="the statistics failed"):
+        write_report(vol, tmp_path / "failed", raw=raw, truth=truth)
+    assert started[-1].proc.poll() is not None  # stopped
+    assert not started[-1].folder.exists()  # and removed

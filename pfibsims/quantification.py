@@ -302,7 +302,8 @@ def quantify(
     per-phase interior moments of the phases it measures (the standards, a
     background phase, with ``psf`` every phase); one more pass, over all
     voxels, only if a measured phase has no interior. The map is lazy when the inputs are (one
-    task per chunk, with an in-plane halo of 4 ``psf`` for the mixing model).
+    task per chunk, with an in-plane halo of 4 ``psf`` for the mixing model). Measured, uneven slice
+    depths: the interior depth takes their median step along ``z`` (an approximation across slices).
 
     Parameters
     ----------
@@ -371,7 +372,7 @@ def quantify(
     dims = spatial_dims(li, "li")
     values, names = flags(phases)
     check_same_grid(li, phases)
-    spacing = spacing_nm(li, "li")
+    spacing = spacing_nm(li, "li", uneven_z="median")
     interior_nm = length_nm(interior, name="interior")
     if not interior_nm >= 0:
         raise PfibsimsError(f"interior: expected a length >= 0 such as '500 nm', got {interior!r}")

@@ -72,7 +72,10 @@ def boundary_profile(
     by at least the largest ``|distance|`` plus a bin (so distances in range
     are exact); the volume border is not a boundary (the phase is not assumed
     to continue or stop beyond it), so voxels near the border may lie
-    farther from the true surface than measured.
+    farther from the true surface than measured. Measured, uneven slice
+    depths (``z`` increasing in unequal steps) are taken at their median
+    step along ``z``, as :func:`classify_phases` smooths them: the distances
+    across slices are then approximate, those in-plane exact.
 
     Computes: two streaming passes (per-bin moments, then per-bin histograms
     for median and quartiles; see :func:`phase_statistics`).
@@ -146,7 +149,7 @@ def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[A
     ``boundary_profile(..., distance=)`` with the same ``distances`` and
     ``bins`` (or a narrower range). Exact up to the reach the profile needs,
     the largest ``|distance|`` plus a bin; ``+/-inf`` beyond (attr
-    ``reach_nm``).
+    ``reach_nm``). Uneven slice depths: as :func:`boundary_profile`.
 
     Examples
     --------
@@ -161,7 +164,7 @@ def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[A
     value, name = phase_value(labels, phase)
     lo, hi, width, _ = _range(distances, bins)
     reach = max(abs(lo), abs(hi)) + width
-    dist = signed_distance(as_array(labels.transpose(*dims).data) == value, sampling=spacing_nm(labels, "labels"), reach=reach)
+    dist = signed_distance(as_array(labels.transpose(*dims).data) == value, sampling=spacing_nm(labels, "labels", uneven_z="median"), reach=reach)
     coords = {k: v for k, v in labels.coords.items() if set(v.dims) <= set(dims)}
     return xr.DataArray(dist, dims=dims, coords=coords, name="distance",
                         attrs={"units": LENGTH_UNIT, "phase": name, "reach_nm": reach, "sign": "negative inside the phase"})
@@ -193,7 +196,7 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
     check_real(da, "da")
     value, name = phase_value(labels, phase)
     check_same_grid(da, labels, name="labels", ref="the data")
-    spacing = spacing_nm(da, "da")
+    spacing = spacing_nm(da, "da", uneven_z="median")
     lo, hi, width, n = _range(distances, bins)
     if distance is None:
         distance = boundary_distance(labels, phase, distances=distances, bins=bins)

@@ -30,6 +30,8 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     Computes: the phase mask of the whole label volume is loaded (1 byte a
     voxel) and labelled in memory with :func:`scipy.ndimage.label`; pass a
     sub-volume (``labels.isel(...)``) when the volume does not fit.
+    Measured, uneven slice depths (``z`` increasing in unequal steps): sizes
+    and centroids take their median step along ``z`` (an approximation).
 
     Parameters
     ----------
@@ -71,7 +73,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     """
     value, name = phase_value(labels, phase)
     dims = spatial_dims(labels, "labels")
-    spacing = spacing_nm(labels, "labels")
+    spacing = spacing_nm(labels, "labels", uneven_z="median")
     if connectivity not in (1, 2, 3):
         raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r}")
     mask = labels.data == value

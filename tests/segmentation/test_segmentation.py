@@ -1066,3 +1066,38 @@ def test_real_non_cathode_map_is_classified_by_its_own_elements(shared_data):
     assert names[(labels[400:, 400:] == np.arange(len(names))[:, None, None]).sum(axis=(1, 2)).argmax()] == "C"  # the film
     with pytest.raises(PfibsimsError, match=r"phases: the table names elements \['Al', 'Co', 'Zr'\] that no channel"):
         classify_phases(eds, phases="cathode")
+
+
+def test_distances_particles_and_quantify_at_uneven_depths_take_the_median_slice_step():
+    # measured (uneven) depths: the distance transforms, components and the quantification's interior depth are
+    # those of the same stack at regular depths of the median step (they refused uneven z: the report of a fused
+    # run at measured depths failed); the measured depths are kept
+    import pfibsims as pfs
+
+    rng = np.random.default_rng(3)
+    lab = np.zeros((9, 20, 22), np.uint8)
+    lab[2:7, 4:12, 3:10] = 1  # an LLZTO block
+    lab[1:8, 12:18, 12:20] = 2  # an LCO block
+    counts = rng.poisson(np.choose(lab, [2.0, 30.0, 45.0])).astype(np.float64)
+    ds, steps = _uneven(_volume({"Li6": counts}))
+    ds.Li6.attrs["units"] = "counts"
+    step = float(np.median(steps))
+    regular = ds.assign_coords(z=("z", step * np.arange(ds.sizes["z"]), {"units": "nm", "axis": "Z"}))
+    names = "matrix LLZTO LCO"
+    got_lab, want_lab = _labels(lab, names, like=ds), _labels(lab, names, like=regular)
+
+    got = boundary_distance(got_lab, "LLZTO", distances=("-200 nm", "300 nm"))
+    want = boundary_distance(want_lab, "LLZTO", distances=("-200 nm", "300 nm"))
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-12)  # the step: a median, and a regular grid's
+    np.testing.assert_array_equal(got.z.values, ds.z.values)
+    prof = boundary_profile(ds.Li6, got_lab, "LLZTO", distances=("-200 nm", "300 nm"), bins="50 nm")
+    ref = boundary_profile(regular.Li6, want_lab, "LLZTO", distances=("-200 nm", "300 nm"), bins="50 nm")
+    np.testing.assert_allclose(prof["mean"].values, ref["mean"].values, rtol=1e-12)
+    p, q = pfs.particles(got_lab, "LCO"), pfs.particles(want_lab, "LCO")
+    np.testing.assert_array_equal(p["voxels"].values, q["voxels"].values)
+    assert int(p["voxels"].values[0]) == int((lab == 2).sum())
+    standards = {"LLZTO": "Li7La3Zr2O12", "LCO": "LiCoO2"}
+    a = pfs.quantify(ds.Li6, got_lab, standards=standards, interior="60 nm")
+    b = pfs.quantify(regular.Li6, want_lab, standards=standards, interior="60 nm")
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-6)
+    assert np.isfinite(a.values[lab == 2]).all()

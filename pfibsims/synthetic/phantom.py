@@ -526,7 +526,7 @@ def _truth(
     coords.update(component=("component", ["y", "x"]), axis=("axis", ["z", "y", "x"]))
     coords["particle"] = ("particle", np.arange(len(particles)))
     data = {
-        "phase": (("z", "y", "x"), lazy[0].astype(np.uint8), {**flags, "long_name": "phase label at voxel centres"}),
+        "phase": (("z", "y", "x"), lazy[0].astype(np.uint8), {**flags, "units": "1", "long_name": "phase label at voxel centres"}),
         "li": (("z", "y", "x"), lazy[1], {"units": "1", "long_name": "noise-free Li signal (Li6 above background, per "
                                                                      "gain): SIMS yield x Li concentration"}),
         "li_percent": (("z", "y", "x"), da.map_blocks(kernels.percent, lazy[0], lazy[1], dtype=np.float32,

@@ -79,6 +79,7 @@ def test_default_structure():
     assert truth.li.dtype == np.float32
     assert truth.phase.attrs["flag_values"].tolist() == [0, 1, 2, 3, 4]
     assert truth.phase.attrs["flag_meanings"] == "matrix LLZTO LCO Al2O3 SP"
+    assert truth.phase.attrs["units"] == "1"  # labels, as classify_phases gives them: save and to_hyperspy take it
     assert truth.drift.dims == ("z", "component")
     assert list(truth.component.values) == ["y", "x"]
     np.testing.assert_array_equal(truth.drift.values[0], [0.0, 0.0])

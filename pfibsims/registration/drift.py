@@ -48,6 +48,8 @@ _TREND_WARN_PX = 1.0
 # white, the microstructure is not, so a light Gaussian raises the SNR of the
 # cross-correlation peak.
 _DRIFT_SIGMA = 1.0
+# A fiducial slice whose place has a larger standard error (px, refine.match_peak's spread) is flagged.
+_FIDUCIAL_SPREAD_PX = 0.25
 
 
 # Cross-modal drift search around the start, in fixed pixels: a grid of
@@ -156,26 +158,28 @@ def _flag_outliers(steps: np.ndarray, quality: np.ndarray) -> np.ndarray:
 
 def _fiducial_shift(template: np.ndarray, window: np.ndarray, offset: tuple[int, int], upsample: int,
                     sigma: float) -> np.ndarray:
-    """(dy, dx, quality): displacement (px) of the fiducial ``template`` found in ``window``.
+    """(dy, dx, quality, spread): displacement (px) of the fiducial ``template`` found in ``window``.
 
     ``offset``: the template's top-left pixel in the window's frame when
     nothing moved.  Normalised cross-correlation over every placement
-    (scikit-image's ``match_template``) finds the pixel; phase correlation of
-    the template and the matching crop adds the sub-pixel part.  Quality: the
-    normalised cross-correlation at the peak, in [0, 1].  Module-level so that
-    dask can ship it to workers.
+    (scikit-image's ``match_template``) finds the pixel;
+    :func:`pfibsims.registration.refine.match_peak` the sub-pixel place and its
+    standard error ``spread`` (px; inf at the window's edge).  Quality: the
+    normalised cross-correlation at the peak, in [0, 1].  ``upsample`` is not
+    used (the place is not on a grid).  Module-level so that dask can ship it to workers.
     """
     from skimage.feature import match_template  # here: skimage.feature loads scipy.signal and scipy.stats (~20 MB)
 
     t = gaussian(template, sigma)
     w = gaussian(window, sigma)
     if t.shape[0] > w.shape[0] or t.shape[1] > w.shape[1] or not np.ptp(t) > 0:
-        return np.array([np.nan, np.nan, 0.0])
+        return np.array([np.nan, np.nan, 0.0, np.inf])
     ncc = match_template(w, t)
     i, j = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
-    crop = w[i:i + t.shape[0], j:j + t.shape[1]]
-    rest = _phase.pair_shift(t, crop, upsample, 0.0)
-    return np.array([i - offset[0] + rest[0], j - offset[1] + rest[1], max(0.0, float(ncc[i, j]))])
+    place, spread = np.array([i, j], dtype=np.float64), np.inf
+    if 0 < i < ncc.shape[0] - 1 and 0 < j < ncc.shape[1] - 1:
+        place, spread = _refine.match_peak(t, w, (int(i), int(j)))
+    return np.array([place[0] - offset[0], place[1] - offset[1], max(0.0, float(ncc[i, j])), spread])
 
 
 def _fiducial_pixels(grid: Grid, fiducial: Any) -> int:
@@ -480,7 +484,7 @@ def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducia
         refs = [spec[max(k - 1, 0)] for k in range(nz)] if kind == "previous" else [spectra(ref_img, _DRIFT_SIGMA)] * nz
         tasks = [shift(r, spec[k], upsample) for k, r in enumerate(refs)]
     (results,) = compute(tasks, step="estimate_drift: slices")
-    res = np.asarray(results, dtype=np.float64).reshape(nz, 3)
+    res = np.asarray(results, dtype=np.float64).reshape(nz, -1)  # a fiducial's adds the spread
     steps, quality = res[:, :2], res[:, 2]
     bad = ~np.all(np.isfinite(steps), axis=1)
     steps[bad] = 0.0
@@ -497,6 +501,10 @@ def _own_drift(arr: xr.DataArray, grid: Grid, reference: Any, kind: str, fiducia
     compared = _fiducial_pixels(grid, fiducial) if fiducial is not None else data.shape[-2] * data.shape[-1]
     noise, why = _below_noise(quality, compared, kind)
     outlier |= noise
+    if fiducial is not None and np.any(vague := res[:, 3] > _FIDUCIAL_SPREAD_PX):
+        why = "; ".join(filter(None, [why, f"slices {np.flatnonzero(vague).tolist()} have a place no better than "
+                                      f"+/- {float(res[vague, 3].max()):.2g} px (refine.match_peak's spread)"]))
+        outlier |= vague
     mode = trend or ("remove" if kind in _REFERENCES and fiducial is None else "keep")
     own = kind in _REFERENCES and fiducial is None and trend is None  # warned unless the caller chose
     drift, smooth = _split_trend(positions, outlier, mode, kind in ("previous", "first"), own, np.asarray(grid.spacing))

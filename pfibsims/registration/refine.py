@@ -8,15 +8,20 @@ function (a translation score) from 3 x 3 stencils, far cheaper near the optimum
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+import scipy.fft
 import scipy.optimize
 
 from ..transform import Affine
 from .search import LOG_SCALE_BOUND, MODELS, ROTATION_BOUND, SHEAR_BOUND, Level, evaluate_pooled, model_matrix
 
-__all__ = ["bounds_for", "quadratic_peak", "refine"]
+__all__ = ["bounds_for", "match_peak", "quadratic_peak", "refine"]
+
+# The mirrored margin (px) around the window in match_peak: the wrap-around of the Fourier shift stays in it.
+_MARGIN = 16
 
 
 def bounds_for(model: str, start: np.ndarray, search: tuple[float, float]) -> list[tuple[float, float]]:
@@ -118,3 +123,59 @@ def quadratic_peak(fun, x0: np.ndarray, step: float, *, iterations: int = 2) -> 
         else:
             x, best = x + step * np.array([u[k], v[k]]), float(vals[k])
     return x, best, n
+
+
+def match_peak(template: np.ndarray, window: np.ndarray, peak: tuple[int, int], *, block: int = 16
+               ) -> tuple[np.ndarray, float]:
+    """(position, spread): sub-pixel place (px) of ``template`` in ``window`` near the integer ``peak``, and its
+    standard error (px).
+
+    ``peak`` is the template's top-left pixel in the window at the best integer
+    match (e.g. the argmax of scikit-image's ``match_template``).  Position:
+    :func:`quadratic_peak` (one step of 0.5 px, two of 0.2 px) of the normalised
+    cross-correlation of the template with the window moved by sub-pixel
+    offsets, every pixel weighted alike (no apodising window, which weights a
+    few central pixels and so raises the noise).  The window is moved by a
+    Fourier phase ramp (a mirrored margin of ``_MARGIN`` px against
+    wrap-around), which keeps the noise's variance at every offset: a spline or
+    linear interpolation lowers it half-way between pixels and so pulls a
+    noisy correlation's peak there.  Spread: the template's pixels are dealt
+    into 4 interleaved sets of ``block`` x ``block`` blocks (independent noise,
+    the structure spread over the region); each set's place is found alike
+    (three steps of 0.5 px from the position); the spread is the standard error
+    of their mean, ``sqrt(var_y + var_x) / 2`` (blocks of a quarter of the
+    template's side when that is smaller; inf for a template of one pixel's
+    width).  It sees the noise, not a bias every set shares (e.g. measured, up
+    to 0.3 px on a real SEM image at 20 counts a pixel whose Poisson noise is
+    stronger on its brighter side, where the crop's variance grows).
+    """
+    h, w = template.shape
+    m = _MARGIN
+    padded = np.pad(np.asarray(window, dtype=np.float64), m, mode="symmetric")
+    part = padded[peak[0]:peak[0] + h + 2 * m, peak[1]:peak[1] + w + 2 * m]
+    spectrum = scipy.fft.rfft2(part)
+    ky = 2j * np.pi * np.fft.fftfreq(part.shape[0])[:, None]
+    kx = 2j * np.pi * np.fft.rfftfreq(part.shape[1])[None, :]
+    yy, xx = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    block = max(1, min(block, min(h, w) // 4))  # at least 2 x 2 blocks of each set
+    sets = yy // block % 2 * 2 + xx // block % 2
+    parts = [np.flatnonzero(sets == s) for s in range(4)] if min(h, w) >= 2 else []
+    t = template.ravel() - template.mean()
+    ts = [template.ravel()[i] - template.ravel()[i].mean() for i in parts]
+
+    def ncc(points: np.ndarray, k: int = -1) -> np.ndarray:  # the whole template's (k = -1) or set k's
+        a, idx = (t, slice(None)) if k < 0 else (ts[k], parts[k])
+        out = []
+        for p in points - np.asarray(peak):
+            moved = scipy.fft.irfft2(spectrum * np.exp(ky * p[0] + kx * p[1]), part.shape)
+            c = moved[m:m + h, m:m + w].ravel()[idx]
+            c -= c.mean()
+            out.append(float(np.vdot(a, c)) / (math.sqrt(float(np.vdot(a, a) * np.vdot(c, c))) or 1.0))
+        return np.array(out)
+
+    position, _, _ = quadratic_peak(ncc, np.asarray(peak, dtype=np.float64), 0.5, iterations=1)
+    position, _, _ = quadratic_peak(ncc, position, 0.2, iterations=2)
+    if not parts:
+        return position, math.inf
+    places = np.array([quadratic_peak(functools.partial(ncc, k=k), position, 0.5, iterations=3)[0] for k in range(4)])
+    return position, math.sqrt(float(np.var(places, axis=0, ddof=1).sum())) / 2.0

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 from real_pairs import (
     field_error,
     jeol_maps,
@@ -355,3 +356,28 @@ def test_an_image_mostly_one_grey_level_registers_onto_itself(shared_data):
     moving = stack({"Li6": img}, pixel_size=f"{px!r} nm", modality="SIMS").Li6.isel(z=0)
     r = pfs.register(moving, fixed, model="translation")
     assert max(field_error(r.transform, Affine.identity(), fixed)) <= 0.15
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("which", ["jeol", "hitachi"])
+def test_a_nearly_two_valued_image_moved_by_a_sub_pixel_shift(shared_data, which):
+    # the JEOL view image (95 % of it at most 3 of 52) and the Hitachi TM3030Plus image (saturated over most of
+    # the field), moved by a known shift, Gaussian noise of 2 % of the range (seeded): the mutual information
+    # favours the pixel grid and, with noise, misses by pixels; it was 0.3-3.8 px off with no flag (noise-free
+    # 0.3-1.6 px).  Polished by the correlation (a linear relation): measured 0.02-0.15 px
+    if which == "jeol":
+        _, image = jeol_maps(shared_data)
+        px = float(image.x[1] - image.x[0])
+    else:
+        image = pfs.read_sem(shared_data / "eds" / "Hitachi_TM3030Plus.bcf", pixel_size="100 nm")
+        px = 100.0
+    img = image[list(image.data_vars)[0]].isel(z=0).values.astype(float)
+    fixed = stack({"SE": img}, pixel_size=f"{px!r} nm", modality="SEM").isel(z=0)
+    for shift, seed in (((0.3, -0.3), 1), ((2.7, 1.3), 0)):
+        moved = ndi.shift(img, shift, order=3, mode="nearest")
+        moved += np.random.default_rng(seed).normal(0.0, 0.02 * np.ptp(img), img.shape)
+        moving = stack({"Li6": moved}, pixel_size=f"{px!r} nm", modality="SIMS").Li6.isel(z=0)
+        r = pfs.register(moving, fixed, model="translation")
+        truth = Affine.from_parameters(shift=(shift[0] * px, shift[1] * px))
+        assert max(field_error(r.transform, truth, fixed)) <= 0.3, (shift, r.report.refinement)
+        assert "then ncc" in r.report.refinement

@@ -155,6 +155,18 @@ def plane_grid(obj: Any, name: str) -> Grid:
         raise GridError(f"{name}: {exc}") from None
 
 
+def coord_nm(coord: xr.DataArray, name: str | None = None) -> np.ndarray:
+    """The values of a length coordinate in nm (float64), by its ``units`` attr (nm when it has none).
+
+    Examples
+    --------
+    >>> coord_nm(xr.DataArray([0.1, 0.16], dims="z", attrs={"units": "um"})).tolist()
+    [100.0, 160.0]
+    """
+    units = coord.attrs.get("units", "nm")
+    return np.asarray(coord.values, dtype=np.float64) * length_nm(f"1 {units}", name=f"{name or coord.name}.attrs['units']")
+
+
 def spacing_nm(obj: Any, name: str, *, uneven_z: str | None = None) -> tuple[float, ...]:
     """Spacing per spatial axis in nm; NaN for a one-voxel axis that does not state its spacing.
 

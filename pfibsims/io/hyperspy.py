@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._xr import dequantify
+from .._xr import coord_nm, dequantify
 from ..dataset import channel_attrs, history_attrs, jsonable, validate
 from ..errors import DataModelError, GridError, UnitsError
 from ..grid import SPATIAL_DIMS, Grid
@@ -79,8 +79,7 @@ def _axis(da: xr.DataArray, dim: str) -> dict[str, Any]:
     except GridError:
         if dim != "z":
             raise
-        f = length_nm(f"1 {da[dim].attrs.get('units', LENGTH_UNIT)}", name=f"{dim}.attrs['units']")
-        return {**axis, "axis": np.asarray(da[dim].values, dtype=np.float64) * f}
+        return {**axis, "axis": coord_nm(da[dim], dim)}
     return {**axis, "size": g.shape[0], "offset": g.origin[0], "scale": g.spacing[0]}
 
 

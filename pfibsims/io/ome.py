@@ -37,6 +37,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._xr import coord_nm
 from ..dataset import history_attrs, jsonable
 from ..errors import DataModelError, FileFormatError, GridError, PfibsimsError
 from ..grid import Grid
@@ -135,7 +136,7 @@ def z_axis(ds: xr.Dataset | xr.DataArray) -> tuple[float, float]:
         g = Grid.of(ds, dims=["z"])
         return g.spacing[0], g.origin[0]
     except GridError:
-        zs = np.asarray(ds["z"].values, dtype=np.float64) * length_nm(f"1 {ds['z'].attrs.get('units', 'nm')}", name="z.attrs['units']")
+        zs = coord_nm(ds["z"], "z")
         return (float(np.mean(np.diff(zs))) if zs.size > 1 else 1.0), float(zs[0])
 
 

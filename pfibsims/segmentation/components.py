@@ -10,17 +10,16 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
 
-from .._xr import spacing_nm, spatial_dims
+from .._xr import coord_nm, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import PfibsimsError
-from ..units import LENGTH_UNIT, length_nm
+from ..units import LENGTH_UNIT
 from .labels import phase_value
 
 
 def _centres(obj: xr.DataArray, d: str) -> np.ndarray:
     """Voxel centres along ``d`` in nm."""
-    c = obj.coords[d]
-    return np.asarray(c.values, dtype=np.float64) * length_nm(f"1 {c.attrs.get('units', LENGTH_UNIT)}", name=f"{d}.attrs['units']")
+    return coord_nm(obj.coords[d], d)
 
 
 # -- particles -----------------------------------------------------------------------

@@ -20,7 +20,9 @@ gives the same numbers to rounding (tests/registration/test_registration_kernels
   :func:`~pfibsims.registration.metrics.correlation_moments`;
 - :func:`shifted_moments` and :func:`grid_moments` -- those sums for many
   translations of one transform in one pass (the cross-modal drift's search
-  grids and peak stencils; a grid shares the B-spline weights and row sums).
+  grids and peak stencils; a grid shares the B-spline weights and row sums);
+- :func:`shift_bilinear` -- a slice shifted back by its drift for a reduced
+  view, as ``scipy.ndimage.shift(order=1)`` to the bit.
 
 ``m`` is the transform in the moving image's *index* space: row ``r`` of the
 2 x 3 array gives the moving index ``m[r, 0] * y + m[r, 1] * x + m[r, 2]`` of
@@ -30,12 +32,13 @@ the fixed point ``(y, x)`` (nm), the same products and sums as the numpy path.
 from __future__ import annotations
 
 import numpy as np
+import scipy.ndimage as ndi
 
 from .._engine.numba import compiled, njit
 
 __all__ = [
-    "count_stats", "grid_moments", "index_map", "joint_histogram", "moments", "sample", "shifted_moments",
-    "upsampled_correlation",
+    "count_stats", "grid_moments", "index_map", "joint_histogram", "moments", "sample", "shift_bilinear",
+    "shifted_moments", "upsampled_correlation",
 ]
 
 
@@ -360,3 +363,51 @@ def grid_moments(coef, m, ys, xs, points, design_t, s, zz, count):  # pragma: no
                 v += wy[ky, 3] * rows[r0 + 3, kx]
                 _add_inside(ky * nkx + kx, v, i, design_t, s, zz, count)
     _symmetric(zz)
+
+
+def _shift_taps(n: int, shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along an axis of ``n`` pixels, for each output index ``o``: the lower of the two input pixels around
+    ``o + shift``, the upper one's weight, and whether ``o + shift`` is in the field ``[0, n - 1]`` (scipy's
+    order-1 taps: at ``n - 1`` itself the pixels ``n - 2, n - 1`` with weights 0, 1)."""
+    p = np.arange(n, dtype=np.float64) + shift
+    i = np.floor(p)
+    w = p - i
+    if n > 1:
+        last = p == n - 1
+        i[last], w[last] = n - 2, 1.0
+    return i.astype(np.intp), w, (p >= 0) & (p <= n - 1)
+
+
+def shift_bilinear(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``image`` (y, x) shifted back by ``shift`` (px, y then x): at output ``(y, x)`` the bilinear value
+    at ``(y + shift_y, x + shift_x)``, NaN where that is outside the field; float32.
+
+    The numbers of ``scipy.ndimage.shift(image, -shift, order=1, mode="constant", cval=nan)`` in float64
+    rounded to float32, to the bit (NaN inputs spread as there: a NaN tap of zero weight gives NaN), at
+    about a seventh of its time (one compiled pass; scipy's is the numpy path).
+    """
+    a = np.asarray(image, np.float64)
+    if not compiled():
+        return ndi.shift(a, -np.asarray(shift, np.float64), order=1, mode="constant", cval=np.nan).astype(np.float32)
+    (iy, wy, oky), (ix, wx, okx) = (_shift_taps(n, float(s)) for n, s in zip(a.shape, shift, strict=True))
+    out = np.full(a.shape, np.nan, np.float32)
+    ry, rx = np.flatnonzero(oky), np.flatnonzero(okx)
+    if ry.size and rx.size:  # the upper taps of the last rows and columns (weight 0) read an edge copy
+        _bilinear(np.pad(a, ((0, 1), (0, 1)), mode="edge"), iy, wy, ix, wx, ry[0], ry[-1] + 1, rx[0], rx[-1] + 1, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _bilinear(a, iy, wy, ix, wx, y0, y1, x0, x1, out):  # pragma: no cover - compiled
+    # scipy's sum over the 2 x 2 taps, in its order: corner by corner, each value times the y weight, then x
+    for y in range(y0, y1):
+        fy, b = iy[y], wy[y]
+        c = 1.0 - b
+        for x in range(x0, x1):
+            fx, d = ix[x], wx[x]
+            e = 1.0 - d
+            t = a[fy, fx] * c * e
+            t += a[fy, fx + 1] * c * d
+            t += a[fy + 1, fx] * b * e
+            t += a[fy + 1, fx + 1] * b * d
+            out[y, x] = np.float32(t)

@@ -9,13 +9,13 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import scipy.ndimage as ndi
 import xarray as xr
 
 from .._engine.threads import thread_map
 from .._xr import dask_data, plane_grid
 from ..errors import DataModelError
 from ..grid import Grid
+from . import kernels
 
 
 @dataclass
@@ -62,7 +62,7 @@ IN_MEMORY_VALUES = 32 * 2**20
 
 def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """One (y, x) slice shifted back by its drift (px): bilinear, NaN where it leaves the field; float32."""
-    return ndi.shift(np.asarray(image, np.float64), -shift, order=1, mode="constant", cval=np.nan).astype(np.float32)
+    return kernels.shift_bilinear(image, shift)
 
 
 def _shift_slice(block: np.ndarray, shifts: np.ndarray, block_info: Any = None) -> np.ndarray:

@@ -32,7 +32,7 @@ from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
 from .dataset import history, history_attrs, record
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .segmentation.distance import label_distance
-from .segmentation.labels import flags
+from .segmentation.labels import flags, nonnegative
 from .units import LENGTH_UNIT, length_nm, parse_quantity, ureg
 
 __all__ = ["CATHODE_STANDARDS", "isotope_ratio", "quantify"]
@@ -386,11 +386,14 @@ def quantify(
         raise PfibsimsError(f"min_fraction: expected a number in (0, 1], got {min_fraction!r}")
     table = _standards(standards, names, element)
     bg = _background(background, names)
-    lab, counts = _array(phases, dims), _array(li, dims)
-    cal = _calibrate(counts, lab, values, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
+    lab, shifted = nonnegative(_array(phases, dims), values)  # the tables are indexed by label value
+    counts = _array(li, dims)
+    cal = _calibrate(counts, lab, shifted, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
+    for row in cal["phases"].values():
+        row["label"] = values[shifted.index(row["label"])]
     out_units, scale = _unit_scale(units, densities, cal, element)
-    t = _tables(cal, values, names, scale)
-    both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=values, min_fraction=float(min_fraction))
+    t = _tables(cal, shifted, names, scale)
+    both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=shifted, min_fraction=float(min_fraction))
     coords = {k: v for k, v in li.coords.items() if set(v.dims) <= set(dims)}
     long = f"{element} concentration" + (" (atomic percent)" if out_units == "percent" else "")
     out = xr.DataArray(both[0], dims=dims, coords=coords, name=element)
@@ -576,9 +579,9 @@ def _phase_ratios(out: xr.Dataset, xa: xr.DataArray, xb: xr.DataArray, phases: x
     values, names = flags(phases)
     check_same_grid(xa, phases)
     both = np.isfinite(xa) & np.isfinite(xb)
-    lab = _array(phases, dims)
-    lut = np.full(max(values) + 1, -1, dtype=np.int64)
-    lut[values] = np.arange(len(values))
+    lab, shifted = nonnegative(_array(phases, dims), values)
+    lut = np.full(max(shifted) + 1, -1, dtype=np.int64)
+    lut[shifted] = np.arange(len(values))
     sums = []
     for x in (xa, xb):
         s = grouped_moments(_array(x.where(both), dims), lab, len(values), lut=lut)

@@ -405,3 +405,45 @@ def test_quantify_and_isotope_ratio_take_pint_quantified_counts():
     xr.testing.assert_equal(r, isotope_ratio(li, twice))
     with pytest.raises(UnitsError, match=r"li: expected raw SIMS counts .* got units 'percent'"):
         quantify(li.assign_attrs(units="percent").pint.quantify(), ph, interior="500 nm")
+
+
+def _with_void():
+    """LCO | LLZTO | a void labelled -1 (a negative CF flag value, int8 labels), Li6 and Li7 counts."""
+    lab = np.zeros((1, 40, 60), np.int8)
+    lab[..., 20:40] = 1
+    lab[..., 40:] = -1
+    li6 = np.where(lab == 0, 50.0, np.where(lab == 1, 20.0, 7.0))
+    ds = stack({"Li6": li6, "Li7": 12 * li6 + 1}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords,
+                      attrs={"flag_values": [-1, 0, 1], "flag_meanings": "void LCO LLZTO"})
+    return ds, ph, lab
+
+
+@pytest.mark.parametrize("psf", [None, "100 nm"])
+def test_quantify_leaves_a_phase_with_a_negative_flag_value_unquantified(psf):
+    # the void (label -1, no standard) was converted with LCO's factor (7 counts / 2 = 3.5 at. %): labels were
+    # clipped to the lookup tables' range, so -1 read the table of label 0
+    ds, ph, lab = _with_void()
+    q = quantify(ds.Li6, ph, interior="500 nm", psf=psf)
+    assert np.isnan(q.values[lab == -1]).all()
+    inner = np.zeros(lab.shape, bool)
+    inner[..., 5:15] = inner[..., 25:35] = True  # away from the boundaries (the mixing model on unblurred counts)
+    np.testing.assert_allclose(q.values[(lab == 0) & inner], 25.0, rtol=1e-5)
+    np.testing.assert_allclose(q.values[(lab == 1) & inner], LLZTO_PERCENT, rtol=1e-5)
+    cal = json.loads(q.attrs[pfs.quantification.CALIBRATION])["phases"]
+    assert (cal["LCO"]["label"], cal["LLZTO"]["label"]) == (0, 1)
+    rsf = quantify(ds.Li6, ph, interior="500 nm", rsf={"void": "LCO"})
+    np.testing.assert_allclose(rsf.values[lab == -1], 3.5, rtol=1e-6)
+    assert json.loads(rsf.attrs[pfs.quantification.CALIBRATION])["phases"]["void"]["label"] == -1
+
+
+def test_isotope_ratio_per_phase_with_a_negative_flag_value():
+    # the void's counts (label -1) were lost (0 counts): the lookup table was indexed by the raw label value
+    ds, ph, lab = _with_void()
+    r = isotope_ratio(ds.Li6, ds.Li7, phases=ph)
+    assert list(r.label.values) == [-1, 0, 1]
+    for k, v in enumerate((-1, 0, 1)):
+        a, b = ds.Li6.values[lab == v].sum(), ds.Li7.values[lab == v].sum()
+        assert float(r.phase_counts_a[k]) == pytest.approx(a)
+        assert float(r.phase_counts_b[k]) == pytest.approx(b)
+        assert float(r.phase_ratio[k]) == pytest.approx(a / b)

@@ -37,6 +37,19 @@ def flags(labels: Any) -> tuple[list[int], list[str]]:
     return values, names
 
 
+def nonnegative(lab: Any, values: list[int]) -> tuple[Any, list[int]]:
+    """Labels (numpy or dask) and their flag values shifted to start at 0 when a flag value is negative.
+
+    Lookup tables are indexed by the label value, so a negative one (CF allows
+    them, e.g. int8 ``-1`` "void") must be shifted first; labels and values are
+    returned as they are when no flag value is negative.
+    """
+    lo = min(values)
+    if lo >= 0:
+        return lab, values
+    return lab.astype(np.int64) - lo, [v - lo for v in values]
+
+
 def phase_value(labels: Any, phase: Any) -> tuple[int, str]:
     values, names = flags(labels)
     if isinstance(phase, str) and phase in names:

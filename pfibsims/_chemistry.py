@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,34 @@ def _chemparse() -> Any:
 
 
 
+#: Separators of the parts of an adduct (a hydrate ``LiOH·H2O``): a middle dot, bullet, ``*``, or a full
+#: stop before an element, a parenthesis or a space (a full stop between digits is a decimal point).
+_ADDUCT = re.compile(r"[\u00b7\u2022\u2219\u22c5*]|\.(?=[A-Z(\s])")
+
+#: An adduct part: an optional multiplier (``5H2O``) and a formula.
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*(.*?)\s*", re.DOTALL)
+
+
 def _composition(formula: Any, name: str) -> dict[str, float]:
+    """Element -> atoms per formula unit; an adduct's parts (``CuSO4·5H2O``) are added, times their multipliers."""
     if not isinstance(formula, str) or not formula.strip():
         raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}")
-    try:
-        parsed = _chemparse()(formula)
-    except (ValueError, RecursionError, AssertionError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None
+    if re.search(r"\d\s+[\d.]", formula):  # the parser skips spaces: 'CuSO4 5H2O' would be CuSO45 H2O
+        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}, with a space between "
+                            "two numbers; write a hydrate as 'CuSO4\u00b75H2O', 'CuSO4*5H2O' or 'CuSO4(H2O)5'")
+    counts: dict[str, float] = {}
+    for part in _ADDUCT.split(formula):
+        k, body = _PART.fullmatch(part).groups()
+        try:
+            if not body:
+                raise ValueError("an empty part of an adduct")
+            parsed = _chemparse()(body)
+        except (ValueError, RecursionError, AssertionError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None
+        for el, n in parsed.items():
+            counts[el] = counts.get(el, 0.0) + float(k or 1) * float(n)
+    parsed = counts
     counts = {el: float(n) for el, n in parsed.items() if float(n) != 0}
     if not counts or any(not math.isfinite(n) or n < 0 for n in counts.values()):
         raise PfibsimsError(f"{name}: expected a formula with positive element counts, got {formula!r} -> {parsed}")
@@ -106,7 +127,10 @@ def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:
     ----------
     formula : str
         E.g. ``"Li6.4La3Zr1.4Ta0.6O12"``; fractional counts and parentheses
-        (``"Ca3(PO4)2"``) are allowed.
+        (``"Ca3(PO4)2"``) are allowed, and hydrates (adducts) as
+        ``"LiOH·H2O"``, ``"CuSO4*5H2O"`` or ``"LiOH.H2O"`` (a full stop
+        between two digits is a decimal point: ``"CuSO4.5H2O"`` is
+        CuSO4.5 H2O, write ``"CuSO4·5H2O"``).
     name : str
         The argument's name in error messages.
 

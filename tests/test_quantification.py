@@ -42,6 +42,26 @@ def test_atom_fractions_by_hand():
 
 
 
+@pytest.mark.parametrize(
+    ("formula", "counts"),
+    [("LiOH\u00b7H2O", {"Li": 1, "O": 2, "H": 3}), ("LiOH*H2O", {"Li": 1, "O": 2, "H": 3}),
+     ("LiOH.H2O", {"Li": 1, "O": 2, "H": 3}), ("CuSO4\u00b75H2O", {"Cu": 1, "S": 1, "O": 9, "H": 10}),
+     ("CuSO4 * 5 H2O", {"Cu": 1, "S": 1, "O": 9, "H": 10}), ("Li2CO3\u20220.5H2O", {"Li": 2, "C": 1, "O": 3.5, "H": 1}),
+     ("CuSO4(H2O)5", {"Cu": 1, "S": 1, "O": 9, "H": 10}), ("Li6.4La3Zr1.4Ta0.6O12", {"Li": 6.4, "La": 3, "Zr": 1.4, "Ta": 0.6, "O": 12})],
+)
+def test_hydrate_formulae_by_hand(formula, counts):
+    # hydrates (adducts) add their parts: LiOH.H2O had 2 H (the '.H' read as nothing), the middle dot and '*' were errors
+    total = sum(counts.values())
+    assert atom_fractions(formula) == pytest.approx({el: n / total for el, n in counts.items()})
+
+
+def test_a_space_between_two_numbers_is_an_error_not_one_number():
+    # 'CuSO4 5H2O' read as CuSO4 with 45 more O (O 46): the parser ignores spaces, so the digits ran together
+    with pytest.raises(PfibsimsError, match=r"formula: .*'CuSO4 5H2O'.* a space between two numbers"):
+        atom_fractions("CuSO4 5H2O")
+    assert atom_fractions("Li7 La3 Zr2 O12") == pytest.approx(atom_fractions("Li7La3Zr2O12"))
+
+
 def test_formula_parser_is_xraydbs_without_the_database():
     """Parsing a formula loads xraydb's parser alone (not SQLAlchemy and the database: 0.5-1 s), and it is
     xraydb's own chemparse: the same answers and the same errors (a fresh process: nothing imported before)."""

@@ -232,14 +232,21 @@ def _convert(li: Any, lab: Any, sigma: tuple[float, ...] | None, **kw: Any) -> A
                          meta=np.empty((0,) * (li.ndim + 1), np.float32), sigma=sigma, halo=halo, **kw)
 
 
-def _unit_scale(units: str, densities: Any, cal: dict, element: str) -> tuple[str, dict[str, float]]:
+#: The spellings of ``units=`` for atoms per cm^3 (spaces removed, ``^`` read as ``**``).
+_PER_CM3 = ("atoms/cm**3", "atom/cm**3", "1/cm**3", "cm**-3")
+
+
+def _unit_scale(units: str, densities: Any, cal: dict, names: list[str]) -> tuple[str, dict[str, float]]:
     """The output unit and, per phase, the factor from atomic percent to it."""
     phases = [n for n, row in cal["phases"].items() if "sensitivity" in row]
     if units in ("percent", "%", "at.%"):
         return "percent", dict.fromkeys(phases, 1.0)
-    if units not in ("atoms/cm^3", "1/cm^3", "cm^-3"):
+    if not isinstance(units, str) or "".join(units.split()).replace("^", "**") not in _PER_CM3:
         raise PfibsimsError(f"units: expected 'percent' or 'atoms/cm^3', got {units!r}")
     densities = dict(densities or {})
+    unknown = [k for k in densities if k not in names]
+    if unknown:
+        raise DataModelError(f"densities: phase {unknown[0]!r} is not among the labels' phases {names}")
     scale = {}
     for name in phases:
         formula = cal["phases"][name].get("formula")
@@ -247,6 +254,8 @@ def _unit_scale(units: str, densities: Any, cal: dict, element: str) -> tuple[st
             raise PfibsimsError(f"units: atoms/cm^3 needs the formula of phase {name!r}; it is quantified with a given rsf, give it as a standard")
         rho = (float(parse_quantity(densities[name], "g/cm**3", name=f"densities[{name!r}]").magnitude) if name in densities
                else theoretical_density(formula))
+        if not (math.isfinite(rho) and rho > 0):
+            raise PfibsimsError(f"densities[{name!r}]: expected a positive density such as '5.05 g/cm^3', got {densities[name]!r}")
         cal["phases"][name]["density_g_cm3"] = rho
         scale[name] = atoms_per_cm3(formula, rho) / 100.0
     return "cm**-3", scale
@@ -391,7 +400,7 @@ def quantify(
     cal = _calibrate(counts, lab, shifted, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
     for row in cal["phases"].values():
         row["label"] = values[shifted.index(row["label"])]
-    out_units, scale = _unit_scale(units, densities, cal, element)
+    out_units, scale = _unit_scale(units, densities, cal, names)
     t = _tables(cal, shifted, names, scale)
     both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=shifted, min_fraction=float(min_fraction))
     coords = {k: v for k, v in li.coords.items() if set(v.dims) <= set(dims)}

@@ -10,6 +10,7 @@ non-paralysable dead-time loss applied to known counts.
 from __future__ import annotations
 
 import json
+import re
 
 import dask.array as da
 import numpy as np
@@ -204,6 +205,23 @@ def test_quantify_atoms_per_cm3():
     assert q.values[0, 0, 0] == pytest.approx(lco, rel=1e-4)
     llzto = LLZTO_PERCENT / 100 * theoretical_density("Li6.4La3Zr1.4Ta0.6O12") * 6.02214076e23 / (889.40 / 23.4)
     assert q.values[0, 0, -1] == pytest.approx(llzto, rel=1e-3)
+
+
+def test_quantify_densities_are_checked():
+    # a negative density gave negative atoms/cm^3, and a density for a misspelt phase was silently replaced by the table's
+    li, ph, conc = _two_phase()
+    for bad in ("-5.05 g/cm^3", "0 g/cm^3"):
+        with pytest.raises(PfibsimsError, match=rf"densities\['LCO'\]: expected a positive density .* got {re.escape(repr(bad))}"):
+            quantify(li, ph, interior="500 nm", units="atoms/cm^3", densities={"LCO": bad})
+    with pytest.raises(DataModelError, match=r"densities: phase 'lco' is not among the labels' phases \['LCO', 'LLZTO'\]"):
+        quantify(li, ph, interior="500 nm", units="atoms/cm^3", densities={"lco": "4.9 g/cm^3"})
+    # the output's own units string (and other spellings of per cm^3) are accepted as units=
+    want = quantify(li, ph, interior="500 nm", units="atoms/cm^3", densities={"LCO": "5050 kg/m^3"})
+    assert float(want[0, 0, 0]) == pytest.approx(0.25 * 5.05 * 6.02214076e23 / (97.8712 / 4), rel=1e-4)
+    for spelling in ("cm**-3", "atoms/cm**3", "1/cm^3", "cm^-3"):
+        q = quantify(li, ph, interior="500 nm", units=spelling, densities={"LCO": "5050 kg/m^3"})
+        assert q.attrs["units"] == "cm**-3"
+        np.testing.assert_array_equal(q.values, want.values)
 
 
 def test_quantify_non_standard_phase_is_nan_or_given():

@@ -135,6 +135,11 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
         table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
                        "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.nan}  # s: population std
+    for name in [*standards, *([background] if isinstance(background, str) else [])]:
+        if table[name]["voxels"] == 0:
+            where = f"standards[{name!r}]" if name in standards else "background"
+            raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of "
+                                f"{'standards' if name in standards else 'background'} (or check the labels)")
     b = table[background]["mean_counts"] if isinstance(background, str) else background
     for row in table.values():
         row["level"] = row["mean_counts"] - b  # counts above background

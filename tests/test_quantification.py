@@ -256,6 +256,25 @@ def test_quantify_errors():
         quantify(li, ph, interior="5 kV")
 
 
+def test_quantify_standard_or_background_phase_without_counts():
+    # a standard (or the background phase) that the labels name but the volume does not hold, or holds only where
+    # the counts are NaN (outside the SIMS field): the message blamed the interior ('give a smaller interior') or
+    # another standard ('LLZTO: its interior holds no counts above the background (nan)')
+    li, ph, _ = _two_phase()
+    three = ph.assign_attrs(flag_values=[0, 1, 2], flag_meanings="LCO LLZTO Al2O3")
+    with pytest.raises(PfibsimsError, match=r"standards\['Al2O3'\]: the volume holds no voxel of phase 'Al2O3' with "
+                                            r"finite counts; leave it out of standards"):
+        quantify(li, three, interior="500 nm", standards={"LCO": "LiCoO2", "Al2O3": "LiAlO2"})
+    with pytest.raises(PfibsimsError, match=r"background: the volume holds no voxel of phase 'Al2O3' with finite counts"):
+        quantify(li, three, interior="500 nm", background="Al2O3")
+    outside = li.where(ph != 0)  # LCO outside the SIMS field
+    with pytest.raises(PfibsimsError, match=r"standards\['LCO'\]: the volume holds no voxel of phase 'LCO' with finite counts"):
+        quantify(outside, ph, interior="500 nm")
+    # a phase that has no standard may be absent: nothing to convert
+    q = quantify(li, three, interior="500 nm", psf="100 nm")
+    assert np.isfinite(q.values).any()
+
+
 # -- the phantom: yield differs by phase -----------------------------------------------------
 def _fused_phantom(**kw):
     """A phantom fused with its true drift and transform (the quantification alone is under test)."""

@@ -563,7 +563,7 @@ def isotope_ratio(
         frac = _time_s(dead_time, "dead_time") / _time_s(dwell_time, "dwell_time")
         xa, xb = _dead_time_corrected(xa, frac), _dead_time_corrected(xb, frac)
     xa, xb = xa - bg_a, xb - bg_b
-    ratio = (xa / xb.where(xb > 0)).astype(np.float32)
+    ratio = (xa / xb.where((xb > 0) & np.isfinite(xa) & np.isfinite(xb))).astype(np.float32)  # inf: no count
     ca, cb = xa.data, xb.data
     if isinstance(ca, da.Array) or isinstance(cb, da.Array):
         ca, cb = da.asarray(ca), da.asarray(cb).rechunk(da.asarray(ca).chunks)

@@ -366,6 +366,16 @@ def test_isotope_ratio_intervals_match_scipy_exact_binomial():
         assert r.ratio_high.values[0, 0, i] == pytest.approx(ci.high / (1 - ci.high), rel=1e-5)
 
 
+def test_isotope_ratio_of_infinite_counts_is_nan():
+    # an infinite count is no count: 5 / inf gave a ratio of 0 (delta -1000 per mil), inf / 5 a ratio of inf
+    r = isotope_ratio(*_pair([[[5.0, np.inf, np.nan, 4.0]]], [[[np.inf, 5.0, 5.0, 8.0]]]))
+    np.testing.assert_array_equal(np.isnan(r.ratio.values), [[[True, True, True, False]]])
+    np.testing.assert_array_equal(np.isnan(r.delta.values), [[[True, True, True, False]]])
+    assert float(r.ratio[0, 0, 3]) == 0.5
+    assert np.isnan(r.ratio_low.values[..., :3]).all()
+    assert np.isnan(r.ratio_high.values[..., :3]).all()
+
+
 def test_isotope_ratio_interval_coverage_on_poisson_counts():
     rng = np.random.default_rng(7)
     true = 0.0821

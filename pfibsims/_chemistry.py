@@ -36,12 +36,18 @@ __all__ = [
 #: Avogadro's number (exact, SI 2019), 1/mol.
 AVOGADRO = 6.02214076e23
 
-#: Representative isotopic composition, atom percent (IUPAC CIAAW 2009 table;
-#: lithium: 6Li 7.59 %, 7Li 92.41 %).
+#: Representative isotopic composition, atom percent (IUPAC CIAAW 2009 table, Berglund and Wieser,
+#: Pure Appl. Chem. 83 (2011) 397; lithium: 6Li 7.59 %, 7Li 92.41 %), of the elements that SIMS
+#: isotope images commonly hold (NanoSIMS: 12C/13C, 14N/15N via CN-, 16O/18O, 32S/34S).
 NATURAL_ABUNDANCE = {
+    "H": {1: 99.9885, 2: 0.0115},
     "Li": {6: 7.59, 7: 92.41},
     "B": {10: 19.9, 11: 80.1},
+    "C": {12: 98.93, 13: 1.07},
+    "N": {14: 99.636, 15: 0.364},
     "O": {16: 99.757, 17: 0.038, 18: 0.205},
+    "Si": {28: 92.223, 29: 4.685, 30: 3.092},
+    "S": {32: 94.99, 33: 0.75, 34: 4.25, 36: 0.01},
 }
 
 #: Unit cells (formula units per cell ``Z``; lattice parameters in angstrom) of

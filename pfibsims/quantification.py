@@ -502,6 +502,8 @@ def isotope_ratio(
     * Delta notation against the reference ratio ``R_ref`` (``natural``):
       ``delta = (R / R_ref - 1) * 1000`` in per mil. ``"auto"`` takes the
       natural abundances of the channels' ``element`` and ``mass`` attrs
+      (IUPAC 2009, for H, Li, B, C, N, O, Si and S; none for molecular
+      ions such as 12C15N, give ``natural``)
       (6Li 7.59 %, 7Li 92.41 %: 6Li/7Li = 0.08213); note that the lithium
       literature usually reports delta-7Li, of 7Li/6Li.
 

@@ -514,3 +514,30 @@ def test_isotope_ratio_per_phase_with_a_negative_flag_value():
         assert float(r.phase_counts_a[k]) == pytest.approx(a)
         assert float(r.phase_counts_b[k]) == pytest.approx(b)
         assert float(r.phase_ratio[k]) == pytest.approx(a / b)
+
+
+def test_isotope_ratio_of_a_real_nanosims_image(shared_data):
+    """The OpenMIMS sample (Cameca NanoSIMS, 12C 13C 12C14N 12C15N): 13C/12C against the numpy ratio of sums and
+    scipy's exact binomial interval, delta against the natural 13C/12C (IUPAC 2009: 1.07 / 98.93), which 'auto'
+    did not know (no delta for C)."""
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    a, b = ds.C13.values.astype(float), ds.C12.values.astype(float)
+    whole = xr.DataArray(np.zeros(ds.C12.shape, np.uint8), dims=ds.C12.dims, coords=ds.C12.coords,
+                         attrs={"flag_values": [0], "flag_meanings": "field"})
+    r = isotope_ratio(ds.C13, ds.C12, phases=whole)
+    natural = 1.07 / 98.93
+    assert r.attrs["ratio"] == "13C/12C"
+    assert r.attrs["natural_ratio"] == pytest.approx(natural)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(b > 0, a / b, np.nan)
+    np.testing.assert_allclose(r.ratio.values, want, rtol=1e-6)
+    total = a.sum() / b.sum()
+    assert float(r.phase_ratio[0]) == pytest.approx(total, rel=1e-12)
+    ci = st.binomtest(int(a.sum()), int(a.sum() + b.sum())).proportion_ci(0.95, method="exact")
+    assert float(r.phase_ratio_low[0]) == pytest.approx(ci.low / (1 - ci.low), rel=1e-9)
+    assert float(r.phase_ratio_high[0]) == pytest.approx(ci.high / (1 - ci.high), rel=1e-9)
+    assert float(r.phase_delta[0]) == pytest.approx((total / natural - 1) * 1000, rel=1e-9)
+    assert -100 < float(r.phase_delta[0]) < 0  # an unlabelled sample, a few % of instrumental mass fractionation
+    swapped = isotope_ratio(ds.C12, ds.C13, phases=whole)
+    assert swapped.attrs["natural_ratio"] == pytest.approx(1 / natural)
+    assert float(swapped.phase_ratio[0]) == pytest.approx(1 / total, rel=1e-12)

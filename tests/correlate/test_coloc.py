@@ -293,3 +293,12 @@ def test_costes_stepper_walks_below_zero_on_signed_integers():
                        n_iter=0, thresholds="costes")
     assert (c.threshold_a, c.threshold_b) == (ref.threshold_a - 100, ref.threshold_b - 60)
     assert c.pearson_below == pytest.approx(ref.pearson_below, abs=1e-9)
+
+
+@pytest.mark.parametrize("given", [(math.nan, 0.5), (0.5, math.inf), ("0.5", None)])
+def test_given_thresholds_must_be_numbers(given):
+    # a NaN threshold gave tM1 = 0.84 and tM2 = 0.0 (every comparison with NaN false), no error
+    rng = np.random.default_rng(0)
+    a = xr.DataArray(rng.random((2, 10, 10)), dims=("z", "y", "x"))
+    with pytest.raises(PfibsimsError, match=r"thresholds: expected 'bisection', 'costes' or \(threshold_a, threshold_b\)"):
+        colocalisation(a, a + rng.random(a.shape), thresholds=given, n_iter=0)

@@ -177,6 +177,33 @@ def test_quantify_calibration_by_hand_with_sample_standard_error():
     np.testing.assert_allclose(q.uncertainty.values[lab == 0], want[lab == 0], rtol=1e-6)
 
 
+def test_quantify_three_phases_with_a_background_phase_by_hand():
+    """LCO | LLZTO | Al2O3 (Li-free: the background) stripes of Poisson counts; the interior (centres farther than
+    400 nm from a face: |x + 0.5 - face| * 80 nm), the background, the factors and every voxel by numpy."""
+    rng = np.random.default_rng(5)
+    shape = (3, 30, 72)
+    lab = np.zeros(shape, np.uint8)
+    lab[..., 24:48] = 1
+    lab[..., 48:] = 2
+    counts = rng.poisson(np.choose(lab, [54.0, 26.0, 4.0])).astype(float)
+    ds = stack({"Li6": counts}, pixel_size="80 nm", slice_thickness="60 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords,
+                      attrs={"flag_values": [0, 1, 2], "flag_meanings": "LCO LLZTO Al2O3"})
+    q = quantify(ds.Li6, ph, interior="400 nm", background="Al2O3")
+    cal = json.loads(q.attrs[pfs.quantification.CALIBRATION])
+    deep = np.min(np.abs(np.arange(72)[:, None] + 0.5 - np.array([24, 48])[None]) * 80.0, axis=1) > 400
+    inner = [np.broadcast_to(deep, shape) & (lab == p) for p in range(3)]
+    bg = counts[inner[2]].mean()
+    s_lco, s_llzto = (counts[inner[0]].mean() - bg) / 25.0, (counts[inner[1]].mean() - bg) / LLZTO_PERCENT
+    assert cal["background"] == pytest.approx(bg, rel=1e-12)
+    assert cal["phases"]["LCO"]["voxels"] == inner[0].sum()
+    assert cal["phases"]["LCO"]["sensitivity"] == pytest.approx(s_lco, rel=1e-12)
+    assert cal["phases"]["LLZTO"]["rsf"] == pytest.approx(1 / s_llzto, rel=1e-12)
+    assert cal["phases"]["LCO"]["relative_sensitivity"] == pytest.approx(s_lco / s_llzto, rel=1e-12)  # vs LLZTO, the first
+    want = np.where(lab == 0, (counts - bg) / s_lco, np.where(lab == 1, (counts - bg) / s_llzto, np.nan))
+    np.testing.assert_allclose(q.values, want, rtol=1e-6, atol=1e-5)  # Al2O3: no standard, NaN
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_quantify_mixing_model_recovers_blurred_boundaries(lazy):
     li, ph, conc = _two_phase(blur_px=1.2)

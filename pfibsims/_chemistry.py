@@ -195,7 +195,8 @@ def theoretical_density(formula: str) -> float:
     >>> round(theoretical_density("LiCoO2"), 2)
     5.05
     """
-    cell = CELLS.get(formula)
+    counts = _composition(formula, "formula")
+    cell = next((c for name, c in CELLS.items() if _composition(name, "formula") == counts), None)  # 'CoLiO2' too
     if cell is None:
         raise PfibsimsError(
             f"densities: no density known for {formula!r} (the table has {sorted(CELLS)}); "
@@ -203,7 +204,7 @@ def theoretical_density(formula: str) -> float:
         )
     a = cell["a"]
     volume = a**3 if cell["system"] == "cubic" else math.sqrt(3) / 2 * a * a * cell["c"]  # angstrom^3
-    return cell["Z"] * _mass(_composition(formula, "formula")) / (AVOGADRO * volume * 1e-24)
+    return cell["Z"] * _mass(counts) / (AVOGADRO * volume * 1e-24)
 
 
 def atoms_per_cm3(formula: str, density: float) -> float:

@@ -100,6 +100,15 @@ def test_theoretical_densities_match_literature():
     assert atoms_per_cm3("LiCoO2", 5.05) == pytest.approx(5.05 * 6.02214076e23 / (97.8712 / 4), rel=1e-5)
 
 
+def test_theoretical_density_finds_a_cell_by_composition():
+    # the table was looked up by the exact string: 'CoLiO2', 'Li1Co1O2' or 'Li7 La3 Zr2 O12' had "no density known"
+    assert theoretical_density("CoLiO2") == pytest.approx(theoretical_density("LiCoO2"), rel=1e-12)
+    assert theoretical_density("Li1Co1O2") == pytest.approx(theoretical_density("LiCoO2"), rel=1e-12)
+    assert theoretical_density("Li7 La3 Zr2 O12") == pytest.approx(theoretical_density("Li7La3Zr2O12"), rel=1e-12)
+    with pytest.raises(PfibsimsError, match="no density known for 'Li2Co2O4'"):
+        theoretical_density("Li2Co2O4")  # another formula unit: Z of the cell would not hold
+
+
 @pytest.mark.parametrize(
     ("formula", "match"),
     [("", "expected a chemical formula"), ("co", "unrecognized element"), ("Xx2", "not an element symbol"),

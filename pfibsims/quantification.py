@@ -559,7 +559,9 @@ def isotope_ratio(
     try:
         bg_a, bg_b = (float(v) for v in background)
     except (TypeError, ValueError):
-        raise PfibsimsError(f"background: expected counts (background_a, background_b), got {background!r}") from None
+        bg_a = bg_b = math.nan
+    if not (math.isfinite(bg_a) and math.isfinite(bg_b) and bg_a >= 0 and bg_b >= 0):
+        raise PfibsimsError(f"background: expected counts (background_a, background_b) >= 0, got {background!r}")
     xa, xb = a.transpose(*dims).astype(np.float64), b.transpose(*dims).astype(np.float64)
     if dead_time is not None:
         frac = _time_s(dead_time, "dead_time") / _time_s(dwell_time, "dwell_time")

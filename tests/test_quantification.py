@@ -470,6 +470,9 @@ def test_isotope_ratio_errors():
         isotope_ratio(a, b.assign_attrs(units="1"))
     with pytest.raises(PfibsimsError, match="background: expected counts"):
         isotope_ratio(a, b, background=3)
+    for bad in ((np.nan, 0.0), (0.0, -2.0), (np.inf, 1.0)):  # NaN made every ratio NaN, a negative one added counts
+        with pytest.raises(PfibsimsError, match=r"background: expected counts \(background_a, background_b\) >= 0"):
+            isotope_ratio(a, b, background=bad)
 
 
 def test_depletion_profile_in_atomic_percent(phantom):

@@ -135,11 +135,10 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
         table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
                        "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.nan}  # s: population std
-    for name in [*standards, *([background] if isinstance(background, str) else [])]:
+    for name, arg in [*((s, "standards") for s in standards), *([(background, "background")] if isinstance(background, str) else [])]:
         if table[name]["voxels"] == 0:
-            where = f"standards[{name!r}]" if name in standards else "background"
-            raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of "
-                                f"{'standards' if name in standards else 'background'} (or check the labels)")
+            where = f"standards[{name!r}]" if arg == "standards" else arg
+            raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of {arg} (or check the labels)")
     b = table[background]["mean_counts"] if isinstance(background, str) else background
     for row in table.values():
         row["level"] = row["mean_counts"] - b  # counts above background
@@ -157,6 +156,8 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
     for name, given in (rsf or {}).items():
         if name not in names:
             raise DataModelError(f"rsf: phase {name!r} is not among the labels' phases {names}")
+        if name in standards:
+            raise PfibsimsError(f"rsf[{name!r}]: {name!r} is a standard, calibrated on its interior; give rsf only for phases without a standard")
         table.setdefault(name, {"label": values[names.index(name)]})
         if isinstance(given, str):
             if given not in standards:

@@ -284,6 +284,10 @@ def test_quantify_errors():
         quantify(li, ph, interior="500 nm", units="ppm")
     with pytest.raises(PfibsimsError, match=r"rsf\['LLZTO'\]: expected a positive factor"):
         quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf={"LLZTO": -1})
+    # a factor for a standard silently replaced its calibration (LCO at 50 at. % with its nominal 25 in the record)
+    with pytest.raises(PfibsimsError, match=r"rsf\['LCO'\]: 'LCO' is a standard, calibrated on its interior; give rsf only "
+                                            r"for phases without a standard"):
+        quantify(li, ph, interior="500 nm", rsf={"LCO": 1.0})
     with pytest.raises(PfibsimsError, match="background: expected counts"):
         quantify(li, ph, interior="500 nm", background=-2)
     with pytest.raises(PfibsimsError, match="psf: expected a positive length"):

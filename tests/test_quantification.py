@@ -315,6 +315,30 @@ def test_quantify_standard_or_background_phase_without_counts():
     assert np.isfinite(q.values).any()
 
 
+def test_quantify_uncertainty_matches_a_monte_carlo_of_poisson_counts():
+    """Redraw the Poisson counts (and so the calibration) 150 times: the spread of each voxel's concentration is
+    the reported standard uncertainty (counting statistics plus the standard's calibration), phase by phase."""
+    rng = np.random.default_rng(0)
+    lab = np.zeros((1, 20, 40), np.uint8)
+    lab[..., 20:] = 1
+    lam = np.where(lab == 0, 2.0 * 25.0, 0.8 * LLZTO_PERCENT) + 4.0
+    ph = None
+    qs, us = [], []
+    for _ in range(150):
+        ds = stack({"Li6": rng.poisson(lam).astype(float)}, pixel_size="100 nm")
+        if ph is None:
+            ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords,
+                              attrs={"flag_values": [0, 1], "flag_meanings": "LCO LLZTO"})
+        q = quantify(ds.Li6, ph, interior="500 nm", background=4.0)
+        qs.append(q.values)
+        us.append(q.uncertainty.values)
+    spread, reported = np.std(qs, axis=0, ddof=1), np.mean(us, axis=0)
+    for p in (0, 1):
+        assert np.median(spread[lab == p] / reported[lab == p]) == pytest.approx(1.0, abs=0.06)
+    truth = np.where(lab == 0, 25.0, LLZTO_PERCENT)
+    assert np.abs(np.mean(qs, axis=0) - truth).max() < 4 * reported.max() / np.sqrt(150)  # no bias beyond noise
+
+
 # -- the phantom: yield differs by phase -----------------------------------------------------
 def _fused_phantom(**kw):
     """A phantom fused with its true drift and transform (the quantification alone is under test)."""

@@ -238,20 +238,15 @@ def _convert(li: Any, lab: Any, sigma: tuple[float, ...] | None, **kw: Any) -> A
                          meta=np.empty((0,) * (li.ndim + 1), np.float32), sigma=sigma, halo=halo, **kw)
 
 
-#: The spellings of ``units=`` for atoms per cm^3 (spaces removed, ``^`` read as ``**``).
-_PER_CM3 = ("atoms/cm**3", "atom/cm**3", "1/cm**3", "cm**-3")
-
-
 def _unit_scale(units: str, densities: Any, cal: dict, names: list[str]) -> tuple[str, dict[str, float]]:
     """The output unit and, per phase, the factor from atomic percent to it."""
     phases = [n for n, row in cal["phases"].items() if "sensitivity" in row]
     if units in ("percent", "%", "at.%"):
         return "percent", dict.fromkeys(phases, 1.0)
-    if not isinstance(units, str) or "".join(units.split()).replace("^", "**") not in _PER_CM3:
+    if not isinstance(units, str) or "".join(units.split()).replace("^", "**") not in ("atoms/cm**3", "atom/cm**3", "1/cm**3", "cm**-3"):
         raise PfibsimsError(f"units: expected 'percent' or 'atoms/cm^3', got {units!r}")
     densities = dict(densities or {})
-    unknown = [k for k in densities if k not in names]
-    if unknown:
+    if unknown := [k for k in densities if k not in names]:
         raise DataModelError(f"densities: phase {unknown[0]!r} is not among the labels' phases {names}")
     scale = {}
     for name in phases:
@@ -397,6 +392,9 @@ def quantify(
         if not psf_nm > 0:
             raise PfibsimsError(f"psf: expected a positive length such as '80 nm', got {psf!r}")
         sigma = tuple(0.0 if i < len(dims) - 2 else psf_nm / s for i, s in enumerate(spacing))
+    for arg, given, what in (("rsf", rsf, "factor such as {'SP': 1.25}"), ("densities", densities, "density such as {'LCO': '5.05 g/cm^3'}")):
+        if given is not None and not isinstance(given, Mapping):
+            raise PfibsimsError(f"{arg}: expected a mapping phase -> {what}, got {given!r}")
     if not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
         raise PfibsimsError(f"min_fraction: expected a number in (0, 1], got {min_fraction!r}")
     table = _standards(standards, names, element)
@@ -471,7 +469,7 @@ def _natural_ratio(natural: Any, a: xr.DataArray, b: xr.DataArray) -> float | No
         if ma in table and mb in table:
             return table[ma] / table[mb]
         return None
-    if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not natural > 0:
+    if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not 0 < natural < math.inf:
         raise PfibsimsError(f"natural: expected 'auto', None or a positive reference ratio such as 0.0821, got {natural!r}")
     return float(natural)
 
@@ -502,9 +500,8 @@ def isotope_ratio(
       of known ratio would calibrate).
     * Delta notation against the reference ratio ``R_ref`` (``natural``):
       ``delta = (R / R_ref - 1) * 1000`` in per mil. ``"auto"`` takes the
-      natural abundances of the channels' ``element`` and ``mass`` attrs
-      (IUPAC 2009, for H, Li, B, C, N, O, Si and S; none for molecular
-      ions such as 12C15N, give ``natural``)
+      natural abundances of the channels' ``element`` and ``mass`` attrs (IUPAC
+      2009: H, Li, B, C, N, O, Si, S; not of molecular ions such as 12C15N)
       (6Li 7.59 %, 7Li 92.41 %: 6Li/7Li = 0.08213); note that the lithium
       literature usually reports delta-7Li, of 7Li/6Li.
 

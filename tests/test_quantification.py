@@ -294,6 +294,18 @@ def test_quantify_errors():
         quantify(li, ph, interior="500 nm", psf="0 nm")
     with pytest.raises(UnitsError, match="interior"):
         quantify(li, ph, interior="5 kV")
+    # a list for a mapping: raw TypeError / AttributeError
+    with pytest.raises(PfibsimsError, match=r"densities: expected a mapping phase -> density .* got \['5 g/cm\^3'\]"):
+        quantify(li, ph, interior="500 nm", units="atoms/cm^3", densities=["5 g/cm^3"])
+    with pytest.raises(PfibsimsError, match=r"rsf: expected a mapping phase -> factor .* got \[1.25\]"):
+        quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf=[1.25])
+    # labels whose flags repeat a value (both phases read one label), or span more than a lookup table holds (MemoryError)
+    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_values, got \[0, 0\]"):
+        quantify(li, ph.assign_attrs(flag_values=[0, 0]), interior="500 nm")
+    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_meanings, got \['LCO', 'LCO'\]"):
+        quantify(li, ph.assign_attrs(flag_meanings="LCO LCO"), interior="500 nm")
+    with pytest.raises(DataModelError, match=r"labels: expected flag_values within a range of 2\*\*24, got 0 to 1099511627776"):
+        quantify(li, ph.assign_attrs(flag_values=[0, 2**40]), standards={"LCO": "LiCoO2"}, interior="500 nm")
 
 
 def test_quantify_standard_or_background_phase_without_counts():
@@ -494,6 +506,8 @@ def test_isotope_ratio_errors():
         isotope_ratio(a, b, confidence=95)
     with pytest.raises(PfibsimsError, match="natural: expected 'auto', None or a positive"):
         isotope_ratio(a, b, natural=-1)
+    with pytest.raises(PfibsimsError, match="natural: expected 'auto', None or a positive"):
+        isotope_ratio(a, b, natural=np.inf)  # every delta was -1000 per mil
     with pytest.raises(UnitsError, match="b: expected raw SIMS counts"):
         isotope_ratio(a, b.assign_attrs(units="1"))
     with pytest.raises(PfibsimsError, match="background: expected counts"):

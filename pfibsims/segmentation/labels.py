@@ -15,6 +15,9 @@ from ..errors import DataModelError
 MATRIX = "matrix"
 
 
+#: Widest range of flag values: lookup tables indexed by label value hold one entry per value.
+MAX_LABEL_SPAN = 1 << 24
+
 #: Attribute recording which channel defined which phase (JSON ``{phase: channel}``).
 PHASE_CHANNELS = "pfibsims:phase_channels"
 
@@ -34,6 +37,11 @@ def flags(labels: Any) -> tuple[list[int], list[str]]:
     names = str(meanings).split()
     if len(values) != len(names):
         raise DataModelError(f"labels: expected as many flag_meanings as flag_values, got {names} for {values}")
+    for what, seq in (("flag_values", values), ("flag_meanings", names)):
+        if len(set(seq)) != len(seq):  # a repeated value or name: two phases read as one
+            raise DataModelError(f"labels: expected distinct {what}, got {seq}")
+    if values and max(values) - min(values) >= MAX_LABEL_SPAN:  # per-label lookup tables span the values
+        raise DataModelError(f"labels: expected flag_values within a range of 2**24, got {min(values)} to {max(values)}")
     return values, names
 
 

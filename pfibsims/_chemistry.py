@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,18 @@ __all__ = [
 #: Avogadro's number (exact, SI 2019), 1/mol.
 AVOGADRO = 6.02214076e23
 
-#: Representative isotopic composition, atom percent (IUPAC CIAAW 2009 table;
-#: lithium: 6Li 7.59 %, 7Li 92.41 %).
+#: Representative isotopic composition, atom percent (IUPAC CIAAW 2009 table, Berglund and Wieser,
+#: Pure Appl. Chem. 83 (2011) 397; lithium: 6Li 7.59 %, 7Li 92.41 %), of the elements that SIMS
+#: isotope images commonly hold (NanoSIMS: 12C/13C, 14N/15N via CN-, 16O/18O, 32S/34S).
 NATURAL_ABUNDANCE = {
+    "H": {1: 99.9885, 2: 0.0115},
     "Li": {6: 7.59, 7: 92.41},
     "B": {10: 19.9, 11: 80.1},
+    "C": {12: 98.93, 13: 1.07},
+    "N": {14: 99.636, 15: 0.364},
     "O": {16: 99.757, 17: 0.038, 18: 0.205},
+    "Si": {28: 92.223, 29: 4.685, 30: 3.092},
+    "S": {32: 94.99, 33: 0.75, 34: 4.25, 36: 0.01},
 }
 
 #: Unit cells (formula units per cell ``Z``; lattice parameters in angstrom) of
@@ -85,14 +92,34 @@ def _chemparse() -> Any:
 
 
 
+#: Separators of the parts of an adduct (a hydrate ``LiOH·H2O``): a middle dot, bullet, ``*``, or a full
+#: stop before an element, a parenthesis or a space (a full stop between digits is a decimal point).
+_ADDUCT = re.compile(r"[\u00b7\u2022\u2219\u22c5*]|\.(?=[A-Z(\s])")
+
+#: An adduct part: an optional multiplier (``5H2O``) and a formula.
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)?\s*(.*?)\s*", re.DOTALL)
+
+
 def _composition(formula: Any, name: str) -> dict[str, float]:
+    """Element -> atoms per formula unit; an adduct's parts (``CuSO4·5H2O``) are added, times their multipliers."""
     if not isinstance(formula, str) or not formula.strip():
         raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}")
-    try:
-        parsed = _chemparse()(formula)
-    except (ValueError, RecursionError, AssertionError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None
+    if re.search(r"\d\s+[\d.]", formula):  # the parser skips spaces: 'CuSO4 5H2O' would be CuSO45 H2O
+        raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r}, with a space between "
+                            "two numbers; write a hydrate as 'CuSO4\u00b75H2O', 'CuSO4*5H2O' or 'CuSO4(H2O)5'")
+    counts: dict[str, float] = {}
+    for part in _ADDUCT.split(formula):
+        k, body = _PART.fullmatch(part).groups()
+        try:
+            if not body:
+                raise ValueError("an empty part of an adduct")
+            parsed = _chemparse()(body)
+        except (ValueError, RecursionError, AssertionError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise PfibsimsError(f"{name}: expected a chemical formula such as 'LiCoO2', got {formula!r} ({reason})") from None
+        for el, n in parsed.items():
+            counts[el] = counts.get(el, 0.0) + float(k or 1) * float(n)
+    parsed = counts
     counts = {el: float(n) for el, n in parsed.items() if float(n) != 0}
     if not counts or any(not math.isfinite(n) or n < 0 for n in counts.values()):
         raise PfibsimsError(f"{name}: expected a formula with positive element counts, got {formula!r} -> {parsed}")
@@ -106,7 +133,10 @@ def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:
     ----------
     formula : str
         E.g. ``"Li6.4La3Zr1.4Ta0.6O12"``; fractional counts and parentheses
-        (``"Ca3(PO4)2"``) are allowed.
+        (``"Ca3(PO4)2"``) are allowed, and hydrates (adducts) as
+        ``"LiOH·H2O"``, ``"CuSO4*5H2O"`` or ``"LiOH.H2O"`` (a full stop
+        between two digits is a decimal point: ``"CuSO4.5H2O"`` is
+        CuSO4.5 H2O, write ``"CuSO4·5H2O"``).
     name : str
         The argument's name in error messages.
 
@@ -165,7 +195,8 @@ def theoretical_density(formula: str) -> float:
     >>> round(theoretical_density("LiCoO2"), 2)
     5.05
     """
-    cell = CELLS.get(formula)
+    counts = _composition(formula, "formula")
+    cell = next((c for name, c in CELLS.items() if _composition(name, "formula") == counts), None)  # 'CoLiO2' too
     if cell is None:
         raise PfibsimsError(
             f"densities: no density known for {formula!r} (the table has {sorted(CELLS)}); "
@@ -173,7 +204,7 @@ def theoretical_density(formula: str) -> float:
         )
     a = cell["a"]
     volume = a**3 if cell["system"] == "cubic" else math.sqrt(3) / 2 * a * a * cell["c"]  # angstrom^3
-    return cell["Z"] * _mass(_composition(formula, "formula")) / (AVOGADRO * volume * 1e-24)
+    return cell["Z"] * _mass(counts) / (AVOGADRO * volume * 1e-24)
 
 
 def atoms_per_cm3(formula: str, density: float) -> float:

@@ -32,7 +32,7 @@ from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
 from .dataset import history, history_attrs, record
 from .errors import DataModelError, PfibsimsError, UnitsError
 from .segmentation.distance import label_distance
-from .segmentation.labels import flags
+from .segmentation.labels import flags, nonnegative
 from .units import LENGTH_UNIT, length_nm, parse_quantity, ureg
 
 __all__ = ["CATHODE_STANDARDS", "isotope_ratio", "quantify"]
@@ -135,6 +135,10 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
         table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
                        "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.nan}  # s: population std
+    for name, arg in [*((s, "standards") for s in standards), *([(background, "background")] if isinstance(background, str) else [])]:
+        if table[name]["voxels"] == 0:
+            where = f"standards[{name!r}]" if arg == "standards" else arg
+            raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of {arg} (or check the labels)")
     b = table[background]["mean_counts"] if isinstance(background, str) else background
     for row in table.values():
         row["level"] = row["mean_counts"] - b  # counts above background
@@ -152,6 +156,8 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
     for name, given in (rsf or {}).items():
         if name not in names:
             raise DataModelError(f"rsf: phase {name!r} is not among the labels' phases {names}")
+        if name in standards:
+            raise PfibsimsError(f"rsf[{name!r}]: {name!r} is a standard, calibrated on its interior; give rsf only for phases without a standard")
         table.setdefault(name, {"label": values[names.index(name)]})
         if isinstance(given, str):
             if given not in standards:
@@ -232,14 +238,16 @@ def _convert(li: Any, lab: Any, sigma: tuple[float, ...] | None, **kw: Any) -> A
                          meta=np.empty((0,) * (li.ndim + 1), np.float32), sigma=sigma, halo=halo, **kw)
 
 
-def _unit_scale(units: str, densities: Any, cal: dict, element: str) -> tuple[str, dict[str, float]]:
+def _unit_scale(units: str, densities: Any, cal: dict, names: list[str]) -> tuple[str, dict[str, float]]:
     """The output unit and, per phase, the factor from atomic percent to it."""
     phases = [n for n, row in cal["phases"].items() if "sensitivity" in row]
     if units in ("percent", "%", "at.%"):
         return "percent", dict.fromkeys(phases, 1.0)
-    if units not in ("atoms/cm^3", "1/cm^3", "cm^-3"):
+    if not isinstance(units, str) or "".join(units.split()).replace("^", "**") not in ("atoms/cm**3", "atom/cm**3", "1/cm**3", "cm**-3"):
         raise PfibsimsError(f"units: expected 'percent' or 'atoms/cm^3', got {units!r}")
     densities = dict(densities or {})
+    if unknown := [k for k in densities if k not in names]:
+        raise DataModelError(f"densities: phase {unknown[0]!r} is not among the labels' phases {names}")
     scale = {}
     for name in phases:
         formula = cal["phases"][name].get("formula")
@@ -247,6 +255,8 @@ def _unit_scale(units: str, densities: Any, cal: dict, element: str) -> tuple[st
             raise PfibsimsError(f"units: atoms/cm^3 needs the formula of phase {name!r}; it is quantified with a given rsf, give it as a standard")
         rho = (float(parse_quantity(densities[name], "g/cm**3", name=f"densities[{name!r}]").magnitude) if name in densities
                else theoretical_density(formula))
+        if not (math.isfinite(rho) and rho > 0):
+            raise PfibsimsError(f"densities[{name!r}]: expected a positive density such as '5.05 g/cm^3', got {densities[name]!r}")
         cal["phases"][name]["density_g_cm3"] = rho
         scale[name] = atoms_per_cm3(formula, rho) / 100.0
     return "cm**-3", scale
@@ -382,15 +392,21 @@ def quantify(
         if not psf_nm > 0:
             raise PfibsimsError(f"psf: expected a positive length such as '80 nm', got {psf!r}")
         sigma = tuple(0.0 if i < len(dims) - 2 else psf_nm / s for i, s in enumerate(spacing))
+    for arg, given, what in (("rsf", rsf, "factor such as {'SP': 1.25}"), ("densities", densities, "density such as {'LCO': '5.05 g/cm^3'}")):
+        if given is not None and not isinstance(given, Mapping):
+            raise PfibsimsError(f"{arg}: expected a mapping phase -> {what}, got {given!r}")
     if not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
         raise PfibsimsError(f"min_fraction: expected a number in (0, 1], got {min_fraction!r}")
     table = _standards(standards, names, element)
     bg = _background(background, names)
-    lab, counts = _array(phases, dims), _array(li, dims)
-    cal = _calibrate(counts, lab, values, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
-    out_units, scale = _unit_scale(units, densities, cal, element)
-    t = _tables(cal, values, names, scale)
-    both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=values, min_fraction=float(min_fraction))
+    lab, shifted = nonnegative(_array(phases, dims), values)  # the tables are indexed by label value
+    counts = _array(li, dims)
+    cal = _calibrate(counts, lab, shifted, names, spacing, interior_nm, table, bg, rsf, sigma is not None)
+    for row in cal["phases"].values():
+        row["label"] = values[shifted.index(row["label"])]
+    out_units, scale = _unit_scale(units, densities, cal, names)
+    t = _tables(cal, shifted, names, scale)
+    both = _convert(counts, lab, sigma, t=t, background=cal["background"], values=shifted, min_fraction=float(min_fraction))
     coords = {k: v for k, v in li.coords.items() if set(v.dims) <= set(dims)}
     long = f"{element} concentration" + (" (atomic percent)" if out_units == "percent" else "")
     out = xr.DataArray(both[0], dims=dims, coords=coords, name=element)
@@ -453,7 +469,7 @@ def _natural_ratio(natural: Any, a: xr.DataArray, b: xr.DataArray) -> float | No
         if ma in table and mb in table:
             return table[ma] / table[mb]
         return None
-    if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not natural > 0:
+    if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not 0 < natural < math.inf:
         raise PfibsimsError(f"natural: expected 'auto', None or a positive reference ratio such as 0.0821, got {natural!r}")
     return float(natural)
 
@@ -484,7 +500,8 @@ def isotope_ratio(
       of known ratio would calibrate).
     * Delta notation against the reference ratio ``R_ref`` (``natural``):
       ``delta = (R / R_ref - 1) * 1000`` in per mil. ``"auto"`` takes the
-      natural abundances of the channels' ``element`` and ``mass`` attrs
+      natural abundances of the channels' ``element`` and ``mass`` attrs (IUPAC
+      2009: H, Li, B, C, N, O, Si, S; not of molecular ions such as 12C15N)
       (6Li 7.59 %, 7Li 92.41 %: 6Li/7Li = 0.08213); note that the lithium
       literature usually reports delta-7Li, of 7Li/6Li.
 
@@ -540,13 +557,15 @@ def isotope_ratio(
     try:
         bg_a, bg_b = (float(v) for v in background)
     except (TypeError, ValueError):
-        raise PfibsimsError(f"background: expected counts (background_a, background_b), got {background!r}") from None
+        bg_a = bg_b = math.nan
+    if not (math.isfinite(bg_a) and math.isfinite(bg_b) and bg_a >= 0 and bg_b >= 0):
+        raise PfibsimsError(f"background: expected counts (background_a, background_b) >= 0, got {background!r}")
     xa, xb = a.transpose(*dims).astype(np.float64), b.transpose(*dims).astype(np.float64)
     if dead_time is not None:
         frac = _time_s(dead_time, "dead_time") / _time_s(dwell_time, "dwell_time")
         xa, xb = _dead_time_corrected(xa, frac), _dead_time_corrected(xb, frac)
     xa, xb = xa - bg_a, xb - bg_b
-    ratio = (xa / xb.where(xb > 0)).astype(np.float32)
+    ratio = (xa / xb.where((xb > 0) & np.isfinite(xa) & np.isfinite(xb))).astype(np.float32)  # inf: no count
     ca, cb = xa.data, xb.data
     if isinstance(ca, da.Array) or isinstance(cb, da.Array):
         ca, cb = da.asarray(ca), da.asarray(cb).rechunk(da.asarray(ca).chunks)
@@ -576,9 +595,9 @@ def _phase_ratios(out: xr.Dataset, xa: xr.DataArray, xb: xr.DataArray, phases: x
     values, names = flags(phases)
     check_same_grid(xa, phases)
     both = np.isfinite(xa) & np.isfinite(xb)
-    lab = _array(phases, dims)
-    lut = np.full(max(values) + 1, -1, dtype=np.int64)
-    lut[values] = np.arange(len(values))
+    lab, shifted = nonnegative(_array(phases, dims), values)
+    lut = np.full(max(shifted) + 1, -1, dtype=np.int64)
+    lut[shifted] = np.arange(len(values))
     sums = []
     for x in (xa, xb):
         s = grouped_moments(_array(x.where(both), dims), lab, len(values), lut=lut)

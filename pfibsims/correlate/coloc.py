@@ -414,7 +414,10 @@ def colocalisation(
         try:
             ta, tb = (float(t) for t in thresholds)
         except (TypeError, ValueError):
-            raise PfibsimsError(f"thresholds: expected 'bisection', 'costes' or (threshold_a, threshold_b), got {thresholds!r}") from None
+            ta = tb = math.nan
+        if not (math.isfinite(ta) and math.isfinite(tb)):  # NaN: every comparison false, tM2 = 0
+            raise PfibsimsError(f"thresholds: expected 'bisection', 'costes' or (threshold_a, threshold_b), two finite "
+                                f"numbers, got {thresholds!r}")
         slope = intercept = math.nan
         method = "given"
     below, above = _pearson_below(av, bv, ta, tb), _pearson_above(av, bv, ta, tb)

@@ -15,6 +15,9 @@ from ..errors import DataModelError
 MATRIX = "matrix"
 
 
+#: Widest range of flag values: lookup tables indexed by label value hold one entry per value.
+MAX_LABEL_SPAN = 1 << 24
+
 #: Attribute recording which channel defined which phase (JSON ``{phase: channel}``).
 PHASE_CHANNELS = "pfibsims:phase_channels"
 
@@ -34,7 +37,25 @@ def flags(labels: Any) -> tuple[list[int], list[str]]:
     names = str(meanings).split()
     if len(values) != len(names):
         raise DataModelError(f"labels: expected as many flag_meanings as flag_values, got {names} for {values}")
+    for what, seq in (("flag_values", values), ("flag_meanings", names)):
+        if len(set(seq)) != len(seq):  # a repeated value or name: two phases read as one
+            raise DataModelError(f"labels: expected distinct {what}, got {seq}")
+    if values and max(values) - min(values) >= MAX_LABEL_SPAN:  # per-label lookup tables span the values
+        raise DataModelError(f"labels: expected flag_values within a range of 2**24, got {min(values)} to {max(values)}")
     return values, names
+
+
+def nonnegative(lab: Any, values: list[int]) -> tuple[Any, list[int]]:
+    """Labels (numpy or dask) and their flag values shifted to start at 0 when a flag value is negative.
+
+    Lookup tables are indexed by the label value, so a negative one (CF allows
+    them, e.g. int8 ``-1`` "void") must be shifted first; labels and values are
+    returned as they are when no flag value is negative.
+    """
+    lo = min(values)
+    if lo >= 0:
+        return lab, values
+    return lab.astype(np.int64) - lo, [v - lo for v in values]
 
 
 def phase_value(labels: Any, phase: Any) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from .._engine.reduce import Plan, evaluate
 from .._xr import as_array, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..normalization import check_bins
-from .labels import flags
+from .labels import flags, nonnegative
 
 QUANTILES = (0.25, 0.5, 0.75)
 
@@ -25,9 +25,10 @@ def _groups(labels: xr.DataArray, values: list[int]) -> tuple[Any, np.ndarray]:
     The block kernels of :func:`grouped_statistics` apply the table voxel by
     voxel, so no int64 group array is made (labels outside the table: -1).
     """
+    lab, values = nonnegative(as_array(labels.data), values)  # a negative flag value: shifted (int64)
     lut = np.full(max(values) + 1, -1, dtype=np.int64)
     lut[values] = np.arange(len(values))
-    return as_array(labels.data), lut
+    return lab, lut
 
 
 def stats_vars(stats: dict[str, np.ndarray], dim: str, units: Any) -> dict[str, tuple]:

@@ -293,3 +293,31 @@ def test_costes_stepper_walks_below_zero_on_signed_integers():
                        n_iter=0, thresholds="costes")
     assert (c.threshold_a, c.threshold_b) == (ref.threshold_a - 100, ref.threshold_b - 60)
     assert c.pearson_below == pytest.approx(ref.pearson_below, abs=1e-9)
+
+
+@pytest.mark.parametrize("given", [(math.nan, 0.5), (0.5, math.inf), ("0.5", None)])
+def test_given_thresholds_must_be_numbers(given):
+    # a NaN threshold gave tM1 = 0.84 and tM2 = 0.0 (every comparison with NaN false), no error
+    rng = np.random.default_rng(0)
+    a = xr.DataArray(rng.random((2, 10, 10)), dims=("z", "y", "x"))
+    with pytest.raises(PfibsimsError, match=r"thresholds: expected 'bisection', 'costes' or \(threshold_a, threshold_b\)"):
+        colocalisation(a, a + rng.random(a.shape), thresholds=given, n_iter=0)
+
+
+def test_colocalisation_of_a_real_nanosims_image_equals_scipy(shared_data):
+    # a real Cameca NanoSIMS raster (OpenMIMS sample, uint16 counts): 12C- against 12C14N- of the same pixels
+    import pfibsims as pfs
+
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    a, b = ds.C12.values.astype(float).ravel(), ds.C12N14.values.astype(float).ravel()
+    c = colocalisation(ds.C12, ds.C12N14, n_iter=0)
+    assert c.n == a.size
+    assert c.r == pytest.approx(st.pearsonr(a, b).statistic, abs=1e-12)
+    assert c.spearman == pytest.approx(st.spearmanr(a, b).statistic, abs=1e-12)
+    assert c.kendall_tau == pytest.approx(st.kendalltau(a, b).statistic, abs=1e-12)
+    ta, tb = c.threshold_a, c.threshold_b
+    assert (ta, tb) == (round(ta), round(tb))  # integer data: whole thresholds
+    assert c.m1 == pytest.approx(a[(b > 0) & (b >= tb)].sum() / a.sum(), rel=1e-12)
+    assert c.m2 == pytest.approx(b[(a > 0) & (a >= ta)].sum() / b.sum(), rel=1e-12)
+    below = (a < ta) | (b < tb)
+    assert c.pearson_below == pytest.approx(np.corrcoef(a[below], b[below])[0, 1], abs=1e-9)

@@ -260,6 +260,22 @@ def test_phase_statistics_match_numpy(chunks):
     st.pint.quantify()  # units parse
 
 
+@pytest.mark.parametrize("chunks", [None, (1, 3, 4)], ids=["numpy", "dask"])
+def test_phase_statistics_of_a_negative_flag_value(chunks):
+    # CF flag_values may be negative (int8 -1 "void"): its voxels were dropped (count 0, mean NaN), the lookup
+    # table being indexed by the label value
+    lab = np.array([[[-1, -1, 0, 0], [1, 1, -1, 0], [0, 1, -1, 1]]], np.int8)
+    values = np.arange(lab.size, dtype=float).reshape(lab.shape)
+    ds = _volume({"Li6": _chunk(values, chunks)})
+    labels = xr.DataArray(_chunk(lab, chunks), dims=("z", "y", "x"), coords=ds.coords, name="phase",
+                          attrs={"flag_values": [-1, 0, 1], "flag_meanings": "void LCO LLZTO"})
+    st = phase_statistics(ds.Li6, labels)
+    assert list(st.label.values) == [-1, 0, 1]
+    for k, v in enumerate((-1, 0, 1)):
+        assert int(st["count"][k]) == (lab == v).sum()
+        assert float(st["mean"][k]) == pytest.approx(values[lab == v].mean())
+
+
 def _uneven(ds: xr.Dataset, seed=0) -> tuple[xr.Dataset, np.ndarray]:
     """``ds`` at measured slice depths: steps of 50-70 nm (nm, as a slice-and-view run records them)."""
     steps = np.random.default_rng(seed).uniform(50.0, 70.0, ds.sizes["z"] - 1)

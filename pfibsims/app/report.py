@@ -29,6 +29,7 @@ from ..grid import Grid
 from ..quantification import CALIBRATION, CATHODE_STANDARDS, quantify
 from ..segmentation import classify_phases, depletion_depth
 from ..segmentation.boundaries import boundary_distance, boundary_profile_plan
+from ..segmentation.naming import element_of
 from ..segmentation.statistics import phase_statistics_plan
 from ..transform import Affine
 
@@ -130,11 +131,14 @@ def _quantified(li: xr.DataArray, labels: xr.DataArray | None, truth: xr.Dataset
 
     The SIMS background and probe size from the phantom's truth when given,
     otherwise no background and no mixing correction (stated in the second
-    item). None when the labels lack a standard phase or ``li`` is not in
-    counts. Computes the calibration (one distance transform, one pass) and, when it fits in memory, the map.
+    item). None when the labels lack a standard phase or ``li`` is not a Li
+    isotope (``Li6``, ``Li7``) in counts. Computes the calibration (one
+    distance transform, one pass) and, when it fits in memory, the map.
     """
     names = labels.attrs.get("flag_meanings", "").split() if labels is not None else []
     if not set(CATHODE_STANDARDS) <= set(names) or li.attrs.get("units") != "counts":
+        return None
+    if element_of(str(li.name), li.attrs) != "Li":  # channels=("Zr_La", "Li6"): Zr counts are no Li concentration
         return None
     bg, psf = 0.0, None
     if truth is not None:
@@ -266,8 +270,8 @@ def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None =
     (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um
     either side of the surface, the first 100 nm left out); when the
     labels name the cathode's standards (LLZTO, LCO) and the first channel
-    is in counts, Li in atomic percent per phase and the LLZTO depletion in
-    at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
+    is a Li isotope (``Li6``, ``Li7``) in counts, Li in atomic percent per
+    phase and the LLZTO depletion in at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
     phantom's ``truth``, the registration and drift errors and each phase's
     recall (``phase_accuracy``) and precision, phases matched by name.
     Computes: the Li calibration (one distance transform and one pass) and

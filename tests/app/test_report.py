@@ -204,3 +204,18 @@ def test_report_of_a_constant_channel_says_r_is_undefined_and_measures_the_rest(
         sel = labels.values == labels.attrs["flag_values"][labels.attrs["flag_meanings"].split().index(name)]
         assert st["fraction"] == pytest.approx(sel.mean())
         assert st["mean"] == pytest.approx(li[sel].mean())
+
+
+def test_li_concentration_is_measured_from_a_li_channel_only(fused):
+    """Regression: `pfibsims report --channels Zr_La Li6` (or measure(channels=("Zr_La", "Li6"))) reported
+    "Li concentration" computed from the Zr_La counts (phantom: LLZTO 26.7 at. %, LCO 50.7 at. % of "Li"),
+    since the first channel was quantified whatever it measured. It is quantified only when it is a Li isotope."""
+    vol, truth, _ = fused
+    swapped = measure(vol, channels=("Zr_La", "Li6"), truth=truth)
+    assert "li_percent" not in swapped
+    assert (swapped["pearson"]["a"], swapped["pearson"]["b"]) == ("Zr_La", "Li6")
+    li = measure(vol, channels=("Li6", "Zr_La"), truth=truth)
+    assert set(li["li_percent"]["phases"]) == {"LLZTO", "LCO"}
+    other = measure(vol.assign(Li7=vol.Li6.assign_attrs(pfs.dataset.channel_attrs("Li7"))), channels=("Li7", "Zr_La"),
+                    truth=truth)
+    assert "li_percent" in other  # any Li isotope

@@ -541,7 +541,10 @@ def fuse(
     # 5. optional normalisation
     if normalize is not None:
         channels = [v for v in fused.data_vars if v != "coverage"]
-        fused = fused.assign(_normalize(fused[channels].where(fused["coverage"]), method=normalize, zeros="nan"))
+        try:
+            fused = fused.assign(_normalize(fused[channels].where(fused["coverage"]), method=normalize, zeros="nan"))
+        except PfibsimsError as exc:  # normalize names its own arguments ('method: ...', 'data: ...')
+            raise type(exc)(f"normalize={normalize!r}: {exc}") from None
     if framing["map"]:  # a single map in, a single map out (its depth a scalar coordinate if it had one)
         fused = fused.isel(z=0, drop=not framing["map_z"])
     fused.attrs = plain.to_attrs(_fused_attrs(eds, sims, sem, sims_history, {

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PfibsimsError
+from .errors import PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS
 from .units import LENGTH_UNIT, lengths_nm, parse_quantity
 
@@ -62,6 +62,8 @@ def _matrix(m: Any, ndim: int | None = None) -> np.ndarray:
 
 def _angle_deg(value: Any, name: str) -> float:
     if isinstance(value, numbers.Real):
+        if not math.isfinite(value):  # math.cos(inf) raised a bare ValueError ('math domain error')
+            raise UnitsError(f"{name}: expected a finite angle such as '1.5 deg', got {value!r}")
         return float(value)
     return float(parse_quantity(value, "deg", default_unit="deg", name=name).magnitude)
 

@@ -114,6 +114,20 @@ def test_fuse_errors_name_the_argument(small, kwargs, match):
         pfs.fuse(eds, sims, **kwargs)
 
 
+def test_fuse_names_normalize_when_the_normalisation_fails(shared_data):
+    """Regression: a normalisation fuse could not apply was reported under normalize's own argument names
+    ('method: expected one of ...', 'data: ... needs x_max > 1'), not fuse's ``normalize``. The real JEOL
+    C K map of a 128 x 128 px corner counts 0 or 1: its log normalisation is undefined."""
+    maps = pfs.read_eds(sorted((shared_data / "eds" / "jeol_View000").glob("*.map")), lines=["C_Ka", "Fe_Ka"])
+    eds = maps.isel(y=slice(0, 128), x=slice(0, 128))
+    assert int(eds.C_Ka.max()) == 1
+    sims = pfs.stack({"Li6": np.full((1, 40, 40), 7.0)}, pixel_size="15 nm", modality="SIMS")
+    with pytest.raises(pfs.PfibsimsError, match=r"^normalize='log': data: method='log' needs x_max > 1"):
+        pfs.fuse(eds, sims, register=None, drift=False, normalize="log")
+    with pytest.raises(pfs.PfibsimsError, match=r"^normalize='bogus': method: expected one of \('log', 'minmax'"):
+        pfs.fuse(eds, sims, register=None, drift=False, normalize="bogus")
+
+
 def test_fuse_names_the_input_whose_coordinates_are_not_lengths(small):
     """validate's message did not say which of eds, sims, sem had coordinates in seconds."""
     pytest.importorskip("pint_xarray")

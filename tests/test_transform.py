@@ -103,6 +103,9 @@ def test_errors_name_argument():
         Affine.from_parameters(scale=0)
     with pytest.raises(UnitsError, match="shift: expected a length"):
         Affine.from_parameters(shift=("1 nA", "0 nm"))
+    for angle in (math.inf, -math.inf, math.nan):  # inf: a bare ValueError ('math domain error') from math.cos
+        with pytest.raises(UnitsError, match="rotation: expected a finite angle such as '1.5 deg'"):
+            Affine.from_parameters(rotation=angle)
     with pytest.raises(PfibsimsError, match=r"matrix: expected an invertible linear part .* of determinant 0"):
         Affine([[1, 1, 0], [1, 1, 0], [0, 0, 1]])  # refused at construction, so never resampled or inverted
     with pytest.raises(PfibsimsError, match=r"matrix: expected an invertible linear part"):

@@ -180,8 +180,9 @@ def class_bic(x: np.ndarray, labels: np.ndarray, k: int) -> float:
 def choose_classes(x: np.ndarray, *, max_classes: int = MAX_CLASSES, seed: int = 0) -> tuple[int, dict[int, float]]:
     """The number of classes of ``x``: the first local minimum of :func:`class_bic` over ``k = 2 ... max_classes``.
 
-    Computed on at most :data:`BIC_VOXELS` rows (:func:`subsample`). Returns ``k``
-    and the BIC of every ``k`` tried (up to one past the minimum).
+    Computed on at most :data:`BIC_VOXELS` rows (:func:`subsample`); ``k`` is at
+    most their number of distinct rows (1 when they are all equal, no ``k``
+    tried). Returns ``k`` and the BIC of every ``k`` tried (up to one past the minimum).
 
     Examples
     --------
@@ -191,7 +192,11 @@ def choose_classes(x: np.ndarray, *, max_classes: int = MAX_CLASSES, seed: int =
     3
     """
     sub = subsample(x, BIC_VOXELS, seed)
-    top = max(2, min(max_classes, sub.shape[0] // 20))
+    # no more classes than distinct rows (counts of 0 or 1: two): k-means++ seeding past them divides by zero
+    distinct = np.unique(sub, axis=0).shape[0]
+    if distinct < 2:
+        return 1, {}
+    top = min(max(2, min(max_classes, sub.shape[0] // 20)), distinct)
     table: dict[int, float] = {}
     for k in range(2, top + 1):
         try:

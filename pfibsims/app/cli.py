@@ -29,15 +29,15 @@ from ..errors import CoverageWarning, PfibsimsError
 #: (``--min-coverage: expected ...``). Keyed by call because one argument comes from different options
 #: (``pixel_size``: ``--pixel-size`` for read_eds and read_sem, ``--sims-pixel-size`` for read_sims).
 _OPTIONS: dict[str, dict[str, str]] = {
-    "read_eds": {"path_or_paths": "--eds", "lines": "--lines", "pixel_size": "--pixel-size",
+    "read_eds": {"path_or_paths": "--eds", "path": "--eds", "lines": "--lines", "pixel_size": "--pixel-size",
                  "slice_thickness": "--slice-thickness"},
-    "read_sims": {"path_or_paths": "--sims", "pixel_size": "--sims-pixel-size", "isotope": "--isotope",
+    "read_sims": {"path_or_paths": "--sims", "path": "--sims", "pixel_size": "--sims-pixel-size", "isotope": "--isotope",
                   "slice_thickness": "--slice-thickness"},
-    "read_sem": {"path_or_paths": "--sem", "pixel_size": "--pixel-size", "slice_thickness": "--slice-thickness"},
+    "read_sem": {"path_or_paths": "--sem", "path": "--sem", "pixel_size": "--pixel-size", "slice_thickness": "--slice-thickness"},
     "fuse": {"min_coverage": "--min-coverage", "register": "--register", "initial": "--initial", "strict": "--strict"},
     "save": {"path": "--out"},
     "demo": {"n_slices": "--slices", "seed": "--seed", "channels": "--channels"},
-    "report": {"channels": "--channels"},
+    "report": {"channels": "--channels", "path": "store"},
 }
 
 
@@ -157,13 +157,16 @@ def _initial(text: str | None):
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PfibsimsError(f"--initial: expected a JSON file or JSON text, got {text!r:.80} ({exc})") from None
-    if isinstance(spec, dict) and "matrix" in spec:
-        return Affine.from_dict(spec)
     keys = {"shift", "rotation", "scale", "center"}
-    if not isinstance(spec, dict) or not spec or not set(spec) <= keys:
+    if not isinstance(spec, dict) or not spec or not ("matrix" in spec or set(spec) <= keys):
         raise PfibsimsError(f"--initial: expected an Affine (with 'matrix') or parameters among {sorted(keys)}, "
                             f"got {spec!r:.80}")
-    return Affine.from_parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    try:
+        if "matrix" in spec:
+            return Affine.from_dict(spec)
+        return Affine.from_parameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    except PfibsimsError as exc:  # the library names its own argument ('d: ...', 'rotation: ...'): say which option
+        raise type(exc)(f"--initial: {re.sub(r'^d: ', '', str(exc))}") from None
 
 
 def _fuse(args: argparse.Namespace) -> int:

@@ -24,11 +24,12 @@ from .._engine.reduce import Plan, Reduction, evaluate
 from .._xr import as_array
 from ..correlate import channel_pair
 from ..correlate.moments import pearson_plan
-from ..errors import EstimationWarning
+from ..errors import EstimationWarning, PfibsimsError
 from ..grid import Grid
 from ..quantification import CALIBRATION, CATHODE_STANDARDS, quantify
 from ..segmentation import classify_phases, depletion_depth
 from ..segmentation.boundaries import boundary_distance, boundary_profile_plan
+from ..segmentation.naming import element_of
 from ..segmentation.statistics import phase_statistics_plan
 from ..transform import Affine
 
@@ -130,11 +131,14 @@ def _quantified(li: xr.DataArray, labels: xr.DataArray | None, truth: xr.Dataset
 
     The SIMS background and probe size from the phantom's truth when given,
     otherwise no background and no mixing correction (stated in the second
-    item). None when the labels lack a standard phase or ``li`` is not in
-    counts. Computes the calibration (one distance transform, one pass) and, when it fits in memory, the map.
+    item). None when the labels lack a standard phase or ``li`` is not a Li
+    isotope (``Li6``, ``Li7``) in counts. Computes the calibration (one
+    distance transform, one pass) and, when it fits in memory, the map.
     """
     names = labels.attrs.get("flag_meanings", "").split() if labels is not None else []
     if not set(CATHODE_STANDARDS) <= set(names) or li.attrs.get("units") != "counts":
+        return None
+    if element_of(str(li.name), li.attrs) != "Li":  # channels=("Zr_La", "Li6"): Zr counts are no Li concentration
         return None
     bg, psf = 0.0, None
     if truth is not None:
@@ -199,6 +203,15 @@ def _llzto_distance(labels: xr.DataArray | None) -> xr.DataArray | None:
     return _held(dist)
 
 
+def _or_reason(plan: Plan) -> Plan:
+    """``plan``, whose result is the PfibsimsError it raises when the data do not define it (Pearson r of a
+    constant channel): the other statistics evaluated with it still come out."""
+    try:
+        return (yield from plan)
+    except PfibsimsError as exc:
+        return exc
+
+
 def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None = None,
                truth: xr.Dataset | None = None, quantified: xr.DataArray | None = None,
                distance: xr.DataArray | None = None) -> dict[str, Any]:
@@ -222,14 +235,16 @@ def statistics(vol: xr.Dataset, a: str, b: str, *, labels: xr.DataArray | None =
     Returns
     -------
     dict
-        ``pearson`` (a :class:`~pfibsims.correlate.Correlation`), and when
+        ``pearson`` (a :class:`~pfibsims.correlate.Correlation`, or the
+        :class:`~pfibsims.errors.PfibsimsError` saying why r is undefined,
+        e.g. a channel constant over the coverage), and when
         computed ``phases`` (Dataset), ``profile`` (Dataset),
         ``quantified_phases`` and ``quantified_profile`` (Datasets) and
         ``phase_accuracy`` (dict of ``recall`` and ``precision`` per true phase,
         phases matched by name).
     """
     mask = vol["coverage"] if "coverage" in vol.data_vars else None
-    plans = {"pearson": pearson_plan(vol[a], vol[b], mask=mask)}
+    plans = {"pearson": _or_reason(pearson_plan(vol[a], vol[b], mask=mask))}
     if labels is not None:
         for key, x in (("", vol[a]), ("quantified_", quantified)):
             if x is None:
@@ -255,8 +270,8 @@ def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None =
     (:func:`~pfibsims.segmentation.depletion_depth` of the profile 1 um
     either side of the surface, the first 100 nm left out); when the
     labels name the cathode's standards (LLZTO, LCO) and the first channel
-    is in counts, Li in atomic percent per phase and the LLZTO depletion in
-    at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
+    is a Li isotope (``Li6``, ``Li7``) in counts, Li in atomic percent per
+    phase and the LLZTO depletion in at. % (``li_percent``, :func:`pfibsims.quantify`); and, with the
     phantom's ``truth``, the registration and drift errors and each phase's
     recall (``phase_accuracy``) and precision, phases matched by name.
     Computes: the Li calibration (one distance transform and one pass) and
@@ -281,11 +296,14 @@ def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None =
     stats = statistics(vol, a, b, labels=labels, truth=truth, quantified=quantified and quantified[0],
                        distance=_llzto_distance(labels))
     r = stats["pearson"]
-    out: dict[str, Any] = {
-        "pearson": {"a": a, "b": b, "r": r.r, "ci": [r.ci_low, r.ci_high], "p_value": r.p_value, "n": r.n,
-                    "covariance": r.covariance, "units": [str(vol[a].attrs.get("units", "1")),
-                                                          str(vol[b].attrs.get("units", "1"))]},
-    }
+    units = [str(vol[a].attrs.get("units", "1")), str(vol[b].attrs.get("units", "1"))]
+    if isinstance(r, PfibsimsError):  # e.g. an element absent from the sample: the rest of the report stands
+        pearson = {"a": a, "b": b, "r": None, "ci": [None, None], "p_value": None, "n": None, "covariance": None,
+                   "units": units, "undefined": str(r)}
+    else:
+        pearson = {"a": a, "b": b, "r": r.r, "ci": [r.ci_low, r.ci_high], "p_value": r.p_value, "n": r.n,
+                   "covariance": r.covariance, "units": units}
+    out: dict[str, Any] = {"pearson": pearson}
     if "phases" in stats:
         phases = stats["phases"]
         out["phases"] = {
@@ -357,6 +375,8 @@ def _text(report: dict[str, Any]) -> str:
     lines.append(f"Pearson r({p['a']}, {p['b']}) = {sig(p['r'])}  [{sig(p['ci'][0])}, {sig(p['ci'][1])}]  n = {p['n']}")
     cov_units = " ".join(u for u in (ua, ub) if u != "1") if ua != ub else f"{ua}^2" if ua != "1" else ""
     lines.append(f"covariance (eq. 3) = {sig(p['covariance'], cov_units)}")
+    if p.get("undefined"):
+        lines.append(f"  (undefined: {p['undefined']})")
     if "llzto_depletion_depth_nm" in report:
         lines.append(f"{p['a']} depletion depth at LLZTO surfaces: {sig(report['llzto_depletion_depth_nm'], 'nm')}"
                      + (f" (phantom truth {report['true_depletion_depth']})" if "true_depletion_depth" in report else ""))

@@ -36,7 +36,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._xr import dequantify
+from .._xr import as_stack, dequantify
 from ..dataset import HISTORY, history, history_attrs, jsonable, validate
 from ..errors import DataModelError, FileFormatError, PfibsimsError
 from ..progress import steps
@@ -187,7 +187,9 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         ``"ome-zarr"``: an OME-NGFF multiscale image for viewers
         (napari, Fiji, OMERO, neuroglancer): image channels with colours
         and display windows, label variables (``phase``, ``coverage``)
-        under ``labels/``; see :mod:`pfibsims.io.ome`.
+        under ``labels/``; see :mod:`pfibsims.io.ome`. A single 2-D map
+        (what :func:`~pfibsims.fuse` returns for 2-D inputs) is written as a
+        stack of one slice and opens as one.
     levels : int
         Pyramid levels for ``"ome-zarr"`` (each halves y and x).
     ngff_version : {"0.5", "0.4"}
@@ -240,7 +242,7 @@ def save(ds: xr.Dataset, path: Any, *, overwrite: bool = False, format: str = "z
         if format == "zarr":
             _write_zarr(ds, tmp)
         else:
-            ome.write(ds, tmp, levels=levels, version=ngff_version, name=ome.dataset_name(ds, target),
+            ome.write(as_stack(ds)[0], tmp, levels=levels, version=ngff_version, name=ome.dataset_name(ds, target),
                       compressors=codecs(), config=_ARRAY_CONFIG)
         write_manifest(tmp)
         place(tmp, target, overwrite=overwrite)

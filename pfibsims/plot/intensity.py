@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,39 @@ def _log_counts(ax: Any) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
+def _not_defined(ax: Any, title: str, exc: PfibsimsError) -> None:
+    """A panel whose statistic the data do not define (a constant channel, a maximum of 1 under log): its title
+    and the reason, instead of the whole figure failing."""
+    ax.set_title(title, fontsize=9)
+    ax.text(0.5, 0.5, textwrap.fill(f"not defined: {exc}", 36), ha="center", va="center", fontsize=6,
+            transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _raw_histogram(x: xr.DataArray, bins: int) -> xr.DataArray:
+    """The raw histogram of ``x``; a constant ``x`` (a channel of zeros) in one bin of width 1 about its value."""
+    from ..normalization import histogram
+
+    try:
+        return histogram(x, bins=bins).compute()
+    except PfibsimsError:
+        value = float(x.min())
+        if not np.isfinite(value):
+            raise
+        return histogram(x, bins=bins, range=(value - 0.5, value + 0.5)).compute()
+
+
+def _eight_bit(x: xr.DataArray, method: str) -> xr.DataArray | PfibsimsError:
+    """``x`` normalised by ``method`` (``zeros="clip"``) as 8-bit codes, or the error saying why it is not defined."""
+    from ..normalization import normalize, to_uint8
+
+    try:
+        return to_uint8(normalize(x, method=method, zeros="clip"))
+    except PfibsimsError as exc:
+        return exc
+
+
 def histograms(
     raw: Any,
     *,
@@ -43,7 +77,9 @@ def histograms(
     frequency axis), then one column per normalisation ``method``: the 8-bit
     gray-level histogram (0-255) after :func:`pfibsims.normalization.normalize`
     and :func:`pfibsims.normalization.to_uint8`. Counts of 0 are clipped to 1
-    before a log (``zeros="clip"``: gray level 0).
+    before a log (``zeros="clip"``: gray level 0). A normalisation the data
+    do not define (min-max of a constant channel, log of a channel whose
+    maximum is 1 or less) leaves its panel empty with the reason.
 
     Parameters
     ----------
@@ -71,7 +107,7 @@ def histograms(
     >>> len(fig.axes)
     3
     """
-    from ..normalization import histogram, normalize, to_uint8
+    from ..normalization import histogram
 
     das = channels_of(raw, channels, "raw")
     methods = tuple(methods)
@@ -79,7 +115,7 @@ def histograms(
     axes = np.atleast_2d(fig.subplots(len(das), 1 + len(methods), squeeze=False))
     letters = "abcdefghijklmnopqrstuvwxyz"
     for row, x in enumerate(das):
-        h = histogram(x, bins=bins).compute()
+        h = _raw_histogram(x, bins)
         ax = axes[row, 0]
         ax.stairs(h.values, np.r_[h.bin_lower.values, h.bin_upper.values[-1:]], fill=True, color="0.35")
         _log_counts(ax)
@@ -87,9 +123,11 @@ def histograms(
         ax.set_ylabel("pixels")
         ax.set_title(f"({letters[row]}1) {x.name} raw", fontsize=9)
         for col, method in enumerate(methods, start=1):
-            u8 = to_uint8(normalize(x, method=method, zeros="clip"))
+            u8, ax = _eight_bit(x, method), axes[row, col]
+            if isinstance(u8, PfibsimsError):
+                _not_defined(ax, f"({letters[row]}{col + 1}) {x.name} {method}", u8)
+                continue
             hu = histogram(u8, bins=256, range=(-0.5, 255.5)).compute()
-            ax = axes[row, col]
             # one artist for the 256 bars (a bar a gray level, edges at the half levels)
             ax.stairs(hu.values, np.arange(257) - 0.5, fill=True, color="C0" if method == "minmax" else "C3")
             _log_counts(ax)
@@ -137,6 +175,8 @@ def normalization(raw: xr.DataArray, *, z: Any = None, zoom: Any = None, cmap: s
     the same zoomed in; row 3 the pixels each normalisation loses: pixels
     with signal in the raw map (above its minimum) that become gray level 0
     (the "falsely removed pixels" of Fig. 3(g, h)), counted in the titles.
+    A normalisation the data do not define (a constant map, or a maximum of
+    1 or less under log) leaves its panels empty with the reason.
 
     Parameters
     ----------
@@ -163,11 +203,9 @@ def normalization(raw: xr.DataArray, *, z: Any = None, zoom: Any = None, cmap: s
     >>> len(normalization(ds.Zr_La).axes)
     9
     """
-    from ..normalization import normalize, to_uint8
-
     x = channel_of(raw, "raw")
     plane = plane_of(x, ("y", "x"), {"z": z})
-    u8 = {m: to_uint8(normalize(plane, method=m, zeros="clip")) for m in ("minmax", "log")}
+    u8 = {m: _eight_bit(plane, m) for m in ("minmax", "log")}
     zy, zx = _zoom_slices(plane, zoom)
     vals = plane.values.astype(float)
     signal = np.isfinite(vals) & (vals > np.nanmin(vals))
@@ -176,6 +214,10 @@ def normalization(raw: xr.DataArray, *, z: Any = None, zoom: Any = None, cmap: s
     axes = fig.subplots(3, 3)
     panels = [("raw", "raw counts", plane), ("min-max", "min-max, eq. 1", u8["minmax"]), ("log", "log, eq. 2", u8["log"])]
     for col, (short, title, img) in enumerate(panels):
+        if isinstance(img, PfibsimsError):
+            for ax, letter in ((axes[0, col], "abc"[col]), (axes[1, col], "def"[col]), (axes[2, col - 1], "gh"[col - 1])):
+                _not_defined(ax, f"({letter}) {title}", img)
+            continue
         vmin, vmax = (None, None) if col == 0 else (0, 255)
         draw_image(axes[0, col], img, title=f"({'abc'[col]}) {title}", cmap=cmap, vmin=vmin, vmax=vmax)
         zoomed = img[zy, zx]

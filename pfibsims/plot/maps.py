@@ -136,7 +136,8 @@ def joint_histogram(
     """The joint ("correlation") histogram of two channels, log colour scale.
 
     Uses :func:`pfibsims.correlate.joint_histogram`, with Pearson's r from
-    :func:`pfibsims.correlate.pearson` in the title.
+    :func:`pfibsims.correlate.pearson` in the title ("undefined", and why,
+    when a channel is constant over the voxels counted).
 
     Parameters
     ----------
@@ -170,7 +171,10 @@ def joint_histogram(
 
     a, b = channel_of(a, "a"), channel_of(b, "b")
     h = _joint(a, b, bins=bins, range=range, mask=mask).compute()
-    r = float(pearson(a, b, mask=mask))
+    try:
+        r = f"{float(pearson(a, b, mask=mask)):.3f}"
+    except PfibsimsError as exc:  # a constant channel (an element absent): the histogram is still drawn
+        r = f"undefined ({str(exc).split(', so')[0]})"
     counts = np.asarray(h.values, dtype=float)
     da_dim, db_dim = h.dims
     ea = edges_of(h, da_dim)
@@ -183,5 +187,5 @@ def joint_histogram(
     fig.colorbar(mesh, ax=ax, label="voxels (log scale)")
     ax.set_xlabel(label_of(a, "a"))
     ax.set_ylabel(label_of(b, "b"))
-    ax.set_title(f"joint histogram, Pearson r = {r:.3f}", fontsize=10)
+    ax.set_title(f"joint histogram, Pearson r = {r}", fontsize=10)
     return fig

@@ -244,3 +244,30 @@ def test_fuse_command_on_a_distributed_scheduler_address(tmp_path, dask_cluster)
     a, b = pfibsims.open_dataset(out), pfibsims.open_dataset(ref)
     np.testing.assert_array_equal(a.Li6.values, b.Li6.values)
     np.testing.assert_array_equal(a.Zr_La.values, b.Zr_La.values)
+
+
+def test_command_errors_name_the_option_of_a_missing_file_or_a_bad_initial(tmp_path, capsys):
+    """Regression: a missing --eds/--sims/--sem file was reported as 'path: ...', a missing report store as
+    'path: ...', an --initial Affine without dims as 'd: ...' (Affine.from_dict's argument) and an --initial
+    rotation of 1e400 (JSON: inf) as a bare ValueError traceback ('math domain error')."""
+    eds, sims, _ = _write_files(tmp_path)
+    good = {"--eds": [str(p) for p in eds], "--sims": [str(sims)]}
+    base = ["--out", str(tmp_path / "o.zarr"), "--sims-pixel-size", "50 nm", "--isotope", "6Li", "--slice-thickness",
+            "60 nm", "--register", "none", "--no-drift"]
+    for option in ("--eds", "--sims", "--sem"):
+        files = {**good, option: [str(tmp_path / "none.tif")]}
+        assert main(["fuse", *[t for k, v in files.items() for t in (k, *v)], *base]) == 2
+        assert f"pfibsims fuse: error: {option}: expected an existing file, got '{tmp_path / 'none.tif'}'" in capsys.readouterr().err
+    files = [t for k, v in good.items() for t in (k, *v)]
+    cases = [
+        ('{"matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}', "--initial: expected a dict with 'matrix' and 'dims'"),
+        ('{"rotation": 1e400}', "--initial: rotation: expected a finite angle such as '1.5 deg', got inf"),
+        ('{"rotation": "x"}', "--initial: rotation: expected a plain number such as '1.5 deg', got 'x'"),
+        ('{"shift": [1, 2, 3]}', "--initial: shift: expected one length or 2 lengths, got 3"),
+    ]
+    for text, message in cases:
+        assert main(["fuse", *files, *base, "--initial", text]) == 2
+        assert f"pfibsims fuse: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+    assert main(["report", str(tmp_path / "none.zarr"), str(tmp_path / "report")]) == 2
+    assert f"pfibsims report: error: store: expected a Zarr store, got '{tmp_path / 'none.zarr'}'" in capsys.readouterr().err

@@ -177,3 +177,45 @@ def test_the_3d_render_runs_beside_the_statistics_and_is_closed_if_they_fail(fus
         write_report(vol, tmp_path / "failed", raw=raw, truth=truth)
     assert started[-1].proc.poll() is not None  # stopped
     assert not started[-1].folder.exists()  # and removed
+
+
+def test_report_of_a_constant_channel_says_r_is_undefined_and_measures_the_rest(tmp_path):
+    """Regression: a pair with a channel constant over the coverage (an element absent from the sample, all
+    zeros) made `measure` raise from Pearson r, so no report was written at all. r is now reported
+    undefined, with why, and the per-phase statistics are still computed (checked against numpy)."""
+    rng = np.random.default_rng(3)
+    s = np.zeros((3, 32, 32))
+    s[:, :, 16:] = 40
+    s = rng.poisson(s + 2).astype(np.float64)
+    li = rng.poisson(np.where(s > 20, 30.0, 5.0)).astype(np.float64)
+    vol = pfs.stack({"Li6": li, "S_Ka": s, "Fe_Ka": np.zeros_like(s)}, pixel_size="81.4 nm", slice_thickness="60 nm",
+                    modality="fused")
+    vol = vol.assign(coverage=xr.ones_like(vol.Li6, dtype=bool))
+    with pytest.warns(pfs.EstimationWarning, match="'Fe_Ka' is constant"):
+        rep = write_report(vol, tmp_path, channels=("Li6", "Fe_Ka"), figures=False)
+    assert rep["pearson"]["r"] is None
+    assert rep["pearson"]["n"] is None
+    assert rep["pearson"]["undefined"].startswith("Fe_Ka: constant over the 3072 valid voxels")
+    assert "(undefined: Fe_Ka: constant" in (tmp_path / "report.txt").read_text()
+    with pytest.warns(pfs.EstimationWarning, match="'Fe_Ka' is constant"):
+        labels = pfs.classify_phases(vol, channels=["S_Ka", "Fe_Ka"])
+    assert len(rep["phases"]) >= 2
+    for name, st in rep["phases"].items():
+        sel = labels.values == labels.attrs["flag_values"][labels.attrs["flag_meanings"].split().index(name)]
+        assert st["fraction"] == pytest.approx(sel.mean())
+        assert st["mean"] == pytest.approx(li[sel].mean())
+
+
+def test_li_concentration_is_measured_from_a_li_channel_only(fused):
+    """Regression: `pfibsims report --channels Zr_La Li6` (or measure(channels=("Zr_La", "Li6"))) reported
+    "Li concentration" computed from the Zr_La counts (phantom: LLZTO 26.7 at. %, LCO 50.7 at. % of "Li"),
+    since the first channel was quantified whatever it measured. It is quantified only when it is a Li isotope."""
+    vol, truth, _ = fused
+    swapped = measure(vol, channels=("Zr_La", "Li6"), truth=truth)
+    assert "li_percent" not in swapped
+    assert (swapped["pearson"]["a"], swapped["pearson"]["b"]) == ("Zr_La", "Li6")
+    li = measure(vol, channels=("Li6", "Zr_La"), truth=truth)
+    assert set(li["li_percent"]["phases"]) == {"LLZTO", "LCO"}
+    other = measure(vol.assign(Li7=vol.Li6.assign_attrs(pfs.dataset.channel_attrs("Li7"))), channels=("Li7", "Zr_La"),
+                    truth=truth)
+    assert "li_percent" in other  # any Li isotope

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.cluster.vq import ClusterError, kmeans2
 
+import pfibsims as pfs
 from pfibsims._engine.clusters import _lloyd, choose_classes, class_bic, kmeans
 from pfibsims._engine.numba import use_compiled
 
@@ -82,3 +83,20 @@ def test_lloyd_of_float32_rows_is_scipys_float32_loop():
     assert centres.dtype == np.float32
     np.testing.assert_array_equal(centres, ref[0])
     np.testing.assert_array_equal(labels, ref[1])
+
+
+def test_choose_classes_tries_no_more_classes_than_distinct_rows(shared_data):
+    """Regression: on a real JEOL C K map of a 128 x 128 px field (counts 0 or 1 a pixel), classify_phases
+    without smoothing let k-means++ seed 3 classes from 2 distinct values, and scipy divided by zero
+    (RuntimeWarning: invalid value encountered in divide; an error under filterwarnings=error)."""
+    maps = pfs.read_eds(sorted((shared_data / "eds" / "jeol_View000").glob("*.map")))
+    crop = maps[["C_Ka"]].isel(y=slice(0, 128), x=slice(0, 128))
+    values = crop.C_Ka.values.reshape(-1, 1).astype(np.float64)
+    assert np.unique(values).tolist() == [0.0, 1.0]
+    k, table = choose_classes(values)
+    assert k == 2
+    assert list(table) == [2]
+    assert choose_classes(np.zeros((500, 2))) == (1, {})
+    ph = pfs.classify_phases(crop, smooth=None)
+    assert ph.attrs["flag_meanings"] == "unassigned C"
+    np.testing.assert_array_equal(ph.values == 1, crop.C_Ka.values == 1)  # the counts of 1 are the C class

@@ -215,6 +215,27 @@ def test_ome_zarr_reopens_at_full_resolution(tmp_path):
     _assert_exact(ds, back)
 
 
+def test_a_fused_single_map_saves_as_ome_zarr(tmp_path):
+    """Regression: fuse returns a 2-D map for 2-D inputs; save(format="ome-zarr") refused it ("expected dims
+    ('z', 'y', 'x') for OME-Zarr, found ('y', 'x')"), though format="zarr" took it. It is written as a stack of one
+    slice: the same values, grid and labels, with z of one slice at the map's depth (0 nm without one)."""
+    rng = np.random.default_rng(4)
+    eds = pfs.stack({"Fe_Ka": rng.poisson(4, (40, 50)).astype(np.uint16)}, pixel_size=("8.69 nm", "11.3 nm"),
+                    origin=("12.5 mm", "-3.2 mm"), modality="EDS").isel(z=0, drop=True)
+    sims = pfs.stack({"Li6": rng.random((30, 30))}, pixel_size="15 nm", origin=("12.5 mm", "-3.2 mm"),
+                     modality="SIMS").isel(z=0, drop=True)
+    vol = pfs.fuse(eds, sims, register=None, drift=False)
+    vol = vol.assign(phase=pfs.classify_phases(vol, smooth=None, classes=2))
+    assert vol.Fe_Ka.dims == ("y", "x")
+    back = pfs.open_dataset(pfs.save(vol, tmp_path / "map.ome.zarr", format="ome-zarr"))
+    assert dict(back.sizes) == {"z": 1, "y": 40, "x": 50}
+    assert back.z.values.tolist() == [0.0]
+    for name in ("y", "x"):
+        np.testing.assert_array_equal(back[name].values, vol[name].values)
+    for name in ("Fe_Ka", "Li6", "phase", "coverage"):
+        np.testing.assert_array_equal(back[name].values[0], vol[name].values)
+
+
 # ---------------------------------------------------------------- the phantom
 
 

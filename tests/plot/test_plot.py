@@ -490,3 +490,32 @@ def test_save_figures_on_the_phantom(tmp_path):
         rgb = np.asarray(ax.images[0].get_array())
         return abs(np.corrcoef(rgb[..., 0].ravel(), rgb[..., 1].ravel())[0, 1])
     assert agreement(fig.axes[1]) > 0.8 > agreement(fig.axes[0]) + 0.2
+
+
+def test_save_figures_when_a_normalisation_or_r_is_undefined(tmp_path, shared_data):
+    """Regression: the real JEOL C K map of a 128 x 128 px field counts 0 or 1 a pixel (log normalisation
+    needs a maximum above 1) and an element absent from the sample maps all zeros (min-max and Pearson r
+    undefined): save_figures raised from the histograms, normalization and joint histogram figures, so
+    `pfibsims report` wrote nothing. Every figure is drawn; a panel the data do not define says why."""
+    maps = pfs.read_eds(sorted((shared_data / "eds" / "jeol_View000").glob("*.map")))
+    c = maps.C_Ka.values[:, :128, :128].astype(np.float64)
+    assert c.max() == 1
+    assert c.sum() > 0
+    li = np.random.default_rng(0).poisson(5.0, c.shape).astype(np.float64)
+    vol = pfs.stack({"Li6": li, "C_Ka": c, "Cu_Ka": np.zeros_like(c)}, pixel_size="8.69 nm", modality="fused")
+    expected = ["element_maps", "histograms", "joint_histogram", "normalization", "orthoslices"]
+    for b in ("C_Ka", "Cu_Ka"):
+        paths = plot.save_figures(vol, tmp_path / b, labels=None, a="Li6", b=b, dpi=DPI, render=False)
+        assert sorted(paths) == expected
+        assert all(p.stat().st_size > 0 for p in paths.values())
+    fig = plot.histograms([vol.C_Ka, vol.Cu_Ka])
+    text = lambda ax: " ".join(t.get_text() for t in ax.texts)  # noqa: E731
+    assert "not defined" not in text(fig.axes[1])
+    assert len(fig.axes[1].patches) > 0
+    assert "x_max > 1" in text(fig.axes[2]).replace("\n", " ")  # log of 0/1 counts: why not
+    assert fig.axes[3].patches[0].get_data()[0].sum() == c.size  # the raw histogram of zeros: every voxel, one bin
+    assert "constant" in text(fig.axes[4])
+    assert "x_max > 1" in text(fig.axes[5]).replace("\n", " ")
+    assert "undefined (Cu_Ka: constant" in plot.joint_histogram(vol.Li6, vol.Cu_Ka).axes[0].get_title()
+    norm = plot.normalization(vol.Cu_Ka)
+    assert all("not defined" in text(ax) for ax in (norm.axes[1], norm.axes[2], norm.axes[4], norm.axes[5], norm.axes[6]))

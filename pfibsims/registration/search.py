@@ -49,7 +49,7 @@ from .metrics import (
 )
 
 __all__ = [
-    "MODELS", "Candidate", "Level", "SearchResult", "coverable", "evaluate", "evaluate_many", "evaluate_pooled", "evaluate_shifts",
+    "MODELS", "Candidate", "Level", "SearchResult", "correlation_ceiling", "coverable", "evaluate", "evaluate_many", "evaluate_pooled", "evaluate_shifts",
     "global_search", "make_level", "model_affine", "model_matrix", "n_params",
     "rotation_grid",
 ]
@@ -156,6 +156,28 @@ def count_sigma(img: np.ndarray) -> float:
     if a.size == 0 or a.min() < 0 or not np.array_equal(a, np.round(a)) or not a.mean() > 0:
         return 0.0
     return min(MAX_COUNT_SIGMA, math.sqrt(MIN_COUNTS / (4.0 * math.pi * float(a.mean()))))
+
+
+def correlation_ceiling(img: np.ndarray, sigma: float) -> float:
+    """The highest correlation any noise-free image can reach with ``img`` smoothed by ``sigma`` px, when
+    ``img`` is a count map (:func:`count_sigma`): ``sqrt(1 - noise / var)``, the Poisson noise's variance after
+    the smoothing ``mean(img) * sum(k**2)`` (``k`` the Gaussian kernel); 1 for an image that is not counts.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> bool(correlation_ceiling(rng.poisson(20.0, (256, 256)).astype(float), 1.0) < 0.2)  # noise only
+    True
+    >>> correlation_ceiling(np.full((8, 8), 0.7), 1.0)
+    1.0
+    """
+    if not count_sigma(img) > 0:
+        return 1.0
+    delta = np.zeros((1, 2 * math.ceil(4.0 * sigma) + 1))
+    delta[0, delta.shape[1] // 2] = 1.0
+    k2 = float((gaussian(delta, (0.0, sigma)) ** 2).sum()) ** 2  # the 2-D kernel is the product of two 1-D ones
+    var = float(np.nanvar(gaussian(img, sigma)))
+    return math.sqrt(max(var - float(np.nanmean(img)) * k2, 0.0) / var) if var > 0 else 0.0
 
 
 #: Seed of the jittered sample positions and of the sample subset (:func:`make_level`): fixed, so a

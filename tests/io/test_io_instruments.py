@@ -332,6 +332,68 @@ def test_asv_slices_in_a_run_folder(tmp_path):
         pfs.read_sem(other, project=bad)
 
 
+_LOL = '<!DOCTYPE EMProject [<!ENTITY a "aaaaaaaaaa">' + "".join(
+    f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)) + "]>"
+
+
+@pytest.mark.parametrize(
+    ("label", "edit", "match"),
+    [
+        ("nan-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>nan"), r"expected a whole number of cuts .* in <NumberOfCuts>, found nan"),
+        ("inf-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>inf"), r"expected a whole number of cuts .* found inf"),
+        ("fractional-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>2.5"), r"expected a whole number of cuts .* found 2.5"),
+        ("negative-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>-5"), r"expected a whole number of cuts .* found -5"),
+        ("inf-spacing", ("1.0000000000000001E-07", "INF"), r"expected a ZCutSpacing between 0.001 nm and 1e\+08 nm, found inf nm"),
+        ("huge-spacing", ("1.0000000000000001E-07", "1E300"), r"expected a ZCutSpacing between .*, found inf nm"),
+        ("tiny-spacing", ("1.0000000000000001E-07", "1E-300"), r"expected a ZCutSpacing between .*, found 1e-291 nm"),
+        ("nan-spacing", ("1.0000000000000001E-07", "NaN"), r"expected a ZCutSpacing between .*, found nan nm"),
+        ("nan-centre", ("<CenterZ>9.25E-06", "<CenterZ>NaN"), r"expected a CenterZ between -1e\+08 nm and 1e\+08 nm, found nan nm"),
+        ("negative-size", ("<SizeZ>1.85E-05", "<SizeZ>-1.85E-05"), r"expected a SizeZ between 0 nm and 1e\+08 nm, found -18500 nm"),
+        ("unknown-encoding", ('encoding="utf-8"', 'encoding="bogus-enc"'), r"expected an EMProject XML file, but parsing failed \(unknown encoding"),
+        ("not-a-text-encoding", ('encoding="utf-8"', 'encoding="rot13"'), r"expected an EMProject XML file, but parsing failed"),
+        ("multi-byte-encoding", ('encoding="utf-8"', 'encoding="utf-7"'), r"expected an EMProject XML file, but parsing failed"),
+        ("other-namespace", ('xmlns="EMProject"', 'xmlns="urn:other"'), r"expected an <EMProject> root \(namespace 'EMProject' or none\), found <\{urn:other\}EMProject>"),
+        ("external-entity", ('<?xml version="1.0" encoding="utf-8"?>', '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'),
+         r"expected an EMProject XML file, but parsing failed \(undefined entity"),
+        ("billion-laughs", ('<?xml version="1.0" encoding="utf-8"?>', _LOL), r"expected an EMProject XML file, but parsing failed \(limit on input amplification"),
+    ],
+)
+def test_asv_hostile_project_is_a_file_format_error_naming_it(tmp_path, label, edit, match):
+    """A corrupt or hostile EMProject.emxml is refused naming it, never a raw ValueError/LookupError or a wrong z."""
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    assert edit[0] in text
+    if label == "billion-laughs":  # the entity is expanded where the project name is
+        text = text.replace("<ProjectName>20230707_AlSi13_NFDI", "<ProjectName>&j;")
+    if label == "external-entity":
+        text = text.replace("<ProjectName>20230707_AlSi13_NFDI", "<ProjectName>&x;")
+    project = tmp_path / label / "EMProject.emxml"
+    project.parent.mkdir()
+    project.write_text(text.replace(*edit), encoding="utf-8")
+    image = project.parent / "SEM_Image-SliceImage-003.tif"
+    image.symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    with pytest.raises(FileFormatError, match=rf"{label}/EMProject\.emxml: {match}"):
+        pfs.read_sem(image)
+
+
+def test_asv_project_in_no_namespace_is_read_and_foreign_elements_are_not():
+    """The EMProject namespace or none are both the project's; an element of another namespace is not its ZCutSpacing."""
+    from pfibsims.io.emxml import read_emxml
+
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        plain = Path(d) / "EMProject.emxml"
+        plain.write_text(text.replace(' xmlns="EMProject"', ""), encoding="utf-8")
+        assert read_emxml(plain).spacing_nm == pytest.approx(100.0)
+        foreign = Path(d) / "foreign.emxml"
+        foreign.write_text(text.replace("<ZCutSpacing>1.0000000000000001E-07</ZCutSpacing>",
+                                        '<o:ZCutSpacing xmlns:o="urn:other">5E-08</o:ZCutSpacing>'), encoding="utf-8")
+        with pytest.raises(FileFormatError, match=r"foreign\.emxml: expected a number in <ZCutSpacing>, found None"):
+            read_emxml(foreign)
+
+
 # ---------------------------------------------------------------- odd but legal inputs
 
 

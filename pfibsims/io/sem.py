@@ -135,18 +135,27 @@ def _magnification(text: Any) -> float | str:
     return float(m[1]) * {"": 1.0, "k": 1e3, "m": 1e6}[m[2].lower()]
 
 
+def _zeiss_length(value: Any, unit: Any, p: Any, what: str) -> float:
+    """A CZ_SEM length (value, unit) in nm; a value that is not a finite length names the file."""
+    try:
+        return length_nm(f"{float(value)!r} {str(unit).replace('µ', 'u').replace('μ', 'u')}", name="CZ_SEM")
+    except (TypeError, ValueError):  # UnitsError is a ValueError
+        raise FileFormatError(f"{p}: expected {what}, found '{value} {unit}' in the Zeiss CZ_SEM metadata") from None
+
+
 def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     width, wunit = _value(md, "ap_width")
     if width is None:
         raise FileFormatError(f"{p}: expected ap_width (image width) in the Zeiss CZ_SEM metadata, found none")
-    unit = str(wunit).replace("µ", "u").replace("μ", "u")
-    pixel = length_nm(f"{float(width)!r} {unit}", name="ap_width") / shape[1]
+    pixel = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length") / shape[1]
     check_pixel_size((pixel,), p, shape=shape, what="pixel size (ap_width over the image width)")
     height, hunit = _value(md, "ap_height")
     rows = shape[0]
     if height is not None:
-        rows = int(round(length_nm(f"{float(height)!r} {str(hunit).replace('µ', 'u')}", name="ap_height") / pixel))
-        rows = min(max(rows, 1), shape[0])
+        nm = _zeiss_length(height, hunit, p, "ap_height (image height) as a positive finite length")
+        if not nm > 0:  # a height of 0 would crop all but one row as a 'data bar'
+            raise FileFormatError(f"{p}: expected ap_height (image height) as a positive finite length, found '{height} {hunit}'")
+        rows = min(max(int(round(nm / pixel)), 1), shape[0])
     attrs: dict[str, Any] = {"format": "Zeiss SmartSEM TIFF"}
     kv, kunit = _value(md, "ap_actualkv")
     if kv is not None:

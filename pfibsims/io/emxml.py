@@ -137,9 +137,12 @@ def asv_depths(project: AsvProject, images: list[Path]) -> tuple[list[float], li
     ------
     FileFormatError
         When a name is not ``<dataset>-SliceImage-<n>``, the dataset is not
-        in the project, or ``n`` is outside its cuts.
+        in the project, ``n`` is outside its cuts, the images are of two
+        datasets (SEM and FIB slices are two series, not one stack), or two
+        images are one slice (``-1`` and ``-001``).
     """
-    depths, numbers = [], []
+    depths, numbers, names = [], [], []
+    seen: dict[int, Path] = {}
     for img in images:
         m = _SLICE.match(img.stem)
         if m is None:
@@ -151,6 +154,13 @@ def asv_depths(project: AsvProject, images: list[Path]) -> tuple[list[float], li
         n = int(m["n"])
         if not 1 <= n <= box["cuts"]:
             raise FileFormatError(f"{img}: expected a slice number between 1 and {int(box['cuts'])} (the project's cuts), found {n}")
+        name = wanted if wanted in project.datasets else m["dataset"]
+        if names and name != names[0]:
+            raise FileFormatError(f"{img}: expected slice images of one dataset of the project, got '{names[0]}' and '{name}'")
+        if n in seen:
+            raise FileFormatError(f"{img}: expected one image a slice, got slice {n} twice: '{seen[n].name}' and '{img.name}'")
+        seen[n] = img
+        names.append(name)
         depths.append(box["z0_nm"] + (n - 1) * project.spacing_nm)
         numbers.append(n)
     return depths, numbers

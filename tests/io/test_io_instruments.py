@@ -332,6 +332,36 @@ def test_asv_slices_in_a_run_folder(tmp_path):
         pfs.read_sem(other, project=bad)
 
 
+def test_asv_series_with_unpadded_names_takes_z_from_an_edited_project(tmp_path):
+    """Slices named SliceImage-1, -2, -10, -11 sort naturally; z = CenterZ - SizeZ/2 + (n - 1) x ZCutSpacing (hand-computed)."""
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    edited = (text.replace("1.0000000000000001E-07", "5E-08").replace("<CenterZ>9.25E-06", "<CenterZ>6E-06")
+              .replace("<SizeZ>1.85E-05", "<SizeZ>1E-05").replace("<NumberOfCuts>185", "<NumberOfCuts>200"))
+    (tmp_path / "EMProject.emxml").write_text(edited, encoding="utf-8")
+    images = tmp_path / "Images" / "SEM Image"
+    images.mkdir(parents=True)
+    for n in (11, 1, 10, 2):
+        (images / f"SEM_Image-SliceImage-{n}.tif").symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    ds = pfs.read_sem(images)
+    assert ds.z.values.tolist() == pytest.approx([1000.0, 1050.0, 1450.0, 1500.0])  # z0 = 6000 - 10000 / 2 nm
+    assert ds.attrs["slice_numbers"] == [1, 2, 10, 11]
+    assert ds.attrs["slice_thickness"] == "50 nm"
+
+
+def test_asv_slices_of_two_datasets_or_one_slice_twice_are_refused(tmp_path):
+    """SEM and FIB slices are two image series, not one stack; '1' and '001' are the same slice."""
+    shutil.copy(data_file("sem/EMProject.emxml"), tmp_path / "EMProject.emxml")
+    real = data_file("sem/SEM_Image-SliceImage-001.tif")
+    mixed = [tmp_path / "SEM_Image-SliceImage-1.tif", tmp_path / "FIB_Image-SliceImage-2.tif"]
+    twice = [tmp_path / "SEM_Image-SliceImage-3.tif", tmp_path / "SEM_Image-SliceImage-003.tif"]
+    for q in mixed + twice:
+        q.symlink_to(real)
+    with pytest.raises(FileFormatError, match=r"expected slice images of one dataset of the project, got 'SEM Image' and 'FIB Image'"):
+        pfs.read_sem(mixed)
+    with pytest.raises(FileFormatError, match=r"expected one image a slice, got slice 3 twice: 'SEM_Image-SliceImage-3\.tif' and 'SEM_Image-SliceImage-003\.tif'"):
+        pfs.read_sem(twice)
+
+
 _LOL = '<!DOCTYPE EMProject [<!ENTITY a "aaaaaaaaaa">' + "".join(
     f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)) + "]>"
 

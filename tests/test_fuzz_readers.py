@@ -66,6 +66,8 @@ def _mutants(src: Path, out: Path, seed: int, n_flips: int) -> list[tuple[str, P
     made["empty"] = b""
     for frac in (0.02, 0.3, 0.7, 0.999):
         made[f"cut{frac}"] = raw[: int(len(raw) * frac)]
+    for at in (8, 300):  # inside the first header: a magic number, then a directory or a fixed header cut short
+        made[f"cut{at}B"] = raw[:at]
     for k in range(n_flips):
         b = bytearray(raw)
         head = k % 2 == 0  # half the flips in the first 4 KB, where the headers are
@@ -124,7 +126,8 @@ def _clean(o: Outcome) -> bool:
 
 
 READERS = ["bcf-P45", "bcf-30x30", "bcf-images", "jeol-map", "jeol-img", "jeol-pts", "im-openmims", "im-rti", "sem-fei16",
-           "sem-zeiss", "sem-multipage", "asv-emxml", "h5oina", "ripple"]
+           "sem-zeiss", "sem-multipage", "asv-emxml", "h5oina", "ripple",
+           "asv-slice", "bcf-tem", "bcf-v2", "bcf-overview"]  # the other files of issue 17
 
 
 def test_mutated_files_read_or_raise_a_clean_error(tmp_path):

@@ -26,6 +26,7 @@ detector's signal, ``SE`` or ``BSE``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -76,6 +77,13 @@ def _signal(detector: str, mode: str = "") -> str:
     return "BSE" if any(w in text for w in _BSE_WORDS) else "SE"
 
 
+def _number(value: Any, *, positive: bool = False) -> bool:
+    """Whether an FEI setting is a finite number (and > 0 when ``positive``); NaN, inf or text are not settings."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > 0 or not positive
+
+
 def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     scan, beam, ebeam = md.get("Scan", {}), md.get("Beam", {}), md.get("EBeam", md.get("IBeam", {}))
     image, det, stage = md.get("Image", {}), md.get("Detectors", {}), md.get("Stage", {})
@@ -92,25 +100,25 @@ def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple
         raise FileFormatError(f"{p}: expected Image.ResolutionY (scan rows) between 1 and {shape[0]}, found {rows}")
     attrs: dict[str, Any] = {"format": "FEI/Thermo Fisher TIFF", "instrument": md.get("System", {}).get("SystemType", "")}
     hv = beam.get("HV", ebeam.get("HV"))
-    if isinstance(hv, (int, float)):
+    if _number(hv, positive=True):
         attrs["beam_energy"] = f"{hv / 1000:.6g} kV"
     cur = ebeam.get("BeamCurrent")
-    if isinstance(cur, (int, float)):
+    if _number(cur, positive=True):
         attrs["beam_current"] = f"{ureg.Quantity(cur, 'A').to('nA').magnitude:.6g} nA"
     dwell = scan.get("Dwelltime")
-    if isinstance(dwell, (int, float)):
+    if _number(dwell, positive=True):
         attrs["dwell_time"] = f"{dwell * 1e6:.6g} us"
     wd = ebeam.get("WD", stage.get("WorkingDistance"))
-    if isinstance(wd, (int, float)):
+    if _number(wd, positive=True):
         attrs["working_distance"] = f"{wd * 1e3:.6g} mm"
     attrs["detector"] = str(det.get("Name", ""))
     attrs["detector_mode"] = str(det.get("Mode", ""))
     pos = {}
     for k, name in (("StageX", "x"), ("StageY", "y"), ("StageZ", "z")):
-        if isinstance(stage.get(k), (int, float)):
+        if _number(stage.get(k)):
             pos[name] = f"{stage[k] * 1e3:.6g} mm"
     for k, name in (("StageR", "rotation"), ("StageT", "tilt")):
-        if isinstance(stage.get(k), (int, float)):
+        if _number(stage.get(k)):
             pos[name] = f"{np.degrees(stage[k]):.6g} deg"
     attrs["stage_position"] = pos
     attrs["data_bar_rows"] = shape[0] - rows

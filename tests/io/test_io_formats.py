@@ -275,6 +275,23 @@ def test_fei_tiff_crops_the_data_bar_and_reads_settings():
 
 
 @needs_data
+def test_fei_settings_that_are_not_finite_or_positive_are_left_out(tmp_path):
+    """HV=nan, BeamCurrent=inf, a negative dwell or a NaN stage X are not settings: no 'nan kV' in the attrs."""
+    raw = data_file("sem/test_tiff_FEI_SEM.tif").read_bytes()
+    for old, new in ((b"HV=10000", b"HV=nan  "), (b"BeamCurrent=8e-010", b"BeamCurrent=inf   "),
+                     (b"Dwelltime=1e-005", b"Dwelltime=-1e-05"), (b"StageX=-0.0113253", b"StageX=nan       ")):
+        assert old in raw
+        assert len(old) == len(new)
+        raw = raw.replace(old, new)
+    path = tmp_path / "odd.tif"
+    path.write_bytes(raw)
+    a = pfs.read_sem(path).attrs
+    assert not {"beam_energy", "beam_current", "dwell_time", "stage_position_x"} & set(a), a
+    assert a["working_distance"] == "4.05688 mm"
+    assert a["stage_position_y"] == "12.26 mm"
+
+
+@needs_data
 def test_fei_16bit():
     ds = pfs.read_sem(data_file("sem/FEI-Helios-Ebeam-16bits.tif"))
     assert dict(ds.sizes) == {"z": 1, "y": 442, "x": 512}

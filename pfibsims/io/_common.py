@@ -197,12 +197,40 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
             f"{path}: its TIFF page {n_pages - 1} points to a next page at byte {following}, past the end of the "
             f"file ({size} bytes); the file is truncated (pages after the first {n_pages} are lost)"
         )
+    for i in range(n_pages):  # tifffile drops, silently, a tag whose value the file no longer holds (a metadata tag cut off)
+        code, end = _tag_values_end(tif, tif.pages[i])
+        if end > size:
+            raise FileFormatError(
+                f"{path}: TIFF page {i}'s tag {code} holds values up to byte {end}, past the end of the file ({size} bytes); "
+                "the file is truncated"
+            )
     offsets = [tif.pages[i].offset for i in range(n_pages)]
     if following and following in offsets:  # tifffile cut the loop short, silently
         raise FileFormatError(
             f"{path}: its TIFF page {n_pages - 1} points back to page {offsets.index(following)} (byte {following}) as "
             "the next page; the chain of pages loops, the file is corrupt"
         )
+
+
+def _tag_values_end(tif: Any, page: Any) -> tuple[int, int]:
+    """The tag of ``page`` whose values end last in the file, and that end (bytes; (0, 0) when every value is inline)."""
+    import struct
+
+    from tifffile import TIFF
+
+    fmt, fh = tif.tiff, tif.filehandle
+    fh.seek(page.offset)
+    count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+    raw = fh.read(count * fmt.tagsize)
+    last_code, last_end = 0, 0
+    for k in range(len(raw) // fmt.tagsize):
+        code, dtype, n, value = struct.unpack_from(fmt.tagheaderformat, raw, k * fmt.tagsize)
+        item = struct.calcsize(fmt.byteorder + TIFF.DATA_FORMATS[dtype]) if dtype in TIFF.DATA_FORMATS else 0
+        if n * item > fmt.offsetsize:  # stored elsewhere, at the offset the entry holds
+            end = int(struct.unpack(fmt.offsetformat, value)[0]) + n * item
+            if end > last_end:
+                last_code, last_end = code, end
+    return last_code, last_end
 
 
 def _next_ifd(tif: Any, page: Any) -> int:

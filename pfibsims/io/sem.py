@@ -197,6 +197,25 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
     return rows, (pixel, pixel), attrs, _signal(str(det or ""))
 
 
+def _same_grid(tif: Any, pages: tuple[int, ...], codes: tuple[int, ...], parse: Any, first: tuple[int, Any], p: Any) -> None:
+    """Refuse a stack whose later pages' own SEM metadata give another pixel size or scan area than page 0's."""
+    shape = tuple(tif.pages[0].shape)
+    for k in pages[1:]:
+        md: dict[str, Any] = {}
+        for code in codes:
+            value = tif.pages[k].tags.valueof(code)
+            if isinstance(value, dict):
+                md.update(value)
+        if not md:
+            continue  # a page without its own metadata is taken on page 0's
+        rows, pixel = parse(md, shape, p)[:2]
+        if rows != first[0] or not np.allclose(pixel, first[1], rtol=1e-6):
+            raise FileFormatError(
+                f"{p}: expected the pages of a stack on one grid, but page {k} has {pixel[1]:.6g} nm pixels and {rows} "
+                f"scan rows, page 0 {first[1][1]:.6g} nm and {first[0]}; its pages are not one stack"
+            )
+
+
 def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
     """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped.
 
@@ -216,8 +235,10 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
+            _same_grid(tif, pages, (34680, 34682), _fei, (rows, pixel), p)
         elif tif.is_sem:
             rows, pixel, attrs, signal = _zeiss(tif.sem_metadata, shape, p)
+            _same_grid(tif, pages, (34118,), _zeiss, (rows, pixel), p)
             if rows == shape[0]:
                 rows -= find_data_bar(page.asarray())
                 attrs["data_bar_rows"] = shape[0] - rows

@@ -261,6 +261,19 @@ def test_zeiss_multipage_is_a_stack():
         pfs.read_sem(path)
 
 
+def test_multipage_whose_pages_disagree_on_the_pixel_size_is_not_one_stack(tmp_path):
+    """Each page of ZEISS_SEM_multipage.tif has its own CZ_SEM tag; a second page at another field (ap_width
+    50.48 um: 24.65 nm pixels) is not a slice on the first page's grid (it was read as 12.32 nm pixels)."""
+    raw = data_file("sem/ZEISS_SEM_multipage.tif").read_bytes()
+    second = raw.find(b"Width = 25.24", raw.find(b"Width = 25.24") + 1)
+    assert second > 3173484  # in page 1's tag
+    edited = tmp_path / "two_fields.tif"
+    edited.write_bytes(raw[:second] + b"Width = 50.48" + raw[second + 13:])
+    with pytest.raises(FileFormatError, match=r"two_fields\.tif: expected the pages of a stack on one grid, but page 1 has "
+                                              r"24\.6484 nm pixels and 768 scan rows, page 0 12\.3242 nm and 1536; its pages are not one stack"):
+        pfs.read_sem(edited, slice_thickness="60 nm")
+
+
 def test_zeiss_magnification_is_a_number_as_bruker_and_jeol_give_it():
     """SmartSEM writes 'Mag = 50.00 K X'; the dataset holds 50000.0 (Bruker and JEOL give floats, 131.14 and 40000.0)."""
     with tifffile.TiffFile(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")) as tif:

@@ -66,6 +66,8 @@ def _mutants(src: Path, out: Path, seed: int, n_flips: int) -> list[tuple[str, P
     made["empty"] = b""
     for frac in (0.02, 0.3, 0.7, 0.999):
         made[f"cut{frac}"] = raw[: int(len(raw) * frac)]
+    for at in (8, 300):  # inside the first header: a magic number, then a directory or a fixed header cut short
+        made[f"cut{at}B"] = raw[:at]
     for k in range(n_flips):
         b = bytearray(raw)
         head = k % 2 == 0  # half the flips in the first 4 KB, where the headers are
@@ -124,7 +126,8 @@ def _clean(o: Outcome) -> bool:
 
 
 READERS = ["bcf-P45", "bcf-30x30", "bcf-images", "jeol-map", "jeol-img", "jeol-pts", "im-openmims", "im-rti", "sem-fei16",
-           "sem-zeiss", "sem-multipage", "asv-emxml", "h5oina", "ripple"]
+           "sem-zeiss", "sem-multipage", "asv-emxml", "h5oina", "ripple",
+           "asv-slice", "bcf-tem", "bcf-v2", "bcf-overview"]  # the other files of issue 17
 
 
 def test_mutated_files_read_or_raise_a_clean_error(tmp_path):
@@ -184,6 +187,31 @@ def _tiff_dims(src: Path, dst: Path, width: int, length: int) -> Path:
         tags = tif.pages[0].tags
         entries = {tags["ImageWidth"].offset: width, tags["ImageLength"].offset: length}
     return _patched(src, dst, {o: struct.pack("<HHII", code, 4, 1, v) for (o, v), code in zip(entries.items(), (256, 257), strict=True)})
+
+
+def _tiff_short(src: Path, dst: Path, name: str, value: int) -> Path:
+    """A copy whose first page's SHORT tag ``name`` (e.g. BitsPerSample) holds ``value``."""
+    import struct
+
+    import tifffile
+
+    with tifffile.TiffFile(src) as tif:
+        tag = tif.pages[0].tags[name]
+        assert (tag.dtype, tag.count) == (3, 1)
+        return _patched(src, dst, {tag.offset + 8: struct.pack("<HH", value, 0)})
+
+
+def _tiff_loop(src: Path, dst: Path, to: int = 0) -> Path:
+    """A copy whose last page points back to page ``to`` as the next page (a circular chain of pages)."""
+    import struct
+
+    import tifffile
+
+    with tifffile.TiffFile(src) as tif:
+        offsets = [q.offset for q in tif.pages]
+    raw = src.read_bytes()
+    entries = struct.unpack_from("<H", raw, offsets[-1])[0]
+    return _patched(src, dst, {offsets[-1] + 2 + 12 * entries: struct.pack("<I", offsets[to])})
 
 
 def _h5oina(dst: Path, **header: float) -> Path:
@@ -249,6 +277,7 @@ def _hostile_cases(t: Path) -> list[tuple[str, str, Path, dict, str]]:
     ]
     if (DATA / "SOURCES.md").exists():
         fei, zeiss = DATA / "sem/FEI-Helios-Ebeam-16bits.tif", DATA / "sem/test_tiff_Zeiss_SEM_512pix.tif"
+        multi, asv = DATA / "sem/ZEISS_SEM_multipage.tif", DATA / "sem/SEM_Image-SliceImage-001.tif"
         im, jeol = DATA / "sims/OpenMIMS_doc_051117_05-32dRe-03b.im", DATA / "eds/jeol_View000/View000_0000001.map"
         cases += [
             ("sem-fei-100000", "sem", _tiff_dims(fei, t / "f1" / fei.name, 100000, 100000), {}, big),
@@ -258,6 +287,20 @@ def _hostile_cases(t: Path) -> list[tuple[str, str, Path, dict, str]]:
              "expected a pixel size \\(ap_width over the image width\\) between"),
             ("sem-zeiss-ap_width-1e-30", "sem", _replaced(zeiss, t / "z2" / zeiss.name, b"Width = 5.965", b"Width = 1e-30"), {},
              "expected a pixel size \\(ap_width over the image width\\) between"),
+            # tifffile iterates a circular chain of pages for ever; a page of no width, a pixel type numpy lacks
+            ("sem-asv-ifd-loop", "sem", _tiff_loop(asv, t / "l1" / asv.name), {}, "page 0 points back to page 0 .* the chain of pages loops"),
+            ("sem-multipage-ifd-loop", "sem", _tiff_loop(multi, t / "l2" / multi.name), {"slice_thickness": "50 nm"},
+             "page 1 points back to page 0 .* the chain of pages loops"),
+            ("aztec-tiff-ifd-loop", "eds", _tiff_loop(aztec, t / "l3" / "Zr La1.tif"), {"pixel_size": "80 nm"}, "the chain of pages loops"),
+            ("sem-fei-width-0", "sem", _tiff_dims(fei, t / "w0" / fei.name, 0, 471), {}, "TIFF page 0 declares 0 x 471 pixels; expected at least one"),
+            ("sem-fei-bits-0", "sem", _tiff_short(fei, t / "b0" / fei.name, "BitsPerSample", 0), {},
+             "TIFF page 0 has pixels of a type numpy does not hold \\(BitsPerSample 0"),
+            ("sem-zeiss-ap_width-nan", "sem", _replaced(zeiss, t / "z3" / zeiss.name, b"Width = 5.965", b"Width = nan  "), {},
+             "expected ap_width \\(image width\\) as a finite length, found 'nan"),
+            ("sem-zeiss-ap_height-inf", "sem", _replaced(multi, t / "z4" / multi.name, b"Height = 18.93", b"Height = inf  "),
+             {"slice_thickness": "50 nm"}, "expected ap_height \\(image height\\) as a positive finite length, found 'inf"),
+            ("sem-zeiss-ap_height-0", "sem", _replaced(multi, t / "z5" / multi.name, b"Height = 18.93", b"Height = 0    "),
+             {"slice_thickness": "50 nm"}, "expected ap_height \\(image height\\) as a positive finite length, found '0"),
             ("im-raster-2^31-1", "sims", _patched(im, t / "i1" / im.name, {25116: (2**31 - 1).to_bytes(4, "big")}), {},
              "makes a field of 2147.48 mm"),
             ("im-width-32767", "sims", _patched(im, t / "i2" / im.name, {25106: (32767).to_bytes(2, "big"), 25108: (32767).to_bytes(2, "big")}), {},

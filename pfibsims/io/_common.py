@@ -145,8 +145,9 @@ def _guarded(func: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarr
 
 def check_tiff_complete(tif: Any, path: Path) -> None:
     """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
-    are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), or if its chain
-    of pages points past the end of the file (a truncated stack that would read as fewer slices).
+    are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), are of no width,
+    height or numpy type, or if its chain of pages points past the end of the file (a truncated stack that
+    would read as fewer slices) or back to one of its pages (a loop tifffile would iterate for ever).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
@@ -158,7 +159,9 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
     from ._guards import MAX_ELEMENTS, MAX_RATIO
 
     size = path.stat().st_size
-    for i, page in enumerate(tif.pages):
+    n_pages = len(tif.pages)  # indexes the chain first: tifffile detects a loop there, never while iterating
+    for i in range(n_pages):
+        page = tif.pages[i]
         codec = getattr(page, "keyframe", page).compression
         if codec != 1 and codec not in TIFF.DECOMPRESSORS:  # e.g. LZW without imagecodecs
             name = getattr(codec, "name", codec)
@@ -175,18 +178,59 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
         rows, cols = int(key.imagelength), int(key.imagewidth)
         values = rows * cols * max(1, int(key.imagedepth)) * max(1, int(key.samplesperpixel))
         need = math.ceil(values * max(1, int(key.bitspersample)) / 8)
+        if rows < 1 or cols < 1:
+            raise FileFormatError(f"{path}: TIFF page {i} declares {cols} x {rows} pixels; expected at least one pixel a row and a column")
+        if key.dtype is None:
+            raise FileFormatError(
+                f"{path}: TIFF page {i} has pixels of a type numpy does not hold (BitsPerSample {key.bitspersample}, "
+                f"SampleFormat {int(key.sampleformat)}); its tags are corrupt"
+            )
         stored, packed = int(sum(page.databytecounts)), key.compression != 1
         if values > MAX_ELEMENTS or need > stored * (MAX_RATIO if packed else 1):
             raise FileFormatError(
                 f"{path}: TIFF page {i} declares {cols} x {rows} pixels ({need} bytes), but holds {stored} bytes of "
                 f"{'compressed ' if packed else ''}pixel data; its ImageWidth/ImageLength are corrupt"
             )
-    following = _next_ifd(tif, tif.pages[len(tif.pages) - 1]) if len(tif.pages) else 0
+    following = _next_ifd(tif, tif.pages[n_pages - 1]) if n_pages else 0
     if following >= size:  # tifffile stops, silently, at a page chain cut short (an ImageJ stack keeps its IFDs at the end)
         raise FileFormatError(
-            f"{path}: its TIFF page {len(tif.pages) - 1} points to a next page at byte {following}, past the end of the "
-            f"file ({size} bytes); the file is truncated (pages after the first {len(tif.pages)} are lost)"
+            f"{path}: its TIFF page {n_pages - 1} points to a next page at byte {following}, past the end of the "
+            f"file ({size} bytes); the file is truncated (pages after the first {n_pages} are lost)"
         )
+    for i in range(n_pages):  # tifffile drops, silently, a tag whose value the file no longer holds (a metadata tag cut off)
+        code, end = _tag_values_end(tif, tif.pages[i])
+        if end > size:
+            raise FileFormatError(
+                f"{path}: TIFF page {i}'s tag {code} holds values up to byte {end}, past the end of the file ({size} bytes); "
+                "the file is truncated"
+            )
+    offsets = [tif.pages[i].offset for i in range(n_pages)]
+    if following and following in offsets:  # tifffile cut the loop short, silently
+        raise FileFormatError(
+            f"{path}: its TIFF page {n_pages - 1} points back to page {offsets.index(following)} (byte {following}) as "
+            "the next page; the chain of pages loops, the file is corrupt"
+        )
+
+
+def _tag_values_end(tif: Any, page: Any) -> tuple[int, int]:
+    """The tag of ``page`` whose values end last in the file, and that end (bytes; (0, 0) when every value is inline)."""
+    import struct
+
+    from tifffile import TIFF
+
+    fmt, fh = tif.tiff, tif.filehandle
+    fh.seek(page.offset)
+    count = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+    raw = fh.read(count * fmt.tagsize)
+    last_code, last_end = 0, 0
+    for k in range(len(raw) // fmt.tagsize):
+        code, dtype, n, value = struct.unpack_from(fmt.tagheaderformat, raw, k * fmt.tagsize)
+        item = struct.calcsize(fmt.byteorder + TIFF.DATA_FORMATS[dtype]) if dtype in TIFF.DATA_FORMATS else 0
+        if n * item > fmt.offsetsize:  # stored elsewhere, at the offset the entry holds
+            end = int(struct.unpack(fmt.offsetformat, value)[0]) + n * item
+            if end > last_end:
+                last_code, last_end = code, end
+    return last_code, last_end
 
 
 def _next_ifd(tif: Any, page: Any) -> int:

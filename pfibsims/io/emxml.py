@@ -12,6 +12,13 @@ spaces written as ``_`` (``SEM_Image-SliceImage-001.tif``); slice ``n``
 the first cut at the near face of the box. :func:`asv_depths` gives these
 depths for slice image files; :func:`find_project` finds the project beside
 the images (the folder or up to two above: ``<project>/Images/<dataset>/``).
+
+The project is untrusted input: it is parsed by expat, which expands no
+external entity and refuses entity amplification (billion laughs); elements
+count only in the ``EMProject`` namespace or in none; ``ZCutSpacing`` must be
+a plausible thickness (1 pm to 10 cm), ``CenterZ`` within 10 cm of the origin,
+``SizeZ`` from 0 to 10 cm and ``NumberOfCuts`` a whole number from 1 to 10^7,
+else the project is refused naming it (:class:`~pfibsims.errors.FileFormatError`).
 """
 
 from __future__ import annotations
@@ -24,11 +31,15 @@ from typing import Any
 
 from ..errors import FileFormatError
 from ._common import check_file
+from ._guards import FIELD_NM, PIXEL_NM
 
 __all__ = ["AsvProject", "asv_depths", "find_project", "read_emxml"]
 
 _SLICE = re.compile(r"^(?P<dataset>.+?)-SliceImage-(?P<n>\d+)$")
 _MAX_BYTES = 16 * 2**20
+_NS = "{EMProject}"
+#: Most cuts a project may declare.
+_MAX_CUTS = 10**7
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,21 @@ def _float(node: ET.Element, tag: str, p: Path) -> float:
         return float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise FileFormatError(f"{p}: expected a number in <{tag}>, found {text!r}") from None
+
+
+def _length_nm(node: ET.Element, tag: str, p: Path, low: float, high: float) -> float:
+    """``<tag>`` (m) in nm, refused unless finite and within [low, high] nm."""
+    value = _float(node, tag, p) * 1e9
+    if not low <= value <= high:  # False for NaN
+        raise FileFormatError(f"{p}: expected a {tag} between {low:g} nm and {high:g} nm, found {value:g} nm")
+    return value
+
+
+def _cuts(node: ET.Element, p: Path) -> float:
+    value = _float(node, "NumberOfCuts", p)
+    if not (1 <= value <= _MAX_CUTS and value == int(value)):  # NaN and inf fail the range test first
+        raise FileFormatError(f"{p}: expected a whole number of cuts from 1 to {_MAX_CUTS} in <NumberOfCuts>, found {value:g}")
+    return value
 
 
 def read_emxml(path: Any) -> AsvProject:
@@ -69,15 +95,14 @@ def read_emxml(path: Any) -> AsvProject:
         raise FileFormatError(f"{p}: expected a project file under {_MAX_BYTES} bytes, found {p.stat().st_size}")
     try:
         root = ET.fromstring(p.read_bytes())
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError, ValueError: the declared encoding
         raise FileFormatError(f"{p}: expected an EMProject XML file, but parsing failed ({exc})") from None
-    for el in root.iter():  # drop the namespace: <{EMProject}ZCutSpacing> -> <ZCutSpacing>
-        el.tag = el.tag.rsplit("}", 1)[-1]
+    for el in root.iter():  # drop the project's namespace: <{EMProject}ZCutSpacing> -> <ZCutSpacing>
+        if isinstance(el.tag, str) and el.tag.startswith(_NS):
+            el.tag = el.tag[len(_NS):]
     if root.tag != "EMProject":
-        raise FileFormatError(f"{p}: expected an <EMProject> root, found <{root.tag}>")
-    spacing = _float(root, "ZCutSpacing", p) * 1e9
-    if not spacing > 0:
-        raise FileFormatError(f"{p}: expected a positive ZCutSpacing, found {spacing} nm")
+        raise FileFormatError(f"{p}: expected an <EMProject> root (namespace 'EMProject' or none), found <{root.tag}>")
+    spacing = _length_nm(root, "ZCutSpacing", p, *PIXEL_NM)
     datasets = {}
     for ds in root.iter("Dataset"):
         name = (ds.findtext("Name") or "").strip()
@@ -85,10 +110,11 @@ def read_emxml(path: Any) -> AsvProject:
         size = ds.find("BoxSize")
         if not name or center is None or size is None:
             continue
+        size_z = _length_nm(size, "SizeZ", p, 0.0, FIELD_NM)
         datasets[name] = {
-            "z0_nm": (_float(center, "CenterZ", p) - _float(size, "SizeZ", p) / 2) * 1e9,
-            "size_z_nm": _float(size, "SizeZ", p) * 1e9,
-            "cuts": _float(ds, "NumberOfCuts", p),
+            "z0_nm": _length_nm(center, "CenterZ", p, -FIELD_NM, FIELD_NM) - size_z / 2,
+            "size_z_nm": size_z,
+            "cuts": _cuts(ds, p),
         }
     return AsvProject(str(p), root.findtext("ApplicationName") or "", spacing, datasets)
 
@@ -111,9 +137,12 @@ def asv_depths(project: AsvProject, images: list[Path]) -> tuple[list[float], li
     ------
     FileFormatError
         When a name is not ``<dataset>-SliceImage-<n>``, the dataset is not
-        in the project, or ``n`` is outside its cuts.
+        in the project, ``n`` is outside its cuts, the images are of two
+        datasets (SEM and FIB slices are two series, not one stack), or two
+        images are one slice (``-1`` and ``-001``).
     """
-    depths, numbers = [], []
+    depths, numbers, names = [], [], []
+    seen: dict[int, Path] = {}
     for img in images:
         m = _SLICE.match(img.stem)
         if m is None:
@@ -125,6 +154,13 @@ def asv_depths(project: AsvProject, images: list[Path]) -> tuple[list[float], li
         n = int(m["n"])
         if not 1 <= n <= box["cuts"]:
             raise FileFormatError(f"{img}: expected a slice number between 1 and {int(box['cuts'])} (the project's cuts), found {n}")
+        name = wanted if wanted in project.datasets else m["dataset"]
+        if names and name != names[0]:
+            raise FileFormatError(f"{img}: expected slice images of one dataset of the project, got '{names[0]}' and '{name}'")
+        if n in seen:
+            raise FileFormatError(f"{img}: expected one image a slice, got slice {n} twice: '{seen[n].name}' and '{img.name}'")
+        seen[n] = img
+        names.append(name)
         depths.append(box["z0_nm"] + (n - 1) * project.spacing_nm)
         numbers.append(n)
     return depths, numbers

@@ -26,6 +26,7 @@ detector's signal, ``SE`` or ``BSE``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -76,6 +77,13 @@ def _signal(detector: str, mode: str = "") -> str:
     return "BSE" if any(w in text for w in _BSE_WORDS) else "SE"
 
 
+def _number(value: Any, *, positive: bool = False) -> bool:
+    """Whether an FEI setting is a finite number (and > 0 when ``positive``); NaN, inf or text are not settings."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > 0 or not positive
+
+
 def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     scan, beam, ebeam = md.get("Scan", {}), md.get("Beam", {}), md.get("EBeam", md.get("IBeam", {}))
     image, det, stage = md.get("Image", {}), md.get("Detectors", {}), md.get("Stage", {})
@@ -92,25 +100,25 @@ def _fei(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple
         raise FileFormatError(f"{p}: expected Image.ResolutionY (scan rows) between 1 and {shape[0]}, found {rows}")
     attrs: dict[str, Any] = {"format": "FEI/Thermo Fisher TIFF", "instrument": md.get("System", {}).get("SystemType", "")}
     hv = beam.get("HV", ebeam.get("HV"))
-    if isinstance(hv, (int, float)):
+    if _number(hv, positive=True):
         attrs["beam_energy"] = f"{hv / 1000:.6g} kV"
     cur = ebeam.get("BeamCurrent")
-    if isinstance(cur, (int, float)):
+    if _number(cur, positive=True):
         attrs["beam_current"] = f"{ureg.Quantity(cur, 'A').to('nA').magnitude:.6g} nA"
     dwell = scan.get("Dwelltime")
-    if isinstance(dwell, (int, float)):
+    if _number(dwell, positive=True):
         attrs["dwell_time"] = f"{dwell * 1e6:.6g} us"
     wd = ebeam.get("WD", stage.get("WorkingDistance"))
-    if isinstance(wd, (int, float)):
+    if _number(wd, positive=True):
         attrs["working_distance"] = f"{wd * 1e3:.6g} mm"
     attrs["detector"] = str(det.get("Name", ""))
     attrs["detector_mode"] = str(det.get("Mode", ""))
     pos = {}
     for k, name in (("StageX", "x"), ("StageY", "y"), ("StageZ", "z")):
-        if isinstance(stage.get(k), (int, float)):
+        if _number(stage.get(k)):
             pos[name] = f"{stage[k] * 1e3:.6g} mm"
     for k, name in (("StageR", "rotation"), ("StageT", "tilt")):
-        if isinstance(stage.get(k), (int, float)):
+        if _number(stage.get(k)):
             pos[name] = f"{np.degrees(stage[k]):.6g} deg"
     attrs["stage_position"] = pos
     attrs["data_bar_rows"] = shape[0] - rows
@@ -135,18 +143,27 @@ def _magnification(text: Any) -> float | str:
     return float(m[1]) * {"": 1.0, "k": 1e3, "m": 1e6}[m[2].lower()]
 
 
+def _zeiss_length(value: Any, unit: Any, p: Any, what: str) -> float:
+    """A CZ_SEM length (value, unit) in nm; a value that is not a finite length names the file."""
+    try:
+        return length_nm(f"{float(value)!r} {str(unit).replace('µ', 'u').replace('μ', 'u')}", name="CZ_SEM")
+    except (TypeError, ValueError):  # UnitsError is a ValueError
+        raise FileFormatError(f"{p}: expected {what}, found '{value} {unit}' in the Zeiss CZ_SEM metadata") from None
+
+
 def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     width, wunit = _value(md, "ap_width")
     if width is None:
         raise FileFormatError(f"{p}: expected ap_width (image width) in the Zeiss CZ_SEM metadata, found none")
-    unit = str(wunit).replace("µ", "u").replace("μ", "u")
-    pixel = length_nm(f"{float(width)!r} {unit}", name="ap_width") / shape[1]
+    pixel = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length") / shape[1]
     check_pixel_size((pixel,), p, shape=shape, what="pixel size (ap_width over the image width)")
     height, hunit = _value(md, "ap_height")
     rows = shape[0]
     if height is not None:
-        rows = int(round(length_nm(f"{float(height)!r} {str(hunit).replace('µ', 'u')}", name="ap_height") / pixel))
-        rows = min(max(rows, 1), shape[0])
+        nm = _zeiss_length(height, hunit, p, "ap_height (image height) as a positive finite length")
+        if not nm > 0:  # a height of 0 would crop all but one row as a 'data bar'
+            raise FileFormatError(f"{p}: expected ap_height (image height) as a positive finite length, found '{height} {hunit}'")
+        rows = min(max(int(round(nm / pixel)), 1), shape[0])
     attrs: dict[str, Any] = {"format": "Zeiss SmartSEM TIFF"}
     kv, kunit = _value(md, "ap_actualkv")
     if kv is not None:
@@ -180,6 +197,25 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
     return rows, (pixel, pixel), attrs, _signal(str(det or ""))
 
 
+def _same_grid(tif: Any, pages: tuple[int, ...], codes: tuple[int, ...], parse: Any, first: tuple[int, Any], p: Any) -> None:
+    """Refuse a stack whose later pages' own SEM metadata give another pixel size or scan area than page 0's."""
+    shape = tuple(tif.pages[0].shape)
+    for k in pages[1:]:
+        md: dict[str, Any] = {}
+        for code in codes:
+            value = tif.pages[k].tags.valueof(code)
+            if isinstance(value, dict):
+                md.update(value)
+        if not md:
+            continue  # a page without its own metadata is taken on page 0's
+        rows, pixel = parse(md, shape, p)[:2]
+        if rows != first[0] or not np.allclose(pixel, first[1], rtol=1e-6):
+            raise FileFormatError(
+                f"{p}: expected the pages of a stack on one grid, but page {k} has {pixel[1]:.6g} nm pixels and {rows} "
+                f"scan rows, page 0 {first[1][1]:.6g} nm and {first[0]}; its pages are not one stack"
+            )
+
+
 def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
     """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped.
 
@@ -199,8 +235,10 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
+            _same_grid(tif, pages, (34680, 34682), _fei, (rows, pixel), p)
         elif tif.is_sem:
             rows, pixel, attrs, signal = _zeiss(tif.sem_metadata, shape, p)
+            _same_grid(tif, pages, (34118,), _zeiss, (rows, pixel), p)
             if rows == shape[0]:
                 rows -= find_data_bar(page.asarray())
                 attrs["data_bar_rows"] = shape[0] - rows

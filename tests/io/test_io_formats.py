@@ -275,6 +275,23 @@ def test_fei_tiff_crops_the_data_bar_and_reads_settings():
 
 
 @needs_data
+def test_fei_settings_that_are_not_finite_or_positive_are_left_out(tmp_path):
+    """HV=nan, BeamCurrent=inf, a negative dwell or a NaN stage X are not settings: no 'nan kV' in the attrs."""
+    raw = data_file("sem/test_tiff_FEI_SEM.tif").read_bytes()
+    for old, new in ((b"HV=10000", b"HV=nan  "), (b"BeamCurrent=8e-010", b"BeamCurrent=inf   "),
+                     (b"Dwelltime=1e-005", b"Dwelltime=-1e-05"), (b"StageX=-0.0113253", b"StageX=nan       ")):
+        assert old in raw
+        assert len(old) == len(new)
+        raw = raw.replace(old, new)
+    path = tmp_path / "odd.tif"
+    path.write_bytes(raw)
+    a = pfs.read_sem(path).attrs
+    assert not {"beam_energy", "beam_current", "dwell_time", "stage_position_x"} & set(a), a
+    assert a["working_distance"] == "4.05688 mm"
+    assert a["stage_position_y"] == "12.26 mm"
+
+
+@needs_data
 def test_fei_16bit():
     ds = pfs.read_sem(data_file("sem/FEI-Helios-Ebeam-16bits.tif"))
     assert dict(ds.sizes) == {"z": 1, "y": 442, "x": 512}
@@ -547,3 +564,21 @@ def test_truncated_imagej_stack_is_not_read_as_fewer_slices(tmp_path):
     with pytest.raises(FileFormatError, match=r"cut\.tif: its TIFF page 0 points to a next page at byte \d+, past the end"):
         pfs.read_sims(cut, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm")
     assert pfs.read_sims(src, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm").sizes["z"] == 10
+
+
+@needs_data
+@pytest.mark.parametrize("keep", [1760318 + 2411, 1765140 - 1])  # inside the FEI_TITAN XML tag, its last byte
+def test_tiff_cut_inside_a_metadata_tag_is_truncated_not_read(tmp_path, keep):
+    """The ASV slice keeps its IFD and three FEI tags after the pixels, FEI_TITAN (34683, 4822 bytes) last.
+    Cut inside it, tifffile drops the tag silently and the image reads; the cut is found instead."""
+    import tifffile
+
+    src = data_file("sem/SEM_Image-SliceImage-001.tif")
+    cut = tmp_path / "SEM_Image-SliceImage-001.tif"
+    cut.write_bytes(src.read_bytes()[:keep])
+    with tifffile.TiffFile(cut) as tif:
+        assert 34683 not in tif.pages[0].tags  # what tifffile alone sees
+        assert tif.is_fei
+    with pytest.raises(FileFormatError, match=rf"SliceImage-001\.tif: TIFF page 0's tag 34683 holds values up to byte 1765140, "
+                                              rf"past the end of the file \({keep} bytes\); the file is truncated"):
+        pfs.read_sem(cut, project=data_file("sem/EMProject.emxml"))

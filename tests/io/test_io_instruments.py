@@ -261,6 +261,19 @@ def test_zeiss_multipage_is_a_stack():
         pfs.read_sem(path)
 
 
+def test_multipage_whose_pages_disagree_on_the_pixel_size_is_not_one_stack(tmp_path):
+    """Each page of ZEISS_SEM_multipage.tif has its own CZ_SEM tag; a second page at another field (ap_width
+    50.48 um: 24.65 nm pixels) is not a slice on the first page's grid (it was read as 12.32 nm pixels)."""
+    raw = data_file("sem/ZEISS_SEM_multipage.tif").read_bytes()
+    second = raw.find(b"Width = 25.24", raw.find(b"Width = 25.24") + 1)
+    assert second > 3173484  # in page 1's tag
+    edited = tmp_path / "two_fields.tif"
+    edited.write_bytes(raw[:second] + b"Width = 50.48" + raw[second + 13:])
+    with pytest.raises(FileFormatError, match=r"two_fields\.tif: expected the pages of a stack on one grid, but page 1 has "
+                                              r"24\.6484 nm pixels and 768 scan rows, page 0 12\.3242 nm and 1536; its pages are not one stack"):
+        pfs.read_sem(edited, slice_thickness="60 nm")
+
+
 def test_zeiss_magnification_is_a_number_as_bruker_and_jeol_give_it():
     """SmartSEM writes 'Mag = 50.00 K X'; the dataset holds 50000.0 (Bruker and JEOL give floats, 131.14 and 40000.0)."""
     with tifffile.TiffFile(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")) as tif:
@@ -330,6 +343,98 @@ def test_asv_slices_in_a_run_folder(tmp_path):
     bad.write_text("<EMProject><ZCutSpacing>x</ZCutSpacing></EMProject>")
     with pytest.raises(FileFormatError, match=r"bad\.emxml: expected a number in <ZCutSpacing>, found 'x'"):
         pfs.read_sem(other, project=bad)
+
+
+def test_asv_series_with_unpadded_names_takes_z_from_an_edited_project(tmp_path):
+    """Slices named SliceImage-1, -2, -10, -11 sort naturally; z = CenterZ - SizeZ/2 + (n - 1) x ZCutSpacing (hand-computed)."""
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    edited = (text.replace("1.0000000000000001E-07", "5E-08").replace("<CenterZ>9.25E-06", "<CenterZ>6E-06")
+              .replace("<SizeZ>1.85E-05", "<SizeZ>1E-05").replace("<NumberOfCuts>185", "<NumberOfCuts>200"))
+    (tmp_path / "EMProject.emxml").write_text(edited, encoding="utf-8")
+    images = tmp_path / "Images" / "SEM Image"
+    images.mkdir(parents=True)
+    for n in (11, 1, 10, 2):
+        (images / f"SEM_Image-SliceImage-{n}.tif").symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    ds = pfs.read_sem(images)
+    assert ds.z.values.tolist() == pytest.approx([1000.0, 1050.0, 1450.0, 1500.0])  # z0 = 6000 - 10000 / 2 nm
+    assert ds.attrs["slice_numbers"] == [1, 2, 10, 11]
+    assert ds.attrs["slice_thickness"] == "50 nm"
+
+
+def test_asv_slices_of_two_datasets_or_one_slice_twice_are_refused(tmp_path):
+    """SEM and FIB slices are two image series, not one stack; '1' and '001' are the same slice."""
+    shutil.copy(data_file("sem/EMProject.emxml"), tmp_path / "EMProject.emxml")
+    real = data_file("sem/SEM_Image-SliceImage-001.tif")
+    mixed = [tmp_path / "SEM_Image-SliceImage-1.tif", tmp_path / "FIB_Image-SliceImage-2.tif"]
+    twice = [tmp_path / "SEM_Image-SliceImage-3.tif", tmp_path / "SEM_Image-SliceImage-003.tif"]
+    for q in mixed + twice:
+        q.symlink_to(real)
+    with pytest.raises(FileFormatError, match=r"expected slice images of one dataset of the project, got 'SEM Image' and 'FIB Image'"):
+        pfs.read_sem(mixed)
+    with pytest.raises(FileFormatError, match=r"expected one image a slice, got slice 3 twice: 'SEM_Image-SliceImage-3\.tif' and 'SEM_Image-SliceImage-003\.tif'"):
+        pfs.read_sem(twice)
+
+
+_LOL = '<!DOCTYPE EMProject [<!ENTITY a "aaaaaaaaaa">' + "".join(
+    f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)) + "]>"
+
+
+@pytest.mark.parametrize(
+    ("label", "edit", "match"),
+    [
+        ("nan-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>nan"), r"expected a whole number of cuts .* in <NumberOfCuts>, found nan"),
+        ("inf-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>inf"), r"expected a whole number of cuts .* found inf"),
+        ("fractional-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>2.5"), r"expected a whole number of cuts .* found 2.5"),
+        ("negative-cuts", ("<NumberOfCuts>185", "<NumberOfCuts>-5"), r"expected a whole number of cuts .* found -5"),
+        ("inf-spacing", ("1.0000000000000001E-07", "INF"), r"expected a ZCutSpacing between 0.001 nm and 1e\+08 nm, found inf nm"),
+        ("huge-spacing", ("1.0000000000000001E-07", "1E300"), r"expected a ZCutSpacing between .*, found inf nm"),
+        ("tiny-spacing", ("1.0000000000000001E-07", "1E-300"), r"expected a ZCutSpacing between .*, found 1e-291 nm"),
+        ("nan-spacing", ("1.0000000000000001E-07", "NaN"), r"expected a ZCutSpacing between .*, found nan nm"),
+        ("nan-centre", ("<CenterZ>9.25E-06", "<CenterZ>NaN"), r"expected a CenterZ between -1e\+08 nm and 1e\+08 nm, found nan nm"),
+        ("negative-size", ("<SizeZ>1.85E-05", "<SizeZ>-1.85E-05"), r"expected a SizeZ between 0 nm and 1e\+08 nm, found -18500 nm"),
+        ("unknown-encoding", ('encoding="utf-8"', 'encoding="bogus-enc"'), r"expected an EMProject XML file, but parsing failed \(unknown encoding"),
+        ("not-a-text-encoding", ('encoding="utf-8"', 'encoding="rot13"'), r"expected an EMProject XML file, but parsing failed"),
+        ("multi-byte-encoding", ('encoding="utf-8"', 'encoding="utf-7"'), r"expected an EMProject XML file, but parsing failed"),
+        ("other-namespace", ('xmlns="EMProject"', 'xmlns="urn:other"'), r"expected an <EMProject> root \(namespace 'EMProject' or none\), found <\{urn:other\}EMProject>"),
+        ("external-entity", ('<?xml version="1.0" encoding="utf-8"?>', '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'),
+         r"expected an EMProject XML file, but parsing failed \(undefined entity"),
+        ("billion-laughs", ('<?xml version="1.0" encoding="utf-8"?>', _LOL), r"expected an EMProject XML file, but parsing failed \(limit on input amplification"),
+    ],
+)
+def test_asv_hostile_project_is_a_file_format_error_naming_it(tmp_path, label, edit, match):
+    """A corrupt or hostile EMProject.emxml is refused naming it, never a raw ValueError/LookupError or a wrong z."""
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    assert edit[0] in text
+    if label == "billion-laughs":  # the entity is expanded where the project name is
+        text = text.replace("<ProjectName>20230707_AlSi13_NFDI", "<ProjectName>&j;")
+    if label == "external-entity":
+        text = text.replace("<ProjectName>20230707_AlSi13_NFDI", "<ProjectName>&x;")
+    project = tmp_path / label / "EMProject.emxml"
+    project.parent.mkdir()
+    project.write_text(text.replace(*edit), encoding="utf-8")
+    image = project.parent / "SEM_Image-SliceImage-003.tif"
+    image.symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    with pytest.raises(FileFormatError, match=rf"{label}/EMProject\.emxml: {match}"):
+        pfs.read_sem(image)
+
+
+def test_asv_project_in_no_namespace_is_read_and_foreign_elements_are_not():
+    """The EMProject namespace or none are both the project's; an element of another namespace is not its ZCutSpacing."""
+    from pfibsims.io.emxml import read_emxml
+
+    text = data_file("sem/EMProject.emxml").read_text(encoding="utf-8")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        plain = Path(d) / "EMProject.emxml"
+        plain.write_text(text.replace(' xmlns="EMProject"', ""), encoding="utf-8")
+        assert read_emxml(plain).spacing_nm == pytest.approx(100.0)
+        foreign = Path(d) / "foreign.emxml"
+        foreign.write_text(text.replace("<ZCutSpacing>1.0000000000000001E-07</ZCutSpacing>",
+                                        '<o:ZCutSpacing xmlns:o="urn:other">5E-08</o:ZCutSpacing>'), encoding="utf-8")
+        with pytest.raises(FileFormatError, match=r"foreign\.emxml: expected a number in <ZCutSpacing>, found None"):
+            read_emxml(foreign)
 
 
 # ---------------------------------------------------------------- odd but legal inputs

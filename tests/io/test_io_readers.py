@@ -66,6 +66,8 @@ CASES = {
     "sem-multipage": Case(lambda t: data_file("sem/ZEISS_SEM_multipage.tif"), lambda p: pfs.read_sem(p, slice_thickness="50 nm"), True),
     "asv-emxml": Case(lambda t: data_file("sem/EMProject.emxml"),  # the project gives the slice's depth
                       lambda p: pfs.read_sem(data_file("sem/SEM_Image-SliceImage-001.tif"), project=p), True),
+    "asv-slice": Case(lambda t: data_file("sem/SEM_Image-SliceImage-001.tif"),  # pixels first, its 3 FEI tags and IFD at the end
+                      lambda p: pfs.read_sem(p, project=data_file("sem/EMProject.emxml")), True),
     "bcf-tem": Case(lambda t: data_file("eds/test_TEM.bcf"), lambda p: pfs.read_eds(p, lines=["Cu_Ka", "O_Ka"]), True),
     "bcf-v2": Case(lambda t: data_file("eds/bcf_v2_50x50px.bcf"), lambda p: pfs.read_eds(p, lines=["Al_Ka"]), True),
     "bcf-overview": Case(lambda t: data_file("eds/bcf_v2_50x50px.bcf"), lambda p: pfs.read_sem(p, image="overview"), False),

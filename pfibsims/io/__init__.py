@@ -25,7 +25,7 @@ from typing import Any
 
 import xarray as xr
 
-from ..errors import FileFormatError, PfibsimsError
+from ..errors import DataModelError, FileFormatError, PfibsimsError
 from ._common import Frame, build, expand_paths, files_in, is_dir
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
@@ -268,7 +268,8 @@ def read_sims(
         For ``.im``: channels to keep (``"C12"`` or the label ``"12C"``).
     isotope, mass, polarity : optional
         For text/TIFF: ``"6Li"`` (``"6Li+"`` also gives the polarity), mass
-        in u, ``"+"``/``"-"`` (override the file header).
+        in u, ``"+"``/``"-"`` (override the file header). Not for ``.im``
+        (a DataModelError: its species are named in the file).
     chunks : optional
         Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
         name (``{"y": 512}``).
@@ -291,6 +292,11 @@ def read_sims(
         if len(suffixes) > 1:
             raise FileFormatError(f"path_or_paths: expected files of one format, got {sorted(suffixes)}")
         if suffixes == {".im"}:
+            for name, value in (("isotope", isotope), ("mass", mass), ("polarity", polarity)):
+                if value is not None:
+                    raise DataModelError(
+                        f"{name}: expected None for NanoSIMS .im files (their species are named in the file; "
+                        f"choose them with species=), got {value!r:.60}")
             frames = [read_im(p, species=species) for p in paths]
         else:
             frames = [read_sims_matrix(p, isotope=isotope, mass=mass, polarity=polarity) for p in paths]

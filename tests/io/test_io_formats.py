@@ -255,6 +255,16 @@ def test_nanosims_species_selection():
         pfs.read_sims(path, species=["Li6"])
 
 
+@needs_data
+@pytest.mark.parametrize("kw", [{"isotope": "6Li"}, {"mass": 6.0}, {"polarity": "-"}])
+def test_nanosims_refuses_the_options_of_one_isotope_files(kw):
+    """isotope/mass/polarity name the one isotope of a text or TIFF file; a NanoSIMS .im names its species
+    itself, and they were silently ignored there (isotope='banana' read the file unchanged)."""
+    (name,) = kw
+    with pytest.raises(DataModelError, match=rf"{name}: expected None for NanoSIMS \.im files"):
+        pfs.read_sims(data_file("sims/RTIimage.im"), **kw)
+
+
 # ---------------------------------------------------------------- SEM
 
 

@@ -192,8 +192,8 @@ def _candidate_dicts(found: _search.SearchResult, init: Affine, centre: Any) -> 
     out = []
     for c in found.candidates:
         T = init @ _search.model_affine(c.params, "similarity", centre)
-        out.append({"shift_nm": [float(v) for v in T.offset], "rotation_deg": float(c.params[2]),
-                    "scale": math.exp(c.log_scale), "mi": float(c.score), "agreement": list(c.agreement)})
+        out.append({"shift_nm": [float(v) for v in T.offset], "centre_shift_nm": [float(v) for v in T([centre])[0] - centre],
+                    "rotation_deg": float(c.params[2]), "scale": math.exp(c.log_scale), "mi": float(c.score), "agreement": list(c.agreement)})
     return tuple(out)
 
 

@@ -59,7 +59,9 @@ class RegistrationReport:
         rival; below 0.2 the result is flagged ``"ambiguous"``).
     candidates : tuple of dict
         The placements the global (or local) search kept, best first:
-        ``{"shift_nm": [dy, dx], "rotation_deg": a, "mi": score, "agreement": [k, n]}``.
+        ``{"shift_nm": [dy, dx], "centre_shift_nm": [dy, dx], "rotation_deg": a, "mi": score,
+        "agreement": [k, n]}``: the shift about the frame's origin (the transform's offset) and the
+        fixed field centre's displacement (nm; the one to read for a field far from the origin).
     parameters : dict
         Rotation (deg), scale, shear, shift (nm, about the origin) of the result.
     flags : tuple of str

@@ -124,6 +124,12 @@ def significant(level: Level, initial: Affine, center: tuple[float, float], sear
     return passed
 
 
+def _centre_shift(candidate: dict) -> list:
+    """A candidate's displacement of the fixed field's centre (nm, 0.1 nm), read by a person (the offset about the
+    frame's origin of a rotated answer is far off for a field at stage coordinates)."""
+    return np.round(candidate.get("centre_shift_nm", candidate["shift_nm"]), 1).tolist()
+
+
 def failure(report: RegistrationReport, found: SearchResult | None, search: str, floor: float) -> RegistrationError:
     """The RegistrationError of a failed registration: what was tried and the best candidate, why it is not
     significant, with the ``report`` (``found`` None: ``metric="phase"``, its correlation below ``floor``)."""
@@ -135,15 +141,14 @@ def failure(report: RegistrationReport, found: SearchResult | None, search: str,
                  f"up to {found.pad[0] * report.levels[0]:.4g} x {found.pad[1] * report.levels[0]:.4g} nm around the "
                  f"start, mutual information at {report.levels[0]:.4g} nm)")
         best = report.candidates[0]
-        said = (f"the best, shift {np.round(best['shift_nm'], 1).tolist()} nm and rotation "
+        said = (f"the best, moving the fixed field's centre by {_centre_shift(best)} nm with rotation "
                 f"{best['rotation_deg']:.3g} deg (MI {best['mi']:.3g} nats), ")
         said += (f"is agreed on by {best['agreement'][0]} of {best['agreement'][1]} tiles of the fixed field (needs "
                  f"{MIN_AGREE})" if best["agreement"][1] else
                  f"could not be tested: it covers less than {MIN_COVER:g} of what the moving field can "
                  f"cover of the fixed field, or the part it covers has no structure")
         if report.prominence < MIN_PROMINENCE:
-            rival = (f", shift {np.round(report.candidates[1]['shift_nm'], 1).tolist()} nm"
-                     if len(report.candidates) > 1 else "")
+            rival = f", its centre moved by {_centre_shift(report.candidates[1])} nm" if len(report.candidates) > 1 else ""
             said += (f"; it scores alike with a distinct runner-up{rival} (prominence {report.prominence:.2g}, "
                      f"needs {MIN_PROMINENCE})")
         advice = ("or give initial= near the answer for a local search" if search == "global" else

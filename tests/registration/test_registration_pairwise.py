@@ -81,8 +81,32 @@ def test_register_unrelated_images_fail_with_what_was_tried():
     assert "failed" in rep.flags
     assert rep.agreement[0] < 2
     assert len(rep.candidates) >= 2
-    assert "best, shift" in str(info.value)
+    assert "best, moving the fixed field's centre by" in str(info.value)
     assert "tiles" in str(info.value)
+
+
+def test_register_failure_gives_the_centre_shift_at_stage_coordinates():
+    """Fields at stage coordinates (x = 12.5 mm): a rotated candidate's offset about the frame's origin is
+    hundreds of um; the message gives the fixed field centre's displacement, checked against the candidate's
+    transform rebuilt from its offset, rotation and scale."""
+    moving, fixed = scene_pair(Affine.identity())
+    noise = moving.Li6.copy(data=np.random.default_rng(5).poisson(20, moving.Li6.shape))
+    def far(a):
+        return a.assign_coords(x=a.x + 12.5e6, y=a.y - 3.2e6)
+    with pytest.raises(RegistrationError, match="no significant placement") as info:
+        reg.register(far(noise), far(fixed))
+    grid = Grid.of(far(fixed), ("y", "x"))
+    centre = np.asarray(grid.center)
+    size = max(hi - lo for lo, hi in grid.extent)
+    rotated = 0
+    for c in info.value.report.candidates:
+        T = Affine.translation(tuple(c["shift_nm"])) @ Affine.from_parameters(rotation=c["rotation_deg"], scale=c["scale"])
+        np.testing.assert_allclose(c["centre_shift_nm"], T([centre])[0] - centre, atol=1e-6)
+        assert np.hypot(*c["centre_shift_nm"]) < 2 * size  # the offset itself is ~rotation x 12.5 mm
+        rotated += abs(c["rotation_deg"]) > 0.1 and np.hypot(*c["shift_nm"]) > 10 * size
+    assert rotated  # a candidate whose offset about the origin would have misled
+    best = info.value.report.candidates[0]
+    assert f"centre by {np.round(best['centre_shift_nm'], 1).tolist()} nm" in str(info.value)
 
 
 def test_register_warns_at_a_search_bound():

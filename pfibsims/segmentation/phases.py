@@ -20,7 +20,7 @@ from .._engine.clusters import MAX_CLASSES, choose_classes, kmeans, subsample
 from .._engine.smooth import gaussian, gaussian_half, radius
 from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, SAMPLE_SLICES, sample_tiles
-from .._xr import as_array, dequantify, spacing_nm, spatial_dims
+from .._xr import as_array, ascending, dequantify, spacing_nm, spatial_dims
 from ..dataset import channel_attrs, history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import SPATIAL_DIMS
@@ -362,7 +362,8 @@ def classify_phases(
     Returns
     -------
     xarray.DataArray
-        ``uint8`` labels named ``phase`` on the grid of ``ds``, lazy if the
+        ``uint8`` labels named ``phase`` on the grid of ``ds`` (a decreasing
+        axis too: labelled ascending, returned in ``ds``'s order), lazy if the
         channels are; attrs ``flag_values``, ``flag_meanings`` (0 is
         ``"unassigned"``; for the cathode ``"unassigned LLZTO LCO Al2O3 SP
         matrix"``), ``pfibsims:phase_channels`` (JSON ``{phase: channel}``,
@@ -394,6 +395,7 @@ def classify_phases(
     ds = dequantify(ds, "ds")
     if not isinstance(ds, xr.Dataset):
         raise DataModelError(f"ds: expected an xarray Dataset of channels, got {type(ds).__name__}")
+    ds, flipped = ascending(ds)  # stage y growing upwards: labelled ascending, returned in the input's order
     names = _feature_channels(ds, channels)
     elements = [element_of(c, ds[c].attrs) for c in names]
     table, kind = _phase_table(phases, elements)
@@ -436,7 +438,7 @@ def classify_phases(
         data = _labeller.label_window(win, depth=arrays[0].shape[0], weights=weights, **params)
     data = data[tuple(slice(None) if d in dims else 0 for d in SPATIAL_DIMS)]
     coords = {k: v for k, v in first.coords.items() if set(v.dims) <= set(dims)}
-    out = xr.DataArray(data, dims=dims, coords=coords, name="phase")
+    out = xr.DataArray(data, dims=dims, coords=coords, name="phase").isel({d: slice(None, None, -1) for d in flipped})
     out.attrs = {
         "units": "1",
         "long_name": "phase",
@@ -467,4 +469,5 @@ def classify_phases(
                          if int(v) != 0},
         sample_tiles=n_tiles,
         sample_voxels=int(samples[0].size),
+        reversed_axes=list(flipped),
     )

@@ -44,13 +44,15 @@ _OPTIONS: dict[str, dict[str, str]] = {
 @contextlib.contextmanager
 def _options(call: str) -> Iterator[None]:
     """Re-raise a PfibsimsError of ``call`` with the arguments it names (``name:`` as a word, not inside a
-    path or a quote) spelt as the command's options (:data:`_OPTIONS`)."""
+    path or a quote) spelt as the command's options (:data:`_OPTIONS`), and so are its advice's keyword
+    arguments (``give pixel_size='81.4 nm'`` -> ``give --pixel-size '81.4 nm'``)."""
     try:
         yield
     except PfibsimsError as exc:
         text = str(exc)
         for name, option in _OPTIONS[call].items():
             text = re.sub(rf"(?<![\w\-./\\'\"]){re.escape(name)}(?=:(?:\s|$))", option, text)
+            text = re.sub(rf"(?<![\w\-./\\'\"]){re.escape(name)}=(\S?)", lambda m, o=option: o + (" " + m[1] if m[1] else ""), text)
         if text == str(exc):
             raise
         raise type(exc)(text) from exc

@@ -229,6 +229,11 @@ def test_fuse_command_errors_name_the_options_typed_not_the_keyword_arguments(tm
         err = capsys.readouterr().err
         assert f"pfibsims fuse: error: {message}" in err
         assert not any(f"{name}:" in err for name in ("min_coverage", "pixel_size", "slice_thickness", " lines"))
+    # the advice too: a SIMS text file has no calibration (was "give it, e.g. pixel_size='81.4 nm'")
+    assert main(base + ["--slice-thickness", "60 nm"]) == 2
+    err = capsys.readouterr().err
+    assert f"pfibsims fuse: error: --sims-pixel-size: '{sims}' has no pixel calibration; give it, e.g. --sims-pixel-size '81.4 nm'" in err
+    assert "pixel_size" not in err
     assert not (tmp_path / "o.zarr").exists()
 
 

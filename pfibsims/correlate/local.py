@@ -45,6 +45,9 @@ def _window_sizes(x: xr.DataArray, window: Any) -> tuple[int, ...]:
         w = length_nm(per[d], name="window")
         if w <= 0:
             raise PfibsimsError(f"window: expected a positive length, got {per[d]!r}")
+        if x.sizes[d] == 1:  # one slice: every window clipped to it, whatever its spacing
+            sizes.append(1)
+            continue
         if d not in x.coords or "units" not in x.coords[d].attrs or x.sizes[d] < 2:
             raise GridError(f"{d}: a physical window needs a coordinate with units along {d} (use pfibsims.stack)")
         c = np.asarray(x.coords[d].values, dtype=float) * length_nm(f"1 {x.coords[d].attrs['units']}", name=d)
@@ -118,9 +121,11 @@ def local_correlation(a: Any, b: Any, *, window: Any = "1 um", min_pairs: int = 
     min_pairs = check_count(min_pairs, "min_pairs", minimum=2, example=3)
     size = _window_sizes(xa, window)
     a_, b_ = aligned(dask_data(xa), dask_data(xb))
-    depth = {i: s // 2 for i, s in enumerate(size)}
+    # a window wider than an axis is clipped to it: the overlap never exceeds the axis (dask refuses that)
+    depth = {i: max(0, min(s // 2, n - 1)) for i, (s, n) in enumerate(zip(size, a_.shape, strict=True))}
     # a chunk must be at least as deep as the overlap
-    chunks = tuple(max(max(c), s) if min(c) < s // 2 else c for c, s in zip(a_.chunks, size, strict=False))
+    chunks = tuple(min(max(max(c), s), sum(c)) if min(c) < s // 2 else c
+                   for c, s in zip(a_.chunks, size, strict=False))
     if chunks != a_.chunks:
         a_, b_ = a_.rechunk(chunks), b_.rechunk(chunks)
     r = da.map_overlap(

@@ -215,6 +215,30 @@ def test_local_correlation_brute_force(chunks):
     np.testing.assert_allclose(lc3.values, _brute_local_r(a, b, (5, 3, 3)), rtol=1e-8, atol=1e-10)
 
 
+def test_local_correlation_of_a_single_slice_real_map(shared_data):
+    # a real JEOL view reads as one slice (z of length 1): the default window on every axis raised a GridError
+    # asking for a z coordinate with units (it has one); one slice gets a 1-voxel window along z
+    import pfibsims as pfs
+
+    maps = pfs.read_eds(shared_data / "eds" / "jeol_View000")
+    crop = {"y": slice(100, 130), "x": slice(200, 240)}
+    fe, s = maps.Fe_Ka.isel(crop), maps.S_Ka.isel(crop)
+    lc = local_correlation(fe, s, window="45 nm")  # 45 / 8.69 nm -> 5 voxels in y and x
+    assert lc.attrs["window"] == [1, 5, 5]
+    want = _brute_local_r(fe.values.astype(np.float64), s.values.astype(np.float64), (1, 5, 5))
+    np.testing.assert_allclose(lc.values, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunks", [None, (2, 3, 7)])
+def test_local_correlation_window_larger_than_the_volume(chunks):
+    # a window wider than an axis (clipped at the edges, as documented) raised dask's raw
+    # "ValueError: The overlapping depth 15 is larger than your array 6"
+    xa, xb, a, b = _pair(chunks)
+    lc = local_correlation(xa, xb, window="1.3 um")  # 16, 16 and 22 voxels (odd: 17, 17, 23) over 5 x 12 x 16
+    assert lc.attrs["window"] == [23, 17, 17]
+    np.testing.assert_allclose(lc.values, _brute_local_r(a, b, (23, 17, 17)), rtol=1e-8, atol=1e-10)
+
+
 def test_local_correlation_errors():
     xa, xb, _, _ = _pair(None)
     with pytest.raises(PfibsimsError, match="window: expected a positive"):

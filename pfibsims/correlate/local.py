@@ -57,32 +57,72 @@ def _window_sizes(x: xr.DataArray, window: Any) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+#: Most re-centred passes of a block (one per intensity level of the windows whose rounding was too coarse).
+_MAX_SHIFTS = 16
+
+
+def _window_moments(a: np.ndarray, b: np.ndarray, valid: np.ndarray, safe: np.ndarray, shift: tuple[float, float],
+                    u: Any) -> tuple[np.ndarray, ...]:
+    """Window means (absolute), variances and covariance of ``a``, ``b`` summed about ``shift``, and where they
+    are resolved: the variances above 1e-10 of the mean square about ``shift`` (rounding is ~1e-14 of it)."""
+    a0 = np.where(valid, a - shift[0], 0.0)
+    b0 = np.where(valid, b - shift[1], 0.0)
+    sa, sb = u(a0), u(b0)
+    saa, sbb, sab = u(a0 * a0), u(b0 * b0), u(a0 * b0)
+    ma, mb = sa / safe, sb / safe
+    va, vb = saa / safe - ma * ma, sbb / safe - mb * mb
+    cab = sab / safe - ma * mb
+    resolved = (va > 1e-7 * (saa / safe)) & (vb > 1e-7 * (sbb / safe)) & (va > 0) & (vb > 0)
+    return ma + shift[0], mb + shift[1], va, vb, cab, resolved
+
+
+def _direct_mean(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``uniform_filter`` by direct sums (``correlate1d`` per axis): each window's rounding depends on its own
+    values only, not, as in a running sum, on the values earlier along the line."""
+    for axis, s in enumerate(size):
+        if s > 1:
+            x = ndi.correlate1d(x, np.full(s, 1.0 / s), axis=axis, mode="constant", cval=0.0)
+    return x
+
+
+def _varies(x: np.ndarray, valid: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Where the valid values of ``x`` in the window are not all equal (exact: window minimum < maximum)."""
+    hi = ndi.maximum_filter(np.where(valid, x, -np.inf), size=size, mode="constant", cval=-np.inf)
+    lo = ndi.minimum_filter(np.where(valid, x, np.inf), size=size, mode="constant", cval=np.inf)
+    return lo < hi
+
+
 def _local_corr_block(a: np.ndarray, b: np.ndarray, size: tuple[int, ...], min_pairs: int) -> np.ndarray:
-    """Pearson r in a ``size`` window around each voxel (windows clipped at the block edge)."""
+    """Pearson r in a ``size`` window around each voxel (windows clipped at the block edge).
+
+    Sums are taken about the block means; a window far from them (next to a large step in intensity) loses
+    its variance to rounding, so windows left unresolved are summed again about their own means, a level at a
+    time. Windows whose values are all equal (exactly) stay NaN.
+    """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     valid = np.isfinite(a) & np.isfinite(b)
     cnt = valid.sum()
-    a0 = np.where(valid, a, 0.0)
-    b0 = np.where(valid, b, 0.0)
-    if cnt:  # shift by the block means: the window's r does not change, its rounding does
-        a0 = np.where(valid, a0 - a0.sum() / cnt, 0.0)
-        b0 = np.where(valid, b0 - b0.sum() / cnt, 0.0)
+    shift = (float(np.where(valid, a, 0.0).sum() / cnt), float(np.where(valid, b, 0.0).sum() / cnt)) if cnt \
+        else (0.0, 0.0)
     u = partial(ndi.uniform_filter, size=size, mode="constant", cval=0.0)
     w = u(valid.astype(np.float64))
-    sa, sb = u(a0), u(b0)
-    saa, sbb, sab = u(a0 * a0), u(b0 * b0), u(a0 * b0)
-    vol = float(np.prod(size))
-    ok = valid & (w * vol > min_pairs - 0.5)
+    ok = valid & (w * float(np.prod(size)) > min_pairs - 0.5)
     safe = np.where(ok, w, 1.0)
-    ma, mb = sa / safe, sb / safe
-    va, vb = saa / safe - ma * ma, sbb / safe - mb * mb
-    cab = sab / safe - ma * mb
-    tiny_a = 1e-10 * (saa / safe)
-    tiny_b = 1e-10 * (sbb / safe)
-    ok &= (va > tiny_a) & (vb > tiny_b) & (va > 0) & (vb > 0)
     r = np.full(a.shape, np.nan)
-    r[ok] = np.clip(cab[ok] / np.sqrt(va[ok] * vb[ok]), -1.0, 1.0)
+    todo = ok
+    for k in range(_MAX_SHIFTS):
+        ma, mb, va, vb, cab, resolved = _window_moments(a, b, valid, safe, shift, u)
+        done = todo & resolved
+        r[done] = np.clip(cab[done] / np.sqrt(va[done] * vb[done]), -1.0, 1.0)
+        todo = todo & ~resolved
+        if k == 0 and todo.any():  # constant windows are undefined, not unresolved
+            todo &= _varies(a, valid, size) & _varies(b, valid, size)
+        if not todo.any():
+            break
+        i = int(np.argmax(todo))  # the first unresolved window: its own means
+        shift = (float(ma.flat[i]), float(mb.flat[i]))
+        u = partial(_direct_mean, size=size)
     return r
 
 

@@ -215,6 +215,29 @@ def test_local_correlation_brute_force(chunks):
     np.testing.assert_allclose(lc3.values, _brute_local_r(a, b, (5, 3, 3)), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("step", [1e4, 1e6, 1e8])
+@pytest.mark.parametrize("chunks", [None, (7, 13)])
+def test_local_correlation_next_to_a_large_step(step, chunks):
+    # windows on the plateaus of a large step were NaN (1e6, 1e8) or off by 1e-7 (1e4): sums about the block
+    # mean lost the windows' variance to rounding; a constant region stays NaN
+    rng = np.random.default_rng(8)
+    a = rng.poisson(0.3, (20, 40)).astype(np.float64)
+    b = a + rng.poisson(0.3, a.shape)
+    a[:, 20:] += step
+    b[:, 20:] += step
+    a[:6, :8] = 5.0
+    b[10, 30] = np.nan
+    ds = stack({"a": a, "b": b}, pixel_size="10 nm", modality="EDS")
+    if chunks:
+        ds = ds.chunk({"y": chunks[0], "x": chunks[1]})
+    lc = local_correlation(ds.a, ds.b, window={"y": "50 nm", "x": "50 nm"})
+    want = _brute_local_r(a, b, (5, 5))
+    assert np.isnan(want).sum() > 5  # the constant corner, the NaN voxel
+    got = lc.values.reshape(a.shape)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
 def test_local_correlation_of_a_single_slice_real_map(shared_data):
     # a real JEOL view reads as one slice (z of length 1): the default window on every axis raised a GridError
     # asking for a z coordinate with units (it has one); one slice gets a 1-voxel window along z

@@ -112,6 +112,9 @@ def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidenc
     if n < 3:
         raise PfibsimsError(f"a, b: Pearson r needs at least 3 valid voxel pairs, found {n}")
     for name, m2, mean in ((names[0], m2a, ma), (names[1], m2b, mb)):
+        if not math.isfinite(m2):  # squares of deviations above ~1e154 overflow (they are not a constant channel)
+            raise PfibsimsError(f"{name}: the sum of squared deviations over the {n} valid voxels overflows float64 "
+                                f"(mean {mean:.6g}); scale the data down (r does not change)")
         # constant: the moments are sums about a value of the data, so a constant channel has m2 = 0 up to
         # the rounding of merged means (a few ulps); a spread above 1e-12 of the mean is data (scipy: 1e-13)
         if not m2 > 1e-24 * n * max(mean * mean, 1e-300):

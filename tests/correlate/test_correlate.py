@@ -65,6 +65,14 @@ def test_pearson_of_a_large_offset_is_not_called_constant(chunks):
         pearson(xa * 0 + 0.1, xb)
 
 
+def test_pearson_of_values_whose_squares_overflow_says_so():
+    # values of 1e160 (squared deviations overflow float64) were refused as "constant over the 960 valid voxels"
+    xa, xb, _, _ = _pair(None, nan=False)
+    with pytest.raises(PfibsimsError, match=r"Li6: the sum of squared deviations over the 960 valid voxels overflows"):
+        pearson(xa * 1e160, xb)
+    assert float(pearson(xa * 1e140, xb)) == pytest.approx(float(pearson(xa, xb)), rel=1e-12)
+
+
 @pytest.mark.parametrize("chunks", CHUNKS)
 def test_pearson_equals_scipy(chunks):
     xa, xb, a, b = _pair(chunks)

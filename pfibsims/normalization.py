@@ -93,7 +93,11 @@ def uniform_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     check_span(lo, hi)
-    return np.linspace(lo, hi, bins + 1)
+    edges = np.linspace(lo, hi, bins + 1)
+    if not bool(np.all(edges[1:] > edges[:-1])):  # as numpy.histogram: "Too many bins for data range"
+        raise PfibsimsError(f"bins: {bins} equal bins from {lo:.17g} to {hi:.17g} are narrower than the float64 "
+                            f"spacing of values there (some would have no width); give fewer bins or a wider range")
+    return edges
 
 
 def check_span(lo: float, hi: float) -> None:

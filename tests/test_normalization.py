@@ -171,6 +171,24 @@ def test_histogram_edges_like_numpy():
     np.testing.assert_array_equal(histogram(x, bins=7).values, np.histogram(v, 7)[0])
 
 
+def test_histogram_bins_narrower_than_float64_spacing_are_refused():
+    # 17 bins over a span of 1e-9 at 1e6 (float64 spacing there 1.2e-10) gave bins of zero width (equal lower
+    # edges) with counts; numpy.histogram refuses them ("Too many bins for data range")
+    from pfibsims.correlate import joint_histogram
+
+    lo, hi = -1e6, -1e6 + 1e-9
+    x = xr.DataArray(np.array([lo, lo + 2.3e-10, hi]), dims="x", name="Li6")
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(x.values, bins=17, range=(lo, hi))
+    with pytest.raises(PfibsimsError, match="bins: 17 equal bins from -1000000 to -999999.99999999895 are narrower than"):
+        histogram(x, bins=17, range=(lo, hi))
+    with pytest.raises(PfibsimsError, match="bins: 17 equal bins from"):
+        histogram(x, bins=17)  # the data's own range
+    with pytest.raises(PfibsimsError, match="bins: 17 equal bins from"):
+        joint_histogram(x, x, bins=(2, 17))
+    assert histogram(x, bins=4).values.tolist() == np.histogram(x.values, bins=4)[0].tolist()
+
+
 @pytest.mark.parametrize("chunks", CHUNKS)
 def test_histogram_mask(counts, chunks):
     x = _da(counts, chunks)

@@ -38,6 +38,7 @@ __all__ = [
     "check_dims",
     "check_same_grid",
     "dask_data",
+    "is_intensity",
     "mask_data",
     "plane_grid",
     "spacing_nm",
@@ -248,6 +249,19 @@ def as_stack(ds: Any) -> tuple[Any, bool]:
         out["z"].attrs["units"] = "nm"
     spatial = [d for d in ("z", "y", "x") if d in out.dims]
     return out.transpose(*spatial, ...), True
+
+
+def is_intensity(var: xr.DataArray) -> bool:
+    """A variable of measured values (numeric), not a label volume (CF ``flag_values``, e.g. ``phase``) nor a
+    mask (bool): what statistics, normalisation and correlation take as channels.
+
+    Examples
+    --------
+    >>> is_intensity(xr.DataArray([1.0, 2.0])), is_intensity(xr.DataArray([True])), is_intensity(
+    ...     xr.DataArray([0, 1], attrs={"flag_values": [0, 1]}))
+    (True, False, False)
+    """
+    return var.dtype.kind in "iuf" and "flag_values" not in var.attrs
 
 
 def as_array(x: Any) -> Any:

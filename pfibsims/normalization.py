@@ -29,7 +29,7 @@ import xarray as xr
 
 from ._engine import moments as _moments
 from ._engine.reduce import Plan, Reduction, block_reduce, evaluate, reduce_blocks
-from ._xr import as_dataarray, dequantify, mask_data, warn_infinite
+from ._xr import as_dataarray, dequantify, is_intensity, mask_data, warn_infinite
 from .dataset import history, record
 from .errors import PfibsimsError
 
@@ -267,7 +267,8 @@ def normalize(
     ----------
     data : xarray.DataArray or xarray.Dataset
         Raw intensities (counts); every data variable of a Dataset is
-        normalised on its own statistics.
+        normalised on its own statistics, but labels (CF ``flag_values``,
+        e.g. ``phase``) and masks (bool, e.g. ``coverage``), kept as they are.
     method : {"log", "minmax", "percentile"}
         ``"log"``: ``log10(x) / log10(x_max)`` (eq. 2, the paper's choice);
         ``"minmax"``: ``(x - x_min) / (x_max - x_min)`` (eq. 1);
@@ -338,7 +339,7 @@ def normalize(
     if isinstance(data, xr.Dataset):
         out = data.copy()
         for name, var in data.data_vars.items():
-            if var.dtype.kind in "biuf" and var.ndim:
+            if is_intensity(var) and var.ndim:  # labels (phase) and masks (coverage) are kept as they are
                 out[name] = _normalize_array(var, method, _reduce_dims(var, over), low, high, zeros, max_samples,
                                              history(data))
         return record(out, "normalize", **params)
@@ -380,7 +381,8 @@ def to_uint8(data: xr.DataArray | xr.Dataset, *, range: Any = None, fill: int = 
     Parameters
     ----------
     data : xarray.DataArray or xarray.Dataset
-        Values to quantise (each data variable of a Dataset on its own).
+        Values to quantise (each data variable of a Dataset on its own, but
+        labels and masks, kept as they are).
     range : (low, high), optional
         Values mapped to 0 and 255. By default ``(0, 1)`` for normalised data
         (``units`` ``"1"``, as :func:`normalize` returns), else the data's
@@ -408,7 +410,7 @@ def to_uint8(data: xr.DataArray | xr.Dataset, *, range: Any = None, fill: int = 
     if isinstance(data, xr.Dataset):
         out = data.copy()
         for name, var in data.data_vars.items():
-            if var.dtype.kind in "biuf" and var.ndim:
+            if is_intensity(var) and var.ndim:  # labels and masks are kept as they are
                 out[name] = _uint8_one(var, rng, fill)
         return record(out, "to_uint8", range=rng, fill=fill)
     x = as_dataarray(data, "data")

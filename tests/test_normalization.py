@@ -87,6 +87,25 @@ def test_float32_kept_and_dataset(counts):
     assert ds.Zr_La.attrs["units"] == "counts"  # input untouched
 
 
+def test_dataset_labels_and_masks_are_kept(counts):
+    """A fused volume with its phase labels (CF flag_values, zeros = unassigned) and coverage mask: normalize and
+    to_uint8 take the intensities only (the labels failed under "log", zeros, and were scaled as counts)."""
+    ds = stack({"Zr_La": counts, "Co_La": counts + 1.0}, pixel_size="81.4 nm", slice_thickness="60 nm")
+    phase = xr.DataArray((counts > counts.mean()).astype(np.uint8), dims=("z", "y", "x"),
+                         attrs={"flag_values": np.array([0, 1], np.uint8), "flag_meanings": "unassigned LLZTO"})
+    vol = ds.assign(phase=phase, coverage=phase.copy(data=counts > 0).drop_attrs())
+    out = normalize(vol, method="log", zeros="nan")
+    np.testing.assert_array_equal(out.phase.values, vol.phase.values)
+    np.testing.assert_array_equal(out.coverage.values, vol.coverage.values)
+    np.testing.assert_allclose(out.Co_La.values, np.log10(counts + 1.0) / np.log10((counts + 1.0).max()))
+    u8 = to_uint8(out)
+    assert u8.phase.dtype == np.uint8
+    assert u8.phase.attrs["flag_meanings"] == "unassigned LLZTO"
+    np.testing.assert_array_equal(u8.phase.values, vol.phase.values)
+    assert u8.coverage.dtype == bool
+    assert u8.Co_La.dtype == np.uint8
+
+
 def test_lazy_output():
     x = _da(np.arange(1.0, 49).reshape(3, 4, 4), (1, 2, 2))
     out = normalize(x, method="log")

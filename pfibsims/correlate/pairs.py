@@ -13,7 +13,7 @@ from scipy.special import ndtri
 
 from .._engine import moments as _moments
 from .._engine.reduce import Reduction, reduce_blocks
-from .._xr import as_dataarray, check_same_grid, dask_data, mask_data
+from .._xr import as_dataarray, check_same_grid, dask_data, is_intensity, mask_data
 from ..errors import DataModelError, PfibsimsError
 from ..units import ureg
 
@@ -25,8 +25,7 @@ PAPER_PAIR = (("Li6", "Li7"), ("Zr_La",))
 
 def _channels(ds: xr.Dataset) -> list[str]:
     """The data channels of a volume: numeric, spatial, not a label (``flag_values``) nor a mask (bool)."""
-    return [str(n) for n, v in ds.data_vars.items()
-            if v.dtype.kind in "iuf" and "flag_values" not in v.attrs and {"y", "x"} <= set(v.dims)]
+    return [str(n) for n, v in ds.data_vars.items() if is_intensity(v) and {"y", "x"} <= set(v.dims)]
 
 
 def channel_pair(ds: xr.Dataset, channels: Any = None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import tracemalloc
 
@@ -567,3 +568,47 @@ def test_clip_option_on_channels_of_any_units():
     assert history(resample(wave, onto, kernel="nearest", clip=True))[-1]["params"]["clipped_at_zero"] == []
     with pytest.raises(pfs.PfibsimsError, match=r"clip: expected None \(clip count channels\), True or False, got 'yes'"):
         resample(wave, onto, clip="yes")
+
+
+# -- a NaN in the source spreads only to target voxels that give it a nonzero weight --------------
+def _nonzero_weight(d, kernel, f=1.0):
+    """Whether the kernel widened by ``f`` is nonzero at offsets ``d`` (samples), by its definition:
+    Lanczos and Keys' cubic vanish at every nonzero whole offset, the triangle from 1 on."""
+    d = np.abs(d) / f
+    radius = {"lanczos": 3, "cubic": 2, "linear": 1}[kernel]
+    return (d < radius) & ((d == 0) | (d != np.round(d)))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("chunks", [None, 23])
+@pytest.mark.parametrize("kernel", ["lanczos", "cubic", "linear"])
+def test_nan_block_of_a_real_image_spreads_only_under_nonzero_weights(shared_data, kernel, chunks):
+    """A real NanoSIMS map with a 10 x 10 NaN block, through a whole-pixel shift (separable passes), a
+    90-degree turn plus 0.3 px (the gather's fixed taps, x on the samples) and a y-shear (y widened by
+    |(1, 0.25)|, x on the samples: the general loops): the NaN voxels are exactly those whose kernel gives
+    a NaN pixel a nonzero weight (a NaN under a zero weight, e.g. Lanczos at 2 px, must not leak)."""
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    li = ds.C12.isel(z=0).astype(np.float32).load()
+    li.attrs["units"] = "1"
+    img = li.values.copy()
+    img[100:110, 120:130] = np.nan
+    src = li.copy(data=img)
+    grid = Grid.of(src)
+    (oy, ox), (p, _) = grid.origin, grid.spacing  # 19991 nm / 256: binary fractions, exact sums
+    i, j = np.mgrid[0:256, 0:256].astype(np.float64)
+    shear = Affine(np.array([[1.0, 0.25, -0.25 * ox], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), dims=("y", "x"))
+    turn = Affine(np.array([[0.0, 1.0, oy - ox + 0.3 * p], [-1.0, 0.0, oy + ox + 255 * p], [0.0, 0.0, 1.0]]),
+                  dims=("y", "x"))
+    cases = [(Affine.translation((p, 0.0)), i + 1, j, 1.0), (turn, j + 0.3, 255 - i, 1.0),
+             (shear, i + 0.25 * j, j, math.hypot(1.0, 0.25))]
+    for T, u, v, fy in cases:
+        out = resample(src if chunks is None else src.chunk({"y": chunks, "x": chunks}), grid, transform=T,
+                       kernel=kernel, chunks=chunks).values
+        inside = (u <= 255) & (v <= 255)
+        hit = np.zeros(out.shape, bool)
+        for r in range(100, 110):
+            for c in range(120, 130):
+                hit |= _nonzero_weight(u - r, kernel, fy) & _nonzero_weight(v - c, kernel)
+        np.testing.assert_array_equal(np.isnan(out)[inside], hit[inside])
+        assert np.isfinite(out[inside & ~hit]).all()
+        assert hit.sum() >= 100

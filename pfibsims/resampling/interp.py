@@ -129,8 +129,9 @@ def _integer_fill(fill: Any, dtype: np.dtype, covered: bool, name: Any) -> Any:
                                 f"part of the target lies outside the source: pass e.g. fill=0")
     else:
         fill_v = fill
-        if not np.can_cast(np.min_scalar_type(fill), dtype) and not (float(fill).is_integer() and dtype.kind in "iu"):
-            raise PfibsimsError(f"fill: expected a value that fits {dtype}, got {fill!r}")
+        lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0, 1)  # bool: 0 or 1
+        if not (float(fill).is_integer() and lo <= fill <= hi):  # never wrapped (-1 is not 4294967295)
+            raise PfibsimsError(f"fill: expected a value that fits {dtype} ({lo}..{hi}), got {fill!r}")
     return np.asarray(fill_v).astype(dtype)[()]
 
 
@@ -183,8 +184,9 @@ def resample(
     fill : scalar
         Value of target voxels whose source point lies outside the source
         field (its extent: half a voxel beyond the outer centres). NaN by
-        default; integer data with ``nearest`` need an integer fill when
-        any voxel is outside.
+        default; integer data with ``nearest`` need an integer fill that
+        their dtype holds (0 or 1 for a boolean mask) when any voxel is
+        outside.
     clip : bool, optional
         Clip the result at 0. Lanczos and cubic kernels overshoot next to
         sharp edges (ringing: up to about 7 % of a step for Lanczos-3), so a

@@ -290,6 +290,37 @@ def test_nearest_integer_labels_need_an_integer_fill_when_outside():
         resample(src.phase, Grid((10, 10), "72 nm", origin="200 nm"), kernel="nearest")
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("dtype", "fill"), [(np.uint32, -1), (np.uint32, 2**40), (np.uint16, 70000),
+                                             (np.int16, 40000), (np.int16, -40000), (np.uint8, 256)])
+def test_nearest_integer_fill_out_of_the_dtype_range_is_refused(shared_data, dtype, fill):
+    """A fill the integer dtype cannot hold is an error, not a wrapped value (-1 as uint32 was 4294967295)."""
+    ds = pfs.read_sims(shared_data / "sims" / "RTIimage.im")  # real little-endian uint32 counts, 256 x 256
+    img = ds[next(iter(ds.data_vars))].isel(z=0).astype(dtype)
+    onto = Grid((300, 300), "19.56 nm")  # wider than the 5007 nm field: some voxels are filled
+    with pytest.raises(PfibsimsError, match=rf"fill: expected a value that fits {np.dtype(dtype)} "
+                       rf"\({np.iinfo(dtype).min}\.\.{np.iinfo(dtype).max}\), got {fill}"):
+        resample(img, onto, kernel="nearest", fill=fill)
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    for edge in (lo, hi):  # the ends of the range are kept exactly
+        out = resample(img, onto, kernel="nearest", fill=edge)
+        assert out.dtype == dtype
+        assert out.values[-1, -1] == edge
+        np.testing.assert_array_equal(out.values[:256, :256][:250, :250], img.values[:250, :250])
+
+
+def test_nearest_boolean_mask_takes_a_fill_of_0_or_1():
+    mask = _image(np.eye(10, dtype=bool), name="mask").mask
+    onto = Grid((10, 10), "72 nm", origin="200 nm")  # 2.28 px on: target (i, j) is source (i + 2, j + 2)
+    out = resample(mask, onto, kernel="nearest", fill=0).values[0]
+    assert out.dtype == bool
+    ref = np.zeros((10, 10), bool)
+    ref[:8, :8] = np.eye(10, dtype=bool)[2:, 2:]  # the last two rows and columns lie outside: fill 0
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(PfibsimsError, match=r"fill: expected a value that fits bool \(0\.\.1\), got 2"):
+        resample(mask, onto, kernel="nearest", fill=2)
+
+
 # -- z, stacks, datasets -------------------------------------------------------------
 @pytest.mark.parametrize("chunks", CHUNKINGS)
 def test_uneven_slice_depths_onto_regular_z(chunks):

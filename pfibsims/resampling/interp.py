@@ -112,12 +112,26 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
             result = result.rechunk(out_chunks) if result.chunks != out_chunks else result
         else:
             result = resample_array(src, plans[0], out_chunks)
-    if _clips(arr, clip, kernel):  # NaN (outside the field) stays NaN
-        result = np.maximum(result, 0, out=result) if isinstance(result, np.ndarray) else \
-            da.maximum(result, np.zeros((), result.dtype))
+    if _clips(arr, clip, kernel):  # NaN (outside the field) stays NaN, and so does a negative fill
+        result = _clip_at_zero(result, plans if per_slice else plans[0], fill)
     keep_coords = {k: v.variable for k, v in arr.coords.items() if not set(v.dims) & set(dims_r)}
     out = xr.DataArray(result, dims=order, coords={**keep_coords, **coords}, attrs=dict(arr.attrs), name=arr.name)
     return out.transpose(*arr.dims)
+
+
+def _clip_at_zero(result: Any, plans: Any, fill: Any) -> Any:
+    """``result`` clipped at 0 where the target sees the source; outside, the fill is kept as given."""
+    eager = isinstance(result, np.ndarray)
+    if not fill < 0:  # NaN and fills >= 0 are unchanged by the clip
+        return np.maximum(result, 0, out=result) if eager else da.maximum(result, np.zeros((), result.dtype))
+    chunks = tuple((n,) for n in result.shape) if eager else result.chunks
+    if not isinstance(plans, Plan):  # one plan a slice: blocks of one slice
+        chunks = ((1,) * result.shape[0],) + chunks[1:]
+    inside = coverage_array(plans, chunks)
+    if eager:
+        return np.where(inside.compute(), np.maximum(result, 0), result)
+    inside = inside.rechunk(result.chunks) if inside.chunks != result.chunks else inside
+    return da.where(inside, da.maximum(result, np.zeros((), result.dtype)), result)
 
 
 def _integer_fill(fill: Any, dtype: np.dtype, covered: bool, name: Any) -> Any:
@@ -194,7 +208,9 @@ def resample(
         bright features, which no count can be. By default (``None``)
         channels whose ``units`` are ``"counts"`` are clipped at 0 and other
         channels are not; ``True`` clips every channel, ``False`` none.
-        ``nearest`` never clips. The history records which channels were.
+        ``nearest`` never clips, nor is ``fill`` clipped (NaN or a negative
+        sentinel stays as given outside the field). The history records
+        which channels were.
     chunks : int, dict or tuple, optional
         Output chunks on the target grid. Default: 1024 in-plane, 8 along a
         resampled z, the source chunks along kept axes. With numpy data and

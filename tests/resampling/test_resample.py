@@ -643,3 +643,25 @@ def test_nan_block_of_a_real_image_spreads_only_under_nonzero_weights(shared_dat
         np.testing.assert_array_equal(np.isnan(out)[inside], hit[inside])
         assert np.isfinite(out[inside & ~hit]).all()
         assert hit.sum() >= 100
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("chunks", [None, 77])
+def test_clipping_counts_keeps_a_negative_fill(shared_data, chunks):
+    """Count channels are clipped at 0 where the target sees the source; outside, a fill of -1 (a
+    sentinel) stays -1 (it was clipped to 0 too, indistinguishable from a count of 0)."""
+    ds = pfs.read_sims(shared_data / "sims" / "image_sun.im", slice_thickness="50 nm").C12  # real counts
+    src = ds if chunks is None else ds.chunk({"y": 100, "x": 100})
+    onto = Grid((300, 300), "27.4 nm", origin=("-300 nm", "-200 nm"))  # beyond the 7011 nm field on every side
+    T = Affine.from_parameters(rotation=3.0, center=(3500.0, 3500.0))
+    drift = xr.DataArray([[0.0, 0.0], [35.5, -61.2]], dims=("z", "component"),
+                         coords={"component": ["y", "x"]}, attrs={"units": "nm"})
+    for kw in ({}, {"transform": T}, {"transform": T, "drift": drift}):
+        inside = coverage(ds, onto, **kw).values
+        inside = np.broadcast_to(inside, (2, 300, 300))
+        raw = resample(src, onto, fill=-1.0, clip=False, chunks=chunks, **kw).values
+        out = resample(src, onto, fill=-1.0, chunks=chunks, **kw).values
+        assert (~inside).any()  # fill outside
+        assert (raw[inside] < 0).any()  # ringing below 0 inside
+        np.testing.assert_array_equal(out[~inside], -1.0)
+        np.testing.assert_array_equal(out[inside], np.maximum(raw[inside], 0))

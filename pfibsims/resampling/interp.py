@@ -87,6 +87,9 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
     if kernel == "nearest" and dtype.kind != "f":
         covered = all(coverage_summary(specs_r, warp, grid.shape)[1] for specs_r, warp in geometry)
         fill = _integer_fill(fill, dtype, covered, arr.name)
+    elif dtype.kind == "f" and math.isfinite(fill) and abs(fill) > float(np.finfo(dtype).max):  # not cast to inf
+        raise PfibsimsError(f"fill: expected a value that {dtype} holds (up to {np.finfo(dtype).max:.6g} in size), "
+                            f"got {fill!r} for {arr.name!r}")
     plans = [Plan(tuple([Keep()] * n_keep + list(specs_r)), out_shape, warp, kernel, int(a), fill, dtype)
              for specs_r, warp in geometry]
     data = arr_t.data

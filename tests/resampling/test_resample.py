@@ -665,3 +665,15 @@ def test_clipping_counts_keeps_a_negative_fill(shared_data, chunks):
         assert (raw[inside] < 0).any()  # ringing below 0 inside
         np.testing.assert_array_equal(out[~inside], -1.0)
         np.testing.assert_array_equal(out[inside], np.maximum(raw[inside], 0))
+
+
+@pytest.mark.shared_data
+def test_fill_beyond_float32_is_refused_not_made_infinite(shared_data):
+    """uint16 counts resample to float32: a fill of 1e39 would come out as inf (with a numpy overflow warning)."""
+    c = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im").C12  # real uint16
+    onto = Grid((300, 300), "81.4 nm")  # wider than the 19991 nm field
+    with pytest.raises(PfibsimsError, match=r"fill: expected a value that float32 holds \(up to 3\.40282e\+38 in size\), "
+                                            r"got 1e\+39 for 'C12'"):
+        resample(c, onto, fill=1e39)
+    assert np.isinf(resample(c, onto, fill=np.inf).values).any()  # inf itself is a value float32 holds
+    assert float(resample(c.astype(np.float64), onto, fill=1e39).max()) == 1e39

@@ -87,6 +87,9 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
     if kernel == "nearest" and dtype.kind != "f":
         covered = all(coverage_summary(specs_r, warp, grid.shape)[1] for specs_r, warp in geometry)
         fill = _integer_fill(fill, dtype, covered, arr.name)
+    elif dtype.kind == "f" and math.isfinite(fill) and abs(fill) > float(np.finfo(dtype).max):  # not cast to inf
+        raise PfibsimsError(f"fill: expected a value that {dtype} holds (up to {np.finfo(dtype).max:.6g} in size), "
+                            f"got {fill!r} for {arr.name!r}")
     plans = [Plan(tuple([Keep()] * n_keep + list(specs_r)), out_shape, warp, kernel, int(a), fill, dtype)
              for specs_r, warp in geometry]
     data = arr_t.data
@@ -112,12 +115,26 @@ def _resample_da(arr: xr.DataArray, grid: Grid, coords: dict, kernel: str, a: in
             result = result.rechunk(out_chunks) if result.chunks != out_chunks else result
         else:
             result = resample_array(src, plans[0], out_chunks)
-    if _clips(arr, clip, kernel):  # NaN (outside the field) stays NaN
-        result = np.maximum(result, 0, out=result) if isinstance(result, np.ndarray) else \
-            da.maximum(result, np.zeros((), result.dtype))
+    if _clips(arr, clip, kernel):  # NaN (outside the field) stays NaN, and so does a negative fill
+        result = _clip_at_zero(result, plans if per_slice else plans[0], fill)
     keep_coords = {k: v.variable for k, v in arr.coords.items() if not set(v.dims) & set(dims_r)}
     out = xr.DataArray(result, dims=order, coords={**keep_coords, **coords}, attrs=dict(arr.attrs), name=arr.name)
     return out.transpose(*arr.dims)
+
+
+def _clip_at_zero(result: Any, plans: Any, fill: Any) -> Any:
+    """``result`` clipped at 0 where the target sees the source; outside, the fill is kept as given."""
+    eager = isinstance(result, np.ndarray)
+    if not fill < 0:  # NaN and fills >= 0 are unchanged by the clip
+        return np.maximum(result, 0, out=result) if eager else da.maximum(result, np.zeros((), result.dtype))
+    chunks = tuple((n,) for n in result.shape) if eager else result.chunks
+    if not isinstance(plans, Plan):  # one plan a slice: blocks of one slice
+        chunks = ((1,) * result.shape[0],) + chunks[1:]
+    inside = coverage_array(plans, chunks)
+    if eager:
+        return np.where(inside.compute(), np.maximum(result, 0), result)
+    inside = inside.rechunk(result.chunks) if inside.chunks != result.chunks else inside
+    return da.where(inside, da.maximum(result, np.zeros((), result.dtype)), result)
 
 
 def _integer_fill(fill: Any, dtype: np.dtype, covered: bool, name: Any) -> Any:
@@ -129,8 +146,9 @@ def _integer_fill(fill: Any, dtype: np.dtype, covered: bool, name: Any) -> Any:
                                 f"part of the target lies outside the source: pass e.g. fill=0")
     else:
         fill_v = fill
-        if not np.can_cast(np.min_scalar_type(fill), dtype) and not (float(fill).is_integer() and dtype.kind in "iu"):
-            raise PfibsimsError(f"fill: expected a value that fits {dtype}, got {fill!r}")
+        lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (0, 1)  # bool: 0 or 1
+        if not (float(fill).is_integer() and lo <= fill <= hi):  # never wrapped (-1 is not 4294967295)
+            raise PfibsimsError(f"fill: expected a value that fits {dtype} ({lo}..{hi}), got {fill!r}")
     return np.asarray(fill_v).astype(dtype)[()]
 
 
@@ -183,8 +201,9 @@ def resample(
     fill : scalar
         Value of target voxels whose source point lies outside the source
         field (its extent: half a voxel beyond the outer centres). NaN by
-        default; integer data with ``nearest`` need an integer fill when
-        any voxel is outside.
+        default; integer data with ``nearest`` need an integer fill that
+        their dtype holds (0 or 1 for a boolean mask) when any voxel is
+        outside.
     clip : bool, optional
         Clip the result at 0. Lanczos and cubic kernels overshoot next to
         sharp edges (ringing: up to about 7 % of a step for Lanczos-3), so a
@@ -192,7 +211,9 @@ def resample(
         bright features, which no count can be. By default (``None``)
         channels whose ``units`` are ``"counts"`` are clipped at 0 and other
         channels are not; ``True`` clips every channel, ``False`` none.
-        ``nearest`` never clips. The history records which channels were.
+        ``nearest`` never clips, nor is ``fill`` clipped (NaN or a negative
+        sentinel stays as given outside the field). The history records
+        which channels were.
     chunks : int, dict or tuple, optional
         Output chunks on the target grid. Default: 1024 in-plane, 8 along a
         resampled z, the source chunks along kept axes. With numpy data and

@@ -71,8 +71,8 @@ def kernel_values(kernel: str, a: int, x: np.ndarray) -> np.ndarray:
     ``a = -0.5`` (Pillow's BICUBIC); ``linear``: the triangle.
     """
     x = np.abs(np.asarray(x, dtype=np.float64))
-    if kernel == "lanczos":
-        return np.where(x < a, np.sinc(x) * np.sinc(x / a), 0.0)
+    if kernel == "lanczos":  # exact zeros at whole offsets (np.sinc gives ~1e-17 there: a NaN would leak)
+        return np.where((x < a) & ((x == 0.0) | (x != np.round(x))), np.sinc(x) * np.sinc(x / a), 0.0)
     if kernel == "cubic":
         c = -0.5
         inner = ((c + 2.0) * x - (c + 3.0)) * x * x + 1.0
@@ -339,10 +339,10 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                 fv = math.floor(v)
                 y0 = int(fu) - half
                 x0 = int(fv) - half
-                # u on a sample (fractional part 0): rows of weight 0, which the general
-                # loop skips (a NaN there must not leak); every other y-weight is nonzero
-                # unless the kernel is widened (then a NaN result is evaluated again below)
-                if (u != fu or widened) and y0 >= 0 and x0 >= 0 and y0 + K <= ny and x0 + K <= nx:
+                # u or v on a sample (fractional part 0): rows or columns of weight 0, which
+                # the general loops skip (a NaN there must not leak); every other weight is
+                # nonzero unless the kernel is widened (then a NaN result is evaluated again below)
+                if (u != fu and v != fv or widened) and y0 >= 0 and x0 >= 0 and y0 + K <= ny and x0 + K <= nx:
                     # all K taps of an axis share one phase: one row pair of the phase table
                     pu = (u - fu) * 4096.0
                     pv = (v - fv) * 4096.0
@@ -414,7 +414,8 @@ def _warp2d_k(src, out, m, i0, j0, lo_y, lo_x, ny, nx, fy, fx, radius, lut, phas
                         continue
                     row = zero
                     for s in range(nxt):
-                        row += wx[s] * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
+                        if wx[s] != 0.0:
+                            row += wx[s] * src[np.uint64(b), yy + np.uint64(t), xx + np.uint64(s)]
                     acc += wt * row
                 out[b, i, j] = acc * inv
 

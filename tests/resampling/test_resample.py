@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import tracemalloc
 
@@ -289,6 +290,37 @@ def test_nearest_integer_labels_need_an_integer_fill_when_outside():
         resample(src.phase, Grid((10, 10), "72 nm", origin="200 nm"), kernel="nearest")
 
 
+@pytest.mark.shared_data
+@pytest.mark.parametrize(("dtype", "fill"), [(np.uint32, -1), (np.uint32, 2**40), (np.uint16, 70000),
+                                             (np.int16, 40000), (np.int16, -40000), (np.uint8, 256)])
+def test_nearest_integer_fill_out_of_the_dtype_range_is_refused(shared_data, dtype, fill):
+    """A fill the integer dtype cannot hold is an error, not a wrapped value (-1 as uint32 was 4294967295)."""
+    ds = pfs.read_sims(shared_data / "sims" / "RTIimage.im")  # real little-endian uint32 counts, 256 x 256
+    img = ds[next(iter(ds.data_vars))].isel(z=0).astype(dtype)
+    onto = Grid((300, 300), "19.56 nm")  # wider than the 5007 nm field: some voxels are filled
+    with pytest.raises(PfibsimsError, match=rf"fill: expected a value that fits {np.dtype(dtype)} "
+                       rf"\({np.iinfo(dtype).min}\.\.{np.iinfo(dtype).max}\), got {fill}"):
+        resample(img, onto, kernel="nearest", fill=fill)
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    for edge in (lo, hi):  # the ends of the range are kept exactly
+        out = resample(img, onto, kernel="nearest", fill=edge)
+        assert out.dtype == dtype
+        assert out.values[-1, -1] == edge
+        np.testing.assert_array_equal(out.values[:256, :256][:250, :250], img.values[:250, :250])
+
+
+def test_nearest_boolean_mask_takes_a_fill_of_0_or_1():
+    mask = _image(np.eye(10, dtype=bool), name="mask").mask
+    onto = Grid((10, 10), "72 nm", origin="200 nm")  # 2.28 px on: target (i, j) is source (i + 2, j + 2)
+    out = resample(mask, onto, kernel="nearest", fill=0).values[0]
+    assert out.dtype == bool
+    ref = np.zeros((10, 10), bool)
+    ref[:8, :8] = np.eye(10, dtype=bool)[2:, 2:]  # the last two rows and columns lie outside: fill 0
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(PfibsimsError, match=r"fill: expected a value that fits bool \(0\.\.1\), got 2"):
+        resample(mask, onto, kernel="nearest", fill=2)
+
+
 # -- z, stacks, datasets -------------------------------------------------------------
 @pytest.mark.parametrize("chunks", CHUNKINGS)
 def test_uneven_slice_depths_onto_regular_z(chunks):
@@ -567,3 +599,81 @@ def test_clip_option_on_channels_of_any_units():
     assert history(resample(wave, onto, kernel="nearest", clip=True))[-1]["params"]["clipped_at_zero"] == []
     with pytest.raises(pfs.PfibsimsError, match=r"clip: expected None \(clip count channels\), True or False, got 'yes'"):
         resample(wave, onto, clip="yes")
+
+
+# -- a NaN in the source spreads only to target voxels that give it a nonzero weight --------------
+def _nonzero_weight(d, kernel, f=1.0):
+    """Whether the kernel widened by ``f`` is nonzero at offsets ``d`` (samples), by its definition:
+    Lanczos and Keys' cubic vanish at every nonzero whole offset, the triangle from 1 on."""
+    d = np.abs(d) / f
+    radius = {"lanczos": 3, "cubic": 2, "linear": 1}[kernel]
+    return (d < radius) & ((d == 0) | (d != np.round(d)))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("chunks", [None, 23])
+@pytest.mark.parametrize("kernel", ["lanczos", "cubic", "linear"])
+def test_nan_block_of_a_real_image_spreads_only_under_nonzero_weights(shared_data, kernel, chunks):
+    """A real NanoSIMS map with a 10 x 10 NaN block, through a whole-pixel shift (separable passes), a
+    90-degree turn plus 0.3 px (the gather's fixed taps, x on the samples) and a y-shear (y widened by
+    |(1, 0.25)|, x on the samples: the general loops): the NaN voxels are exactly those whose kernel gives
+    a NaN pixel a nonzero weight (a NaN under a zero weight, e.g. Lanczos at 2 px, must not leak)."""
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    li = ds.C12.isel(z=0).astype(np.float32).load()
+    li.attrs["units"] = "1"
+    img = li.values.copy()
+    img[100:110, 120:130] = np.nan
+    src = li.copy(data=img)
+    grid = Grid.of(src)
+    (oy, ox), (p, _) = grid.origin, grid.spacing  # 19991 nm / 256: binary fractions, exact sums
+    i, j = np.mgrid[0:256, 0:256].astype(np.float64)
+    shear = Affine(np.array([[1.0, 0.25, -0.25 * ox], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), dims=("y", "x"))
+    turn = Affine(np.array([[0.0, 1.0, oy - ox + 0.3 * p], [-1.0, 0.0, oy + ox + 255 * p], [0.0, 0.0, 1.0]]),
+                  dims=("y", "x"))
+    cases = [(Affine.translation((p, 0.0)), i + 1, j, 1.0), (turn, j + 0.3, 255 - i, 1.0),
+             (shear, i + 0.25 * j, j, math.hypot(1.0, 0.25))]
+    for T, u, v, fy in cases:
+        out = resample(src if chunks is None else src.chunk({"y": chunks, "x": chunks}), grid, transform=T,
+                       kernel=kernel, chunks=chunks).values
+        inside = (u <= 255) & (v <= 255)
+        hit = np.zeros(out.shape, bool)
+        for r in range(100, 110):
+            for c in range(120, 130):
+                hit |= _nonzero_weight(u - r, kernel, fy) & _nonzero_weight(v - c, kernel)
+        np.testing.assert_array_equal(np.isnan(out)[inside], hit[inside])
+        assert np.isfinite(out[inside & ~hit]).all()
+        assert hit.sum() >= 100
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("chunks", [None, 77])
+def test_clipping_counts_keeps_a_negative_fill(shared_data, chunks):
+    """Count channels are clipped at 0 where the target sees the source; outside, a fill of -1 (a
+    sentinel) stays -1 (it was clipped to 0 too, indistinguishable from a count of 0)."""
+    ds = pfs.read_sims(shared_data / "sims" / "image_sun.im", slice_thickness="50 nm").C12  # real counts
+    src = ds if chunks is None else ds.chunk({"y": 100, "x": 100})
+    onto = Grid((300, 300), "27.4 nm", origin=("-300 nm", "-200 nm"))  # beyond the 7011 nm field on every side
+    T = Affine.from_parameters(rotation=3.0, center=(3500.0, 3500.0))
+    drift = xr.DataArray([[0.0, 0.0], [35.5, -61.2]], dims=("z", "component"),
+                         coords={"component": ["y", "x"]}, attrs={"units": "nm"})
+    for kw in ({}, {"transform": T}, {"transform": T, "drift": drift}):
+        inside = coverage(ds, onto, **kw).values
+        inside = np.broadcast_to(inside, (2, 300, 300))
+        raw = resample(src, onto, fill=-1.0, clip=False, chunks=chunks, **kw).values
+        out = resample(src, onto, fill=-1.0, chunks=chunks, **kw).values
+        assert (~inside).any()  # fill outside
+        assert (raw[inside] < 0).any()  # ringing below 0 inside
+        np.testing.assert_array_equal(out[~inside], -1.0)
+        np.testing.assert_array_equal(out[inside], np.maximum(raw[inside], 0))
+
+
+@pytest.mark.shared_data
+def test_fill_beyond_float32_is_refused_not_made_infinite(shared_data):
+    """uint16 counts resample to float32: a fill of 1e39 would come out as inf (with a numpy overflow warning)."""
+    c = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im").C12  # real uint16
+    onto = Grid((300, 300), "81.4 nm")  # wider than the 19991 nm field
+    with pytest.raises(PfibsimsError, match=r"fill: expected a value that float32 holds \(up to 3\.40282e\+38 in size\), "
+                                            r"got 1e\+39 for 'C12'"):
+        resample(c, onto, fill=1e39)
+    assert np.isinf(resample(c, onto, fill=np.inf).values).any()  # inf itself is a value float32 holds
+    assert float(resample(c.astype(np.float64), onto, fill=1e39).max()) == 1e39

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import dask.array as darr
@@ -10,11 +9,12 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
 
-from .._xr import coord_nm, spacing_nm, spatial_dims
+from .._xr import coord_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import PfibsimsError
 from ..units import LENGTH_UNIT
 from .labels import phase_value
+from .statistics import voxel_volume_um3
 
 
 def _centres(obj: xr.DataArray, d: str) -> np.ndarray:
@@ -44,7 +44,9 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     Returns
     -------
     xarray.Dataset
-        Along ``particle`` (1, 2, ...): ``voxels``; ``volume`` (um^3);
+        Along ``particle`` (1, 2, ...): ``voxels``; ``volume`` (um^3; a
+        map selected as ``labels.isel(z=k)`` counts the slice thickness of
+        its scalar ``z``, NaN if unknown);
         ``equivalent_diameter`` (um, of the sphere of that volume,
         ``(6 V / pi)**(1/3)``); ``centroid`` (particle, axis) in nm, physical
         voxel-centre coordinates; ``touches_border`` (True when the particle
@@ -72,7 +74,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     """
     value, name = phase_value(labels, phase)
     dims = spatial_dims(labels, "labels")
-    spacing = spacing_nm(labels, "labels", uneven_z="median")
+    voxel_um3 = voxel_volume_um3(labels, "labels", uneven_z="median")
     if connectivity not in (1, 2, 3):
         raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r}")
     mask = labels.data == value
@@ -93,7 +95,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
             continue
         for end in (0, -1):
             border[np.unique(np.take(comp, end, axis=ax))] = True
-    volume = voxels * math.prod(spacing) * 1e-9
+    volume = voxels * voxel_um3
     out = xr.Dataset(
         {
             "voxels": ("particle", voxels.astype(np.int64), {"units": "1"}),

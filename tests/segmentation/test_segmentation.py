@@ -317,6 +317,30 @@ def test_phase_statistics_errors():
         phase_statistics(ds.Li6.rename(x="w"), lab)
 
 
+@pytest.mark.parametrize("chunks", [None, (3, 4)], ids=["numpy", "dask"])
+def test_phase_statistics_and_particles_of_a_2d_map_take_the_slice_thickness_of_its_scalar_z(chunks):
+    # a map selected as ds.isel(z=k) keeps z as a scalar coordinate with its spacing: a voxel is dx dy dz, as in
+    # the one-slice volume ds.isel(z=[k]); was the area dx dy in um^2 labelled um**3
+    rng = np.random.default_rng(5)
+    lab = np.zeros((3, 7, 9), np.uint8)
+    lab[:, 1:4, 2:6] = 1
+    ds = _volume({"Li6": rng.random(lab.shape)})
+    labels = _labels(lab, "matrix LCO", like=ds)
+    flat, one = labels.isel(z=1), labels.isel(z=[1])
+    if chunks is not None:
+        flat = flat.chunk(dict(zip(("y", "x"), chunks, strict=True)))
+    voxel = math.prod(SPACING) * 1e-9
+    st = phase_statistics(ds.Li6.isel(z=1), flat)
+    np.testing.assert_allclose(st["volume"].values, [(lab[1] == k).sum() * voxel for k in (0, 1)], rtol=1e-12)
+    np.testing.assert_allclose(st["volume"].values, phase_statistics(ds.Li6.isel(z=[1]), one)["volume"].values)
+    p = particles(flat, "LCO")
+    assert float(p["volume"][0]) == pytest.approx(12 * voxel, rel=1e-12)
+    assert float(p["volume"][0]) == pytest.approx(float(particles(one, "LCO")["volume"][0]), rel=1e-12)
+    unknown = labels.isel(z=1).assign_coords(z=((), 60.0, {"units": "nm"}))  # no slice thickness recorded
+    assert np.isnan(particles(unknown, "LCO")["volume"].values).all()
+    assert np.isnan(phase_statistics(ds.Li6.isel(z=1).assign_coords(z=unknown.z), unknown)["volume"].values).all()
+
+
 # -- particles ------------------------------------------------------------------------------
 def test_particles_two_cubes_touching_by_a_face_are_one_and_by_an_edge_are_two():
     lab = np.zeros((10, 12, 14), np.uint8)

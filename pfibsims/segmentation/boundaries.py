@@ -18,6 +18,7 @@ from .._engine.reduce import Plan, evaluate
 from .._xr import as_array, check_real, check_same_grid, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
+from ..normalization import check_bins
 from ..units import LENGTH_UNIT, length_nm, lengths_nm
 from .distance import signed_distance
 from .labels import phase_value
@@ -198,6 +199,7 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
     check_same_grid(da, labels, name="labels", ref="the data")
     spacing = spacing_nm(da, "da", uneven_z="median")
     lo, hi, width, n = _range(distances, bins)
+    hist_bins = check_bins(hist_bins, "hist_bins")
     if distance is None:
         distance = boundary_distance(labels, phase, distances=distances, bins=bins)
     elif not isinstance(distance, xr.DataArray) or distance.attrs.get("phase") != name or \
@@ -214,7 +216,11 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
         groups = _bin_block(dist, lo=lo, width=width, n=n)
     values = as_array(da.transpose(*dims).data)
     if mask is not None:
-        check_same_grid(da, mask, name="labels", ref="the data")
+        spatial_dims(mask, "mask")
+        if mask.dtype.kind not in "biu":
+            raise PfibsimsError(f"mask: expected booleans (True where a voxel counts), got dtype {mask.dtype}; "
+                                "give e.g. ds.coverage or a comparison such as ds.Li6 > 0")
+        check_same_grid(da, mask, name="mask", ref="the data")
         m = as_array(mask.transpose(*dims).data)
         groups = darr.where(m, groups, -1) if isinstance(groups, darr.Array) or isinstance(m, darr.Array) else np.where(m, groups, -1)
     return _profile_plan(da, values, groups, n, int(hist_bins), name, lo, hi, width, spacing)

@@ -188,6 +188,28 @@ def test_boundary_profile_errors():
         boundary_profile(truth, lab, "LLZTO")
 
 
+
+def test_boundary_profile_checks_hist_bins_and_mask_naming_them():
+    # hist_bins=0 was a raw ValueError from the kernels, 2.5 was cut to 2 and "10" taken as 10; a numpy mask was an
+    # AttributeError, and a mask off the grid was reported as "labels"
+    mask, truth = _sphere(shape=(6, 8, 8), radius=200.0)
+    ds = _volume({"Li6": truth})
+    lab = _labels(mask, "matrix LLZTO")
+    for bad in (0, 2.5, "10", True):
+        with pytest.raises(PfibsimsError, match="hist_bins: expected a positive number of bins"):
+            boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=bad)
+    keep = xr.ones_like(ds.Li6, dtype=bool)
+    with pytest.raises(DataModelError, match="mask: expected an xarray DataArray"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=keep.values)
+    with pytest.raises(GridError, match="mask: expected the grid of the data"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=keep.isel(x=slice(1, None)))
+    with pytest.raises(PfibsimsError, match="mask: expected booleans .* got dtype float64"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=ds.Li6.where(ds.Li6 > 0))  # NaN would count as True
+    whole = boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=np.int64(16))
+    xr.testing.assert_identical(boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=16, mask=keep), whole)
+    xr.testing.assert_identical(boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=16, mask=keep.astype(np.uint8)), whole)
+
+
 # -- depletion depth ------------------------------------------------------------------
 def _depleted_profile(depth, model, surface=0.15, bulk=0.55, noise=0.0, seed=0):
     d = -np.arange(10.0, 2500.0, 20.0)

@@ -196,8 +196,8 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
     dims = spatial_dims(da, "da")
     check_real(da, "da")
     value, name = phase_value(labels, phase)
+    spacing = spacing_nm(da, "da", uneven_z="median")  # the grid of the data (no empty axis) before comparing
     check_same_grid(da, labels, name="labels", ref="the data")
-    spacing = spacing_nm(da, "da", uneven_z="median")
     lo, hi, width, n = _range(distances, bins)
     hist_bins = check_bins(hist_bins, "hist_bins")
     if distance is None:

@@ -142,6 +142,7 @@ def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int =
     check_real(da, "da")
     values, names = flags(labels)
     bins = check_bins(bins, cells=max(1, len(values)))
+    voxel_volume_um3(da, "da", uneven_z="mean")  # the grid of the data (no empty axis) before comparing with it
     check_same_grid(da, labels, name="labels", ref="the data")
     return _phase_statistics_plan(da, labels, values, names, int(bins))
 

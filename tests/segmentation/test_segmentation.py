@@ -339,6 +339,26 @@ def test_phase_statistics_errors():
         phase_statistics(ds.Li6.rename(x="w"), lab)
 
 
+def test_phase_statistics_and_profiles_name_bad_flag_values_and_empty_axes():
+    # flag_values "0 1" (a string), [] and [0, 1.5] were a raw ValueError, a raw ValueError and read as [0, 1];
+    # an empty axis was an IndexError in the grid comparison
+    ds = _volume({"Li6": np.ones((2, 3, 4))})
+    lab = _labels(np.zeros((2, 3, 4)), "matrix LCO")
+    for values, meanings, found in (("0 1", "matrix LCO", "'0 1'"), ([], "", r"\[\]"), ([0, 1.5], "matrix LCO", r"\[0, 1\.5\]")):
+        bad = lab.copy()
+        bad.attrs.update(flag_values=values, flag_meanings=meanings)
+        with pytest.raises(DataModelError, match=f"labels: expected integer flag_values.*got {found}"):
+            phase_statistics(ds.Li6, bad)
+        with pytest.raises(DataModelError, match="labels: expected integer flag_values"):
+            particles(bad, 0)
+    np.testing.assert_array_equal(phase_statistics(ds.Li6, lab.assign_attrs(flag_values=np.array([0.0, 1.0])))["count"], [24, 0])
+    empty = {"x": slice(0, 0)}
+    with pytest.raises(GridError, match="da: x: expected at least one voxel"):
+        phase_statistics(ds.Li6.isel(empty), lab.isel(empty))
+    with pytest.raises(GridError, match="da: x: expected at least one voxel"):
+        boundary_profile(ds.Li6.isel(empty), lab.isel(empty), "LCO")
+
+
 @pytest.mark.parametrize("chunks", [None, (3, 4)], ids=["numpy", "dask"])
 def test_phase_statistics_and_particles_of_a_2d_map_take_the_slice_thickness_of_its_scalar_z(chunks):
     # a map selected as ds.isel(z=k) keeps z as a scalar coordinate with its spacing: a voxel is dx dy dz, as in

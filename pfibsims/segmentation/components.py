@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import dask.array as darr
@@ -75,8 +76,8 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     value, name = phase_value(labels, phase)
     dims = spatial_dims(labels, "labels")
     voxel_um3 = voxel_volume_um3(labels, "labels", uneven_z="median")
-    if connectivity not in (1, 2, 3):
-        raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r}")
+    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) or connectivity not in (1, 2, 3):
+        raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r:.60}")
     mask = labels.data == value
     mask = np.asarray(mask.compute() if isinstance(mask, darr.Array) else mask)
     structure = ndi.generate_binary_structure(mask.ndim, min(connectivity, mask.ndim))

@@ -430,6 +430,10 @@ def test_particles_errors():
         particles(labels, 7)
     with pytest.raises(PfibsimsError, match="connectivity: expected 1"):
         particles(labels, "LCO", connectivity=4)
+    for bad in (np.array([1, 2]), True, 2.5, "2"):  # an array was a raw ValueError (its truth value), True read as 1
+        with pytest.raises(PfibsimsError, match="connectivity: expected 1"):
+            particles(labels, "LCO", connectivity=bad)
+    assert particles(labels, "LCO", connectivity=np.int64(2)).attrs["phase"] == "LCO"
     p = particles(labels, "LCO")
     assert p.sizes["particle"] == 0
 

@@ -313,7 +313,7 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     Raises
     ------
     PfibsimsError
-        On an unknown model, a profile with fewer than 4 populated bins
+        On an unknown model, a negative ``exclude``, a profile with fewer than 4 populated bins
         inside the phase, or a fit that fails.
     DataModelError
         When ``profile`` is not a boundary profile.
@@ -343,6 +343,8 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
         raise DataModelError(f"profile: expected mean and count along 'distance' only, found dims {profile['mean'].dims} "
                              f"and {profile['count'].dims}")
     skip = length_nm(exclude, name="exclude")
+    if not skip >= 0:  # a negative depth would take bins outside the phase into the fit
+        raise PfibsimsError(f"exclude: expected a length of 0 nm or more, got {exclude!r}")
     inside = (profile.distance < -skip) & (profile["count"] > 0) & np.isfinite(profile["mean"])
     p = profile.where(inside, drop=True).sortby("distance", ascending=False)
     if p.sizes["distance"] < 4:

@@ -247,6 +247,17 @@ def test_depletion_depth_errors_and_warning():
         depletion_depth(_depleted_profile(5000.0, "exponential"), model="exponential")
 
 
+def test_depletion_depth_refuses_a_negative_exclude_that_would_fit_bins_outside_the_phase():
+    # exclude="-100 nm" took the bins at 0 < distance < 100 nm, outside the phase, into the fit (250 nm read as 539)
+    d = -np.arange(-290.0, 1500.0, 20.0)
+    y = np.where(d < 0, 0.6 - 0.4 * np.exp(d / 250.0), 5.0)  # the neighbouring phase holds far more
+    prof = xr.Dataset({"mean": ("distance", y), "count": ("distance", np.full(d.size, 100))},
+                      coords={"distance": d, "distance_lower": ("distance", d - 10), "distance_upper": ("distance", d + 10)})
+    assert float(depletion_depth(prof, model="exponential")["depth"]) == pytest.approx(250.0, rel=0.02)
+    with pytest.raises(PfibsimsError, match=r"exclude: expected a length of 0 nm or more, got '-100 nm'"):
+        depletion_depth(prof, model="exponential", exclude="-100 nm")
+
+
 # -- phase statistics --------------------------------------------------------------------
 @pytest.mark.parametrize("chunks", CHUNKINGS, ids=CHUNK_IDS)
 def test_phase_statistics_match_numpy(chunks):

@@ -15,7 +15,7 @@ from scipy.optimize import curve_fit
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_real, check_same_grid, spacing_nm, spatial_dims
+from .._xr import as_array, ascending, check_real, check_same_grid, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
 from ..normalization import check_bins
@@ -165,8 +165,12 @@ def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[A
     value, name = phase_value(labels, phase)
     lo, hi, width, _ = _range(distances, bins)
     reach = max(abs(lo), abs(hi)) + width
+    given = labels
+    labels, flipped = ascending(labels)  # a decreasing axis: measured ascending, returned in the input's order
     dist = signed_distance(as_array(labels.transpose(*dims).data) == value, sampling=spacing_nm(labels, "labels", uneven_z="median"), reach=reach)
-    coords = {k: v for k, v in labels.coords.items() if set(v.dims) <= set(dims)}
+    if flipped:
+        dist = dist[tuple(slice(None, None, -1) if d in flipped else slice(None) for d in dims)]
+    coords = {k: v for k, v in given.coords.items() if set(v.dims) <= set(dims)}
     return xr.DataArray(dist, dims=dims, coords=coords, name="distance",
                         attrs={"units": LENGTH_UNIT, "phase": name, "reach_nm": reach, "sign": "negative inside the phase"})
 
@@ -192,8 +196,18 @@ def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **
     return _checked_plan(*args.arguments.values())
 
 
+def _sorted(obj: Any, name: str) -> xr.DataArray:
+    """``obj`` (checked spatial) with every decreasing axis reversed (:func:`ascending`)."""
+    spatial_dims(obj, name)
+    return ascending(obj)[0]
+
+
 def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=None) -> Plan:
     dims = spatial_dims(da, "da")
+    # a decreasing axis: every input taken ascending (the profile does not depend on order)
+    da, labels = _sorted(da, "da"), _sorted(labels, "labels")
+    mask = None if mask is None else _sorted(mask, "mask")
+    distance = None if distance is None or not isinstance(distance, xr.DataArray) else ascending(distance)[0]
     check_real(da, "da")
     value, name = phase_value(labels, phase)
     spacing = spacing_nm(da, "da", uneven_z="median")  # the grid of the data (no empty axis) before comparing

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
 
-from .._xr import coord_nm, spatial_dims
+from .._xr import ascending, coord_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import PfibsimsError
 from ..units import LENGTH_UNIT
@@ -53,7 +53,8 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
         voxel-centre coordinates; ``touches_border`` (True when the particle
         reaches a face of the volume, so it may be cut; the faces of an axis
         of one voxel, a single map, do not count); and ``labels``, the
-        component image (uint32, 0 outside the phase).
+        component image (uint32, 0 outside the phase), on the coordinates of ``labels`` (a decreasing axis
+        too: measured ascending, returned in its order).
 
     Raises
     ------
@@ -75,6 +76,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     """
     value, name = phase_value(labels, phase)
     dims = spatial_dims(labels, "labels")
+    labels, flipped = ascending(labels)  # a decreasing axis: measured ascending, the image returned in its order
     voxel_um3 = voxel_volume_um3(labels, "labels", uneven_z="median")
     if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) or connectivity not in (1, 2, 3):
         raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r:.60}")
@@ -109,4 +111,5 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
         coords={"particle": index, "axis": list(dims), **{d: labels.coords[d] for d in dims if d in labels.coords}},
         attrs={"phase": name, **history_attrs(history(labels))},
     )
+    out = out.isel({d: slice(None, None, -1) for d in flipped}) if flipped else out
     return record(out, "particles", phase=name, connectivity=connectivity)

@@ -10,7 +10,7 @@ import xarray as xr
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
+from .._xr import as_array, ascending, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..grid import SPATIAL_DIMS
 from ..normalization import check_bins
@@ -139,6 +139,8 @@ def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int =
     da = dequantify(da, "da")
     labels = dequantify(labels, "labels")
     spatial_dims(da, "da")
+    spatial_dims(labels, "labels")
+    (da, _), (labels, _) = ascending(da), ascending(labels)  # a decreasing axis: the statistics do not depend on order
     check_real(da, "da")
     values, names = flags(labels)
     bins = check_bins(bins, cells=max(1, len(values)))

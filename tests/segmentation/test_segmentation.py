@@ -394,6 +394,33 @@ def test_phase_statistics_and_particles_of_a_2d_map_take_the_slice_thickness_of_
     assert np.isnan(phase_statistics(ds.Li6.isel(z=1).assign_coords(z=unknown.z), unknown)["volume"].values).all()
 
 
+@pytest.mark.parametrize("chunks", [None, (2, 5, 7)], ids=["numpy", "dask"])
+def test_decreasing_y_is_measured_as_the_sorted_volume(chunks):
+    # classify_phases returns labels on a decreasing y (stage y growing upwards) as given; particles,
+    # phase_statistics, boundary_distance and boundary_profile raised a GridError asking for sortby on them
+    rng = np.random.default_rng(8)
+    lab = (ndi.uniform_filter(rng.random((4, 14, 16)), 3) > 0.5).astype(np.uint8)
+    ds = _volume({"Li6": rng.random(lab.shape)})
+    labels = _labels(lab, "matrix LCO", like=ds)
+    flip = {"y": slice(None, None, -1)}
+    down, vdown = labels.isel(flip), ds.Li6.isel(flip)
+    if chunks is not None:
+        down, vdown = (a.chunk(dict(zip(("z", "y", "x"), chunks, strict=True))) for a in (down, vdown))
+    st, ref = phase_statistics(vdown, down), phase_statistics(ds.Li6, labels)
+    xr.testing.assert_allclose(st.drop_attrs(), ref.drop_attrs())
+    opts = {"distances": ("-300 nm", "300 nm"), "bins": "50 nm"}
+    dist = boundary_distance(down, "LCO", **opts)
+    assert dist.y.values[0] > dist.y.values[-1]  # on the input's coordinates
+    np.testing.assert_array_equal(dist.values, boundary_distance(labels, "LCO", **opts).isel(flip).values)
+    xr.testing.assert_allclose(boundary_profile(vdown, down, "LCO", **opts).drop_attrs(),
+                               boundary_profile(ds.Li6, labels, "LCO", **opts).drop_attrs())
+    p, q = particles(down, "LCO", connectivity=2), particles(labels, "LCO", connectivity=2)
+    np.testing.assert_array_equal(p["labels"].values, q["labels"].isel(flip).values)
+    assert (p["labels"].y.values == down.y.values).all()
+    for name in ("voxels", "volume", "centroid", "touches_border"):
+        np.testing.assert_array_equal(p[name].values, q[name].values)
+
+
 # -- particles ------------------------------------------------------------------------------
 def test_particles_two_cubes_touching_by_a_face_are_one_and_by_an_edge_are_two():
     lab = np.zeros((10, 12, 14), np.uint8)

@@ -291,7 +291,8 @@ _MODELS = {"ramp": _ramp_mean, "exponential": _exp_mean}
 def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = "0 nm") -> xr.Dataset:
     """The depth of a surface depletion (or enrichment) fitted to a :func:`boundary_profile`.
 
-    Only the bins inside the phase (``distance < 0``) are used; depth is
+    Only the bins inside the phase (``distance < 0``, and wholly:
+    ``distance_upper <= 0``) are used; depth is
     ``d = -distance`` (nm). The value is modelled as rising from the surface
     value ``S`` to the bulk value ``B``:
 
@@ -360,6 +361,8 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     if not skip >= 0:  # a negative depth would take bins outside the phase into the fit
         raise PfibsimsError(f"exclude: expected a length of 0 nm or more, got {exclude!r}")
     inside = (profile.distance < -skip) & (profile["count"] > 0) & np.isfinite(profile["mean"])
+    if "distance_upper" in profile.coords:  # a bin across the boundary mixes in the other phase
+        inside = inside & (profile["distance_upper"] <= 0)
     p = profile.where(inside, drop=True).sortby("distance", ascending=False)
     if p.sizes["distance"] < 4:
         raise PfibsimsError(f"profile: expected at least 4 populated bins inside the phase, found {p.sizes['distance']}")

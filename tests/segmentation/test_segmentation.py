@@ -247,6 +247,26 @@ def test_depletion_depth_errors_and_warning():
         depletion_depth(_depleted_profile(5000.0, "exponential"), model="exponential")
 
 
+@pytest.mark.parametrize(("lower", "bins"), [("-1500 nm", 11), ("-1590 nm", "150 nm")])
+def test_depletion_depth_leaves_out_a_bin_straddling_the_boundary(lower, bins):
+    # distances=("-1500 nm", "1 um") with bins=11 (or 150 nm bins from -1590 nm) make a bin span both sides of
+    # the boundary with its centre inside (-136 to 91 nm): it was fitted as if inside, mixing in the other phase
+    mask = np.zeros((2, 6, 40), bool)
+    mask[:, :, :25] = True  # the phase fills x < 25 voxels (a flat boundary, depth along x)
+    ds = _volume({"Li6": np.zeros(mask.shape)})
+    depth = (25 - np.arange(40) - 0.5) * SPACING[2]  # nm below the boundary, negative outside the phase
+    values = np.where(depth > 0, 0.6 - 0.4 * np.exp(-np.clip(depth, 0, None) / 250.0), 5.0)
+    ds["Li6"] = ds.Li6.copy(data=np.broadcast_to(values, mask.shape).copy())
+    lab = _labels(mask, "matrix LLZTO", like=ds)
+    prof = boundary_profile(ds.Li6, lab, "LLZTO", distances=(lower, "1 um"), bins=bins)
+    straddling = (prof.distance_lower < 0) & (prof.distance_upper > 0) & (prof.distance < 0)
+    assert int(prof["count"].where(straddling, 0).sum()) > 0  # the case under test
+    inside = prof.where(prof.distance_upper <= 0, drop=True)
+    fit = depletion_depth(prof, model="exponential")
+    ref = depletion_depth(inside, model="exponential")  # the same profile without the straddling bin
+    assert float(fit["depth"]) == pytest.approx(float(ref["depth"]), rel=1e-9)
+    assert float(fit["surface"]) < 1.0
+
 def test_depletion_depth_refuses_a_negative_exclude_that_would_fit_bins_outside_the_phase():
     # exclude="-100 nm" took the bins at 0 < distance < 100 nm, outside the phase, into the fit (250 nm read as 539)
     d = -np.arange(-290.0, 1500.0, 20.0)

@@ -15,9 +15,10 @@ from scipy.optimize import curve_fit
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_real, check_same_grid, spacing_nm, spatial_dims
+from .._xr import as_array, ascending, check_real, check_same_grid, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import DataModelError, EstimationWarning, PfibsimsError
+from ..normalization import check_bins
 from ..units import LENGTH_UNIT, length_nm, lengths_nm
 from .distance import signed_distance
 from .labels import phase_value
@@ -164,8 +165,12 @@ def boundary_distance(labels: xr.DataArray, phase: Any, *, distances: Sequence[A
     value, name = phase_value(labels, phase)
     lo, hi, width, _ = _range(distances, bins)
     reach = max(abs(lo), abs(hi)) + width
+    given = labels
+    labels, flipped = ascending(labels)  # a decreasing axis: measured ascending, returned in the input's order
     dist = signed_distance(as_array(labels.transpose(*dims).data) == value, sampling=spacing_nm(labels, "labels", uneven_z="median"), reach=reach)
-    coords = {k: v for k, v in labels.coords.items() if set(v.dims) <= set(dims)}
+    if flipped:
+        dist = dist[tuple(slice(None, None, -1) if d in flipped else slice(None) for d in dims)]
+    coords = {k: v for k, v in given.coords.items() if set(v.dims) <= set(dims)}
     return xr.DataArray(dist, dims=dims, coords=coords, name="distance",
                         attrs={"units": LENGTH_UNIT, "phase": name, "reach_nm": reach, "sign": "negative inside the phase"})
 
@@ -191,13 +196,24 @@ def boundary_profile_plan(da: xr.DataArray, labels: xr.DataArray, phase: Any, **
     return _checked_plan(*args.arguments.values())
 
 
+def _sorted(obj: Any, name: str) -> xr.DataArray:
+    """``obj`` (checked spatial) with every decreasing axis reversed (:func:`ascending`)."""
+    spatial_dims(obj, name)
+    return ascending(obj)[0]
+
+
 def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=None) -> Plan:
     dims = spatial_dims(da, "da")
+    # a decreasing axis: every input taken ascending (the profile does not depend on order)
+    da, labels = _sorted(da, "da"), _sorted(labels, "labels")
+    mask = None if mask is None else _sorted(mask, "mask")
+    distance = None if distance is None or not isinstance(distance, xr.DataArray) else ascending(distance)[0]
     check_real(da, "da")
     value, name = phase_value(labels, phase)
+    spacing = spacing_nm(da, "da", uneven_z="median")  # the grid of the data (no empty axis) before comparing
     check_same_grid(da, labels, name="labels", ref="the data")
-    spacing = spacing_nm(da, "da", uneven_z="median")
     lo, hi, width, n = _range(distances, bins)
+    hist_bins = check_bins(hist_bins, "hist_bins")
     if distance is None:
         distance = boundary_distance(labels, phase, distances=distances, bins=bins)
     elif not isinstance(distance, xr.DataArray) or distance.attrs.get("phase") != name or \
@@ -214,7 +230,11 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
         groups = _bin_block(dist, lo=lo, width=width, n=n)
     values = as_array(da.transpose(*dims).data)
     if mask is not None:
-        check_same_grid(da, mask, name="labels", ref="the data")
+        spatial_dims(mask, "mask")
+        if mask.dtype.kind not in "biu":
+            raise PfibsimsError(f"mask: expected booleans (True where a voxel counts), got dtype {mask.dtype}; "
+                                "give e.g. ds.coverage or a comparison such as ds.Li6 > 0")
+        check_same_grid(da, mask, name="mask", ref="the data")
         m = as_array(mask.transpose(*dims).data)
         groups = darr.where(m, groups, -1) if isinstance(groups, darr.Array) or isinstance(m, darr.Array) else np.where(m, groups, -1)
     return _profile_plan(da, values, groups, n, int(hist_bins), name, lo, hi, width, spacing)
@@ -271,7 +291,8 @@ _MODELS = {"ramp": _ramp_mean, "exponential": _exp_mean}
 def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = "0 nm") -> xr.Dataset:
     """The depth of a surface depletion (or enrichment) fitted to a :func:`boundary_profile`.
 
-    Only the bins inside the phase (``distance < 0``) are used; depth is
+    Only the bins inside the phase (``distance < 0``, and wholly:
+    ``distance_upper <= 0``) are used; depth is
     ``d = -distance`` (nm). The value is modelled as rising from the surface
     value ``S`` to the bulk value ``B``:
 
@@ -307,7 +328,7 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     Raises
     ------
     PfibsimsError
-        On an unknown model, a profile with fewer than 4 populated bins
+        On an unknown model, a negative ``exclude``, a profile with fewer than 4 populated bins
         inside the phase, or a fit that fails.
     DataModelError
         When ``profile`` is not a boundary profile.
@@ -337,7 +358,11 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
         raise DataModelError(f"profile: expected mean and count along 'distance' only, found dims {profile['mean'].dims} "
                              f"and {profile['count'].dims}")
     skip = length_nm(exclude, name="exclude")
+    if not skip >= 0:  # a negative depth would take bins outside the phase into the fit
+        raise PfibsimsError(f"exclude: expected a length of 0 nm or more, got {exclude!r}")
     inside = (profile.distance < -skip) & (profile["count"] > 0) & np.isfinite(profile["mean"])
+    if "distance_upper" in profile.coords:  # a bin across the boundary mixes in the other phase
+        inside = inside & (profile["distance_upper"] <= 0)
     p = profile.where(inside, drop=True).sortby("distance", ascending=False)
     if p.sizes["distance"] < 4:
         raise PfibsimsError(f"profile: expected at least 4 populated bins inside the phase, found {p.sizes['distance']}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import numbers
 from typing import Any
 
 import dask.array as darr
@@ -10,11 +10,12 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
 
-from .._xr import coord_nm, spacing_nm, spatial_dims
+from .._xr import ascending, coord_nm, spatial_dims
 from ..dataset import history, history_attrs, record
 from ..errors import PfibsimsError
 from ..units import LENGTH_UNIT
 from .labels import phase_value
+from .statistics import voxel_volume_um3
 
 
 def _centres(obj: xr.DataArray, d: str) -> np.ndarray:
@@ -44,13 +45,16 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     Returns
     -------
     xarray.Dataset
-        Along ``particle`` (1, 2, ...): ``voxels``; ``volume`` (um^3);
+        Along ``particle`` (1, 2, ...): ``voxels``; ``volume`` (um^3; a
+        map selected as ``labels.isel(z=k)`` counts the slice thickness of
+        its scalar ``z``, NaN if unknown);
         ``equivalent_diameter`` (um, of the sphere of that volume,
         ``(6 V / pi)**(1/3)``); ``centroid`` (particle, axis) in nm, physical
         voxel-centre coordinates; ``touches_border`` (True when the particle
         reaches a face of the volume, so it may be cut; the faces of an axis
         of one voxel, a single map, do not count); and ``labels``, the
-        component image (uint32, 0 outside the phase).
+        component image (uint32, 0 outside the phase), on the coordinates of ``labels`` (a decreasing axis
+        too: measured ascending, returned in its order).
 
     Raises
     ------
@@ -72,9 +76,10 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     """
     value, name = phase_value(labels, phase)
     dims = spatial_dims(labels, "labels")
-    spacing = spacing_nm(labels, "labels", uneven_z="median")
-    if connectivity not in (1, 2, 3):
-        raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r}")
+    labels, flipped = ascending(labels)  # a decreasing axis: measured ascending, the image returned in its order
+    voxel_um3 = voxel_volume_um3(labels, "labels", uneven_z="median")
+    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) or connectivity not in (1, 2, 3):
+        raise PfibsimsError(f"connectivity: expected 1 (faces), 2 (edges) or 3 (corners), got {connectivity!r:.60}")
     mask = labels.data == value
     mask = np.asarray(mask.compute() if isinstance(mask, darr.Array) else mask)
     structure = ndi.generate_binary_structure(mask.ndim, min(connectivity, mask.ndim))
@@ -93,7 +98,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
             continue
         for end in (0, -1):
             border[np.unique(np.take(comp, end, axis=ax))] = True
-    volume = voxels * math.prod(spacing) * 1e-9
+    volume = voxels * voxel_um3
     out = xr.Dataset(
         {
             "voxels": ("particle", voxels.astype(np.int64), {"units": "1"}),
@@ -106,4 +111,5 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
         coords={"particle": index, "axis": list(dims), **{d: labels.coords[d] for d in dims if d in labels.coords}},
         attrs={"phase": name, **history_attrs(history(labels))},
     )
+    out = out.isel({d: slice(None, None, -1) for d in flipped}) if flipped else out
     return record(out, "particles", phase=name, connectivity=connectivity)

@@ -33,7 +33,7 @@ def flags(labels: Any) -> tuple[list[int], list[str]]:
             "labels: expected CF attrs 'flag_values' and 'flag_meanings' naming the phases, found "
             f"{sorted(labels.attrs)}; set e.g. labels.attrs.update(flag_values=[0, 1], flag_meanings='matrix LLZTO')"
         )
-    values = [int(v) for v in np.atleast_1d(values)]
+    values = _flag_values(values)
     names = str(meanings).split()
     if len(values) != len(names):
         raise DataModelError(f"labels: expected as many flag_meanings as flag_values, got {names} for {values}")
@@ -43,6 +43,17 @@ def flags(labels: Any) -> tuple[list[int], list[str]]:
     if values and max(values) - min(values) >= MAX_LABEL_SPAN:  # per-label lookup tables span the values
         raise DataModelError(f"labels: expected flag_values within a range of 2**24, got {min(values)} to {max(values)}")
     return values, names
+
+
+def _flag_values(values: Any) -> list[int]:
+    """The CF ``flag_values`` attr as a list of ints; a :class:`DataModelError` unless whole numbers, at least one."""
+    arr = np.atleast_1d(np.asarray(values, dtype=object if isinstance(values, str) else None))
+    ok = arr.ndim == 1 and arr.size > 0 and arr.dtype.kind in "iuf"
+    if ok and arr.dtype.kind == "f":
+        ok = bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+    if not ok:
+        raise DataModelError(f"labels: expected integer flag_values (one per phase, e.g. [0, 1, 2]), got {values!r:.80}")
+    return [int(v) for v in arr]
 
 
 def nonnegative(lab: Any, values: list[int]) -> tuple[Any, list[int]]:

@@ -10,15 +10,37 @@ import xarray as xr
 
 from .._engine.grouped import grouped_plan
 from .._engine.reduce import Plan, evaluate
-from .._xr import as_array, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
+from .._xr import as_array, ascending, check_real, check_same_grid, dequantify, spacing_nm, spatial_dims
 from ..dataset import history, history_attrs, record
+from ..grid import SPATIAL_DIMS
 from ..normalization import check_bins
+from ..units import length_nm
 from .labels import flags, nonnegative
 
 QUANTILES = (0.25, 0.5, 0.75)
 
 
 # -- statistics --------------------------------------------------------------------
+def voxel_volume_um3(obj: xr.DataArray, name: str, *, uneven_z: str) -> float:
+    """The volume of one voxel of ``obj`` in um^3.
+
+    The product of the spacings (nm) of its spatial dims (uneven ``z``: the
+    ``uneven_z`` step, see :func:`spacing_nm`). A spatial axis that is not a
+    dim (a map selected as ``ds.isel(z=k)``) counts with the thickness its
+    scalar coordinate records in the attr ``spacing`` (as ``ds.isel(z=[k])``
+    would), and NaN when it records none.
+    """
+    volume = math.prod(spacing_nm(obj, name, uneven_z=uneven_z))
+    for d in SPATIAL_DIMS:
+        if d in obj.dims:
+            continue
+        coord = obj.coords.get(d)
+        if coord is None or coord.ndim != 0 or "spacing" not in coord.attrs:
+            return math.nan
+        volume *= length_nm(coord.attrs["spacing"], name=f"{name}.{d}.attrs['spacing']")
+    return volume * 1e-9
+
+
 def _groups(labels: xr.DataArray, values: list[int]) -> tuple[Any, np.ndarray]:
     """The labels as they are (numpy or dask, own dtype) and the label -> phase index table.
 
@@ -79,7 +101,9 @@ def phase_statistics(da: xr.DataArray, labels: xr.DataArray, *, bins: int = 4096
         count times the voxel volume, whose depth at measured, uneven
         slice depths is their mean step, ``(z[-1] - z[0]) / (n - 1)``, so
         that the volumes add up to the run's; a phase's own volume is then
-        exact only if it is spread evenly over thick and thin slices),
+        exact only if it is spread evenly over thick and thin slices; a
+        map selected as ``isel(z=k)``: the slice thickness of its scalar
+        ``z``, NaN if unknown),
         ``fraction`` (of the counted voxels), ``mean``, ``std`` (population),
         ``min``, ``q25``, ``median``, ``q75``, ``max`` in the channel's units;
         NaN for a phase with no voxel.
@@ -115,20 +139,22 @@ def phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, *, bins: int =
     da = dequantify(da, "da")
     labels = dequantify(labels, "labels")
     spatial_dims(da, "da")
+    spatial_dims(labels, "labels")
+    (da, _), (labels, _) = ascending(da), ascending(labels)  # a decreasing axis: the statistics do not depend on order
     check_real(da, "da")
     values, names = flags(labels)
     bins = check_bins(bins, cells=max(1, len(values)))
+    voxel_volume_um3(da, "da", uneven_z="mean")  # the grid of the data (no empty axis) before comparing with it
     check_same_grid(da, labels, name="labels", ref="the data")
     return _phase_statistics_plan(da, labels, values, names, int(bins))
 
 
 def _phase_statistics_plan(da: xr.DataArray, labels: xr.DataArray, values: list[int], names: list[str],
                            bins: int) -> Plan:
-    spacing = spacing_nm(da, "da", uneven_z="mean")  # measured, uneven depths: their mean step
+    voxel_um3 = voxel_volume_um3(da, "da", uneven_z="mean")  # measured, uneven depths: their mean step
     groups, lut = _groups(labels, values)
     stats = yield from grouped_plan(as_array(da.data), groups, len(values), bins=bins, quantiles=QUANTILES, lut=lut)
     total = stats["count"].sum()
-    voxel_um3 = math.prod(spacing) * 1e-9
     data_vars = stats_vars(stats, "phase", da.attrs.get("units"))
     data_vars["volume"] = ("phase", stats["count"] * voxel_um3, {"units": "um**3"})
     data_vars["fraction"] = ("phase", stats["count"] / max(total, 1), {"units": "1"})

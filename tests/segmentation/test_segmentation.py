@@ -188,6 +188,28 @@ def test_boundary_profile_errors():
         boundary_profile(truth, lab, "LLZTO")
 
 
+
+def test_boundary_profile_checks_hist_bins_and_mask_naming_them():
+    # hist_bins=0 was a raw ValueError from the kernels, 2.5 was cut to 2 and "10" taken as 10; a numpy mask was an
+    # AttributeError, and a mask off the grid was reported as "labels"
+    mask, truth = _sphere(shape=(6, 8, 8), radius=200.0)
+    ds = _volume({"Li6": truth})
+    lab = _labels(mask, "matrix LLZTO")
+    for bad in (0, 2.5, "10", True):
+        with pytest.raises(PfibsimsError, match="hist_bins: expected a positive number of bins"):
+            boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=bad)
+    keep = xr.ones_like(ds.Li6, dtype=bool)
+    with pytest.raises(DataModelError, match="mask: expected an xarray DataArray"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=keep.values)
+    with pytest.raises(GridError, match="mask: expected the grid of the data"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=keep.isel(x=slice(1, None)))
+    with pytest.raises(PfibsimsError, match="mask: expected booleans .* got dtype float64"):
+        boundary_profile(ds.Li6, lab, "LLZTO", mask=ds.Li6.where(ds.Li6 > 0))  # NaN would count as True
+    whole = boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=np.int64(16))
+    xr.testing.assert_identical(boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=16, mask=keep), whole)
+    xr.testing.assert_identical(boundary_profile(ds.Li6, lab, "LLZTO", hist_bins=16, mask=keep.astype(np.uint8)), whole)
+
+
 # -- depletion depth ------------------------------------------------------------------
 def _depleted_profile(depth, model, surface=0.15, bulk=0.55, noise=0.0, seed=0):
     d = -np.arange(10.0, 2500.0, 20.0)
@@ -223,6 +245,37 @@ def test_depletion_depth_errors_and_warning():
         depletion_depth(_depleted_profile(300, "ramp").isel(distance=slice(0, 3)))
     with pytest.warns(EstimationWarning, match="reaches the profile's depth range"):
         depletion_depth(_depleted_profile(5000.0, "exponential"), model="exponential")
+
+
+@pytest.mark.parametrize(("lower", "bins"), [("-1500 nm", 11), ("-1590 nm", "150 nm")])
+def test_depletion_depth_leaves_out_a_bin_straddling_the_boundary(lower, bins):
+    # distances=("-1500 nm", "1 um") with bins=11 (or 150 nm bins from -1590 nm) make a bin span both sides of
+    # the boundary with its centre inside (-136 to 91 nm): it was fitted as if inside, mixing in the other phase
+    mask = np.zeros((2, 6, 40), bool)
+    mask[:, :, :25] = True  # the phase fills x < 25 voxels (a flat boundary, depth along x)
+    ds = _volume({"Li6": np.zeros(mask.shape)})
+    depth = (25 - np.arange(40) - 0.5) * SPACING[2]  # nm below the boundary, negative outside the phase
+    values = np.where(depth > 0, 0.6 - 0.4 * np.exp(-np.clip(depth, 0, None) / 250.0), 5.0)
+    ds["Li6"] = ds.Li6.copy(data=np.broadcast_to(values, mask.shape).copy())
+    lab = _labels(mask, "matrix LLZTO", like=ds)
+    prof = boundary_profile(ds.Li6, lab, "LLZTO", distances=(lower, "1 um"), bins=bins)
+    straddling = (prof.distance_lower < 0) & (prof.distance_upper > 0) & (prof.distance < 0)
+    assert int(prof["count"].where(straddling, 0).sum()) > 0  # the case under test
+    inside = prof.where(prof.distance_upper <= 0, drop=True)
+    fit = depletion_depth(prof, model="exponential")
+    ref = depletion_depth(inside, model="exponential")  # the same profile without the straddling bin
+    assert float(fit["depth"]) == pytest.approx(float(ref["depth"]), rel=1e-9)
+    assert float(fit["surface"]) < 1.0
+
+def test_depletion_depth_refuses_a_negative_exclude_that_would_fit_bins_outside_the_phase():
+    # exclude="-100 nm" took the bins at 0 < distance < 100 nm, outside the phase, into the fit (250 nm read as 539)
+    d = -np.arange(-290.0, 1500.0, 20.0)
+    y = np.where(d < 0, 0.6 - 0.4 * np.exp(d / 250.0), 5.0)  # the neighbouring phase holds far more
+    prof = xr.Dataset({"mean": ("distance", y), "count": ("distance", np.full(d.size, 100))},
+                      coords={"distance": d, "distance_lower": ("distance", d - 10), "distance_upper": ("distance", d + 10)})
+    assert float(depletion_depth(prof, model="exponential")["depth"]) == pytest.approx(250.0, rel=0.02)
+    with pytest.raises(PfibsimsError, match=r"exclude: expected a length of 0 nm or more, got '-100 nm'"):
+        depletion_depth(prof, model="exponential", exclude="-100 nm")
 
 
 # -- phase statistics --------------------------------------------------------------------
@@ -317,6 +370,77 @@ def test_phase_statistics_errors():
         phase_statistics(ds.Li6.rename(x="w"), lab)
 
 
+def test_phase_statistics_and_profiles_name_bad_flag_values_and_empty_axes():
+    # flag_values "0 1" (a string), [] and [0, 1.5] were a raw ValueError, a raw ValueError and read as [0, 1];
+    # an empty axis was an IndexError in the grid comparison
+    ds = _volume({"Li6": np.ones((2, 3, 4))})
+    lab = _labels(np.zeros((2, 3, 4)), "matrix LCO")
+    for values, meanings, found in (("0 1", "matrix LCO", "'0 1'"), ([], "", r"\[\]"), ([0, 1.5], "matrix LCO", r"\[0, 1\.5\]")):
+        bad = lab.copy()
+        bad.attrs.update(flag_values=values, flag_meanings=meanings)
+        with pytest.raises(DataModelError, match=f"labels: expected integer flag_values.*got {found}"):
+            phase_statistics(ds.Li6, bad)
+        with pytest.raises(DataModelError, match="labels: expected integer flag_values"):
+            particles(bad, 0)
+    np.testing.assert_array_equal(phase_statistics(ds.Li6, lab.assign_attrs(flag_values=np.array([0.0, 1.0])))["count"], [24, 0])
+    empty = {"x": slice(0, 0)}
+    with pytest.raises(GridError, match="da: x: expected at least one voxel"):
+        phase_statistics(ds.Li6.isel(empty), lab.isel(empty))
+    with pytest.raises(GridError, match="da: x: expected at least one voxel"):
+        boundary_profile(ds.Li6.isel(empty), lab.isel(empty), "LCO")
+
+
+@pytest.mark.parametrize("chunks", [None, (3, 4)], ids=["numpy", "dask"])
+def test_phase_statistics_and_particles_of_a_2d_map_take_the_slice_thickness_of_its_scalar_z(chunks):
+    # a map selected as ds.isel(z=k) keeps z as a scalar coordinate with its spacing: a voxel is dx dy dz, as in
+    # the one-slice volume ds.isel(z=[k]); was the area dx dy in um^2 labelled um**3
+    rng = np.random.default_rng(5)
+    lab = np.zeros((3, 7, 9), np.uint8)
+    lab[:, 1:4, 2:6] = 1
+    ds = _volume({"Li6": rng.random(lab.shape)})
+    labels = _labels(lab, "matrix LCO", like=ds)
+    flat, one = labels.isel(z=1), labels.isel(z=[1])
+    if chunks is not None:
+        flat = flat.chunk(dict(zip(("y", "x"), chunks, strict=True)))
+    voxel = math.prod(SPACING) * 1e-9
+    st = phase_statistics(ds.Li6.isel(z=1), flat)
+    np.testing.assert_allclose(st["volume"].values, [(lab[1] == k).sum() * voxel for k in (0, 1)], rtol=1e-12)
+    np.testing.assert_allclose(st["volume"].values, phase_statistics(ds.Li6.isel(z=[1]), one)["volume"].values)
+    p = particles(flat, "LCO")
+    assert float(p["volume"][0]) == pytest.approx(12 * voxel, rel=1e-12)
+    assert float(p["volume"][0]) == pytest.approx(float(particles(one, "LCO")["volume"][0]), rel=1e-12)
+    unknown = labels.isel(z=1).assign_coords(z=((), 60.0, {"units": "nm"}))  # no slice thickness recorded
+    assert np.isnan(particles(unknown, "LCO")["volume"].values).all()
+    assert np.isnan(phase_statistics(ds.Li6.isel(z=1).assign_coords(z=unknown.z), unknown)["volume"].values).all()
+
+
+@pytest.mark.parametrize("chunks", [None, (2, 5, 7)], ids=["numpy", "dask"])
+def test_decreasing_y_is_measured_as_the_sorted_volume(chunks):
+    # classify_phases returns labels on a decreasing y (stage y growing upwards) as given; particles,
+    # phase_statistics, boundary_distance and boundary_profile raised a GridError asking for sortby on them
+    rng = np.random.default_rng(8)
+    lab = (ndi.uniform_filter(rng.random((4, 14, 16)), 3) > 0.5).astype(np.uint8)
+    ds = _volume({"Li6": rng.random(lab.shape)})
+    labels = _labels(lab, "matrix LCO", like=ds)
+    flip = {"y": slice(None, None, -1)}
+    down, vdown = labels.isel(flip), ds.Li6.isel(flip)
+    if chunks is not None:
+        down, vdown = (a.chunk(dict(zip(("z", "y", "x"), chunks, strict=True))) for a in (down, vdown))
+    st, ref = phase_statistics(vdown, down), phase_statistics(ds.Li6, labels)
+    xr.testing.assert_allclose(st.drop_attrs(), ref.drop_attrs())
+    opts = {"distances": ("-300 nm", "300 nm"), "bins": "50 nm"}
+    dist = boundary_distance(down, "LCO", **opts)
+    assert dist.y.values[0] > dist.y.values[-1]  # on the input's coordinates
+    np.testing.assert_array_equal(dist.values, boundary_distance(labels, "LCO", **opts).isel(flip).values)
+    xr.testing.assert_allclose(boundary_profile(vdown, down, "LCO", **opts).drop_attrs(),
+                               boundary_profile(ds.Li6, labels, "LCO", **opts).drop_attrs())
+    p, q = particles(down, "LCO", connectivity=2), particles(labels, "LCO", connectivity=2)
+    np.testing.assert_array_equal(p["labels"].values, q["labels"].isel(flip).values)
+    assert (p["labels"].y.values == down.y.values).all()
+    for name in ("voxels", "volume", "centroid", "touches_border"):
+        np.testing.assert_array_equal(p[name].values, q[name].values)
+
+
 # -- particles ------------------------------------------------------------------------------
 def test_particles_two_cubes_touching_by_a_face_are_one_and_by_an_edge_are_two():
     lab = np.zeros((10, 12, 14), np.uint8)
@@ -364,6 +488,10 @@ def test_particles_errors():
         particles(labels, 7)
     with pytest.raises(PfibsimsError, match="connectivity: expected 1"):
         particles(labels, "LCO", connectivity=4)
+    for bad in (np.array([1, 2]), True, 2.5, "2"):  # an array was a raw ValueError (its truth value), True read as 1
+        with pytest.raises(PfibsimsError, match="connectivity: expected 1"):
+            particles(labels, "LCO", connectivity=bad)
+    assert particles(labels, "LCO", connectivity=np.int64(2)).attrs["phase"] == "LCO"
     p = particles(labels, "LCO")
     assert p.sizes["particle"] == 0
 

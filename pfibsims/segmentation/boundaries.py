@@ -288,6 +288,11 @@ def _exp_mean(a: np.ndarray, b: np.ndarray, depth: float) -> np.ndarray:
 _MODELS = {"ramp": _ramp_mean, "exponential": _exp_mean}
 
 
+#: A depletion is significant when bulk and surface differ by more than this many standard errors of the fit
+#: (the weighted least squares' covariance, scaled by the residuals).
+MIN_STEP_SE = 3.0
+
+
 def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = "0 nm") -> xr.Dataset:
     """The depth of a surface depletion (or enrichment) fitted to a :func:`boundary_profile`.
 
@@ -337,7 +342,9 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     -----
     EstimationWarning
         When the fitted depth reaches the profile's depth range, so it is a
-        bound rather than an estimate.
+        bound rather than an estimate; when ``bulk - surface`` is within
+        :data:`MIN_STEP_SE` standard errors of the fit (a flat profile: no
+        significant depletion, the depth undetermined).
 
     Examples
     --------
@@ -379,11 +386,20 @@ def depletion_depth(profile: xr.Dataset, *, model: str = "ramp", exclude: Any = 
     quarter = max(1, y.size // 4)
     guess = (float(np.average(y[-quarter:], weights=w[-quarter:])), float(y[0]), span / 4)
     try:
-        popt, _ = curve_fit(binned, d, y, p0=guess, sigma=1 / np.sqrt(np.maximum(w, 1)), maxfev=20000)
+        popt, pcov = curve_fit(binned, d, y, p0=guess, sigma=1 / np.sqrt(np.maximum(w, 1)), maxfev=20000)
     except (RuntimeError, ValueError) as exc:
         raise PfibsimsError(f"profile: the {model} model did not fit ({exc})") from None
     bulk, surface, depth = float(popt[0]), float(popt[1]), abs(float(popt[2]))
     units = {"units": profile["mean"].attrs["units"]} if "units" in profile["mean"].attrs else {}
+    step_se = float(np.sqrt(max(pcov[0, 0] + pcov[1, 1] - 2 * pcov[0, 1], 0.0))) if np.all(np.isfinite(pcov)) else np.inf
+    if not abs(bulk - surface) > MIN_STEP_SE * step_se:
+        warnings.warn(
+            f"depletion_depth: the bulk and surface values differ by {bulk - surface:.4g} +/- {step_se:.4g} (the fit's "
+            f"standard error), less than {MIN_STEP_SE:g} standard errors: the profile shows no significant depletion "
+            f"and the depth {depth:.4g} nm is not determined",
+            EstimationWarning,
+            stacklevel=2,
+        )
     if depth >= span:
         warnings.warn(
             f"depletion_depth: the fitted depth {depth:.4g} nm reaches the profile's depth range {span:.4g} nm; "

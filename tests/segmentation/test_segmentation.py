@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -245,6 +246,21 @@ def test_depletion_depth_errors_and_warning():
         depletion_depth(_depleted_profile(300, "ramp").isel(distance=slice(0, 3)))
     with pytest.warns(EstimationWarning, match="reaches the profile's depth range"):
         depletion_depth(_depleted_profile(5000.0, "exponential"), model="exponential")
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("model", ["ramp", "exponential"])
+def test_depletion_depth_of_a_flat_profile_warns_that_the_depth_is_undetermined(seed, model):
+    """No depletion (surface = bulk) plus noise: the fit still returns a depth (~64 nm on a real flat profile),
+    now with a warning; a real depletion at the same noise does not warn."""
+    flat = _depleted_profile(300.0, model, surface=0.55, bulk=0.55, noise=0.005, seed=seed)
+    # an exponential fitted to noise may instead run its depth past the range: that warning says it too
+    with pytest.warns(EstimationWarning, match="no significant depletion|reaches the profile's depth range"):
+        depletion_depth(flat, model=model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        depletion_depth(_depleted_profile(300.0, model, noise=0.005, seed=seed), model=model)
+        depletion_depth(_depleted_profile(300.0, model, surface=0.50, noise=0.005, seed=seed), model=model)  # a 10 % dip
 
 
 @pytest.mark.parametrize(("lower", "bins"), [("-1500 nm", 11), ("-1590 nm", "150 nm")])

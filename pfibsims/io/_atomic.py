@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -88,11 +89,19 @@ def _stale(m: re.Match[str]) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a directory tree, or only the link or file at ``path``; never follow a link."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    """Delete a directory tree, or only the link or file at ``path``; never follow a link.
+
+    A tree that another thread is still writing into (a failed save's other chunks, finishing) may keep
+    a file the first pass missed: it is removed again, for up to about a second, until it is gone.
+    """
+    for _ in range(20):
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.05)
 
 
 def clean_stale(target: Path) -> list[Path]:

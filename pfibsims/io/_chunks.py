@@ -134,7 +134,11 @@ def decode(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 class ChunkWriter:
     """A target for ``dask.array.store``: each block it is given (one chunk of a Zarr array in
-    ``save``'s layout, aligned to the chunk grid) written as that chunk's file by :func:`encode`."""
+    ``save``'s layout, aligned to the chunk grid) written as that chunk's file by :func:`encode`.
+
+    ``array_dir`` must exist (Zarr creates it with the array's ``zarr.json``); the writer creates only the
+    chunk folders below it, so a chunk written after a failed save removed its store raises
+    ``FileNotFoundError`` instead of creating the store again."""
 
     def __init__(self, array_dir: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype,
                  fill: Any) -> None:
@@ -153,5 +157,8 @@ class ChunkWriter:
             whole[tuple(slice(0, s) for s in block.shape)] = block
             block = whole
         path = self.dir / chunk_key(tuple(idx))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.dir
+        for part in path.parent.relative_to(self.dir).parts:  # never the array's folder or above: a failed save
+            folder = folder / part  # removes its temporary store while other chunks are still being written,
+            folder.mkdir(exist_ok=True)  # and a late chunk must fail (FileNotFoundError), not create it again
         path.write_bytes(encode(block))

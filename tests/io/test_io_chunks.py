@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -76,11 +78,23 @@ def test_arrays_in_another_layout_are_left_to_zarr(tmp_path):
 
 
 def test_a_block_that_is_not_one_chunk_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()  # the array's folder, as Zarr creates it with its zarr.json
     writer = _chunks.ChunkWriter(tmp_path / "a", (5, 23, 37), (2, 10, 16), np.dtype(np.float32), np.nan)
     with pytest.raises(ValueError, match="is not one chunk of"):
         writer[(slice(0, 2), slice(5, 15), slice(0, 16))] = np.zeros((2, 10, 16), np.float32)
     writer[(slice(4, 5), slice(20, 23), slice(32, 37))] = np.ones((1, 3, 5), np.float32)  # the far corner: fine
     assert (tmp_path / "a" / "c/2/2/2").is_file()
+
+
+def test_a_chunk_written_after_its_array_was_removed_fails_and_does_not_recreate_it(tmp_path):
+    # a failed save removes its temporary store while dask may still be writing other chunks into it
+    (tmp_path / "a").mkdir()
+    writer = _chunks.ChunkWriter(tmp_path / "a", (4, 4), (2, 2), np.dtype(np.uint16), 0)
+    writer[(slice(0, 2), slice(0, 2))] = np.ones((2, 2), np.uint16)
+    shutil.rmtree(tmp_path / "a")
+    with pytest.raises(FileNotFoundError):
+        writer[(slice(2, 4), slice(2, 4))] = np.ones((2, 2), np.uint16)
+    assert not (tmp_path / "a").exists()
 
 
 def test_encode_and_decode_round_trip_and_refuse_a_wrong_size():

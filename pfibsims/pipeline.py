@@ -31,6 +31,7 @@ from .progress import steps
 from .registration import Registration, estimate_drift
 from .registration import register as _register
 from .registration.drift import WEAK_LINEAR, weak_linear
+from .registration.levels import shared_fixed_sides
 from .resampling import coverage, resample
 from .resampling.drift import drift_nm
 from .resampling.slices import SliceMatch, describe, match_slices
@@ -503,36 +504,38 @@ def fuse(
     # the whole slice-to-slice drift (its trend too) when the cross-modal step measures it again (step 3)
     sims_drift = _slice_drift(drift, vsims, "sims", "keep" if isinstance(register, str) else None)
     moving = _first_channel(vsims, "sims")
-    # 2. registration of SIMS onto the (drift-free) EDS frame, on reduced views
-    report = None
-    if isinstance(register, Affine):
-        T = register
-    elif register is None or register is False:
-        T = Affine.identity() if initial is None else initial
-    else:
-        # from the initial guess, when given: a local search around it (see register)
-        found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=initial)
-        T, report = found.transform, found.report
-    # 3. an estimated SIMS drift is measured again against the matching EDS slices
-    if drift is True and sims_drift is not None and isinstance(register, str):
-        cross = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
-        if not weak_linear(cross.quality):
-            sims_drift = cross
-            # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
-            found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")
+    # 2.-3. the two registrations share the fixed sides of their levels (the same EDS view): the second makes none
+    with shared_fixed_sides():
+        # 2. registration of SIMS onto the (drift-free) EDS frame, on reduced views
+        report = None
+        if isinstance(register, Affine):
+            T = register
+        elif register is None or register is False:
+            T = Affine.identity() if initial is None else initial
+        else:
+            # from the initial guess, when given: a local search around it (see register)
+            found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=initial)
             T, report = found.transform, found.report
-        else:  # a linear prediction this weak can put the drift pixels off (a non-monotonic contrast): not used
-            warnings.warn(
-                f"fuse: the cross-modal drift is not used (the EDS channels predict SIMS poorly by a linear relation: "
-                f"median multiple correlation {float(np.median(cross.quality)):.2f}, below {WEAK_LINEAR}); the "
-                "slice-to-slice drift, its smooth trend kept, and the first registration stand. Slice-to-slice "
-                "correlation cannot tell a smooth drift from structures that lean through the stack: give drift= "
-                "(e.g. estimate_drift(sims[...], fiducial=...)) if that matters",
-                EstimationWarning, stacklevel=2)
-        # the data model's gauge: drift relative to slice 0, its offset folded into the transform
-        d0 = sims_drift.isel(z=0).sel(component=["y", "x"]).values
-        T = Affine.translation(tuple(float(v) for v in d0)) @ T
-        sims_drift = (sims_drift - sims_drift.isel(z=0)).assign_attrs(sims_drift.attrs)
+        # 3. an estimated SIMS drift is measured again against the matching EDS slices
+        if drift is True and sims_drift is not None and isinstance(register, str):
+            cross = estimate_drift(moving, reference=fixed, transform=T, initial=sims_drift)
+            if not weak_linear(cross.quality):
+                sims_drift = cross
+                # refined locally from the global answer through the new drift (a sharper pooled view), not searched again
+                found = _register(moving, fixed, model=register, metric=metric, drift=sims_drift, initial=T, search="local")
+                T, report = found.transform, found.report
+            else:  # a linear prediction this weak can put the drift pixels off (a non-monotonic contrast): not used
+                warnings.warn(
+                    f"fuse: the cross-modal drift is not used (the EDS channels predict SIMS poorly by a linear relation: "
+                    f"median multiple correlation {float(np.median(cross.quality)):.2f}, below {WEAK_LINEAR}); the "
+                    "slice-to-slice drift, its smooth trend kept, and the first registration stand. Slice-to-slice "
+                    "correlation cannot tell a smooth drift from structures that lean through the stack: give drift= "
+                    "(e.g. estimate_drift(sims[...], fiducial=...)) if that matters",
+                    EstimationWarning, stacklevel=2)
+            # the data model's gauge: drift relative to slice 0, its offset folded into the transform
+            d0 = sims_drift.isel(z=0).sel(component=["y", "x"]).values
+            T = Affine.translation(tuple(float(v) for v in d0)) @ T
+            sims_drift = (sims_drift - sims_drift.isel(z=0)).assign_attrs(sims_drift.attrs)
     # 4. one interpolation per voxel: drift and registration composed per slice
     plain = Affine(T.matrix, T.dims)
     covered_fraction = _check_coverage(sims, grid, plain, sims_drift, min_coverage, strict)

@@ -4,7 +4,8 @@
 * :mod:`.pairwise` -- :func:`register`, the in-plane transform of one modality onto another;
 * :mod:`.report` -- :class:`Registration` (a transform and its :class:`RegistrationReport`);
 * :mod:`.views` -- the reduced in-memory views the estimates work on;
-* :mod:`.search` -- pyramid levels, metric evaluation and the global search over transform parameters;
+* :mod:`.levels` -- one pyramid level: the fixed samples and the prepared moving image;
+* :mod:`.search` -- metric evaluation and the global search over transform parameters;
 * :mod:`.significance` -- whether a placement of the search is significant (tile agreement);
 * :mod:`.metrics` -- mutual information and correlation metrics, numpy only.
 

@@ -30,6 +30,7 @@ from ..progress import compute
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from ..units import LENGTH_UNIT
+from . import levels as _lv
 from . import phase as _phase
 from . import refine as _refine
 from . import search as _search
@@ -87,7 +88,7 @@ def _cross_shift(
         return m
 
     for factor, step, reach in _XDRIFT_GRIDS:
-        level = _search.make_level(moving, moving_grid, fixed, fixed_grid, factor * fs, labels=False)
+        level = _lv.make_level(moving, moving_grid, fixed, fixed_grid, factor * fs, labels=False)
         offsets = np.arange(-reach, reach + 1) * step * fs
         grid = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 2)
         values = _search.evaluate_shifts(level, base, grid)  # every translation of the grid in one pass
@@ -96,7 +97,7 @@ def _cross_shift(
         if not np.isfinite(values[best]):
             return np.array([np.nan, np.nan, 0.0])
         base = shifted(grid[best])
-    level = _search.make_level(moving, moving_grid, fixed, fixed_grid, fs, labels=False)
+    level = _lv.make_level(moving, moving_grid, fixed, fixed_grid, fs, labels=False)
     params, score, _ = _refine.quadratic_peak(lambda x: _search.evaluate_shifts(level, base, x), zero, 0.5 * fs,
                                               iterations=2)
     final = Affine(shifted(params), ("y", "x"))

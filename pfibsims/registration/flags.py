@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..transform import Affine
+from . import levels as _lv
 from . import search as _search
 from . import significance as _significance
 
@@ -42,7 +43,7 @@ SCALE_PROBES = (0.97, 0.99, 1.01, 1.03)
 SCALE_MARGIN = 0.05
 
 
-def scale_probe(levels: list[_search.Level], T: Affine, centre: Any, metric: str, score: float) -> float | None:
+def scale_probe(levels: list[_lv.Level], T: Affine, centre: Any, metric: str, score: float) -> float | None:
     """The scale (about ``centre``, nm) of :data:`SCALE_PROBES` that fits better than ``T``'s own, else None.
 
     ``T`` is a translation or rigid answer, ``score`` its metric on ``levels``
@@ -61,7 +62,7 @@ def scale_probe(levels: list[_search.Level], T: Affine, centre: Any, metric: str
     return best
 
 
-def flags(model: str, params: np.ndarray, bounds: list, levels: list[_search.Level], initial: Affine, centre: Any,
+def flags(model: str, params: np.ndarray, bounds: list, levels: list[_lv.Level], initial: Affine, centre: Any,
           metric: str, score: float, overlap: float, prominence: float, step: float) -> tuple[list[str], float | None]:
     """The flags of an answer ``params`` of ``model`` (about ``centre``, composed after ``initial``) and the scale
     that fits better when ``"scale"`` is among them (else None).

@@ -40,6 +40,7 @@ from ..progress import steps
 from ..resampling.drift import drift_nm
 from ..transform import Affine
 from . import flags as _flags
+from . import levels as _lv
 from . import refine as _refine
 from . import search as _search
 from . import significance as _significance
@@ -228,19 +229,19 @@ def two_valued_share(img: np.ndarray) -> float:
     return float(np.sort(counts)[-2:].sum()) / v.size
 
 
-def _polish_two_valued(view: View, finest: list[_search.Level], init: Affine, centre: Any, params: np.ndarray,
+def _polish_two_valued(view: View, finest: list[_lv.Level], init: Affine, centre: Any, params: np.ndarray,
                        model: str, bounds: list) -> tuple[np.ndarray, str, int] | None:
     """A mutual-information answer on a nearly two-valued moving or one-channel fixed image (:data:`TWO_VALUED`)
     refined by the correlation, kept when the relation is linear there (:data:`LINEAR_R`): (params, what the report's
     refinement adds, evaluations), or None (not such a case, a count map sparse enough to be smoothed by more
     than a pixel, a weaker correlation, or a move of more than :data:`POLISH_REACH` fixed pixels)."""
     share, which = two_valued_share(view.moving), "moving"
-    if len(view.fixed) == 1 and _search.count_sigma(view.fixed[0]) <= 0.5 and share < TWO_VALUED:
+    if len(view.fixed) == 1 and _lv.count_sigma(view.fixed[0]) <= 0.5 and share < TWO_VALUED:
         share, which = two_valued_share(view.fixed[0]), "fixed"  # e.g. a saturated SEM image, noisy counts onto it
-    if share < TWO_VALUED or _search.count_sigma(view.moving) > 1.0:  # a sparse count map is smoothed, and its
+    if share < TWO_VALUED or _lv.count_sigma(view.moving) > 1.0:  # a sparse count map is smoothed, and its
         return None  # smoothed correlation is high whatever the noise: it says nothing of a linear relation
-    msig = max(0.5 * finest[0].spacing / float(np.mean(view.moving_grid.spacing)), _search.count_sigma(view.moving))
-    ceiling = _search.correlation_ceiling(view.moving, msig)  # what Poisson noise leaves of a linear relation
+    msig = max(0.5 * finest[0].spacing / float(np.mean(view.moving_grid.spacing)), _lv.count_sigma(view.moving))
+    ceiling = _lv.correlation_ceiling(view.moving, msig)  # what Poisson noise leaves of a linear relation
     polished, r, n = _refine.refine(finest, init, centre, params, model, "ncc", bounds, xtol=0.03, ftol=1e-5)
     h = float(np.mean(view.fixed_grid.spacing))
     moved = np.hypot(*(polished[:2] - params[:2])) / h
@@ -264,7 +265,7 @@ def _phase_only(view: View, initial: Affine) -> np.ndarray:
     """Translation (nm) by phase correlation of gradient magnitudes on the fixed grid (the baseline)."""
     fg = view.fixed_grid
     pts = np.stack(np.meshgrid(*fg.coords().values(), indexing="ij"), axis=-1)
-    level = _search.make_level(view.moving, view.moving_grid, view.fixed, fg, fg.spacing[0], labels=False)
+    level = _lv.make_level(view.moving, view.moving_grid, view.fixed, fg, fg.spacing[0], labels=False)
     vals, inside = _search.sample_moving(level, initial, pts.reshape(-1, 2))
     mov = np.full(pts.shape[:2], np.nan)
     mov.reshape(-1)[inside] = vals
@@ -280,7 +281,7 @@ def _phase_only(view: View, initial: Affine) -> np.ndarray:
     return -np.asarray(shift) * np.asarray(fg.spacing)
 
 
-def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, model: str,
+def _search_stage(view: View, coarse: _lv.Level, init: Affine, centre: Any, model: str,
                   search: str) -> tuple[_search.SearchResult, list[_search.Candidate]]:
     """The first of the search's two best candidates that passes the significance test (or none)."""
     rng = _search_range(view, search, coarse.spacing)
@@ -294,25 +295,24 @@ def _search_stage(view: View, coarse: _search.Level, init: Affine, centre: Any, 
     return found, _significance.significant(coarse, init, centre, _search_range(view, "global", coarse.spacing), found)
 
 
-def _finest_levels(view: View, spacing: float, metric: str) -> list[_search.Level]:
+def _finest_levels(view: View, spacing: float, metric: str) -> list[_lv.Level]:
     """The levels of the last refinement, at the fixed pixel size on jittered samples: one of the z-mean, or
     one of each group of slices (``view.groups``), the sample budget shared among them; the groups' levels are
     made on the machine's cores (scipy.ndimage and the kernels release the GIL)."""
     parts = view.groups or [(view.moving, view.fixed)]
-    cap = max(_search.MAX_SAMPLES // len(parts), 1)
-    return thread_map(lambda mf: _search.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, spacing,
-                                                    labels=metric == "mi", jitter=True, max_samples=cap), parts)
+    cap = max(_lv.MAX_SAMPLES // len(parts), 1)
+    return thread_map(lambda mf: _lv.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, spacing,
+                                                labels=metric == "mi", jitter=True, max_samples=cap, shared=True), parts)
 
 
-def _refine_stage(view: View, coarse: _search.Level, finest: list[_search.Level], levels: list[float], init: Affine,
-                  centre: Any, start: np.ndarray, model: str, metric: str,
-                  bounds: list) -> tuple[np.ndarray, int]:
+def _refine_stage(view: View, coarse: _lv.Level, finest: list[_lv.Level], levels: list[float], init: Affine,
+                  centre: Any, start: np.ndarray, model: str, metric: str, bounds: list) -> tuple[np.ndarray, int]:
     """Powell refinement of ``start`` on the coarse level, then level by level to the fixed pixel size
     (``finest``: jittered samples)."""
     params, _, nfev = _refine.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
     for h in levels[1:-1]:
-        level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
-                                   labels=metric == "mi", max_samples=_search.MAX_SAMPLES // 4)
+        level = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
+                               labels=metric == "mi", max_samples=_lv.MAX_SAMPLES // 4, shared=True)
         params, _, n = _refine.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
         nfev += n
     # the fixed pixel size, on jittered samples (also when the coarse level was already at it)
@@ -333,7 +333,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     if metric == "phase":
         params, refinement, used = _phase_only(view, init), "none (phase correlation)", [levels[-1]]
     else:
-        coarse = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0])
+        coarse = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0], shared=True)
         found, passed = _search_stage(view, coarse, init, centre, model, search)
         advance()
         if passed:
@@ -351,7 +351,7 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     T = init @ _search.model_affine(params, model, centre)
     after, overlap = _search.evaluate_pooled(finest, T, ev)
     prominence = found.prominence if found is not None else float("nan")
-    step = max(finest[0].spacing, 2.0 * _search.count_sigma(view.moving) * float(np.mean(view.moving_grid.spacing)))
+    step = max(finest[0].spacing, 2.0 * _lv.count_sigma(view.moving) * float(np.mean(view.moving_grid.spacing)))
     score = after if fev == ev else _search.evaluate_pooled(finest, T, fev)[0]
     flags, scale = _flags.flags(model, params, bounds, finest, init, centre, fev, score, overlap,
                                 prominence if np.isfinite(prominence) else 1.0, step)
@@ -388,8 +388,8 @@ def _refine_slice(moving: Any, fixed: Any, k: int, T: Affine, model: str, metric
     view = reduced_view(moving, fixed, z=k)
     centre = view.fixed_grid.center
     ev = "ncc" if metric == "phase" else metric
-    level = _search.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid,
-                               view.fixed_grid.spacing[0], labels=ev == "mi", jitter=True)
+    level = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid,
+                           view.fixed_grid.spacing[0], labels=ev == "mi", jitter=True)
     before, _ = _search.evaluate(level, T, ev)
     bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", 0.0))
     params, after, n = _refine.refine(level, T, centre, np.zeros(_search.n_params(model)), model, ev, bounds)
@@ -556,7 +556,7 @@ def register(
        half-pixel shifts of noisy maps, and the answer does not hang on one
        draw of the positions (with one point a pixel, the optimum's rotation
        on the 12-slice phantom scattered by 0.014-0.024 deg over draws; with
-       four, 0.003-0.012 deg: :data:`.search.JITTER_CELLS`).  The moving
+       four, 0.003-0.012 deg: :data:`.levels.JITTER_CELLS`).  The moving
        image is Gaussian-smoothed to each level's spacing (count maps to at
        least 20 counts under the kernel) and sampled with a cubic B-spline
        of the in-memory reduced view.  A stack of more than

@@ -16,7 +16,8 @@ import scipy.fft
 import scipy.optimize
 
 from ..transform import Affine
-from .search import LOG_SCALE_BOUND, MODELS, ROTATION_BOUND, SHEAR_BOUND, Level, evaluate_pooled, model_matrix
+from .levels import Level
+from .search import LOG_SCALE_BOUND, MODELS, ROTATION_BOUND, SHEAR_BOUND, evaluate_pooled, model_matrix
 
 __all__ = ["bounds_for", "match_peak", "quadratic_peak", "refine"]
 

@@ -13,9 +13,10 @@ import numpy as np
 
 from ..errors import RegistrationError
 from ..transform import Affine
+from .levels import Level
 from .metrics import mi_surface
 from .report import RegistrationReport
-from .search import Candidate, Level, SearchResult, _canvas, _label_image, coverable
+from .search import Candidate, SearchResult, _canvas, _label_image, coverable
 
 __all__ = ["AGREE_PX", "AGREE_SCORE", "MIN_AGREE", "MIN_COVER", "MIN_PROMINENCE", "TILES", "agreement", "failure",
            "significant"]

@@ -282,7 +282,7 @@ def test_drift_pipeline_phantom_24_slices():
     Tt = slice_transforms(T, truth.drift)
     worst = max(max(field_errors(a, b, eds)["centre"], field_errors(a, b, eds)["corners"])
                 for a, b in zip(slice_transforms(r1.transform, d), Tt, strict=True))
-    # measured 16.7-21.0 nm over draws 0-1 of the jittered samples (search.JITTER_SEED). The z-mean of the 24
+    # measured 16.7-21.0 nm over draws 0-1 of the jittered samples (levels.JITTER_SEED). The z-mean of the 24
     # slices alone put the MI optimum 0.17-0.18 deg off the true rotation on this small field (46.6-50.2 nm
     # here); the last refinement pools the means of 4 groups of 6 slices (pairwise.GROUP_SLICES): 0.03-0.04 deg
     assert worst <= 0.4 * 81.4, worst

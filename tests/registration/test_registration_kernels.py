@@ -10,7 +10,7 @@ import scipy.ndimage as ndi
 
 from pfibsims._engine.numba import INSTALLED, use_compiled
 from pfibsims.grid import Grid
-from pfibsims.registration import kernels, search
+from pfibsims.registration import kernels, levels, search
 from pfibsims.registration.metrics import correlation_moments
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="numba not installed")
@@ -25,7 +25,7 @@ def _level(nan: bool, labels: bool, jitter: bool):
         moving[:7, 40:60] = np.nan
         fixed[:, -5:, :9] = np.nan
     mg, fg = Grid(moving.shape, "50 nm"), Grid(fixed.shape[1:], "50 nm", origin=(500.0, 750.0))
-    return search.make_level(moving, mg, fixed, fg, 50.0 if jitter else 100.0, labels=labels, jitter=jitter)
+    return levels.make_level(moving, mg, fixed, fg, 50.0 if jitter else 100.0, labels=labels, jitter=jitter)
 
 
 @pytest.mark.parametrize("nan", [False, True])
@@ -119,11 +119,11 @@ def test_count_sigma_compiled_equals_numpy():
     cases.append(with_nan)
     for a in cases:
         with use_compiled(False):
-            ref = search.count_sigma(a)
+            ref = levels.count_sigma(a)
         # numpy takes the mean of float32 in float32 (pairwise), the kernel sums in float64
-        assert search.count_sigma(a) == pytest.approx(ref, rel=1e-12 if a.dtype == np.float64 else 1e-6)
-    assert search.count_sigma(cases[0]) > 0
-    assert search.count_sigma(cases[2]) == 0.0
+        assert levels.count_sigma(a) == pytest.approx(ref, rel=1e-12 if a.dtype == np.float64 else 1e-6)
+    assert levels.count_sigma(cases[0]) > 0
+    assert levels.count_sigma(cases[2]) == 0.0
 
 
 @pytest.mark.parametrize("nan", [False, True])

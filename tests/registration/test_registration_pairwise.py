@@ -16,7 +16,7 @@ from stacks import drift_table, texture
 import pfibsims.registration as reg
 from pfibsims import Affine, Grid, Registration, stack
 from pfibsims.errors import DataModelError, EstimationWarning, GridError, PfibsimsError, RegistrationError, UnitsError
-from pfibsims.registration import search
+from pfibsims.registration import levels, search
 
 
 @pytest.mark.parametrize(("model", "truth"), [
@@ -414,5 +414,5 @@ def test_register_a_moving_field_smaller_than_the_fixed_one(corner):
     assert max_error(r.transform, Affine.translation(tuple(s)), Grid.of(moving, ("y", "x"))) < 0.25 * 10
     assert r.report.agreement[0] >= 3
     assert r.report.overlap < 0.2
-    assert search.coverable(search.make_level(moving.Li6.values[0], Grid.of(moving, ("y", "x")), big[None],
+    assert search.coverable(levels.make_level(moving.Li6.values[0], Grid.of(moving, ("y", "x")), big[None],
                                               Grid.of(fixed, ("y", "x")), 10.0)) == pytest.approx(80 * 105 / (200 * 260))

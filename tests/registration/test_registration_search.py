@@ -7,7 +7,7 @@ import scipy.ndimage as ndi
 from stacks import texture
 
 from pfibsims import Affine, Grid
-from pfibsims.registration import search, significance
+from pfibsims.registration import levels, search, significance
 
 
 def _pair(noise=False, seed=0):
@@ -22,10 +22,10 @@ def _pair(noise=False, seed=0):
 def test_jittered_samples_are_stratified_in_their_pixels_and_hold_the_interpolated_fixed_values():
     fixed = texture((16, 20), 1)
     fg = Grid(fixed.shape, 10.0, (5.0, 5.0))  # pixel (i, j) spans [10 i, 10 i + 10] x [10 j, 10 j + 10] nm
-    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
-    again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
+    lv = levels.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
+    again = levels.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True)
     np.testing.assert_array_equal(lv.points, again.points)  # seeded: reproducible
-    k = search.JITTER_CELLS
+    k = levels.JITTER_CELLS
     assert k >= 2
     assert lv.points.shape == (16 * 20 * k * k, 2)
     # one point in each of the k x k cells of every pixel, anywhere in its cell
@@ -44,17 +44,17 @@ def test_jittered_samples_are_stratified_in_their_pixels_and_hold_the_interpolat
 def test_jittered_sample_cap_counts_every_cell():
     fixed = texture((64, 64), 2)
     fg = Grid(fixed.shape, 10.0)
-    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True, max_samples=1000)
-    assert lv.points.shape == (1000 * search.JITTER_CELLS**2, 2)
+    lv = levels.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, jitter=True, max_samples=1000)
+    assert lv.points.shape == (1000 * levels.JITTER_CELLS**2, 2)
 
 
 def test_level_sample_cap_is_a_seeded_subset():
     fixed = texture((64, 64), 2)
     fg = Grid(fixed.shape, 10.0)
-    lv = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
+    lv = levels.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
     assert lv.points.shape == (1000, 2)
     assert lv.n_fixed == 1000
-    again = search.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
+    again = levels.make_level(fixed, fg, fixed[None], fg, 10.0, labels=False, max_samples=1000)
     np.testing.assert_array_equal(lv.points, again.points)
 
 
@@ -66,20 +66,20 @@ def test_capped_jittered_level_holds_the_drawn_subset_of_all_interpolated_sample
     holed = fixed.copy()
     holed[:, :9, :] = np.nan
     for f in (fixed, holed):
-        lv = search.make_level(fixed[0], fg, f, fg, 10.0, jitter=True, max_samples=300)
-        pts = search._sample_points(fg, search.JITTER_CELLS)
-        smoothed = np.stack([search.gaussian(c, 0.5) for c in f])
-        chans = np.stack([search._sample(c, fg, pts, order=3) for c in smoothed])
-        ok = search._sample(np.isfinite(f).all(axis=0).astype(float), fg, pts) > 0.999
+        lv = levels.make_level(fixed[0], fg, f, fg, 10.0, jitter=True, max_samples=300)
+        pts = levels._sample_points(fg, levels.JITTER_CELLS)
+        smoothed = np.stack([levels.gaussian(c, 0.5) for c in f])
+        chans = np.stack([levels._sample(c, fg, pts, order=3) for c in smoothed])
+        ok = levels._sample(np.isfinite(f).all(axis=0).astype(float), fg, pts) > 0.999
         valid = np.isfinite(chans).all(axis=0) & ok
         keep = np.zeros(valid.size, bool)
-        rng = np.random.default_rng(search.JITTER_SEED + 1)
-        keep[rng.choice(np.flatnonzero(valid), 300 * search.JITTER_CELLS**2, replace=False)] = True
+        rng = np.random.default_rng(levels.JITTER_SEED + 1)
+        keep[rng.choice(np.flatnonzero(valid), 300 * levels.JITTER_CELLS**2, replace=False)] = True
         keep = keep.reshape(valid.shape)
         np.testing.assert_array_equal(lv.points, pts[keep])
         np.testing.assert_array_equal(lv.design, chans[:, keep].T)
         assert lv.design.T.flags.c_contiguous  # channel-major, as the compiled kernels read it
-        np.testing.assert_array_equal(lv.labels, search.fixed_labels(chans, keep, n_labels=search.N_LABELS)[keep])
+        np.testing.assert_array_equal(lv.labels, levels.fixed_labels(chans, keep, n_labels=levels.N_LABELS)[keep])
         assert lv.points[:, 0].min() > 90.0 if f is holed else lv.points[:, 0].min() < 10.0
 
 
@@ -88,7 +88,7 @@ def test_nan_moving_pixels_count_as_outside():
     g = Grid(img.shape, 10.0, (5.0, 5.0))
     holey = img.copy()
     holey[:, 16:] = np.nan
-    lv = search.make_level(holey, g, img[None], g, 10.0, labels=False)
+    lv = levels.make_level(holey, g, img[None], g, 10.0, labels=False)
     vals, inside = search.sample_moving(lv, Affine.identity())
     assert np.isfinite(vals).all()
     x = lv.points[:, 1]
@@ -110,7 +110,7 @@ def test_rotation_grid_in_one_degree_steps():
 def test_global_search_and_tile_agreement_on_a_true_pair_and_on_noise():
     for noise, expect in ((False, True), (True, False)):
         moving, mg, fixed, fg = _pair(noise=noise)
-        level = search.make_level(moving, mg, fixed, fg, 10.0)
+        level = levels.make_level(moving, mg, fixed, fg, 10.0)
         init = Affine.translation(tuple(np.asarray(mg.center) - np.asarray(fg.center)))
         rng = (200.0, 200.0)
         found = search.global_search(level, init, fg.center, rng, np.array([0.0]))

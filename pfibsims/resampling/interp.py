@@ -170,7 +170,8 @@ def resample(
     ----------
     data : xarray.DataArray or xarray.Dataset
         Channels with spatial coordinates in a length unit (every channel of a
-        Dataset is resampled). Along ``z`` the coordinate may be uneven
+        Dataset is resampled); a NaN or infinite centre on a resampled axis
+        is a ``GridError`` naming the coordinate. Along ``z`` the coordinate may be uneven
         (measured slice depths); in-plane it must be regular when
         ``transform`` rotates or shears.
     onto : Grid, xarray.DataArray or xarray.Dataset

@@ -1,4 +1,4 @@
-"""resample and coverage onto targets whose coordinates decrease, and the nearest kernel's tie rule.
+"""resample and coverage and the coordinates they are given: targets that decrease, ties, non-finite sources.
 
 The truth is scipy.ndimage.map_coordinates at the source index of every target centre (a known
 transform: a pure change of grid, so index = (target coordinate - first source centre) / spacing).
@@ -13,6 +13,7 @@ import xarray as xr
 
 import pfibsims as pfs
 from pfibsims import Grid, coverage, resample
+from pfibsims.errors import GridError
 
 CHUNKINGS = [None, -1, 7]
 
@@ -94,3 +95,28 @@ def test_nearest_breaks_exact_ties_towards_the_larger_coordinate():
         np.testing.assert_array_equal(out, _scipy_on(src, onto, order=0))
     inc = resample(ds, grid, kernel="nearest").Li6.values[0]
     np.testing.assert_array_equal(inc, src[1:, 1:])  # by hand: index i + 0.5 goes to i + 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(("dim", "index"), [("y", 3), ("x", 0), ("x", -1)])
+def test_a_source_with_non_finite_coordinates_is_refused(dim, index, bad):
+    """NaN/inf source coordinates gave NaN rows or silently wrong values (never an error)."""
+    ds = _source()
+    c = ds[dim].values.copy()
+    c[index] = bad
+    ds = ds.assign_coords({dim: (dim, c, dict(ds[dim].attrs))})
+    grid = Grid((20, 25), "81.4 nm", origin=(30.0, 40.0))
+    with pytest.raises(GridError, match=rf"data: coordinate '{dim}' expected finite voxel centres, found "
+                                        rf"{bad!r:.4} at index {index % c.size}"):
+        resample(ds, grid, kernel="linear")
+    with pytest.raises(GridError, match=rf"data: coordinate '{dim}' expected finite"):
+        resample(ds.Li6, grid, kernel="nearest")
+    with pytest.raises(GridError, match=rf"data: coordinate '{dim}' expected finite"):
+        coverage(ds, grid)
+
+
+def test_a_one_voxel_source_axis_with_a_nan_centre_is_refused():
+    ds = _source().isel(y=[0])
+    ds = ds.assign_coords(y=("y", [np.nan], {"units": "nm", "spacing": "72 nm"}))
+    with pytest.raises(GridError, match=r"data: coordinate 'y' expected finite voxel centres, found nan at index 0"):
+        resample(ds, Grid((1, 25), "81.4 nm", origin=(36.0, 40.0)), kernel="linear")

@@ -190,8 +190,11 @@ def resample(
         composed with each slice's drift), for an in-plane target grid.
     drift : xarray.DataArray, optional
         Per-slice drift ``(z, component)`` with length units, as
-        :func:`~pfibsims.registration.estimate_drift` returns, one row per
-        ``z`` slice of ``data``: slice ``k`` goes through
+        :func:`~pfibsims.registration.estimate_drift` returns: each ``z``
+        slice of ``data`` takes the row at its depth (the table's ``z``
+        coordinate, any row order, rows of other slices left out; a slice
+        with no row is an error; a table without ``z`` is taken row by row,
+        one a slice). Slice ``k`` goes through
         ``Affine.translation(drift[k]) @ transform``
         (:func:`~pfibsims.resampling.slice_transforms`), so drift correction
         and registration are one interpolation.  ``transform`` must then be
@@ -281,7 +284,7 @@ def resample(
     clipped = [str(n) for n, v in _variables(data) if _clips(v, clip, kernel)]
     base = transform
     if drift is not None:
-        transform = _with_drift(transform, drift, data)
+        transform, shifts = _with_drift(transform, drift, data)
     per_slice = _is_sequence(transform)
     if per_slice:
         grid, coords, geometry = _slice_geometry(data, onto, transform, kernel, int(a))
@@ -315,7 +318,7 @@ def resample(
     out = _target_order(out, flipped, grid.dims)
     if drift is not None:
         return record(out, "resample", onto=target_grid(onto, data)[0], transform=base,
-                      drift_nm=drift_nm(drift, None).tolist(), kernel=kernel, a=int(a), fill=fill_,
+                      drift_nm=shifts.tolist(), kernel=kernel, a=int(a), fill=fill_,
                       clipped_at_zero=clipped)
     if per_slice:
         return record(out, "resample", onto=target_grid(onto, data)[0], transform=list(transform), kernel=kernel,
@@ -349,15 +352,17 @@ def _is_sequence(transform: Any) -> bool:
     return isinstance(transform, (list, tuple))
 
 
-def _with_drift(transform: Any, drift: Any, data: Any) -> list[Affine]:
-    """``transform`` (in-plane, or None: the identity) composed with each slice's drift."""
+def _with_drift(transform: Any, drift: Any, data: Any) -> tuple[list[Affine], np.ndarray]:
+    """``transform`` (in-plane, or None: the identity) composed with each slice's drift (its row at the
+    slice's depth, :func:`~.drift.match_drift`), and those drifts (nm)."""
     if "z" not in data.dims:
         raise DataModelError(f"drift: expected (z, y, x) data to apply a per-slice drift to, got dims {tuple(data.dims)}")
     base = Affine.identity(("y", "x")) if transform is None else transform
     if not isinstance(base, Affine) or base.dims != ("y", "x"):
         raise PfibsimsError(f"transform: with a drift, expected an in-plane pfibsims.Affine on ('y', 'x') or None, got "
                             f"{getattr(base, 'dims', type(base).__name__)}")
-    return compose(base, drift_nm(drift, data.sizes["z"]))
+    shifts = drift_nm(drift, data, name="drift", of="data")
+    return compose(base, shifts), shifts
 
 
 def _slice_target(data: Any, onto: Any, transforms: Any) -> tuple[Grid, dict]:
@@ -437,7 +442,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     if drift is not None:
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: a per-slice drift needs the source data (its z), got a Grid")
-        transform = _with_drift(transform, drift, data_or_grid)
+        transform = _with_drift(transform, drift, data_or_grid)[0]
     if _is_sequence(transform):
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: per-slice transforms need the source data (its z), got a Grid")

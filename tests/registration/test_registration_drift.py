@@ -278,6 +278,10 @@ def test_estimate_drift_initial_rows_are_matched_to_the_slices_by_depth():
     with pytest.raises(DataModelError, match=r"initial: expected a row for each z slice of da \(z 0, 60, 120, 180, "
                                              r"240 nm\), found none at z 240 nm"):
         reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.assign_coords(z=start.z - 60))
+    with pytest.raises(PfibsimsError, match=r"initial: expected a length 'units' attribute"):
+        reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.drop_attrs())
+    with pytest.raises(DataModelError, match=r"initial: expected a DataArray with dims \(z, component\)"):
+        reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.values)
 
 
 @pytest.mark.slow

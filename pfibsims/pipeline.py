@@ -33,7 +33,7 @@ from .registration import register as _register
 from .registration.drift import WEAK_LINEAR, weak_linear
 from .registration.levels import shared_fixed_sides
 from .resampling import coverage, resample
-from .resampling.drift import drift_nm
+from .resampling.drift import drift_nm, match_drift
 from .resampling.slices import SliceMatch, describe, match_slices
 from .transform import Affine
 
@@ -184,12 +184,17 @@ def _paired(ds: Any, index: tuple[int, ...], like: xr.Dataset | None = None) -> 
     return out if like is None else out.assign_coords(z=like.coords["z"].variable)
 
 
-def _paired_drift(drift: Any, sims: xr.Dataset, match: SliceMatch) -> Any:
-    """A given drift (one row per SIMS slice) restricted to the paired SIMS slices."""
+def _paired_drift(drift: Any, sims: xr.Dataset, match: SliceMatch, paired: xr.Dataset) -> Any:
+    """A given drift's rows for the paired SIMS slices, labelled with the depths those slices take (``paired``'s z).
+
+    Each SIMS slice takes the row at its own depth (:func:`~pfibsims.resampling.drift.match_drift`:
+    a table with a ``z`` coordinate in any row order, or of more slices; a table without ``z`` row by row).
+    """
     if not isinstance(drift, xr.DataArray):
         return drift
-    drift_nm(drift, sims.sizes["z"])  # checks the table against the SIMS stack
-    return drift if match.one_to_one else drift.isel(z=list(match.other))
+    rows = match_drift(drift, sims, name="drift", of="sims")  # one row per SIMS slice, in its order
+    rows = rows if match.other == tuple(range(sims.sizes["z"])) else rows.isel(z=list(match.other))
+    return rows.assign_coords(z=paired.coords["z"].variable)
 
 
 def _slice_drift(value: Any, stack: xr.Dataset | None, name: str, trend: str | None = None) -> xr.DataArray | None:
@@ -251,7 +256,7 @@ def _check_coverage(sims: xr.Dataset, grid: Grid, T: Affine, drift: Any, min_cov
     ys, xs = (c[::step] for c in grid.coords().values())
     points = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
     (ylo, yhi), (xlo, xhi) = Grid.of(sims, dims=("y", "x")).extent
-    shifts = np.zeros((sims.sizes["z"], 2)) if drift is None else drift_nm(drift, sims.sizes["z"])
+    shifts = np.zeros((sims.sizes["z"], 2)) if drift is None else drift_nm(drift, sims, of="sims")
     inside = 0
     for dy, dx in shifts:
         q = (Affine.translation((float(dy), float(dx))) @ T)(points)
@@ -397,8 +402,10 @@ def fuse(
         SEM images (e.g. BSE) on the EDS frame, one per EDS slice, used for
         the EDS drift and kept as channels.
     drift : bool or xarray.DataArray
-        SIMS drift handling (see step 1); a given drift has one row per SIMS
-        slice. ``False`` (or None) also skips the EDS drift from ``sem``:
+        SIMS drift handling (see step 1); a given drift has a row for each
+        SIMS slice, matched by depth (its ``z``, in the SIMS stack's depths,
+        as :func:`resample` matches them; a table without ``z``: one row a
+        SIMS slice, in order). ``False`` (or None) also skips the EDS drift from ``sem``:
         no drift is corrected at all.
     register : {"translation", "rigid", "similarity", "affine"}, Affine, Registration or None
         Registration model, a known transform (fixed -> moving, nm; a
@@ -492,8 +499,9 @@ def fuse(
     _check_options(normalize, register, initial, max_pixels, min_coverage)
     grid, coords = _target(onto, eds)
     match = _pair_slices(eds, sims, pair)
-    drift = _paired_drift(drift, sims, match)
-    sims = _paired(sims, match.other, like=_paired(eds, match.reference))  # paired SIMS slice k: EDS z of its pair
+    paired = _paired(sims, match.other, like=_paired(eds, match.reference))  # paired SIMS slice k: EDS z of its pair
+    drift = _paired_drift(drift, sims, match, paired)
+    sims = paired
 
     # 1. drift slice to slice: EDS from SEM (the EDS frame then has none), SIMS from its first channel
     estimating = (drift is True) or (isinstance(register, str) and register in _MODELS)

@@ -245,6 +245,10 @@ def test_fuse_pairs_20_eds_slices_with_10_sims_slices_by_depth():
     np.testing.assert_array_equal(vol.Zr_La.values, eds.Zr_La.values)
     slices = json.loads(vol.attrs["pfibsims:slices"])
     assert slices["pairs"] == [[2 * k, k] for k in range(10)]
+    # the drift of every slice (20 rows) gives the SIMS slices their rows by depth (it was refused: 20 != 10)
+    with pytest.warns(pfs.CoverageWarning, match=r"eds slices \[1, 3, 5, .*19\] have no sims slice"):
+        whole = pfs.fuse(eds, half, register=T, drift=truth.drift)
+    np.testing.assert_array_equal(whole.Li6.values, vol.Li6.values)
     assert slices["unmatched_reference"] == list(range(1, 20, 2))
     # a SIMS slice with no EDS partner is left out, and said so
     extra = pfs.stack({"Li6": np.ones((3, 90, 90))}, pixel_size="72 nm", z=["0 nm", "60 nm", "1500 nm"])
@@ -252,6 +256,28 @@ def test_fuse_pairs_20_eds_slices_with_10_sims_slices_by_depth():
         out = pfs.fuse(eds.isel(z=[0, 1]), extra, register=T, drift=False)
     assert out.sizes["z"] == 2
     assert np.isfinite(out.Li6.values[out.coverage.values]).all()
+
+
+def test_fuse_matches_a_given_drift_to_the_sims_slices_by_depth(small):
+    """drift= was taken by row position: a SIMS stack stored deepest first (which fuse reverses) or a table in
+    another order corrected each slice by another slice's drift, and a table of other depths was used."""
+    eds, sims, truth = small
+    T = pfs.Affine.from_attrs(truth.attrs)
+    ref = pfs.fuse(eds, sims, register=T, drift=truth.drift)
+    ref_drift = json.loads(ref.attrs["pfibsims:drift"])["sims"]
+    np.testing.assert_array_equal(ref_drift, truth.drift.values)
+    deepest_first = sims.isel(z=slice(None, None, -1))
+    cases = [(deepest_first, truth.drift.isel(z=slice(None, None, -1))),  # the table in the stack's own order
+             (sims, truth.drift.isel(z=[2, 0, 3, 1])),
+             (sims.assign_coords(z=sims.z + 10.0), truth.drift.assign_coords(z=truth.drift.z + 10.0))]  # SIMS 10 nm deeper
+    for moved, table in cases:
+        vol = pfs.fuse(eds, moved, register=T, drift=table)
+        np.testing.assert_array_equal(vol.Li6.values, ref.Li6.values)
+        np.testing.assert_array_equal(vol.coverage.values, ref.coverage.values)
+        assert json.loads(vol.attrs["pfibsims:drift"])["sims"] == ref_drift
+    with pytest.raises(pfs.DataModelError, match=r"drift: expected a row for each z slice of sims \(z 0, 60, 120, 180 "
+                                                 r"nm\), found none at z 0, 60, 120, 180 nm \(the table's z: 30, 90"):
+        pfs.fuse(eds, sims, register=T, drift=truth.drift.assign_coords(z=truth.drift.z + 30.0))
 
 
 def test_fuse_warns_or_raises_when_the_fields_barely_overlap(small):

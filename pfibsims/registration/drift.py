@@ -327,8 +327,9 @@ def estimate_drift(
         slice ``k``'s reference point ``p`` is at ``transform(p) + drift[k]``.
     initial : DataArray, optional
         Cross-modal only: a starting drift ``(z, component)`` (e.g. the
-        slice-to-slice estimate); the search covers about +/- 14 reference
-        pixels around it.  Default: zero.
+        slice-to-slice estimate), each slice's row taken at its depth ``z``
+        (as :func:`~pfibsims.resample`'s ``drift``); the search covers about
+        +/- 14 reference pixels around it.  Default: zero.
     fiducial : mapping, optional
         A drift-free region of the reference slice (a milled mark, the top
         surface), as :meth:`pfibsims.Grid.crop` takes bounds:
@@ -584,7 +585,7 @@ def _cross_drift(arr: xr.DataArray, grid: Grid, reference: Any, transform: Any, 
     rgrid = plane_grid(reference, "reference")
     iy, ix = _roi_index(rgrid, roi)
     rgrid = rgrid[iy, ix]
-    start = np.zeros((nz, 2)) if initial is None else drift_nm(initial, nz)
+    start = np.zeros((nz, 2)) if initial is None else drift_nm(initial, arr, name="initial", of="da")
     ref = darr.stack([c.transpose("z", "y", "x").data[:, iy, ix] for c in chans]) if any(
         isinstance(c.data, darr.Array) for c in chans) else np.stack([c.transpose("z", "y", "x").values[:, iy, ix]
                                                                       for c in chans])

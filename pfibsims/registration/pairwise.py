@@ -464,8 +464,8 @@ def register(
         in the result's ``slices`` (each transform including that slice's
         drift when ``drift`` is given).
     drift : xarray.DataArray, optional
-        The moving stack's drift ``(z, component)`` nm (:func:`estimate_drift`):
-        slice ``k``'s fixed point ``p`` is at ``T(p) + drift[k]``.  The z-mean
+        The moving stack's drift ``(z, component)`` nm (:func:`estimate_drift`; rows matched to
+        slices by ``z``): slice ``k``'s fixed point ``p`` is at ``T(p) + drift[k]``.  The z-mean
         is then of the drift-corrected stack (each slice shifted back by its
         drift; so are the means of the groups of slices of the last
         refinement).  The transform returned excludes the drift:
@@ -608,7 +608,7 @@ def register(
         if "z" not in moving.dims:
             raise DataModelError(f"drift: expected 3-D (z, y, x) data to apply a per-slice drift to, got dims "
                                  f"{tuple(moving.dims)}")
-        shifts = drift_nm(drift, moving.sizes["z"])
+        shifts = drift_nm(drift, moving, name="drift", of="moving")  # each slice's row at its depth
     view = reduced_view(moving, fixed, drift=shifts, groups=slice_groups(moving.sizes.get("z", 1)))
     with steps("register: search and refinement levels", len(_levels(view)) + 1) as advance:
         result = _register_view(view, model, metric, initial, search, advance)

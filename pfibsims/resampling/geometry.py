@@ -76,6 +76,10 @@ def source_axis(obj: Any, d: str) -> _Axis:
     except UnitsError as exc:
         raise UnitsError(f"data: {exc}") from None
     centres = np.asarray(coord.values, dtype=np.float64) * scale
+    bad = np.flatnonzero(~np.isfinite(centres))
+    if bad.size:  # NaN compares false with everything: it would pass the order check and give NaN weights
+        raise GridError(f"data: coordinate '{d}' expected finite voxel centres, found {float(coord.values[bad[0]])} "
+                        f"at index {int(bad[0])}; give every voxel its centre, e.g. data.assign_coords({d}=...)")
     spacing = None
     if centres.size == 1:
         if "spacing" not in coord.attrs:

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._xr import check_not_empty, dequantify
+from .._xr import ascending, check_not_empty, dequantify
 from ..dataset import record
 from ..errors import DataModelError, GridError, PfibsimsError
 from ..grid import Grid
@@ -170,13 +170,17 @@ def resample(
     ----------
     data : xarray.DataArray or xarray.Dataset
         Channels with spatial coordinates in a length unit (every channel of a
-        Dataset is resampled). Along ``z`` the coordinate may be uneven
+        Dataset is resampled); a NaN or infinite centre on a resampled axis
+        is a ``GridError`` naming the coordinate. Along ``z`` the coordinate may be uneven
         (measured slice depths); in-plane it must be regular when
         ``transform`` rotates or shears.
     onto : Grid, xarray.DataArray or xarray.Dataset
         The target grid (its ``Grid.of``). Its dims are the axes resampled: a
         ``(y, x)`` target with ``(z, y, x)`` data resamples slice by slice,
-        keeping ``z``.
+        keeping ``z``. A target axis whose coordinate runs high -> low (image
+        rows stored top down) is resampled on the increasing grid and the
+        result reversed along it: the output has ``onto``'s coordinates in
+        ``onto``'s order, each voxel the value at its position.
     transform : Affine or sequence of Affine, optional
         Maps a *target* point (nm) to the *source* point whose value lands
         there (it pulls). ``None``: the same frame (a change of grid only).
@@ -186,8 +190,11 @@ def resample(
         composed with each slice's drift), for an in-plane target grid.
     drift : xarray.DataArray, optional
         Per-slice drift ``(z, component)`` with length units, as
-        :func:`~pfibsims.registration.estimate_drift` returns, one row per
-        ``z`` slice of ``data``: slice ``k`` goes through
+        :func:`~pfibsims.registration.estimate_drift` returns: each ``z``
+        slice of ``data`` takes the row at its depth (the table's ``z``
+        coordinate, any row order, rows of other slices left out; a slice
+        with no row is an error; a table without ``z`` is taken row by row,
+        one a slice). Slice ``k`` goes through
         ``Affine.translation(drift[k]) @ transform``
         (:func:`~pfibsims.resampling.slice_transforms`), so drift correction
         and registration are one interpolation.  ``transform`` must then be
@@ -196,6 +203,11 @@ def resample(
     kernel : {"lanczos", "cubic", "linear", "nearest"}
         ``lanczos`` is ``sinc(x) sinc(x/a)``; ``cubic`` is Keys' cubic with
         ``-0.5`` (Pillow's BICUBIC); ``nearest`` keeps the dtype (labels).
+        ``nearest`` breaks an exact tie (a source point half way between two
+        source centres) towards the centre of larger coordinate (fractional
+        source index ``i + 0.5`` takes ``i + 1``, as
+        ``scipy.ndimage.map_coordinates`` with ``order=0``), whatever the
+        order of the target's coordinates.
     a : int
         Lanczos lobes (3 is Pillow's LANCZOS).
     fill : scalar
@@ -260,7 +272,7 @@ def resample(
     ({'z': 1, 'y': 48, 'x': 48}, 1.0, True)
     """
     data = dequantify(data, "data")
-    onto = dequantify(onto, "onto")
+    onto, flipped = _ascending_target(dequantify(onto, "onto"))
     check_kernel(kernel, a)
     _check_clip(clip)
     if not isinstance(data, (xr.DataArray, xr.Dataset)):
@@ -272,7 +284,7 @@ def resample(
     clipped = [str(n) for n, v in _variables(data) if _clips(v, clip, kernel)]
     base = transform
     if drift is not None:
-        transform = _with_drift(transform, drift, data)
+        transform, shifts = _with_drift(transform, drift, data)
     per_slice = _is_sequence(transform)
     if per_slice:
         grid, coords, geometry = _slice_geometry(data, onto, transform, kernel, int(a))
@@ -303,15 +315,32 @@ def resample(
                                      f"{grid.dims}; drop it first")
         keep = {k: v.variable for k, v in data.coords.items() if not set(v.dims) & set(grid.dims)}
         out = xr.Dataset(variables, coords={**keep, **coords}, attrs=dict(data.attrs))
+    out = _target_order(out, flipped, grid.dims)
     if drift is not None:
         return record(out, "resample", onto=target_grid(onto, data)[0], transform=base,
-                      drift_nm=drift_nm(drift, None).tolist(), kernel=kernel, a=int(a), fill=fill_,
+                      drift_nm=shifts.tolist(), kernel=kernel, a=int(a), fill=fill_,
                       clipped_at_zero=clipped)
     if per_slice:
         return record(out, "resample", onto=target_grid(onto, data)[0], transform=list(transform), kernel=kernel,
                       a=int(a), fill=fill_, clipped_at_zero=clipped)
     return record(out, "resample", onto=grid, transform=None if transform is None else T, kernel=kernel,
                   a=int(a), fill=fill_, clipped_at_zero=clipped)
+
+
+def _ascending_target(onto: Any) -> tuple[Any, tuple[str, ...]]:
+    """``onto`` with the axes whose coordinate decreases reversed (a view), and those axes.
+
+    The resampling runs on the increasing grid; :func:`_target_order` then
+    puts its result back in ``onto``'s order (a lazy reversal, no
+    interpolation), so each target voxel gets the value of its position.
+    """
+    return ascending(onto) if isinstance(onto, (xr.DataArray, xr.Dataset)) else (onto, ())
+
+
+def _target_order(out: Any, flipped: tuple[str, ...], dims: tuple[str, ...]) -> Any:
+    """``out`` (on the increasing target grid) reversed along the target axes that ``onto`` runs high -> low."""
+    back = {d: slice(None, None, -1) for d in flipped if d in dims}
+    return out.isel(back) if back else out
 
 
 def _variables(data: Any) -> list:
@@ -323,15 +352,17 @@ def _is_sequence(transform: Any) -> bool:
     return isinstance(transform, (list, tuple))
 
 
-def _with_drift(transform: Any, drift: Any, data: Any) -> list[Affine]:
-    """``transform`` (in-plane, or None: the identity) composed with each slice's drift."""
+def _with_drift(transform: Any, drift: Any, data: Any) -> tuple[list[Affine], np.ndarray]:
+    """``transform`` (in-plane, or None: the identity) composed with each slice's drift (its row at the
+    slice's depth, :func:`~.drift.match_drift`), and those drifts (nm)."""
     if "z" not in data.dims:
         raise DataModelError(f"drift: expected (z, y, x) data to apply a per-slice drift to, got dims {tuple(data.dims)}")
     base = Affine.identity(("y", "x")) if transform is None else transform
     if not isinstance(base, Affine) or base.dims != ("y", "x"):
         raise PfibsimsError(f"transform: with a drift, expected an in-plane pfibsims.Affine on ('y', 'x') or None, got "
                             f"{getattr(base, 'dims', type(base).__name__)}")
-    return compose(base, drift_nm(drift, data.sizes["z"]))
+    shifts = drift_nm(drift, data, name="drift", of="data")
+    return compose(base, shifts), shifts
 
 
 def _slice_target(data: Any, onto: Any, transforms: Any) -> tuple[Grid, dict]:
@@ -379,7 +410,8 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     data_or_grid : xarray.DataArray, xarray.Dataset or Grid
         The source (only its coordinates are read).
     onto : Grid, xarray.DataArray or xarray.Dataset
-        The target grid.
+        The target grid (coordinates that run high -> low kept in that order,
+        as in :func:`resample`).
     transform : Affine or sequence of Affine, optional
         Target point -> source point (pulls), as in :func:`resample`; a
         sequence holds one in-plane transform per ``z`` slice of the source
@@ -402,7 +434,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     81
     """
     data_or_grid = dequantify(data_or_grid, "data_or_grid")
-    onto = dequantify(onto, "onto")
+    onto, flipped = _ascending_target(dequantify(onto, "onto"))
     if not isinstance(data_or_grid, (Grid, xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data_or_grid: expected a Grid, DataArray or Dataset, got {type(data_or_grid).__name__}")
     if not isinstance(data_or_grid, Grid):
@@ -410,7 +442,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     if drift is not None:
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: a per-slice drift needs the source data (its z), got a Grid")
-        transform = _with_drift(transform, drift, data_or_grid)
+        transform = _with_drift(transform, drift, data_or_grid)[0]
     if _is_sequence(transform):
         if isinstance(data_or_grid, Grid):
             raise DataModelError("data_or_grid: per-slice transforms need the source data (its z), got a Grid")
@@ -421,8 +453,9 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
                  for specs, warp in geometry]
         chunks = ((1,) * z.size,) + output_chunks(None, grid.dims, grid.shape, default_chunks(
             grid.dims, plans[0].axes[1:], [(n,) for n in grid.shape], grid.shape), bool)
-        return xr.DataArray(coverage_array(plans, chunks), dims=("z",) + grid.dims, coords={"z": z.variable, **coords},
-                            name="coverage", attrs={"units": "1", "long_name": "target voxel sees the source field"})
+        out = xr.DataArray(coverage_array(plans, chunks), dims=("z",) + grid.dims, coords={"z": z.variable, **coords},
+                           name="coverage", attrs={"units": "1", "long_name": "target voxel sees the source field"})
+        return _target_order(out, flipped, grid.dims)
     grid, coords = target_grid(onto, None if isinstance(data_or_grid, Grid) else data_or_grid)
     T = as_affine(transform, grid.dims)
     have = data_or_grid.dims
@@ -434,6 +467,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     chunks = output_chunks(None, grid.dims, grid.shape, default_chunks(grid.dims, specs, [(n,) for n in grid.shape],
                                                                   grid.shape), bool)
     arr = coverage_array(plan, chunks)
-    return xr.DataArray(arr, dims=grid.dims, coords=coords, name="coverage",
-                        attrs={"units": "1", "long_name": "target voxel sees the source field"})
+    out = xr.DataArray(arr, dims=grid.dims, coords=coords, name="coverage",
+                       attrs={"units": "1", "long_name": "target voxel sees the source field"})
+    return _target_order(out, flipped, grid.dims)
 

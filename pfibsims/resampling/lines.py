@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._xr import as_dataarray
+from .._xr import as_dataarray, ascending
 from ..dataset import record
 from ..errors import PfibsimsError
 from ..grid import Grid
@@ -35,7 +35,9 @@ def profile(da_: Any, start: Any, end: Any, *, width: Any = None, n: int | None 
     Parameters
     ----------
     da_ : xarray.DataArray
-        Data with ``y``, ``x`` (and optionally ``z``) coordinates in length units.
+        Data with ``y``, ``x`` (and optionally ``z``) coordinates in length units,
+        increasing or decreasing (rows stored top down): the profile is that of
+        the physical points, whatever the order of the coordinates.
     start, end : (y, x) or (z, y, x) lengths
         End points, e.g. ``("2 um", "3 um")``, with units (a plain number is an error). A
         ``(y, x)`` segment is sampled on every slice (the result keeps
@@ -76,6 +78,9 @@ def profile(da_: Any, start: Any, end: Any, *, width: Any = None, n: int | None 
                 f"start, end: a (z, y, x) segment must keep z constant (got z {p0[0]:.6g} and {p1[0]:.6g} nm): "
                 f"resampling does not mix z with y, x; take profiles per slice with (y, x) points")
         z0, p0, p1 = p0[0], p0[1:], p1[1:]
+    x, flipped = ascending(x)  # a function of physical points: rows stored top down (y high -> low) read as such
+    if z0 is None and "z" in flipped:  # a (y, x) segment on every slice: the slices keep the data's order
+        x = x.isel(z=slice(None, None, -1))
     plane = Grid.of(x, dims=("y", "x"))
     length = float(np.hypot(*(p1 - p0)))
     if length <= 0:

@@ -71,6 +71,9 @@ def _depths(ds: Any, name: str) -> np.ndarray:
     if units is None:
         raise DataModelError(f"{name}: expected a length 'units' attribute on z (e.g. 'nm'), found none")
     z = np.asarray(ds.z.values, dtype=np.float64).reshape(-1) * length_nm(f"1 {units}", name=f"{name}.z.attrs['units']")
+    bad = np.flatnonzero(~np.isfinite(z))
+    if bad.size:  # NaN compares false: it would pass the order check and pair nothing, or the wrong slices
+        raise DataModelError(f"{name}: expected finite slice depths, found {z[bad[0]]} nm at index {int(bad[0])}")
     if z.size > 1 and np.any(np.diff(z) <= 0):
         raise DataModelError(f"{name}: expected increasing slice depths, got {z.tolist()} nm")
     return z
@@ -112,7 +115,7 @@ def match_slices(reference: Any, other: Any, *, tolerance: Any = None) -> SliceM
     ------
     DataModelError
         When a stack has no usable ``z`` (no coordinate, no units,
-        decreasing depths).
+        NaN or infinite or decreasing depths).
     PfibsimsError
         On a tolerance that is not a non-negative length.
 

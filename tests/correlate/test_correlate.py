@@ -332,6 +332,26 @@ def test_profile_3d_and_errors():
         profile(x, ("1 um", "1 um"), ("1 um", "2 um"), width="1 m")
 
 
+@pytest.mark.parametrize("flip", [("y",), ("x",), ("z", "y"), ("z", "y", "x")])
+@pytest.mark.parametrize("chunks", [None, True])
+def test_profile_of_an_image_with_decreasing_coordinates_is_that_of_its_points(chunks, flip):
+    """Rows stored top down (y high -> low) were refused ('expected increasing coordinates'): a profile is a
+    function of physical points, so it is the profile of the same image with increasing coordinates."""
+    from pfibsims.resampling import profile
+
+    x = _ramp(chunks).isel({d: slice(None, None, -1) for d in flip})
+    assert float(x[flip[0]][0]) > float(x[flip[0]][-1])
+    p = profile(x, ("0.45 um", "0.35 um"), ("1.25 um", "0.95 um"), kernel="linear", width="300 nm")
+    t = p.distance.values
+    iy, ix = (450 + t * 0.8 - 50) / 100, (350 + t * 0.6 - 50) / 100  # the ramp 2 i_y + 3 i_x + k at the points
+    k = np.arange(3)[::-1] if "z" in flip else np.arange(3)  # slices keep the data's order
+    np.testing.assert_allclose(p.values, 2 * iy + 3 * ix + k[:, None], atol=1e-9)
+    np.testing.assert_array_equal(p.z.values, x.z.values)
+    np.testing.assert_allclose(p.y.values, 450 + t * 0.8)
+    p3 = profile(x, ("60 nm", "450 nm", "350 nm"), ("60 nm", "450 nm", "950 nm"), kernel="linear")
+    np.testing.assert_allclose(p3.values, 2 * 4 + 3 * (3 + np.arange(7)) + 1, atol=1e-9)
+
+
 # --- bad arguments and non-finite values (issue 21) ----------------------------------------------
 
 

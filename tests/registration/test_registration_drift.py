@@ -258,8 +258,30 @@ def test_estimate_drift_cross_modal_flags_a_bad_slice_and_errors():
     assert d.outlier.values.tolist() == [False, False, False, True, False, False, False]
     with pytest.raises(DataModelError, match="reference: expected 7 slices"):
         reg.estimate_drift(moving.Li6, reference=fixed.isel(z=[0, 1]), transform=CROSS_T)
-    with pytest.raises(DataModelError, match="drift: expected 7 slices"):
+    with pytest.raises(DataModelError, match="initial: expected 7 slices"):
         reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=drift_table([[0, 0]]))
+
+
+#: Drifts larger than the cross-modal search's reach (about 14 reference pixels) around a wrong start.
+BIG_DRIFT = [(0.0, 0.0), (700.0, -500.0), (1400.0, -1000.0), (-700.0, 900.0), (300.0, 1500.0)]
+
+
+def test_estimate_drift_initial_rows_are_matched_to_the_slices_by_depth():
+    """initial= was taken by row position: a table in another order started each slice from another's drift
+    (2.5 um off here); a table whose depths are not the slices' was used anyway, and errors said 'drift'."""
+    moving, fixed = scene_stack(CROSS_T, BIG_DRIFT)
+    start = drift_table(BIG_DRIFT).assign_coords(z=moving.z)
+    d = reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.isel(z=[4, 2, 0, 3, 1]))
+    assert np.abs(d.values - np.asarray(BIG_DRIFT)).max() < 0.25 * 80  # the known drift, to a quarter pixel
+    ordered = reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=drift_table(BIG_DRIFT))
+    np.testing.assert_array_equal(d.values, ordered.values)
+    with pytest.raises(DataModelError, match=r"initial: expected a row for each z slice of da \(z 0, 60, 120, 180, "
+                                             r"240 nm\), found none at z 240 nm"):
+        reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.assign_coords(z=start.z - 60))
+    with pytest.raises(PfibsimsError, match=r"initial: expected a length 'units' attribute"):
+        reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.drop_attrs())
+    with pytest.raises(DataModelError, match=r"initial: expected a DataArray with dims \(z, component\)"):
+        reg.estimate_drift(moving.Li6, reference=fixed, transform=CROSS_T, initial=start.values)
 
 
 @pytest.mark.slow

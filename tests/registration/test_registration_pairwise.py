@@ -271,6 +271,21 @@ def test_register_with_drift():
         reg.register(moving.Li6.isel(z=0), fixed.isel(z=0), drift=drift_table(CROSS_DRIFT))
 
 
+def test_register_matches_the_drift_rows_to_the_slices_by_depth():
+    """drift= was taken by row position: a table in another order corrected each slice by another's drift."""
+    big = [(0.0, 0.0), (700.0, -500.0), (1400.0, -1000.0), (-700.0, 900.0), (300.0, 1500.0)]
+    moving, fixed = scene_stack(CROSS_T, big)
+    table = drift_table(big).assign_coords(z=moving.z)
+    r = reg.register(moving.Li6, fixed, model="rigid", drift=table.isel(z=[3, 0, 4, 1, 2]))
+    assert max_error(r.transform, CROSS_T, Grid.of(fixed, ("y", "x"))) < 0.25 * 80
+    ordered = reg.register(moving.Li6, fixed, model="rigid", drift=drift_table(big))
+    np.testing.assert_array_equal(r.transform.matrix, ordered.transform.matrix)
+    with pytest.raises(DataModelError, match=r"drift: expected a row for each z slice of moving \(z 0, 60, 120, 180, "
+                                             r"240 nm\), found none at z 0, 60, 120, 180, 240 nm \(the table's z: "
+                                             r"0.06, 0.12, 0.18, 0.24, 0.3 nm\)"):
+        reg.register(moving.Li6, fixed, drift=table.assign_coords(z=("z", moving.z.values / 1000 + 0.06, {"units": "nm"})))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("seed", "model", "scale_error"), [
     (0, "rigid", 0.0), (3, "similarity", 0.02),  # more seeds: benchmarks/bench_register.py

@@ -125,3 +125,45 @@ def test_a_pint_quantified_drift_is_taken_in_its_units():
         np.testing.assert_allclose(resample(ds, ds, drift=drift).Li6.values, ref.Li6.values, rtol=1e-12)
     with pytest.raises(UnitsError, match=r"drift.attrs\['units'\]: expected a length .* \(a time\)"):
         resample(ds, ds, drift=table.assign_attrs(units="s").pint.quantify())
+
+
+# -- a drift table is matched to the slices by depth (z), not by row position --------------------------
+def _with_z(table, ds, units="nm", scale=1.0):
+    return table.assign_coords(z=("z", ds.z.values * scale, {"units": units}))
+
+
+def test_a_drift_table_is_matched_to_the_slices_by_depth():
+    """Rows were taken by position: a table in another row order, or of a wider stack, shifted the wrong slices."""
+    shifts = [(0.0, 0.0), (2.0, -3.0), (-1.0, 4.0)]
+    ds = shifted_stack(shifts, counts=1e6)
+    table = _with_z(drift_table(np.asarray(shifts) * 72), ds)
+    ref = resample(ds, ds, drift=drift_table(np.asarray(shifts) * 72))  # no z: rows in order
+    inner = (slice(None), slice(6, -6), slice(6, -6))
+    truth = np.broadcast_to(ds.Li6.values[0], ref.Li6.shape)[inner]  # the known shifts undone
+    assert (np.abs(ref.Li6.values[inner] - truth) / truth.mean()).max() < 0.01
+    for given in (table.isel(z=[2, 0, 1]), _with_z(table, ds, "um", 1e-3).isel(z=[1, 2, 0])):
+        out = resample(ds, ds, drift=given)
+        np.testing.assert_array_equal(out.Li6.values, ref.Li6.values)
+        np.testing.assert_allclose(history(out)[-1]["params"]["drift_nm"], np.asarray(shifts) * 72, rtol=1e-12)
+    # a table of the whole stack applied to some of its slices takes their rows
+    plane = Grid.of(ds, ("y", "x"))
+    part = resample(ds.isel(z=[1, 2]), plane, drift=table)
+    np.testing.assert_array_equal(part.Li6.values, ref.Li6.values[[1, 2]])
+    cov = coverage(ds.isel(z=[1, 2]), plane, drift=table.isel(z=[1, 0, 2]))
+    np.testing.assert_array_equal(cov.values, np.isfinite(part.Li6.values))
+
+
+def test_a_drift_table_whose_depths_do_not_match_the_slices_is_refused():
+    ds = shifted_stack([(0, 0), (1, 1), (2, 2)])  # z 0, 60, 120 nm
+    table = _with_z(drift_table(np.zeros((3, 2))), ds)
+    with pytest.raises(DataModelError, match=r"drift: expected a row for each z slice of data \(z 0, 60, 120 nm\), "
+                                             r"found none at z 120 nm \(the table's z: 0, 60, 90 nm\)"):
+        resample(ds, ds, drift=table.assign_coords(z=("z", [0.0, 60.0, 90.0], {"units": "nm"})))
+    with pytest.raises(DataModelError, match=r"drift: expected a row for each z slice of data"):
+        resample(ds, ds, drift=table.isel(z=[0, 1]))
+    with pytest.raises(DataModelError, match=r"drift: expected one row a depth, found 2 rows at z 60 nm"):
+        resample(ds, ds, drift=table.isel(z=[0, 1, 1, 2]))
+    with pytest.raises(DataModelError, match=r"drift: expected finite depths z, found nan nm at row 1"):
+        resample(ds, ds, drift=table.assign_coords(z=("z", [0.0, np.nan, 120.0], {"units": "nm"})))
+    with pytest.raises(UnitsError, match=r"drift\.z\.attrs\['units'\]: expected a length"):
+        resample(ds, ds, drift=table.assign_coords(z=("z", [0.0, 60.0, 120.0], {"units": "s"})))

@@ -58,3 +58,14 @@ def test_errors_name_the_argument():
         match_slices(a, a.assign_coords(z=("z", [0.0, 60.0])))
     with pytest.raises(DataModelError, match=r"reference: expected increasing slice depths, got \[60.0, 0.0\] nm"):
         match_slices(a.isel(z=[1, 0]), a)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_depths_are_refused(bad):
+    """A NaN depth passed the 'increasing' check (NaN compares false) and paired nothing, or the wrong slices."""
+    a = _stack([0, 60, 120], "Zr_La")
+    b = a.assign_coords(z=("z", [0.0, bad, 120.0], {"units": "nm"}))
+    with pytest.raises(DataModelError, match=rf"other: expected finite slice depths, found {bad} nm at index 1"):
+        match_slices(a, b)
+    with pytest.raises(DataModelError, match=r"reference: expected finite slice depths"):
+        match_slices(b, a)

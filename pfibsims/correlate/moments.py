@@ -29,6 +29,10 @@ from .pairs import (
     product_units,
 )
 
+#: Smallest mean square deviation whose sums keep float64's precision: subnormal squares (below
+#: ``finfo.tiny``) round to absolute steps, which stay below ``eps`` of the sums above ``tiny / eps``.
+_UNDERFLOW = float(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
+
 
 # -- results -----------------------------------------------------------------
 @dataclass(frozen=True)
@@ -121,7 +125,11 @@ def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidenc
             raise PfibsimsError(
                 f"{name}: constant over the {n} valid voxels (value {mean:.6g}), so Pearson r is undefined"
             )
-    r = float(np.clip(cab / math.sqrt(m2a * m2b), -1.0, 1.0))
+        # squares of deviations below ~1e-154 are subnormal and lose digits (the product m2a * m2b was 0)
+        if m2 / n < _UNDERFLOW:
+            raise PfibsimsError(f"{name}: the squared deviations over the {n} valid voxels underflow float64 (mean "
+                                f"square deviation {m2 / n:.3g}); scale the data up (r does not change)")
+    r = float(np.clip(cab / (math.sqrt(m2a) * math.sqrt(m2b)), -1.0, 1.0))  # m2a * m2b may overflow
     lo, hi = fisher_ci(r, n, confidence)
     # exact two-sided p-value of r under independence (as scipy.stats.pearsonr): (r + 1) / 2 follows
     # Beta(n/2 - 1, n/2 - 1), symmetric, so P(|r'| >= |r|) = 2 I_{(1 - |r|)/2}(n/2 - 1, n/2 - 1)

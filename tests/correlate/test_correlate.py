@@ -408,3 +408,46 @@ def test_joint_histogram_of_a_range_wider_than_float64_is_an_error_not_zeros():
     x = xr.DataArray(np.array([-1e308, 0.0, 1e308]), dims="x")
     with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
         joint_histogram(x, x, bins=4)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e100, 1e145])
+def test_pearson_of_values_whose_product_of_spreads_overflows_equals_scipy(scale):
+    # sum (a - mean)^2 and sum (b - mean)^2 are finite at 1e100 and 1e145, their product is not: r was reported 0 (sqrt(inf))
+    xa, xb, a, b = _pair(None, nan=False)
+    ref = st.pearsonr((a * scale).ravel(), (b * scale).ravel())
+    r = pearson(xa * scale, xb * scale)
+    np.testing.assert_allclose(float(r), ref.statistic, rtol=1e-12)
+    ci = ref.confidence_interval()
+    np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)
+
+
+def test_pearson_of_values_whose_squares_underflow_says_so():
+    # values of 1e-160: the squared deviations are subnormal (their product 0), a ZeroDivisionError
+    xa, xb, _, _ = _pair(None, nan=False)
+    with pytest.raises(PfibsimsError, match=r"Li6: the squared deviations over the 960 valid voxels underflow float64 "
+                                            r"\(mean square deviation [0-9.e+-]+\); scale the data up"):
+        pearson(xa * 1e-160, xb)
+    assert float(pearson(xa * 1e-140, xb * 1e-140)) == pytest.approx(float(pearson(xa, xb)), rel=1e-12)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_pearson_of_a_perfect_line_has_a_finite_interval(sign):
+    # r = +-1 exactly: Fisher's z is infinite; the interval is the point +-1 and p = 0 (scipy: r to 1e-15)
+    x = np.arange(10.0)
+    ref = st.pearsonr(x, sign * 4 * x + 1)
+    r = pearson(xr.DataArray(x, dims="x"), xr.DataArray(sign * 4 * x + 1, dims="x"))
+    assert float(r) == pytest.approx(ref.statistic, abs=1e-14)
+    assert np.isfinite([r.r, r.ci_low, r.ci_high, r.p_value]).all()
+    assert r.ci_low <= r.r <= r.ci_high
+    np.testing.assert_allclose([r.ci_low, r.ci_high], [sign, sign], atol=1e-14)
+    assert r.p_value == pytest.approx(ref.pvalue, abs=1e-50)
+
+
+def test_pearson_of_two_voxels_or_a_constant_is_an_error():
+    # scipy gives r = +-1 with p = 1 for two points and NaN for a constant: both are errors here
+    two = xr.DataArray(np.array([1.0, 2.0]), dims="x")
+    with pytest.raises(PfibsimsError, match="a, b: Pearson r needs at least 3 valid voxel pairs, found 2"):
+        pearson(two, 2 * two)
+    three = xr.DataArray(np.array([1.0, 2.0, 3.0]), dims="x", name="Li6")
+    with pytest.raises(PfibsimsError, match=r"Zr_La: constant over the 3 valid voxels \(value 5\)"):
+        pearson(three, xr.DataArray(np.full(3, 5.0), dims="x", name="Zr_La"))

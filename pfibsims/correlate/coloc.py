@@ -28,6 +28,7 @@ from .pairs import (
     check_confidence,
     fisher_ci,
     name_of,
+    too_few_pairs,
     view_arrays,
 )
 
@@ -61,7 +62,7 @@ def spearman(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95, max_
     va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
-        raise PfibsimsError(f"a, b: Spearman's rho needs at least 3 valid voxel pairs, found {n}")
+        raise too_few_pairs("Spearman's rho", n, mask is not None)
     for name, v in ((name_of(xa, "a"), va), (name_of(xb, "b"), vb)):
         if np.ptp(v[valid]) == 0:
             raise PfibsimsError(f"{name}: constant over the {n} valid voxels, so Spearman's rho is undefined")
@@ -400,7 +401,7 @@ def colocalisation(
     va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
-        raise PfibsimsError(f"a, b: colocalisation needs at least 3 valid voxel pairs, found {n}")
+        raise too_few_pairs("colocalisation", n, mask is not None)
     av, bv = va[valid], vb[valid]
     for name, v in ((name_of(xa, "a"), av), (name_of(xb, "b"), bv)):
         if np.ptp(v) == 0:  # r is undefined, and a p-value of it would be a confident answer to nothing

@@ -451,3 +451,46 @@ def test_pearson_of_two_voxels_or_a_constant_is_an_error():
     three = xr.DataArray(np.array([1.0, 2.0, 3.0]), dims="x", name="Li6")
     with pytest.raises(PfibsimsError, match=r"Zr_La: constant over the 3 valid voxels \(value 5\)"):
         pearson(three, xr.DataArray(np.full(3, 5.0), dims="x", name="Zr_La"))
+
+
+_STATISTICS = {
+    "covariance": lambda a, b, m: covariance(a, b, mask=m),
+    "pearson": lambda a, b, m: pearson(a, b, mask=m),
+    "covariance_map": lambda a, b, m: covariance_map(a, b, mask=m),
+    "joint_histogram": lambda a, b, m: joint_histogram(a, b, bins=4, mask=m),
+    "joint_histogram, range": lambda a, b, m: joint_histogram(a, b, bins=4, range=((0, 99), (0, 99)), mask=m),
+    "spearman": lambda a, b, m: spearman(a, b, mask=m),
+    "colocalisation": lambda a, b, m: colocalisation(a, b, mask=m, n_iter=3),
+}
+
+
+@pytest.mark.parametrize("stat", list(_STATISTICS))
+def test_an_all_false_mask_is_an_error_naming_mask(stat):
+    # an in-memory all-False mask gave NaN (covariance), zero counts (joint_histogram with a range) or errors
+    # about "valid voxel pairs" / "finite values of a" that did not say the mask selected nothing
+    xa, xb, _, _ = _pair(None)
+    none = xr.DataArray(np.zeros(xa.shape, bool), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: expected True where voxels count, got all False \(960 voxels\)"):
+        _STATISTICS[stat](xa, xb, none)
+    with pytest.raises(PfibsimsError, match=r"^mask: expected True where voxels count, got all False"):
+        _STATISTICS[stat](xa, xb, np.zeros(xa.shape, bool))
+    one = none.copy(data=np.arange(xa.size).reshape(xa.shape) == 500)  # one voxel: not all False
+    if stat in ("covariance", "covariance_map", "joint_histogram", "joint_histogram, range"):
+        _STATISTICS[stat](xa, xb, one)
+    else:
+        with pytest.raises(PfibsimsError, match=r"^a, b: .* needs at least 3 valid voxel pairs, found 1"):
+            _STATISTICS[stat](xa, xb, one)
+
+
+@pytest.mark.parametrize("stat", ["pearson", "covariance_map", "joint_histogram", "spearman", "colocalisation"])
+def test_a_lazy_mask_selecting_no_finite_pair_is_an_error_naming_mask(stat):
+    # a dask mask is not computed to check it: the statistic's own pass finds no voxel and names the mask
+    xa, xb, a, b = _pair((5, 12, 16))
+    m = xr.DataArray(da.from_array(np.zeros(a.shape, bool), chunks=(2, 6, 8)), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: .*found none"):
+        _STATISTICS[stat](xa, xb, m)
+    if stat == "joint_histogram":  # ranges are per channel: each has finite values where the other is NaN
+        return
+    nan_only = xr.DataArray(da.from_array(~(np.isfinite(a) & np.isfinite(b)), chunks=(2, 6, 8)), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: .*found none"):  # True only where a channel is NaN
+        _STATISTICS[stat](xa, xb, nan_only)

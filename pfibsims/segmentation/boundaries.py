@@ -46,6 +46,9 @@ def _bins(bins: Any, lo: float, hi: float) -> tuple[float, int]:
     if not width > 0 or (hi - lo) / width > MAX_BINS:
         raise PfibsimsError(f"bins: expected a positive bin width giving at most {MAX_BINS} bins over "
                             f"{hi - lo:.6g} nm, got {bins!r}")
+    if width > (hi - lo) * (1 + 1e-12):  # one bin would reach past the distances asked for
+        raise PfibsimsError(f"bins: expected a bin width at most the span of distances, {hi - lo:.6g} nm (from "
+                            f"{lo:.6g} to {hi:.6g} nm), got {bins!r} ({width:.6g} nm); give a narrower width or a number of bins")
     return width, max(1, round((hi - lo) / width))
 
 
@@ -95,7 +98,8 @@ def boundary_profile(
         The range of signed distance, e.g. ``("-0.5 um", "1 um")``: negative
         inside the phase.
     bins : length or int
-        Bin width (``"20 nm"``) or number of bins over ``distances``.
+        Bin width (``"20 nm"``, at most the span of ``distances``) or number
+        of bins over ``distances``.
     mask : xarray.DataArray of bool, optional
         Only voxels where True count (e.g. the SIMS coverage); the distance
         is still measured in the whole volume.

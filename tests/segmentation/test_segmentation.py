@@ -1278,3 +1278,22 @@ def test_distances_particles_and_quantify_at_uneven_depths_take_the_median_slice
     b = pfs.quantify(regular.Li6, want_lab, standards=standards, interior="60 nm")
     np.testing.assert_allclose(a.values, b.values, rtol=1e-6)
     assert np.isfinite(a.values[lab == 2]).all()
+
+
+@pytest.mark.parametrize("bins", ["2 um", "601 nm"])
+def test_boundary_profile_bin_wider_than_the_distances_is_an_error(bins):
+    # a bin wider than the distances asked for made one bin reaching past them ("2 um" over (-300, 300) nm:
+    # one bin from -300 to 1700 nm, counting voxels up to 1.7 um out of the phase)
+    mask, truth = _sphere(shape=(6, 8, 8), radius=200.0)
+    ds = _volume({"Li6": truth})
+    lab = _labels(mask, "matrix LLZTO")
+    with pytest.raises(PfibsimsError, match=r"bins: expected a bin width at most the span of distances, 600 nm "
+                                            r"\(from -300 to 300 nm\), got '[0-9 a-z]+' \((2000|601) nm\)"):
+        boundary_profile(ds.Li6, lab, "LLZTO", distances=("-300 nm", "300 nm"), bins=bins)
+    with pytest.raises(PfibsimsError, match="bins: expected a bin width at most the span of distances"):
+        boundary_distance(lab, "LLZTO", distances=("-300 nm", "300 nm"), bins=bins)
+    p = boundary_profile(ds.Li6, lab, "LLZTO", distances=("-300 nm", "300 nm"), bins="0.6 um")  # the whole span
+    assert p.distance_lower.values.tolist() == [-300.0]
+    assert p.distance_upper.values.tolist() == [300.0]
+    sd = signed_distance_block(mask, sampling=SPACING)
+    assert int(p["count"][0]) == int(((sd >= -300) & (sd <= 300)).sum())  # reference: numpy on the exact distance

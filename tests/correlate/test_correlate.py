@@ -494,3 +494,19 @@ def test_a_lazy_mask_selecting_no_finite_pair_is_an_error_naming_mask(stat):
     nan_only = xr.DataArray(da.from_array(~(np.isfinite(a) & np.isfinite(b)), chunks=(2, 6, 8)), dims=xa.dims)
     with pytest.raises(PfibsimsError, match=r"^mask: .*found none"):  # True only where a channel is NaN
         _STATISTICS[stat](xa, xb, nan_only)
+
+
+@pytest.mark.parametrize("chunks", [None, (2, 5, 7)])
+def test_local_correlation_plateaus_once_the_window_covers_the_volume(chunks):
+    # windows of 1 m (16666667 x 12285013^2 voxels): their volume overflowed int64 in the count of valid pairs
+    # (np.prod), every window had "2.5 pairs" and r was NaN everywhere, after 44 s of box filters 1.2e7 long.
+    # Once a window spans the volume, every voxel's r is numpy's r over all valid pairs, whatever the window.
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    whole = np.where(ok, np.corrcoef(a[ok], b[ok])[0, 1], np.nan)
+    for window in ["5 um", "1 m", "1 km"]:
+        lc = local_correlation(xa, xb, window=window)
+        np.testing.assert_allclose(lc.values, whole, rtol=1e-10, atol=1e-12)
+    # the first pass's window counts equal the direct count: min_pairs up to all valid pairs keeps r, one more not
+    assert np.isfinite(local_correlation(xa, xb, window="1 m", min_pairs=int(ok.sum())).values[ok]).all()
+    assert np.isnan(local_correlation(xa, xb, window="1 m", min_pairs=int(ok.sum()) + 1).values).all()

@@ -104,7 +104,8 @@ def boundary_profile(
         Only voxels where True count (e.g. the SIMS coverage); the distance
         is still measured in the whole volume.
     hist_bins : int
-        Histogram bins per distance bin for median and quartiles.
+        Histogram bins per distance bin for median and quartiles (distance
+        bins x ``hist_bins`` at most 2^24).
     distance : xarray.DataArray, optional
         The signed distance already computed by :func:`boundary_distance`
         (for the same phase, reaching at least as far), e.g. once for the
@@ -217,7 +218,7 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
     spacing = spacing_nm(da, "da", uneven_z="median")  # the grid of the data (no empty axis) before comparing
     check_same_grid(da, labels, name="labels", ref="the data")
     lo, hi, width, n = _range(distances, bins)
-    hist_bins = check_bins(hist_bins, "hist_bins")
+    hist_bins = check_bins(hist_bins, "hist_bins", cells=n)  # a histogram per distance bin
     if distance is None:
         distance = boundary_distance(labels, phase, distances=distances, bins=bins)
     elif not isinstance(distance, xr.DataArray) or distance.attrs.get("phase") != name or \

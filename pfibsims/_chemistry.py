@@ -29,6 +29,7 @@ __all__ = [
     "NATURAL_ABUNDANCE",
     "atom_fractions",
     "atoms_per_cm3",
+    "element_symbol",
     "mean_atomic_mass",
     "theoretical_density",
 ]
@@ -124,6 +125,20 @@ def _composition(formula: Any, name: str) -> dict[str, float]:
     if not counts or any(not math.isfinite(n) or n < 0 for n in counts.values()):
         raise PfibsimsError(f"{name}: expected a formula with positive element counts, got {formula!r} -> {parsed}")
     return counts
+
+
+def element_symbol(symbol: Any, name: str = "element") -> str:
+    """``symbol`` checked as a chemical element's symbol (``'Li'``, not ``'Li6'`` nor ``'Xx'``); an error naming ``name``."""
+    ok = isinstance(symbol, str) and re.fullmatch(r"[A-Z][a-z]{0,2}", symbol) is not None
+    try:
+        ok = ok and _chemparse()(symbol) == {symbol: 1}
+    except ValueError:
+        ok = False
+    if not ok:
+        isotope = isinstance(symbol, str) and re.fullmatch(r"\d+[A-Z][a-z]?|[A-Z][a-z]?\d+", symbol.strip())
+        hint = f" (an isotope: give its element, {re.sub(r'[0-9]', '', symbol.strip())!r})" if isotope else ""
+        raise PfibsimsError(f"{name}: expected an element symbol such as 'Li', got {symbol!r:.60}{hint}")
+    return symbol
 
 
 def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:

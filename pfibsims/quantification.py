@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import betaincinv
 
-from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, theoretical_density
+from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, element_symbol, theoretical_density
 from ._engine.grouped import grouped_moments
 from ._engine.smooth import gaussian
 from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
@@ -72,6 +72,7 @@ def _array(x: xr.DataArray, dims: tuple[str, ...]) -> Any:
 
 def _standards(standards: Any, names: list[str], element: str) -> dict[str, tuple[str, float]]:
     """``{phase: (formula, nominal atomic percent of element)}``."""
+    element_symbol(element)
     if not isinstance(standards, Mapping) or not standards:
         raise PfibsimsError(f"standards: expected a mapping phase -> formula such as {CATHODE_STANDARDS}, got {standards!r}")
     out = {}
@@ -380,8 +381,8 @@ def quantify(
     """
     li = _counts(li, "li")
     dims = spatial_dims(li, "li")
-    values, names = flags(phases)
-    check_same_grid(li, phases)
+    values, names = flags(phases, "phases")
+    check_same_grid(li, phases, name="phases", ref="li")
     spacing = spacing_nm(li, "li", uneven_z="median")
     interior_nm = length_nm(interior, name="interior")
     if not interior_nm >= 0:
@@ -395,7 +396,7 @@ def quantify(
     for arg, given, what in (("rsf", rsf, "factor such as {'SP': 1.25}"), ("densities", densities, "density such as {'LCO': '5.05 g/cm^3'}")):
         if given is not None and not isinstance(given, Mapping):
             raise PfibsimsError(f"{arg}: expected a mapping phase -> {what}, got {given!r}")
-    if not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
+    if isinstance(min_fraction, bool) or not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
         raise PfibsimsError(f"min_fraction: expected a number in (0, 1], got {min_fraction!r}")
     table = _standards(standards, names, element)
     bg = _background(background, names)
@@ -592,8 +593,8 @@ def isotope_ratio(
 
 def _phase_ratios(out: xr.Dataset, xa: xr.DataArray, xb: xr.DataArray, phases: xr.DataArray, dims: tuple[str, ...],
                   ref: float | None, confidence: float) -> xr.Dataset:
-    values, names = flags(phases)
-    check_same_grid(xa, phases)
+    values, names = flags(phases, "phases")
+    check_same_grid(xa, phases, name="phases", ref="a")
     both = np.isfinite(xa) & np.isfinite(xb)
     lab, shifted = nonnegative(_array(phases, dims), values)
     lut = np.full(max(shifted) + 1, -1, dtype=np.int64)

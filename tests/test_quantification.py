@@ -23,7 +23,7 @@ from conftest import raise_if_dask_computes
 import pfibsims as pfs
 from pfibsims._chemistry import atom_fractions, atoms_per_cm3, mean_atomic_mass, theoretical_density
 from pfibsims.dataset import stack
-from pfibsims.errors import DataModelError, PfibsimsError, UnitsError
+from pfibsims.errors import DataModelError, GridError, PfibsimsError, UnitsError
 from pfibsims.quantification import isotope_ratio, quantify
 from pfibsims.transform import Affine
 
@@ -300,11 +300,11 @@ def test_quantify_errors():
     with pytest.raises(PfibsimsError, match=r"rsf: expected a mapping phase -> factor .* got \[1.25\]"):
         quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf=[1.25])
     # labels whose flags repeat a value (both phases read one label), or span more than a lookup table holds (MemoryError)
-    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_values, got \[0, 0\]"):
+    with pytest.raises(DataModelError, match=r"phases: expected distinct flag_values, got \[0, 0\]"):
         quantify(li, ph.assign_attrs(flag_values=[0, 0]), interior="500 nm")
-    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_meanings, got \['LCO', 'LCO'\]"):
+    with pytest.raises(DataModelError, match=r"phases: expected distinct flag_meanings, got \['LCO', 'LCO'\]"):
         quantify(li, ph.assign_attrs(flag_meanings="LCO LCO"), interior="500 nm")
-    with pytest.raises(DataModelError, match=r"labels: expected flag_values within a range of 2\*\*24, got 0 to 1099511627776"):
+    with pytest.raises(DataModelError, match=r"phases: expected flag_values within a range of 2\*\*24, got 0 to 1099511627776"):
         quantify(li, ph.assign_attrs(flag_values=[0, 2**40]), standards={"LCO": "LiCoO2"}, interior="500 nm")
 
 
@@ -622,3 +622,43 @@ def test_isotope_ratio_of_a_real_nanosims_image(shared_data):
     swapped = isotope_ratio(ds.C12, ds.C13, phases=whole)
     assert swapped.attrs["natural_ratio"] == pytest.approx(1 / natural)
     assert float(swapped.phase_ratio[0]) == pytest.approx(1 / total, rel=1e-12)
+
+
+def _two_phase_map():
+    from pfibsims.dataset import stack
+
+    lab = np.zeros((1, 40, 40), np.uint8)
+    lab[:, :, 20:] = 1
+    ds = stack({"Li6": np.where(lab == 0, 50.0, 20.0)}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, attrs={"flag_values": [0, 1], "flag_meanings": "LCO LLZTO"})
+    return ds, ph
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"element": 5}, r"element: expected an element symbol such as 'Li', got 5"),
+    ({"element": "Li6"}, r"element: expected an element symbol such as 'Li', got 'Li6' \(an isotope"),
+    ({"element": "6Li"}, r"element: expected an element symbol such as 'Li', got '6Li' \(an isotope"),
+    ({"element": "Xx"}, r"element: expected an element symbol such as 'Li', got 'Xx'"),
+    ({"element": ""}, r"element: expected an element symbol such as 'Li', got ''"),
+    ({"min_fraction": True}, r"min_fraction: expected a number in \(0, 1\], got True"),
+])
+def test_quantify_names_the_invalid_argument(kwargs, match):
+    # element "Li6", 5 or "Xx" blamed the standards ("standards['LCO']: expected a formula containing Li6"),
+    # min_fraction=True was taken as 1
+    ds, ph = _two_phase_map()
+    with pytest.raises(PfibsimsError, match=match):
+        quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, **kwargs)
+
+
+def test_quantify_and_isotope_ratio_name_the_phases_argument():
+    # phases given as numpy, or on another grid, were reported as "labels" / "b" (names of other functions' arguments)
+    ds, ph = _two_phase_map()
+    with pytest.raises(DataModelError, match="phases: expected an xarray DataArray"):
+        quantify(ds.Li6, ph.values, standards={"LCO": "LiCoO2"})
+    with pytest.raises(DataModelError, match="phases: expected CF attrs 'flag_values'"):
+        quantify(ds.Li6, ph.drop_attrs(), standards={"LCO": "LiCoO2"})
+    with pytest.raises(GridError, match="phases: expected the grid of li"):
+        quantify(ds.Li6, ph.isel(x=slice(1, None)), standards={"LCO": "LiCoO2"})
+    li7 = ds.Li6.copy().rename("Li7").assign_attrs(isotope="7Li", mass=7)
+    with pytest.raises(GridError, match="phases: expected the grid of a"):
+        isotope_ratio(ds.Li6, li7, phases=ph.isel(x=slice(1, None)))

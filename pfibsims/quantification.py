@@ -201,7 +201,7 @@ def _convert_block(li, lab, *, t, background, sigma, halo, values, min_fraction)
     li = np.asarray(li, dtype=np.float64)[inner]
     known = np.isin(lab[inner], values)
     signal = li - background
-    var = np.maximum(li, 0.0)  # Poisson
+    var = np.maximum(li, 1.0)  # Poisson, at least one count: no count observed is not a rate known to be 0
     own = np.ones(li.shape)
     if sigma is not None:
         own = np.zeros(li.shape)
@@ -301,9 +301,9 @@ def quantify(
     ``psf``: ``c = (counts - background) / S_p``.
 
     Uncertainty (one standard uncertainty, a coordinate ``uncertainty`` in
-    the output's units): counting statistics (Poisson variance = the counts;
-    after resampling, which averages neighbouring SIMS pixels, this
-    overstates it a little), the neighbours' levels, and the calibration (the
+    the output's units): counting statistics (Poisson variance = the
+    counts, at least one count; after resampling, which averages
+    neighbouring SIMS pixels, this overstates it a little), the neighbours' levels, and the calibration (the
     standard error of the standard's interior mean, treating its voxels as
     independent: a lower bound, since neighbouring voxels share the probe).
 

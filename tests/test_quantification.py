@@ -10,6 +10,7 @@ non-paralysable dead-time loss applied to known counts.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import dask.array as da
@@ -662,3 +663,30 @@ def test_quantify_and_isotope_ratio_name_the_phases_argument():
     li7 = ds.Li6.copy().rename("Li7").assign_attrs(isotope="7Li", mass=7)
     with pytest.raises(GridError, match="phases: expected the grid of a"):
         isotope_ratio(ds.Li6, li7, phases=ph.isel(x=slice(1, None)))
+
+
+@pytest.mark.parametrize("psf", [None, "100 nm"])
+def test_quantify_uncertainty_of_a_zero_count_voxel_has_a_one_count_floor(psf):
+    # a voxel with no count had a counting uncertainty of 0 (Poisson variance = counts = 0): c = 0 +- 0 percent.
+    # Zero observed counts do not make the rate exactly zero; the variance is floored at one count.
+    ds, ph = _two_phase_map()
+    counts = ds.Li6.values.copy()
+    counts[0, 5:8, 2:4] = 0.0  # in the LCO standard's interior (the volume's edge is not a boundary)
+    counts[0, 30, 30] = 0.0  # in LLZTO
+    li = ds.Li6.copy(data=counts)
+    q = quantify(li, ph, standards={"LCO": "LiCoO2", "LLZTO": "Li6.4La3Zr1.4Ta0.6O12"}, interior="500 nm", psf=psf)
+    cal = json.loads(q.attrs["pfibsims:calibration"])["phases"]
+    zero = counts == 0
+    lab = ph.values
+    for k, name in enumerate(("LCO", "LLZTO")):
+        sel = zero & (lab == k)
+        s, urel = cal[name]["sensitivity"], cal[name]["sensitivity_rel_uncertainty"]
+        c = q.values[sel]
+        if psf is None:  # by hand: c = 0 / S, u^2 = 1 count / S^2 + (c urel)^2
+            np.testing.assert_allclose(c, 0.0, atol=1e-6)
+            np.testing.assert_allclose(q.uncertainty.values[sel], math.sqrt(1.0 / s**2), rtol=1e-6)
+        assert (q.uncertainty.values[sel] >= 1.0 / s * (1 - 1e-6)).all()  # at least one count's worth
+        if psf is None:  # voxels with counts: unchanged, u^2 = counts / S^2 + (c urel)^2
+            far = ~zero & (lab == k)
+            want = np.sqrt(counts[far] / s**2 + (q.values[far] * urel) ** 2)
+            np.testing.assert_allclose(q.uncertainty.values[far], want, rtol=1e-6)

@@ -140,9 +140,9 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         if table[name]["voxels"] == 0:
             where = f"standards[{name!r}]" if arg == "standards" else arg
             raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of {arg} (or check the labels)")
-    b = table[background]["mean_counts"] if isinstance(background, str) else background
-    for row in table.values():
-        row["level"] = row["mean_counts"] - b  # counts above background
+    b, sb = (table[background]["mean_counts"], table[background]["sem_counts"]) if isinstance(background, str) else (background, 0.0)
+    for name, row in table.items():  # counts above background; the background phase's own level is 0 exactly
+        row["level"], row["sem_level"] = row["mean_counts"] - b, 0.0 if name == background else math.hypot(row["sem_counts"], sb)
     for name, (formula, nominal) in standards.items():
         row = table[name]
         if not row["interior"]:
@@ -153,7 +153,7 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         if not row["level"] > 0:
             raise PfibsimsError(f"standards[{name!r}]: its interior holds no counts above the background ({row['level']:.4g})")
         row.update(formula=formula, nominal_percent=nominal, sensitivity=row["level"] / nominal,
-                   sensitivity_rel_uncertainty=row["sem_counts"] / row["level"])
+                   sensitivity_rel_uncertainty=row["sem_level"] / row["level"])
     for name, given in (rsf or {}).items():
         if name not in names:
             raise DataModelError(f"rsf: phase {name!r} is not among the labels' phases {names}")
@@ -185,7 +185,7 @@ def _tables(cal: dict, values: list[int], names: list[str], scale: dict[str, flo
     t = {k: np.full(size, np.nan) for k in ("s", "urel", "level", "ulevel", "scale")}
     for v, name in zip(values, names, strict=True):
         row = cal["phases"].get(name, {})
-        t["level"][v], t["ulevel"][v] = row.get("level", np.nan), row.get("sem_counts", np.nan)
+        t["level"][v], t["ulevel"][v] = row.get("level", np.nan), row.get("sem_level", np.nan)
         if "sensitivity" in row:
             t["s"][v], t["urel"][v], t["scale"][v] = row["sensitivity"], row["sensitivity_rel_uncertainty"], scale[name]
     t["level"] = np.nan_to_num(t["level"])
@@ -304,8 +304,9 @@ def quantify(
     the output's units): counting statistics (Poisson variance = the
     counts, at least one count; after resampling, which averages
     neighbouring SIMS pixels, this overstates it a little), the neighbours' levels, and the calibration (the
-    standard error of the standard's interior mean, treating its voxels as
-    independent: a lower bound, since neighbouring voxels share the probe).
+    standard error of the standard's interior mean, and of a background
+    phase's, treating their voxels as independent: a lower bound, since
+    neighbouring voxels share the probe).
 
     Computes: the calibration, now: one distance transform of the labels
     (depth inside the own phase, from the nearest face between two phases;

@@ -690,3 +690,30 @@ def test_quantify_uncertainty_of_a_zero_count_voxel_has_a_one_count_floor(psf):
             far = ~zero & (lab == k)
             want = np.sqrt(counts[far] / s**2 + (q.values[far] * urel) ** 2)
             np.testing.assert_allclose(q.uncertainty.values[far], want, rtol=1e-6)
+
+
+def test_quantify_level_standard_error_includes_the_background_phase():
+    # the standard's level is (its mean - the background phase's mean): its standard error was the standard's
+    # alone; by hand it is sqrt(se_std^2 + se_bg^2), each se = std(ddof=1) / sqrt(n) over the voxels used
+    from pfibsims.dataset import stack
+
+    rng = np.random.default_rng(11)
+    lab = np.zeros((1, 40, 60), np.uint8)
+    lab[:, :, 30:] = 1
+    counts = np.where(lab == 0, rng.poisson(50.0, lab.shape), rng.poisson(6.0, lab.shape)).astype(np.float64)
+    ds = stack({"Li6": counts}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, attrs={"flag_values": [0, 1], "flag_meanings": "LCO SP"})
+    q = quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background="SP", interior="0 nm")  # every voxel is interior
+    cal = json.loads(q.attrs["pfibsims:calibration"])
+    std, bg = counts[lab == 0], counts[lab == 1]
+    se_std, se_bg = std.std(ddof=1) / math.sqrt(std.size), bg.std(ddof=1) / math.sqrt(bg.size)
+    row = cal["phases"]["LCO"]
+    assert row["sem_counts"] == pytest.approx(se_std, rel=1e-10)
+    assert cal["phases"]["SP"]["sem_counts"] == pytest.approx(se_bg, rel=1e-10)
+    assert row["level"] == pytest.approx(std.mean() - bg.mean(), rel=1e-12)
+    assert row["sem_level"] == pytest.approx(math.hypot(se_std, se_bg), rel=1e-10)
+    assert row["sensitivity_rel_uncertainty"] == pytest.approx(math.hypot(se_std, se_bg) / (std.mean() - bg.mean()), rel=1e-10)
+    assert cal["phases"]["SP"]["sem_level"] == 0.0  # the background's own level is 0 by definition
+    given = json.loads(quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background=6.0, interior="0 nm")
+                       .attrs["pfibsims:calibration"])["phases"]["LCO"]  # a given background has no error
+    assert given["sensitivity_rel_uncertainty"] == pytest.approx(se_std / (std.mean() - 6.0), rel=1e-10)

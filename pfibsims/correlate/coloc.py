@@ -187,7 +187,7 @@ def _java_round(x: float) -> float:
 
 
 def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtype) -> tuple[float, float, float, float]:
-    """Coloc 2's AutoThresholdRegression: (T_a, T_b, slope, intercept).
+    """Coloc 2's AutoThresholdRegression: (T_a, T_b, slope, intercept), with its warning "thresholds too low".
 
     Walks a threshold ``t`` along the regression line, on the channel it leans
     to (``a`` if ``|slope| < 1``), down from that channel's maximum, until
@@ -198,7 +198,9 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     Integer data: unit 1, thresholds rounded half up and clamped to the
     dtype's range, exactly as Coloc 2 (whose stepper stops below 1: signed
     data with negative values walk on to their minimum); float data: no
-    rounding, unit = 1/255 of the channel's range.
+    rounding, unit = 1/255 of the channel's range. As Coloc 2, an
+    :class:`EstimationWarning` when a threshold (rounded, before clamping to
+    the dtype) falls below its channel's lowest value.
     """
     m, b0 = _orthogonal_regression(a, b)
     if not math.isfinite(m) or m == 0:
@@ -210,12 +212,16 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     integer = np.issubdtype(dtype, np.integer)
     unit = 1.0 if integer else max(hi_x - lo_x, 1e-300) / 255
     info = np.iinfo(dtype) if integer else None
+    raw = [math.inf, math.inf]  # the last thresholds before clamping, which Coloc 2 compares with the data
 
     def thresholds(t: float) -> tuple[float, float]:
         ta, tb = (t, t * m + b0) if on_a else ((t - b0) / m, t)
         if integer:
-            ta = min(max(_java_round(ta), info.min), info.max)
-            tb = min(max(_java_round(tb), info.min), info.max)
+            raw[:] = _java_round(ta), _java_round(tb)
+            ta = min(max(raw[0], info.min), info.max)
+            tb = min(max(raw[1], info.min), info.max)
+        else:
+            raw[:] = ta, tb
         return ta, tb
 
     ta, tb = float(a.max()), float(b.max())  # Coloc 2's values if the walk takes no step
@@ -243,6 +249,10 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
             t -= unit
             if t < stop or r < 1e-4 or r > previous:
                 break
+    if raw[0] < a.min() or raw[1] < b.min():  # Coloc 2's warning "thresholds too low"
+        warnings.warn(f"thresholds: Costes' thresholds ({ta:.6g}, {tb:.6g}) fall below the data (minima {a.min():.6g}, "
+                      f"{b.min():.6g}): no positive threshold was found, so the thresholded results (tM1, tM2, "
+                      "pearson_below/above) are meaningless (Coloc 2: 'thresholds too low')", EstimationWarning, stacklevel=4)
     return float(ta), float(tb), float(m), float(b0)
 
 
@@ -384,6 +394,13 @@ def colocalisation(
     Returns
     -------
     Colocalisation
+
+    Warns
+    -----
+    EstimationWarning
+        As Coloc 2 ("thresholds too low"), when an automatic threshold falls
+        below its channel's lowest value: the thresholded results are then
+        meaningless.
 
     Examples
     --------

@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import betaincinv
 
-from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, element_symbol, theoretical_density
+from ._chemistry import atom_fractions, atoms_per_cm3, element_symbol, natural_ratio, nuclide_label, theoretical_density
 from ._engine.grouped import grouped_moments
 from ._engine.smooth import gaussian
 from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
@@ -464,13 +464,8 @@ def _isotope_label(x: xr.DataArray) -> str:
 def _natural_ratio(natural: Any, a: xr.DataArray, b: xr.DataArray) -> float | None:
     if natural is None:
         return None
-    if isinstance(natural, str) and natural == "auto":
-        ea, eb = a.attrs.get("element"), b.attrs.get("element")
-        ma, mb = a.attrs.get("mass"), b.attrs.get("mass")
-        table = NATURAL_ABUNDANCE.get(ea, {}) if ea == eb else {}
-        if ma in table and mb in table:
-            return table[ma] / table[mb]
-        return None
+    if isinstance(natural, str) and natural == "auto":  # the isotope attr ('6Li', '12C 15N'), else mass + element
+        return natural_ratio(nuclide_label(a.attrs), nuclide_label(b.attrs))
     if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not 0 < natural < math.inf:
         raise PfibsimsError(f"natural: expected 'auto', None or a positive reference ratio such as 0.0821, got {natural!r}")
     return float(natural)
@@ -502,8 +497,10 @@ def isotope_ratio(
       of known ratio would calibrate).
     * Delta notation against the reference ratio ``R_ref`` (``natural``):
       ``delta = (R / R_ref - 1) * 1000`` in per mil. ``"auto"`` takes the
-      natural abundances of the channels' ``element`` and ``mass`` attrs (IUPAC
-      2009: H, Li, B, C, N, O, Si, S; not of molecular ions such as 12C15N)
+      natural abundances of the channels' ``isotope`` (else ``element`` and
+      ``mass``) attrs (IUPAC 2009: H, Li, B, C, N, O, Si, S; molecular ions
+      too: 12C15N/12C14N is 15N/14N, 16O18O/16O2 twice 18O/16O; an unknown
+      element or a mass the table lacks is an error, other elements no delta)
       (6Li 7.59 %, 7Li 92.41 %: 6Li/7Li = 0.08213); note that the lithium
       literature usually reports delta-7Li, of 7Li/6Li.
 

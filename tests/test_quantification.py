@@ -717,3 +717,48 @@ def test_quantify_level_standard_error_includes_the_background_phase():
     given = json.loads(quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background=6.0, interior="0 nm")
                        .attrs["pfibsims:calibration"])["phases"]["LCO"]  # a given background has no error
     assert given["sensitivity_rel_uncertainty"] == pytest.approx(se_std / (std.mean() - 6.0), rel=1e-10)
+
+
+def test_isotope_ratio_natural_of_molecular_ions(shared_data):
+    """The OpenMIMS NanoSIMS image's CN- ions (isotope attrs '12C 15N', '12C 14N'): 'auto' gave no delta; the
+    natural ratio of two isotopologues is that of their differing isotopes, times the multinomial counts of
+    identical atoms (by hand: 15N/14N = 0.364 / 99.636; 16O18O/16O2 = 2 x 0.205 / 99.757)."""
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    r = isotope_ratio(ds.C12N15, ds.C12N14)
+    assert r.attrs["natural_ratio"] == pytest.approx(0.364 / 99.636, rel=1e-12)
+    np.testing.assert_allclose(r.delta.values, (r.ratio.values / (0.364 / 99.636) - 1) * 1000, rtol=1e-5)
+    ones = np.ones((1, 2, 2))
+    cases = [("16O 18O", "16O2", 2 * 0.205 / 99.757), ("12C15N-", "12C14N-", 0.364 / 99.636),
+             ("13C 12C", "12C2", 2 * 1.07 / 98.93), ("7Li", "6Li", 92.41 / 7.59)]
+    for ia, ib, want in cases:
+        a = xr.DataArray(ones, dims=("z", "y", "x"), name="a", attrs={"units": "counts", "isotope": ia})
+        b = xr.DataArray(ones, dims=("z", "y", "x"), name="b", attrs={"units": "counts", "isotope": ib})
+        assert isotope_ratio(a, b).attrs["natural_ratio"] == pytest.approx(want, rel=1e-12), (ia, ib)
+    # not isotopologues of one molecule (CN- against C-), or elements without a table (Fe): no reference, no delta
+    assert "delta" not in isotope_ratio(ds.C12N14, ds.C12)
+    fe = stack({"Fe56": ones, "Fe54": ones}, pixel_size="50 nm")
+    assert "delta" not in isotope_ratio(fe.Fe54, fe.Fe56)
+
+
+@pytest.mark.parametrize(("names", "match"), [
+    (("Xx99", "Xx98"), r"a: isotope '99Xx': expected an element symbol such as 'Li', got 'Xx'"),
+    (("Li8", "Li7"), r"a: isotope '8Li': natural='auto' knows Li at masses \[6, 7\] \(IUPAC 2009\), not \[8\]; "
+                     r"give natural= the reference ratio a/b, or None"),
+    (("Li6", "Li99"), r"b: isotope '99Li': natural='auto' knows Li at masses \[6, 7\]"),
+])
+def test_isotope_ratio_auto_natural_of_an_unknown_isotope_is_an_error(names, match):
+    # an unknown element or a mass the table lacks gave no delta, silently, as if no reference was asked for
+    ones = np.ones((1, 2, 2))
+    ds = stack({names[0]: ones, names[1]: 2 * ones}, pixel_size="50 nm")
+    with pytest.raises(PfibsimsError, match=match):
+        isotope_ratio(ds[names[0]], ds[names[1]])
+    assert "delta" not in isotope_ratio(ds[names[0]], ds[names[1]], natural=None)
+
+
+def test_isotope_ratio_auto_reads_a_float_mass_without_an_isotope_attr():
+    # a reader that records mass 7.0 and element 'Li' but no isotope label (e.g. a Hiden text header) keeps 'auto'
+    ones = xr.DataArray(np.ones((1, 2, 2)), dims=("z", "y", "x"))
+    a = ones.assign_attrs(units="counts", element="Li", mass=6.0)
+    b = ones.assign_attrs(units="counts", element="Li", mass=7.0)
+    assert isotope_ratio(a, b).attrs["natural_ratio"] == pytest.approx(7.59 / 92.41, rel=1e-12)
+    assert "delta" not in isotope_ratio(a, b.assign_attrs(mass=7.016))  # not a mass number: no reference

@@ -408,7 +408,8 @@ def colocalisation(
     >>> rng = np.random.default_rng(1)
     >>> base = np.kron(rng.random((1, 16, 16)), np.ones((1, 4, 4)))
     >>> a = xr.DataArray(base, dims=("z", "y", "x"))
-    >>> c = colocalisation(a, a + 0.1 * rng.random((1, 64, 64)), n_iter=20)
+    >>> b = a + 0.1 * rng.random((1, 64, 64))  # colocalised everywhere: Costes' thresholds would fall below the data
+    >>> c = colocalisation(a, b, n_iter=20, thresholds=(0.5, 0.5))
     >>> c.m1 > 0.5, c.p_value > 0.95, -0.5 <= c.icq <= 0.5
     (True, True, True)
     """

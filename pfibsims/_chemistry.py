@@ -29,7 +29,11 @@ __all__ = [
     "NATURAL_ABUNDANCE",
     "atom_fractions",
     "atoms_per_cm3",
+    "element_symbol",
+    "isotopologue",
     "mean_atomic_mass",
+    "natural_ratio",
+    "nuclide_label",
     "theoretical_density",
 ]
 
@@ -124,6 +128,100 @@ def _composition(formula: Any, name: str) -> dict[str, float]:
     if not counts or any(not math.isfinite(n) or n < 0 for n in counts.values()):
         raise PfibsimsError(f"{name}: expected a formula with positive element counts, got {formula!r} -> {parsed}")
     return counts
+
+
+def element_symbol(symbol: Any, name: str = "element") -> str:
+    """``symbol`` checked as a chemical element's symbol (``'Li'``, not ``'Li6'`` nor ``'Xx'``); an error naming ``name``."""
+    ok = isinstance(symbol, str) and re.fullmatch(r"[A-Z][a-z]{0,2}", symbol) is not None
+    try:
+        ok = ok and _chemparse()(symbol) == {symbol: 1}
+    except ValueError:
+        ok = False
+    if not ok:
+        isotope = isinstance(symbol, str) and re.fullmatch(r"\d+[A-Z][a-z]?|[A-Z][a-z]?\d+", symbol.strip())
+        hint = f" (an isotope: give its element, {re.sub(r'[0-9]', '', symbol.strip())!r})" if isotope else ""
+        raise PfibsimsError(f"{name}: expected an element symbol such as 'Li', got {symbol!r:.60}{hint}")
+    return symbol
+
+
+#: One nuclide of an isotope or molecular-ion label, mass first: ``12C``, ``16O2`` (a count only when no
+#: element follows its digits, so ``12C14N`` is 12C and 14N).
+_NUCLIDE = re.compile(r"(\d{1,3})([A-Z][a-z]?)(?:(\d+)(?!\d*[A-Z]))?")
+
+
+def isotopologue(label: Any) -> dict[str, dict[int, int]] | None:
+    """Element -> {mass number: atoms} of a label such as ``'6Li'``, ``'12C 14N'``, ``'12C15N-'`` or ``'16O2'``;
+    None when ``label`` is not such a label (no mass numbers, e.g. ``'SE'``, ``'C2'``).
+
+    Examples
+    --------
+    >>> isotopologue("12C 15N-"), isotopologue("16O2"), isotopologue("Zr_La")
+    ({'C': {12: 1}, 'N': {15: 1}}, {'O': {16: 2}}, None)
+    """
+    if not isinstance(label, str):
+        return None
+    out: dict[str, dict[int, int]] = {}
+    for token in label.strip().rstrip("+-").split():
+        if not _NUCLIDE.sub("", token) == "" or not token:
+            return None
+        for mass, el, k in _NUCLIDE.findall(token):
+            out.setdefault(el, {})
+            out[el][int(mass)] = out[el].get(int(mass), 0) + int(k or 1)
+    return out or None
+
+
+def nuclide_label(attrs: dict[str, Any]) -> str | None:
+    """A channel's isotope label from its attrs: ``isotope`` (``'6Li'``, ``'12C 15N'``), else ``mass`` + ``element``.
+
+    Examples
+    --------
+    >>> nuclide_label({"element": "Li", "mass": 7.0}), nuclide_label({"isotope": "12C 14N", "mass": 26})
+    ('7Li', '12C 14N')
+    """
+    if attrs.get("isotope"):
+        return str(attrs["isotope"])
+    mass, el = attrs.get("mass"), attrs.get("element")
+    whole = isinstance(mass, (int, float)) and not isinstance(mass, bool) and math.isfinite(mass) and float(mass).is_integer()
+    return f"{int(mass)}{el}" if whole and isinstance(el, str) else None
+
+
+def _abundance(comp: dict[str, dict[int, int]]) -> float:
+    """Natural abundance of an isotopologue (relative): per element, the multinomial count of its atoms' isotopes
+    times the product of their abundances."""
+    total = 1.0
+    for el, masses in comp.items():
+        total *= math.factorial(sum(masses.values()))
+        for mass, k in masses.items():
+            total *= (NATURAL_ABUNDANCE[el][mass] / 100.0) ** k / math.factorial(k)
+    return total
+
+
+def natural_ratio(label_a: Any, label_b: Any, names: tuple[str, str] = ("a", "b")) -> float | None:
+    """The natural abundance ratio a/b of two isotopes or isotopologues (:data:`NATURAL_ABUNDANCE`).
+
+    None when a label is not one (no mass numbers), when they are not isotopologues of one molecule (other
+    elements, or other numbers of atoms), or when an element has no table. A PfibsimsError naming
+    ``names`` when a label holds an unknown element or a mass its element's table lacks.
+
+    Examples
+    --------
+    >>> round(natural_ratio("6Li", "7Li"), 5), round(natural_ratio("16O 18O", "16O2") / (0.205 / 99.757), 6)
+    (0.08213, 2.0)
+    """
+    comps = isotopologue(label_a), isotopologue(label_b)
+    if comps[0] is None or comps[1] is None:
+        return None
+    for comp, label, name in zip(comps, (label_a, label_b), names, strict=True):
+        for el, masses in comp.items():
+            element_symbol(el, f"{name}: isotope {label!r}")
+            table = NATURAL_ABUNDANCE.get(el, {})
+            if table and (bad := sorted(m for m in masses if m not in table)):
+                raise PfibsimsError(f"{name}: isotope {label!r}: natural='auto' knows {el} at masses {sorted(table)} "
+                                    f"(IUPAC 2009), not {bad}; give natural= the reference ratio {names[0]}/{names[1]}, or None")
+    atoms = [{el: sum(m.values()) for el, m in c.items()} for c in comps]
+    if atoms[0] != atoms[1] or any(el not in NATURAL_ABUNDANCE for el in atoms[0]):
+        return None
+    return _abundance(comps[0]) / _abundance(comps[1])
 
 
 def atom_fractions(formula: str, *, name: str = "formula") -> dict[str, float]:

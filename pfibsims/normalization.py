@@ -60,13 +60,15 @@ def ranges_plan(xs: list[xr.DataArray], mask: da.Array | None, names: list[str],
     leaves out are counted in the same pass and named in a :class:`~pfibsims.errors.DataWarning`."""
     found = yield [range_reduction(x, mask) for x in xs] + [infinite_reduction(x, mask) for x in xs]
     warn_infinite([int(n[0]) for n in found[len(xs):]], names, step)
-    return checked_ranges(found[: len(xs)], names)
+    return checked_ranges(found[: len(xs)], names, masked=mask is not None)
 
 
-def checked_ranges(found: Any, names: list[str]) -> list[tuple[float, float]]:
-    """The ``(min, max)`` found, as floats; an error naming the input that has no finite value."""
+def checked_ranges(found: Any, names: list[str], masked: bool = False) -> list[tuple[float, float]]:
+    """The ``(min, max)`` found, as floats; an error naming the input that has no finite value (and ``mask``)."""
     for (lo, hi), name in zip(found, names, strict=False):
         if not (math.isfinite(lo) and math.isfinite(hi)):
+            if masked:
+                raise PfibsimsError(f"mask: expected True at some finite values of {name} to take a range from, found none")
             raise PfibsimsError(f"{name}: expected some finite values to take a range from, found none")
     return [(float(lo), float(hi)) for lo, hi in found]
 

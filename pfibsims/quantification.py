@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import betaincinv
 
-from ._chemistry import NATURAL_ABUNDANCE, atom_fractions, atoms_per_cm3, theoretical_density
+from ._chemistry import atom_fractions, atoms_per_cm3, element_symbol, natural_ratio, nuclide_label, theoretical_density
 from ._engine.grouped import grouped_moments
 from ._engine.smooth import gaussian
 from ._xr import as_array, check_same_grid, dequantify, spacing_nm, spatial_dims
@@ -72,6 +72,7 @@ def _array(x: xr.DataArray, dims: tuple[str, ...]) -> Any:
 
 def _standards(standards: Any, names: list[str], element: str) -> dict[str, tuple[str, float]]:
     """``{phase: (formula, nominal atomic percent of element)}``."""
+    element_symbol(element)
     if not isinstance(standards, Mapping) or not standards:
         raise PfibsimsError(f"standards: expected a mapping phase -> formula such as {CATHODE_STANDARDS}, got {standards!r}")
     out = {}
@@ -139,9 +140,9 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         if table[name]["voxels"] == 0:
             where = f"standards[{name!r}]" if arg == "standards" else arg
             raise PfibsimsError(f"{where}: the volume holds no voxel of phase {name!r} with finite counts; leave it out of {arg} (or check the labels)")
-    b = table[background]["mean_counts"] if isinstance(background, str) else background
-    for row in table.values():
-        row["level"] = row["mean_counts"] - b  # counts above background
+    b, sb = (table[background]["mean_counts"], table[background]["sem_counts"]) if isinstance(background, str) else (background, 0.0)
+    for name, row in table.items():  # counts above background; the background phase's own level is 0 exactly
+        row["level"], row["sem_level"] = row["mean_counts"] - b, 0.0 if name == background else math.hypot(row["sem_counts"], sb)
     for name, (formula, nominal) in standards.items():
         row = table[name]
         if not row["interior"]:
@@ -152,7 +153,7 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
         if not row["level"] > 0:
             raise PfibsimsError(f"standards[{name!r}]: its interior holds no counts above the background ({row['level']:.4g})")
         row.update(formula=formula, nominal_percent=nominal, sensitivity=row["level"] / nominal,
-                   sensitivity_rel_uncertainty=row["sem_counts"] / row["level"])
+                   sensitivity_rel_uncertainty=row["sem_level"] / row["level"])
     for name, given in (rsf or {}).items():
         if name not in names:
             raise DataModelError(f"rsf: phase {name!r} is not among the labels' phases {names}")
@@ -184,7 +185,7 @@ def _tables(cal: dict, values: list[int], names: list[str], scale: dict[str, flo
     t = {k: np.full(size, np.nan) for k in ("s", "urel", "level", "ulevel", "scale")}
     for v, name in zip(values, names, strict=True):
         row = cal["phases"].get(name, {})
-        t["level"][v], t["ulevel"][v] = row.get("level", np.nan), row.get("sem_counts", np.nan)
+        t["level"][v], t["ulevel"][v] = row.get("level", np.nan), row.get("sem_level", np.nan)
         if "sensitivity" in row:
             t["s"][v], t["urel"][v], t["scale"][v] = row["sensitivity"], row["sensitivity_rel_uncertainty"], scale[name]
     t["level"] = np.nan_to_num(t["level"])
@@ -200,7 +201,7 @@ def _convert_block(li, lab, *, t, background, sigma, halo, values, min_fraction)
     li = np.asarray(li, dtype=np.float64)[inner]
     known = np.isin(lab[inner], values)
     signal = li - background
-    var = np.maximum(li, 0.0)  # Poisson
+    var = np.maximum(li, 1.0)  # Poisson, at least one count: no count observed is not a rate known to be 0
     own = np.ones(li.shape)
     if sigma is not None:
         own = np.zeros(li.shape)
@@ -300,11 +301,12 @@ def quantify(
     ``psf``: ``c = (counts - background) / S_p``.
 
     Uncertainty (one standard uncertainty, a coordinate ``uncertainty`` in
-    the output's units): counting statistics (Poisson variance = the counts;
-    after resampling, which averages neighbouring SIMS pixels, this
-    overstates it a little), the neighbours' levels, and the calibration (the
-    standard error of the standard's interior mean, treating its voxels as
-    independent: a lower bound, since neighbouring voxels share the probe).
+    the output's units): counting statistics (Poisson variance = the
+    counts, at least one count; after resampling, which averages
+    neighbouring SIMS pixels, this overstates it a little), the neighbours' levels, and the calibration (the
+    standard error of the standard's interior mean, and of a background
+    phase's, treating their voxels as independent: a lower bound, since
+    neighbouring voxels share the probe).
 
     Computes: the calibration, now: one distance transform of the labels
     (depth inside the own phase, from the nearest face between two phases;
@@ -380,8 +382,8 @@ def quantify(
     """
     li = _counts(li, "li")
     dims = spatial_dims(li, "li")
-    values, names = flags(phases)
-    check_same_grid(li, phases)
+    values, names = flags(phases, "phases")
+    check_same_grid(li, phases, name="phases", ref="li")
     spacing = spacing_nm(li, "li", uneven_z="median")
     interior_nm = length_nm(interior, name="interior")
     if not interior_nm >= 0:
@@ -395,7 +397,7 @@ def quantify(
     for arg, given, what in (("rsf", rsf, "factor such as {'SP': 1.25}"), ("densities", densities, "density such as {'LCO': '5.05 g/cm^3'}")):
         if given is not None and not isinstance(given, Mapping):
             raise PfibsimsError(f"{arg}: expected a mapping phase -> {what}, got {given!r}")
-    if not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
+    if isinstance(min_fraction, bool) or not isinstance(min_fraction, numbers.Real) or not 0 < min_fraction <= 1:
         raise PfibsimsError(f"min_fraction: expected a number in (0, 1], got {min_fraction!r}")
     table = _standards(standards, names, element)
     bg = _background(background, names)
@@ -462,13 +464,8 @@ def _isotope_label(x: xr.DataArray) -> str:
 def _natural_ratio(natural: Any, a: xr.DataArray, b: xr.DataArray) -> float | None:
     if natural is None:
         return None
-    if isinstance(natural, str) and natural == "auto":
-        ea, eb = a.attrs.get("element"), b.attrs.get("element")
-        ma, mb = a.attrs.get("mass"), b.attrs.get("mass")
-        table = NATURAL_ABUNDANCE.get(ea, {}) if ea == eb else {}
-        if ma in table and mb in table:
-            return table[ma] / table[mb]
-        return None
+    if isinstance(natural, str) and natural == "auto":  # the isotope attr ('6Li', '12C 15N'), else mass + element
+        return natural_ratio(nuclide_label(a.attrs), nuclide_label(b.attrs))
     if isinstance(natural, bool) or not isinstance(natural, numbers.Real) or not 0 < natural < math.inf:
         raise PfibsimsError(f"natural: expected 'auto', None or a positive reference ratio such as 0.0821, got {natural!r}")
     return float(natural)
@@ -500,8 +497,10 @@ def isotope_ratio(
       of known ratio would calibrate).
     * Delta notation against the reference ratio ``R_ref`` (``natural``):
       ``delta = (R / R_ref - 1) * 1000`` in per mil. ``"auto"`` takes the
-      natural abundances of the channels' ``element`` and ``mass`` attrs (IUPAC
-      2009: H, Li, B, C, N, O, Si, S; not of molecular ions such as 12C15N)
+      natural abundances of the channels' ``isotope`` (else ``element`` and
+      ``mass``) attrs (IUPAC 2009: H, Li, B, C, N, O, Si, S; molecular ions
+      too: 12C15N/12C14N is 15N/14N, 16O18O/16O2 twice 18O/16O; an unknown
+      element or a mass the table lacks is an error, other elements no delta)
       (6Li 7.59 %, 7Li 92.41 %: 6Li/7Li = 0.08213); note that the lithium
       literature usually reports delta-7Li, of 7Li/6Li.
 
@@ -592,8 +591,8 @@ def isotope_ratio(
 
 def _phase_ratios(out: xr.Dataset, xa: xr.DataArray, xb: xr.DataArray, phases: xr.DataArray, dims: tuple[str, ...],
                   ref: float | None, confidence: float) -> xr.Dataset:
-    values, names = flags(phases)
-    check_same_grid(xa, phases)
+    values, names = flags(phases, "phases")
+    check_same_grid(xa, phases, name="phases", ref="a")
     both = np.isfinite(xa) & np.isfinite(xb)
     lab, shifted = nonnegative(_array(phases, dims), values)
     lut = np.full(max(shifted) + 1, -1, dtype=np.int64)

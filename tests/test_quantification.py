@@ -10,6 +10,7 @@ non-paralysable dead-time loss applied to known counts.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import dask.array as da
@@ -23,7 +24,7 @@ from conftest import raise_if_dask_computes
 import pfibsims as pfs
 from pfibsims._chemistry import atom_fractions, atoms_per_cm3, mean_atomic_mass, theoretical_density
 from pfibsims.dataset import stack
-from pfibsims.errors import DataModelError, PfibsimsError, UnitsError
+from pfibsims.errors import DataModelError, GridError, PfibsimsError, UnitsError
 from pfibsims.quantification import isotope_ratio, quantify
 from pfibsims.transform import Affine
 
@@ -300,11 +301,11 @@ def test_quantify_errors():
     with pytest.raises(PfibsimsError, match=r"rsf: expected a mapping phase -> factor .* got \[1.25\]"):
         quantify(li, ph, standards={"LCO": "LiCoO2"}, interior="500 nm", rsf=[1.25])
     # labels whose flags repeat a value (both phases read one label), or span more than a lookup table holds (MemoryError)
-    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_values, got \[0, 0\]"):
+    with pytest.raises(DataModelError, match=r"phases: expected distinct flag_values, got \[0, 0\]"):
         quantify(li, ph.assign_attrs(flag_values=[0, 0]), interior="500 nm")
-    with pytest.raises(DataModelError, match=r"labels: expected distinct flag_meanings, got \['LCO', 'LCO'\]"):
+    with pytest.raises(DataModelError, match=r"phases: expected distinct flag_meanings, got \['LCO', 'LCO'\]"):
         quantify(li, ph.assign_attrs(flag_meanings="LCO LCO"), interior="500 nm")
-    with pytest.raises(DataModelError, match=r"labels: expected flag_values within a range of 2\*\*24, got 0 to 1099511627776"):
+    with pytest.raises(DataModelError, match=r"phases: expected flag_values within a range of 2\*\*24, got 0 to 1099511627776"):
         quantify(li, ph.assign_attrs(flag_values=[0, 2**40]), standards={"LCO": "LiCoO2"}, interior="500 nm")
 
 
@@ -622,3 +623,142 @@ def test_isotope_ratio_of_a_real_nanosims_image(shared_data):
     swapped = isotope_ratio(ds.C12, ds.C13, phases=whole)
     assert swapped.attrs["natural_ratio"] == pytest.approx(1 / natural)
     assert float(swapped.phase_ratio[0]) == pytest.approx(1 / total, rel=1e-12)
+
+
+def _two_phase_map():
+    from pfibsims.dataset import stack
+
+    lab = np.zeros((1, 40, 40), np.uint8)
+    lab[:, :, 20:] = 1
+    ds = stack({"Li6": np.where(lab == 0, 50.0, 20.0)}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, attrs={"flag_values": [0, 1], "flag_meanings": "LCO LLZTO"})
+    return ds, ph
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"element": 5}, r"element: expected an element symbol such as 'Li', got 5"),
+    ({"element": "Li6"}, r"element: expected an element symbol such as 'Li', got 'Li6' \(an isotope"),
+    ({"element": "6Li"}, r"element: expected an element symbol such as 'Li', got '6Li' \(an isotope"),
+    ({"element": "Xx"}, r"element: expected an element symbol such as 'Li', got 'Xx'"),
+    ({"element": ""}, r"element: expected an element symbol such as 'Li', got ''"),
+    ({"min_fraction": True}, r"min_fraction: expected a number in \(0, 1\], got True"),
+])
+def test_quantify_names_the_invalid_argument(kwargs, match):
+    # element "Li6", 5 or "Xx" blamed the standards ("standards['LCO']: expected a formula containing Li6"),
+    # min_fraction=True was taken as 1
+    ds, ph = _two_phase_map()
+    with pytest.raises(PfibsimsError, match=match):
+        quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, **kwargs)
+
+
+def test_quantify_and_isotope_ratio_name_the_phases_argument():
+    # phases given as numpy, or on another grid, were reported as "labels" / "b" (names of other functions' arguments)
+    ds, ph = _two_phase_map()
+    with pytest.raises(DataModelError, match="phases: expected an xarray DataArray"):
+        quantify(ds.Li6, ph.values, standards={"LCO": "LiCoO2"})
+    with pytest.raises(DataModelError, match="phases: expected CF attrs 'flag_values'"):
+        quantify(ds.Li6, ph.drop_attrs(), standards={"LCO": "LiCoO2"})
+    with pytest.raises(GridError, match="phases: expected the grid of li"):
+        quantify(ds.Li6, ph.isel(x=slice(1, None)), standards={"LCO": "LiCoO2"})
+    li7 = ds.Li6.copy().rename("Li7").assign_attrs(isotope="7Li", mass=7)
+    with pytest.raises(GridError, match="phases: expected the grid of a"):
+        isotope_ratio(ds.Li6, li7, phases=ph.isel(x=slice(1, None)))
+
+
+@pytest.mark.parametrize("psf", [None, "100 nm"])
+def test_quantify_uncertainty_of_a_zero_count_voxel_has_a_one_count_floor(psf):
+    # a voxel with no count had a counting uncertainty of 0 (Poisson variance = counts = 0): c = 0 +- 0 percent.
+    # Zero observed counts do not make the rate exactly zero; the variance is floored at one count.
+    ds, ph = _two_phase_map()
+    counts = ds.Li6.values.copy()
+    counts[0, 5:8, 2:4] = 0.0  # in the LCO standard's interior (the volume's edge is not a boundary)
+    counts[0, 30, 30] = 0.0  # in LLZTO
+    li = ds.Li6.copy(data=counts)
+    q = quantify(li, ph, standards={"LCO": "LiCoO2", "LLZTO": "Li6.4La3Zr1.4Ta0.6O12"}, interior="500 nm", psf=psf)
+    cal = json.loads(q.attrs["pfibsims:calibration"])["phases"]
+    zero = counts == 0
+    lab = ph.values
+    for k, name in enumerate(("LCO", "LLZTO")):
+        sel = zero & (lab == k)
+        s, urel = cal[name]["sensitivity"], cal[name]["sensitivity_rel_uncertainty"]
+        c = q.values[sel]
+        if psf is None:  # by hand: c = 0 / S, u^2 = 1 count / S^2 + (c urel)^2
+            np.testing.assert_allclose(c, 0.0, atol=1e-6)
+            np.testing.assert_allclose(q.uncertainty.values[sel], math.sqrt(1.0 / s**2), rtol=1e-6)
+        assert (q.uncertainty.values[sel] >= 1.0 / s * (1 - 1e-6)).all()  # at least one count's worth
+        if psf is None:  # voxels with counts: unchanged, u^2 = counts / S^2 + (c urel)^2
+            far = ~zero & (lab == k)
+            want = np.sqrt(counts[far] / s**2 + (q.values[far] * urel) ** 2)
+            np.testing.assert_allclose(q.uncertainty.values[far], want, rtol=1e-6)
+
+
+def test_quantify_level_standard_error_includes_the_background_phase():
+    # the standard's level is (its mean - the background phase's mean): its standard error was the standard's
+    # alone; by hand it is sqrt(se_std^2 + se_bg^2), each se = std(ddof=1) / sqrt(n) over the voxels used
+    from pfibsims.dataset import stack
+
+    rng = np.random.default_rng(11)
+    lab = np.zeros((1, 40, 60), np.uint8)
+    lab[:, :, 30:] = 1
+    counts = np.where(lab == 0, rng.poisson(50.0, lab.shape), rng.poisson(6.0, lab.shape)).astype(np.float64)
+    ds = stack({"Li6": counts}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, attrs={"flag_values": [0, 1], "flag_meanings": "LCO SP"})
+    q = quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background="SP", interior="0 nm")  # every voxel is interior
+    cal = json.loads(q.attrs["pfibsims:calibration"])
+    std, bg = counts[lab == 0], counts[lab == 1]
+    se_std, se_bg = std.std(ddof=1) / math.sqrt(std.size), bg.std(ddof=1) / math.sqrt(bg.size)
+    row = cal["phases"]["LCO"]
+    assert row["sem_counts"] == pytest.approx(se_std, rel=1e-10)
+    assert cal["phases"]["SP"]["sem_counts"] == pytest.approx(se_bg, rel=1e-10)
+    assert row["level"] == pytest.approx(std.mean() - bg.mean(), rel=1e-12)
+    assert row["sem_level"] == pytest.approx(math.hypot(se_std, se_bg), rel=1e-10)
+    assert row["sensitivity_rel_uncertainty"] == pytest.approx(math.hypot(se_std, se_bg) / (std.mean() - bg.mean()), rel=1e-10)
+    assert cal["phases"]["SP"]["sem_level"] == 0.0  # the background's own level is 0 by definition
+    given = json.loads(quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background=6.0, interior="0 nm")
+                       .attrs["pfibsims:calibration"])["phases"]["LCO"]  # a given background has no error
+    assert given["sensitivity_rel_uncertainty"] == pytest.approx(se_std / (std.mean() - 6.0), rel=1e-10)
+
+
+def test_isotope_ratio_natural_of_molecular_ions(shared_data):
+    """The OpenMIMS NanoSIMS image's CN- ions (isotope attrs '12C 15N', '12C 14N'): 'auto' gave no delta; the
+    natural ratio of two isotopologues is that of their differing isotopes, times the multinomial counts of
+    identical atoms (by hand: 15N/14N = 0.364 / 99.636; 16O18O/16O2 = 2 x 0.205 / 99.757)."""
+    ds = pfs.read_sims(shared_data / "sims" / "OpenMIMS_doc_051117_05-32dRe-03b.im")
+    r = isotope_ratio(ds.C12N15, ds.C12N14)
+    assert r.attrs["natural_ratio"] == pytest.approx(0.364 / 99.636, rel=1e-12)
+    np.testing.assert_allclose(r.delta.values, (r.ratio.values / (0.364 / 99.636) - 1) * 1000, rtol=1e-5)
+    ones = np.ones((1, 2, 2))
+    cases = [("16O 18O", "16O2", 2 * 0.205 / 99.757), ("12C15N-", "12C14N-", 0.364 / 99.636),
+             ("13C 12C", "12C2", 2 * 1.07 / 98.93), ("7Li", "6Li", 92.41 / 7.59)]
+    for ia, ib, want in cases:
+        a = xr.DataArray(ones, dims=("z", "y", "x"), name="a", attrs={"units": "counts", "isotope": ia})
+        b = xr.DataArray(ones, dims=("z", "y", "x"), name="b", attrs={"units": "counts", "isotope": ib})
+        assert isotope_ratio(a, b).attrs["natural_ratio"] == pytest.approx(want, rel=1e-12), (ia, ib)
+    # not isotopologues of one molecule (CN- against C-), or elements without a table (Fe): no reference, no delta
+    assert "delta" not in isotope_ratio(ds.C12N14, ds.C12)
+    fe = stack({"Fe56": ones, "Fe54": ones}, pixel_size="50 nm")
+    assert "delta" not in isotope_ratio(fe.Fe54, fe.Fe56)
+
+
+@pytest.mark.parametrize(("names", "match"), [
+    (("Xx99", "Xx98"), r"a: isotope '99Xx': expected an element symbol such as 'Li', got 'Xx'"),
+    (("Li8", "Li7"), r"a: isotope '8Li': natural='auto' knows Li at masses \[6, 7\] \(IUPAC 2009\), not \[8\]; "
+                     r"give natural= the reference ratio a/b, or None"),
+    (("Li6", "Li99"), r"b: isotope '99Li': natural='auto' knows Li at masses \[6, 7\]"),
+])
+def test_isotope_ratio_auto_natural_of_an_unknown_isotope_is_an_error(names, match):
+    # an unknown element or a mass the table lacks gave no delta, silently, as if no reference was asked for
+    ones = np.ones((1, 2, 2))
+    ds = stack({names[0]: ones, names[1]: 2 * ones}, pixel_size="50 nm")
+    with pytest.raises(PfibsimsError, match=match):
+        isotope_ratio(ds[names[0]], ds[names[1]])
+    assert "delta" not in isotope_ratio(ds[names[0]], ds[names[1]], natural=None)
+
+
+def test_isotope_ratio_auto_reads_a_float_mass_without_an_isotope_attr():
+    # a reader that records mass 7.0 and element 'Li' but no isotope label (e.g. a Hiden text header) keeps 'auto'
+    ones = xr.DataArray(np.ones((1, 2, 2)), dims=("z", "y", "x"))
+    a = ones.assign_attrs(units="counts", element="Li", mass=6.0)
+    b = ones.assign_attrs(units="counts", element="Li", mass=7.0)
+    assert isotope_ratio(a, b).attrs["natural_ratio"] == pytest.approx(7.59 / 92.41, rel=1e-12)
+    assert "delta" not in isotope_ratio(a, b.assign_attrs(mass=7.016))  # not a mass number: no reference

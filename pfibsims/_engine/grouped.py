@@ -39,12 +39,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import PfibsimsError
 from .moments import GROUP_FIELDS, merge_group_moments, sum_blocks
 from .numba import compiled as _numba_compiled
 from .numba import njit
 from .reduce import SPLIT, Plan, Reduction, evaluate
 
 __all__ = [
+    "MAX_CELLS",
     "grouped_moments",
     "grouped_moments_plan",
     "grouped_plan",
@@ -56,6 +58,10 @@ __all__ = [
 
 #: Columns of a moments table.
 FIELDS = GROUP_FIELDS
+
+#: Most groups, and most histogram cells (groups x bins), of one table: 2^24 int64 counts are 128 MiB, and a
+#: pass holds a table per block being reduced plus the partials merged (as ``pfibsims.normalization.MAX_BINS``).
+MAX_CELLS = 1 << 24
 
 #: Value dtypes the kernels read as they are (others are converted to float64).
 _VALUE_KINDS = "fiu"
@@ -280,6 +286,24 @@ def _histogram_chunk(values: np.ndarray, groups: np.ndarray, *, lo, hi, bins: in
     return histogram_block(values, groups, lo, hi, bins, lut=lut)
 
 
+def _check_size(n, bins: int | None = None) -> tuple[int, int | None]:
+    """``n`` (and ``bins``) as ints, checked before any table is allocated: at most :data:`MAX_CELLS` groups
+    and ``n * bins`` cells (Python ints: the product does not overflow)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0 or \
+            (bins is not None and (isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1)):
+        raise PfibsimsError(f"n, bins: expected n >= 0 groups and bins >= 1, got n={n!r}, bins={bins!r}")
+    n = int(n)
+    if bins is None:
+        if n > MAX_CELLS:
+            raise PfibsimsError(f"n: expected at most {MAX_CELLS} groups, got {n} groups")
+        return n, None
+    bins = int(bins)
+    if n > MAX_CELLS or n * bins > MAX_CELLS:
+        raise PfibsimsError(f"n, bins: expected at most {MAX_CELLS} groups and groups x bins histogram cells, got "
+                            f"{n} groups x {bins} bins = {n * bins} cells; give fewer bins or groups")
+    return n, bins
+
+
 def _pair(values, groups):
     """``values`` and ``groups`` as arrays of one shape (0-d as 1-d); dask stays dask."""
     values = values if hasattr(values, "chunks") else np.asarray(values)
@@ -303,9 +327,10 @@ def _summary(mom: np.ndarray) -> dict[str, np.ndarray]:
 
 def grouped_moments_plan(values, groups, n: int, *, lut=None) -> Plan:
     """:func:`grouped_moments` as a plan of :func:`~pfibsims._engine.reduce.evaluate` (one pass)."""
+    n, _ = _check_size(n)
     lut = None if lut is None else np.asarray(lut)
     values, groups = _pair(values, groups)
-    (mom,) = yield [_moments_pass(values, groups, int(n), lut)]
+    (mom,) = yield [_moments_pass(values, groups, n, lut)]
     return _summary(mom)
 
 
@@ -332,11 +357,9 @@ def grouped_plan(values, groups, n: int, *, bins: int = 1024, quantiles: Sequenc
     (per-group histograms between those extremes); returns the dict of
     :func:`grouped_statistics`.
     """
-    if not (isinstance(bins, (int, np.integer)) and bins >= 1 and isinstance(n, (int, np.integer)) and n >= 0):
-        raise ValueError(f"grouped_statistics: expected bins >= 1 and n >= 0, got bins={bins!r}, n={n!r}")  # the kernels index by them
+    n, bins = _check_size(n, bins)  # the kernels index by them
     lut = None if lut is None else np.asarray(lut)
     values, groups = _pair(values, groups)
-    n, bins = int(n), int(bins)
     (mom,) = yield [_moments_pass(values, groups, n, lut)]
     out = _summary(mom)
     empty = out["count"] == 0

@@ -28,6 +28,7 @@ from .pairs import (
     check_confidence,
     fisher_ci,
     name_of,
+    too_few_pairs,
     view_arrays,
 )
 
@@ -61,7 +62,7 @@ def spearman(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95, max_
     va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
-        raise PfibsimsError(f"a, b: Spearman's rho needs at least 3 valid voxel pairs, found {n}")
+        raise too_few_pairs("Spearman's rho", n, mask is not None)
     for name, v in ((name_of(xa, "a"), va), (name_of(xb, "b"), vb)):
         if np.ptp(v[valid]) == 0:
             raise PfibsimsError(f"{name}: constant over the {n} valid voxels, so Spearman's rho is undefined")
@@ -186,7 +187,7 @@ def _java_round(x: float) -> float:
 
 
 def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtype) -> tuple[float, float, float, float]:
-    """Coloc 2's AutoThresholdRegression: (T_a, T_b, slope, intercept).
+    """Coloc 2's AutoThresholdRegression: (T_a, T_b, slope, intercept), with its warning "thresholds too low".
 
     Walks a threshold ``t`` along the regression line, on the channel it leans
     to (``a`` if ``|slope| < 1``), down from that channel's maximum, until
@@ -197,7 +198,9 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     Integer data: unit 1, thresholds rounded half up and clamped to the
     dtype's range, exactly as Coloc 2 (whose stepper stops below 1: signed
     data with negative values walk on to their minimum); float data: no
-    rounding, unit = 1/255 of the channel's range.
+    rounding, unit = 1/255 of the channel's range. As Coloc 2, an
+    :class:`EstimationWarning` when a threshold (rounded, before clamping to
+    the dtype) falls below its channel's lowest value.
     """
     m, b0 = _orthogonal_regression(a, b)
     if not math.isfinite(m) or m == 0:
@@ -209,12 +212,16 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
     integer = np.issubdtype(dtype, np.integer)
     unit = 1.0 if integer else max(hi_x - lo_x, 1e-300) / 255
     info = np.iinfo(dtype) if integer else None
+    raw = [math.inf, math.inf]  # the last thresholds before clamping, which Coloc 2 compares with the data
 
     def thresholds(t: float) -> tuple[float, float]:
         ta, tb = (t, t * m + b0) if on_a else ((t - b0) / m, t)
         if integer:
-            ta = min(max(_java_round(ta), info.min), info.max)
-            tb = min(max(_java_round(tb), info.min), info.max)
+            raw[:] = _java_round(ta), _java_round(tb)
+            ta = min(max(raw[0], info.min), info.max)
+            tb = min(max(raw[1], info.min), info.max)
+        else:
+            raw[:] = ta, tb
         return ta, tb
 
     ta, tb = float(a.max()), float(b.max())  # Coloc 2's values if the walk takes no step
@@ -242,6 +249,10 @@ def _costes_thresholds(a: np.ndarray, b: np.ndarray, method: str, dtype: np.dtyp
             t -= unit
             if t < stop or r < 1e-4 or r > previous:
                 break
+    if raw[0] < a.min() or raw[1] < b.min():  # Coloc 2's warning "thresholds too low"
+        warnings.warn(f"thresholds: Costes' thresholds ({ta:.6g}, {tb:.6g}) fall below the data (minima {a.min():.6g}, "
+                      f"{b.min():.6g}): no positive threshold was found, so the thresholded results (tM1, tM2, "
+                      "pearson_below/above) are meaningless (Coloc 2: 'thresholds too low')", EstimationWarning, stacklevel=4)
     return float(ta), float(tb), float(m), float(b0)
 
 
@@ -384,13 +395,21 @@ def colocalisation(
     -------
     Colocalisation
 
+    Warns
+    -----
+    EstimationWarning
+        As Coloc 2 ("thresholds too low"), when an automatic threshold falls
+        below its channel's lowest value: the thresholded results are then
+        meaningless.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
     >>> rng = np.random.default_rng(1)
     >>> base = np.kron(rng.random((1, 16, 16)), np.ones((1, 4, 4)))
     >>> a = xr.DataArray(base, dims=("z", "y", "x"))
-    >>> c = colocalisation(a, a + 0.1 * rng.random((1, 64, 64)), n_iter=20)
+    >>> b = a + 0.1 * rng.random((1, 64, 64))  # colocalised everywhere: Costes' thresholds would fall below the data
+    >>> c = colocalisation(a, b, n_iter=20, thresholds=(0.5, 0.5))
     >>> c.m1 > 0.5, c.p_value > 0.95, -0.5 <= c.icq <= 0.5
     (True, True, True)
     """
@@ -400,7 +419,7 @@ def colocalisation(
     va, vb, valid, view, xa, xb = view_arrays(a, b, mask, check_count(max_voxels, "max_voxels", example=1 << 24))
     n = int(valid.sum())
     if n < 3:
-        raise PfibsimsError(f"a, b: colocalisation needs at least 3 valid voxel pairs, found {n}")
+        raise too_few_pairs("colocalisation", n, mask is not None)
     av, bv = va[valid], vb[valid]
     for name, v in ((name_of(xa, "a"), av), (name_of(xb, "b"), bv)):
         if np.ptp(v) == 0:  # r is undefined, and a p-value of it would be a confident answer to nothing

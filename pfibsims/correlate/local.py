@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -107,7 +108,7 @@ def _local_corr_block(a: np.ndarray, b: np.ndarray, size: tuple[int, ...], min_p
         else (0.0, 0.0)
     u = partial(ndi.uniform_filter, size=size, mode="constant", cval=0.0)
     w = u(valid.astype(np.float64))
-    ok = valid & (w * float(np.prod(size)) > min_pairs - 0.5)
+    ok = valid & (w * float(math.prod(size)) > min_pairs - 0.5)  # a Python int: np.prod overflows int64
     safe = np.where(ok, w, 1.0)
     r = np.full(a.shape, np.nan)
     todo = ok
@@ -161,17 +162,20 @@ def local_correlation(a: Any, b: Any, *, window: Any = "1 um", min_pairs: int = 
     min_pairs = check_count(min_pairs, "min_pairs", minimum=2, example=3)
     size = _window_sizes(xa, window)
     a_, b_ = aligned(dask_data(xa), dask_data(xb))
+    # a window of 2n - 1 voxels reaches the whole axis from every voxel: wider ones give the same r (clipped at
+    # the edges), computed with that size (box filters as long as the window itself were minutes at "1 m")
+    reach = tuple(min(s, 2 * n - 1) for s, n in zip(size, a_.shape, strict=True))
     # a window wider than an axis is clipped to it: the overlap never exceeds the axis (dask refuses that)
-    depth = {i: max(0, min(s // 2, n - 1)) for i, (s, n) in enumerate(zip(size, a_.shape, strict=True))}
+    depth = {i: max(0, min(s // 2, n - 1)) for i, (s, n) in enumerate(zip(reach, a_.shape, strict=True))}
     # a chunk must be at least as deep as the overlap
     chunks = tuple(min(max(max(c), s), sum(c)) if min(c) < s // 2 else c
-                   for c, s in zip(a_.chunks, size, strict=False))
+                   for c, s in zip(a_.chunks, reach, strict=False))
     if chunks != a_.chunks:
         a_, b_ = a_.rechunk(chunks), b_.rechunk(chunks)
     r = da.map_overlap(
-        partial(_local_corr_block, size=size, min_pairs=int(min_pairs)), a_, b_, depth=depth, boundary="none",
+        partial(_local_corr_block, size=reach, min_pairs=int(min_pairs)), a_, b_, depth=depth, boundary="none",
         dtype=np.float64, meta=np.empty((0,) * a_.ndim, np.float64),
-        name=f"pfibsims-local-correlation-{tokenize(a_, b_, size, min_pairs)}",
+        name=f"pfibsims-local-correlation-{tokenize(a_, b_, reach, min_pairs)}",
     )
     if not is_lazy(xa, xb):
         r = r.compute()

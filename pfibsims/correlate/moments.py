@@ -27,7 +27,12 @@ from .pairs import (
     pair_inputs,
     pair_moments,
     product_units,
+    too_few_pairs,
 )
+
+#: Smallest mean square deviation whose sums keep float64's precision: subnormal squares (below
+#: ``finfo.tiny``) round to absolute steps, which stay below ``eps`` of the sums above ``tiny / eps``.
+_UNDERFLOW = float(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
 
 
 # -- results -----------------------------------------------------------------
@@ -106,11 +111,12 @@ def covariance(a: Any, b: Any, *, mask: Any = None) -> xr.DataArray:
     return out
 
 
-def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidence: float, view: str) -> Correlation:
+def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidence: float, view: str,
+                              masked: bool = False) -> Correlation:
     n, ma, mb, m2a, m2b, cab = (float(v) for v in mom)
     n = int(n)
     if n < 3:
-        raise PfibsimsError(f"a, b: Pearson r needs at least 3 valid voxel pairs, found {n}")
+        raise too_few_pairs("Pearson r", n, masked)
     for name, m2, mean in ((names[0], m2a, ma), (names[1], m2b, mb)):
         if not math.isfinite(m2):  # squares of deviations above ~1e154 overflow (they are not a constant channel)
             raise PfibsimsError(f"{name}: the sum of squared deviations over the {n} valid voxels overflows float64 "
@@ -121,7 +127,11 @@ def _correlation_from_moments(mom: np.ndarray, names: tuple[str, str], confidenc
             raise PfibsimsError(
                 f"{name}: constant over the {n} valid voxels (value {mean:.6g}), so Pearson r is undefined"
             )
-    r = float(np.clip(cab / math.sqrt(m2a * m2b), -1.0, 1.0))
+        # squares of deviations below ~1e-154 are subnormal and lose digits (the product m2a * m2b was 0)
+        if m2 / n < _UNDERFLOW:
+            raise PfibsimsError(f"{name}: the squared deviations over the {n} valid voxels underflow float64 (mean "
+                                f"square deviation {m2 / n:.3g}); scale the data up (r does not change)")
+    r = float(np.clip(cab / (math.sqrt(m2a) * math.sqrt(m2b)), -1.0, 1.0))  # m2a * m2b may overflow
     lo, hi = fisher_ci(r, n, confidence)
     # exact two-sided p-value of r under independence (as scipy.stats.pearsonr): (r + 1) / 2 follows
     # Beta(n/2 - 1, n/2 - 1), symmetric, so P(|r'| >= |r|) = 2 I_{(1 - |r|)/2}(n/2 - 1, n/2 - 1)
@@ -155,7 +165,9 @@ def pearson(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) -> Co
     Raises
     ------
     PfibsimsError
-        When fewer than 3 pairs are valid or a channel is constant.
+        When fewer than 3 pairs are valid (naming ``mask`` when it selects
+        none), a channel is constant, or its squared deviations overflow or
+        underflow float64 (scale the data; r does not change).
 
     Examples
     --------
@@ -183,7 +195,7 @@ def pearson_plan(a: Any, b: Any, *, mask: Any = None, confidence: float = 0.95) 
 def _pearson_plan(a_: Any, b_: Any, m: Any, names: tuple[str, str], confidence: float) -> Plan:
     mom, inf_a, inf_b = yield [moments_reduction(a_, b_, m), infinite_reduction(a_, m), infinite_reduction(b_, m)]
     warn_infinite([int(inf_a[0]), int(inf_b[0])], names, "pearson")
-    return _correlation_from_moments(mom, names, confidence, "all voxels")
+    return _correlation_from_moments(mom, names, confidence, "all voxels", masked=m is not None)
 
 
 # -- maps --------------------------------------------------------------------
@@ -221,7 +233,7 @@ def covariance_map(a: Any, b: Any, *, center: Any = "mean", mask: Any = None) ->
     if isinstance(center, str) and center == "mean":
         mom = pair_moments(a_, b_, m).compute()
         if mom[0] == 0:
-            raise PfibsimsError("a, b: center='mean' needs valid voxel pairs, found none")
+            raise too_few_pairs("center='mean'", 0, m is not None, need=1)
         ca, cb = float(mom[1]), float(mom[2])
     elif center is None:
         ca = cb = 0.0

@@ -84,7 +84,24 @@ def pair_inputs(a: Any, b: Any, mask: Any) -> tuple[xr.DataArray, xr.DataArray, 
     xa, xb = as_dataarray(a, "a"), as_dataarray(b, "b")
     check_same_grid(xa, xb)
     m = mask_data(mask, xa)
+    check_selects(mask)
     return xa, xb, dask_data(xa), dask_data(xb), m
+
+
+def check_selects(mask: Any) -> None:
+    """An error naming ``mask`` when it is in memory and all False (a dask mask is not computed here:
+    the statistic's own pass finds it, :func:`too_few_pairs`)."""
+    data = mask.data if isinstance(mask, xr.DataArray) else mask
+    if data is not None and not isinstance(data, da.Array) and not np.any(data):
+        raise PfibsimsError(f"mask: expected True where voxels count, got all False ({np.size(data)} voxels): "
+                            "no voxel to compute a statistic of")
+
+
+def too_few_pairs(what: str, n: int, masked: bool, need: int = 3) -> PfibsimsError:
+    """The error for ``n < need`` valid pairs; it names ``mask`` when a mask left none."""
+    if masked and n == 0:
+        return PfibsimsError(f"mask: {what} needs voxels where mask is True and both channels are finite, found none")
+    return PfibsimsError(f"a, b: {what} needs at least {need} valid voxel pair{'s' if need > 1 else ''}, found {n}")
 
 
 def is_lazy(*xs: xr.DataArray) -> bool:
@@ -151,6 +168,7 @@ def view_arrays(a: Any, b: Any, mask: Any, max_voxels: int) -> tuple[np.ndarray,
     xa, xb = as_dataarray(a, "a"), as_dataarray(b, "b")
     check_same_grid(xa, xb)
     m = mask_data(mask, xa)
+    check_selects(mask)
     items = [xa, xb] + ([xr.DataArray(m, dims=xa.dims)] if m is not None else [])
     arrays, view, _ = in_memory_view(items, max_voxels)
     valid = np.isfinite(arrays[0]) & np.isfinite(arrays[1])

@@ -46,6 +46,9 @@ def _bins(bins: Any, lo: float, hi: float) -> tuple[float, int]:
     if not width > 0 or (hi - lo) / width > MAX_BINS:
         raise PfibsimsError(f"bins: expected a positive bin width giving at most {MAX_BINS} bins over "
                             f"{hi - lo:.6g} nm, got {bins!r}")
+    if width > (hi - lo) * (1 + 1e-12):  # one bin would reach past the distances asked for
+        raise PfibsimsError(f"bins: expected a bin width at most the span of distances, {hi - lo:.6g} nm (from "
+                            f"{lo:.6g} to {hi:.6g} nm), got {bins!r} ({width:.6g} nm); give a narrower width or a number of bins")
     return width, max(1, round((hi - lo) / width))
 
 
@@ -95,12 +98,14 @@ def boundary_profile(
         The range of signed distance, e.g. ``("-0.5 um", "1 um")``: negative
         inside the phase.
     bins : length or int
-        Bin width (``"20 nm"``) or number of bins over ``distances``.
+        Bin width (``"20 nm"``, at most the span of ``distances``) or number
+        of bins over ``distances``.
     mask : xarray.DataArray of bool, optional
         Only voxels where True count (e.g. the SIMS coverage); the distance
         is still measured in the whole volume.
     hist_bins : int
-        Histogram bins per distance bin for median and quartiles.
+        Histogram bins per distance bin for median and quartiles (distance
+        bins x ``hist_bins`` at most 2^24).
     distance : xarray.DataArray, optional
         The signed distance already computed by :func:`boundary_distance`
         (for the same phase, reaching at least as far), e.g. once for the
@@ -213,7 +218,7 @@ def _checked_plan(da, labels, phase, distances, bins, mask, hist_bins, distance=
     spacing = spacing_nm(da, "da", uneven_z="median")  # the grid of the data (no empty axis) before comparing
     check_same_grid(da, labels, name="labels", ref="the data")
     lo, hi, width, n = _range(distances, bins)
-    hist_bins = check_bins(hist_bins, "hist_bins")
+    hist_bins = check_bins(hist_bins, "hist_bins", cells=n)  # a histogram per distance bin
     if distance is None:
         distance = boundary_distance(labels, phase, distances=distances, bins=bins)
     elif not isinstance(distance, xr.DataArray) or distance.attrs.get("phase") != name or \

@@ -23,6 +23,29 @@ def _centres(obj: xr.DataArray, d: str) -> np.ndarray:
     return coord_nm(obj.coords[d], d)
 
 
+def _mean_coordinate(comp: np.ndarray, n: int, voxels: np.ndarray, centres: np.ndarray, ax: int) -> np.ndarray:
+    """Mean of the voxel centres along ``ax`` of each component ``1 .. n`` (nm): per slice along ``ax``, its
+    voxels of each component times the slice's centre, summed, over the component's voxels."""
+    total = np.zeros(n + 1)
+    for k, c in enumerate(centres):
+        total += c * np.bincount(np.take(comp, k, axis=ax).ravel(), minlength=n + 1)
+    return total[1:] / np.maximum(voxels, 1)
+
+
+def _centroids(comp: np.ndarray, mask: np.ndarray, n: int, voxels: np.ndarray, centres: list[np.ndarray]) -> np.ndarray:
+    """``(n, ndim)`` centroids in nm: the mean of each component's voxel centres. Along an evenly spaced axis
+    that is the centre at the mean index (interpolated); along uneven measured depths it is summed slice by slice."""
+    idx = np.array(ndi.center_of_mass(mask, comp, np.arange(1, n + 1))).reshape(n, mask.ndim)
+    out = np.empty((n, mask.ndim))
+    for ax, c in enumerate(centres):
+        step = np.diff(c)
+        if step.size < 2 or np.ptp(step) <= 1e-9 * np.abs(step).max():  # even: the mean index maps linearly
+            out[:, ax] = np.interp(idx[:, ax], np.arange(mask.shape[ax]), c)
+        else:
+            out[:, ax] = _mean_coordinate(comp, n, voxels, c, ax)
+    return out
+
+
 # -- particles -----------------------------------------------------------------------
 def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.Dataset:
     """3-D connected components of one phase, with their size and position.
@@ -31,7 +54,8 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     voxel) and labelled in memory with :func:`scipy.ndimage.label`; pass a
     sub-volume (``labels.isel(...)``) when the volume does not fit.
     Measured, uneven slice depths (``z`` increasing in unequal steps): sizes
-    and centroids take their median step along ``z`` (an approximation).
+    take their median step along ``z`` (an approximation); centroids are the
+    mean of the voxels' measured depths.
 
     Parameters
     ----------
@@ -87,11 +111,7 @@ def particles(labels: xr.DataArray, phase: Any, *, connectivity: int = 1) -> xr.
     comp = comp.astype(np.uint32)
     index = np.arange(1, n + 1)
     voxels = np.bincount(comp.ravel(), minlength=n + 1)[1:]
-    centre_idx = np.array(ndi.center_of_mass(mask, comp, index)).reshape(n, mask.ndim)
-    centroid = np.stack(
-        [np.interp(centre_idx[:, ax], np.arange(mask.shape[ax]), _centres(labels, d)) for ax, d in enumerate(dims)],
-        axis=-1,
-    ).reshape(n, mask.ndim)
+    centroid = _centroids(comp, mask, n, voxels, [_centres(labels, d) for d in dims])
     border = np.zeros(n + 1, dtype=bool)
     for ax in range(mask.ndim):
         if mask.shape[ax] == 1:  # a single slice: its faces are not a border in that axis

@@ -22,37 +22,37 @@ MAX_LABEL_SPAN = 1 << 24
 PHASE_CHANNELS = "pfibsims:phase_channels"
 
 
-def flags(labels: Any) -> tuple[list[int], list[str]]:
-    """The (values, names) of a label volume's CF flags."""
-    spatial_dims(labels, "labels")
+def flags(labels: Any, name: str = "labels") -> tuple[list[int], list[str]]:
+    """The (values, names) of a label volume's CF flags (``name``: the argument's, in errors)."""
+    spatial_dims(labels, name)
     if not isinstance(labels, xr.DataArray) or labels.dtype.kind not in "iu":
-        raise DataModelError(f"labels: expected an integer label DataArray (from classify_phases), got {getattr(labels, 'dtype', type(labels).__name__)}")
+        raise DataModelError(f"{name}: expected an integer label DataArray (from classify_phases), got {getattr(labels, 'dtype', type(labels).__name__)}")
     values, meanings = labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings")
     if values is None or meanings is None:
         raise DataModelError(
-            "labels: expected CF attrs 'flag_values' and 'flag_meanings' naming the phases, found "
-            f"{sorted(labels.attrs)}; set e.g. labels.attrs.update(flag_values=[0, 1], flag_meanings='matrix LLZTO')"
+            f"{name}: expected CF attrs 'flag_values' and 'flag_meanings' naming the phases, found "
+            f"{sorted(labels.attrs)}; set e.g. {name}.attrs.update(flag_values=[0, 1], flag_meanings='matrix LLZTO')"
         )
-    values = _flag_values(values)
+    values = _flag_values(values, name)
     names = str(meanings).split()
     if len(values) != len(names):
-        raise DataModelError(f"labels: expected as many flag_meanings as flag_values, got {names} for {values}")
+        raise DataModelError(f"{name}: expected as many flag_meanings as flag_values, got {names} for {values}")
     for what, seq in (("flag_values", values), ("flag_meanings", names)):
         if len(set(seq)) != len(seq):  # a repeated value or name: two phases read as one
-            raise DataModelError(f"labels: expected distinct {what}, got {seq}")
+            raise DataModelError(f"{name}: expected distinct {what}, got {seq}")
     if values and max(values) - min(values) >= MAX_LABEL_SPAN:  # per-label lookup tables span the values
-        raise DataModelError(f"labels: expected flag_values within a range of 2**24, got {min(values)} to {max(values)}")
+        raise DataModelError(f"{name}: expected flag_values within a range of 2**24, got {min(values)} to {max(values)}")
     return values, names
 
 
-def _flag_values(values: Any) -> list[int]:
+def _flag_values(values: Any, name: str = "labels") -> list[int]:
     """The CF ``flag_values`` attr as a list of ints; a :class:`DataModelError` unless whole numbers, at least one."""
     arr = np.atleast_1d(np.asarray(values, dtype=object if isinstance(values, str) else None))
     ok = arr.ndim == 1 and arr.size > 0 and arr.dtype.kind in "iuf"
     if ok and arr.dtype.kind == "f":
         ok = bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
     if not ok:
-        raise DataModelError(f"labels: expected integer flag_values (one per phase, e.g. [0, 1, 2]), got {values!r:.80}")
+        raise DataModelError(f"{name}: expected integer flag_values (one per phase, e.g. [0, 1, 2]), got {values!r:.80}")
     return [int(v) for v in arr]
 
 

@@ -208,8 +208,12 @@ def test_costes_significance_detects_three_percent_colocalisation():
         c = colocalisation(a, b, n_iter=10, psf=3, seed=1)
         assert c.p_value > 0.95, (percent, c)
         assert c.n_randomised_at_least_r == 0
-    # independent channels: P is a probability of the null, spread over (0, 1), not pinned near 1
-    p = [colocalisation(*_costes_pair(s, 0.0), n_iter=10, psf=3, seed=s).p_value for s in range(6)]
+    # independent channels: P is a probability of the null, spread over (0, 1), not pinned near 1; with no
+    # correlation the regression line can put a threshold below the data (seed 2), which Coloc 2 warns of
+    from pfibsims.errors import EstimationWarning
+
+    with pytest.warns(EstimationWarning, match="thresholds too low"):
+        p = [colocalisation(*_costes_pair(s, 0.0), n_iter=10, psf=3, seed=s).p_value for s in range(6)]
     assert 0.15 < np.mean(p) < 0.85, p
 
 
@@ -321,3 +325,18 @@ def test_colocalisation_of_a_real_nanosims_image_equals_scipy(shared_data):
     assert c.m2 == pytest.approx(b[(a > 0) & (a >= ta)].sum() / b.sum(), rel=1e-12)
     below = (a < ta) | (b < tb)
     assert c.pearson_below == pytest.approx(np.corrcoef(a[below], b[below])[0, 1], abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_costes_thresholds_below_the_data_warn_as_coloc2(dtype):
+    # Coloc 2 (AutoThresholdRegression) adds the warning "thresholds too low" when a threshold falls below its
+    # channel's lowest value: two equal ramps from 100 walk (Costes' stepper, r below stays 1) down to t = 1,
+    # thresholds (1, 1) under minima of 100; the thresholded results were returned without a word
+    from pfibsims.errors import EstimationWarning
+
+    ramp = xr.DataArray((100 + np.arange(400) // 4).astype(dtype).reshape(1, 20, 20), dims=("z", "y", "x"))
+    with pytest.warns(EstimationWarning, match=r"thresholds: Costes' thresholds \(1, 1\) fall below the data "
+                                                r"\(minima 100, 100\).*thresholds too low"):
+        c = colocalisation(ramp, ramp, n_iter=0, thresholds="costes")
+    assert (c.threshold_a, c.threshold_b) == (1.0, 1.0)  # Coloc 2's values: the warning does not change them
+    assert min(c.threshold_a, c.threshold_b) < int(ramp.min())  # the condition, by hand

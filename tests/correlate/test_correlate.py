@@ -428,3 +428,105 @@ def test_joint_histogram_of_a_range_wider_than_float64_is_an_error_not_zeros():
     x = xr.DataArray(np.array([-1e308, 0.0, 1e308]), dims="x")
     with pytest.raises(PfibsimsError, match=r"range: the span from -1e\+308 to 1e\+308 overflows float64"):
         joint_histogram(x, x, bins=4)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e100, 1e145])
+def test_pearson_of_values_whose_product_of_spreads_overflows_equals_scipy(scale):
+    # sum (a - mean)^2 and sum (b - mean)^2 are finite at 1e100 and 1e145, their product is not: r was reported 0 (sqrt(inf))
+    xa, xb, a, b = _pair(None, nan=False)
+    ref = st.pearsonr((a * scale).ravel(), (b * scale).ravel())
+    r = pearson(xa * scale, xb * scale)
+    np.testing.assert_allclose(float(r), ref.statistic, rtol=1e-12)
+    ci = ref.confidence_interval()
+    np.testing.assert_allclose([r.ci_low, r.ci_high], [ci.low, ci.high], rtol=1e-10)
+
+
+def test_pearson_of_values_whose_squares_underflow_says_so():
+    # values of 1e-160: the squared deviations are subnormal (their product 0), a ZeroDivisionError
+    xa, xb, _, _ = _pair(None, nan=False)
+    with pytest.raises(PfibsimsError, match=r"Li6: the squared deviations over the 960 valid voxels underflow float64 "
+                                            r"\(mean square deviation [0-9.e+-]+\); scale the data up"):
+        pearson(xa * 1e-160, xb)
+    assert float(pearson(xa * 1e-140, xb * 1e-140)) == pytest.approx(float(pearson(xa, xb)), rel=1e-12)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_pearson_of_a_perfect_line_has_a_finite_interval(sign):
+    # r = +-1 exactly: Fisher's z is infinite; the interval is the point +-1 and p = 0 (scipy: r to 1e-15)
+    x = np.arange(10.0)
+    ref = st.pearsonr(x, sign * 4 * x + 1)
+    r = pearson(xr.DataArray(x, dims="x"), xr.DataArray(sign * 4 * x + 1, dims="x"))
+    assert float(r) == pytest.approx(ref.statistic, abs=1e-14)
+    assert np.isfinite([r.r, r.ci_low, r.ci_high, r.p_value]).all()
+    assert r.ci_low <= r.r <= r.ci_high
+    np.testing.assert_allclose([r.ci_low, r.ci_high], [sign, sign], atol=1e-14)
+    assert r.p_value == pytest.approx(ref.pvalue, abs=1e-50)
+
+
+def test_pearson_of_two_voxels_or_a_constant_is_an_error():
+    # scipy gives r = +-1 with p = 1 for two points and NaN for a constant: both are errors here
+    two = xr.DataArray(np.array([1.0, 2.0]), dims="x")
+    with pytest.raises(PfibsimsError, match="a, b: Pearson r needs at least 3 valid voxel pairs, found 2"):
+        pearson(two, 2 * two)
+    three = xr.DataArray(np.array([1.0, 2.0, 3.0]), dims="x", name="Li6")
+    with pytest.raises(PfibsimsError, match=r"Zr_La: constant over the 3 valid voxels \(value 5\)"):
+        pearson(three, xr.DataArray(np.full(3, 5.0), dims="x", name="Zr_La"))
+
+
+_STATISTICS = {
+    "covariance": lambda a, b, m: covariance(a, b, mask=m),
+    "pearson": lambda a, b, m: pearson(a, b, mask=m),
+    "covariance_map": lambda a, b, m: covariance_map(a, b, mask=m),
+    "joint_histogram": lambda a, b, m: joint_histogram(a, b, bins=4, mask=m),
+    "joint_histogram, range": lambda a, b, m: joint_histogram(a, b, bins=4, range=((0, 99), (0, 99)), mask=m),
+    "spearman": lambda a, b, m: spearman(a, b, mask=m),
+    "colocalisation": lambda a, b, m: colocalisation(a, b, mask=m, n_iter=3),
+}
+
+
+@pytest.mark.parametrize("stat", list(_STATISTICS))
+def test_an_all_false_mask_is_an_error_naming_mask(stat):
+    # an in-memory all-False mask gave NaN (covariance), zero counts (joint_histogram with a range) or errors
+    # about "valid voxel pairs" / "finite values of a" that did not say the mask selected nothing
+    xa, xb, _, _ = _pair(None)
+    none = xr.DataArray(np.zeros(xa.shape, bool), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: expected True where voxels count, got all False \(960 voxels\)"):
+        _STATISTICS[stat](xa, xb, none)
+    with pytest.raises(PfibsimsError, match=r"^mask: expected True where voxels count, got all False"):
+        _STATISTICS[stat](xa, xb, np.zeros(xa.shape, bool))
+    one = none.copy(data=np.arange(xa.size).reshape(xa.shape) == 500)  # one voxel: not all False
+    if stat in ("covariance", "covariance_map", "joint_histogram", "joint_histogram, range"):
+        _STATISTICS[stat](xa, xb, one)
+    else:
+        with pytest.raises(PfibsimsError, match=r"^a, b: .* needs at least 3 valid voxel pairs, found 1"):
+            _STATISTICS[stat](xa, xb, one)
+
+
+@pytest.mark.parametrize("stat", ["pearson", "covariance_map", "joint_histogram", "spearman", "colocalisation"])
+def test_a_lazy_mask_selecting_no_finite_pair_is_an_error_naming_mask(stat):
+    # a dask mask is not computed to check it: the statistic's own pass finds no voxel and names the mask
+    xa, xb, a, b = _pair((5, 12, 16))
+    m = xr.DataArray(da.from_array(np.zeros(a.shape, bool), chunks=(2, 6, 8)), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: .*found none"):
+        _STATISTICS[stat](xa, xb, m)
+    if stat == "joint_histogram":  # ranges are per channel: each has finite values where the other is NaN
+        return
+    nan_only = xr.DataArray(da.from_array(~(np.isfinite(a) & np.isfinite(b)), chunks=(2, 6, 8)), dims=xa.dims)
+    with pytest.raises(PfibsimsError, match=r"^mask: .*found none"):  # True only where a channel is NaN
+        _STATISTICS[stat](xa, xb, nan_only)
+
+
+@pytest.mark.parametrize("chunks", [None, (2, 5, 7)])
+def test_local_correlation_plateaus_once_the_window_covers_the_volume(chunks):
+    # windows of 1 m (16666667 x 12285013^2 voxels): their volume overflowed int64 in the count of valid pairs
+    # (np.prod), every window had "2.5 pairs" and r was NaN everywhere, after 44 s of box filters 1.2e7 long.
+    # Once a window spans the volume, every voxel's r is numpy's r over all valid pairs, whatever the window.
+    xa, xb, a, b = _pair(chunks)
+    ok = np.isfinite(a) & np.isfinite(b)
+    whole = np.where(ok, np.corrcoef(a[ok], b[ok])[0, 1], np.nan)
+    for window in ["5 um", "1 m", "1 km"]:
+        lc = local_correlation(xa, xb, window=window)
+        np.testing.assert_allclose(lc.values, whole, rtol=1e-10, atol=1e-12)
+    # the first pass's window counts equal the direct count: min_pairs up to all valid pairs keeps r, one more not
+    assert np.isfinite(local_correlation(xa, xb, window="1 m", min_pairs=int(ok.sum())).values[ok]).all()
+    assert np.isnan(local_correlation(xa, xb, window="1 m", min_pairs=int(ok.sum()) + 1).values).all()

@@ -236,3 +236,42 @@ def test_short_table_maps_to_high_groups(compiled):
     m = G.moments_block(v, g, 5, lut=np.array([4, 0]), compiled=compiled)
     assert m[:, 0].tolist() == [2, 0, 0, 0, 1]
     assert m[[0, 4], 1].tolist() == [2.5, 1.0]
+
+
+@pytest.mark.parametrize(("n", "bins", "found"), [
+    (2**20, 2**20, "1099511627776 cells"),  # 8 TiB of int64 counts a table (was allocated, then touched by quantiles)
+    (2**62, 2**62, "21267647932558653966460912964485513216 cells"),  # overflows int64
+    (2**24 + 1, 1, "16777217 groups"),  # the moments tables alone: n x 5 float64 a block, 4 lanes a group
+])
+def test_too_many_groups_or_cells_is_an_error_before_allocating(n, bins, found):
+    import tracemalloc
+
+    from pfibsims.errors import PfibsimsError
+
+    v, g = np.ones(4), np.zeros(4, np.int64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PfibsimsError, match=rf"n, bins: expected at most {G.MAX_CELLS} .*, got .*{found}"):
+            G.grouped_statistics(v, g, n, bins=bins)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # refused before any table: under 1 MiB allocated
+    if bins == 1:
+        with pytest.raises(PfibsimsError, match=rf"n: expected at most {G.MAX_CELLS} groups"):
+            G.grouped_moments(v, g, n)
+    s = G.grouped_statistics(v, g, 2**12, bins=2**12)  # 2^24 cells: the limit itself is allowed
+    assert s["count"][0] == 4
+    assert np.isnan(s["mean"][1:]).all()
+
+
+def test_boundary_profile_hist_bins_times_distance_bins_is_bounded():
+    # 75 distance bins x 2^20 histogram bins (each allowed alone) were 630 MiB of counts a block
+    from pfibsims.dataset import stack
+    from pfibsims.errors import PfibsimsError
+    from pfibsims.segmentation import boundary_profile
+
+    ds = stack({"Li6": np.ones((2, 6, 6))}, pixel_size="100 nm", slice_thickness="100 nm")
+    lab = ds.Li6.astype(np.uint8).assign_attrs(flag_values=[0, 1], flag_meanings="matrix LCO")
+    with pytest.raises(PfibsimsError, match=r"hist_bins: expected a positive number of bins such as 256, at most 223696, got 1048576"):
+        boundary_profile(ds.Li6, lab, "LCO", hist_bins=2**20)

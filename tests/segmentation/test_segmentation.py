@@ -1278,3 +1278,47 @@ def test_distances_particles_and_quantify_at_uneven_depths_take_the_median_slice
     b = pfs.quantify(regular.Li6, want_lab, standards=standards, interior="60 nm")
     np.testing.assert_allclose(a.values, b.values, rtol=1e-6)
     assert np.isfinite(a.values[lab == 2]).all()
+
+
+@pytest.mark.parametrize("bins", ["2 um", "601 nm"])
+def test_boundary_profile_bin_wider_than_the_distances_is_an_error(bins):
+    # a bin wider than the distances asked for made one bin reaching past them ("2 um" over (-300, 300) nm:
+    # one bin from -300 to 1700 nm, counting voxels up to 1.7 um out of the phase)
+    mask, truth = _sphere(shape=(6, 8, 8), radius=200.0)
+    ds = _volume({"Li6": truth})
+    lab = _labels(mask, "matrix LLZTO")
+    with pytest.raises(PfibsimsError, match=r"bins: expected a bin width at most the span of distances, 600 nm "
+                                            r"\(from -300 to 300 nm\), got '[0-9 a-z]+' \((2000|601) nm\)"):
+        boundary_profile(ds.Li6, lab, "LLZTO", distances=("-300 nm", "300 nm"), bins=bins)
+    with pytest.raises(PfibsimsError, match="bins: expected a bin width at most the span of distances"):
+        boundary_distance(lab, "LLZTO", distances=("-300 nm", "300 nm"), bins=bins)
+    p = boundary_profile(ds.Li6, lab, "LLZTO", distances=("-300 nm", "300 nm"), bins="0.6 um")  # the whole span
+    assert p.distance_lower.values.tolist() == [-300.0]
+    assert p.distance_upper.values.tolist() == [300.0]
+    sd = signed_distance_block(mask, sampling=SPACING)
+    assert int(p["count"][0]) == int(((sd >= -300) & (sd <= 300)).sum())  # reference: numpy on the exact distance
+
+
+@pytest.mark.parametrize("decreasing", [False, True])
+def test_particle_centroid_at_uneven_depths_is_the_mean_of_its_voxels_z(decreasing):
+    # a particle's z centroid was the z at its mean slice index (interpolated between slice centres): at depths
+    # 0, 10, 100, 105, 300 nm a particle in slices 0-2 sat at z = 10 nm, not at its voxels' mean depth 36.7 nm
+    z = np.array([0.0, 10.0, 100.0, 105.0, 300.0])
+    lab = np.zeros((5, 6, 7), np.uint8)
+    lab[0:3, 1:3, 1:3] = 1  # 12 voxels, 4 a slice
+    lab[1:5, 4, 4:6] = 1  # 8 voxels, 2 a slice
+    lab[0, 4, 0] = lab[1, 4, 0] = lab[1, 5, 0] = 1  # 1 voxel at z[0], 2 at z[1]: unequal weights per slice
+    ds = _volume({"BSE": np.zeros(lab.shape)}).assign_coords(z=("z", z, {"units": "nm", "axis": "Z"}))
+    labels = _labels(lab, "matrix LCO", like=ds)
+    if decreasing:
+        labels = labels.isel(z=slice(None, None, -1))
+    p = particles(labels, "LCO")
+    comp = p["labels"].transpose("z", "y", "x").values
+    zz, yy, xx = np.meshgrid(labels.z.values, labels.y.values, labels.x.values, indexing="ij")
+    for k in p.particle.values:
+        sel = comp == k
+        np.testing.assert_allclose(p["centroid"].sel(particle=k).values, [zz[sel].mean(), yy[sel].mean(), xx[sel].mean()],
+                                   rtol=1e-12)
+    assert sorted(p["centroid"].sel(axis="z").values.round(6).tolist()) == sorted(
+        [round(v, 6) for v in (np.mean([0, 0, 0, 0, 10, 10, 10, 10, 100, 100, 100, 100]), np.mean([10, 10, 100, 100, 105, 105, 300, 300]),
+                               np.mean([0, 10, 10]))])  # by hand

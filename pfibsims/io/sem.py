@@ -8,9 +8,14 @@
   the rows below it are the data bar (``PrivateFei.DatabarHeight``) and are
   cropped off.
 * Zeiss (tag 34118 ``CZ_SEM``, ``TiffFile.sem_metadata``): the pixel size is
-  ``ap_width`` over the stored image width, not ``ap_pixel_size``, which
-  refers to the acquisition size and is wrong when the image was stored at a
-  reduced size. The scan area is ``round(ap_height / pixel)`` rows; rows below
+  the SI value heading the tag (its 4th number: the pixel size in m at a
+  1024-pixel frame, 7 digits) times 1024 over the stored image width, as
+  RosettaSciIO reads it; the named lines are rounded for display (``Width =
+  25.24 µm`` is 4 digits: 1.6e-4 off over 2048 px). Where that value is
+  missing or does not span ``ap_width`` to 1 %, ``ap_width`` over the stored
+  width is used. Never ``ap_pixel_size``, which refers to the acquisition
+  size and is wrong when the image was stored at a reduced size.
+  ``DP_DWELL_TIME`` is the ``dwell_time`` attr (us). The scan area is ``round(ap_height / pixel)`` rows; rows below
   are the data bar and are cropped. When the metadata count the bar in the
   image height (``test_tiff_Zeiss_SEM_512pix.tif``: ``ap_height`` spans all
   384 rows, the bar is rows 350-383), the bar is found in the image itself
@@ -34,8 +39,8 @@ import dask.array as da
 import numpy as np
 import tifffile
 
-from ..errors import FileFormatError
-from ..units import length_nm, ureg
+from ..errors import FileFormatError, UnitsError
+from ..units import length_nm, parse_quantity, ureg
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
 
@@ -151,12 +156,41 @@ def _zeiss_length(value: Any, unit: Any, p: Any, what: str) -> float:
         raise FileFormatError(f"{p}: expected {what}, found '{value} {unit}' in the Zeiss CZ_SEM metadata") from None
 
 
+def _zeiss_si_pixel(md: dict[str, Any], width_nm: float, columns: int) -> float | None:
+    """The pixel size (nm) from the SI values heading CZ_SEM: the 4th is the pixel size (m) at a 1024-pixel
+    frame, to 7 digits (``5.824988e-009``), where the named lines are rounded for display (``Pixel Size =
+    5.825 nm``, ``Width = 5.965 µm``). Used only when it spans the displayed ``ap_width`` to 1 %; else None."""
+    head = md.get("")
+    if not isinstance(head, (tuple, list)) or len(head) < 4 or not _number(head[3], positive=True):
+        return None
+    frame_nm = float(head[3]) * 1e9 * 1024
+    if not abs(frame_nm - width_nm) <= 0.01 * width_nm:
+        return None
+    return frame_nm / columns
+
+
+def _zeiss_dwell(md: dict[str, Any]) -> str | None:
+    """``DP_DWELL_TIME`` (``Dwell Time = 100 ns``) in us, as the FEI reader gives it; None when absent or not a time."""
+    value, unit = _value(md, "dp_dwell_time")
+    if not _number(value, positive=True):
+        return None
+    try:
+        q = parse_quantity(f"{float(value)!r} {str(unit).replace('µ', 'u').replace('μ', 'u')}", "s", name="CZ_SEM dwell time")
+    except UnitsError:
+        return None
+    return f"{q.to('us').magnitude:.6g} us"
+
+
 def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     width, wunit = _value(md, "ap_width")
     if width is None:
         raise FileFormatError(f"{p}: expected ap_width (image width) in the Zeiss CZ_SEM metadata, found none")
-    pixel = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length") / shape[1]
-    check_pixel_size((pixel,), p, shape=shape, what="pixel size (ap_width over the image width)")
+    width_nm = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length")
+    pixel = _zeiss_si_pixel(md, width_nm, shape[1])
+    what = "pixel size (the CZ_SEM SI pixel size x 1024 over the image width)"
+    if pixel is None:
+        pixel, what = width_nm / shape[1], "pixel size (ap_width over the image width)"
+    check_pixel_size((pixel,), p, shape=shape, what=what)
     height, hunit = _value(md, "ap_height")
     rows = shape[0]
     if height is not None:
@@ -177,6 +211,9 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
     mag, _ = _value(md, "ap_mag")
     if mag is not None:
         attrs["magnification"] = _magnification(mag)
+    dwell = _zeiss_dwell(md)
+    if dwell is not None:
+        attrs["dwell_time"] = dwell
     det, _ = _value(md, "dp_detector_channel")
     attrs["detector"] = str(det or "")
     pos = {}

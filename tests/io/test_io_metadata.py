@@ -54,3 +54,47 @@ def test_bcf_stage_angles_of_p45_are_those_sources_lists():
     ds = pfs.read_eds(data_file("eds/P45_the_default_job.bcf"), lines=["Al_Ka"], method="window")
     assert ds.attrs["stage_position_rotation"] == "329.497 deg"
     assert ds.attrs["stage_position_tilt"] == "0.5 deg"
+
+
+def _rsciio_pixel_nm(path):
+    """The pixel size RosettaSciIO's TIFF reader gives a Zeiss file (its CZ_SEM SI value x 1024 / width), nm."""
+    from rsciio.tiff import file_reader
+
+    axes = file_reader(str(path), lazy=True)[0]["axes"]
+    x = next(a for a in axes if a["name"] == "width")
+    return ureg.Quantity(x["scale"], x["units"].replace("µ", "u")).to("nm").magnitude
+
+
+@pytest.mark.parametrize(("rel", "kw"), [("sem/test_tiff_Zeiss_SEM_512pix.tif", {}),
+                                          ("sem/ZEISS_SEM_multipage.tif", {"slice_thickness": "60 nm"})])
+def test_zeiss_pixel_size_at_full_precision_as_rosettasciio_reads_it(rel, kw):
+    """'Width = 25.24 µm' over 2048 px is 12.3242 nm; the tag's SI value 2.465245e-008 m at 1024 px gives 12.326225 nm
+    (1.6e-4 apart: 0.3 px across the frame). The reader agrees with RosettaSciIO to 1e-9, x and y."""
+    path = data_file(rel)
+    ds = pfs.read_sem(path, **kw)
+    want = _rsciio_pixel_nm(path)
+    assert float(ds.x[1] - ds.x[0]) == pytest.approx(want, rel=1e-9)
+    assert float(ds.y[1] - ds.y[0]) == pytest.approx(want, rel=1e-9)
+
+
+def test_zeiss_pixel_size_falls_back_to_ap_width_when_the_si_value_disagrees(tmp_path):
+    """An SI value that does not span ap_width (here 10x off) is not used: ap_width over the width is (5.965 um / 512)."""
+    raw = data_file("sem/test_tiff_Zeiss_SEM_512pix.tif").read_bytes()
+    assert raw.count(b"5.824988e-009") == 4
+    edited = tmp_path / "other_si.tif"
+    edited.write_bytes(raw.replace(b"0\r\n0\r\n0\r\n5.824988e-009", b"0\r\n0\r\n0\r\n5.824988e-008", 1))
+    ds = pfs.read_sem(edited)
+    assert float(ds.x[1] - ds.x[0]) == pytest.approx(5965 / 512, rel=1e-12)
+
+
+def test_zeiss_dwell_time_is_an_attr_in_us():
+    """ZEISS_SEM_multipage.tif: 'Dwell Time = 100 ns' (tifffile: dp_dwell_time) is dwell_time '0.1 us'; the 512pix file has none."""
+    import tifffile
+
+    path = data_file("sem/ZEISS_SEM_multipage.tif")
+    with tifffile.TiffFile(path) as tif:
+        _, value, unit = tif.sem_metadata["dp_dwell_time"]
+    ds = pfs.read_sem(path, slice_thickness="60 nm")
+    assert ureg.Quantity(ds.attrs["dwell_time"]).to("ns").magnitude == pytest.approx(ureg.Quantity(value, unit).to("ns").magnitude)
+    assert ds.attrs["dwell_time"] == "0.1 us"
+    assert "dwell_time" not in pfs.read_sem(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif")).attrs

@@ -20,6 +20,7 @@ from ..errors import FileFormatError
 from ..units import length_nm
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey
 from .text import read_text_matrix
 
 __all__ = ["channel_from_filename", "read_map_file"]
@@ -78,11 +79,10 @@ def read_map_file(path: Any, *, channel: str | None = None, units: str = "counts
     if p.suffix.lower() in TIFF:
         with reading(p, "TIFF map"), tifffile.TiffFile(p) as tif:
             check_tiff_complete(tif, p)
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), series.dtype
-            pixel = check_pixel_size(_imagej_pixel_size(tif), p, shape=shape, what="ImageJ pixel size")
-            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] in (3, 4)):
+            shape, dtype = check_grey(tif, p, what="a grey-level map (y, x) or a stack of them (z, y, x)")
+            if len(shape) not in (2, 3):
                 raise FileFormatError(f"{p}: expected a grey-level map (2-D) or a stack of them, found shape {shape}")
+            pixel = check_pixel_size(_imagej_pixel_size(tif), p, shape=shape, what="ImageJ pixel size")
             data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF map export"
     else:

@@ -22,6 +22,7 @@ from ..errors import DataModelError, UnitsError
 from ..units import length_nm
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey
 from .cameca import channel_name
 from .text import read_text_matrix
 
@@ -80,7 +81,7 @@ def read_sims_matrix(
     if p.suffix.lower() in _TIFF:
         with reading(p, "TIFF"), tifffile.TiffFile(p) as tif:
             check_tiff_complete(tif, p)
-            shape, dtype = tuple(tif.series[0].shape), tif.series[0].dtype
+            shape, dtype = check_grey(tif, p, what="a SIMS map (y, x) or a (frame, y, x) stack")
         if len(shape) not in (2, 3):
             raise DataModelError(f"{p}: expected a 2-D map or a (frame, y, x) stack, found shape {shape}")
         data = tiff_array(p, shape=shape, dtype=dtype)

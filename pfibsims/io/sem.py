@@ -43,6 +43,7 @@ from ..errors import FileFormatError, UnitsError
 from ..units import length_nm, parse_quantity, ureg
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
@@ -265,6 +266,7 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
     p = check_file(path, suffixes=(".tif", ".tiff"), what="SEM TIFF")
     with reading(p, "SEM TIFF"), tifffile.TiffFile(p) as tif:
         check_tiff_complete(tif, p)
+        check_grey(tif, p, what="a grey-level SEM image (y, x) or a stack of them")
         page = tif.pages[0]
         shape, dtype = tuple(page.shape), page.dtype
         if len(shape) != 2:

@@ -5,13 +5,14 @@
   line maps by fitting (:mod:`.fitting`) or window integration.
 * :func:`read_sims`: Cameca NanoSIMS ``.im``, Hiden-style text/CSV matrices,
   (multi-page) TIFF, plain text matrices.
-* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF (multi-page TIFFs
+* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF, ImageJ TIFF (multi-page TIFFs
   are stacks; Auto Slice & View slices take z from their project), the
   electron images of Bruker BCF and the JEOL view image (``.img``).
 * :func:`save` / :func:`open_dataset`: atomic Zarr v3 and OME-Zarr stores.
 
 Several files (a list, a glob pattern, a directory) become slices along
-``z``, spaced by ``slice_thickness=`` or at measured ``depths=``; patterns
+``z``, spaced by ``slice_thickness=`` or at measured ``depths=`` (by default
+an ImageJ stack's own ``spacing=``); patterns
 and directories are sorted naturally (``slice_2`` before ``slice_10``) and
 the history records the order (``z_order``).
 """
@@ -59,7 +60,9 @@ def _merge_channels(frames: list[Frame]) -> Frame:
     pixels = {f.pixel_size for f in frames if f.pixel_size is not None}
     if len(pixels) > 1:
         raise FileFormatError(f"{first.path}: expected one pixel size for the channels of a slice, found {sorted(pixels)} nm")
-    return Frame(channels, pixels.pop() if pixels else None, first.attrs, ch_attrs, first.path, first.units)
+    spacings = {f.z_spacing for f in frames}
+    return Frame(channels, pixels.pop() if pixels else None, first.attrs, ch_attrs, first.path, first.units,
+                 z_spacing=spacings.pop() if len(spacings) == 1 else None)
 
 
 def _per_channel(mapping: Mapping[str, Any], reader: Any, **kw: Any) -> list[Frame]:
@@ -162,7 +165,8 @@ def read_eds(
         Overrides the files' calibration; required when a file has none
         (AZtec TIFF/CSV exports, the Hitachi BCF).
     slice_thickness : length, optional
-        z spacing of several slices (``"60 nm"``).
+        z spacing of several slices (``"60 nm"``); by default an ImageJ
+        stack's own ``spacing=``.
     depths : lengths, optional
         Measured slice depths instead of ``slice_thickness``.
     method : {"fit", "window"}
@@ -263,7 +267,8 @@ def read_sims(
     pixel_size : length or (y, x) lengths, optional
         Overrides the file's calibration; required when it has none.
     slice_thickness, depths : optional
-        z of several slices or frames.
+        z of several slices or frames; by default an ImageJ stack's own
+        ``spacing=`` (its pixel size, too, is read).
     species : list of str, optional
         For ``.im``: channels to keep (``"C12"`` or the label ``"12C"``).
     isotope, mass, polarity : optional
@@ -355,19 +360,21 @@ def _asv_z(paths: list[Path], project: Any) -> tuple[list[float], dict[str, Any]
 
 def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any = None, depths: Any = None,
              channel: str | None = None, image: str = "map", project: Any = None, chunks: Any = None) -> xr.Dataset:
-    """Read SEM images: Thermo Fisher/FEI and Zeiss TIFF, Bruker BCF images, the JEOL view image.
+    """Read SEM images: Thermo Fisher/FEI, Zeiss and ImageJ TIFF, Bruker BCF images, the JEOL view image.
 
     Parameters
     ----------
     path_or_paths : path, glob pattern or list
         One image, or per-slice images (slices along ``z``): TIFF (data bar
         cropped, pixel size from the tags; a multi-page TIFF is a stack of
-        slices), Bruker ``.bcf`` (its electron images, one channel per
+        slices; an ImageJ TIFF, e.g. saved from Fiji, gives the calibration
+        ImageJ records, channel ``SEM``), Bruker ``.bcf`` (its electron images, one channel per
         detector, on the file's grid) or JEOL ``.img``.
     pixel_size : optional
         Overrides the files' pixel size.
     slice_thickness, depths : optional
-        z of several slices (or pages).
+        z of several slices (or pages); by default an ImageJ stack's own
+        ``spacing=``.
     channel : str, optional
         Channel name for TIFF/``.img``; default from the detector (``"SE"`` or
         ``"BSE"``; the JEOL image's title).

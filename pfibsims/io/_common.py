@@ -43,6 +43,8 @@ class Frame:
     ``channel_attrs`` adds to the attrs the data model derives from a name.
     ``origin_px`` places the field: the ``(y, x)`` corner of its first pixel
     in pixels of the frame's own size (default 0: the corner at 0).
+    ``z_spacing`` is the slice spacing in nm the file records (an ImageJ
+    stack's ``spacing=``), used when no ``slice_thickness``/``depths`` is given.
     """
 
     channels: dict[str, Any]
@@ -52,6 +54,7 @@ class Frame:
     path: str = ""
     units: str = "counts"
     origin_px: tuple[float, float] | None = None
+    z_spacing: float | None = None
 
 
 def check_file(path: Any, *, suffixes: Sequence[str] | None = None, what: str = "file") -> Path:
@@ -414,6 +417,10 @@ def build(
     if source == "user" and frames[0].pixel_size is not None:
         attrs["file_pixel_size"] = [f"{v:.12g} nm" for v in frames[0].pixel_size]
     attrs["pixel_size_source"] = source
+    spacings = {f.z_spacing for f in frames}
+    if slice_thickness is None and depths is None and len(spacings) == 1 and None not in spacings:
+        slice_thickness = f"{spacings.pop()!r} nm"  # the file's own (an ImageJ stack's spacing=)
+        attrs["slice_thickness_source"] = "file"
     attrs["source_files"] = [f.path for f in frames]
     try:
         ds = stack(

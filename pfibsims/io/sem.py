@@ -1,4 +1,4 @@
-"""SEM images: Thermo Fisher/FEI TIFF and Zeiss SmartSEM (CZ_SEM) TIFF, via tifffile.
+"""SEM images: Thermo Fisher/FEI TIFF, Zeiss SmartSEM (CZ_SEM) TIFF and ImageJ TIFF, via tifffile.
 
 * FEI/Thermo Fisher (tag 34682 ``FEI_HELIOS``/``FEI_SFEG``, read by
   ``TiffFile.fei_metadata``): pixel size ``Scan.PixelWidth``/``PixelHeight``
@@ -24,6 +24,10 @@
   which (``"metadata"``, ``"image"`` or ``"none"``). This reads the first page
   once when the dataset is built.
 
+* ImageJ (a TIFF saved from Fiji, whose instrument tags are gone): the
+  calibration ImageJ records (``unit=``, ``XResolution``/``YResolution``,
+  ``spacing=``), or none (then ``pixel_size=`` is needed); channel ``SEM``.
+
 A multi-page TIFF (pages of one shape, e.g. ``ZEISS_SEM_multipage.tif``) is a
 stack: its pages are slices along ``z``. The channel is named after the
 detector's signal, ``SE`` or ``BSE``.
@@ -43,7 +47,7 @@ from ..errors import FileFormatError, UnitsError
 from ..units import length_nm, parse_quantity, ureg
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
-from ._tiff import check_grey
+from ._tiff import check_grey, imagej_calibration
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
@@ -255,13 +259,17 @@ def _same_grid(tif: Any, pages: tuple[int, ...], codes: tuple[int, ...], parse: 
 
 
 def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
-    """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped.
+    """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped, or an ImageJ TIFF.
+
+    An ImageJ TIFF (an SEM image saved from Fiji, which drops the instrument's tags) gives the
+    pixel size and z spacing ImageJ records (:func:`._tiff.imagej_calibration`; none: give
+    ``pixel_size=``); its channel is ``SEM`` unless named, nothing is cropped.
 
     Raises
     ------
     FileFormatError
-        When the TIFF carries neither FEI nor Zeiss SEM metadata, or they
-        lack the pixel size.
+        When the TIFF carries neither FEI nor Zeiss SEM metadata nor is an
+        ImageJ TIFF, or the instrument metadata lack the pixel size.
     """
     p = check_file(path, suffixes=(".tif", ".tiff"), what="SEM TIFF")
     with reading(p, "SEM TIFF"), tifffile.TiffFile(p) as tif:
@@ -272,6 +280,7 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         if len(shape) != 2:
             raise FileFormatError(f"{p}: expected a grey-level SEM image, found shape {shape}")
         pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
+        spacing = None
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
             _same_grid(tif, pages, (34680, 34682), _fei, (rows, pixel), p)
@@ -282,13 +291,20 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
                 rows -= find_data_bar(page.asarray())
                 attrs["data_bar_rows"] = shape[0] - rows
                 attrs["data_bar_source"] = "image" if rows < shape[0] else "none"
+        elif tif.is_imagej:
+            ij_pixel, spacing = imagej_calibration(tif)
+            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")  # type: ignore[assignment]
+            rows, signal = shape[0], "SEM"
+            attrs = {"format": "ImageJ TIFF", "detector": "", "data_bar_rows": 0, "data_bar_source": "none"}
         else:
             raise FileFormatError(
-                f"{p}: expected a Thermo Fisher/FEI (FEI_HELIOS/FEI_SFEG tag) or Zeiss (CZ_SEM tag) SEM TIFF, found neither"
+                f"{p}: expected a Thermo Fisher/FEI (FEI_HELIOS/FEI_SFEG tag) or Zeiss (CZ_SEM tag) SEM TIFF, or an "
+                "ImageJ TIFF, found none of them"
             )
         n = len(pages)
     if n > 1:
         attrs["pages"] = n
     name = channel or signal
     data = da.stack([tiff_array(p, shape=(rows, shape[1]), dtype=dtype, page=k) for k in pages])  # blocks of rows
-    return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p))
+    return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p),
+                 z_spacing=spacing)

@@ -67,3 +67,74 @@ def test_grey_stack_three_or_four_pixels_wide_is_a_stack(tmp_path, width):
     tifffile.imwrite(p, data, photometric="minisblack")
     ds = pfs.read_eds(p, pixel_size="80 nm", slice_thickness="60 nm")
     np.testing.assert_array_equal(ds.Zr_La.values, data)
+
+
+# ---------------------------------------------------------------- ImageJ calibration
+
+
+def _hand_calibration(path):
+    """(x pixel nm, z spacing nm) from the raw tags: XResolution (pixels per unit) and the description's spacing=, unit um."""
+    import re
+
+    with tifffile.TiffFile(path) as tif:
+        num, den = tif.pages[0].tags["XResolution"].value
+        text = tif.pages[0].tags["ImageDescription"].value
+    unit = re.search(r"^unit=(.*)$", text, re.M)[1]
+    assert unit in ("um", "\\u00B5m")  # what ImageJ 1.44d and 1.49v wrote
+    return den / num * 1000.0, float(re.search(r"^spacing=(.*)$", text, re.M)[1]) * 1000.0
+
+
+@pytest.mark.parametrize("rel", ["coloc2/colocsample1b-green.tif", "coloc2/colocsample1b-mask.tif"])
+def test_real_imagej_stack_gives_its_pixel_size_and_spacing_to_every_tiff_reader(rel):
+    """Coloc 2's ImageJ stacks: unit=um (1.44d) or unit=\\u00B5m (1.49v, escaped), XResolution 3046781/1000000 per um,
+    spacing=0.646 um. read_sims ignored the calibration, read_eds ignored the spacing, read_sem refused the file."""
+    path = data_file(rel)
+    px, dz = _hand_calibration(path)
+    data = tifffile.imread(path)
+    for ds in (pfs.read_sims(path, isotope="6Li"), pfs.read_eds({"Zr_La": path}), pfs.read_sem(path)):
+        assert float(ds.x[1] - ds.x[0]) == pytest.approx(px, rel=1e-9)
+        assert float(ds.y[1] - ds.y[0]) == pytest.approx(px, rel=1e-9)
+        assert np.diff(ds.z.values) == pytest.approx(np.full(data.shape[0] - 1, dz), rel=1e-9)
+        assert ds.attrs["pixel_size_source"] == "file"
+        assert ds.attrs["slice_thickness_source"] == "file"
+    sem = pfs.read_sem(path, slice_thickness="60 nm")  # a given thickness wins over the file's spacing
+    assert float(sem.z[1] - sem.z[0]) == 60.0
+    assert "slice_thickness_source" not in sem.attrs
+    np.testing.assert_array_equal(sem.SEM.values, data)
+
+
+@pytest.mark.parametrize(("unit", "per_unit", "nm"), [("nm", 1 / 81.4, 81.4), ("micron", 12.5, 80.0), ("um", 0.5, 2000.0),
+                                                       ("mm", 1000.0, 1000.0), ("cm", 1e4, 1000.0)])
+def test_imagej_unit_and_resolution_give_the_pixel_size(tmp_path, unit, per_unit, nm):
+    """XResolution is pixels per unit=: 12.5 per micron is 80 nm; y may differ from x (half the x resolution: twice the size)."""
+    p = tmp_path / "se.tif"
+    data = _RNG.integers(0, 255, (6, 8)).astype(np.uint8)
+    tifffile.imwrite(p, data, imagej=True, resolution=(per_unit, per_unit / 2), metadata={"unit": unit})
+    ds = pfs.read_sem(p)
+    assert float(ds.x[1] - ds.x[0]) == pytest.approx(nm, rel=1e-6)
+    assert float(ds.y[1] - ds.y[0]) == pytest.approx(2 * nm, rel=1e-6)
+    assert ds.attrs["format"] == "ImageJ TIFF"
+
+
+def test_resolution_without_an_imagej_unit_is_no_calibration(tmp_path):
+    """72 pixels per inch (ResolutionUnit INCH), as Coloc 2's mandersA.tiff holds with no unit=, is a print resolution:
+    the file has no pixel size (pixel_size= is asked for), not 0.35 mm pixels; unit=pixel is none either."""
+    data = _RNG.integers(0, 255, (6, 8)).astype(np.uint8)
+    inch = tmp_path / "inch.tif"
+    tifffile.imwrite(inch, data, imagej=True, resolution=(72, 72), resolutionunit="INCH")
+    pixel = tmp_path / "pixel.tif"
+    tifffile.imwrite(pixel, data, imagej=True, resolution=(1, 1), metadata={"unit": "pixel"})
+    with tifffile.TiffFile(inch) as tif:
+        assert tif.pages[0].tags["ResolutionUnit"].value == tifffile.RESUNIT.INCH
+    for p in (inch, pixel):
+        for read in (lambda q: pfs.read_sem(q), lambda q: pfs.read_sims(q, isotope="6Li")):
+            with pytest.raises(PfibsimsError, match=rf"pixel_size: '.*{p.name}' has no pixel calibration"):
+                read(p)
+        assert float(pfs.read_sem(p, pixel_size="5 nm").x[1]) == 7.5
+
+
+def test_plain_tiff_is_still_not_an_sem_image(tmp_path):
+    p = tmp_path / "plain.tif"
+    tifffile.imwrite(p, np.zeros((4, 4), np.uint8))
+    with pytest.raises(PfibsimsError, match=r"plain\.tif: expected a Thermo Fisher/FEI .* or an ImageJ TIFF, found none of them"):
+        pfs.read_sem(p, pixel_size="5 nm")

@@ -150,7 +150,8 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
     """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
     are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), are of no width,
     height or numpy type, or if its chain of pages points past the end of the file (a truncated stack that
-    would read as fewer slices) or back to one of its pages (a loop tifffile would iterate for ever).
+    would read as fewer slices), to bytes that hold no page directory (tifffile stops there, silently) or
+    back to one of its pages (a loop tifffile would iterate for ever).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
@@ -212,6 +213,11 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
         raise FileFormatError(
             f"{path}: its TIFF page {n_pages - 1} points back to page {offsets.index(following)} (byte {following}) as "
             "the next page; the chain of pages loops, the file is corrupt"
+        )
+    if following:  # inside the file but no directory tifffile could read there: it stopped, silently
+        raise FileFormatError(
+            f"{path}: its TIFF page {n_pages - 1} points to a next page at byte {following}, where the file holds no "
+            f"readable page directory; the file is corrupt (pages after the first {n_pages} are lost)"
         )
 
 

@@ -138,3 +138,40 @@ def test_plain_tiff_is_still_not_an_sem_image(tmp_path):
     tifffile.imwrite(p, np.zeros((4, 4), np.uint8))
     with pytest.raises(PfibsimsError, match=r"plain\.tif: expected a Thermo Fisher/FEI .* or an ImageJ TIFF, found none of them"):
         pfs.read_sem(p, pixel_size="5 nm")
+
+
+# ---------------------------------------------------------------- the chain of pages
+
+
+def _stack_with_next_ifd(tmp_path, name, where):
+    """A 3-page grey stack whose page 0 points to ``where(raw, offsets, data offsets)`` as its next page."""
+    import struct
+
+    p = tmp_path / name
+    tifffile.imwrite(p, _RNG.integers(0, 99, (3, 64, 48)).astype(np.uint16), photometric="minisblack", metadata=None)
+    with tifffile.TiffFile(p) as tif:
+        offsets = [q.offset for q in tif.pages]
+        data = [q.dataoffsets[0] for q in tif.pages]
+    raw = bytearray(p.read_bytes())
+    entries = struct.unpack_from("<H", raw, offsets[0])[0]
+    struct.pack_into("<I", raw, offsets[0] + 2 + 12 * entries, where(len(raw), data))
+    p.write_bytes(bytes(raw))
+    return p
+
+
+@pytest.mark.parametrize(("label", "where", "match"), [
+    ("past-the-end", lambda size, data: size + 1000, r"points to a next page at byte \d+, past the end of the file"),
+    ("far-past-the-end", lambda size, data: 0xFFFFFFF0, r"points to a next page at byte 4294967280, past the end of the file"),
+    ("into-the-pixels", lambda size, data: data[1] + 101, r"points to a next page at byte \d+, where the file holds no readable page directory"),
+])
+def test_next_page_pointer_that_leads_nowhere_is_a_clear_error_for_every_tiff_reader(tmp_path, label, where, match):
+    """tifffile stops, with a logged warning only, at a next-page pointer it cannot follow: the stack read as 1 slice of 3.
+    Past the end of the file that was already an error; into the pixel data (an odd offset, a 'directory' of
+    12800 entries) it was read as one slice."""
+    p = _stack_with_next_ifd(tmp_path, f"{label}.tif", where)
+    with tifffile.TiffFile(p) as tif:
+        assert len(tif.pages) == 1  # what tifffile alone sees
+    for read in (lambda q: pfs.read_sims(q, isotope="6Li", pixel_size="72 nm", slice_thickness="60 nm"),
+                 lambda q: pfs.read_eds({"Zr_La": q}, pixel_size="72 nm", slice_thickness="60 nm")):
+        with pytest.raises(PfibsimsError, match=rf"{label}\.tif: its TIFF page 0 {match}.*pages after the first 1 are lost"):
+            read(p)

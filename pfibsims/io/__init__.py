@@ -31,7 +31,7 @@ from ._common import Frame, build, expand_paths, files_in, is_dir
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
-from .emxml import asv_depths, find_project, read_emxml
+from .emxml import asv_depths, check_one_run, find_project, read_emxml
 from .h5oina import read_h5oina
 from .hiden import read_sims_matrix
 from .hyperspy import from_hyperspy, to_hyperspy
@@ -384,7 +384,9 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     project : path, optional
         Auto Slice & View project (``EMProject.emxml``) giving the z of
         ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
-        images is used (their folder or two above).
+        images is used (their folder or two above). ASV slices must be one
+        run: two datasets, two projects or a slice number twice is a
+        FileFormatError naming the folder and the runs, whatever gives z.
     chunks : optional
         Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
         name (``{"y": 512}``).
@@ -408,6 +410,8 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     if project is not None and not isinstance(project, (str, os.PathLike)):
         raise FileFormatError(f"project: expected the path of an Auto Slice & View project (EMProject.emxml), got {type(project).__name__}")
     paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
+    if all(q.suffix.lower() in (".tif", ".tiff") for q in paths):  # before reading: strays or two runs are no stack
+        check_one_run(paths, None if project is None else Path(os.fspath(project)))
     frames = _sem_frames(paths, channel=channel, image=image)
     params: dict[str, Any] = {"path": [f.path for f in frames]}
     if depths is None and slice_thickness is None and all(q.suffix.lower() in (".tif", ".tiff") for q in paths):

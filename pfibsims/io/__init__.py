@@ -364,8 +364,10 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
 
     Parameters
     ----------
-    path_or_paths : path, glob pattern or list
-        One image, or per-slice images (slices along ``z``): TIFF (data bar
+    path_or_paths : path, glob pattern, directory or list
+        One image, or per-slice images (slices along ``z``; every file is a
+        slice: an image that is not, an overview or a thumbnail of another
+        shape or pixel size, is refused naming it, never skipped): TIFF (data bar
         cropped, pixel size from the tags; a multi-page TIFF is a stack of
         slices; an ImageJ TIFF, e.g. saved from Fiji, gives the calibration
         ImageJ records, channel ``SEM``), Bruker ``.bcf`` (its electron images, one channel per
@@ -385,8 +387,9 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         Auto Slice & View project (``EMProject.emxml``) giving the z of
         ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
         images is used (their folder or two above). ASV slices must be one
-        run: two datasets, two projects or a slice number twice is a
-        FileFormatError naming the folder and the runs, whatever gives z.
+        run: another image among them (an overview), two datasets, two
+        projects or a slice number twice is a FileFormatError naming the
+        folder, the runs or the stray files, whatever gives z.
     chunks : optional
         Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
         name (``{"y": 512}``).

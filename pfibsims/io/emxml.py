@@ -186,7 +186,8 @@ def check_one_run(images: list[Path], project: Path | None = None) -> None:
     """Refuse image files that are not the slices of one Auto Slice & View run.
 
     Nothing is checked unless some file is named as an ASV slice (``<dataset>-SliceImage-<n>.tif``).
-    Then the slices must be of one dataset, of one project (given, or found beside each
+    Then every file must be one (an overview or any other image among them is refused, naming it: every
+    file given is a slice, none is skipped), of one dataset, of one project (given, or found beside each
     image by :func:`find_project`), and each slice number may come once (``-1`` and ``-001`` are two
     numberings: two runs). The message names the folder and each run. This holds whatever gives the z
     (the project, ``slice_thickness=`` or ``depths=``): two runs are never one stack.
@@ -200,8 +201,15 @@ def check_one_run(images: list[Path], project: Path | None = None) -> None:
     if not any(m for _, m in named):
         return
     folder = Path(os.path.commonpath([str(img.parent) for img in images]))
+    strays = [img.name for img, m in named if m is None]
     slices = [(img, m) for img, m in named if m is not None]
     example = f"'{slices[0][0].parent / (slices[0][1]['dataset'] + '-SliceImage-*' + slices[0][0].suffix)}'"
+    if strays:
+        raise FileFormatError(
+            f"path_or_paths: expected only Auto Slice & View slice images ('<dataset>-SliceImage-<n>.tif') in '{folder}', "
+            f"found {_plural(len(strays), 'other image')} beside its {_plural(len(slices), 'slice')}: {strays[:8]}"
+            f"{' ...' if len(strays) > 8 else ''}; they are not slices of the run: give the slices alone, e.g. {example}"
+        )
     found: dict[Path, Path | None] = {}
     runs: dict[tuple[str, str], list[tuple[Path, int]]] = {}
     for img, m in slices:

@@ -66,3 +66,39 @@ def test_one_run_still_reads_with_its_project_or_a_given_thickness(tmp_path):
     assert pfs.read_sem(folder, slice_thickness="60 nm").z.values.tolist() == [0.0, 60.0, 120.0]
     other = _run(tmp_path / "elsewhere", (), project=True) / "EMProject.emxml"  # a given project: one run with it
     assert pfs.read_sem(folder, project=other).attrs["asv_project"] == str(other)
+
+
+# ---------------------------------------------------------------- stray images among the slices
+
+
+@pytest.mark.parametrize("stray", ["Overview.tif", "zz_overview.tif"])  # sorts before or after the slices
+@pytest.mark.parametrize("kw", [{}, {"slice_thickness": "100 nm"}])
+def test_stray_image_in_an_asv_folder_is_refused_naming_it(tmp_path, stray, kw):
+    """Every file of a folder is a slice (read_sem's docstring), so a stray is refused, not skipped. An overview of the
+    slices' own shape and pixel size was stacked as a slice with slice_thickness=, or, sorting first, hid the project."""
+    folder = _run(tmp_path / "run", (1, 2, 3))
+    (folder / stray).symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    with pytest.raises(FileFormatError, match=rf"expected only Auto Slice & View slice images .* in '{tmp_path}/run', found 1 other "
+                                              rf"image beside its 3 slices: \['{stray}'\]; they are not slices of the run"):
+        pfs.read_sem(folder, **kw)
+
+
+def test_stray_of_another_shape_is_named_even_when_it_sorts_first(tmp_path):
+    """Zeiss slices (350 x 512 kept) and a 16-bit FEI image (442 x 512) named to sort first: the message blamed slice_1."""
+    for n in (1, 2, 3):
+        (tmp_path / f"slice_{n}.tif").symlink_to(data_file("sem/test_tiff_Zeiss_SEM_512pix.tif"))
+    (tmp_path / "a_thumb.tif").symlink_to(data_file("sem/FEI-Helios-Ebeam-16bits.tif"))
+    with pytest.raises(FileFormatError, match=rf"^{tmp_path}/a_thumb\.tif: expected slices of shape \(350, 512\) \(as "
+                                              rf"'{tmp_path}/slice_1\.tif' and 2 other files\), found \(442, 512\); leave out"):
+        pfs.read_sem(tmp_path, slice_thickness="60 nm")
+
+
+def test_stray_of_another_pixel_size_is_named(tmp_path):
+    """Three ASV-size slices (385.417 nm) and an overview of the same shape at 1825.05 nm (the FEI SE image)."""
+    for n in (1, 2, 3):
+        (tmp_path / f"slice_{n}.tif").symlink_to(data_file("sem/SEM_Image-SliceImage-001.tif"))
+    (tmp_path / "a_overview.tif").symlink_to(data_file("sem/test_tiff_FEI_SEM.tif"))
+    with pytest.raises(FileFormatError, match=r"pixel_size: expected one pixel size across slices, found \[\(1825\.05, 1825\.05\)\] nm "
+                                              rf"in \['a_overview\.tif'\] but \(385\.417, 385\.417\) nm in '{tmp_path}/slice_1\.tif' "
+                                              r"and 2 other files; leave out files that are not slices"):
+        pfs.read_sem(tmp_path, slice_thickness="60 nm")

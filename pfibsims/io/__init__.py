@@ -5,7 +5,7 @@
   line maps by fitting (:mod:`.fitting`) or window integration.
 * :func:`read_sims`: Cameca NanoSIMS ``.im``, Hiden-style text/CSV matrices,
   (multi-page) TIFF, plain text matrices.
-* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF, ImageJ TIFF (multi-page TIFFs
+* :func:`read_sem`: Thermo Fisher/FEI, Zeiss and ImageJ TIFF (multi-page TIFFs
   are stacks; Auto Slice & View slices take z from their project), the
   electron images of Bruker BCF and the JEOL view image (``.img``).
 * :func:`save` / :func:`open_dataset`: atomic Zarr v3 and OME-Zarr stores.
@@ -365,13 +365,14 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     Parameters
     ----------
     path_or_paths : path, glob pattern, directory or list
-        One image, or per-slice images (slices along ``z``; every file is a
-        slice: an image that is not, an overview or a thumbnail of another
-        shape or pixel size, is refused naming it, never skipped): TIFF (data bar
+        One image, or per-slice images (slices along ``z``): TIFF (data bar
         cropped, pixel size from the tags; a multi-page TIFF is a stack of
         slices; an ImageJ TIFF, e.g. saved from Fiji, gives the calibration
-        ImageJ records, channel ``SEM``), Bruker ``.bcf`` (its electron images, one channel per
-        detector, on the file's grid) or JEOL ``.img``.
+        ImageJ records, channel ``SEM``), Bruker ``.bcf`` (its electron
+        images, one channel per detector, on the file's grid) or JEOL
+        ``.img``. Every file is a slice: an image that is not (an overview,
+        a thumbnail of another shape or pixel size) is refused naming it,
+        never skipped.
     pixel_size : optional
         Overrides the files' pixel size.
     slice_thickness, depths : optional

@@ -15,8 +15,9 @@
   missing or does not span ``ap_width`` to 1 %, ``ap_width`` over the stored
   width is used. Never ``ap_pixel_size``, which refers to the acquisition
   size and is wrong when the image was stored at a reduced size.
-  ``DP_DWELL_TIME`` is the ``dwell_time`` attr (us). The scan area is ``round(ap_height / pixel)`` rows; rows below
-  are the data bar and are cropped. When the metadata count the bar in the
+  ``DP_DWELL_TIME`` is the ``dwell_time`` attr (us). The scan area is
+  ``round(ap_height / pixel)`` rows; rows below are the data bar and are
+  cropped. When the metadata count the bar in the
   image height (``test_tiff_Zeiss_SEM_512pix.tif``: ``ap_height`` spans all
   384 rows, the bar is rows 350-383), the bar is found in the image itself
   (:func:`find_data_bar`: a line of one grey level across the bottom quarter,

@@ -108,7 +108,8 @@ def write_ripple(stem: Path, cube: np.ndarray, *, record_by: str = "vector", byt
 
 
 def write_tiff(path: Path, arr: np.ndarray) -> Path:
-    tifffile.imwrite(path, arr)
+    """A grey-level TIFF (a (z, y, x) array is z pages; tifffile alone writes (3, y, x) as planar RGB)."""
+    tifffile.imwrite(path, arr, photometric="minisblack")
     return path
 
 

@@ -214,6 +214,19 @@ def _tiff_loop(src: Path, dst: Path, to: int = 0) -> Path:
     return _patched(src, dst, {offsets[-1] + 2 + 12 * entries: struct.pack("<I", offsets[to])})
 
 
+def _tiff_next(src: Path, dst: Path, where: Any) -> Path:
+    """A copy whose last page points to ``where(file size, first data offset)`` as the next page (0 when it is the last)."""
+    import struct
+
+    import tifffile
+
+    with tifffile.TiffFile(src) as tif:
+        last, data = tif.pages[-1].offset, tif.pages[0].dataoffsets[0]
+    raw = src.read_bytes()
+    entries = struct.unpack_from("<H", raw, last)[0]
+    return _patched(src, dst, {last + 2 + 12 * entries: struct.pack("<I", where(len(raw), data))})
+
+
 def _h5oina(dst: Path, **header: float) -> Path:
     import h5py
     from io_helpers import write_h5oina
@@ -253,6 +266,11 @@ def _hostile_cases(t: Path) -> list[tuple[str, str, Path, dict, str]]:
         ("aztec-tiff-100000", "eds", _tiff_dims(aztec, t / "a1" / "Zr La1.tif", 100000, 100000), {"pixel_size": "80 nm"}, big),
         ("sims-tiff-100000", "sims", _tiff_dims(sims_tif, t / "s1" / "li.tif", 100000, 100000), {"isotope": "6Li", "pixel_size": "72 nm"}, big),
         ("aztec-tiff-wider", "eds", _tiff_dims(aztec, t / "a2" / "Zr La1.tif", 96, 64), {"pixel_size": "80 nm"}, "declares 96 x 64 pixels"),
+        # a next-page pointer past the end (4 GB on), or into the pixels (no directory there): tifffile stops silently
+        ("sims-tiff-next-ifd-4GB", "sims", _tiff_next(sims_tif, t / "n1" / "li.tif", lambda size, data: 0xFFFFFFF0),
+         {"isotope": "6Li", "pixel_size": "72 nm"}, "page 0 points to a next page at byte 4294967280, past the end of the file"),
+        ("aztec-tiff-next-ifd-into-pixels", "eds", _tiff_next(aztec, t / "n2" / "Zr La1.tif", lambda size, data: data + 1001),
+         {"pixel_size": "80 nm"}, "page 0 points to a next page at byte \\d+, where the file holds no readable page directory"),
         ("h5oina-step-1e30", "eds", _h5oina(t / "h1" / "m.h5oina", **{"X Step": 1e30, "Y Step": 1e30}), {},
          "expected a pixel size \\(X Step, Y Step\\) between 0.001 nm and 1e\\+08 nm, found 1e\\+33 nm"),
         ("h5oina-step-1e-30", "eds", _h5oina(t / "h2" / "m.h5oina", **{"X Step": 1e-30, "Y Step": 1e-30}), {}, "found 1e-27 nm"),
@@ -292,6 +310,10 @@ def _hostile_cases(t: Path) -> list[tuple[str, str, Path, dict, str]]:
             ("sem-multipage-ifd-loop", "sem", _tiff_loop(multi, t / "l2" / multi.name), {"slice_thickness": "50 nm"},
              "page 1 points back to page 0 .* the chain of pages loops"),
             ("aztec-tiff-ifd-loop", "eds", _tiff_loop(aztec, t / "l3" / "Zr La1.tif"), {"pixel_size": "80 nm"}, "the chain of pages loops"),
+            ("sem-asv-next-ifd-past-end", "sem", _tiff_next(asv, t / "n3" / asv.name, lambda size, data: size + 8), {},
+             "page 0 points to a next page at byte 1765148, past the end of the file \\(1765140 bytes\\)"),
+            ("sem-multipage-next-ifd-into-pixels", "sem", _tiff_next(multi, t / "n4" / multi.name, lambda size, data: data + 7),
+             {"slice_thickness": "50 nm"}, "page 1 points to a next page at byte \\d+, where the file holds no readable page directory"),
             ("sem-fei-width-0", "sem", _tiff_dims(fei, t / "w0" / fei.name, 0, 471), {}, "TIFF page 0 declares 0 x 471 pixels; expected at least one"),
             ("sem-fei-bits-0", "sem", _tiff_short(fei, t / "b0" / fei.name, "BitsPerSample", 0), {},
              "TIFF page 0 has pixels of a type numpy does not hold \\(BitsPerSample 0"),

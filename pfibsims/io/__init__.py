@@ -5,13 +5,14 @@
   line maps by fitting (:mod:`.fitting`) or window integration.
 * :func:`read_sims`: Cameca NanoSIMS ``.im``, Hiden-style text/CSV matrices,
   (multi-page) TIFF, plain text matrices.
-* :func:`read_sem`: Thermo Fisher/FEI and Zeiss SEM TIFF (multi-page TIFFs
+* :func:`read_sem`: Thermo Fisher/FEI, Zeiss and ImageJ TIFF (multi-page TIFFs
   are stacks; Auto Slice & View slices take z from their project), the
   electron images of Bruker BCF and the JEOL view image (``.img``).
 * :func:`save` / :func:`open_dataset`: atomic Zarr v3 and OME-Zarr stores.
 
 Several files (a list, a glob pattern, a directory) become slices along
-``z``, spaced by ``slice_thickness=`` or at measured ``depths=``; patterns
+``z``, spaced by ``slice_thickness=`` or at measured ``depths=`` (by default
+an ImageJ stack's own ``spacing=``); patterns
 and directories are sorted naturally (``slice_2`` before ``slice_10``) and
 the history records the order (``z_order``).
 """
@@ -30,7 +31,7 @@ from ._common import Frame, build, expand_paths, files_in, is_dir
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
-from .emxml import asv_depths, find_project, read_emxml
+from .emxml import asv_depths, check_one_run, find_project, read_emxml
 from .h5oina import read_h5oina
 from .hiden import read_sims_matrix
 from .hyperspy import from_hyperspy, to_hyperspy
@@ -59,7 +60,9 @@ def _merge_channels(frames: list[Frame]) -> Frame:
     pixels = {f.pixel_size for f in frames if f.pixel_size is not None}
     if len(pixels) > 1:
         raise FileFormatError(f"{first.path}: expected one pixel size for the channels of a slice, found {sorted(pixels)} nm")
-    return Frame(channels, pixels.pop() if pixels else None, first.attrs, ch_attrs, first.path, first.units)
+    spacings = {f.z_spacing for f in frames}
+    return Frame(channels, pixels.pop() if pixels else None, first.attrs, ch_attrs, first.path, first.units,
+                 z_spacing=spacings.pop() if len(spacings) == 1 else None)
 
 
 def _per_channel(mapping: Mapping[str, Any], reader: Any, **kw: Any) -> list[Frame]:
@@ -162,7 +165,8 @@ def read_eds(
         Overrides the files' calibration; required when a file has none
         (AZtec TIFF/CSV exports, the Hitachi BCF).
     slice_thickness : length, optional
-        z spacing of several slices (``"60 nm"``).
+        z spacing of several slices (``"60 nm"``); by default an ImageJ
+        stack's own ``spacing=``.
     depths : lengths, optional
         Measured slice depths instead of ``slice_thickness``.
     method : {"fit", "window"}
@@ -263,7 +267,8 @@ def read_sims(
     pixel_size : length or (y, x) lengths, optional
         Overrides the file's calibration; required when it has none.
     slice_thickness, depths : optional
-        z of several slices or frames.
+        z of several slices or frames; by default an ImageJ stack's own
+        ``spacing=`` (its pixel size, too, is read).
     species : list of str, optional
         For ``.im``: channels to keep (``"C12"`` or the label ``"12C"``).
     isotope, mass, polarity : optional
@@ -355,19 +360,24 @@ def _asv_z(paths: list[Path], project: Any) -> tuple[list[float], dict[str, Any]
 
 def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any = None, depths: Any = None,
              channel: str | None = None, image: str = "map", project: Any = None, chunks: Any = None) -> xr.Dataset:
-    """Read SEM images: Thermo Fisher/FEI and Zeiss TIFF, Bruker BCF images, the JEOL view image.
+    """Read SEM images: Thermo Fisher/FEI, Zeiss and ImageJ TIFF, Bruker BCF images, the JEOL view image.
 
     Parameters
     ----------
-    path_or_paths : path, glob pattern or list
+    path_or_paths : path, glob pattern, directory or list
         One image, or per-slice images (slices along ``z``): TIFF (data bar
         cropped, pixel size from the tags; a multi-page TIFF is a stack of
-        slices), Bruker ``.bcf`` (its electron images, one channel per
-        detector, on the file's grid) or JEOL ``.img``.
+        slices; an ImageJ TIFF, e.g. saved from Fiji, gives the calibration
+        ImageJ records, channel ``SEM``), Bruker ``.bcf`` (its electron
+        images, one channel per detector, on the file's grid) or JEOL
+        ``.img``. Every file is a slice: an image that is not (an overview,
+        a thumbnail of another shape or pixel size) is refused naming it,
+        never skipped.
     pixel_size : optional
         Overrides the files' pixel size.
     slice_thickness, depths : optional
-        z of several slices (or pages).
+        z of several slices (or pages); by default an ImageJ stack's own
+        ``spacing=``.
     channel : str, optional
         Channel name for TIFF/``.img``; default from the detector (``"SE"`` or
         ``"BSE"``; the JEOL image's title).
@@ -377,7 +387,10 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     project : path, optional
         Auto Slice & View project (``EMProject.emxml``) giving the z of
         ``<dataset>-SliceImage-<n>.tif`` slices; by default one beside the
-        images is used (their folder or two above).
+        images is used (their folder or two above). ASV slices must be one
+        run: another image among them (an overview), two datasets, two
+        projects or a slice number twice is a FileFormatError naming the
+        folder, the runs or the stray files, whatever gives z.
     chunks : optional
         Dask chunks of the result, per axis ``(z, y, x)`` or by dimension
         name (``{"y": 512}``).
@@ -401,6 +414,8 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
     if project is not None and not isinstance(project, (str, os.PathLike)):
         raise FileFormatError(f"project: expected the path of an Auto Slice & View project (EMProject.emxml), got {type(project).__name__}")
     paths = expand_paths(path_or_paths, patterns=("*.tif", "*.tiff", "*.bcf", "*.img"))
+    if all(q.suffix.lower() in (".tif", ".tiff") for q in paths):  # before reading: strays or two runs are no stack
+        check_one_run(paths, None if project is None else Path(os.fspath(project)))
     frames = _sem_frames(paths, channel=channel, image=image)
     params: dict[str, Any] = {"path": [f.path for f in frames]}
     if depths is None and slice_thickness is None and all(q.suffix.lower() in (".tif", ".tiff") for q in paths):

@@ -43,6 +43,8 @@ class Frame:
     ``channel_attrs`` adds to the attrs the data model derives from a name.
     ``origin_px`` places the field: the ``(y, x)`` corner of its first pixel
     in pixels of the frame's own size (default 0: the corner at 0).
+    ``z_spacing`` is the slice spacing in nm the file records (an ImageJ
+    stack's ``spacing=``), used when no ``slice_thickness``/``depths`` is given.
     """
 
     channels: dict[str, Any]
@@ -52,6 +54,7 @@ class Frame:
     path: str = ""
     units: str = "counts"
     origin_px: tuple[float, float] | None = None
+    z_spacing: float | None = None
 
 
 def check_file(path: Any, *, suffixes: Sequence[str] | None = None, what: str = "file") -> Path:
@@ -147,7 +150,8 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
     """Raise FileFormatError if a TIFF's pixel data run past the end of the file, do not hold what it declares,
     are compressed with a codec tifffile cannot decode here (LZW without ``imagecodecs``), are of no width,
     height or numpy type, or if its chain of pages points past the end of the file (a truncated stack that
-    would read as fewer slices) or back to one of its pages (a loop tifffile would iterate for ever).
+    would read as fewer slices), to bytes that hold no page directory (tifffile stops there, silently) or
+    back to one of its pages (a loop tifffile would iterate for ever).
 
     Every page's declared size (``ImageWidth`` x ``ImageLength`` x samples) is checked before
     anything is allocated: uncompressed, it must fit in the page's strips or tiles; compressed,
@@ -209,6 +213,11 @@ def check_tiff_complete(tif: Any, path: Path) -> None:
         raise FileFormatError(
             f"{path}: its TIFF page {n_pages - 1} points back to page {offsets.index(following)} (byte {following}) as "
             "the next page; the chain of pages loops, the file is corrupt"
+        )
+    if following:  # inside the file but no directory tifffile could read there: it stopped, silently
+        raise FileFormatError(
+            f"{path}: its TIFF page {n_pages - 1} points to a next page at byte {following}, where the file holds no "
+            f"readable page directory; the file is corrupt (pages after the first {n_pages} are lost)"
         )
 
 
@@ -331,6 +340,22 @@ def expand_paths(path_or_paths: Any, *, patterns: Sequence[str] = ()) -> list[Pa
     return [check_file(p)]
 
 
+def _odd_ones(frames: Sequence[Frame], key: Callable[[Frame], Any]) -> tuple[Any, Frame, int, list[Frame]]:
+    """The value most frames share (ties: the first), a frame holding it, how many do, and the frames that differ.
+
+    A stray file among slices (an overview, a thumbnail) is the odd one out, whatever its name sorts as.
+    """
+    counts: dict[Any, list[Frame]] = {}
+    for f in frames:
+        counts.setdefault(key(f), []).append(f)
+    common = max(counts, key=lambda v: len(counts[v]))  # max keeps the first of equal counts
+    return common, counts[common][0], len(counts[common]), [f for f in frames if key(f) != common]
+
+
+def _others(n: int) -> str:
+    return "" if n <= 1 else f" and {n - 1} other file{'s' if n > 2 else ''}"
+
+
 def _pixel_size(frames: Sequence[Frame], pixel_size: Any) -> tuple[tuple[float, float], str]:
     """The pixel size to use and where it came from ('user' or 'file')."""
     if pixel_size is not None:
@@ -340,11 +365,13 @@ def _pixel_size(frames: Sequence[Frame], pixel_size: Any) -> tuple[tuple[float, 
         raise FileFormatError(
             f"pixel_size: '{missing[0]}' has no pixel calibration; give it, e.g. pixel_size='81.4 nm'"
         )
-    sizes = {tuple(round(v, 6) for v in f.pixel_size) for f in frames}  # type: ignore[union-attr]
-    if len(sizes) > 1:
+    common, ref, n, odd = _odd_ones(frames, lambda f: tuple(round(v, 6) for v in f.pixel_size))  # type: ignore[union-attr]
+    if odd:
+        found = sorted({tuple(round(v, 6) for v in f.pixel_size) for f in odd})  # type: ignore[union-attr]
         raise FileFormatError(
-            f"pixel_size: expected one pixel size across slices, found {sorted(sizes)} nm in "
-            f"{[f.path for f in frames]}; give pixel_size= to override"
+            f"pixel_size: expected one pixel size across slices, found {found} nm in {[Path(f.path).name for f in odd][:8]} "
+            f"but {common} nm in '{ref.path}'{_others(n)}; leave out files that are not slices (an overview, a thumbnail), "
+            "or give pixel_size= to override"
         )
     return frames[0].pixel_size, "file"  # type: ignore[return-value]
 
@@ -352,17 +379,19 @@ def _pixel_size(frames: Sequence[Frame], pixel_size: Any) -> tuple[tuple[float, 
 def _check_consistent(frames: Sequence[Frame]) -> None:
     first = frames[0]
     names = list(first.channels)
-    shape = np.shape(next(iter(first.channels.values())))[-2:]
     for f in frames[1:]:
         if list(f.channels) != names:
             raise FileFormatError(
                 f"{f.path}: expected the channels {names} of '{first.path}', found {list(f.channels)}"
             )
-        s = np.shape(next(iter(f.channels.values())))[-2:]
-        if s != shape:
-            raise FileFormatError(
-                f"{f.path}: expected slices of shape {shape} (as '{first.path}'), found {s}"
-            )
+    shape, ref, n, odd = _odd_ones(frames, lambda f: np.shape(next(iter(f.channels.values())))[-2:])
+    if odd:
+        s = np.shape(next(iter(odd[0].channels.values())))[-2:]
+        more = f" (so do {[Path(f.path).name for f in odd[1:]][:8]})" if len(odd) > 1 else ""
+        raise FileFormatError(
+            f"{odd[0].path}: expected slices of shape {shape} (as '{ref.path}'{_others(n)}), found {s}{more}; "
+            "leave out files that are not slices (an overview, a thumbnail)"
+        )
 
 
 def flat_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -414,6 +443,10 @@ def build(
     if source == "user" and frames[0].pixel_size is not None:
         attrs["file_pixel_size"] = [f"{v:.12g} nm" for v in frames[0].pixel_size]
     attrs["pixel_size_source"] = source
+    spacings = {f.z_spacing for f in frames}
+    if slice_thickness is None and depths is None and len(spacings) == 1 and None not in spacings:
+        slice_thickness = f"{spacings.pop()!r} nm"  # the file's own (an ImageJ stack's spacing=)
+        attrs["slice_thickness_source"] = "file"
     attrs["source_files"] = [f.path for f in frames]
     try:
         ds = stack(

@@ -4,8 +4,9 @@ AZtec exports one file per element map, named after the element and line
 (``"Zr La1.tif"``, ``"Map Data 1_Zr La1.csv"``, ``"Co_La.txt"``). The channel
 name is taken from the end of the file name (``Zr La1`` -> ``Zr_La``; Greek
 ``α``/``β`` become ``a``/``b``) unless given. These exports carry no pixel
-calibration, so ``pixel_size=`` is needed; an ImageJ-style TIFF that records
-its unit and resolution is the exception.
+calibration, so ``pixel_size=`` is needed; an ImageJ TIFF that records its
+unit and resolution is the exception (:func:`._tiff.imagej_calibration`; its
+``spacing=`` gives the z of a stack unless ``slice_thickness=`` is given).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 import tifffile
 
 from ..errors import FileFormatError
-from ..units import length_nm
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey, imagej_calibration
 from .text import read_text_matrix
 
 __all__ = ["channel_from_filename", "read_map_file"]
@@ -51,21 +52,6 @@ def channel_from_filename(path: Any) -> str:
     return f"{m[1]}_{m[2]}{greek.get(m[3] or '', m[3] or 'a')}"
 
 
-def _imagej_pixel_size(tif: tifffile.TiffFile) -> tuple[float, float] | None:
-    ij = tif.imagej_metadata or {}
-    unit = ij.get("unit")
-    page = tif.pages[0]
-    if not unit or "XResolution" not in page.tags or "YResolution" not in page.tags:
-        return None
-    unit = {"micron": "um", "\\u00B5m": "um", "µm": "um"}.get(unit, unit)
-    try:
-        nx, dx = page.tags["XResolution"].value
-        ny, dy = page.tags["YResolution"].value
-        return length_nm(f"{dy / ny!r} {unit}", name="ImageJ unit"), length_nm(f"{dx / nx!r} {unit}", name="ImageJ unit")
-    except Exception:
-        return None
-
-
 def read_map_file(path: Any, *, channel: str | None = None, units: str = "counts") -> Frame:
     """Read one per-element map file (TIFF, CSV, TXT) as a one-channel Frame.
 
@@ -78,18 +64,18 @@ def read_map_file(path: Any, *, channel: str | None = None, units: str = "counts
     if p.suffix.lower() in TIFF:
         with reading(p, "TIFF map"), tifffile.TiffFile(p) as tif:
             check_tiff_complete(tif, p)
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), series.dtype
-            pixel = check_pixel_size(_imagej_pixel_size(tif), p, shape=shape, what="ImageJ pixel size")
-            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] in (3, 4)):
+            shape, dtype = check_grey(tif, p, what="a grey-level map (y, x) or a stack of them (z, y, x)")
+            if len(shape) not in (2, 3):
                 raise FileFormatError(f"{p}: expected a grey-level map (2-D) or a stack of them, found shape {shape}")
+            ij_pixel, spacing = imagej_calibration(tif)
+            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")
             data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF map export"
     else:
         with reading(p, "text map (CSV/TXT)"):
             header, data = read_text_matrix(p)
-        pixel = None
+        pixel, spacing = None, None
         attrs["format"] = "text map export"
         if header:
             attrs["file_header"] = header
-    return Frame({name: data}, pixel, attrs, {name: {"source_file": p.name}}, str(p), units)
+    return Frame({name: data}, pixel, attrs, {name: {"source_file": p.name}}, str(p), units, z_spacing=spacing)

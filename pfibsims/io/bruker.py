@@ -8,6 +8,10 @@ maps by fitting (:mod:`pfibsims.io.fitting`) or window integration
 (``SigmaAbs``/``SigmaLin``: sigma^2 = SigmaAbs + SigmaLin * E, keV) unless
 ``fwhm_mnka`` is given.
 
+Stage (``TRTSEMStageData``): ``X``, ``Y``, ``Z`` in um and ``Rotation``, ``Tilt`` in degrees, as the
+file records them (RosettaSciIO maps them to HyperSpy's ``Stage.rotation`` and ``tilt_alpha``, degrees);
+they become the attrs ``stage_position_x`` ... ``stage_position_rotation``, ``stage_position_tilt``.
+
 Pixel size: ``DX`` (x) and ``DY`` (y) of the file's ``TRTSEMData``, in um.
 (RosettaSciIO 0.15 gives the hypermap's x axis the ``DY`` scale; the two
 differ in ``bcf_v2_50x50px.bcf``, whose map is a pixel-for-pixel crop of its
@@ -93,6 +97,13 @@ def _positive(value: Any) -> bool:
         return False
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
 def _attrs(md: dict[str, Any], om: dict[str, Any]) -> dict[str, Any]:
     micro, stage = om.get("Microscope", {}), om.get("Stage", {})
     inst = md.get("Acquisition_instrument", {})
@@ -105,7 +116,9 @@ def _attrs(md: dict[str, Any], om: dict[str, Any]) -> dict[str, Any]:
     if _positive(micro.get("WD")):  # Esprit writes WD = -1 when none was recorded (a STEM map)
         attrs["working_distance"] = f"{float(micro['WD']):.6g} mm"
     if stage:
-        attrs["stage_position"] = {k: f"{float(stage[k]):.6g} um" for k in ("X", "Y", "Z") if k in stage}
+        pos = {k: f"{float(stage[k]):.6g} um" for k in ("X", "Y", "Z") if _finite(stage.get(k))}
+        pos.update({name: f"{float(stage[k]):.6g} deg" for k, name in (("Rotation", "rotation"), ("Tilt", "tilt")) if _finite(stage.get(k))})
+        attrs["stage_position"] = pos
     gen = md.get("General", {})
     if "date" in gen:
         attrs["acquisition_date"] = f"{gen['date']} {gen.get('time', '')}".strip()

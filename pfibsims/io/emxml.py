@@ -23,6 +23,7 @@ else the project is refused naming it (:class:`~pfibsims.errors.FileFormatError`
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from ..errors import FileFormatError
 from ._common import check_file
 from ._guards import FIELD_NM, PIXEL_NM
 
-__all__ = ["AsvProject", "asv_depths", "find_project", "read_emxml"]
+__all__ = ["AsvProject", "asv_depths", "check_one_run", "find_project", "read_emxml"]
 
 _SLICE = re.compile(r"^(?P<dataset>.+?)-SliceImage-(?P<n>\d+)$")
 _MAX_BYTES = 16 * 2**20
@@ -164,3 +165,86 @@ def asv_depths(project: AsvProject, images: list[Path]) -> tuple[list[float], li
         depths.append(box["z0_nm"] + (n - 1) * project.spacing_nm)
         numbers.append(n)
     return depths, numbers
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _described(members: list[tuple[Path, int]], label: str) -> str:
+    """``'SEM Image' (3 slices: SEM_Image-SliceImage-001.tif to ...-003.tif)`` for the message naming the runs."""
+    first, last = members[0][0].name, members[-1][0].name
+    span = first if len(members) == 1 else f"{first} to {last}"
+    return f"{label} ({_plural(len(members), 'slice')}: {span})"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def check_one_run(images: list[Path], project: Path | None = None) -> None:
+    """Refuse image files that are not the slices of one Auto Slice & View run.
+
+    Nothing is checked unless some file is named as an ASV slice (``<dataset>-SliceImage-<n>.tif``).
+    Then every file must be one (an overview or any other image among them is refused, naming it: every
+    file given is a slice, none is skipped), of one dataset, of one project (given, or found beside each
+    image by :func:`find_project`), and each slice number may come once (``-1`` and ``-001`` are two
+    numberings: two runs). The message names the folder and each run. This holds whatever gives the z
+    (the project, ``slice_thickness=`` or ``depths=``): two runs are never one stack.
+
+    Raises
+    ------
+    FileFormatError
+        When the files are not the slices of one run.
+    """
+    named = [(img, _SLICE.match(img.stem)) for img in images]
+    if not any(m for _, m in named):
+        return
+    folder = Path(os.path.commonpath([str(img.parent) for img in images]))
+    strays = [img.name for img, m in named if m is None]
+    slices = [(img, m) for img, m in named if m is not None]
+    example = f"'{slices[0][0].parent / (slices[0][1]['dataset'] + '-SliceImage-*' + slices[0][0].suffix)}'"
+    if strays:
+        raise FileFormatError(
+            f"path_or_paths: expected only Auto Slice & View slice images ('<dataset>-SliceImage-<n>.tif') in '{folder}', "
+            f"found {_plural(len(strays), 'other image')} beside its {_plural(len(slices), 'slice')}: {strays[:8]}"
+            f"{' ...' if len(strays) > 8 else ''}; they are not slices of the run: give the slices alone, e.g. {example}"
+        )
+    found: dict[Path, Path | None] = {}
+    runs: dict[tuple[str, str], list[tuple[Path, int]]] = {}
+    for img, m in slices:
+        if project is None and img.parent not in found:
+            found[img.parent] = find_project(img)
+        where = project if project is not None else found[img.parent]
+        runs.setdefault((str(where or ""), m["dataset"].replace("_", " ")), []).append((img, int(m["n"])))
+    if len(runs) > 1:
+        (p0, d0), (p1, d1) = list(runs)[:2]
+        what, got = (("project", (p0, p1)) if p0 != p1 else ("dataset of the project" if p0 else "dataset", (d0, d1)))
+        labels = [f"'{d}'" + (f" of '{Path(p).relative_to(folder) if Path(p).is_relative_to(folder) else p}'" if p0 != p1 and p else "")
+                  for p, d in runs]
+        raise FileFormatError(
+            f"path_or_paths: expected slice images of one {what}, got '{got[0]}' and '{got[1]}': '{folder}' holds "
+            f"{_plural(len(runs), 'Auto Slice & View run')}, {_and([_described(v, lab) for v, lab in zip(runs.values(), labels, strict=True)])}; "
+            f"they are not one stack: read one run at a time, e.g. {example}"
+        )
+    _check_numbering(next(iter(runs.items())), folder)
+
+
+def _check_numbering(run: tuple[tuple[str, str], list[tuple[Path, int]]], folder: Path) -> None:
+    """Refuse a slice number given twice, naming the numberings (folder, digits written) as two runs."""
+    (_, dataset), members = run
+    seen: dict[int, Path] = {}
+    for img, n in members:
+        if n in seen:
+            groups: dict[tuple[Path, bool], list[tuple[Path, int]]] = {}
+            for q, k in members:
+                digits = _SLICE.match(q.stem)["n"]  # type: ignore[index]
+                groups.setdefault((q.parent, len(digits) > 1 and digits.startswith("0")), []).append((q, k))
+            one = len({g[0] for g in groups}) == 1
+            runs = [_described(v, ("" if one else f"'{g[0].relative_to(folder)}', ") + ("zero-padded" if g[1] else "plain") + " numbers")
+                    for g, v in groups.items()]
+            raise FileFormatError(
+                f"path_or_paths: expected one image a slice, got slice {n} twice: '{seen[n].name}' and '{img.name}': "
+                f"'{folder}' holds two numberings of '{dataset}' (two runs): {_and(runs)}; read one run at a time"
+            )
+        seen[n] = img

@@ -5,7 +5,8 @@ A Hiden-style export is header lines then the count matrix (see
 ``species``, ``polarity``/``ion polarity``, ``pixel size``/``step``, ``dwell
 time``, ``frames`` are recognised and kept. The isotope names the channel
 (``6Li`` -> ``Li6``); arguments override the file. A multi-page TIFF or a
-multi-block text file becomes ``z``.
+multi-block text file becomes ``z``. An ImageJ TIFF gives its pixel size and
+z spacing (:func:`._tiff.imagej_calibration`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..errors import DataModelError, UnitsError
 from ..units import length_nm
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey, imagej_calibration
 from .cameca import channel_name
 from .text import read_text_matrix
 
@@ -76,13 +78,15 @@ def read_sims_matrix(
     p = check_file(path, suffixes=(".csv", ".txt", ".dat", ".asc") + _TIFF, what="SIMS map (text matrix or TIFF)")
     header: dict[str, str] = {}
     attrs: dict[str, Any] = {}
-    pixel = None
+    pixel, spacing = None, None
     if p.suffix.lower() in _TIFF:
         with reading(p, "TIFF"), tifffile.TiffFile(p) as tif:
             check_tiff_complete(tif, p)
-            shape, dtype = tuple(tif.series[0].shape), tif.series[0].dtype
+            shape, dtype = check_grey(tif, p, what="a SIMS map (y, x) or a (frame, y, x) stack")
+            ij_pixel, spacing = imagej_calibration(tif)
         if len(shape) not in (2, 3):
             raise DataModelError(f"{p}: expected a 2-D map or a (frame, y, x) stack, found shape {shape}")
+        pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")
         data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF"
     else:
@@ -129,4 +133,4 @@ def read_sims_matrix(
     dwell = _first(header, "dwell time", "dwell")
     if dwell:
         attrs["dwell_time"] = dwell
-    return Frame({name: data}, pixel, attrs, {name: ch}, str(p))
+    return Frame({name: data}, pixel, attrs, {name: ch}, str(p), z_spacing=spacing)

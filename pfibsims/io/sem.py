@@ -1,4 +1,4 @@
-"""SEM images: Thermo Fisher/FEI TIFF and Zeiss SmartSEM (CZ_SEM) TIFF, via tifffile.
+"""SEM images: Thermo Fisher/FEI TIFF, Zeiss SmartSEM (CZ_SEM) TIFF and ImageJ TIFF, via tifffile.
 
 * FEI/Thermo Fisher (tag 34682 ``FEI_HELIOS``/``FEI_SFEG``, read by
   ``TiffFile.fei_metadata``): pixel size ``Scan.PixelWidth``/``PixelHeight``
@@ -8,16 +8,26 @@
   the rows below it are the data bar (``PrivateFei.DatabarHeight``) and are
   cropped off.
 * Zeiss (tag 34118 ``CZ_SEM``, ``TiffFile.sem_metadata``): the pixel size is
-  ``ap_width`` over the stored image width, not ``ap_pixel_size``, which
-  refers to the acquisition size and is wrong when the image was stored at a
-  reduced size. The scan area is ``round(ap_height / pixel)`` rows; rows below
-  are the data bar and are cropped. When the metadata count the bar in the
+  the SI value heading the tag (its 4th number: the pixel size in m at a
+  1024-pixel frame, 7 digits) times 1024 over the stored image width, as
+  RosettaSciIO reads it; the named lines are rounded for display (``Width =
+  25.24 µm`` is 4 digits: 1.6e-4 off over 2048 px). Where that value is
+  missing or does not span ``ap_width`` to 1 %, ``ap_width`` over the stored
+  width is used. Never ``ap_pixel_size``, which refers to the acquisition
+  size and is wrong when the image was stored at a reduced size.
+  ``DP_DWELL_TIME`` is the ``dwell_time`` attr (us). The scan area is
+  ``round(ap_height / pixel)`` rows; rows below are the data bar and are
+  cropped. When the metadata count the bar in the
   image height (``test_tiff_Zeiss_SEM_512pix.tif``: ``ap_height`` spans all
   384 rows, the bar is rows 350-383), the bar is found in the image itself
   (:func:`find_data_bar`: a line of one grey level across the bottom quarter,
   above rows mostly of one flat level) and cropped; ``data_bar_source`` says
   which (``"metadata"``, ``"image"`` or ``"none"``). This reads the first page
   once when the dataset is built.
+
+* ImageJ (a TIFF saved from Fiji, whose instrument tags are gone): the
+  calibration ImageJ records (``unit=``, ``XResolution``/``YResolution``,
+  ``spacing=``), or none (then ``pixel_size=`` is needed); channel ``SEM``.
 
 A multi-page TIFF (pages of one shape, e.g. ``ZEISS_SEM_multipage.tif``) is a
 stack: its pages are slices along ``z``. The channel is named after the
@@ -34,10 +44,11 @@ import dask.array as da
 import numpy as np
 import tifffile
 
-from ..errors import FileFormatError
-from ..units import length_nm, ureg
+from ..errors import FileFormatError, UnitsError
+from ..units import length_nm, parse_quantity, ureg
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
+from ._tiff import check_grey, imagej_calibration
 
 __all__ = ["find_data_bar", "read_sem_tiff"]
 
@@ -151,12 +162,41 @@ def _zeiss_length(value: Any, unit: Any, p: Any, what: str) -> float:
         raise FileFormatError(f"{p}: expected {what}, found '{value} {unit}' in the Zeiss CZ_SEM metadata") from None
 
 
+def _zeiss_si_pixel(md: dict[str, Any], width_nm: float, columns: int) -> float | None:
+    """The pixel size (nm) from the SI values heading CZ_SEM: the 4th is the pixel size (m) at a 1024-pixel
+    frame, to 7 digits (``5.824988e-009``), where the named lines are rounded for display (``Pixel Size =
+    5.825 nm``, ``Width = 5.965 µm``). Used only when it spans the displayed ``ap_width`` to 1 %; else None."""
+    head = md.get("")
+    if not isinstance(head, (tuple, list)) or len(head) < 4 or not _number(head[3], positive=True):
+        return None
+    frame_nm = float(head[3]) * 1e9 * 1024
+    if not abs(frame_nm - width_nm) <= 0.01 * width_nm:
+        return None
+    return frame_nm / columns
+
+
+def _zeiss_dwell(md: dict[str, Any]) -> str | None:
+    """``DP_DWELL_TIME`` (``Dwell Time = 100 ns``) in us, as the FEI reader gives it; None when absent or not a time."""
+    value, unit = _value(md, "dp_dwell_time")
+    if not _number(value, positive=True):
+        return None
+    try:
+        q = parse_quantity(f"{float(value)!r} {str(unit).replace('µ', 'u').replace('μ', 'u')}", "s", name="CZ_SEM dwell time")
+    except UnitsError:
+        return None
+    return f"{q.to('us').magnitude:.6g} us"
+
+
 def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tuple[float, float], dict[str, Any], str]:
     width, wunit = _value(md, "ap_width")
     if width is None:
         raise FileFormatError(f"{p}: expected ap_width (image width) in the Zeiss CZ_SEM metadata, found none")
-    pixel = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length") / shape[1]
-    check_pixel_size((pixel,), p, shape=shape, what="pixel size (ap_width over the image width)")
+    width_nm = _zeiss_length(width, wunit, p, "ap_width (image width) as a finite length")
+    pixel = _zeiss_si_pixel(md, width_nm, shape[1])
+    what = "pixel size (the CZ_SEM SI pixel size x 1024 over the image width)"
+    if pixel is None:
+        pixel, what = width_nm / shape[1], "pixel size (ap_width over the image width)"
+    check_pixel_size((pixel,), p, shape=shape, what=what)
     height, hunit = _value(md, "ap_height")
     rows = shape[0]
     if height is not None:
@@ -177,6 +217,9 @@ def _zeiss(md: dict[str, Any], shape: tuple[int, ...], p: Any) -> tuple[int, tup
     mag, _ = _value(md, "ap_mag")
     if mag is not None:
         attrs["magnification"] = _magnification(mag)
+    dwell = _zeiss_dwell(md)
+    if dwell is not None:
+        attrs["dwell_time"] = dwell
     det, _ = _value(md, "dp_detector_channel")
     attrs["detector"] = str(det or "")
     pos = {}
@@ -217,22 +260,28 @@ def _same_grid(tif: Any, pages: tuple[int, ...], codes: tuple[int, ...], parse: 
 
 
 def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
-    """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped.
+    """Read one FEI/Thermo Fisher or Zeiss SEM TIFF, data bar cropped, or an ImageJ TIFF.
+
+    An ImageJ TIFF (an SEM image saved from Fiji, which drops the instrument's tags) gives the
+    pixel size and z spacing ImageJ records (:func:`._tiff.imagej_calibration`; none: give
+    ``pixel_size=``); its channel is ``SEM`` unless named, nothing is cropped.
 
     Raises
     ------
     FileFormatError
-        When the TIFF carries neither FEI nor Zeiss SEM metadata, or they
-        lack the pixel size.
+        When the TIFF carries neither FEI nor Zeiss SEM metadata nor is an
+        ImageJ TIFF, or the instrument metadata lack the pixel size.
     """
     p = check_file(path, suffixes=(".tif", ".tiff"), what="SEM TIFF")
     with reading(p, "SEM TIFF"), tifffile.TiffFile(p) as tif:
         check_tiff_complete(tif, p)
+        check_grey(tif, p, what="a grey-level SEM image (y, x) or a stack of them")
         page = tif.pages[0]
         shape, dtype = tuple(page.shape), page.dtype
         if len(shape) != 2:
             raise FileFormatError(f"{p}: expected a grey-level SEM image, found shape {shape}")
         pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
+        spacing = None
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
             _same_grid(tif, pages, (34680, 34682), _fei, (rows, pixel), p)
@@ -243,13 +292,20 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
                 rows -= find_data_bar(page.asarray())
                 attrs["data_bar_rows"] = shape[0] - rows
                 attrs["data_bar_source"] = "image" if rows < shape[0] else "none"
+        elif tif.is_imagej:
+            ij_pixel, spacing = imagej_calibration(tif)
+            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")  # type: ignore[assignment]
+            rows, signal = shape[0], "SEM"
+            attrs = {"format": "ImageJ TIFF", "detector": "", "data_bar_rows": 0, "data_bar_source": "none"}
         else:
             raise FileFormatError(
-                f"{p}: expected a Thermo Fisher/FEI (FEI_HELIOS/FEI_SFEG tag) or Zeiss (CZ_SEM tag) SEM TIFF, found neither"
+                f"{p}: expected a Thermo Fisher/FEI (FEI_HELIOS/FEI_SFEG tag) or Zeiss (CZ_SEM tag) SEM TIFF, or an "
+                "ImageJ TIFF, found none of them"
             )
         n = len(pages)
     if n > 1:
         attrs["pages"] = n
     name = channel or signal
     data = da.stack([tiff_array(p, shape=(rows, shape[1]), dtype=dtype, page=k) for k in pages])  # blocks of rows
-    return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p))
+    return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p),
+                 z_spacing=spacing)

@@ -139,7 +139,7 @@ def _write_files(tmp: Path):
     zr = rng.poisson(20, (3, 24, 32)).astype(np.float32)
     eds = [write_h5oina(tmp / f"slice{k}.h5oina", {"Zr_La": zr[k], "Co_La": 30 - zr[k]}, step_um=0.1) for k in range(3)]
     li = np.repeat(np.repeat(zr, 2, axis=1), 2, axis=2)
-    tifffile.imwrite(tmp / "li6.tif", li)
+    tifffile.imwrite(tmp / "li6.tif", li, photometric="minisblack")  # 3 pages: not planar RGB
     return eds, tmp / "li6.tif", zr
 
 
@@ -161,7 +161,7 @@ def test_fuse_command_on_files(tmp_path):
 def _small_sims(tmp: Path, zr: np.ndarray) -> Path:
     """A SIMS TIFF of a 0.4 um square of the EDS field (EDS rows 10-13, columns 20-23), 2x finer, at its own origin."""
     li = np.repeat(np.repeat(zr, 2, axis=1), 2, axis=2)[:, 20:28, 40:48]
-    tifffile.imwrite(tmp / "small.tif", li)
+    tifffile.imwrite(tmp / "small.tif", li, photometric="minisblack")
     return tmp / "small.tif"
 
 

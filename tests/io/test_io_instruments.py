@@ -250,7 +250,7 @@ def test_zeiss_multipage_is_a_stack():
     path = data_file("sem/ZEISS_SEM_multipage.tif")
     ds = pfs.read_sem(path, slice_thickness="60 nm")
     assert dict(ds.sizes) == {"z": 2, "y": 1536, "x": 2048}
-    assert _spacing(ds, "x") == pytest.approx(25240 / 2048)  # ap_width 25.24 um over 2048 px: 12.32 nm
+    assert _spacing(ds, "x") == pytest.approx(24.65245 * 1024 / 2048)  # CZ_SEM SI pixel 2.465245e-008 m at 1024 px: 12.33 nm
     assert ds.attrs["pages"] == 2
     assert ds.attrs["data_bar_rows"] == 0
     sub = ds.SE.isel(y=slice(0, 8)).values
@@ -270,7 +270,7 @@ def test_multipage_whose_pages_disagree_on_the_pixel_size_is_not_one_stack(tmp_p
     edited = tmp_path / "two_fields.tif"
     edited.write_bytes(raw[:second] + b"Width = 50.48" + raw[second + 13:])
     with pytest.raises(FileFormatError, match=r"two_fields\.tif: expected the pages of a stack on one grid, but page 1 has "
-                                              r"24\.6484 nm pixels and 768 scan rows, page 0 12\.3242 nm and 1536; its pages are not one stack"):
+                                              r"24\.6484 nm pixels and 768 scan rows, page 0 12\.3262 nm and 1536; its pages are not one stack"):
         pfs.read_sem(edited, slice_thickness="60 nm")
 
 

@@ -28,6 +28,7 @@ import xarray as xr
 
 from ..errors import DataModelError, FileFormatError, PfibsimsError
 from ._common import Frame, build, expand_paths, files_in, is_dir
+from ._guards import pixel_size_overrides
 from .aztec import TEXT, TIFF, read_map_file
 from .bruker import read_bcf, read_bcf_images
 from .cameca import read_im
@@ -129,6 +130,7 @@ def _eds_frames(paths: list[Path], *, lines: Any, method: str, window: Any, fwhm
     )
 
 
+@pixel_size_overrides
 def read_eds(
     path_or_paths: Any,
     *,
@@ -243,6 +245,7 @@ def read_eds(
     return eds, sem
 
 
+@pixel_size_overrides
 def read_sims(
     path_or_paths: Any,
     *,
@@ -358,6 +361,7 @@ def _asv_z(paths: list[Path], project: Any) -> tuple[list[float], dict[str, Any]
     return [f"{d!r} nm" for d in depths], attrs
 
 
+@pixel_size_overrides
 def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any = None, depths: Any = None,
              channel: str | None = None, image: str = "map", project: Any = None, chunks: Any = None) -> xr.Dataset:
     """Read SEM images: Thermo Fisher/FEI, Zeiss and ImageJ TIFF, Bruker BCF images, the JEOL view image.

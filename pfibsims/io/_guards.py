@@ -2,7 +2,8 @@
 
 Files are untrusted. Before anything is allocated, a size a header declares is checked against
 the bytes the file holds and against a sane limit (:func:`check_declared`); a calibration is
-checked to be a plausible length (:func:`check_pixel_size`); pixel data are read in blocks of
+checked to be a plausible length (:func:`check_pixel_size`; not an error while the caller's own
+``pixel_size=`` replaces it, :func:`pixel_size_given`); pixel data are read in blocks of
 rows, so that reading one pixel reads a small block (:func:`row_blocks`, :func:`tiff_array`);
 and a compiled third-party decoder that can crash on corrupt bytes (RosettaSciIO's Bruker
 hypermap unpacker) runs in a child process, where a crash becomes a ``FileFormatError``
@@ -11,13 +12,16 @@ naming the file instead of taking the session down (:func:`bcf_hypermap`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ import numpy as np
 from ..errors import FileFormatError
 
 __all__ = [
-    "FIELD_NM", "MAX_ELEMENTS", "PIXEL_NM", "bcf_hypermap", "check_declared", "check_jeol_image", "check_jeol_pts", "check_pixel_size", "row_blocks", "tiff_array",
+    "FIELD_NM", "MAX_ELEMENTS", "PIXEL_NM", "bcf_hypermap", "check_declared", "check_jeol_image", "check_jeol_pts", "check_pixel_size", "pixel_size_given", "pixel_size_overrides", "row_blocks", "tiff_array",
 ]
 
 #: Most values one array of a file may declare (2^34: a 131072^2 map, a 4096^2 x 1024 cube).
@@ -36,6 +40,8 @@ MAX_ELEMENTS = 2**34
 PIXEL_NM = (1e-3, 1e8)
 #: Largest field of view in nm (10 cm) a calibration may give.
 FIELD_NM = 1e8
+#: True while a public reader reads files whose calibration the caller's ``pixel_size=`` replaces.
+_PIXEL_SIZE_GIVEN: ContextVar[bool] = ContextVar("pfibsims_pixel_size_given", default=False)
 #: Bytes of one block of rows read by one task.
 BLOCK_BYTES = 16 * 2**20
 #: Largest decoded/stored size ratio a compressed TIFF may claim (deflate's limit is 1032:1).
@@ -89,12 +95,37 @@ def check_declared(shape: Sequence[Any], dtype: Any, path: Any, *, stored: int |
     return dims
 
 
+@contextlib.contextmanager
+def pixel_size_given(given: bool) -> Iterator[None]:
+    """Within this block, when ``given``, :func:`check_pixel_size` lets an implausible calibration through
+    (the caller gave ``pixel_size=``, which replaces the file's: the advice of its error message)."""
+    token = _PIXEL_SIZE_GIVEN.set(bool(given))
+    try:
+        yield
+    finally:
+        _PIXEL_SIZE_GIVEN.reset(token)
+
+
+def pixel_size_overrides(reader: Callable[..., Any]) -> Callable[..., Any]:
+    """A public reader whose keyword ``pixel_size=``, when given, replaces the files' calibration: it reads
+    them inside :func:`pixel_size_given`, so an implausible calibration is no error there."""
+
+    @functools.wraps(reader)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        with pixel_size_given(kwargs.get("pixel_size") is not None):
+            return reader(*args, **kwargs)
+
+    return read
+
+
 def check_pixel_size(pixel: Sequence[float] | None, path: Any, *, shape: Sequence[int] | None = None,
                      what: str = "pixel size") -> tuple[float, ...] | None:
     """``pixel`` (nm, ``(y, x)`` or one value) unchanged if plausible; None passes.
 
     Every value must lie in :data:`PIXEL_NM` and, given the image ``shape`` (rows, columns),
-    the field it spans may not exceed :data:`FIELD_NM` (10 cm).
+    the field it spans may not exceed :data:`FIELD_NM` (10 cm). Inside :func:`pixel_size_given`
+    (the caller gave ``pixel_size=``) an implausible value is returned as it is, not refused: the
+    caller's pixel size replaces it (the file's stays in the attrs as ``file_pixel_size``).
 
     Examples
     --------
@@ -105,8 +136,8 @@ def check_pixel_size(pixel: Sequence[float] | None, path: Any, *, shape: Sequenc
     ...
     pfibsims.errors.FileFormatError: a.h5oina: expected a pixel size between 0.001 nm and 1e+08 nm, found 1e+33 nm in the file; give pixel_size= if the file's calibration is wrong
     """
-    if pixel is None:
-        return None
+    if pixel is None or _PIXEL_SIZE_GIVEN.get():
+        return None if pixel is None else tuple(pixel)
     lo, hi = PIXEL_NM
     for v in pixel:
         if not (np.isfinite(v) and lo <= v <= hi):

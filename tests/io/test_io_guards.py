@@ -139,3 +139,29 @@ def test_bcf_child_failures_are_file_format_errors_naming_the_file(monkeypatch, 
     monkeypatch.setattr(_guards, "_BCF_CHILD", code)
     with pytest.raises(FileFormatError, match=f"P45_the_default_job.bcf.*{match}"):
         pfs.read_eds(path, lines=["Al_Ka"]).Al_Ka.load()
+
+
+def _spacing_nm(ds, dim):
+    return float(ds[dim].values[1] - ds[dim].values[0])
+
+
+def test_a_given_pixel_size_replaces_an_implausible_calibration_as_the_error_advises(tmp_path):
+    """The readers' calibration errors say "give pixel_size= if the file's calibration is wrong": it must work."""
+    maps = {"Zr_La": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    h5 = write_h5oina(tmp_path / "bad.h5oina", maps, step_um=1e9)  # 1e9 um: 1 km pixels
+    tif = tmp_path / "bad.tif"  # an ImageJ TIFF at 1e-6 pixels a mm: 1 km pixels
+    tifffile.imwrite(tif, np.arange(20, dtype=np.uint16).reshape(4, 5), imagej=True, resolution=(1e-6, 1e-6),
+                     metadata={"unit": "mm"})
+    for read, path, kw in ((pfs.read_eds, h5, {}), (pfs.read_sem, tif, {}), (pfs.read_sims, tif, {"isotope": "6Li"})):
+        with pytest.raises(FileFormatError, match="give pixel_size= if the file's calibration is wrong"):
+            read(path, **kw)
+        ds = read(path, pixel_size="81.4 nm", **kw)
+        assert _spacing_nm(ds, "x") == pytest.approx(81.4)
+        assert _spacing_nm(ds, "y") == pytest.approx(81.4)
+        assert ds.attrs["pixel_size_source"] == "user"
+        assert float(ds.attrs["file_pixel_size"][0].split()[0]) >= 1e12  # the file's own, kept for the record
+    # the override ends with the call: the next read without pixel_size= refuses the file again
+    with pytest.raises(FileFormatError, match="pixel size between"):
+        pfs.read_sem(tif)
+    with pytest.raises(FileFormatError, match="expected a pixel size between"):  # nor into direct calls
+        _guards.check_pixel_size((1e33,), "f")

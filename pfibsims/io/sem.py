@@ -30,7 +30,9 @@
   ``spacing=``), or none (then ``pixel_size=`` is needed); channel ``SEM``.
 
 A multi-page TIFF (pages of one shape, e.g. ``ZEISS_SEM_multipage.tif``) is a
-stack: its pages are slices along ``z``. The channel is named after the
+stack: its pages are slices along ``z``; pages of another shape or type are left
+out (reduced-resolution previews silently, others with a ``DataWarning`` naming
+them; their indices are the ``skipped_pages`` attr). The channel is named after the
 detector's signal, ``SE`` or ``BSE``.
 """
 
@@ -38,13 +40,14 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import tifffile
 
-from ..errors import FileFormatError, UnitsError
+from ..errors import DataWarning, FileFormatError, UnitsError
 from ..units import length_nm, parse_quantity, ureg
 from ._common import Frame, check_file, check_tiff_complete, reading
 from ._guards import check_pixel_size, tiff_array
@@ -281,6 +284,12 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         if len(shape) != 2:
             raise FileFormatError(f"{p}: expected a grey-level SEM image, found shape {shape}")
         pages = tuple(i for i, q in enumerate(tif.pages) if tuple(q.shape) == shape and q.dtype == dtype)
+        skipped = [(i, q) for i, q in enumerate(tif.pages) if i not in pages]
+        odd = [f"page {i} ({'x'.join(map(str, q.shape))} {q.dtype})" for i, q in skipped if not q.is_reduced]
+        if odd:
+            warnings.warn(f"{p}: {', '.join(odd[:8])}{' ...' if len(odd) > 8 else ''} left out: not of the stack's "
+                          f"{shape[0]}x{shape[1]} {dtype} pages (read them as files of their own if they are images)",
+                          DataWarning, stacklevel=5)
         spacing = None
         if tif.is_fei:
             rows, pixel, attrs, signal = _fei(tif.fei_metadata, shape, p)
@@ -305,6 +314,8 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
         n = len(pages)
     if n > 1:
         attrs["pages"] = n
+    if skipped:
+        attrs["skipped_pages"] = [i for i, _ in skipped]
     name = channel or signal
     data = da.stack([tiff_array(p, shape=(rows, shape[1]), dtype=dtype, page=k) for k in pages])  # blocks of rows
     return Frame({name: data}, pixel, attrs, {name: {"detector": attrs.get("detector", "")}}, str(p),

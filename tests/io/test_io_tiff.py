@@ -175,3 +175,21 @@ def test_next_page_pointer_that_leads_nowhere_is_a_clear_error_for_every_tiff_re
                  lambda q: pfs.read_eds({"Zr_La": q}, pixel_size="72 nm", slice_thickness="60 nm")):
         with pytest.raises(PfibsimsError, match=rf"{label}\.tif: its TIFF page 0 {match}.*pages after the first 1 are lost"):
             read(p)
+
+
+def test_a_zeiss_stack_with_a_stray_page_warns_naming_it_and_a_preview_page_silently(tmp_path):
+    """A real two-page Zeiss stack with two pages appended (an image of another size, a reduced-resolution
+    preview): both are left out of the stack, the stray one with a DataWarning naming it."""
+    src = data_file("sem/ZEISS_SEM_multipage.tif")
+    p = tmp_path / "zeiss_plus.tif"
+    p.write_bytes(src.read_bytes())
+    tifffile.imwrite(p, np.zeros((64, 80), np.uint8), append=True)
+    tifffile.imwrite(p, np.zeros((32, 40), np.uint8), append=True, subfiletype=1)  # a preview (NewSubfileType 1)
+    with pytest.warns(pfs.errors.DataWarning, match=r"page 2 \(64x80 uint8\) left out") as record:
+        ds = pfs.read_sem(p, slice_thickness="50 nm")
+    assert len(record) == 1
+    assert "page 3" not in str(record[0].message)
+    assert ds.sizes["z"] == 2
+    assert ds.attrs["skipped_pages"] == [2, 3]
+    ref = pfs.read_sem(src, slice_thickness="50 nm")
+    np.testing.assert_array_equal(ds[next(iter(ds.data_vars))].values, ref[next(iter(ref.data_vars))].values)

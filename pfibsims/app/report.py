@@ -21,7 +21,7 @@ import xarray as xr
 
 from .._engine.moments import sum_blocks
 from .._engine.reduce import Plan, Reduction, evaluate
-from .._xr import as_array
+from .._xr import as_array, coord_nm
 from ..correlate import channel_pair
 from ..correlate.moments import pearson_plan
 from ..errors import EstimationWarning, PfibsimsError
@@ -95,6 +95,21 @@ def drift_error(estimated: Any, true: xr.DataArray) -> dict[str, float]:
     tru = true.transpose("z", "component").values
     err = np.linalg.norm(est - tru, axis=-1)
     return {"rms_nm": float(np.sqrt(np.mean(err**2))), "max_nm": float(err.max())}
+
+
+def _paired_truth(true: xr.DataArray, vol: xr.Dataset) -> xr.DataArray:
+    """The true drift of the SIMS slices ``fuse`` paired (``pfibsims:slices``: their depths are the EDS depths
+    plus the pairs' offsets), found by depth; ``true`` itself when the pairs are its slices in order."""
+    pairs = json.loads(vol.attrs.get("pfibsims:slices", "null") or "null")
+    if not pairs or "z" not in true.coords or "z" not in vol.coords:
+        return true
+    ez = coord_nm(vol.coords["z"], "z").reshape(-1)
+    depths = np.array([ez[a] + off for (a, _), off in zip(pairs["pairs"], pairs["offsets_nm"], strict=True)])
+    tz = coord_nm(true.coords["z"], "z").reshape(-1)
+    rows = np.abs(tz[None, :] - depths[:, None]).argmin(axis=1)
+    if np.array_equal(rows, np.arange(true.sizes["z"])):
+        return true
+    return true.isel(z=rows)
 
 
 def _held(x: xr.DataArray) -> xr.DataArray:
@@ -327,7 +342,10 @@ def measure(vol: xr.Dataset, *, channels: Any = None, truth: xr.Dataset | None =
             out["registration_error"]["eds_pixel_nm"] = float(grid.spacing[-1])
         drift = json.loads(vol.attrs.get("pfibsims:drift", "null") or "null")
         if drift and drift.get("sims") is not None and "drift" in truth:
-            out["drift_error"] = drift_error(np.asarray(drift["sims"]), truth["drift"])
+            est, tru = np.asarray(drift["sims"]), _paired_truth(truth["drift"], vol)
+            if tru is not truth["drift"]:  # a subset of the slices: both relative to its first (neither gauge holds)
+                est, tru = est - est[:1], tru - tru.isel(z=0)
+            out["drift_error"] = drift_error(est, tru)
         if "depletion_depth" in truth.attrs:
             out["true_depletion_depth"] = truth.attrs["depletion_depth"]
     report = json.loads(vol.attrs.get("pfibsims:registration", "null") or "null")

@@ -219,3 +219,15 @@ def test_li_concentration_is_measured_from_a_li_channel_only(fused):
     other = measure(vol.assign(Li7=vol.Li6.assign_attrs(pfs.dataset.channel_attrs("Li7"))), channels=("Li7", "Zr_La"),
                     truth=truth)
     assert "li_percent" in other  # any Li isotope
+
+
+def test_drift_error_of_a_volume_with_unpaired_sims_slices(fused):
+    """SIMS slices 1 and 3 of 4 only: the fused drift (2 rows, relative to slice 1) is compared with the
+    truth's rows of those slices, not all 4 rows (a shape error before)."""
+    _, truth, inputs = fused
+    sims = inputs["sims"].isel(z=[1, 3])
+    with pytest.warns(pfs.errors.CoverageWarning, match=r"eds slices \[0, 2\] have no sims slice"):
+        vol = pfs.fuse(inputs["eds"], sims, register=pfs.Affine.from_attrs(truth.attrs), drift=truth.drift).compute()
+    assert [b for _, b in json.loads(vol.attrs["pfibsims:slices"])["pairs"]] == [0, 1]  # indices into the 2 SIMS slices
+    rep = measure(vol, truth=truth)
+    assert rep["drift_error"]["rms_nm"] == pytest.approx(0.0, abs=1e-9)

@@ -11,8 +11,9 @@ of the finite values by default).  With no NaN this is exactly
 ``scipy.ndimage.gaussian_filter`` in the input's float dtype.
 
 The streamed classifier (:mod:`pfibsims.segmentation.labeller`) evaluates the
-same kernel (:func:`gaussian_half`) in fused numba passes, bit-identical to
-:func:`gaussian` on finite data (``tests/test_segmentation_labeller.py``).
+same kernel (:func:`gaussian_half`) in fused numba passes
+(:mod:`pfibsims.segmentation.smoothing`), bit-identical to :func:`gaussian` on
+finite data (``tests/segmentation/test_segmentation.py``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 * :mod:`.levels` -- one pyramid level: the fixed samples and the prepared moving image;
 * :mod:`.search` -- metric evaluation and the global search over transform parameters;
 * :mod:`.significance` -- whether a placement of the search is significant (tile agreement);
+* :mod:`.refinement` -- the refinement stages after the search, and the two-valued polish;
 * :mod:`.metrics` -- mutual information and correlation metrics, numpy only.
 
 Applying a drift or a transform is resampling: :func:`pfibsims.resampling.resample`

@@ -9,11 +9,12 @@ Stages (each recorded in the :class:`~pfibsims.registration.report.RegistrationR
    (``search="global"``) or around ``initial`` only (``search="local"``);
 3. the significance test of the best placements (:func:`.significance.agreement`):
    the tiles of the fixed field must agree on it;
-4. local refinement (Powell) level by level down to the fixed pixel size with
-   the chosen metric, at the finest level on 2 x 2 jittered samples a fixed
-   pixel (no interpolation bias; the draw of the positions averaged out) and,
-   for a stack of more than :data:`GROUP_SLICES` slices, pooled over the
-   means of groups of consecutive slices rather than the z-mean.
+4. local refinement (Powell; :mod:`.refinement`) level by level down to the
+   fixed pixel size with the chosen metric, at the finest level on 2 x 2
+   jittered samples a fixed pixel (no interpolation bias; the draw of the
+   positions averaged out) and, for a stack of more than
+   :data:`GROUP_SLICES` slices, pooled over the means of groups of
+   consecutive slices rather than the z-mean.
 
 Every stage maximises the requested metric (the search: mutual information):
 no stage of another metric moves the answer.
@@ -31,7 +32,6 @@ import xarray as xr
 from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
-from .._engine.threads import thread_map
 from .._engine.views import MAX_PIXELS, check_max_pixels
 from .._xr import block_mean, check_dims, dequantify, mask_data
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
@@ -44,6 +44,7 @@ from . import levels as _lv
 from . import refine as _refine
 from . import search as _search
 from . import significance as _significance
+from .refinement import finest_levels, polish_two_valued, refine_stage
 from .report import Registration, RegistrationReport
 from .views import View, fixed_channels, reduced_view
 
@@ -198,60 +199,6 @@ def _candidate_dicts(found: _search.SearchResult, init: Affine, centre: Any) -> 
     return tuple(out)
 
 
-#: A moving image whose two fullest of 20 equal-width intensity bins hold this share of its pixels or more is
-#: nearly two-valued (measured: the JEOL view image 0.95-0.96, the Hitachi TM3030Plus image 0.92-0.94; 0.37-0.40
-#: for the Hitachi image with Poisson noise at 10-50 counts a pixel: then a one-channel fixed image is tested).  Its mutual
-#: information with the fixed image changes by a few parts in a thousand over a pixel and peaks where the two
-#: pixel grids align (interpolation blurs its edges least there): 0.5-1.3 px off on both images, shifted by a
-#: known sub-pixel amount, where the correlation is within 0.1 px.
-TWO_VALUED = 0.8
-#: ... and at the correlation's answer the moving image's correlation with the fixed channels (``"ncc"``, the
-#: multiple correlation) reaches this share of what its Poisson noise allows (:func:`.search.correlation_ceiling`,
-#: 1 for an image that is not counts): a linear relation, so the correlation's optimum is the same placement,
-#: found precisely.  Measured on the saturated Hitachi image (89 % of it at the top grey level) under Poisson
-#: noise at 5-100 counts a pixel: 0.99-1.04 of the ceiling in linear and monotonic (cubed) contrasts, 0.82-0.85
-#: in a non-monotonic one, where the correlation moved the answer 6-8 px.
-LINEAR_R = 0.9
-#: ... unless the noise holds so much of the moving variance (ceiling below this) that no correlation says much.
-MIN_CEILING = 0.3
-#: ... and the correlation moves the answer by at most this many fixed pixels (measured: the mutual information
-#: 0.3-1.6 px off noise-free, 2.2-3.8 px with Gaussian noise of 2 % of the range on the JEOL image).
-POLISH_REACH = 5.0
-
-
-def two_valued_share(img: np.ndarray) -> float:
-    """The share of the finite pixels of ``img`` in its two fullest of 20 equal-width intensity bins."""
-    v = np.asarray(img, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0 or not np.ptp(v) > 0:
-        return 1.0
-    counts = np.histogram(v, bins=20)[0]
-    return float(np.sort(counts)[-2:].sum()) / v.size
-
-
-def _polish_two_valued(view: View, finest: list[_lv.Level], init: Affine, centre: Any, params: np.ndarray,
-                       model: str, bounds: list) -> tuple[np.ndarray, str, int] | None:
-    """A mutual-information answer on a nearly two-valued moving or one-channel fixed image (:data:`TWO_VALUED`)
-    refined by the correlation, kept when the relation is linear there (:data:`LINEAR_R`): (params, what the report's
-    refinement adds, evaluations), or None (not such a case, a count map sparse enough to be smoothed by more
-    than a pixel, a weaker correlation, or a move of more than :data:`POLISH_REACH` fixed pixels)."""
-    share, which = two_valued_share(view.moving), "moving"
-    if len(view.fixed) == 1 and _lv.count_sigma(view.fixed[0]) <= 0.5 and share < TWO_VALUED:
-        share, which = two_valued_share(view.fixed[0]), "fixed"  # e.g. a saturated SEM image, noisy counts onto it
-    if share < TWO_VALUED or _lv.count_sigma(view.moving) > 1.0:  # a sparse count map is smoothed, and its
-        return None  # smoothed correlation is high whatever the noise: it says nothing of a linear relation
-    msig = max(0.5 * finest[0].spacing / float(np.mean(view.moving_grid.spacing)), _lv.count_sigma(view.moving))
-    ceiling = _lv.correlation_ceiling(view.moving, msig)  # what Poisson noise leaves of a linear relation
-    polished, r, n = _refine.refine(finest, init, centre, params, model, "ncc", bounds, xtol=0.03, ftol=1e-5)
-    h = float(np.mean(view.fixed_grid.spacing))
-    moved = np.hypot(*(polished[:2] - params[:2])) / h
-    if ceiling < MIN_CEILING or not r >= LINEAR_R * ceiling or moved > POLISH_REACH:
-        return None
-    return polished, (f"; then ncc (the {which} image is nearly two-valued, {share:.0%} of it in 2 of 20 "
-                      f"intensity bins, where mutual information favours the pixel grid and, with noise, "
-                      f"misses by pixels; correlation {r:.3f})"), n
-
-
 def noise_floor(n_pixels: int) -> float:
     """The phase-correlation quality two images of pure noise reach, with margin: ``30 / sqrt(n_pixels)``.
 
@@ -295,38 +242,13 @@ def _search_stage(view: View, coarse: _lv.Level, init: Affine, centre: Any, mode
     return found, _significance.significant(coarse, init, centre, _search_range(view, "global", coarse.spacing), found)
 
 
-def _finest_levels(view: View, spacing: float, metric: str) -> list[_lv.Level]:
-    """The levels of the last refinement, at the fixed pixel size on jittered samples: one of the z-mean, or
-    one of each group of slices (``view.groups``), the sample budget shared among them; the groups' levels are
-    made on the machine's cores (scipy.ndimage and the kernels release the GIL)."""
-    parts = view.groups or [(view.moving, view.fixed)]
-    cap = max(_lv.MAX_SAMPLES // len(parts), 1)
-    return thread_map(lambda mf: _lv.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, spacing,
-                                                labels=metric == "mi", jitter=True, max_samples=cap, shared=True), parts)
-
-
-def _refine_stage(view: View, coarse: _lv.Level, finest: list[_lv.Level], levels: list[float], init: Affine,
-                  centre: Any, start: np.ndarray, model: str, metric: str, bounds: list) -> tuple[np.ndarray, int]:
-    """Powell refinement of ``start`` on the coarse level, then level by level to the fixed pixel size
-    (``finest``: jittered samples)."""
-    params, _, nfev = _refine.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
-    for h in levels[1:-1]:
-        level = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
-                               labels=metric == "mi", max_samples=_lv.MAX_SAMPLES // 4, shared=True)
-        params, _, n = _refine.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
-        nfev += n
-    # the fixed pixel size, on jittered samples (also when the coarse level was already at it)
-    params, _, n = _refine.refine(finest, init, centre, params, model, metric, bounds, xtol=0.03, ftol=1e-5)
-    return params, nfev + n
-
-
 def _register_view(view: View, model: str, metric: str, initial: Any, search: str,
                    advance: Any = lambda n=1: None) -> Registration:
     init = initial_transform(initial, view.moving_grid, view.fixed_grid)
     centre = view.fixed_grid.center
     levels = _levels(view)
     ev = "ncc" if metric == "phase" else metric
-    finest = _finest_levels(view, levels[-1], ev)
+    finest = finest_levels(view, levels[-1], ev)
     before, _ = _search.evaluate_pooled(finest, init, ev)
     bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
     found, nfev, used, passed, fev = None, 0, levels, [True], ev
@@ -338,10 +260,10 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
         advance()
         if passed:
             start = _params_from_search(model, passed[0].params)
-            params, nfev = _refine_stage(view, coarse, finest, levels, init, centre, start, model, metric, bounds)
+            params, nfev = refine_stage(view, coarse, finest, levels, init, centre, start, model, metric, bounds)
             refinement = (f"{metric} at {float(np.mean(view.fixed_grid.spacing)):.4g} nm on jittered samples"
                           + (f", pooled over the means of {len(finest)} groups of slices" if view.groups else ""))
-            polish = _polish_two_valued(view, finest, init, centre, params, model, bounds) if ev == "mi" else None
+            polish = polish_two_valued(view, finest, init, centre, params, model, bounds) if ev == "mi" else None
             if polish is not None:  # the flags test the metric that placed it
                 params, nfev, refinement, fev = polish[0], nfev + polish[2], refinement + polish[1], "ncc"
         else:

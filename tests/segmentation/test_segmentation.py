@@ -773,13 +773,13 @@ def test_fused_kernel_equals_scipy_smoothing_and_the_numpy_reference_to_the_bit(
 def test_fused_kernel_smooths_next_to_nan_as_the_class_sample_does(sigma):
     # the labeller's smoothed channels against scipy (no NaN in reach) and against the one NaN policy of
     # pfibsims._engine.smooth.gaussian (normalised convolution, computed by scipy on whole arrays) next to a NaN
-    from pfibsims.segmentation import labeller
+    from pfibsims.segmentation import smoothing
 
     chans = _random_channels(np.float64)
     weights = tuple(gaussian_half(s) for s in sigma)
     pad = [(w.size - 1,) * 2 for w in weights]
     win = np.stack([np.pad(c, pad, mode="edge") for c in chans])
-    got = labeller.smooth_window(win, depth=chans[0].shape[0], weights=weights)
+    got = smoothing.smooth_window(win, depth=chans[0].shape[0], weights=weights)
     assert got.dtype == np.float32
     assert got.shape == (4, *chans[0].shape)
     for k, c in enumerate(chans):

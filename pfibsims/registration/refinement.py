@@ -58,7 +58,7 @@ def refine_stage(view: View, coarse: _lv.Level, finest: list[_lv.Level], levels:
 #: known sub-pixel amount, where the correlation is within 0.1 px.
 TWO_VALUED = 0.8
 #: ... and at the correlation's answer the moving image's correlation with the fixed channels (``"ncc"``, the
-#: multiple correlation) reaches this share of what its Poisson noise allows (:func:`.search.correlation_ceiling`,
+#: multiple correlation) reaches this share of what its Poisson noise allows (:func:`.levels.correlation_ceiling`,
 #: 1 for an image that is not counts): a linear relation, so the correlation's optimum is the same placement,
 #: found precisely.  Measured on the saturated Hitachi image (89 % of it at the top grey level) under Poisson
 #: noise at 5-100 counts a pixel: 0.99-1.04 of the ceiling in linear and monotonic (cubed) contrasts, 0.82-0.85

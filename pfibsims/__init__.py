@@ -33,10 +33,11 @@ from .errors import (
 )
 from .grid import Grid
 from .io import from_hyperspy, open_dataset, read_eds, read_sem, read_sims, save, to_hyperspy
+from .isotopes import isotope_ratio
 from .normalization import histogram, normalize, to_uint8
 from .pipeline import fuse
 from .progress import config
-from .quantification import isotope_ratio, quantify
+from .quantification import quantify
 from .registration import Registration, estimate_drift, register
 from .resampling import coverage, profile, resample
 from .segmentation import boundary_profile, classify_phases, depletion_depth, particles, phase_statistics

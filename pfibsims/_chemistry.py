@@ -10,7 +10,7 @@ percent into atoms per cm^3.
 * :data:`CELLS`: the unit cells of a few battery phases, from which
   :func:`theoretical_density` computes the X-ray density ``Z M / (N_A V)``;
 * :data:`NATURAL_ABUNDANCE`: isotopic abundances (atom %) for the delta
-  notation of :func:`pfibsims.quantification.isotope_ratio`.
+  notation of :func:`pfibsims.isotopes.isotope_ratio`.
 """
 
 from __future__ import annotations

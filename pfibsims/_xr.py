@@ -21,11 +21,12 @@ from dask.base import tokenize
 from ._engine.views import MAX_PIXELS, block_factor, dask_block_mean
 from .errors import DataModelError, DataWarning, GridError, PfibsimsError, UnitsError
 from .grid import SPATIAL_DIMS, Grid
-from .units import length_nm
+from .units import length_nm, ureg
 
 __all__ = [
     "dequantify",
     "as_array",
+    "as_counts",
     "check_count",
     "check_not_empty",
     "check_real",
@@ -68,8 +69,6 @@ def dequantify(obj: Any, name: str) -> Any:
     """
     if not isinstance(obj, (xr.DataArray, xr.Dataset)) or not _quantified(obj):
         return obj
-    from .units import ureg
-
     out = obj.pint.dequantify()
     variables = out.variables.items() if isinstance(out, xr.Dataset) else [(out.name or name, out.variable), *out.coords.items()]
     for key, var in variables:
@@ -143,6 +142,26 @@ def spatial_dims(obj: Any, name: str) -> tuple[str, ...]:
     if not dims or len(dims) != len(obj.dims) or list(dims) != sorted(dims, key=SPATIAL_DIMS.index):
         raise DataModelError(f"{name}: expected dims from (z, y, x) in that order, found {tuple(obj.dims)}")
     return dims
+
+
+def as_counts(x: Any, name: str) -> xr.DataArray:
+    """``x`` as a DataArray of raw SIMS counts on spatial dims (pint-quantified counts dequantified), or a
+    UnitsError: what :func:`pfibsims.quantify` and :func:`pfibsims.isotope_ratio` take."""
+    x = dequantify(x, name)  # pint-xarray's quantified counts: numbers with a 'units' attr
+    if not isinstance(x, xr.DataArray):
+        raise DataModelError(f"{name}: expected an xarray DataArray of SIMS counts, got {type(x).__name__}")
+    spatial_dims(x, name)
+    units = x.attrs.get("units")
+    try:
+        ok = units is not None and ureg.Unit(units) == ureg.Unit("counts")
+    except Exception:
+        ok = False
+    if not ok:
+        raise UnitsError(
+            f"{name}: expected raw SIMS counts (attrs units 'counts'), got units {units!r}; normalised or "
+            "log-scaled data are not proportional to concentration, quantify the counts"
+        )
+    return x
 
 
 def plane_grid(obj: Any, name: str) -> Grid:

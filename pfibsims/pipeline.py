@@ -30,7 +30,7 @@ from .normalization import normalize as _normalize
 from .progress import steps
 from .registration import Registration, estimate_drift
 from .registration import register as _register
-from .registration.drift import WEAK_LINEAR, weak_linear
+from .registration.crossdrift import WEAK_LINEAR, weak_linear
 from .registration.levels import shared_fixed_sides
 from .resampling import coverage, resample
 from .resampling.drift import drift_nm, match_drift
@@ -360,7 +360,7 @@ def fuse(
        search from the first answer (the global search runs once). Where
        the EDS channels predict SIMS poorly by a linear relation (median
        multiple correlation below
-       :data:`~pfibsims.registration.drift.WEAK_LINEAR`, e.g. a
+       :data:`~pfibsims.registration.crossdrift.WEAK_LINEAR`, e.g. a
        non-monotonic contrast), that drift can be pixels off: it is not
        used, the slice-to-slice drift (trend kept) and the first
        registration stand, with an EstimationWarning. The

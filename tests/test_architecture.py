@@ -26,6 +26,7 @@ LAYERS = [
     {"io", "normalization", "resampling", "synthetic"},
     {"registration"},
     {"correlate", "segmentation"},
+    {"isotopes"},
     {"quantification"},
     {"pipeline"},
     {"plot"},

@@ -1,4 +1,4 @@
-"""Tests of pfibsims.quantification (Li concentration, isotope ratios) and pfibsims._chemistry.
+"""Tests of pfibsims.quantification (Li concentration), pfibsims.isotopes (isotope ratios) and pfibsims._chemistry.
 
 Truths: hand-computed stoichiometry and densities from literature; volumes
 built from a known concentration and known per-phase yields (exact, then
@@ -25,7 +25,8 @@ import pfibsims as pfs
 from pfibsims._chemistry import atom_fractions, atoms_per_cm3, mean_atomic_mass, theoretical_density
 from pfibsims.dataset import stack
 from pfibsims.errors import DataModelError, GridError, PfibsimsError, UnitsError
-from pfibsims.quantification import isotope_ratio, quantify
+from pfibsims.isotopes import isotope_ratio
+from pfibsims.quantification import quantify
 from pfibsims.transform import Affine
 
 LLZTO_PERCENT = 100 * 6.4 / 23.4  # Li6.4La3Zr1.4Ta0.6O12: 6.4 Li of 23.4 atoms

@@ -1,6 +1,8 @@
 """Registration and drift: the transform between two modalities, and the drift along a stack.
 
 * :mod:`.drift` -- :func:`estimate_drift`, slice to slice or against a drift-free reference;
+* :mod:`.crossdrift` -- the cross-modal drift of one slice against a reference modality, and when it is too weak
+  to trust (:func:`~.crossdrift.weak_linear`);
 * :mod:`.pairwise` -- :func:`register`, the in-plane transform of one modality onto another;
 * :mod:`.report` -- :class:`Registration` (a transform and its :class:`RegistrationReport`);
 * :mod:`.views` -- the reduced in-memory views the estimates work on;

@@ -314,7 +314,7 @@ def test_register_phantom_rotation_does_not_hang_on_the_draw_of_the_jittered_sam
     T = Affine.from_attrs(truth.attrs)
     rotations = []
     for draw in range(4):
-        monkeypatch.setattr(search, "JITTER_SEED", draw)
+        monkeypatch.setattr(levels, "JITTER_SEED", draw)
         r = reg.register(sims.Li6, eds, model="rigid", drift=truth.drift)
         assert field_errors(r.transform, T, eds)["corners"] <= 16.0, draw
         rotations.append(r.transform.decompose()["rotation"] - T.decompose()["rotation"])

@@ -405,7 +405,10 @@ def read_sem(path_or_paths: Any, *, pixel_size: Any = None, slice_thickness: Any
         ``modality="SEM"``; attrs ``beam_energy``, ``beam_current``,
         ``working_distance``, ``dwell_time``, ``detector``,
         ``stage_position_x``, ``_y``, ``_z``, ``_rotation``, ``_tilt``, ``data_bar_rows`` as far as
-        the file gives them (flat attrs, so that ``to_netcdf`` writes them).
+        the file gives them (flat attrs, so that ``to_netcdf`` writes them);
+        ``skipped_pages``: the pages of a multi-page TIFF left out of its
+        stack (another shape or type; a ``DataWarning`` names the
+        full-resolution ones).
 
     Raises
     ------

@@ -22,7 +22,9 @@ gives the same numbers to rounding (tests/registration/test_registration_kernels
   translations of one transform in one pass (the cross-modal drift's search
   grids and peak stencils; a grid shares the B-spline weights and row sums);
 - :func:`shift_bilinear` -- a slice shifted back by its drift for a reduced
-  view, as ``scipy.ndimage.shift(order=1)`` to the bit.
+  view, as ``scipy.ndimage.shift(order=1)`` to the bit;
+- :func:`nanmean_band` -- the NaN-aware z-means of such a stack and of its
+  groups of slices in one pass, as numpy's to the bit.
 
 ``m`` is the transform in the moving image's *index* space: row ``r`` of the
 2 x 3 array gives the moving index ``m[r, 0] * y + m[r, 1] * x + m[r, 2]`` of
@@ -37,7 +39,8 @@ import scipy.ndimage as ndi
 from .._engine.numba import compiled, njit
 
 __all__ = [
-    "count_stats", "grid_moments", "index_map", "joint_histogram", "moments", "sample", "shift_bilinear",
+    "count_stats", "grid_moments", "index_map", "joint_histogram", "moments", "nanmean_band", "sample",
+    "shift_bilinear",
     "shifted_moments", "upsampled_correlation",
 ]
 
@@ -411,3 +414,38 @@ def _bilinear(a, iy, wy, ix, wx, y0, y1, x0, x1, out):  # pragma: no cover - com
             t += a[fy + 1, fx] * b * e
             t += a[fy + 1, fx + 1] * b * d
             out[y, x] = np.float32(t)
+
+
+@njit(nogil=True, cache=True)
+def nanmean_band(stack, run_of, lo, hi, total, runs):  # pragma: no cover - compiled
+    """Columns ``lo:hi`` of the means over axis 0 of the finite values of a ``(Z, P)`` float32 ``stack``: into
+    ``total`` (P,) and, for the slices ``z`` with ``run_of[z] = g >= 0``, into ``runs[g]`` (float64; NaN where a
+    column has no finite value).
+
+    numpy's ``np.where(np.isfinite(s), s, 0).sum(axis=0) / np.isfinite(s).sum(axis=0)`` to the bit (of ``s`` the
+    stack, or its slices of one run in order): the float32 sums slice after slice from +0.0, one pass over
+    the stack for every mean.
+    """
+    n = hi - lo
+    g_n = runs.shape[0]
+    s = np.zeros(n, np.float32)  # numpy's sums start at +0.0 (a column of -0.0 sums to +0.0)
+    c = np.zeros(n, np.int64)
+    gs = np.zeros((g_n, n), np.float32)
+    gc = np.zeros((g_n, n), np.int64)
+    zero = np.float32(0.0)
+    for z in range(stack.shape[0]):
+        g = run_of[z]
+        row = stack[z]
+        for j in range(n):
+            v = row[lo + j]
+            ok = np.isfinite(v)
+            w = v if ok else zero
+            s[j] += w
+            c[j] += ok
+            if g >= 0:
+                gs[g, j] += w
+                gc[g, j] += ok
+    for j in range(n):
+        total[lo + j] = np.float64(s[j]) / np.float64(c[j]) if c[j] else np.nan
+        for g in range(g_n):
+            runs[g, lo + j] = np.float64(gs[g, j]) / np.float64(gc[g, j]) if gc[g, j] else np.nan

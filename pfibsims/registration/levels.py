@@ -181,11 +181,16 @@ def _fixed_side(fixed: np.ndarray, fixed_grid: Grid, spacing: float, labels: boo
         keep = np.zeros(valid.size, bool)
         keep[rng.choice(np.flatnonzero(valid), max_samples, replace=False)] = True
         valid = keep.reshape(valid.shape)
-    chans = np.stack([_sample(c, fixed_grid, pts[valid], order=order) for c in chans]) if late else \
-        np.ascontiguousarray(chans[:, valid])  # (C, N) channel-major, as the kernels read it
+    # (C, N) channel-major, as the kernels read it; every point kept: the arrays as they are (no copies)
+    every = not late and bool(valid.all())
+    pts = pts.reshape(-1, 2) if every else pts[valid]
+    if late:
+        chans = np.stack([_sample(c, fixed_grid, pts, order=order) for c in chans])
+    else:
+        chans = chans.reshape(chans.shape[0], -1) if every else np.ascontiguousarray(chans[:, valid])
     lab = fixed_labels(chans, np.ones(chans.shape[1], bool), n_labels=N_LABELS) if labels else \
         np.zeros(chans.shape[1], np.intp)
-    side = _FixedSide(grid, pts[valid], lab, chans.T, int(lab.max(initial=-1)) + 1 if labels else 1, int(valid.sum()))
+    side = _FixedSide(grid, pts, lab, chans.T, int(lab.max(initial=-1)) + 1 if labels else 1, pts.shape[0])
     for a in (side.points, side.labels, side.design):
         a.flags.writeable = False
     return side

@@ -11,7 +11,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._engine.threads import thread_map
+from .._engine.numba import compiled
+from .._engine.threads import cores, thread_map
 from .._xr import dask_data, plane_grid
 from ..errors import DataModelError
 from ..grid import Grid
@@ -92,6 +93,26 @@ def _nanmean(stack: np.ndarray) -> np.ndarray:
         return np.where(ok, stack, 0).sum(axis=0) / ok.sum(axis=0)
 
 
+def _nanmeans(stack: np.ndarray, groups: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_nanmean` of an in-memory stack and of each group of its slices (``stack[g]``): compiled, one pass
+    over the stack for all of them, column bands on the machine's cores (the same numbers); numpy when the
+    kernels are off, the stack is not float32 or the groups are not disjoint runs in increasing order."""
+    run_of = np.full(stack.shape[0], -1, np.int64)
+    for k, g in enumerate(groups):
+        g = np.asarray(g)
+        if g.size == 0 or np.any(np.diff(g) <= 0) or np.any(run_of[g] >= 0):
+            run_of = None
+            break
+        run_of[g] = k
+    if not compiled() or stack.dtype != np.float32 or run_of is None or stack.ndim < 2:
+        return [_nanmean(stack), *[_nanmean(stack[np.asarray(g)]) for g in groups]]
+    flat = np.ascontiguousarray(stack).reshape(stack.shape[0], -1)
+    total, runs = np.empty(flat.shape[1]), np.empty((len(groups), flat.shape[1]))
+    edges = np.linspace(0, flat.shape[1], 4 * cores() + 1).astype(np.int64)
+    thread_map(lambda k: kernels.nanmean_band(flat, run_of, edges[k], edges[k + 1], total, runs), range(edges.size - 1))
+    return [a.reshape(stack.shape[1:]) for a in (total, *runs)]
+
+
 def _group_chunks(a: Any, groups: list[np.ndarray]) -> Any:
     """``a`` (a DataArray or a dask stack) chunked along ``z`` as the ``groups`` run (when they are consecutive
     runs covering every slice in order): a group's mean is then one task, not a reduction tree over each of
@@ -132,9 +153,11 @@ def reduced_view(moving: Any, fixed: Any, z: int | None = None, drift: np.ndarra
     mstack = m if drift is None or z is not None else _drift_corrected(m, drift / np.asarray(mg.spacing))
     if groups:
         mstack, f = _group_chunks(mstack, groups), [_group_chunks(c, groups) for c in f]
-    parts = [reduce(mstack), *[reduce(c) for c in f]]
-    for g in groups:
-        parts += [reduce(mstack, g), *[reduce(c, g) for c in f]]
+    # an in-memory drift-corrected stack: its means in one compiled pass (the groups' with it)
+    means = _nanmeans(mstack, groups) if isinstance(mstack, np.ndarray) else None
+    parts = [reduce(mstack) if means is None else means[0], *[reduce(c) for c in f]]
+    for k, g in enumerate(groups):
+        parts += [reduce(mstack, g) if means is None else means[k + 1], *[reduce(c, g) for c in f]]
     mi, *rest = (np.asarray(a, np.float64) for a in dask.compute(*parts))
     n = len(f)
     fi, rest = rest[:n], rest[n:]

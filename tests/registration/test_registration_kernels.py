@@ -213,3 +213,39 @@ def test_shift_bilinear_equals_scipy_shift_to_the_bit():
         with use_compiled(False):
             np.testing.assert_array_equal(kernels.shift_bilinear(image, shift), want)
     assert cases > 100  # most cases have a field edge inside the output
+
+
+def test_nanmeans_equal_numpy_to_the_bit():
+    """The reduced view's z-means of a drift-corrected stack and of its groups: one compiled pass, column bands
+    on threads, equal to numpy's NaN-aware mean (float32 sums slice by slice, divided in float64) to the bit --
+    NaN, all-NaN columns (NaN, its sign bit aside), negative zeros, one-slice groups, uneven column bands; other groups
+    (overlapping, unordered) and other dtypes take numpy."""
+    from pfibsims.registration.views import _nanmean, _nanmeans
+
+    rng = np.random.default_rng(5)
+    for z, shape, groups in ((39, (50, 47), [np.arange(0, 7), np.arange(7, 14), np.arange(14, 39)]),
+                             (5, (3, 1), [np.array([0]), np.array([1, 2, 3, 4])]), (4, (9, 11), []),
+                             (6, (8, 8), [np.array([0, 2]), np.array([1, 5])])):
+        stack = (rng.standard_normal((z, *shape)) * 10.0 ** rng.uniform(-3, 4, (z, 1, 1))).astype(np.float32)
+        stack[rng.random(stack.shape) < 0.2] = np.nan
+        stack[:, 0, 0] = np.nan  # a column without data
+        stack[:, -1, -1] = -0.0  # a column of negative zeros: numpy's sum starts at +0.0, its mean is +0.0
+        got = _nanmeans(stack, groups)
+        want = [_nanmean(stack), *[_nanmean(stack[g]) for g in groups]]
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype == np.float64
+            assert a.shape == shape
+            np.testing.assert_array_equal(a, b)  # NaN where numpy's is NaN
+            ok = np.isfinite(b)
+            assert a[ok].tobytes() == b[ok].tobytes()  # to the bit, signed zeros included
+        assert np.isnan(got[0][0, 0])
+        assert got[0][-1, -1] == 0
+        assert not np.signbit(got[0][-1, -1])
+    for stack, groups in ((rng.random((6, 4, 4)), [np.arange(3)]),  # float64: numpy
+                          (rng.random((6, 4, 4)).astype(np.float32), [np.array([2, 1])]),  # unordered
+                          (rng.random((6, 4, 4)).astype(np.float32), [np.arange(3), np.arange(2, 5)])):  # overlapping
+        got = _nanmeans(stack, groups)
+        want = [_nanmean(stack), *[_nanmean(stack[g]) for g in groups]]
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -19,9 +19,10 @@ def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = Fal
     return statistics.median(times)
 
 
-def median_wall_cpu(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
-    """Median wall and process-CPU seconds (all threads) of ``repeats`` calls after one warm-up call; the last result."""
-    out = fn()
+def median_wall_cpu(fn: Callable[[], object], repeats: int, *, warmup: bool = True) -> tuple[float, float, object]:
+    """Median wall and process-CPU seconds (all threads) of ``repeats`` calls, after one warm-up call unless
+    ``warmup=False``; the last result."""
+    out = fn() if warmup else None
     wall, cpu = [], []
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 #: Most elements a :func:`stack_array` holds.
-STACK_MAX = 16
+STACK_MAX = 64
 
 try:
     from numba import carray, njit, types

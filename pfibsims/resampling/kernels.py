@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._engine.numba import STACK_MAX, njit, stack_array
+from .._engine.numba import njit, stack_array
 
 __all__ = [
     "KERNELS",
@@ -471,13 +471,15 @@ def phase_table(lut: np.ndarray, k: int, f: float = 1.0) -> np.ndarray:
 
 #: Largest tap count of the fixed interior path of a widened kernel (stronger downsampling runs the general loops).
 _MAX_FIXED_TAPS = 12
+#: ... and of a kernel that is not widened (Lanczos up to a = 8; more lobes take the general loops).
+_MAX_TAPS = 16
 
 
 def fixed_taps(radius: float, f: tuple[float, float]) -> int:
     """Taps per axis of the gather's fixed interior path (0: the general loops only)."""
-    if f[0] == 1.0 and f[1] == 1.0:  # the stack holds STACK_MAX taps: more lobes take the general loops
+    if f[0] == 1.0 and f[1] == 1.0:
         k = int(2 * radius) if float(radius).is_integer() else 0
-        return k if k <= STACK_MAX else 0
+        return k if k <= _MAX_TAPS else 0
     k = 2 * int(math.floor(radius * max(f))) + 2
     return k if k <= _MAX_FIXED_TAPS else 0
 

@@ -145,6 +145,7 @@ def test_evaluate_shifts_equals_one_at_a_time(nan):
         np.testing.assert_allclose(search.evaluate_shifts(level, base, shifts)[:5], got[:5], rtol=1e-8)
 
 
+# 7 x 7: scratch on the heap; the others on the stack (span x Kx <= STACK_MAX)
 @pytest.mark.parametrize(("ky", "kx", "step"), [(7, 7, 4.5), (5, 5, 1.13), (3, 3, 0.565), (3, 1, 0.5)])
 def test_grid_moments_equal_shifted_moments_to_the_bit(ky, kx, step):
     """A grid of translations shares the B-spline weights and row sums among them: the sums are still

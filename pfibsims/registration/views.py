@@ -61,9 +61,10 @@ def fixed_channels(fixed: Any) -> list[xr.DataArray]:
 IN_MEMORY_VALUES = 32 * 2**20
 
 
-def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """One (y, x) slice shifted back by its drift (px): bilinear, NaN where it leaves the field; float32."""
-    return kernels.shift_bilinear(image, shift)
+def _shifted(image: np.ndarray, shift: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """One (y, x) slice shifted back by its drift (px): bilinear, NaN where it leaves the field; float32 (into
+    ``out`` when given)."""
+    return kernels.shift_bilinear(image, shift, out)
 
 
 def _shift_slice(block: np.ndarray, shifts: np.ndarray, block_info: Any = None) -> np.ndarray:
@@ -81,7 +82,9 @@ def _drift_corrected(m: xr.DataArray, shifts: np.ndarray) -> Any:
     """
     if not isinstance(m.data, da.Array):  # in memory: the slices on the machine's cores
         stack = np.asarray(m.transpose("z", "y", "x").values)
-        return np.stack(thread_map(lambda k: _shifted(stack[k], shifts[k]), range(stack.shape[0])))
+        out = np.empty(stack.shape, np.float32)
+        thread_map(lambda k: _shifted(stack[k], shifts[k], out[k]), range(stack.shape[0]))
+        return out
     data = dask_data(m.transpose("z", "y", "x")).rechunk({0: 1, 1: -1, 2: -1})
     return data.map_blocks(_shift_slice, shifts, dtype=np.float32)
 

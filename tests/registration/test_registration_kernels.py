@@ -193,7 +193,8 @@ def test_evaluate_shifts_takes_the_grid_path_only_for_a_grid():
 def test_shift_bilinear_equals_scipy_shift_to_the_bit():
     """The reduced view's drift shift: scipy.ndimage.shift(order=1, mode="constant", cval=NaN) in float64,
     rounded to float32, to the bit -- sub-pixel, whole-pixel and half-pixel shifts, shifts past the field,
-    one-pixel axes, integer counts and float images with NaN (spread through a zero-weight tap as scipy's)."""
+    one-pixel axes, integer counts and float32 / float64 images with NaN (spread through a zero-weight tap as
+    scipy's), into a new array or a given slice of a stack."""
     rng = np.random.default_rng(11)
     cases = 0
     for trial in range(240):
@@ -201,7 +202,7 @@ def test_shift_bilinear_equals_scipy_shift_to_the_bit():
         if trial % 3 == 0:
             image = rng.poisson(rng.uniform(1, 200), (ny, nx)).astype(np.uint16)
         else:
-            image = rng.normal(0, 1, (ny, nx))
+            image = rng.normal(0, 1, (ny, nx)).astype(np.float32 if trial % 3 == 1 else np.float64)
             image[rng.random((ny, nx)) < 0.05] = np.nan
         kind = trial % 4
         shift = (rng.normal(0, 3, 2) if kind == 0 else rng.integers(-5, 6, 2).astype(float) if kind == 1
@@ -210,6 +211,10 @@ def test_shift_bilinear_equals_scipy_shift_to_the_bit():
         got = kernels.shift_bilinear(image, shift)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want, err_msg=f"{(ny, nx)} shift {shift}")
+        stack = np.zeros((2, ny, nx), np.float32)  # into a slice of a stack
+        into = stack[1]
+        assert kernels.shift_bilinear(image, shift, out=into) is into
+        np.testing.assert_array_equal(stack[1], want)
         cases += np.isfinite(want).any() and not np.isfinite(want).all()
         with use_compiled(False):
             np.testing.assert_array_equal(kernels.shift_bilinear(image, shift), want)

@@ -14,6 +14,7 @@ same EDS view: the second one's fixed sides cost nothing).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import threading
@@ -56,8 +57,8 @@ class Level:
     channel_moments: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _sample(img: np.ndarray, grid: Grid, points: np.ndarray, order: int = 1) -> np.ndarray:
-    idx = grid.to_index(points)
+def _sample(img: np.ndarray, idx: np.ndarray, order: int = 1) -> np.ndarray:
+    """``img`` at the fractional indices ``idx`` (``(..., 2)``: a grid's ``to_index`` of the points)."""
     return ndi.map_coordinates(img, [idx[..., 0], idx[..., 1]], order=order, mode="nearest")
 
 
@@ -130,14 +131,33 @@ JITTER_CELLS = 2
 
 def _sample_points(grid: Grid, cells: int) -> np.ndarray:
     """Fixed sample points (nm), ``(ny, nx, 2)``: the pixel centres of ``grid`` (``cells=0``), or one random
-    point (seed ``JITTER_SEED``) in each of ``cells x cells`` cells of every pixel, ``(ny * cells, nx * cells, 2)``."""
+    point (seed ``JITTER_SEED``) in each of ``cells x cells`` cells of every pixel, ``(ny * cells, nx * cells, 2)``.
+    Read-only; up to ``_POINTS_CACHED`` bytes made once per grid, cells and seed (the levels of every slice of a
+    drift share them)."""
+    if math.prod(grid.shape) * max(cells, 1) ** 2 * 16 > _POINTS_CACHED:
+        return _new_points(grid, cells, JITTER_SEED)
+    return _points(grid, cells, JITTER_SEED)
+
+
+#: Largest sample-point array :func:`_sample_points` keeps (bytes; 8 of them at most).
+_POINTS_CACHED = 8 << 20
+
+
+@functools.lru_cache(maxsize=8)
+def _points(grid: Grid, cells: int, seed: int) -> np.ndarray:
+    pts = _new_points(grid, cells, seed)
+    pts.flags.writeable = False
+    return pts
+
+
+def _new_points(grid: Grid, cells: int, seed: int) -> np.ndarray:
     if not cells:
         return np.stack(np.meshgrid(*grid.coords().values(), indexing="ij"), axis=-1)
     h = np.asarray(grid.spacing)
     sub = (np.arange(cells) + 0.5) / cells - 0.5  # cell centres in a pixel, in pixels
     axes = [(c[:, None] + sub[None, :] * hh).ravel() for c, hh in zip(grid.coords().values(), h, strict=True)]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    rng = np.random.default_rng(JITTER_SEED)
+    rng = np.random.default_rng(seed)
     return pts + rng.uniform(-0.5, 0.5, pts.shape) * (h / cells)
 
 
@@ -169,12 +189,13 @@ def _fixed_side(fixed: np.ndarray, fixed_grid: Grid, spacing: float, labels: boo
     if ok.all():
         ok = np.True_
     elif interpolate:
-        ok = _sample(ok.astype(np.float64), fixed_grid, pts) > 0.999
+        ok = _sample(ok.astype(np.float64), fixed_grid.to_index(pts)) > 0.999
     # Interpolating finite channels gives finite values: then the subset of samples is drawn first and only it
     # is interpolated (the same samples as interpolating all of them, a fraction of the work).
     late = interpolate and bool(np.isfinite(chans).all())
     if interpolate and not late:
-        chans = np.stack([_sample(c, fixed_grid, pts, order=order) for c in chans])
+        idx = fixed_grid.to_index(pts)
+        chans = np.stack([_sample(c, idx, order=order) for c in chans])
     valid = np.broadcast_to(ok, pts.shape[:-1]) if late else np.all(np.isfinite(chans), axis=0) & ok
     if max_samples is not None and valid.sum() > max_samples:
         rng = np.random.default_rng(JITTER_SEED + 1)
@@ -185,7 +206,8 @@ def _fixed_side(fixed: np.ndarray, fixed_grid: Grid, spacing: float, labels: boo
     every = not late and bool(valid.all())
     pts = pts.reshape(-1, 2) if every else pts[valid]
     if late:
-        chans = np.stack([_sample(c, fixed_grid, pts, order=order) for c in chans])
+        idx = fixed_grid.to_index(pts)
+        chans = np.stack([_sample(c, idx, order=order) for c in chans])
     else:
         chans = chans.reshape(chans.shape[0], -1) if every else np.ascontiguousarray(chans[:, valid])
     lab = fixed_labels(chans, np.ones(chans.shape[1], bool), n_labels=N_LABELS) if labels else \

@@ -87,3 +87,23 @@ def test_fuse_shares_the_fixed_sides_of_its_two_registrations_and_gives_the_same
         np.testing.assert_array_equal(shared[name].values, alone[name].values)
     for key in ("pfibsims:affine", "pfibsims:drift"):
         assert shared.attrs[key] == alone.attrs[key]
+
+
+def test_sample_points_are_made_once_per_grid_cells_and_seed(monkeypatch):
+    """The drift's levels of every slice share their sample points: one read-only array per grid, cells and
+    seed, equal to a fresh one; another seed draws other points; a large grid's points are not kept."""
+    from pfibsims.registration import levels as lv
+
+    g = Grid((30, 40), "80 nm", origin=(100.0, -50.0))
+    for cells in (0, lv.JITTER_CELLS):
+        a = lv._sample_points(g, cells)
+        assert a is lv._sample_points(Grid((30, 40), "80 nm", origin=(100.0, -50.0)), cells)
+        assert not a.flags.writeable
+        np.testing.assert_array_equal(a, lv._new_points(g, cells, lv.JITTER_SEED))
+    jittered = lv._sample_points(g, 2)
+    monkeypatch.setattr(lv, "JITTER_SEED", lv.JITTER_SEED + 7)
+    other = lv._sample_points(g, 2)
+    assert other.shape == jittered.shape
+    assert not np.array_equal(other, jittered)
+    big = Grid((1100, 1000), "80 nm")  # 1100 x 1000 x 4 cells x 2 x 8 bytes > _POINTS_CACHED
+    assert lv._sample_points(big, 2) is not lv._sample_points(big, 2)

@@ -69,8 +69,8 @@ def test_capped_jittered_level_holds_the_drawn_subset_of_all_interpolated_sample
         lv = levels.make_level(fixed[0], fg, f, fg, 10.0, jitter=True, max_samples=300)
         pts = levels._sample_points(fg, levels.JITTER_CELLS)
         smoothed = np.stack([levels.gaussian(c, 0.5) for c in f])
-        chans = np.stack([levels._sample(c, fg, pts, order=3) for c in smoothed])
-        ok = levels._sample(np.isfinite(f).all(axis=0).astype(float), fg, pts) > 0.999
+        chans = np.stack([levels._sample(c, fg.to_index(pts), order=3) for c in smoothed])
+        ok = levels._sample(np.isfinite(f).all(axis=0).astype(float), fg.to_index(pts)) > 0.999
         valid = np.isfinite(chans).all(axis=0) & ok
         keep = np.zeros(valid.size, bool)
         rng = np.random.default_rng(levels.JITTER_SEED + 1)

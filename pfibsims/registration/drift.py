@@ -509,11 +509,14 @@ def _cross_drift(arr: xr.DataArray, grid: Grid, reference: Any, transform: Any, 
     iy, ix = _roi_index(rgrid, roi)
     rgrid = rgrid[iy, ix]
     start = np.zeros((nz, 2)) if initial is None else drift_nm(initial, arr, name="initial", of="da")
-    ref = darr.stack([c.transpose("z", "y", "x").data[:, iy, ix] for c in chans]) if any(
-        isinstance(c.data, darr.Array) for c in chans) else np.stack([c.transpose("z", "y", "x").values[:, iy, ix]
-                                                                      for c in chans])
+    if any(isinstance(c.data, darr.Array) for c in chans):
+        ref = darr.stack([c.transpose("z", "y", "x").data[:, iy, ix] for c in chans])
+        slices = [ref[:, k] for k in range(nz)]
+    else:  # in memory: each task's (C, y, x) slice made in the task (no copy of the whole stack here)
+        ref = [c.transpose("z", "y", "x").values for c in chans]
+        slices = [[a[k, iy, ix] for a in ref] for k in range(nz)]
     fn = dask.delayed(_cross_shift, pure=True)
-    tasks = [fn(arr.data[k], ref[:, k], grid, rgrid, T, tuple(start[k])) for k in range(nz)]
+    tasks = [fn(arr.data[k], slices[k], grid, rgrid, T, tuple(start[k])) for k in range(nz)]
     (results,) = compute(tasks, step="estimate_drift: slices against the reference")
     res = np.asarray(results, dtype=np.float64).reshape(nz, 3)
     drift, quality = res[:, :2], res[:, 2]

@@ -139,6 +139,12 @@ def joint_histogram(values, inside, labels, centres, n_bins, joint):  # pragma: 
     """Add the inside ``values`` to ``joint`` (labels x bins, flat), each shared between the two nearest
     bin ``centres`` (linear weights, ``np.interp`` positions: :func:`~.metrics.soft_bins`)."""
     nc = centres.size
+    inv = np.empty(max(nc - 1, 1))  # each bin's 1 / width, as np.interp computes it
+    for j in range(nc - 1):
+        inv[j] = 1.0 / (centres[j + 1] - centres[j])
+    top = 1  # the largest power of two below nc: the first step of the search
+    while top * 2 <= nc - 1:
+        top *= 2
     for i in range(values.shape[0]):
         if not inside[i]:
             continue
@@ -147,9 +153,14 @@ def joint_histogram(values, inside, labels, centres, n_bins, joint):  # pragma: 
             pos = 0.0
         elif v >= centres[nc - 1]:
             pos = nc - 1.0
-        else:
-            j = np.searchsorted(centres, v, side="right") - 1
-            pos = (v - centres[j]) * (1.0 / (centres[j + 1] - centres[j])) + j
+        else:  # the last centre <= v (searchsorted(side="right") - 1), by halving steps
+            j = 0
+            step = top
+            while step > 0:
+                if j + step < nc and centres[j + step] <= v:
+                    j += step
+                step //= 2
+            pos = (v - centres[j]) * inv[j] + j
         lo = min(max(int(np.floor(pos)), 0), max(n_bins - 2, 0))
         w = min(max(pos - lo, 0.0), 1.0) if n_bins > 1 else 0.0
         hi = min(lo + 1, n_bins - 1)

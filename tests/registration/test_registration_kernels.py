@@ -255,3 +255,40 @@ def test_nanmeans_equal_numpy_to_the_bit():
         want = [_nanmean(stack), *[_nanmean(stack[g]) for g in groups]]
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_joint_histogram_equals_the_interp_rule_to_the_bit():
+    """The joint histogram's soft bins: each value's position between the two centres around it as np.interp
+    finds them (searchsorted, then the bin's 1 / width), added in the values' order -- to the bit, for 1-17
+    centres (powers of two and not), values on, just beside and outside the centres, and labels."""
+    rng = np.random.default_rng(17)
+    for trial in range(120):
+        centres = np.unique(np.sort(rng.normal(size=int(rng.integers(1, 18)))))
+        nc = centres.size
+        values = np.concatenate([rng.normal(size=300) * 1.5, centres, np.nextafter(centres, -np.inf),
+                                 np.nextafter(centres, np.inf)])
+        inside = rng.random(values.size) < 0.9
+        labels = rng.integers(0, 3, values.size)
+        got = np.zeros(3 * nc)
+        kernels.joint_histogram(values, inside, labels, centres, nc, got)
+        want = np.zeros(3 * nc)
+        for v, ok, lab in zip(values, inside, labels, strict=True):
+            if not ok:
+                continue
+            if v <= centres[0]:
+                pos = 0.0
+            elif v >= centres[-1]:
+                pos = nc - 1.0
+            else:
+                j = int(np.searchsorted(centres, v, side="right")) - 1
+                pos = (v - centres[j]) * (1.0 / (centres[j + 1] - centres[j])) + j
+            lo = min(max(int(np.floor(pos)), 0), max(nc - 2, 0))
+            w = min(max(pos - lo, 0.0), 1.0) if nc > 1 else 0.0
+            want[lab * nc + lo] += 1.0 - w
+            want[lab * nc + min(lo + 1, nc - 1)] += w
+        np.testing.assert_array_equal(got, want, err_msg=f"trial {trial}")
+        pos = np.interp(values, centres, np.arange(nc, dtype=np.float64))  # the rule is np.interp's
+        inner = (values > centres[0]) & (values < centres[-1])
+        j = np.searchsorted(centres, values[inner], side="right") - 1
+        np.testing.assert_allclose((values[inner] - centres[j]) / (centres[j + 1] - centres[j]) + j, pos[inner],
+                                   rtol=0, atol=1e-12)

@@ -44,7 +44,7 @@ from . import levels as _lv
 from . import refine as _refine
 from . import search as _search
 from . import significance as _significance
-from .refinement import finest_levels, polish_two_valued, refine_stage
+from .refinement import polish_two_valued, pyramid, refine_stage
 from .report import Registration, RegistrationReport
 from .views import View, fixed_channels, reduced_view
 
@@ -248,19 +248,18 @@ def _register_view(view: View, model: str, metric: str, initial: Any, search: st
     centre = view.fixed_grid.center
     levels = _levels(view)
     ev = "ncc" if metric == "phase" else metric
-    finest = finest_levels(view, levels[-1], ev)
+    coarse, middle, finest = pyramid(view, levels, ev, search=metric != "phase")
     before, _ = _search.evaluate_pooled(finest, init, ev)
     bounds = _refine.bounds_for(model, np.zeros(_search.n_params(model)), _search_range(view, "global", levels[0]))
     found, nfev, used, passed, fev = None, 0, levels, [True], ev
     if metric == "phase":
         params, refinement, used = _phase_only(view, init), "none (phase correlation)", [levels[-1]]
     else:
-        coarse = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0], shared=True)
         found, passed = _search_stage(view, coarse, init, centre, model, search)
         advance()
         if passed:
             start = _params_from_search(model, passed[0].params)
-            params, nfev = refine_stage(view, coarse, finest, levels, init, centre, start, model, metric, bounds)
+            params, nfev = refine_stage(coarse, middle, finest, init, centre, start, model, metric, bounds)
             refinement = (f"{metric} at {float(np.mean(view.fixed_grid.spacing)):.4g} nm on jittered samples"
                           + (f", pooled over the means of {len(finest)} groups of slices" if view.groups else ""))
             polish = polish_two_valued(view, finest, init, centre, params, model, bounds) if ev == "mi" else None

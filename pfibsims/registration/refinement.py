@@ -1,7 +1,7 @@
 """The refinement stages of :func:`~pfibsims.registration.register`, after the search has placed the images.
 
-* :func:`finest_levels` -- the levels of the last refinement: the fixed pixel size on jittered samples, of
-  the z-mean or of each group of slices;
+* :func:`pyramid` -- every level of a registration, made together: the search's, the refinement's, and the
+  last refinement's at the fixed pixel size on jittered samples, of the z-mean or of each group of slices;
 * :func:`refine_stage` -- Powell refinement (:func:`.refine.refine`, the optimiser of one level) from the
   search's answer, level by level down to the fixed pixel size;
 * :func:`polish_two_valued` -- on a nearly two-valued image, the mutual information's answer polished by the
@@ -22,27 +22,38 @@ from . import levels as _lv
 from . import refine as _refine
 from .views import View
 
-__all__ = ["finest_levels", "polish_two_valued", "refine_stage", "two_valued_share"]
+__all__ = ["polish_two_valued", "pyramid", "refine_stage", "two_valued_share"]
 
 
-def finest_levels(view: View, spacing: float, metric: str) -> list[_lv.Level]:
-    """The levels of the last refinement, at the fixed pixel size on jittered samples: one of the z-mean, or
-    one of each group of slices (``view.groups``), the sample budget shared among them; the groups' levels are
-    made on the machine's cores (scipy.ndimage and the kernels release the GIL)."""
+def pyramid(view: View, levels: list[float], metric: str, *, search: bool = True
+            ) -> tuple[_lv.Level | None, list[_lv.Level], list[_lv.Level]]:
+    """Every level of a registration at the spacings ``levels`` (nm, coarse to fine), made together on the
+    machine's cores: the search's (``levels[0]``, for mutual information), the refinement's in between
+    (``levels[1:-1]``) and the last refinement's, at ``levels[-1]`` on jittered samples: one of the z-mean, or one
+    of each group of slices (``view.groups``), the sample budget shared among them; without ``search`` only
+    the last (scipy.ndimage and the kernels release the GIL)."""
     parts = view.groups or [(view.moving, view.fixed)]
     cap = max(_lv.MAX_SAMPLES // len(parts), 1)
-    return thread_map(lambda mf: _lv.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, spacing,
-                                                labels=metric == "mi", jitter=True, max_samples=cap, shared=True), parts)
+    labels = metric == "mi"
+    jobs = [lambda mf=mf: _lv.make_level(mf[0], view.moving_grid, mf[1], view.fixed_grid, levels[-1], labels=labels,
+                                         jitter=True, max_samples=cap, shared=True) for mf in parts]
+    if search:
+        jobs.append(lambda: _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, levels[0],
+                                           shared=True))
+        jobs += [lambda h=h: _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
+                                            labels=labels, max_samples=_lv.MAX_SAMPLES // 4, shared=True)
+                 for h in levels[1:-1]]
+    made = thread_map(lambda job: job(), jobs)
+    n = len(parts)
+    return (made[n] if search else None), made[n + 1:], made[:n]
 
 
-def refine_stage(view: View, coarse: _lv.Level, finest: list[_lv.Level], levels: list[float], init: Affine,
-                 centre: Any, start: np.ndarray, model: str, metric: str, bounds: list) -> tuple[np.ndarray, int]:
-    """Powell refinement of ``start`` on the coarse level, then level by level to the fixed pixel size
-    (``finest``: jittered samples)."""
+def refine_stage(coarse: _lv.Level, middle: list[_lv.Level], finest: list[_lv.Level], init: Affine, centre: Any,
+                 start: np.ndarray, model: str, metric: str, bounds: list) -> tuple[np.ndarray, int]:
+    """Powell refinement of ``start`` on the coarse level, then on each level of ``middle``, then on the fixed
+    pixel size (``finest``: jittered samples)."""
     params, _, nfev = _refine.refine(coarse, init, centre, start, model, metric, bounds, xtol=0.2, ftol=1e-4)
-    for h in levels[1:-1]:
-        level = _lv.make_level(view.moving, view.moving_grid, view.fixed, view.fixed_grid, h,
-                               labels=metric == "mi", max_samples=_lv.MAX_SAMPLES // 4, shared=True)
+    for level in middle:
         params, _, n = _refine.refine(level, init, centre, params, model, metric, bounds, xtol=0.1, ftol=1e-4)
         nfev += n
     # the fixed pixel size, on jittered samples (also when the coarse level was already at it)

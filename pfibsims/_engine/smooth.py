@@ -87,15 +87,15 @@ def gaussian(a: Any, sigma: Any, *, radius: Any = None, fill: float | None = Non
     a = np.asarray(a)
     a = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (a.ndim,))
+    opts = {"mode": "nearest", "truncate": _TRUNCATE, "radius": radius}
     ok = np.isfinite(a)
     whole = bool(ok.all())
+    if whole:  # no NaN: nothing to fill
+        return ndi.gaussian_filter(a, tuple(sig), **opts) if (sig > _MIN_SIGMA).any() else a.copy()
     if fill is None:
-        fill = float(a.mean(dtype=np.float64)) if whole else (float(a[ok].mean(dtype=np.float64)) if ok.any() else 0.0)
+        fill = float(a[ok].mean(dtype=np.float64)) if ok.any() else 0.0
     if not (sig > _MIN_SIGMA).any():
-        return a.copy() if whole else np.where(ok, a, np.asarray(fill, a.dtype))
-    opts = {"mode": "nearest", "truncate": _TRUNCATE, "radius": radius}
-    if whole:
-        return ndi.gaussian_filter(a, tuple(sig), **opts)
+        return np.where(ok, a, np.asarray(fill, a.dtype))
     num = ndi.gaussian_filter(np.where(ok, a, 0.0).astype(np.float64), tuple(sig), **opts)
     den = ndi.gaussian_filter(ok.astype(np.float64), tuple(sig), **opts)
     with np.errstate(invalid="ignore", divide="ignore"):

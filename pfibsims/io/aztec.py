@@ -68,7 +68,7 @@ def read_map_file(path: Any, *, channel: str | None = None, units: str = "counts
             if len(shape) not in (2, 3):
                 raise FileFormatError(f"{p}: expected a grey-level map (2-D) or a stack of them, found shape {shape}")
             ij_pixel, spacing = imagej_calibration(tif)
-            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")
+            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="pixel size (ImageJ calibration)")
             data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF map export"
     else:

@@ -86,7 +86,7 @@ def read_sims_matrix(
             ij_pixel, spacing = imagej_calibration(tif)
         if len(shape) not in (2, 3):
             raise DataModelError(f"{p}: expected a 2-D map or a (frame, y, x) stack, found shape {shape}")
-        pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")
+        pixel = check_pixel_size(ij_pixel, p, shape=shape, what="pixel size (ImageJ calibration)")
         data = tiff_array(p, shape=shape, dtype=dtype)
         attrs["format"] = "TIFF"
     else:

@@ -303,7 +303,7 @@ def read_sem_tiff(path: Any, *, channel: str | None = None) -> Frame:
                 attrs["data_bar_source"] = "image" if rows < shape[0] else "none"
         elif tif.is_imagej:
             ij_pixel, spacing = imagej_calibration(tif)
-            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="ImageJ pixel size")  # type: ignore[assignment]
+            pixel = check_pixel_size(ij_pixel, p, shape=shape, what="pixel size (ImageJ calibration)")  # type: ignore[assignment]
             rows, signal = shape[0], "SEM"
             attrs = {"format": "ImageJ TIFF", "detector": "", "data_bar_rows": 0, "data_bar_source": "none"}
         else:

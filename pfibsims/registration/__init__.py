@@ -9,8 +9,13 @@
 * :mod:`.levels` -- one pyramid level: the fixed samples and the prepared moving image;
 * :mod:`.search` -- metric evaluation and the global search over transform parameters;
 * :mod:`.significance` -- whether a placement of the search is significant (tile agreement);
-* :mod:`.refinement` -- the refinement stages after the search, and the two-valued polish;
-* :mod:`.metrics` -- mutual information and correlation metrics, numpy only.
+* :mod:`.refinement` -- the refinement stages after the search (every level of a registration made in one
+  batch), and the two-valued polish;
+* :mod:`.refine` -- the optimisers of one level: Powell on the model's parameters, quadratic peak fits;
+* :mod:`.flags` -- what the report flags about an accepted answer (at a bound, flat, a scale it lacks);
+* :mod:`.phase` -- phase correlation of two slices (the slice-to-slice drift);
+* :mod:`.metrics` -- mutual information and correlation metrics, numpy only;
+* :mod:`.kernels` -- the compiled kernels of the metrics, the drift shift and the view's means (numpy twins).
 
 Applying a drift or a transform is resampling: :func:`pfibsims.resampling.resample`
 with ``transform=`` and ``drift=``.

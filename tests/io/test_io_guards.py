@@ -161,7 +161,7 @@ def test_a_given_pixel_size_replaces_an_implausible_calibration_as_the_error_adv
         assert ds.attrs["pixel_size_source"] == "user"
         assert float(ds.attrs["file_pixel_size"][0].split()[0]) >= 1e12  # the file's own, kept for the record
     # the override ends with the call: the next read without pixel_size= refuses the file again
-    with pytest.raises(FileFormatError, match="pixel size between"):
+    with pytest.raises(FileFormatError, match="expected a pixel size \\(ImageJ calibration\\) between"):
         pfs.read_sem(tif)
     with pytest.raises(FileFormatError, match="expected a pixel size between"):  # nor into direct calls
         _guards.check_pixel_size((1e33,), "f")

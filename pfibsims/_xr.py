@@ -223,8 +223,8 @@ def _uneven_step(coord: Any, how: str) -> float | None:
     return float(np.median(steps)) if how == "median" else float((z[-1] - z[0]) / steps.size)
 
 
-def ascending(obj: Any) -> tuple[Any, tuple[str, ...]]:
-    """``obj`` with every spatial axis whose coordinate decreases reversed (a lazy view), and those axes.
+def ascending(obj: Any, dims: tuple[str, ...] = SPATIAL_DIMS) -> tuple[Any, tuple[str, ...]]:
+    """``obj`` with every spatial axis (of ``dims``) whose coordinate decreases reversed (a lazy view), and those axes.
 
     Image rows are often stored top down with a stage ``y`` that grows
     upwards: the data model keeps coordinates increasing, so such an axis
@@ -240,7 +240,7 @@ def ascending(obj: Any) -> tuple[Any, tuple[str, ...]]:
     (('y',), [0.0, 10.0], [[3, 4], [1, 2]])
     """
     flipped = tuple(
-        d for d in SPATIAL_DIMS
+        d for d in dims
         if d in obj.dims and d in obj.coords and obj.sizes[d] > 1 and obj.coords[d].dtype.kind in "iuf"
         and bool(np.all(np.diff(np.asarray(obj.coords[d].values, dtype=np.float64)) < 0))
     )

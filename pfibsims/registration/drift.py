@@ -22,7 +22,7 @@ import xarray as xr
 
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
-from .._xr import as_dataarray, block_mean, check_dims, plane_grid
+from .._xr import as_dataarray, ascending, block_mean, check_dims, plane_grid
 from ..dataset import history_attrs, record
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import Grid
@@ -256,7 +256,9 @@ def estimate_drift(
     ----------
     da : xarray.DataArray
         One channel, dims ``(z, y, x)`` (e.g. ``sims.Li6``) or a single
-        ``(y, x)`` map; a one-channel Dataset is accepted.
+        ``(y, x)`` map; a one-channel Dataset is accepted. A ``y`` or ``x``
+        running high -> low (rows stored top down) is read at its own
+        positions (the drift is the sorted image's), as is a reference's.
     reference : {"previous", "first", "mean"}, DataArray or Dataset, optional
         What each slice is compared with.  ``"previous"`` (the default): the
         slice before (robust to the slow change of the microstructure with
@@ -377,7 +379,10 @@ def estimate_drift(
     >>> d.sel(component=["y", "x"]).values[1].round(1).tolist()
     [144.0, -72.0]
     """
-    arr = as_dataarray(da, "da", one_channel=True)
+    # rows stored top down (y high -> low): the same points at the same positions, taken in increasing order
+    arr = ascending(as_dataarray(da, "da", one_channel=True), ("y", "x"))[0]
+    if isinstance(reference, (xr.DataArray, xr.Dataset)):
+        reference = ascending(reference, ("y", "x"))[0]
     check_dims(arr, "da", ("y", "x"))
     check_max_pixels(max_pixels)
     kind = _check_options(reference, transform, initial, fiducial, trend, upsample)

@@ -33,7 +33,7 @@ from skimage.registration import phase_cross_correlation
 
 from .._engine.smooth import gaussian
 from .._engine.views import MAX_PIXELS, check_max_pixels
-from .._xr import block_mean, check_dims, dequantify, mask_data
+from .._xr import ascending, block_mean, check_dims, dequantify, mask_data
 from ..errors import DataModelError, EstimationWarning, GridError, PfibsimsError
 from ..grid import Grid
 from ..progress import steps
@@ -353,6 +353,9 @@ def register(
     fixed : xarray.DataArray or Dataset
         One channel or a whole multi-channel dataset (e.g. ``eds``), with the
         same dims as ``moving`` (both maps or both stacks of as many slices).
+        A ``y`` or ``x`` running high -> low (rows stored top down) is read at
+        its own positions, in either image (a ``mask`` lies on ``fixed``'s
+        pixels as given).
     model : {"translation", "rigid", "similarity", "affine"}
         ``similarity`` also fits one scale (pixel sizes are estimates);
         ``affine`` fits scales per axis and a shear.
@@ -506,8 +509,11 @@ def register(
     >>> bool(reg)
     True
     """
-    moving = dequantify(moving, "moving")
-    fixed = dequantify(fixed, "fixed")
+    # rows stored top down (y high -> low): the same points at the same positions, taken in increasing order
+    moving, _ = ascending(dequantify(moving, "moving"), ("y", "x"))
+    fixed, flipped = ascending(dequantify(fixed, "fixed"), ("y", "x"))
+    if flipped and isinstance(mask, xr.DataArray):  # the mask lies on the fixed pixels as given
+        mask = mask.isel({d: slice(None, None, -1) for d in flipped if d in mask.dims})
     if not isinstance(model, str) or model not in _search.MODELS:
         raise PfibsimsError(f"model: expected one of {tuple(_search.MODELS)}, got {model!r}")
     if metric not in _METRICS:

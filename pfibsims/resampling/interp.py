@@ -173,7 +173,9 @@ def resample(
         Dataset is resampled); a NaN or infinite centre on a resampled axis
         is a ``GridError`` naming the coordinate. Along ``z`` the coordinate may be uneven
         (measured slice depths); in-plane it must be regular when
-        ``transform`` rotates or shears.
+        ``transform`` rotates or shears. A ``y`` or ``x`` running high -> low
+        (rows stored top down) is read at its own positions (the result of
+        ``data.sortby``); slices keep their order.
     onto : Grid, xarray.DataArray or xarray.Dataset
         The target grid (its ``Grid.of``). Its dims are the axes resampled: a
         ``(y, x)`` target with ``(z, y, x)`` data resamples slice by slice,
@@ -271,7 +273,7 @@ def resample(
     >>> dict(out.sizes), float(out.Li6[0, 0, 0]), bool(np.isnan(out.Li6[0, -1, -1]))
     ({'z': 1, 'y': 48, 'x': 48}, 1.0, True)
     """
-    data = dequantify(data, "data")
+    data = _ascending_source(dequantify(data, "data"))
     onto, flipped = _ascending_target(dequantify(onto, "onto"))
     check_kernel(kernel, a)
     _check_clip(clip)
@@ -335,6 +337,13 @@ def _ascending_target(onto: Any) -> tuple[Any, tuple[str, ...]]:
     interpolation), so each target voxel gets the value of its position.
     """
     return ascending(onto) if isinstance(onto, (xr.DataArray, xr.Dataset)) else (onto, ())
+
+
+def _ascending_source(data: Any) -> Any:
+    """``data`` with its y and x reversed where their coordinates decrease (rows stored top down under a stage
+    ``y`` growing upwards): the same samples at the same positions, so the same result as ``data.sortby``. The
+    slices (``z``) keep their order: per-slice transforms are matched to them by position."""
+    return ascending(data, ("y", "x"))[0] if isinstance(data, (xr.DataArray, xr.Dataset)) else data
 
 
 def _target_order(out: Any, flipped: tuple[str, ...], dims: tuple[str, ...]) -> Any:
@@ -408,7 +417,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     Parameters
     ----------
     data_or_grid : xarray.DataArray, xarray.Dataset or Grid
-        The source (only its coordinates are read).
+        The source (only its coordinates are read; y or x running high -> low as in :func:`resample`).
     onto : Grid, xarray.DataArray or xarray.Dataset
         The target grid (coordinates that run high -> low kept in that order,
         as in :func:`resample`).
@@ -433,7 +442,7 @@ def coverage(data_or_grid: Any, onto: Any, *, transform: Affine | None = None,
     >>> int(cov.sum())  # target centres up to 691.9 nm fall in the 720 nm source field
     81
     """
-    data_or_grid = dequantify(data_or_grid, "data_or_grid")
+    data_or_grid = _ascending_source(dequantify(data_or_grid, "data_or_grid"))
     onto, flipped = _ascending_target(dequantify(onto, "onto"))
     if not isinstance(data_or_grid, (Grid, xr.DataArray, xr.Dataset)):
         raise DataModelError(f"data_or_grid: expected a Grid, DataArray or Dataset, got {type(data_or_grid).__name__}")

@@ -431,3 +431,31 @@ def test_register_a_moving_field_smaller_than_the_fixed_one(corner):
     assert r.report.overlap < 0.2
     assert search.coverable(levels.make_level(moving.Li6.values[0], Grid.of(moving, ("y", "x")), big[None],
                                               Grid.of(fixed, ("y", "x")), 10.0)) == pytest.approx(80 * 105 / (200 * 260))
+
+
+def test_images_stored_top_down_register_and_drift_as_their_positions():
+    """Images whose y (or x) runs high -> low (rows stored top down under a stage y growing upwards) were refused
+    ('expected increasing coordinates'); register and estimate_drift now read them at their own positions: the
+    same transform and drift as the sorted images, to the bit (a positional mask flipped with its image)."""
+    rng = np.random.default_rng(0)
+    scene = ndi.gaussian_filter(rng.random((160, 160)), 3)
+    fixed = stack({"Zr_La": scene[30:126, 20:116]}, pixel_size="80 nm")
+    moving = stack({"Li6": np.exp(-8 * scene)}, pixel_size="80 nm")
+    want = reg.register(moving.Li6, fixed, model="translation").transform
+    np.testing.assert_allclose(want.offset / 80, [30.0, 20.0], atol=0.05)  # the truth, by construction
+    mask = xr.zeros_like(fixed.Zr_La.isel(z=0), dtype=bool)
+    mask[10:80, 5:90] = True
+    masked = reg.register(moving.Li6, fixed, model="translation", mask=mask).transform
+    for flip in (("y",), ("x",), ("y", "x")):
+        down = {d: slice(None, None, -1) for d in flip}
+        got = reg.register(moving.Li6.isel(down), fixed.isel(down), model="translation").transform
+        np.testing.assert_array_equal(got.matrix, want.matrix)
+        got = reg.register(moving.Li6, fixed.isel(down), model="translation", mask=mask.isel(down)).transform
+        np.testing.assert_array_equal(got.matrix, masked.matrix)
+    drifts = [(0.0, 0.0), (144.0, -72.0), (216.0, 72.0)]
+    slices = [ndi.shift(scene, np.array(d) / 80, order=1, mode="nearest") for d in drifts]
+    st = stack({"Li6": slices}, pixel_size="80 nm", slice_thickness="60 nm")
+    ref = reg.estimate_drift(st.Li6, reference="first", trend="keep")  # kept: the truth's drift is a trend
+    got = reg.estimate_drift(st.Li6.isel(y=slice(None, None, -1)), reference="first", trend="keep")
+    np.testing.assert_array_equal(got.values, ref.values)
+    np.testing.assert_allclose(ref.sel(component=["y", "x"]).values, drifts, atol=4.0)

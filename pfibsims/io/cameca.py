@@ -22,7 +22,10 @@ readable and unambiguous. The original label is kept in the channel attrs
 voltage ``E0W`` (a sample at -8 kV, as under a Cs+ beam, extracts negative
 ions: ``"-"``). The ``sims`` package's header ``polarity`` is the machine
 mode, the opposite sign, and is not used. Frames (planes in depth) become ``z``.
-The pixel size is the raster (``Image.raster``, nm) over the image width.
+The pixel size is the raster (``Image.raster``, nm) over the image width. Counting: the dead time of the
+species' electron multiplier (``Detectors``, ``em deadtime`` in ns), the dwell time a pixel (the B field's
+``time per pixel``, s: a frame's ``frame count time`` is that times the pixels) and the mass table's
+``deadtime corrected`` flag become the channel attrs ``dead_time``, ``dwell_time``, ``dead_time_corrected``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,31 @@ def _secondary_polarity(header: dict[str, Any]) -> str:
     return "-" if e0w < 0 else "+" if e0w > 0 else ""
 
 
+def _counting_attrs(header: dict[str, Any], labels: list[str]) -> list[dict[str, Any]]:
+    """Per species: the electron multiplier's dead time (``dead_time``, from its detector's ``em deadtime``,
+    ns), the dwell time a pixel (``dwell_time``: the B field's ``time per pixel``, s, when the file has one
+    B field) and whether the counts are dead-time corrected already (``dead_time_corrected``); what the header
+    does not say unambiguously is left out (a Faraday cup, a mass table that does not list the species)."""
+    out: list[dict[str, Any]] = [{} for _ in labels]
+    table = header.get("MassTable")
+    if not isinstance(table, dict) or [str(k) for k in table] != labels:
+        return out
+    fields = header.get("BFields") or []
+    dwell = fields[0].get("time per pixel") if len(fields) == 1 and isinstance(fields[0], dict) else None
+    detectors = header.get("Detectors") or {}
+    for attrs, mass in zip(out, table.values(), strict=True):
+        if not isinstance(mass, dict):
+            continue
+        if isinstance(dwell, (int, float)) and 0 < dwell < 1e3:
+            attrs["dwell_time"] = f"{float(dwell) * 1e3:.6g} ms"
+        det = detectors.get(f"Detector {mass.get('trolley index')}")
+        tau = det.get("em deadtime") if isinstance(det, dict) and det.get("detector", "EM") == "EM" else None
+        if isinstance(tau, (int, float)) and 0 < tau < 1e4:
+            attrs["dead_time"] = f"{float(tau):.6g} ns"
+            attrs["dead_time_corrected"] = bool(mass.get("deadtime corrected", False))
+    return out
+
+
 def read_im(path: Any, *, species: Any = None) -> Frame:
     """Read one NanoSIMS ``.im`` file.
 
@@ -100,7 +128,10 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
     -------
     Frame
         One channel per species, ``(frame, y, x)`` counts in the file's
-        dtype (byte order made native); pixel size from the raster.
+        dtype (byte order made native); pixel size from the raster. A
+        species counted on an electron multiplier carries its ``dead_time``
+        (e.g. ``"44 ns"``), ``dead_time_corrected`` and the ``dwell_time`` a
+        pixel (e.g. ``"10 ms"``), as :func:`pfibsims.isotope_ratio` takes them.
     """
     want = None if species is None else [species] if isinstance(species, str) else list(species) if isinstance(species, Iterable) else []
     if want is not None and (not want or not all(isinstance(w, str) for w in want)):
@@ -123,8 +154,10 @@ def read_im(path: Any, *, species: Any = None) -> Frame:
     channels: dict[str, Any] = {}
     ch_attrs: dict[str, dict[str, Any]] = {}
     polarity = _secondary_polarity(header)
+    counting = _counting_attrs(header, labels)
     for i, label in enumerate(labels):
         name, attrs = channel_name(label, i)
+        attrs.update(counting[i])
         if name in channels:
             name = f"{name}_{i}"
         if polarity in ("+", "-"):

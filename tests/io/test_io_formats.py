@@ -226,6 +226,42 @@ def test_nanosims_polarity_is_that_of_the_secondary_ions(rel):
 
 
 @needs_data
+@pytest.mark.parametrize(("rel", "tau_ns", "dwell_ms"), [("sims/image_sun.im", 36, 10), ("sims/RTIimage.im", None, 0.1),
+                                                       ("sims/OpenMIMS_doc_051117_05-32dRe-03b.im", 44, 60)])
+def test_nanosims_counting_attrs_from_the_header(rel, tau_ns, dwell_ms):
+    """Dead time and dwell time were not read (isotope_ratio's dead-time correction needs both): each species on
+    an electron multiplier now carries its detector's dead time, the dwell time a pixel and whether the counts
+    are corrected already. The dwell time is checked against the header's own frame time (the B field's
+    counting frame time, and the mass table's where it is the counting one: dwell x pixels); a Faraday cup or
+    SE detector, or a species whose trolley names no detector (RTIimage: trolley 0), gets no dead time."""
+    import sims
+
+    header = sims.SIMS(str(data_file(rel))).header
+    ds = pfs.read_sims(data_file(rel), slice_thickness="10 nm")
+    pixels = ds.sizes["y"] * ds.sizes["x"]
+    frames = [header["BFields"][0]["counting frame time"]]
+    if tau_ns is not None:
+        frames += [m["frame count time"] for m in header["MassTable"].values()]
+    for v in ds.data_vars:
+        a = ds[v].attrs
+        assert a["dwell_time"] == f"{dwell_ms:g} ms"
+        seconds = pfs.units.ureg.Quantity(a["dwell_time"]).to("s").magnitude
+        for frame in frames:
+            assert seconds * pixels == pytest.approx(frame, rel=1e-9)
+        if tau_ns is None or a["label"] == "SE":
+            assert "dead_time" not in a
+            assert "dead_time_corrected" not in a
+        else:
+            assert a["dead_time"] == f"{tau_ns} ns"
+            assert a["dead_time_corrected"] is False
+    if tau_ns is not None:  # what isotope_ratio takes
+        names = [v for v in ds.data_vars if v != "SE"]
+        x, y = ds[names[1]].isel(z=0), ds[names[0]].isel(z=0)
+        r = pfs.isotope_ratio(x, y, dead_time=x.attrs["dead_time"], dwell_time=x.attrs["dwell_time"])
+        assert r.attrs["dead_time"] == f"{tau_ns} ns"
+
+
+@needs_data
 def test_reader_errors_name_depths_as_the_reader_calls_it():
     """read_*(depths=...) passes them to stack(z=...); a wrong value is reported as depths=, the argument given."""
     path = data_file("sims/image_sun.im")  # 2 frames

@@ -124,7 +124,10 @@ def isotope_ratio(
     natural : "auto", float or None
         The reference ratio ``a / b`` for the delta values; None: no delta.
     dead_time, dwell_time : time, optional
-        E.g. ``"25 ns"`` and ``"1.2 ms"``.
+        E.g. ``"25 ns"`` and ``"1.2 ms"``; a NanoSIMS ``.im`` channel read by
+        :func:`pfibsims.read_sims` holds its own in the attrs ``dead_time``
+        and ``dwell_time`` (``dead_time_corrected`` says if the file's counts
+        are corrected already).
     background : (float, float)
         Counts of ``a`` and ``b`` without the isotopes (detector background),
         subtracted after the dead-time correction; the intervals then treat

@@ -116,7 +116,8 @@ def _calibrate(li, lab, values, names, spacing, interior, standards, background,
             continue
         c, m, s = (all_count[k], all_mean[k], all_std[k]) if k in thin else (count[k], mean[k], std[k])
         table[name] = {"label": values[k], "voxels": int(c), "interior": k not in thin, "mean_counts": float(m),
-                       "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.nan}  # s: population std
+                       # s: population std; one voxel: its counting (Poisson) error, at least one count, as a voxel's
+                       "sem_counts": float(s / math.sqrt(c - 1)) if c > 1 else math.sqrt(max(float(m), 1.0)) if c else math.nan}
     for name, arg in [*((s, "standards") for s in standards), *([(background, "background")] if isinstance(background, str) else [])]:
         if table[name]["voxels"] == 0:
             where = f"standards[{name!r}]" if arg == "standards" else arg
@@ -287,7 +288,8 @@ def quantify(
     neighbouring SIMS pixels, this overstates it a little), the neighbours' levels, and the calibration (the
     standard error of the standard's interior mean, and of a background
     phase's, treating their voxels as independent: a lower bound, since
-    neighbouring voxels share the probe).
+    neighbouring voxels share the probe; a phase of one voxel takes that
+    voxel's counting error).
 
     Computes: the calibration, now: one distance transform of the labels
     (depth inside the own phase, from the nearest face between two phases;

@@ -763,3 +763,29 @@ def test_isotope_ratio_auto_reads_a_float_mass_without_an_isotope_attr():
     b = ones.assign_attrs(units="counts", element="Li", mass=7.0)
     assert isotope_ratio(a, b).attrs["natural_ratio"] == pytest.approx(7.59 / 92.41, rel=1e-12)
     assert "delta" not in isotope_ratio(a, b.assign_attrs(mass=7.016))  # not a mass number: no reference
+
+
+def test_quantify_a_one_voxel_background_phase_has_its_counting_error():
+    # one voxel has no sample standard deviation: the background's standard error was NaN, and with it every
+    # level's and every uncertainty; it is now that voxel's Poisson error, sqrt(max(counts, 1)), by hand
+    from pfibsims.dataset import stack
+
+    rng = np.random.default_rng(5)
+    lab = np.zeros((1, 30, 40), np.uint8)
+    lab[0, 29, 39] = 1  # one background voxel, 9 counts
+    counts = rng.poisson(50.0, lab.shape).astype(np.float64)
+    counts[0, 29, 39] = 9.0
+    ds = stack({"Li6": counts}, pixel_size="100 nm")
+    ph = xr.DataArray(lab, dims=ds.Li6.dims, coords=ds.Li6.coords, attrs={"flag_values": [0, 1], "flag_meanings": "LCO SP"})
+    q = quantify(ds.Li6, ph, standards={"LCO": "LiCoO2"}, background="SP", interior="0 nm")
+    cal = json.loads(q.attrs["pfibsims:calibration"])
+    assert cal["phases"]["SP"]["voxels"] == 1
+    assert cal["phases"]["SP"]["sem_counts"] == pytest.approx(3.0, rel=1e-12)  # sqrt(9)
+    std = counts[lab == 0]
+    se_std = std.std(ddof=1) / math.sqrt(std.size)
+    assert cal["phases"]["LCO"]["sem_level"] == pytest.approx(math.hypot(se_std, 3.0), rel=1e-10)
+    assert np.isfinite(q.uncertainty.values[lab == 0]).all()
+    counts[0, 29, 39] = 0.0  # no count: at least one count's error
+    q0 = quantify(stack({"Li6": counts}, pixel_size="100 nm").Li6, ph, standards={"LCO": "LiCoO2"}, background="SP",
+                  interior="0 nm")
+    assert json.loads(q0.attrs["pfibsims:calibration"])["phases"]["SP"]["sem_counts"] == 1.0

@@ -239,6 +239,8 @@ def ascending(obj: Any, dims: tuple[str, ...] = SPATIAL_DIMS) -> tuple[Any, tupl
     >>> flipped, b.y.values.tolist(), b.values.tolist()
     (('y',), [0.0, 10.0], [[3, 4], [1, 2]])
     """
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)):  # not xarray: left for the caller's checks to name
+        return obj, ()
     flipped = tuple(
         d for d in dims
         if d in obj.dims and d in obj.coords and obj.sizes[d] > 1 and obj.coords[d].dtype.kind in "iuf"

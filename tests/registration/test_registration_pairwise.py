@@ -459,3 +459,13 @@ def test_images_stored_top_down_register_and_drift_as_their_positions():
     got = reg.estimate_drift(st.Li6.isel(y=slice(None, None, -1)), reference="first", trend="keep")
     np.testing.assert_array_equal(got.values, ref.values)
     np.testing.assert_allclose(ref.sel(component=["y", "x"]).values, drifts, atol=4.0)
+
+
+def test_non_xarray_inputs_are_named_not_flipped():
+    """The top-down check (``ascending``) met a numpy array before register's own check: an AttributeError
+    (found by the API fuzz test); the array is now named as before."""
+    with pytest.raises(DataModelError, match="moving: expected an xarray DataArray or Dataset, got ndarray"):
+        reg.register(np.ones((8, 8)), np.ones((8, 8)))
+    fixed = stack({"Zr_La": np.ones((8, 8))}, pixel_size="80 nm")
+    with pytest.raises(DataModelError, match="fixed: expected an xarray DataArray or Dataset"):
+        reg.register(fixed.Zr_La, np.ones((8, 8)))

@@ -336,14 +336,14 @@ def _ascending_target(onto: Any) -> tuple[Any, tuple[str, ...]]:
     puts its result back in ``onto``'s order (a lazy reversal, no
     interpolation), so each target voxel gets the value of its position.
     """
-    return ascending(onto) if isinstance(onto, (xr.DataArray, xr.Dataset)) else (onto, ())
+    return ascending(onto)
 
 
 def _ascending_source(data: Any) -> Any:
     """``data`` with its y and x reversed where their coordinates decrease (rows stored top down under a stage
     ``y`` growing upwards): the same samples at the same positions, so the same result as ``data.sortby``. The
     slices (``z``) keep their order: per-slice transforms are matched to them by position."""
-    return ascending(data, ("y", "x"))[0] if isinstance(data, (xr.DataArray, xr.Dataset)) else data
+    return ascending(data, ("y", "x"))[0]
 
 
 def _target_order(out: Any, flipped: tuple[str, ...], dims: tuple[str, ...]) -> Any:
